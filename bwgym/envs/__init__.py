@@ -1,0 +1,17 @@
+"""Gymnasium environments of bwgym, registered under the ``bwgym/`` namespace on ``import bwgym``."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+__all__ = ["register_envs"]
+
+
+def register_envs() -> None:
+    """Register every bwgym env id (idempotent)."""
+    specs = {
+        "bwgym/LocateLift-v0": dict(entry_point="bwgym.envs.lift:LocateLiftEnv", max_episode_steps=50),
+    }
+    for env_id, kwargs in specs.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, **kwargs)
