@@ -14,10 +14,13 @@ MuJoCo renders headless: the package sets ``MUJOCO_GL=egl`` when the variable is
 from __future__ import annotations
 
 import os
+import sys
 
+# MuJoCo reads MUJOCO_GL once, on its own import: a mujoco imported before bwgym keeps its choice.
+MUJOCO_IMPORTED_FIRST = "mujoco" in sys.modules and "MUJOCO_GL" not in os.environ
 os.environ.setdefault("MUJOCO_GL", "egl")
-# PyOpenGL reads this one; keep it consistent with MuJoCo's choice.
-os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"] if os.environ["MUJOCO_GL"] != "glfw" else "")
+if os.environ["MUJOCO_GL"] in ("egl", "osmesa"):
+    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
 from bwgym.envs import register_envs  # noqa: E402
 

@@ -1,0 +1,47 @@
+"""Write one benchmark's section of BENCHMARKS.md, leaving the other sections as they are."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+HEADER = (
+    "# Benchmarks\n\n"
+    "Every number here was written by a script in `benchmarks/`, with the command that produced it.\n"
+    "Speeds are ratios against a baseline measured in the same run, on the machine named in each\n"
+    "section; absolute numbers move with the machine and its load, ratios much less.\n"
+)
+
+
+def machine_line() -> str:
+    """One line naming the machine, the code version and the time of the run."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+            cwd=BENCHMARKS_MD.parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return (
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"commit {commit}, {time.strftime('%Y-%m-%d %H:%M')}."
+    )
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{body.strip()}\n{end}\n"
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else HEADER
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    tmp = BENCHMARKS_MD.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(BENCHMARKS_MD)

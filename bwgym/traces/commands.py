@@ -1,0 +1,338 @@
+"""The ``bwgym traces`` sub-command: ``show``, ``convert``, ``plot``, ``generate`` and ``list``.
+
+``bwgym/cli.py`` calls :func:`register` with its sub-parsers; each sub-command stores its handler
+as ``args.func``, a function ``(args) -> int`` (the process exit code)::
+
+    bwgym traces list
+    bwgym traces show lte_drive my_trace.csv
+    bwgym traces convert lte_drive lte.mahimahi
+    bwgym traces plot satellite --out satellite.png
+    bwgym traces generate gilbert_elliott --out ge.csv --seed 3 --param good_bps=5e5
+
+Errors in the user's input (a malformed file, an unknown generator) print one line to stderr and
+return exit code 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import inspect
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bwgym.traces.formats import (
+    FORMATS,
+    MAHIMAHI_BIN_MS,
+    detect_format,
+    library_path,
+    list_library,
+    load_trace,
+    resolve_trace_path,
+    save_trace,
+)
+from bwgym.traces.generators import GENERATORS, generate
+from bwgym.traces.trace import BandwidthTrace
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "DEFAULT_STEP_S",
+    "cmd_convert",
+    "cmd_generate",
+    "cmd_list",
+    "cmd_plot",
+    "cmd_show",
+    "register",
+    "trace_stats",
+]
+
+DEFAULT_STEP_S = 0.04
+"""Env step used for the "bits per step" column (LocateLift's control period)."""
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _friendly(name: str) -> Callable[[Handler], Handler]:
+    """Turn user-input errors into one line on stderr and exit code 2."""
+
+    def wrap(fn: Handler) -> Handler:
+        @functools.wraps(fn)
+        def run(args: argparse.Namespace) -> int:
+            try:
+                return fn(args)
+            except (ValueError, FileNotFoundError) as err:
+                print(f"bwgym traces {name}: error: {err}", file=sys.stderr)
+                return 2
+
+        return run
+
+    return wrap
+
+
+def trace_stats(trace: BandwidthTrace, step_s: float = DEFAULT_STEP_S) -> dict[str, Any]:
+    """Summary statistics of a trace, one row of ``bwgym traces show``.
+
+    Args:
+        trace: The trace.
+        step_s: Env step in seconds for the ``bits_per_step`` column.
+
+    Returns:
+        ``name``, ``segments``, ``duration_s``, ``mean_bps``, ``min_bps``, ``max_bps``,
+        ``bits_per_step`` (mean bits per step) and ``outage_frac`` (share of time at 0 bit/s).
+
+    """
+    return {
+        "name": trace.name,
+        "segments": len(trace),
+        "duration_s": trace.duration_s,
+        "mean_bps": trace.mean_bps,
+        "min_bps": trace.min_bps,
+        "max_bps": trace.max_bps,
+        "bits_per_step": trace.mean_bps * step_s,
+        "outage_frac": trace.outage_fraction,
+    }
+
+
+def _table(rows: Sequence[dict[str, Any]]) -> str:
+    import pandas as pd
+
+    frame: pd.DataFrame = pd.DataFrame(list(rows))
+    return frame.to_string(index=False, float_format=lambda x: f"{x:.6g}")
+
+
+def _load(source: str, fmt: str | None, bin_ms: int) -> tuple[BandwidthTrace, str]:
+    path = resolve_trace_path(source)
+    detected = fmt or detect_format(path)
+    return load_trace(path, detected, bin_ms=bin_ms), detected
+
+
+@_friendly("show")
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print a statistics table of one or more traces (files or library names)."""
+    rows = []
+    for source in args.traces:
+        trace, fmt = _load(source, args.format, args.bin_ms)
+        stats = trace_stats(trace, args.step_s)
+        rows.append({"name": stats.pop("name"), "format": fmt, **stats})
+    print(_table(rows))
+    return 0
+
+
+@_friendly("convert")
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert a trace file (or library trace) to another format."""
+    trace, fmt = _load(args.src, args.from_format, args.bin_ms)
+    out = save_trace(trace, args.dst, args.to, unit=args.unit)
+    print(
+        f"wrote {out} ({args.to or detect_format(out)}, from {fmt}): {len(trace)} segments, "
+        f"{trace.duration_s:g} s, mean {trace.mean_bps:.6g} bit/s"
+    )
+    return 0
+
+
+def _rate_unit(max_bps: float) -> tuple[float, str]:
+    if max_bps >= 1e6:
+        return 1e6, "Mbit/s"
+    if max_bps >= 1e3:
+        return 1e3, "kbit/s"
+    return 1.0, "bit/s"
+
+
+@_friendly("plot")
+def cmd_plot(args: argparse.Namespace) -> int:
+    """Plot the rate of one or more traces over time to a PNG."""
+    import numpy as np
+
+    # The Agg canvas directly, not pyplot: no global backend switch inside a library.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    traces = [_load(source, args.format, args.bin_ms)[0] for source in args.traces]
+    if args.until_s is not None:
+        traces = [t.slice(0.0, args.until_s) for t in traces]
+    scale, unit = _rate_unit(max(t.max_bps for t in traces))
+    figure = Figure(figsize=(8, 3.5), dpi=100)
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    for trace in traces:
+        rates = np.append(trace.bps, trace.bps[-1]) / scale
+        ax.step(trace.edges_s, rates, where="post", label=f"{trace.name} (mean {trace.mean_bps / scale:.3g})")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(f"rate ({unit})")
+    if args.log:
+        ax.set_yscale("symlog", linthresh=max(min(t.mean_bps for t in traces) / scale / 100, 1e-9))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    figure.tight_layout()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, format="png")
+    print(f"wrote {out}")
+    return 0
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"expected --param key=value (e.g. good_bps=5e5), got {text!r}")
+    try:
+        parsed = json.loads(value)  # numbers, true/false, lists such as [[0, 1e6], [5, 2e4]]
+    except json.JSONDecodeError:
+        parsed = value
+    return key.strip().replace("-", "_"), parsed
+
+
+@_friendly("generate")
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Generate a synthetic trace and write it (format from ``--format`` or the extension)."""
+    params = dict(_parse_param(p) for p in args.param)
+    accepted = inspect.signature(GENERATORS[args.kind]).parameters
+    if args.duration_s is not None:
+        params.setdefault("duration_s", args.duration_s)
+    if "seed" in accepted:
+        params.setdefault("seed", args.seed)
+    if args.name is not None:
+        params.setdefault("name", args.name)
+    trace = generate(args.kind, **params)
+    out = save_trace(trace, args.out, args.format, unit=args.unit)
+    print(
+        f"wrote {out}: {args.kind}, {len(trace)} segments, {trace.duration_s:g} s, "
+        f"mean {trace.mean_bps:.6g} bit/s"
+    )
+    return 0
+
+
+@_friendly("list")
+def cmd_list(args: argparse.Namespace) -> int:
+    """List the shipped library traces with their statistics."""
+    rows = []
+    for name in list_library():
+        path = library_path(name)
+        trace, fmt = _load(str(path), None, MAHIMAHI_BIN_MS)
+        stats = trace_stats(trace, args.step_s)
+        rows.append(
+            {
+                "name": name,
+                "file": path.name,
+                "format": fmt,
+                "duration_s": stats["duration_s"],
+                "mean_bps": stats["mean_bps"],
+                "min_bps": stats["min_bps"],
+                "max_bps": stats["max_bps"],
+                "bits_per_step": stats["bits_per_step"],
+                "outage_frac": stats["outage_frac"],
+            }
+        )
+    print(_table(rows) if rows else "the trace library is empty")
+    return 0
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``traces`` sub-command to an ``argparse`` sub-parsers object.
+
+    Args:
+        subparsers: What ``ArgumentParser.add_subparsers()`` returned.
+
+    Returns:
+        The ``traces`` parser. Each leaf sets ``args.func``, a handler ``(args) -> int``.
+
+    """
+    parser = subparsers.add_parser(
+        "traces",
+        help="inspect, convert, plot and generate bandwidth traces",
+        description="Inspect, convert, plot and generate bandwidth traces. "
+        f"Traces are files ({', '.join(FORMATS)}) or library names (see `bwgym traces list`).",
+    )
+    sub = parser.add_subparsers(dest="traces_command", metavar="COMMAND", required=True)
+
+    def reading_options(p: argparse.ArgumentParser, flag: str = "--format") -> None:
+        p.add_argument(
+            flag,
+            dest="format" if flag == "--format" else "from_format",
+            choices=FORMATS,
+            default=None,
+            help="input format (default: from the extension or content)",
+        )
+        p.add_argument(
+            "--bin-ms",
+            type=int,
+            default=MAHIMAHI_BIN_MS,
+            help=f"Mahimahi input: bin width in ms for the rate (default {MAHIMAHI_BIN_MS})",
+        )
+
+    def step_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--step-s",
+            type=float,
+            default=DEFAULT_STEP_S,
+            help=f"env step in seconds for the bits_per_step column (default {DEFAULT_STEP_S})",
+        )
+
+    show = sub.add_parser("show", help="statistics table of traces")
+    show.add_argument("traces", nargs="+", metavar="PATH_OR_NAME")
+    reading_options(show)
+    step_option(show)
+    show.set_defaults(func=cmd_show)
+
+    convert = sub.add_parser("convert", help="convert a trace to another format")
+    convert.add_argument("src", metavar="SRC", help="trace file or library name")
+    convert.add_argument("dst", metavar="DST", help="output file")
+    convert.add_argument(
+        "--to", choices=FORMATS, default=None, help="output format (default: from DST's extension)"
+    )
+    reading_options(convert, "--from")
+    convert.add_argument(
+        "--unit",
+        default="bps",
+        choices=("bps", "kbps", "mbps", "bytes_per_s"),
+        help="CSV output: rate unit (default bps)",
+    )
+    convert.set_defaults(func=cmd_convert)
+
+    plot = sub.add_parser("plot", help="PNG of the rate over time")
+    plot.add_argument("traces", nargs="+", metavar="PATH_OR_NAME")
+    plot.add_argument("--out", required=True, metavar="PNG", help="output image")
+    plot.add_argument(
+        "--until-s", type=float, default=None, help="plot only [0, UNTIL_S) (loops past the end)"
+    )
+    plot.add_argument("--log", action="store_true", help="logarithmic rate axis")
+    reading_options(plot)
+    plot.set_defaults(func=cmd_plot)
+
+    gen = sub.add_parser("generate", help="write a synthetic trace")
+    gen.add_argument(
+        "kind", choices=sorted(GENERATORS), metavar="KIND", help=f"one of {', '.join(GENERATORS)}"
+    )
+    gen.add_argument("--out", required=True, metavar="PATH", help="output file (format from its extension)")
+    gen.add_argument(
+        "--format", choices=FORMATS, default=None, help="output format (default: from the extension)"
+    )
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    gen.add_argument(
+        "--duration-s", type=float, default=None, help="length in seconds (default: the generator's)"
+    )
+    gen.add_argument("--name", default=None, help="trace name")
+    gen.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="generator parameter, value as JSON (repeatable), e.g. --param good_bps=5e5",
+    )
+    gen.add_argument(
+        "--unit",
+        default="bps",
+        choices=("bps", "kbps", "mbps", "bytes_per_s"),
+        help="CSV output: rate unit (default bps)",
+    )
+    gen.set_defaults(func=cmd_generate)
+
+    lib = sub.add_parser("list", help="the shipped trace library")
+    step_option(lib)
+    lib.set_defaults(func=cmd_list)
+    return parser
