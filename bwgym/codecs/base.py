@@ -185,7 +185,13 @@ class Payload:
             pos += n
         if pos != len(body) or len(meta) != meta_len:
             raise PayloadError(f"payload has {len(body) - pos} unexpected trailing bytes")
-        return cls(name, tuple(streams), meta)
+        if not streams:
+            raise PayloadError("a non-empty payload must hold at least one stream")
+        # The bytes were just verified: keep them as the wire form instead of serialising again.
+        payload = object.__new__(cls)
+        for key, value in (("codec", name), ("streams", tuple(streams)), ("meta", meta), ("_wire", data)):
+            object.__setattr__(payload, key, value)
+        return payload
 
 
 @dataclass(frozen=True)

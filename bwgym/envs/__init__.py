@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 
-__all__ = ["register_envs"]
+__all__ = ["BandwidthLimited", "register_envs"]
 
 
 def register_envs() -> None:
@@ -15,3 +17,12 @@ def register_envs() -> None:
     for env_id, kwargs in specs.items():
         if env_id not in gym.registry:
             gym.register(id=env_id, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that `import bwgym` stays light (the wrapper pulls in traces, codecs and pandas).
+    if name == "BandwidthLimited":
+        from bwgym.envs.bandwidth import BandwidthLimited
+
+        return BandwidthLimited
+    raise AttributeError(f"module 'bwgym.envs' has no attribute {name!r}")

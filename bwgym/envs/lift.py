@@ -194,12 +194,10 @@ class LocateLiftEnv(gym.Env[dict[str, np.ndarray], np.ndarray], EzPickle):
 
     def brick_grasped(self) -> bool:
         """Both fingers touch the brick."""
-        touching = set()
-        for contact in self.data.contact[: self.data.ncon]:
-            pair = {contact.geom1, contact.geom2}
-            if self._ids.brick_geom in pair:
-                touching |= pair & self._ids.finger_geoms
-        return len(touching) == 2
+        geom1, geom2 = self.data.contact.geom1, self.data.contact.geom2
+        brick = self._ids.brick_geom
+        others = np.concatenate([geom2[geom1 == brick], geom1[geom2 == brick]])
+        return all(finger in others for finger in self._ids.finger_geoms)
 
     # ---------------------------------------------------------------- gym API
     def reset(

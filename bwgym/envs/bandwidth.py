@@ -1,0 +1,360 @@
+"""The ``BandwidthLimited`` wrapper: every observation crosses a codec and a time-varying link.
+
+* ``BandwidthLimited`` - allocator -> codec -> link -> decoder on every ``reset`` and ``step``.
+
+One env step is one link step of ``step_seconds`` (the env's control period by default)::
+
+    obs (true views) --allocator--> fractions --codec.compress--> Payload (real bytes)
+        --link.transmit (budget, loss, latency)--> bytes --Payload.from_bytes--> codec.decompress
+        --> the agent sees each delivered view decoded, and every other view as last shown
+
+The views that cross the link are exactly the codec's views (``codec.view_names``); any other key of
+the observation (e.g. a ``proprio`` vector when the codec was built with
+``JpegCodec.from_observation_space``) is forwarded to the agent unchanged and is not charged to the
+link. Build a :class:`~bwgym.codecs.image.RawCodec` that includes such a view to charge it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+
+from bwgym.agents.allocators import Allocator, make_allocator
+from bwgym.codecs.base import Codec, Payload
+from bwgym.traces.link import Link, LinkStep
+from bwgym.traces.trace import BandwidthTrace
+
+__all__ = ["BandwidthLimited", "psnr"]
+
+ObsDict = dict[str, np.ndarray]
+
+#: Reset option that pins the link clock's start (seconds into the trace) instead of drawing it.
+START_OPTION = "trace_start_s"
+
+
+def psnr(shown: np.ndarray, true: np.ndarray, peak: float | None = None) -> float:
+    """Peak signal-to-noise ratio of ``shown`` against ``true`` in dB; ``inf`` when identical.
+
+    Args:
+        shown: the frame the agent sees.
+        true: the frame the sensor captured.
+        peak: the signal's peak; 255 for ``uint8`` arrays and 1.0 otherwise when None.
+
+    Example:
+        >>> import numpy as np
+        >>> a = np.zeros((2, 2), np.uint8)
+        >>> psnr(a, a)
+        inf
+        >>> round(psnr(a + 1, a), 2)
+        48.13
+    """
+    if peak is None:
+        peak = 255.0 if true.dtype == np.uint8 else 1.0
+    if true.dtype == np.uint8 and shown.dtype == np.uint8:
+        diff = shown.astype(np.float32).ravel()  # float32 is exact for 0 and fast (BLAS dot)
+        diff -= true.ravel()
+        mse = float(np.dot(diff, diff)) / diff.size if diff.size else 0.0
+    else:
+        mse = float(np.mean((np.asarray(shown, np.float64) - np.asarray(true, np.float64)) ** 2))
+    if mse == 0.0:
+        return math.inf
+    return 10.0 * math.log10(peak * peak / mse)
+
+
+class BandwidthLimited(
+    gym.Wrapper[ObsDict, Any, ObsDict, Any],
+    gym.utils.RecordConstructorArgs,
+):
+    """Send every observation through an allocator, a codec and a bandwidth-limited link.
+
+    On every ``reset`` and ``step`` the wrapper asks the link for this step's budget, lets the
+    allocator split it over the codec's views, compresses the true views into a
+    :class:`~bwgym.codecs.base.Payload` that fits, and transmits it. Each payload the link
+    delivers this step (with ``latency_steps`` it was sent that many steps ago) is serialised to its
+    wire bytes, parsed and decoded; a delivered view replaces what the agent sees of that view. A
+    view not refreshed this step (not sent, over budget, lost, or still in flight) holds its last
+    decoded frame; before anything was delivered in the episode it is all zeros. The observation
+    space is unchanged. (A ``gymnasium.Wrapper`` rather than an ``ObservationWrapper``: it also
+    writes ``info`` and needs the reset seed.)
+
+    On ``reset(seed=s)`` the link clock restarts at an offset drawn uniformly in
+    ``[0, trace.duration_s)`` from the wrapper's own generator :attr:`link_np_random` (seeded from
+    ``s``; the env's own ``np_random`` is not touched), and the link's loss generator is reseeded
+    from it, so the same seed gives the same episode. ``reset(options={"trace_start_s": t})``
+    pins the offset to ``t`` instead; the option is removed before the env sees ``options``.
+
+    Keys added to ``info`` on ``reset`` and ``step`` (per-view dicts are keyed by
+    ``codec.view_names``):
+
+    ==================  =============================================================================
+    ``bandwidth_bps``   float, link rate at the start of this step
+    ``budget_bits``     int, bits the link carries this step
+    ``bits_sent``       dict view -> int, bits of that view's stream in the payload the link
+                        carried this step (0 for a view not sent; all 0 when over budget)
+    ``bits_sent_total`` int, bits the link carried this step: the whole payload, container headers
+                        included, when transmitted (delivered, in flight or lost), else 0
+    ``allocation``      dict view -> float, the allocator's fractions (normalised to sum to 1)
+    ``dropped``         dict view -> bool, True when the view's shown frame was not refreshed
+    ``distortion``      dict view -> float, PSNR (dB) of the shown frame vs the true one; inf when
+                        identical (peak 255 for uint8 views, 1.0 for float views)
+    ``frame_age_steps`` dict view -> int, steps since the shown frame was captured; -1 while the
+                        view shows the initial zeros
+    ``lost``            bool, this step's payload was lost at random by the link
+    ``over_budget``     bool, this step's payload exceeded the budget (and was not delivered)
+    ==================  =============================================================================
+
+    The allocator is called as ``allocator(views, budget_bits, context)`` with ``context`` a dict of
+    ``step`` (link step index), ``time_s`` (trace time), ``budget_bits``, ``bandwidth_bps``
+    (``budget_bits / step_seconds``),
+    ``frame_age_steps`` (before this step) and ``env_info`` (the env's info of this step).
+
+    Args:
+        env: an env with a ``Dict`` observation space holding every view of ``codec``.
+        codec: the :class:`~bwgym.codecs.base.Codec` on the link; its views must match the space.
+        trace: a :class:`~bwgym.traces.BandwidthTrace`, or a path or library name for
+            :func:`bwgym.traces.load_trace`.
+        allocator: ``"uniform"``, a dict of weights per view, or an
+            :class:`~bwgym.agents.allocators.Allocator`.
+        step_seconds: link time per env step; the env's ``unwrapped.dt`` when None.
+        latency_steps: a payload sent at step ``t`` is delivered at step ``t + latency_steps``.
+        loss_prob: probability in ``[0, 1)`` that a transmitted payload is lost (seeded, see above).
+
+    Raises:
+        TypeError: ``env`` has no Dict observation space, ``codec`` is not a Codec, ``trace`` is not
+            a trace or a path, or ``latency_steps`` is not an int.
+        ValueError: a codec view is missing from or disagrees with the observation space, or a
+            numeric argument is out of range.
+
+    Example:
+        >>> import numpy as np
+        >>> import gymnasium as gym
+        >>> from gymnasium import spaces
+        >>> from bwgym.codecs.image import RawCodec
+        >>> from bwgym.traces.generators import constant
+        >>> class Cam(gym.Env):
+        ...     observation_space = spaces.Dict({"cam": spaces.Box(0, 255, (2, 2, 3), np.uint8)})
+        ...     action_space = spaces.Discrete(2)
+        ...     dt = 0.04
+        ...     def reset(self, *, seed=None, options=None):
+        ...         super().reset(seed=seed)
+        ...         return {"cam": np.full((2, 2, 3), 7, np.uint8)}, {}
+        ...     def step(self, action):
+        ...         return {"cam": np.full((2, 2, 3), 8, np.uint8)}, 0.0, False, False, {}
+        >>> env = Cam()
+        >>> codec = RawCodec.from_observation_space(env.observation_space)
+        >>> wrapped = BandwidthLimited(env, codec, constant(25_000, duration_s=10.0), latency_steps=1)
+        >>> obs, info = wrapped.reset(seed=0)
+        >>> int(obs["cam"].max()), info["budget_bits"], info["bits_sent_total"], info["dropped"]
+        (0, 1000, 168, {'cam': True})
+        >>> obs, *_, info = wrapped.step(0)   # the reset frame arrives one step late
+        >>> int(obs["cam"].max()), info["frame_age_steps"], round(info["distortion"]["cam"], 2)
+        (7, {'cam': 1}, 48.13)
+
+    Change logs:
+     * v0.1.0 - Initially added.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env[ObsDict, Any],
+        codec: Codec,
+        trace: BandwidthTrace | str | os.PathLike[str],
+        allocator: str | Mapping[str, float] | Allocator = "uniform",
+        step_seconds: float | None = None,
+        latency_steps: int = 0,
+        loss_prob: float = 0.0,
+    ) -> None:
+        """Wrap ``env``; see the class docstring for the arguments."""
+        gym.utils.RecordConstructorArgs.__init__(
+            self,
+            codec=codec,
+            trace=trace,
+            allocator=allocator,
+            step_seconds=step_seconds,
+            latency_steps=latency_steps,
+            loss_prob=loss_prob,
+        )
+        gym.Wrapper.__init__(self, env)
+
+        space = env.observation_space
+        if not isinstance(space, spaces.Dict):
+            raise TypeError(
+                f"BandwidthLimited expects an env with a gymnasium.spaces.Dict observation space, "
+                f"got {type(space).__name__}"
+            )
+        if not isinstance(codec, Codec):
+            raise TypeError(f"codec is expected to be a bwgym.codecs.Codec, got {type(codec).__name__}")
+        for view in codec.views:
+            if view.name not in space.spaces:
+                raise ValueError(
+                    f"codec view {view.name!r} is not in the observation space; expected one of "
+                    f"{list(space.spaces)}"
+                )
+            sub = space[view.name]
+            if tuple(sub.shape or ()) != tuple(view.shape) or np.dtype(sub.dtype) != np.dtype(view.dtype):
+                raise ValueError(
+                    f"codec view {view.name!r} expects {view.dtype}{tuple(view.shape)}, "
+                    f"the observation space has {sub.dtype}{tuple(sub.shape or ())}"
+                )
+
+        if step_seconds is None:
+            step_seconds = getattr(env.unwrapped, "dt", None)
+            if step_seconds is None:
+                raise ValueError(
+                    f"{type(env.unwrapped).__name__} has no `dt` control period; pass step_seconds"
+                )
+        if isinstance(step_seconds, bool) or not isinstance(step_seconds, (int, float, np.number)):
+            raise TypeError(f"step_seconds is expected to be a number, got {type(step_seconds).__name__}")
+        if not (math.isfinite(float(step_seconds)) and float(step_seconds) > 0):
+            raise ValueError(f"step_seconds is expected to be finite and > 0, got {step_seconds}")
+        if isinstance(latency_steps, bool) or not isinstance(latency_steps, (int, np.integer)):
+            raise TypeError(f"latency_steps is expected to be an int, got {type(latency_steps).__name__}")
+        if latency_steps < 0:
+            raise ValueError(f"latency_steps is expected to be >= 0, got {latency_steps}")
+        if isinstance(loss_prob, bool) or not isinstance(loss_prob, (int, float, np.number)):
+            raise TypeError(f"loss_prob is expected to be a number, got {type(loss_prob).__name__}")
+        if not 0.0 <= float(loss_prob) < 1.0:
+            raise ValueError(f"loss_prob is expected to be in [0, 1), got {loss_prob}")
+
+        self.codec: Codec = codec
+        self.trace: BandwidthTrace = _resolve_trace(trace)
+        self.allocator: Allocator = make_allocator(allocator, views=codec.view_names)
+        self.step_seconds: float = float(step_seconds)
+        self.latency_steps: int = int(latency_steps)
+        self.loss_prob: float = float(loss_prob)
+        self.link = Link(
+            self.trace, self.step_seconds, latency_steps=self.latency_steps, loss_prob=self.loss_prob
+        )
+        #: The wrapper's own generator (link offset and link seed), seeded on ``reset(seed=...)``.
+        self.link_np_random: np.random.Generator | None = None
+
+        self._view_names: tuple[str, ...] = codec.view_names
+        self._zeros: dict[str, np.ndarray] = {
+            v.name: np.zeros(v.shape, np.dtype(v.dtype)) for v in codec.views
+        }
+        self._shown: dict[str, np.ndarray] = dict(self._zeros)
+        self._shown_step: dict[str, int] = dict.fromkeys(self._view_names, -1)
+
+    # -- gymnasium API ---------------------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[ObsDict, dict[str, Any]]:
+        """Reset the env and the link (clock at a seeded random offset), and send the first frame."""
+        start_s = None
+        if options and START_OPTION in options:
+            options = dict(options)
+            start_s = float(options.pop(START_OPTION))
+            if not math.isfinite(start_s) or start_s < 0:
+                raise ValueError(
+                    f"options[{START_OPTION!r}] is expected to be finite and >= 0, got {start_s}"
+                )
+        obs, info = self.env.reset(seed=seed, options=options)
+
+        if seed is not None or self.link_np_random is None:
+            self.link_np_random, _ = seeding.np_random(seed)
+        # Draw both numbers every time so the stream does not depend on the option.
+        offset = float(self.link_np_random.uniform(0.0, self.trace.duration_s))
+        link_seed = int(self.link_np_random.integers(2**31 - 1))
+        self.link.reset(start_s=offset if start_s is None else start_s, seed=link_seed)
+        self.allocator.reset()
+        self._shown = dict(self._zeros)
+        self._shown_step = dict.fromkeys(self._view_names, -1)
+        return self._send(obs, info)
+
+    def step(self, action: Any) -> tuple[ObsDict, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the env and send its observation over the link."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        obs, info = self._send(obs, info)
+        return obs, reward, terminated, truncated, info
+
+    # -- the link ------------------------------------------------------------------------------------
+    def _send(
+        self, obs: Mapping[str, np.ndarray], env_info: dict[str, Any]
+    ) -> tuple[ObsDict, dict[str, Any]]:
+        codec, link, names = self.codec, self.link, self._view_names
+        step_index = link.step_index
+        true_views = {name: obs[name] for name in names}
+        budget = int(link.peek_budget_bits())
+        context = {
+            "step": step_index,
+            "time_s": link.time_s,
+            "bandwidth_bps": budget / self.step_seconds,
+            "budget_bits": budget,
+            "frame_age_steps": self._ages(step_index),
+            "env_info": env_info,
+        }
+        allocation = self._normalise(self.allocator(true_views, budget, context))
+        payload = codec.compress(true_views, budget, allocation)
+        result: LinkStep = link.transmit(payload, payload.nbits)
+
+        refreshed: set[str] = set()
+        for delivery in result.delivered:
+            # Through the wire format on purpose: what the agent sees is what the bytes decode to.
+            received = Payload.from_bytes(delivery.item.to_bytes(), codec=codec.name)
+            for name, frame in codec.decompress(received).items():
+                if delivery.step >= self._shown_step[name]:
+                    self._shown[name] = frame
+                    self._shown_step[name] = delivery.step
+                    refreshed.add(name)
+
+        shown_obs = {
+            key: (self._shown[key].copy() if key in self._shown else value) for key, value in obs.items()
+        }
+        stream_bits = dict.fromkeys(names, 0)
+        if result.bits_sent:  # transmitted (delivered, in flight or lost), not over budget
+            stream_bits.update(zip(names, payload.stream_bits))
+        info = dict(env_info)
+        info.update(
+            bandwidth_bps=float(result.bandwidth_bps),
+            budget_bits=int(result.budget_bits),
+            bits_sent=stream_bits,
+            bits_sent_total=int(result.bits_sent),
+            allocation=allocation,
+            dropped={name: name not in refreshed for name in names},
+            distortion={name: psnr(self._shown[name], np.asarray(true_views[name])) for name in names},
+            frame_age_steps=self._ages(step_index),
+            lost=bool(result.lost),
+            over_budget=bool(result.over_budget),
+        )
+        return shown_obs, info
+
+    def _ages(self, step_index: int) -> dict[str, int]:
+        return {n: (step_index - s if s >= 0 else -1) for n, s in self._shown_step.items()}
+
+    def _normalise(self, allocation: Mapping[str, float]) -> dict[str, float]:
+        if not isinstance(allocation, Mapping) or set(allocation) != set(self._view_names):
+            got = sorted(allocation) if isinstance(allocation, Mapping) else type(allocation).__name__
+            raise ValueError(
+                f"allocator must return one fraction per view {list(self._view_names)}, got {got}"
+            )
+        values = [float(allocation[n]) for n in self._view_names]
+        total = sum(values)
+        if not all(math.isfinite(v) and v >= 0 for v in values) or total <= 0:
+            raise ValueError(
+                f"allocator fractions must be finite, >= 0 and not all 0, got {dict(allocation)}"
+            )
+        return {n: v / total for n, v in zip(self._view_names, values)}
+
+    @property
+    def view_names(self) -> tuple[str, ...]:
+        """The views that cross the link (the codec's views)."""
+        return self._view_names
+
+
+def _resolve_trace(trace: BandwidthTrace | str | os.PathLike[str]) -> BandwidthTrace:
+    if isinstance(trace, BandwidthTrace):
+        return trace
+    if isinstance(trace, (str, os.PathLike)):
+        from bwgym.traces import load_trace
+
+        return load_trace(trace)
+    raise TypeError(
+        f"trace is expected to be a BandwidthTrace, a path or a library name, got {type(trace).__name__}"
+    )
