@@ -63,6 +63,66 @@ def _cmd_expert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_overrides(pairs: Sequence[str]) -> dict:
+    import yaml
+
+    overrides = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"bwgym: --set expects key=value (e.g. run.episodes=5), got {pair!r}")
+        key, value = pair.split("=", 1)
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    """Run a scenario and print its summary and where its files are."""
+    from bwgym.scenarios.config import ConfigError, load_scenario
+    from bwgym.scenarios.runner import default_out_dir, run_scenario
+
+    overrides = _parse_overrides(args.set)
+    for key, value in (("run.episodes", args.episodes), ("run.seed", args.seed), ("run.workers", args.workers)):
+        if value is not None:
+            overrides[key] = value
+    try:
+        scenario = load_scenario(args.scenario, overrides)
+        out = Path(args.out) if args.out else default_out_dir(scenario)
+        if args.resume and not args.out:
+            raise ConfigError("--resume needs --out naming the run folder to continue")
+        result = run_scenario(scenario, out, resume=args.resume)
+    except ConfigError as exc:
+        print(f"bwgym run: {exc}", file=sys.stderr)
+        return 2
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(result.summary.T.to_string(header=False))
+    print(f"\nrun folder: {result.out_dir}")
+    for name in ("episodes.parquet", "steps.parquet", "summary.csv"):
+        print(f"  {name:18s} {result.out_dir / name}")
+    for plot in sorted((result.out_dir / "plots").glob("*.png")):
+        print(f"  {'plots/' + plot.name:18s} {plot}")
+    print(f"  {'tensorboard/':18s} tensorboard --logdir {result.out_dir / 'tensorboard'}")
+    return 0
+
+
+def _cmd_scenarios(args: argparse.Namespace) -> int:
+    """List the shipped scenarios, one line each, with the mean bits per step they offer."""
+    from bwgym.scenarios.config import library_scenarios, load_scenario
+    from bwgym.scenarios.factory import make_trace
+
+    rows = []
+    for name in library_scenarios():
+        s = load_scenario(name)
+        trace = make_trace(s)
+        step_s = s.link.step_seconds or 0.04
+        rows.append(f"{name:28s} {s.codec.name:12s} {s.agent.name:7s} {trace.mean_bps * step_s:>10,.0f} bits/step  "
+                    f"{s.description.strip()[:80]}")
+    print(f"{'scenario':28s} {'codec':12s} {'agent':7s} {'mean budget':>20s}  description")
+    print("\n".join(rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bwgym`` command."""
     parser = argparse.ArgumentParser(prog="bwgym", description=__doc__)
@@ -75,6 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
     expert.add_argument("--noise-std", type=float, default=0.0)
     expert.add_argument("--out", default="runs/expert")
     expert.set_defaults(func=_cmd_expert)
+
+    run = sub.add_parser("run", help="run a scenario (a library name or a YAML file)")
+    run.add_argument("scenario", help="library scenario name (see `bwgym scenarios`) or path to a .yaml")
+    run.add_argument("--episodes", type=int)
+    run.add_argument("--seed", type=int)
+    run.add_argument("--workers", type=int)
+    run.add_argument("--out", help="run folder (default runs/<scenario>/<stamp>)")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a scenario key, e.g. --set codec.name=raw (repeatable)")
+    run.set_defaults(func=_cmd_run)
+
+    scenarios = sub.add_parser("scenarios", help="list the shipped scenarios")
+    scenarios.set_defaults(func=_cmd_scenarios)
 
     trace_commands.register(sub)
     return parser

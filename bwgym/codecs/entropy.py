@@ -1,0 +1,746 @@
+"""Quantisation and entropy coding shared by every learned codec.
+
+Two halves:
+
+* **Quantisation** (torch, for training; numpy, for coding). A coefficient ``y`` is quantised with
+  a uniform step ``step`` to the integer symbol ``round(y / step)``. In training the rounding is
+  either straight-through (:func:`quantize_ste`: forward rounds, backward is the identity, as in
+  paper 003 Sec. 3.4) or additive uniform noise (:func:`quantize_noise`), and :func:`rate_bits`
+  gives a differentiable estimate of the bits the coder will spend.
+* **Entropy coding** (numpy + ``constriction``). :class:`GaussianEntropyCoder` and
+  :class:`LaplaceEntropyCoder` code integer symbols with a zero-mean model whose scale (standard
+  deviation, in units of the quantisation step) is given per symbol as an integer *scale index*::
+
+      scale = 2 ** (scale_idx / SCALE_STEPS_PER_OCTAVE)
+
+  The bytes are a ``constriction`` range-coder stream cut to the shortest byte string that still
+  decodes to the same symbols.
+
+Bit-exactness across machines: encoder and decoder must build the *same* fixed-point model, and
+floating-point transcendental functions (``exp``, ``erf``) differ in the last bit between libms.
+So the models are integer frequency tables (``2**24`` in total) computed with Python's
+:mod:`decimal` module, whose ``exp`` and ``sqrt`` are correctly rounded and therefore identical
+everywhere, and the model parameter that crosses the link (or sits in a checkpoint) is the
+integer scale index, never a float. Compute scale indices once (:func:`scale_index`, e.g. when a
+codec is fitted), store them as integers, and derive per-symbol indices by integer arithmetic
+(``sigma_idx - step_idx``); do not recompute them from floats at the decoder.
+
+Symbols far outside the model's support still round-trip: each table reserves an *escape* symbol,
+after which the value is sent with an Elias-gamma code. Scales above :data:`TABLE_MAX_SCALE` are
+coded by splitting off ``b`` uniformly coded low bits, so tables stay small (a few hundred
+entries) at any scale.
+
+Example::
+
+    coder = GaussianEntropyCoder()
+    symbols = np.array([0, -3, 7, 120000])
+    idx = np.array([8, 16, 24, 24])          # scales 2, 4, 8, 8 (the last symbol escapes)
+    data = coder.encode(symbols, idx)
+    assert (coder.decode(data, idx) == symbols).all()
+    coder.estimate_bits(symbols, idx)        # ideal code length, -sum log2 p
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Context, Decimal, localcontext
+from typing import ClassVar
+
+import constriction
+import numpy as np
+import torch
+
+from bwgym.codecs.base import PayloadError
+
+__all__ = [
+    "MAX_SCALE_INDEX",
+    "MIN_SCALE_INDEX",
+    "PROBABILITY_BITS",
+    "SCALE_STEPS_PER_OCTAVE",
+    "TABLE_MAX_SCALE",
+    "EntropyCoder",
+    "GaussianEntropyCoder",
+    "LaplaceEntropyCoder",
+    "choose_step_index",
+    "dequantize",
+    "get_coder",
+    "quantize",
+    "quantize_noise",
+    "quantize_ste",
+    "quantize_symbols",
+    "rate_bits",
+    "scale_from_index",
+    "scale_index",
+    "step_from_index",
+]
+
+#: Resolution of the scale grid: scales (and steps) are ``2 ** (idx / 8)``. A scale off by half a
+#: grid step (4.4 %) costs < 0.002 bit per symbol, so a finer grid buys nothing.
+SCALE_STEPS_PER_OCTAVE = 8
+#: Smallest scale index: ``2 ** -4``; a symbol other than 0 then has probability < 1e-15.
+MIN_SCALE_INDEX = -4 * SCALE_STEPS_PER_OCTAVE
+#: Largest scale index with its own table (scale 32); wider scales split off low bits.
+TABLE_MAX_INDEX = 5 * SCALE_STEPS_PER_OCTAVE
+TABLE_MAX_SCALE = 2.0 ** (TABLE_MAX_INDEX / SCALE_STEPS_PER_OCTAVE)
+#: Largest scale index (scale ``2 ** 36``); larger indices are clipped to it.
+MAX_SCALE_INDEX = 36 * SCALE_STEPS_PER_OCTAVE
+#: Fixed-point precision of the models: frequencies sum to ``2 ** 24`` (constriction's precision).
+PROBABILITY_BITS = 24
+_TOTAL = 1 << PROBABILITY_BITS
+#: Frequency reserved for the escape symbol at least (probability ``2 ** -16``): costs ~2e-5 bit
+#: per symbol and keeps an out-of-distribution value at ~16 bits plus its Elias-gamma code.
+_ESCAPE_MIN_FREQ = 1 << (PROBABILITY_BITS - 16)
+#: Symbols are limited so that every intermediate value fits in int64.
+_MAX_ABS_SYMBOL = 1 << 60
+#: Bits per uniformly coded chunk (constriction's Uniform is exact for powers of two below 2**24).
+_CHUNK_BITS = 16
+#: Bits of the Elias-gamma length field (lengths 1..64).
+_LENGTH_FIELD_BITS = 6
+
+
+# ---------------------------------------------------------------------------------------------
+# Scale grid
+# ---------------------------------------------------------------------------------------------
+
+
+def scale_index(scale: np.ndarray | float) -> np.ndarray:
+    """Nearest scale index of a (positive) scale: ``round(8 * log2(scale))``, clipped to the grid.
+
+    Call this once (when fitting a codec) and store the integers: the decoder must use the very
+    same indices, and a float recomputation elsewhere could round differently.
+
+    Args:
+        scale: standard deviation(s); zero or negative maps to :data:`MIN_SCALE_INDEX`.
+
+    Returns:
+        int32 array of the same shape.
+
+    """
+    scale = np.asarray(scale, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        idx = np.rint(SCALE_STEPS_PER_OCTAVE * np.log2(np.where(scale > 0, scale, 0.0)))
+    idx = np.where(np.isfinite(idx), idx, MIN_SCALE_INDEX)
+    return np.clip(idx, MIN_SCALE_INDEX, MAX_SCALE_INDEX).astype(np.int32)
+
+
+def scale_from_index(idx: np.ndarray | int) -> np.ndarray:
+    """Return the scale ``2 ** (idx / 8)`` of scale index(es) ``idx`` (float64)."""
+    return np.exp2(np.asarray(idx, dtype=np.float64) / SCALE_STEPS_PER_OCTAVE)
+
+
+def step_from_index(idx: np.ndarray | int) -> np.ndarray:
+    """Return the quantisation step ``2 ** (idx / 8)`` of step index(es) ``idx`` (scale grid).
+
+    The step value only scales reconstructions, so its float rounding never affects decoding.
+    """
+    return scale_from_index(idx)
+
+
+# ---------------------------------------------------------------------------------------------
+# Quantisation
+# ---------------------------------------------------------------------------------------------
+
+
+def quantize_ste(x: torch.Tensor, step: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """Round ``x`` to the grid ``step * Z`` with a straight-through gradient.
+
+    Forward: ``step * round(x / step)``; backward: identity (the gradient of the rounding is
+    replaced by 1, paper 003 Sec. 3.4), so the encoder still learns through the quantiser.
+    """
+    q = torch.round(x / step) * step
+    return x + (q - x).detach()
+
+
+def quantize_noise(
+    x: torch.Tensor, step: torch.Tensor | float = 1.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Add uniform noise on ``[-step/2, step/2)``: the differentiable training proxy of rounding."""
+    noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - 0.5
+    return x + noise * step
+
+
+def quantize(
+    x: torch.Tensor,
+    step: torch.Tensor | float = 1.0,
+    mode: str = "ste",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Quantise for training or evaluation.
+
+    Args:
+        x: values to quantise.
+        step: quantisation step (broadcast against ``x``).
+        mode: ``"ste"`` (round, straight-through gradient), ``"noise"`` (uniform noise) or
+            ``"round"`` (plain rounding, no gradient: what the coder does).
+        generator: random generator for ``"noise"``.
+
+    """
+    if mode == "ste":
+        return quantize_ste(x, step)
+    if mode == "noise":
+        return quantize_noise(x, step, generator)
+    if mode == "round":
+        return torch.round(x / step) * step
+    raise ValueError(f"quantize mode must be 'ste', 'noise' or 'round', got {mode!r}")
+
+
+def quantize_symbols(x: np.ndarray, step: np.ndarray | float) -> np.ndarray:
+    """Integer symbols ``round(x / step)`` (half to even) as int64: what the coder sends."""
+    sym = np.rint(np.asarray(x, dtype=np.float64) / np.asarray(step, dtype=np.float64))
+    if not np.all(np.isfinite(sym)):
+        raise ValueError("cannot quantise non-finite values")
+    return np.clip(sym, -_MAX_ABS_SYMBOL, _MAX_ABS_SYMBOL).astype(np.int64)
+
+
+def dequantize(symbols: np.ndarray, step: np.ndarray | float) -> np.ndarray:
+    """Reconstruction ``symbols * step`` (float64)."""
+    return np.asarray(symbols, dtype=np.float64) * np.asarray(step, dtype=np.float64)
+
+
+def rate_bits(y: torch.Tensor, scale: torch.Tensor | float, family: str = "gaussian") -> torch.Tensor:
+    """Differentiable bits of quantised values under the coder's model (per element).
+
+    ``-log2 P(y)`` where ``P`` is the mass of ``[y - 1/2, y + 1/2]`` under a zero-mean Gaussian or
+    Laplace of standard deviation ``scale``; ``y`` and ``scale`` are in units of the step (pass
+    ``y / step`` and ``sigma / step``). Use it with :func:`quantize_noise` or :func:`quantize_ste`
+    for a rate term in a training loss; it tracks :meth:`EntropyCoder.estimate_bits` closely
+    inside the table's support.
+    """
+    scale = torch.as_tensor(scale, dtype=y.dtype, device=y.device).clamp_min(2.0**-4)
+    a = (y.abs() + 0.5) / scale
+    b = (y.abs() - 0.5) / scale
+    if family == "gaussian":
+        # upper-tail differences via erfc stay accurate far in the tail
+        p = 0.5 * (torch.special.erfc(b / math.sqrt(2.0)) - torch.special.erfc(a / math.sqrt(2.0)))
+    elif family == "laplace":
+        rate = math.sqrt(2.0)  # a and b are in units of the standard deviation
+        # upper tails G(t) = P(X > t); a >= 0 always, b may be negative (the centre bin)
+        upper_b = torch.where(
+            b >= 0, 0.5 * torch.exp(-rate * b.clamp_min(0)), 1 - 0.5 * torch.exp(rate * b.clamp_max(0))
+        )
+        p = upper_b - 0.5 * torch.exp(-rate * a)
+    else:
+        raise ValueError(f"family must be 'gaussian' or 'laplace', got {family!r}")
+    return -torch.log2(p.clamp_min(2.0**-PROBABILITY_BITS))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixed-point model tables (decimal arithmetic: identical on every machine)
+# ---------------------------------------------------------------------------------------------
+
+_DECIMAL = Context(prec=34)
+_PI = Decimal("3.141592653589793238462643383279502884197")
+
+
+def _decimal_scales() -> list[Decimal]:
+    """Scales of the table indices MIN_SCALE_INDEX..TABLE_MAX_INDEX, by correctly rounded ops."""
+    with localcontext(_DECIMAL):
+        root = Decimal(2).sqrt().sqrt().sqrt()  # 2 ** (1/8); sqrt is correctly rounded
+        fractions = [Decimal(1)]
+        for _ in range(SCALE_STEPS_PER_OCTAVE - 1):
+            fractions.append(fractions[-1] * root)
+        scales = []
+        for idx in range(MIN_SCALE_INDEX, TABLE_MAX_INDEX + 1):
+            octave, frac = divmod(idx, SCALE_STEPS_PER_OCTAVE)
+            power = Decimal(2) ** octave if octave >= 0 else Decimal(1) / (Decimal(2) ** -octave)
+            scales.append(power * fractions[frac])
+    return scales
+
+
+def _gaussian_upper_tail(x: Decimal) -> Decimal:
+    """``1 - Phi(x)`` for ``x >= 0`` (decimal), via Phi(x) = 1/2 + phi(x) sum x^(2n+1)/(2n+1)!!.
+
+    The series has positive terms only (no cancellation) and converges for every x.
+    """
+    if x > 12:
+        return Decimal(0)
+    x2 = x * x
+    term = total = x
+    n = 0
+    eps = Decimal(10) ** -36
+    while term > eps * total:
+        n += 1
+        term = term * x2 / (2 * n + 1)
+        total += term
+    return Decimal("0.5") - (-x2 / 2).exp() * total / (2 * _PI).sqrt()
+
+
+def _laplace_upper_tail(x: Decimal, scale: Decimal) -> Decimal:
+    """``P(X > x)`` for ``x >= 0`` of a zero-mean Laplace of standard deviation ``scale``."""
+    return Decimal("0.5") * (-(x * Decimal(2).sqrt()) / scale).exp()
+
+
+#: Support half-width in standard deviations, per family: beyond it the model mass is below the
+#: 2**-24 resolution (Gaussian: 2 Q(6.5) = 8e-11; Laplace: exp(-12 sqrt 2) = 4e-8).
+_TAIL_WIDTH = {"gaussian": Decimal("6.5"), "laplace": Decimal(12)}
+
+
+def _frequency_table(family: str, scale: Decimal) -> tuple[int, list[int]]:
+    """Half-width ``L`` and integer frequencies of symbols ``-L..L`` then the escape symbol."""
+    with localcontext(_DECIMAL):
+        half_width = int((scale * _TAIL_WIDTH[family]).to_integral_value(ROUND_CEILING)) + 1
+        if family == "gaussian":
+            tails = [_gaussian_upper_tail((k + Decimal("0.5")) / scale) for k in range(half_width + 1)]
+        else:
+            tails = [_laplace_upper_tail(k + Decimal("0.5"), scale) for k in range(half_width + 1)]
+        masses = [1 - 2 * tails[0]] + [tails[k - 1] - tails[k] for k in range(1, half_width + 1)]
+        escape_mass = 2 * tails[half_width]
+        total = Decimal(_TOTAL)
+
+        def freq(p: Decimal, floor: int) -> int:
+            return max(floor, int((p * total).to_integral_value(ROUND_HALF_EVEN)))
+
+        side = [freq(p, 1) for p in masses[1:]]
+        escape = freq(escape_mass, _ESCAPE_MIN_FREQ)
+        centre = _TOTAL - 2 * sum(side) - escape  # the mode absorbs the rounding remainder
+    if centre < 1:  # cannot happen with the grid above; guards edits to it
+        raise RuntimeError(f"{family} table at scale {scale} leaves no mass for the mode")
+    return half_width, side[::-1] + [centre] + side + [escape]
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """All tables of one family, stacked so that lookups vectorise."""
+
+    half_width: np.ndarray  # (n_tables,) int64
+    bits: np.ndarray  # (n_tables, width) float64, -log2 p of symbol u = k + L (escape at 2L+1)
+    probabilities: tuple[np.ndarray, ...]  # per table, float64 freq / 2**24 (exact)
+    entropy_bits: np.ndarray  # (n_tables,) expected bits of a symbol drawn from the table
+
+
+_TABLE_CACHE: dict[str, _Tables] = {}
+_TABLE_LOCK = threading.Lock()
+
+
+def _tables(family: str) -> _Tables:
+    with _TABLE_LOCK:
+        if family not in _TABLE_CACHE:
+            half_widths, probs = [], []
+            for scale in _decimal_scales():
+                half_width, freqs = _frequency_table(family, scale)
+                half_widths.append(half_width)
+                probs.append(np.asarray(freqs, dtype=np.float64) / _TOTAL)
+            width = max(len(p) for p in probs)
+            bits = np.full((len(probs), width), np.inf)
+            entropy = np.empty(len(probs))
+            for i, p in enumerate(probs):
+                bits[i, : len(p)] = -np.log2(p)
+                entropy[i] = float(np.sum(p * bits[i, : len(p)]))
+            _TABLE_CACHE[family] = _Tables(np.asarray(half_widths, np.int64), bits, tuple(probs), entropy)
+        return _TABLE_CACHE[family]
+
+
+# ---------------------------------------------------------------------------------------------
+# The coder
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How each symbol is split: table row, low bits, and where escapes go."""
+
+    table: np.ndarray  # row into the stacked tables (scale index - MIN_SCALE_INDEX after split)
+    shift: np.ndarray  # number of uniformly coded low bits
+    half_width: np.ndarray  # support half-width of the symbol's table
+
+    def groups(self) -> list[tuple[int, np.ndarray]]:
+        """(table row, positions) per row, rows ascending: the order symbols are coded in."""
+        order = np.argsort(self.table, kind="stable")
+        rows, starts = np.unique(self.table[order], return_index=True)
+        return [(int(r), seg) for r, seg in zip(rows, np.split(order, starts[1:]), strict=False)]
+
+
+def _chunks(nbits: np.ndarray) -> list[np.ndarray]:
+    """Sizes (in bits) of the uniform chunks of each entry: chunk c has min(16, n - 16c) bits."""
+    n_chunks = int(-(-int(nbits.max(initial=0)) // _CHUNK_BITS))
+    return [np.clip(nbits - _CHUNK_BITS * c, 0, _CHUNK_BITS) for c in range(n_chunks)]
+
+
+class EntropyCoder:
+    """Zero-mean quantised-distribution coder over integer symbols (base of the two families).
+
+    All methods take ``symbols`` (integers) and ``scale_idx`` (integer scale indices, see the module
+    docstring) of the same length; arrays are flattened. Subclasses only set :attr:`family`.
+    """
+
+    family: ClassVar[str]
+
+    def __init__(self) -> None:
+        self._models: dict[int, object] = {}
+
+    # constriction models do not pickle; they are a cache rebuilt on first use (codecs get pickled
+    # when vector envs start subprocesses)
+    def __getstate__(self) -> dict[str, object]:
+        return {}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self._models = {}
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    @property
+    def tables(self) -> _Tables:
+        """The family's fixed-point tables (built on first use, ~0.3 s, shared by all instances)."""
+        return _tables(self.family)
+
+    def _model(self, row: int) -> object:
+        model = self._models.get(row)
+        if model is None:
+            # freq / 2**24 is exact in float64, and constriction's fixed-point quantisation of it is
+            # plain IEEE arithmetic, so every machine builds the identical model.
+            model = constriction.stream.model.Categorical(self.tables.probabilities[row], perfect=False)
+            self._models[row] = model
+        return model
+
+    def _plan(self, scale_idx: np.ndarray) -> _Plan:
+        idx = np.asarray(scale_idx)
+        if idx.dtype.kind not in "iu":
+            raise TypeError(
+                f"scale_idx must be integers (got {idx.dtype}); convert scales once with scale_index() "
+                "and keep the integers, so the decoder uses the very same model"
+            )
+        idx = np.clip(idx.astype(np.int64).ravel(), MIN_SCALE_INDEX, MAX_SCALE_INDEX)
+        shift = np.maximum(0, -(-(idx - TABLE_MAX_INDEX) // SCALE_STEPS_PER_OCTAVE))
+        row = idx - SCALE_STEPS_PER_OCTAVE * shift - MIN_SCALE_INDEX
+        return _Plan(row, shift, self.tables.half_width[row])
+
+    @staticmethod
+    def _split(x: np.ndarray, plan: _Plan) -> tuple[np.ndarray, np.ndarray]:
+        """``x = (high << shift) + low - 2**(shift-1)``: high is centred, low in [0, 2**shift)."""
+        half = np.where(plan.shift > 0, np.left_shift(1, np.maximum(plan.shift - 1, 0)), 0)
+        high = np.right_shift(x + half, plan.shift)
+        low = x + half - np.left_shift(high, plan.shift)
+        return high, low
+
+    def _check_symbols(self, symbols: np.ndarray, scale_idx: np.ndarray) -> tuple[np.ndarray, _Plan]:
+        x = np.asarray(symbols)
+        if x.dtype.kind not in "iu":
+            raise TypeError(f"symbols must be integers, got {x.dtype}; quantise with quantize_symbols()")
+        x = x.astype(np.int64).ravel()
+        plan = self._plan(scale_idx)
+        if x.shape != plan.table.shape:
+            raise ValueError(f"got {x.size} symbols but {plan.table.size} scale indices")
+        if x.size and int(np.abs(x).max()) > _MAX_ABS_SYMBOL:
+            raise ValueError(f"symbols must satisfy |x| <= 2**60, got {int(np.abs(x).max())}")
+        return x, plan
+
+    # -- rates ----------------------------------------------------------------------------------
+
+    def symbol_bits(self, symbols: np.ndarray, scale_idx: np.ndarray) -> np.ndarray:
+        """Ideal code length of each symbol, ``-log2 p`` under the fixed-point model (float64).
+
+        Includes the uniformly coded low bits of wide scales and the escape code of out-of-support
+        symbols. ``symbols`` and ``scale_idx`` may have any (equal) shape; the result has it too.
+        """
+        shape = np.shape(symbols)
+        x, plan = self._check_symbols(symbols, scale_idx)
+        high, _ = self._split(x, plan)
+        magnitude = np.abs(high)
+        escaped = magnitude > plan.half_width
+        u = np.where(escaped, 2 * plan.half_width + 1, high + plan.half_width)
+        bits = self.tables.bits[plan.table, u] + plan.shift
+        if escaped.any():
+            excess = (magnitude - plan.half_width)[escaped]
+            nbits = np.floor(np.log2(excess.astype(np.float64))).astype(np.int64) + 1
+            bits[escaped] += 1 + _LENGTH_FIELD_BITS + (nbits - 1)
+        return bits.reshape(shape)
+
+    def estimate_bits(self, symbols: np.ndarray, scale_idx: np.ndarray) -> float:
+        """Return the model's ideal code length of the message, ``-sum log2 p`` in bits.
+
+        The stream :meth:`encode` emits is this plus ~3 bits on average (byte alignment and the
+        range coder's flush) plus < 0.1 % (constriction's re-quantisation of the tables).
+        """
+        return float(np.sum(self.symbol_bits(symbols, scale_idx)))
+
+    def expected_bits(self, scale_idx: np.ndarray) -> np.ndarray:
+        """Return the expected bits per symbol when data follow the model (its entropy), per index."""
+        plan = self._plan(scale_idx)
+        out = self.tables.entropy_bits[plan.table] + plan.shift
+        return out.reshape(np.shape(scale_idx))
+
+    # -- coding ---------------------------------------------------------------------------------
+
+    def _encode_full(self, x: np.ndarray, plan: _Plan) -> tuple[bytes, list[tuple[int, np.ndarray]]]:
+        """Run the range coder; return its whole stream (trailing zeros stripped) and the groups."""
+        high, low = self._split(x, plan)
+        encoder = constriction.stream.queue.RangeEncoder()
+        escaped = np.abs(high) > plan.half_width
+        u = np.where(escaped, 2 * plan.half_width + 1, high + plan.half_width).astype(np.int32)
+        # 1. table symbols, grouped by table so each group is one i.i.d. call (order known to both ends)
+        groups = plan.groups()
+        for row, seg in groups:
+            encoder.encode(u[seg], self._model(row))
+        # 2. low bits of wide scales, in 16-bit chunks
+        self._encode_uniform(encoder, low, plan.shift)
+        # 3. escapes: signs, Elias-gamma lengths, then the bits below each leading one
+        if escaped.any():
+            h = high[escaped]
+            excess = np.abs(h) - plan.half_width[escaped]  # >= 1
+            nbits = np.array([int(v).bit_length() for v in excess], dtype=np.int64)
+            encoder.encode((h < 0).astype(np.int32), constriction.stream.model.Uniform(2))
+            encoder.encode(
+                (nbits - 1).astype(np.int32), constriction.stream.model.Uniform(1 << _LENGTH_FIELD_BITS)
+            )
+            self._encode_uniform(encoder, excess - np.left_shift(1, nbits - 1), nbits - 1)
+        full = encoder.get_compressed().astype(">u4").tobytes().rstrip(b"\0")
+        return full, groups
+
+    def encode(self, symbols: np.ndarray, scale_idx: np.ndarray) -> bytes:
+        """Entropy-code integer symbols; the shortest byte string that decodes back to them.
+
+        Args:
+            symbols: integer symbols, ``|x| <= 2**60``; any shape (flattened, C order).
+            scale_idx: integer scale index of each symbol (same size).
+
+        Returns:
+            The stream; ``b""`` for an empty message (and, rarely, for a message the decoder
+            reproduces from nothing).
+
+        """
+        x, plan = self._check_symbols(symbols, scale_idx)
+        if x.size == 0:
+            return b""
+        full, groups = self._encode_full(x, plan)
+        return self._shortest(full, x, plan, groups)
+
+    def _shortest(
+        self, data: bytes, x: np.ndarray, plan: _Plan, groups: list[tuple[int, np.ndarray]]
+    ) -> bytes:
+        """Cut the stream to the shortest prefix (last byte possibly +1) that decodes to ``x``.
+
+        The range coder flushes whole 32-bit words, so a stream carries up to ~4 bytes that the
+        decoder (which reads zeros past the end) does not need; at low rates that is a large share
+        of a payload. Every candidate is verified by decoding, so the result is always correct.
+        The search starts one byte below the ideal length, where success becomes possible.
+        """
+
+        def ok(candidate: bytes) -> bool:
+            try:
+                return bool(np.array_equal(self._decode(candidate, plan, groups), x))
+            except PayloadError:
+                return False
+
+        start = max(0, int(self.symbol_bits(x, _plan_index(plan)).sum()) // 8 - 1)
+        for k in range(start, len(data)):
+            for candidate in _candidates(data, k):
+                if ok(candidate):
+                    return candidate
+        if not ok(data):
+            raise RuntimeError("entropy coder failed to verify its own stream (bug in bwgym)")
+        return data
+
+    def decode(self, data: bytes, scale_idx: np.ndarray, verify: bool = True) -> np.ndarray:
+        """Decode a stream of ``len(scale_idx)`` symbols coded with the same scale indices.
+
+        Args:
+            data: the stream :meth:`encode` returned.
+            scale_idx: the integer scale indices the encoder used (their count is the message
+                length; the result has their shape).
+            verify: re-encode the decoded symbols and require that ``data`` is the cut of that
+                stream :meth:`encode` makes at this length (one range-coder pass). This rejects
+                padded or extended streams and about 60 % of single-bit flips of short streams.
+
+        Raises:
+            PayloadError: the bytes are undecodable, not the canonical stream of the message they
+                decode to, or carry an out-of-range escape length.
+
+        A near-optimal entropy code has almost no redundancy, so no decoder can catch every
+        corruption (a truncated stream usually *is* the canonical stream of another message);
+        :class:`~bwgym.codecs.base.Payload` carries a CRC for that, and rejects every single-bit
+        flip and truncation before the streams reach this method.
+
+        """
+        plan = self._plan(scale_idx)
+        data = bytes(data)
+        x = self._decode(data, plan)
+        if verify and x.size and data not in _candidates(self._encode_full(x, plan)[0], len(data)):
+            raise PayloadError(
+                f"entropy stream of {len(data)} bytes is not a canonical stream of {x.size} symbols "
+                "(corrupted, truncated or padded)"
+            )
+        return x.reshape(np.shape(scale_idx))
+
+    def _decode(
+        self, data: bytes, plan: _Plan, groups: list[tuple[int, np.ndarray]] | None = None
+    ) -> np.ndarray:
+        n = plan.table.size
+        if n == 0:
+            if data:
+                raise PayloadError(f"entropy stream of {len(data)} bytes for an empty message")
+            return np.zeros(0, dtype=np.int64)
+        if data.endswith(b"\0"):
+            raise PayloadError("entropy stream ends in a zero byte: not produced by this coder (corrupt)")
+        padded = data + b"\0" * (-len(data) % 4)
+        words = np.frombuffer(padded, dtype=">u4").astype(np.uint32)
+        try:
+            decoder = constriction.stream.queue.RangeDecoder(words)
+            u = np.empty(n, dtype=np.int64)
+            for row, seg in groups if groups is not None else plan.groups():
+                u[seg] = decoder.decode(self._model(row), seg.size)
+            low = self._decode_uniform(decoder, plan.shift)
+            high = u - plan.half_width
+            escaped = u == 2 * plan.half_width + 1
+            if escaped.any():
+                count = int(escaped.sum())
+                negative = decoder.decode(constriction.stream.model.Uniform(2), count).astype(bool)
+                nbits = (
+                    decoder.decode(constriction.stream.model.Uniform(1 << _LENGTH_FIELD_BITS), count).astype(
+                        np.int64
+                    )
+                    + 1
+                )
+                if int(nbits.max()) > 60:
+                    raise PayloadError("escape length out of range: corrupt entropy stream")
+                rest = self._decode_uniform(decoder, nbits - 1)
+                magnitude = plan.half_width[escaped] + np.left_shift(1, nbits - 1) + rest
+                high[escaped] = np.where(negative, -magnitude, magnitude)
+        except PayloadError:
+            raise
+        except (AssertionError, ValueError, RuntimeError, OverflowError, IndexError) as exc:
+            raise PayloadError(f"undecodable entropy stream ({exc})") from exc
+        half = np.where(plan.shift > 0, np.left_shift(1, np.maximum(plan.shift - 1, 0)), 0)
+        return np.left_shift(high, plan.shift) + low - half
+
+    @staticmethod
+    def _encode_uniform(encoder: object, values: np.ndarray, nbits: np.ndarray) -> None:
+        # most significant chunk first; chunk c holds bits [n - 16c - size, n - 16c)
+        for c, size in enumerate(_chunks(nbits)):
+            mask = size > 0
+            if not mask.any():
+                continue
+            below = nbits[mask] - _CHUNK_BITS * c - size[mask]
+            part = np.right_shift(values[mask], below) & (np.left_shift(1, size[mask]) - 1)
+            encoder.encode(
+                part.astype(np.int32),
+                constriction.stream.model.Uniform(),
+                np.left_shift(1, size[mask]).astype(np.int32),
+            )
+
+    @staticmethod
+    def _decode_uniform(decoder: object, nbits: np.ndarray) -> np.ndarray:
+        values = np.zeros(nbits.shape, dtype=np.int64)
+        for size in _chunks(nbits):
+            mask = size > 0
+            if not mask.any():
+                continue
+            part = decoder.decode(
+                constriction.stream.model.Uniform(), np.left_shift(1, size[mask]).astype(np.int32)
+            )
+            values[mask] = np.left_shift(values[mask], size[mask]) | part.astype(np.int64)
+        return values
+
+
+def _candidates(full: bytes, k: int) -> list[bytes]:
+    """List the streams :meth:`EntropyCoder._shortest` tries at length ``k``.
+
+    The ``k``-byte prefix of the full stream, then that prefix plus one, each without trailing
+    zero bytes.
+    """
+    if k >= len(full):
+        return [full] if k == len(full) else []
+    prefix = full[:k]
+    out = [prefix.rstrip(b"\0")]
+    if k:
+        bumped = int.from_bytes(prefix, "big") + 1
+        if bumped < 1 << (8 * k):
+            out.append(bumped.to_bytes(k, "big").rstrip(b"\0"))
+    return out
+
+
+def _plan_index(plan: _Plan) -> np.ndarray:
+    """Scale indices that reproduce ``plan`` (for re-estimating an already planned message)."""
+    return (plan.table + MIN_SCALE_INDEX + SCALE_STEPS_PER_OCTAVE * plan.shift).astype(np.int64)
+
+
+class GaussianEntropyCoder(EntropyCoder):
+    """Coder whose model is a zero-mean Gaussian integrated over unit bins (std = the scale)."""
+
+    family = "gaussian"
+
+
+class LaplaceEntropyCoder(EntropyCoder):
+    """Coder whose model is a zero-mean Laplace integrated over unit bins (std = the scale).
+
+    Heavier tails than the Gaussian: the safer choice for learned latents with outliers.
+    """
+
+    family = "laplace"
+
+
+_CODERS: dict[str, Callable[[], EntropyCoder]] = {
+    "gaussian": GaussianEntropyCoder,
+    "laplace": LaplaceEntropyCoder,
+}
+_CODER_INSTANCES: dict[str, EntropyCoder] = {}
+
+
+def get_coder(family: str) -> EntropyCoder:
+    """Return the shared coder instance of ``family`` (``"gaussian"`` or ``"laplace"``)."""
+    if family not in _CODERS:
+        raise ValueError(f"unknown entropy model family {family!r}; expected one of {sorted(_CODERS)}")
+    if family not in _CODER_INSTANCES:
+        _CODER_INSTANCES[family] = _CODERS[family]()
+    return _CODER_INSTANCES[family]
+
+
+# ---------------------------------------------------------------------------------------------
+# Step selection
+# ---------------------------------------------------------------------------------------------
+
+
+def choose_step_index(
+    sigma_idx: np.ndarray,
+    budget_bits: float,
+    coder: EntropyCoder | str = "gaussian",
+    relative: bool = False,
+    search: tuple[int, int] | None = None,
+) -> int | None:
+    """Return the finest step index whose expected rate fits ``budget_bits``.
+
+    The expected rate of a coefficient with standard deviation ``2**(sigma_idx/8)`` quantised with
+    step ``2**(k/8)`` is the model's entropy at scale index ``sigma_idx - k``
+    (:meth:`EntropyCoder.expected_bits`); it decreases with ``k``, so a bisection finds the
+    smallest ``k`` with ``sum <= budget_bits``.
+
+    Args:
+        sigma_idx: integer scale indices of the coefficients' standard deviations (e.g. the DPCA
+            component ``sigma_idx``), in the same units as the values that will be quantised.
+        budget_bits: bits available for these coefficients (entropy-coded body only).
+        coder: coder instance or family name.
+        relative: ``False``: one step ``2**(k/8)`` for every coefficient, the MSE-optimal choice
+            for an orthonormal transform (reverse water-filling: every kept component gets the
+            same distortion). ``True``: step ``2**(k/8) * sigma_i`` per coefficient (``step = c *
+            sigma``), i.e. every coefficient gets the same scale index ``-k``.
+        search: inclusive range of ``k`` to search; default from 24 octaves below the smallest
+            ``sigma_idx`` (~24 bits per coefficient) to 4 octaves above the largest (all zeros).
+
+    Returns:
+        The step index ``k`` (per-coefficient steps are ``k`` or ``sigma_idx + k`` when
+        ``relative``), or ``None`` when even the coarsest step in ``search`` does not fit.
+
+    """
+    coder = get_coder(coder) if isinstance(coder, str) else coder
+    sigma_idx = np.asarray(sigma_idx, dtype=np.int64)
+
+    def rate(k: int) -> float:
+        idx = np.full_like(sigma_idx, -k) if relative else sigma_idx - k
+        return float(coder.expected_bits(idx).sum())
+
+    if search is None:
+        low = int(sigma_idx.min(initial=0)) if relative is False else 0
+        high = int(sigma_idx.max(initial=0)) if relative is False else 0
+        search = (low - 24 * SCALE_STEPS_PER_OCTAVE, high + 4 * SCALE_STEPS_PER_OCTAVE)
+    lo, hi = search
+    if rate(hi) > budget_bits:
+        return None
+    while lo < hi:  # invariant: rate(hi) fits
+        mid = (lo + hi) // 2
+        if rate(mid) <= budget_bits:
+            hi = mid
+        else:
+            lo = mid + 1
+    return int(hi)

@@ -1,0 +1,326 @@
+"""Run a scenario's episodes and leave a results folder that survives interruption.
+
+Layout of a run folder (DESIGN.md)::
+
+    config.yaml        the resolved scenario
+    episodes.parquet   one row per finished episode (rewritten atomically after each one)
+    steps.parquet      one row per step of every finished episode
+    summary.csv        success rate with its Wilson interval, bandwidth, bits, PSNR, drops
+    plots/*.png        see :mod:`bwgym.scenarios.plots`
+    tensorboard/       per-episode scalars and the scenario as text
+    parts/             one file per finished episode: what ``--resume`` reads
+
+Episode ``i`` always uses seed ``run.seed + i`` (env, link offset, loss, agent), so a run gives the
+same table on one worker, on a process pool or on a Dask cluster, and a resumed run equals an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import as_completed as futures_as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from bwgym.scenarios.config import ConfigError, Scenario, scenario_from_dict, scenario_to_dict
+
+__all__ = ["RunResult", "episode_seeds", "run_episodes", "run_scenario", "summarize", "wilson_interval"]
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a success rate (95 % for z = 1.96); (0, 1) when n = 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def episode_seeds(scenario: Scenario) -> list[int]:
+    """The seed of every episode of the scenario, in episode order."""
+    return [scenario.run.seed + i for i in range(scenario.run.episodes)]
+
+
+# ------------------------------------------------------------------------------ one episode
+_WORKER_CACHE: dict[str, tuple[Any, Any]] = {}
+
+
+def _env_and_agent(scenario: Scenario) -> tuple[Any, Any]:
+    from bwgym.scenarios.factory import make_agent, make_env
+
+    key = yaml.safe_dump(scenario_to_dict(scenario), sort_keys=True)
+    if key not in _WORKER_CACHE:
+        for env, _ in _WORKER_CACHE.values():  # one scenario per process at a time
+            env.close()
+        _WORKER_CACHE.clear()
+        env = make_env(scenario)
+        _WORKER_CACHE[key] = (env, make_agent(scenario, env))
+    return _WORKER_CACHE[key]
+
+
+def _step_row(info: dict[str, Any], step: int, reward: float) -> dict[str, Any]:
+    row: dict[str, Any] = {"step": step, "reward": float(reward), "is_success": bool(info.get("is_success", False))}
+    for key in ("bandwidth_bps", "budget_bits", "bits_sent_total", "lost", "over_budget"):
+        if key in info:
+            row[key] = info[key]
+    for key in ("bits_sent", "allocation", "dropped", "distortion"):
+        for view, value in info.get(key, {}).items():
+            row[f"{key}.{view}"] = value
+    return row
+
+
+def _run_one(scenario: Scenario, episode: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    env, agent = _env_and_agent(scenario)
+    seed = scenario.run.seed + episode
+    obs, info = env.reset(seed=seed)
+    agent.reset(seed)
+    steps = [_step_row(info, 0, 0.0)]
+    done, ret = False, 0.0
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(agent.act(obs))
+        ret += float(reward)
+        steps.append(_step_row(info, len(steps), reward))
+        done = terminated or truncated
+    frame = pd.DataFrame(steps)
+    row: dict[str, Any] = {
+        "scenario": scenario.name, "episode": episode, "seed": seed,
+        "success": bool(info.get("is_success", False)), "return": ret, "steps": len(steps) - 1,
+        "codec": scenario.codec.name, "agent": scenario.agent.name,
+    }
+    if "bandwidth_bps" in frame:
+        row["mean_bandwidth_bps"] = float(frame.bandwidth_bps.mean())
+        row["min_bandwidth_bps"] = float(frame.bandwidth_bps.min())
+        row["mean_budget_bits"] = float(frame.budget_bits.mean())
+        row["mean_bits_sent"] = float(frame.bits_sent_total.mean())
+        for column in frame.columns:
+            if column.startswith("bits_sent."):
+                row[f"mean_{column}"] = float(frame[column].mean())
+            elif column.startswith("dropped."):
+                row[f"drop_rate.{column.split('.', 1)[1]}"] = float(frame[column].mean())
+            elif column.startswith("distortion."):
+                finite = frame[column].replace(np.inf, np.nan)
+                row[f"mean_psnr_db.{column.split('.', 1)[1]}"] = float(finite.mean()) if finite.notna().any() else math.inf
+    for record in steps:
+        record.update(scenario=scenario.name, episode=episode, seed=seed)
+    return row, (steps if scenario.run.record_steps else [])
+
+
+def run_episodes(scenario_data: dict[str, Any], episodes: Sequence[int]) -> list[tuple[dict, list[dict]]]:
+    """Run a batch of episodes of one scenario (the unit of work sent to a worker).
+
+    Takes plain data, not a :class:`Scenario`, so that every executor can ship it.
+    """
+    scenario = scenario_from_dict(scenario_data)
+    return [_run_one(scenario, e) for e in episodes]
+
+
+def _init_worker() -> None:
+    # One thread per worker process: torch and BLAS would otherwise oversubscribe the cores.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+class InlineExecutor(Executor):
+    """Runs each submitted call at once in this process (one worker, no pickling)."""
+
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:  # noqa: D102
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001  (re-raised by future.result())
+            future.set_exception(exc)
+        return future
+
+
+def make_executor(workers: int) -> Executor:
+    """An inline executor for one worker, else a process pool of spawned workers."""
+    if workers <= 1:
+        return InlineExecutor()
+    import multiprocessing
+
+    # spawn, not fork: a forked child inherits the parent's OpenGL/EGL state and can hang.
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+
+
+def as_completed(futures: Iterable[Any]) -> Iterable[Any]:
+    """``as_completed`` for concurrent.futures and Dask futures alike."""
+    futures = list(futures)
+    if futures and not isinstance(futures[0], Future):
+        from distributed import as_completed as dask_as_completed
+
+        return dask_as_completed(futures)
+    return futures_as_completed(futures)
+
+
+# ------------------------------------------------------------------------------ run folder
+def _atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _atomic_text(text: str, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
+    """One row per scenario: success rate and its 95 % Wilson interval, bandwidth, bits, PSNR, drops."""
+    rows = []
+    for name, group in episodes.groupby("scenario", sort=False):
+        k, n = int(group.success.sum()), len(group)
+        low, high = wilson_interval(k, n)
+        row = {"scenario": name, "codec": group.codec.iloc[0], "agent": group.agent.iloc[0], "episodes": n,
+               "success_rate": k / n, "success_ci_low": low, "success_ci_high": high,
+               "mean_return": group["return"].mean(), "mean_steps": group.steps.mean()}
+        for column in group.columns:
+            if column.startswith(("mean_bandwidth", "min_bandwidth", "mean_budget", "mean_bits", "drop_rate",
+                                  "mean_psnr")):
+                row[column] = group[column].replace(np.inf, np.nan).mean()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Where a run left its files, and its tables."""
+
+    out_dir: Path
+    episodes: pd.DataFrame
+    summary: pd.DataFrame
+
+
+def _prepare_folder(scenario: Scenario, out_dir: Path, resume: bool) -> set[int]:
+    config_path = out_dir / "config.yaml"
+    text = yaml.safe_dump(scenario_to_dict(scenario), sort_keys=False)
+    if config_path.exists():
+        previous = scenario_from_dict(yaml.safe_load(config_path.read_text()))
+        if not resume:
+            raise ConfigError(
+                f"{out_dir} already holds a run of scenario {previous.name!r}; pass --resume to continue it "
+                f"or --out with a new folder"
+            )
+        if scenario_to_dict(previous) != scenario_to_dict(scenario):
+            raise ConfigError(
+                f"{out_dir} holds a run of another configuration (scenario {previous.name!r}); "
+                f"--resume needs the same scenario and settings; use a new --out"
+            )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "parts").mkdir(exist_ok=True)
+    _atomic_text(text, config_path)
+    return {int(p.stem.split("_")[1]) for p in (out_dir / "parts").glob("episode_*.parquet")}
+
+
+def _consolidate(out_dir: Path, pattern: str) -> pd.DataFrame:
+    parts = sorted((out_dir / "parts").glob(pattern))
+    frames = [pd.read_parquet(p) for p in parts]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def run_scenario(
+    scenario: Scenario,
+    out_dir: str | Path,
+    resume: bool = False,
+    executor: Executor | Any | None = None,
+    progress: bool = True,
+    plots: bool = True,
+) -> RunResult:
+    """Run every episode of ``scenario`` not yet in ``out_dir`` and write the run folder.
+
+    Args:
+        scenario: the resolved scenario (``run.workers`` sets the pool when ``executor`` is None).
+        out_dir: the run folder; it must be new, or hold the same scenario with ``resume=True``.
+        resume: continue a run in ``out_dir``, skipping its finished episodes.
+        executor: anything with ``submit`` (a process pool, a Dask ``Client``); default from workers.
+        progress: show a progress bar.
+        plots: draw ``plots/*.png`` at the end.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    done = _prepare_folder(scenario, out_dir, resume)
+    todo = [e for e in range(scenario.run.episodes) if e not in done]
+    data = scenario_to_dict(scenario)
+    own_executor = executor is None
+    workers = max(1, scenario.run.workers)
+    executor = executor or make_executor(workers)
+    batch = max(1, min(8, math.ceil(len(todo) / (workers * 4)))) if workers > 1 else 1
+    batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
+
+    writer = _tensorboard(out_dir, scenario)
+    bar = tqdm(total=scenario.run.episodes, initial=len(done), desc=scenario.name, unit="ep", disable=not progress)
+    successes = int(_consolidate(out_dir, "episode_*.parquet").get("success", pd.Series(dtype=bool)).sum())
+    finished = len(done)
+    try:
+        futures = [executor.submit(run_episodes, data, b) for b in batches]
+        for future in as_completed(futures):
+            for row, steps in future.result():
+                episode = row["episode"]
+                _atomic_parquet(pd.DataFrame(steps), out_dir / "parts" / f"steps_{episode:05d}.parquet")
+                _atomic_parquet(pd.DataFrame([row]), out_dir / "parts" / f"episode_{episode:05d}.parquet")
+                finished += 1
+                successes += row["success"]
+                _atomic_parquet(_consolidate(out_dir, "episode_*.parquet").sort_values("episode"),
+                                out_dir / "episodes.parquet")
+                postfix = {"success": f"{successes / finished:.2f}"}
+                if "mean_bandwidth_bps" in row:
+                    postfix["kbps"] = f"{row['mean_bandwidth_bps'] / 1e3:.1f}"
+                bar.set_postfix(postfix)
+                bar.update(1)
+                if writer is not None:
+                    writer.add_scalar("eval/success", float(row["success"]), episode)
+                    writer.add_scalar("eval/return", row["return"], episode)
+                    for key, value in row.items():
+                        if key.startswith(("mean_bandwidth", "mean_bits_sent")):
+                            writer.add_scalar(f"bw/{key}", value, episode)
+                        elif key.startswith("mean_psnr") and math.isfinite(value):
+                            writer.add_scalar(f"codec/{key}", value, episode)
+    finally:
+        bar.close()
+        if own_executor and hasattr(executor, "shutdown"):
+            executor.shutdown(cancel_futures=True)
+        if writer is not None:
+            writer.close()
+
+    episodes = _consolidate(out_dir, "episode_*.parquet").sort_values("episode", ignore_index=True)
+    _atomic_parquet(episodes, out_dir / "episodes.parquet")
+    steps = _consolidate(out_dir, "steps_*.parquet")
+    if not steps.empty:
+        _atomic_parquet(steps.sort_values(["episode", "step"], ignore_index=True), out_dir / "steps.parquet")
+    summary = summarize(episodes)
+    _atomic_text(summary.to_csv(index=False), out_dir / "summary.csv")
+    if plots:
+        from bwgym.scenarios import plots as plotting
+
+        plotting.plot_run(out_dir, scenario)
+    return RunResult(out_dir, episodes, summary)
+
+
+def _tensorboard(out_dir: Path, scenario: Scenario):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency; keep runs going without it all the same
+        return None
+    writer = SummaryWriter(str(out_dir / "tensorboard"))
+    text = yaml.safe_dump(scenario_to_dict(scenario), sort_keys=False)
+    writer.add_text("scenario", "```\n" + text + "\n```")
+    return writer
+
+
+def default_out_dir(scenario: Scenario, root: str | Path = "runs") -> Path:
+    """``runs/<scenario>/<YYYYmmdd-HHMMSS>``."""
+    return Path(root) / scenario.name / time.strftime("%Y%m%d-%H%M%S")
