@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bwgym.scenarios import commands as scenario_commands
 from bwgym.traces import commands as trace_commands
 
 __all__ = ["main"]
@@ -102,6 +103,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"  {name:18s} {result.out_dir / name}")
     for plot in sorted((result.out_dir / "plots").glob("*.png")):
         print(f"  {'plots/' + plot.name:18s} {plot}")
+    if args.video:
+        from bwgym.scenarios.video import write_episode_video
+
+        video = write_episode_video(scenario, result.out_dir / "plots" / "episode_000.gif", episode=0)
+        print(f"  {'plots/' + video.name:18s} {video}")
     print(f"  {'tensorboard/':18s} tensorboard --logdir {result.out_dir / 'tensorboard'}")
     return 0
 
@@ -114,9 +120,9 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
     rows = []
     for name in library_scenarios():
         s = load_scenario(name)
-        trace = make_trace(s)
         step_s = s.link.step_seconds or 0.04
-        rows.append(f"{name:28s} {s.codec.name:12s} {s.agent.name:7s} {trace.mean_bps * step_s:>10,.0f} bits/step  "
+        budget = "unlimited" if s.codec.name == "none" else f"{make_trace(s).mean_bps * step_s:,.0f}"
+        rows.append(f"{name:28s} {s.codec.name:12s} {s.agent.name:7s} {budget:>10s} bits/step  "
                     f"{s.description.strip()[:80]}")
     print(f"{'scenario':28s} {'codec':12s} {'agent':7s} {'mean budget':>20s}  description")
     print("\n".join(rows))
@@ -145,12 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="continue the run in --out")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a scenario key, e.g. --set codec.name=raw (repeatable)")
+    run.add_argument("--video", action="store_true", help="also write plots/episode_000.gif of episode 0")
     run.set_defaults(func=_cmd_run)
 
     scenarios = sub.add_parser("scenarios", help="list the shipped scenarios")
     scenarios.set_defaults(func=_cmd_scenarios)
 
     trace_commands.register(sub)
+    scenario_commands.register(sub)
     return parser
 
 
