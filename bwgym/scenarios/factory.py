@@ -50,7 +50,7 @@ def make_trace(scenario: Scenario):
 
 def make_codec(scenario: Scenario, observation_space: gym.spaces.Dict):
     """The scenario's codec, or None for ``codec.name: none``."""
-    from bwgym.codecs import image, linear
+    from bwgym.codecs import image
 
     cfg = scenario.codec
     simple = {"raw": image.RawCodec, "jpeg": image.JpegCodec, "png": image.PngCodec}
@@ -58,6 +58,8 @@ def make_codec(scenario: Scenario, observation_space: gym.spaces.Dict):
         return None
     if cfg.name in simple:
         return simple[cfg.name].from_observation_space(observation_space, **cfg.kwargs)
+    from bwgym.codecs import linear  # torch: imported only for the learned codecs
+
     loaders = {"linear_dpca": linear.LinearDPCACodec, "pca": linear.PCACodec}
     path = Path(cfg.checkpoint) if cfg.checkpoint else CHECKPOINT_DIR / CODECS[cfg.name]
     if not path.exists():

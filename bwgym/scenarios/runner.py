@@ -33,7 +33,15 @@ import yaml
 
 from bwgym.scenarios.config import ConfigError, Scenario, scenario_from_dict, scenario_to_dict
 
-__all__ = ["RunResult", "episode_seeds", "run_episodes", "run_scenario", "summarize", "wilson_interval"]
+__all__ = [
+    "RunResult",
+    "episode_seeds",
+    "run_episodes",
+    "run_scenario",
+    "run_scenarios",
+    "summarize",
+    "wilson_interval",
+]
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -160,7 +168,7 @@ def as_completed(futures: Iterable[Any]) -> Iterable[Any]:
     if futures and not isinstance(futures[0], Future):
         from distributed import as_completed as dask_as_completed
 
-        return dask_as_completed(futures)
+        return dask_as_completed(futures, loop=futures[0].client.loop)  # works without a default client
     return futures_as_completed(futures)
 
 
@@ -194,6 +202,13 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _comparable(scenario: Scenario) -> dict[str, Any]:
+    # The worker count does not change the table, so a run may resume on another one.
+    data = scenario_to_dict(scenario)
+    data["run"] = {k: v for k, v in data["run"].items() if k != "workers"}
+    return data
+
+
 @dataclass(frozen=True)
 class RunResult:
     """Where a run left its files, and its tables."""
@@ -213,7 +228,7 @@ def _prepare_folder(scenario: Scenario, out_dir: Path, resume: bool) -> set[int]
                 f"{out_dir} already holds a run of scenario {previous.name!r}; pass --resume to continue it "
                 f"or --out with a new folder"
             )
-        if scenario_to_dict(previous) != scenario_to_dict(scenario):
+        if _comparable(previous) != _comparable(scenario):
             raise ConfigError(
                 f"{out_dir} holds a run of another configuration (scenario {previous.name!r}); "
                 f"--resume needs the same scenario and settings; use a new --out"
@@ -229,6 +244,148 @@ def _consolidate(out_dir: Path, pattern: str) -> pd.DataFrame:
     frames = [pd.read_parquet(p) for p in parts]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+class _Run:
+    """One run folder being filled: its scenario, the episodes still to run, its TensorBoard writer."""
+
+    def __init__(self, scenario: Scenario, out_dir: str | Path, resume: bool) -> None:
+        self.scenario = scenario
+        self.out_dir = Path(out_dir)
+        self.data = scenario_to_dict(scenario)
+        done = _prepare_folder(scenario, self.out_dir, resume)
+        self.done = len(done)
+        self.todo = [e for e in range(scenario.run.episodes) if e not in done]
+        self.successes = int(
+            _consolidate(self.out_dir, "episode_*.parquet").get("success", pd.Series(dtype=bool)).sum()
+        )
+        self.writer = None
+
+    def open(self) -> None:
+        self.writer = _tensorboard(self.out_dir, self.scenario)
+
+    def record(self, row: dict[str, Any], steps: list[dict[str, Any]]) -> None:
+        """Write one finished episode (atomically) and its TensorBoard scalars."""
+        out_dir, episode = self.out_dir, row["episode"]
+        _atomic_parquet(pd.DataFrame(steps), out_dir / "parts" / f"steps_{episode:05d}.parquet")
+        _atomic_parquet(pd.DataFrame([row]), out_dir / "parts" / f"episode_{episode:05d}.parquet")
+        self.successes += row["success"]
+        _atomic_parquet(_consolidate(out_dir, "episode_*.parquet").sort_values("episode"),
+                        out_dir / "episodes.parquet")
+        writer = self.writer
+        if writer is not None:
+            writer.add_scalar("eval/success", float(row["success"]), episode)
+            writer.add_scalar("eval/return", row["return"], episode)
+            for key, value in row.items():
+                if key.startswith(("mean_bandwidth", "mean_bits_sent")):
+                    writer.add_scalar(f"bw/{key}", value, episode)
+                elif key.startswith("mean_psnr") and math.isfinite(value):
+                    writer.add_scalar(f"codec/{key}", value, episode)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def finish(self, plots: bool) -> RunResult:
+        """Consolidate the parts into the run's tables (and plots)."""
+        out_dir = self.out_dir
+        episodes = _consolidate(out_dir, "episode_*.parquet").sort_values("episode", ignore_index=True)
+        _atomic_parquet(episodes, out_dir / "episodes.parquet")
+        steps = _consolidate(out_dir, "steps_*.parquet")
+        if not steps.empty:
+            steps = steps.sort_values(["episode", "step"], ignore_index=True)
+            _atomic_parquet(steps, out_dir / "steps.parquet")
+        summary = summarize(episodes)
+        _atomic_text(summary.to_csv(index=False), out_dir / "summary.csv")
+        if plots:
+            from bwgym.scenarios import plots as plotting
+
+            plotting.plot_run(out_dir, self.scenario)
+        return RunResult(out_dir, episodes, summary)
+
+
+def run_scenarios(
+    runs: Sequence[tuple[Scenario, str | Path]],
+    resume: bool = False,
+    executor: Executor | Any | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    plots: bool = True,
+    desc: str | None = None,
+) -> list[RunResult]:
+    """Run several scenarios, each into its own run folder, through one executor.
+
+    Every folder is checked (and created) before anything runs; then the episode batches of all
+    runs are submitted to the one executor, in run order, and each finished batch is written to
+    its run folder as it completes (``submit``/``as_completed``; the same code for a process pool
+    and a Dask ``Client``).
+
+    Args:
+        runs: ``(scenario, out_dir)`` pairs; each folder must be new, or hold the same scenario
+            with ``resume=True``.
+        resume: continue the runs in their folders, skipping finished episodes.
+        executor: anything with ``submit`` (a process pool, a Dask ``Client``); default: a pool of
+            ``workers`` processes, shut down at the end.
+        workers: how many workers the executor has (sets the batch size); default: the largest
+            ``run.workers`` of the scenarios.
+        progress: show one progress bar over all episodes.
+        plots: draw each run's ``plots/*.png`` at the end.
+        desc: the progress bar's label (default: the scenario's name, or ``"N scenarios"``).
+
+    Returns:
+        One :class:`RunResult` per run, in the order of ``runs``.
+
+    Raises:
+        ConfigError: a folder holds another run (see :func:`run_scenario`), or a folder or a
+            scenario appears twice.
+
+    """
+    from tqdm import tqdm
+
+    folders = [Path(out).resolve() for _, out in runs]
+    if len(set(folders)) != len(folders):
+        raise ConfigError("two runs share one output folder; give each run its own folder")
+    datas = [yaml.safe_dump(scenario_to_dict(s), sort_keys=True) for s, _ in runs]
+    if len(set(datas)) != len(datas):
+        raise ConfigError("the same scenario appears twice among the runs; run it once")
+    states = [_Run(scenario, out, resume) for scenario, out in runs]
+    workers = max(1, workers if workers is not None else max((s.run.workers for s, _ in runs), default=1))
+    total_todo = sum(len(r.todo) for r in states)
+    batch = max(1, min(8, math.ceil(total_todo / (workers * 4)))) if workers > 1 else 1
+    own_executor = executor is None
+    executor = executor or make_executor(workers)
+    if desc is None:
+        desc = runs[0][0].name if len(runs) == 1 else f"{len(runs)} scenarios"
+    finished = sum(r.done for r in states)
+    bar = tqdm(total=sum(r.scenario.run.episodes for r in states), initial=finished, desc=desc, unit="ep",
+               disable=not progress)
+    successes = sum(r.successes for r in states)
+    try:
+        for state in states:
+            state.open()
+        pending: dict[Any, _Run] = {}
+        for state in states:
+            for i in range(0, len(state.todo), batch):
+                pending[executor.submit(run_episodes, state.data, state.todo[i : i + batch])] = state
+        for future in as_completed(list(pending)):
+            state = pending.pop(future)
+            for row, steps in future.result():
+                state.record(row, steps)
+                finished += 1
+                successes += row["success"]
+                postfix = {"success": f"{successes / finished:.2f}"}
+                if "mean_bandwidth_bps" in row:
+                    postfix["kbps"] = f"{row['mean_bandwidth_bps'] / 1e3:.1f}"
+                bar.set_postfix(postfix)
+                bar.update(1)
+    finally:
+        bar.close()
+        if own_executor and hasattr(executor, "shutdown"):
+            executor.shutdown(cancel_futures=True)
+        for state in states:
+            state.close()
+    return [state.finish(plots) for state in states]
 
 
 def run_scenario(
@@ -249,65 +406,8 @@ def run_scenario(
         progress: show a progress bar.
         plots: draw ``plots/*.png`` at the end.
     """
-    from tqdm import tqdm
-
-    out_dir = Path(out_dir)
-    done = _prepare_folder(scenario, out_dir, resume)
-    todo = [e for e in range(scenario.run.episodes) if e not in done]
-    data = scenario_to_dict(scenario)
-    own_executor = executor is None
-    workers = max(1, scenario.run.workers)
-    executor = executor or make_executor(workers)
-    batch = max(1, min(8, math.ceil(len(todo) / (workers * 4)))) if workers > 1 else 1
-    batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
-
-    writer = _tensorboard(out_dir, scenario)
-    bar = tqdm(total=scenario.run.episodes, initial=len(done), desc=scenario.name, unit="ep", disable=not progress)
-    successes = int(_consolidate(out_dir, "episode_*.parquet").get("success", pd.Series(dtype=bool)).sum())
-    finished = len(done)
-    try:
-        futures = [executor.submit(run_episodes, data, b) for b in batches]
-        for future in as_completed(futures):
-            for row, steps in future.result():
-                episode = row["episode"]
-                _atomic_parquet(pd.DataFrame(steps), out_dir / "parts" / f"steps_{episode:05d}.parquet")
-                _atomic_parquet(pd.DataFrame([row]), out_dir / "parts" / f"episode_{episode:05d}.parquet")
-                finished += 1
-                successes += row["success"]
-                _atomic_parquet(_consolidate(out_dir, "episode_*.parquet").sort_values("episode"),
-                                out_dir / "episodes.parquet")
-                postfix = {"success": f"{successes / finished:.2f}"}
-                if "mean_bandwidth_bps" in row:
-                    postfix["kbps"] = f"{row['mean_bandwidth_bps'] / 1e3:.1f}"
-                bar.set_postfix(postfix)
-                bar.update(1)
-                if writer is not None:
-                    writer.add_scalar("eval/success", float(row["success"]), episode)
-                    writer.add_scalar("eval/return", row["return"], episode)
-                    for key, value in row.items():
-                        if key.startswith(("mean_bandwidth", "mean_bits_sent")):
-                            writer.add_scalar(f"bw/{key}", value, episode)
-                        elif key.startswith("mean_psnr") and math.isfinite(value):
-                            writer.add_scalar(f"codec/{key}", value, episode)
-    finally:
-        bar.close()
-        if own_executor and hasattr(executor, "shutdown"):
-            executor.shutdown(cancel_futures=True)
-        if writer is not None:
-            writer.close()
-
-    episodes = _consolidate(out_dir, "episode_*.parquet").sort_values("episode", ignore_index=True)
-    _atomic_parquet(episodes, out_dir / "episodes.parquet")
-    steps = _consolidate(out_dir, "steps_*.parquet")
-    if not steps.empty:
-        _atomic_parquet(steps.sort_values(["episode", "step"], ignore_index=True), out_dir / "steps.parquet")
-    summary = summarize(episodes)
-    _atomic_text(summary.to_csv(index=False), out_dir / "summary.csv")
-    if plots:
-        from bwgym.scenarios import plots as plotting
-
-        plotting.plot_run(out_dir, scenario)
-    return RunResult(out_dir, episodes, summary)
+    return run_scenarios([(scenario, out_dir)], resume=resume, executor=executor, progress=progress,
+                         plots=plots)[0]
 
 
 def _tensorboard(out_dir: Path, scenario: Scenario):
