@@ -112,6 +112,38 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate an agent under a codec and a trace: a scenario built from flags, run like `bwgym run`."""
+    from bwgym.scenarios.config import ConfigError, scenario_from_dict
+
+    trace = {"source": args.trace, "scale": args.scale}
+    data = {
+        "name": args.name or f"eval_{args.agent}_{args.codec}_{Path(args.trace).stem}",
+        "description": "built by `bwgym evaluate`",
+        "env": {"id": args.env},
+        "trace": trace,
+        "codec": {"name": args.codec, "checkpoint": args.codec_checkpoint},
+        "agent": {"name": args.agent, "checkpoint": args.agent_checkpoint},
+        "run": {"episodes": args.episodes, "seed": args.seed, "workers": args.workers,
+                "record_steps": not args.no_steps},
+    }
+    import tempfile
+
+    import yaml
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{data['name']}.yaml"
+        try:
+            scenario_from_dict(data)  # fail on bad flags before writing anything
+            path.write_text(yaml.safe_dump(data))
+        except ConfigError as exc:
+            print(f"bwgym evaluate: {exc}", file=sys.stderr)
+            return 2
+        args.scenario, args.set = str(path), []
+        args.episodes = args.seed = args.workers = None
+        return _cmd_run(args)
+
+
 def _cmd_scenarios(args: argparse.Namespace) -> int:
     """List the shipped scenarios, one line each, with the mean bits per step they offer."""
     from bwgym.scenarios.config import library_scenarios, load_scenario
@@ -153,6 +185,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a scenario key, e.g. --set codec.name=raw (repeatable)")
     run.add_argument("--video", action="store_true", help="also write plots/episode_000.gif of episode 0")
     run.set_defaults(func=_cmd_run)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate an agent under a codec and a trace (success with CIs)")
+    evaluate.add_argument("--env", default="bwgym/LocateLift-v0")
+    evaluate.add_argument("--agent", default="bc", help="bc, sb3, expert or random")
+    evaluate.add_argument("--agent-checkpoint", help="checkpoint of the agent (default: the shipped one)")
+    evaluate.add_argument("--codec", default="jpeg")
+    evaluate.add_argument("--codec-checkpoint")
+    evaluate.add_argument("--trace", default="lte_drive", help="library trace name or file")
+    evaluate.add_argument("--scale", type=float, default=1.0, help="multiply the trace's rates")
+    evaluate.add_argument("--episodes", type=int, default=100)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--workers", type=int, default=1)
+    evaluate.add_argument("--no-steps", action="store_true", help="do not write steps.parquet")
+    evaluate.add_argument("--name", help="run name (default from agent, codec and trace)")
+    evaluate.add_argument("--out", help="run folder")
+    evaluate.add_argument("--resume", action="store_true")
+    evaluate.add_argument("--video", action="store_true", help=argparse.SUPPRESS)
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     scenarios = sub.add_parser("scenarios", help="list the shipped scenarios")
     scenarios.set_defaults(func=_cmd_scenarios)

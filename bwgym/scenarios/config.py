@@ -117,8 +117,8 @@ class AgentConfig:
     """The agent acting on decoded views."""
 
     name: str = "bc"
-    """``bc`` (behaviour cloning), ``expert`` (scripted, reads the true state: an upper bound that
-    ignores the views) or ``random``."""
+    """``bc`` (behaviour cloning), ``sb3`` (a policy from ``bwgym train agent --algo ppo|sac``),
+    ``expert`` (scripted, reads the true state: an upper bound that ignores the views) or ``random``."""
     checkpoint: str | None = None
     """A checkpoint file; None takes the shipped one."""
 

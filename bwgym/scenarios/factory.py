@@ -21,7 +21,7 @@ CODECS: dict[str, str | None] = {
     "linear_dpca": "linear_dpca_locate_lift.npz",
     "pca": "pca_locate_lift.npz",
 }
-AGENTS = ("bc", "expert", "random")
+AGENTS = ("bc", "expert", "random", "sb3")
 ALLOCATORS = ("uniform", "fixed")
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "codecs" / "checkpoints"
 
@@ -143,6 +143,12 @@ class _BCAgent:
 
 def make_agent(scenario: Scenario, env: gym.Env) -> Agent:
     """The scenario's agent, acting on ``env``'s (decoded) observations."""
+    if scenario.agent.name == "sb3":
+        from bwgym.agents.rl import load_rl
+
+        if not scenario.agent.checkpoint:
+            raise ConfigError("agent.checkpoint: required for agent 'sb3' (a folder written by `bwgym train agent`)")
+        return load_rl(scenario.agent.checkpoint, env_id=scenario.env.id, observation_space=env.observation_space)
     if scenario.agent.name == "random":
         return _RandomAgent(env)
     if scenario.agent.name == "expert":
