@@ -37,7 +37,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 bench: $(STAMP)
-	$(PY) benchmarks/env_speed.py
+	$(VENV)/bin/bwgym bench
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,4 +1,4 @@
-"""The ``bwgym`` command: ``bwgym expert | traces ...`` (``bwgym --help`` lists them)."""
+"""The ``bwgym`` command: run scenarios and sweeps, train agents and codecs, inspect traces."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bwgym.scenarios import commands as scenario_commands
+from bwgym.agents import commands as agent_commands
+from bwgym.codecs import commands as codec_commands
 from bwgym.traces import commands as trace_commands
 
 __all__ = ["main"]
@@ -208,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     scenarios.set_defaults(func=_cmd_scenarios)
 
     trace_commands.register(sub)
+    train = sub.add_parser("train", help="train an agent or a codec")
+    train_sub = train.add_subparsers(dest="what", required=True)
+    agent_commands.register(sub, train_sub)
+    codec_commands.register(sub, train_sub)
     scenario_commands.register(sub)
     return parser
 

@@ -1,0 +1,365 @@
+"""The ``bwgym collect`` and ``bwgym train agent`` sub-commands.
+
+``bwgym/cli.py`` calls :func:`register` with its top-level sub-parsers and the sub-parsers of
+``bwgym train``; each sub-command stores its handler as ``args.func``, a function
+``(args) -> int`` (the process exit code)::
+
+    bwgym collect --env bwgym/LocateLift-v0 --episodes 200 --noise-std 0.1 --out data/lift_demos
+    bwgym train agent --algo bc --env bwgym/LocateLift-v0 --episodes 200 --out runs/bc/bc.pt
+    bwgym train agent --algo bc --demos data/lift_demos --out runs/bc/bc.pt --eval-episodes 100
+
+``train agent`` collects demonstrations first when ``--demos`` names no finished dataset (into
+that folder, or a temporary one deleted afterwards), trains, evaluates on ``--eval-episodes``
+seeded episodes and writes ``<out>.json`` next to the checkpoint (success rate, command, config).
+Errors in the user's input print one line to stderr and return exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["cmd_collect", "cmd_train_agent", "register"]
+
+#: Algorithms ``bwgym train agent`` will accept; only "bc" is implemented so far.
+ALGOS = ("bc", "ppo", "sac")
+
+
+def _env_kwargs(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"--env-kwargs must be a JSON object, e.g. '{{\"image_size\": 64}}' ({err})"
+        ) from err
+    if not isinstance(value, dict):
+        raise ValueError(f"--env-kwargs must be a JSON object, got {text!r}")
+    return value
+
+
+def _train_command(args: argparse.Namespace) -> str:
+    """Spell out the ``bwgym train agent`` command line (every option) that reproduces ``args``."""
+    parts = ["bwgym", "train", "agent"]
+    for name in (
+        "algo",
+        "env",
+        "episodes",
+        "noise_std",
+        "env_kwargs",
+        "demos",
+        "epochs",
+        "batch_size",
+        "lr",
+        "val_fraction",
+        "patience",
+        "shift_px",
+        "dagger_rounds",
+        "dagger_episodes",
+        "dagger_epochs",
+        "seed",
+        "eval_episodes",
+        "eval_seed",
+        "device",
+        "threads",
+        "out",
+    ):
+        value = getattr(args, name, None)
+        if value is not None:
+            parts += [f"--{name.replace('_', '-')}", str(value)]
+    if getattr(args, "proprio", False):
+        parts.append("--proprio")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _wilson(successes: int, n: int, z: float = 1.959964) -> list[float]:
+    """Wilson score interval of a success rate (95 % by default), as [low, high]."""
+    if n == 0:
+        return [0.0, 1.0]
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+
+
+def _fail(message: str) -> int:
+    print(f"bwgym: error: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    """Record expert demonstrations into ``args.out`` (see :func:`bwgym.agents.demos.collect_demos`)."""
+    from bwgym.agents.demos import DemoDataset, collect_demos
+
+    try:
+        path = collect_demos(
+            args.out,
+            env_id=args.env,
+            episodes=args.episodes,
+            noise_std=args.noise_std,
+            seed=args.seed,
+            env_kwargs=_env_kwargs(args.env_kwargs),
+            only_successful=not args.keep_failures,
+            overwrite=args.overwrite,
+        )
+    except (ValueError, FileExistsError, RuntimeError) as err:
+        return _fail(str(err))
+    dataset = DemoDataset(path)
+    size = sum(f.stat().st_size for f in path.iterdir()) / 1e6
+    print(
+        f"{dataset!r}\nexpert success while collecting: {dataset.meta['expert_success_rate']:.3f} "
+        f"({dataset.meta['attempts']} attempts); {size:.1f} MB on disk"
+    )
+    return 0
+
+
+def _train_rl(args: argparse.Namespace) -> int:
+    """``--algo ppo|sac``: stock stable-baselines3 through :func:`bwgym.agents.rl.train_rl`."""
+    import torch
+
+    from bwgym.agents.rl import RLConfig, train_rl
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        env_kwargs = {"reward_type": "dense", **_env_kwargs(args.env_kwargs)}
+    except ValueError as err:
+        return _fail(str(err))
+    config = RLConfig(
+        algo=args.algo, env_id=args.env, env_kwargs=env_kwargs, scenario=args.scenario,
+        total_timesteps=args.total_timesteps, n_envs=args.n_envs, seed=args.seed,
+        eval_episodes=max(1, min(args.eval_episodes, 20)), bc_demos=args.bc_demos, out_dir=args.out,
+        device=args.device,
+    )
+    try:
+        train_rl(config)
+    except ValueError as err:
+        return _fail(str(err))
+    print(f"wrote {Path(args.out) / 'model.zip'} and model.json; evaluations in {Path(args.out) / 'eval'}")
+    return 0
+
+
+def cmd_train_agent(args: argparse.Namespace) -> int:
+    """Train an agent (``--algo bc``), evaluate it and write ``<out>`` and ``<out>.json``."""
+    if args.algo != "bc":
+        return _train_rl(args)
+    import torch
+
+    from bwgym.agents.bc import evaluate_agent, train_bc
+    from bwgym.agents.demos import DemoDataset, collect_demos
+
+    command = _train_command(args)
+    out = Path(args.out)
+    if out.suffix != ".pt":
+        return _fail(f"--out must name a .pt file, got {out}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        env_kwargs = _env_kwargs(args.env_kwargs)
+    except ValueError as err:
+        return _fail(str(err))
+    if args.proprio:
+        env_kwargs.setdefault("proprio", True)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bwgym-demos-") as tmp:
+        demos = Path(args.demos) if args.demos else Path(tmp) / "demos"
+        try:
+            if not (demos / "meta.json").is_file():
+                print(f"collecting {args.episodes} expert episodes into {demos}", file=sys.stderr)
+                collect_demos(
+                    demos,
+                    env_id=args.env,
+                    episodes=args.episodes,
+                    noise_std=args.noise_std,
+                    seed=args.seed,
+                    env_kwargs=env_kwargs,
+                )
+            dataset = DemoDataset(demos, env_id=args.env)
+        except (ValueError, FileExistsError, RuntimeError) as err:
+            return _fail(str(err))
+        # Not next to the checkpoint: --out may point into the package (the shipped agent).
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        log_dir = Path(args.log_dir) if args.log_dir else Path("runs") / "train_agent" / f"{out.stem}-{stamp}"
+        agent = train_bc(
+            dataset,
+            None,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            device=args.device,
+            log_dir=log_dir,
+            augment_shift_px=args.shift_px,
+            dagger_rounds=args.dagger_rounds,
+            dagger_episodes=args.dagger_episodes,
+            dagger_epochs=args.dagger_epochs,
+            patience=args.patience,
+            use_proprio=args.proprio,
+        )
+        if not args.demos:
+            agent.train_config["dataset"] = "temporary folder collected by this command (deleted)"
+    train_s = time.perf_counter() - start
+    result: dict[str, Any] = dict(command=command, collect_and_train_seconds=round(train_s, 1))
+    if args.eval_episodes > 0:
+        table = evaluate_agent(
+            agent,
+            args.env,
+            episodes=args.eval_episodes,
+            seed=args.eval_seed,
+            env_kwargs={**env_kwargs, **agent.env_kwargs()},
+        )
+        result["eval"] = dict(
+            episodes=len(table),
+            seeds=f"{args.eval_seed}..{args.eval_seed + len(table) - 1}",
+            success_rate=float(table.success.mean()),
+            success_ci95_wilson=_wilson(int(table.success.sum()), len(table)),
+            mean_steps=float(table.steps.mean()),
+            views="uncompressed",
+            image_shape=list(agent.image_shape),
+        )
+    agent.extra_meta = dict(result)
+    agent.save(out)
+    report = dict(
+        result,
+        checkpoint=out.name,
+        spec=agent.spec,
+        arch=agent.arch,
+        parameters=sum(p.numel() for p in agent.parameters()),
+        train_config=agent.train_config,
+        torch_threads=torch.get_num_threads(),
+    )
+    report_path = out.with_suffix(".json")
+    report_path.write_text(json.dumps(report, indent=1) + "\n")
+    if "eval" in result:
+        ev = result["eval"]
+        print(
+            f"success rate {ev['success_rate']:.3f} over {ev['episodes']} episodes (seeds {ev['seeds']}), "
+            f"mean steps {ev['mean_steps']:.1f}"
+        )
+    print(
+        f"agent:  {out}\nreport: {report_path}\nlogs:   {log_dir} (tensorboard --logdir {log_dir})\n"
+        f"took {time.perf_counter() - start:.0f} s"
+    )
+    return 0
+
+
+def register(subparsers: Any, train_subparsers: Any) -> None:
+    """Add ``collect`` to the top-level sub-parsers and ``agent`` to those of ``bwgym train``.
+
+    Args:
+        subparsers: the result of the ``bwgym`` parser's ``add_subparsers()``.
+        train_subparsers: the result of the ``train`` parser's ``add_subparsers()``.
+
+    """
+    collect = subparsers.add_parser(
+        "collect",
+        help="record scripted-expert demonstrations into a lossless on-disk dataset",
+        description="Record expert episodes (one compressed .npz per episode plus meta.json). With "
+        "--noise-std the executed actions are noisy and the labels the expert's clean actions.",
+    )
+    collect.add_argument("--env", default="bwgym/LocateLift-v0", help="env id (default: %(default)s)")
+    collect.add_argument("--episodes", type=int, default=200, help="episodes to store (default: %(default)s)")
+    collect.add_argument(
+        "--noise-std",
+        type=float,
+        default=0.1,
+        help="std of the Gaussian action noise, as in the NDPCA paper (default: %(default)s)",
+    )
+    collect.add_argument(
+        "--seed", type=int, default=0, help="env seed of the first episode (default: %(default)s)"
+    )
+    collect.add_argument(
+        "--env-kwargs", default=None, help="JSON object of env arguments, e.g. '{\"image_size\": 64}'"
+    )
+    collect.add_argument("--keep-failures", action="store_true", help="store failed episodes too")
+    collect.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+    collect.add_argument("--out", required=True, help="dataset folder to write")
+    collect.set_defaults(func=cmd_collect)
+
+    agent = train_subparsers.add_parser(
+        "agent",
+        help="train an agent (behaviour cloning, or PPO/SAC with stable-baselines3)",
+        description="Train a BC agent from expert demonstrations (collected first unless --demos names a "
+        "dataset), evaluate it on clean views and write the checkpoint and a JSON report.",
+    )
+    agent.add_argument(
+        "--algo", choices=ALGOS, default="bc",
+        help="bc, or ppo/sac (stable-baselines3; --out is then a folder) (default: %(default)s)"
+    )
+    agent.add_argument("--total-timesteps", type=int, default=20_000, help="RL: env steps (default: %(default)s)")
+    agent.add_argument("--n-envs", type=int, default=1, help="RL: parallel envs in subprocesses (default: 1)")
+    agent.add_argument("--scenario", default=None, help="RL: train on decoded views of this scenario's codec/trace")
+    agent.add_argument("--bc-demos", default=None, help="RL (ppo): warm-start by BC on this demonstration folder")
+    agent.add_argument("--env", default="bwgym/LocateLift-v0", help="env id (default: %(default)s)")
+    agent.add_argument(
+        "--out", required=True, help="checkpoint to write (.pt); the report goes to <out>.json"
+    )
+    agent.add_argument(
+        "--demos",
+        default=None,
+        help="demonstration folder: used if finished, else collected into (default: a temp dir)",
+    )
+    agent.add_argument(
+        "--episodes", type=int, default=200, help="demonstrations to collect (default: %(default)s)"
+    )
+    agent.add_argument(
+        "--noise-std", type=float, default=0.1, help="demonstration action noise (default: %(default)s)"
+    )
+    agent.add_argument("--env-kwargs", default=None, help="JSON object of env arguments for collection")
+    agent.add_argument(
+        "--proprio", action="store_true", help="feed the proprio vector too (collect with proprio)"
+    )
+    agent.add_argument("--epochs", type=int, default=25, help="maximum epochs (default: %(default)s)")
+    agent.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
+    agent.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    agent.add_argument(
+        "--val-fraction", type=float, default=0.1, help="held-out episodes (default: %(default)s)"
+    )
+    agent.add_argument(
+        "--patience", type=int, default=8, help="early-stopping patience in epochs (default: %(default)s)"
+    )
+    agent.add_argument(
+        "--shift-px", type=int, default=4, help="random-shift augmentation in pixels (default: %(default)s)"
+    )
+    agent.add_argument(
+        "--dagger-rounds", type=int, default=0, help="DAgger rounds after BC (default: %(default)s)"
+    )
+    agent.add_argument(
+        "--dagger-episodes", type=int, default=50, help="policy episodes per round (default: %(default)s)"
+    )
+    agent.add_argument(
+        "--dagger-epochs", type=int, default=None, help="max epochs per round (default: --epochs)"
+    )
+    agent.add_argument(
+        "--seed", type=int, default=0, help="seed of collection and training (default: %(default)s)"
+    )
+    agent.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=100,
+        help="evaluation episodes, 0 for none (default: %(default)s)",
+    )
+    agent.add_argument(
+        "--eval-seed",
+        type=int,
+        default=10_000,
+        help="env seed of the first evaluation episode "
+        "(default: %(default)s, disjoint from the demonstrations')",
+    )
+    agent.add_argument("--device", default="auto", help="auto, cpu, cuda... (default: %(default)s)")
+    # One thread by default: on a machine shared with other jobs, oversubscribed intra-op threads
+    # made an epoch 10x slower here, while one thread costs at most 2x when the cores are free.
+    agent.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
+    agent.add_argument(
+        "--log-dir", default=None, help="TensorBoard folder (default: runs/train_agent/<out stem>-<time>)"
+    )
+    agent.set_defaults(func=cmd_train_agent)
