@@ -127,6 +127,8 @@ def _train_rl(args: argparse.Namespace) -> int:
 
     from bwgym.agents.rl import RLConfig, train_rl
 
+    if Path(args.out).is_file() or Path(args.out).suffix:
+        return _fail(f"--out must name a folder for --algo {args.algo} (it gets model.zip and model.json), got {args.out}")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

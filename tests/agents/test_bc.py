@@ -178,7 +178,7 @@ def test_train_agent_command(tiny, tmp_path, capsys):
 
     ppo = _parser().parse_args(["train", "agent", "--algo", "ppo", "--out", str(out)])
     assert ppo.func(ppo) == 2
-    assert "not implemented yet" in capsys.readouterr().err
+    assert "--out must name a folder for --algo ppo" in capsys.readouterr().err
 
 
 def test_shipped_checkpoint_loads_and_acts():
