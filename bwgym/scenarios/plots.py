@@ -50,7 +50,7 @@ def plot_run(out_dir: str | Path, scenario=None) -> list[Path]:
     k, n = int(episodes.success.sum()), len(episodes)
     low, high = wilson_interval(k, n)
     ax1.bar([0], [k / n], color="tab:blue")
-    ax1.errorbar([0], [k / n], yerr=[[k / n - low], [high - k / n]], color="black", capsize=6)
+    ax1.errorbar([0], [k / n], yerr=[[max(0.0, k / n - low)], [max(0.0, high - k / n)]], color="black", capsize=6)
     ax1.set(xticks=[0], xticklabels=[episodes.codec.iloc[0]], ylim=(0, 1), ylabel="success rate",
             title=f"{k}/{n} episodes")
     if "mean_bandwidth_bps" in episodes:
@@ -151,7 +151,8 @@ def plot_success_vs_bandwidth(table: pd.DataFrame, x: str, path: str | Path, gro
     fig = _figure(figsize=(6, 4))
     ax = fig.subplots()
     for name, rows in table.sort_values(x).groupby(group, sort=False):
-        yerr = [rows.success_rate - rows.success_ci_low, rows.success_ci_high - rows.success_rate]
+        yerr = [(rows.success_rate - rows.success_ci_low).clip(lower=0),
+                (rows.success_ci_high - rows.success_rate).clip(lower=0)]
         ax.errorbar(rows[x], rows.success_rate, yerr=yerr, marker="o", capsize=3, label=str(name))
     ax.set(xlabel=xlabel or x, ylabel="success rate", ylim=(-0.02, 1.02), title=title)
     if (table[x] > 0).all() and table[x].max() / max(table[x].min(), 1e-9) > 20:

@@ -107,3 +107,10 @@ def test_resume_after_kill_loses_no_finished_episode(tmp_path, scenario_path):
                          progress=False, plots=False)
     assert list(resumed.episodes.episode) == list(range(episodes))
     pd.testing.assert_frame_equal(resumed.episodes, fresh.episodes)
+
+
+def test_plots_survive_a_perfect_success_rate(tmp_path, scenario_path):
+    scenario = load_scenario(scenario_path, {"agent.name": "expert", "run.episodes": 2})
+    result = run_scenario(scenario, tmp_path / "perfect", progress=False)
+    assert result.summary.success_rate[0] == 1.0
+    assert (result.out_dir / "plots" / "success.png").stat().st_size > 0
