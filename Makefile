@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/bwgym expert --episodes 20 --out runs/expert
+	$(VENV)/bin/bwgym run lora_ndpca --workers 2
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -20,6 +20,10 @@ CODECS: dict[str, str | None] = {
     "png": None,
     "linear_dpca": "linear_dpca_locate_lift.npz",
     "pca": "pca_locate_lift.npz",
+    "ndpca": "ndpca_locate_lift.pt",
+    "ndpca_agnostic": "ndpca_agnostic_locate_lift.pt",
+    "dae": "dae_locate_lift.pt",
+    "jae": "jae_locate_lift.pt",
 }
 AGENTS = ("bc", "expert", "random", "sb3")
 ALLOCATORS = ("uniform", "fixed")
@@ -58,18 +62,19 @@ def make_codec(scenario: Scenario, observation_space: gym.spaces.Dict):
         return None
     if cfg.name in simple:
         return simple[cfg.name].from_observation_space(observation_space, **cfg.kwargs)
-    from bwgym.codecs import linear  # torch: imported only for the learned codecs
-
-    loaders = {"linear_dpca": linear.LinearDPCACodec, "pca": linear.PCACodec}
     path = Path(cfg.checkpoint) if cfg.checkpoint else CHECKPOINT_DIR / CODECS[cfg.name]
     if not path.exists():
         raise ConfigError(
             f"codec.checkpoint: {str(path)!r} does not exist; train one with "
             f"`bwgym train codec --codec {cfg.name} --out {path}` or set codec.checkpoint"
         )
-    codec = loaders[cfg.name].load(path)
-    codec.check_env(scenario.env.id, observation_space) if hasattr(codec, "check_env") else None
-    return codec
+    from bwgym.codecs.train import load_codec  # torch: imported only for the learned codecs
+
+    views = {k: space.shape for k, space in observation_space.spaces.items() if k != "proprio"}
+    try:
+        return load_codec(path, expect_env_id=scenario.env.id, expect_views=views, **cfg.kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"codec.checkpoint: {exc}") from None
 
 
 def make_env(scenario: Scenario) -> gym.Env:
