@@ -155,7 +155,7 @@ def bc_pretrain_policy(model: Any, demos: str | os.PathLike[str], epochs: int = 
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         losses.append(total / len(order))
     policy.set_training_mode(False)
     return losses

@@ -323,6 +323,9 @@ class BandwidthLimited(
             lost=bool(result.lost),
             over_budget=bool(result.over_budget),
         )
+        if hasattr(codec, "allocation_of"):
+            # Latent codecs allocate internally (DPCA): report their components per view too.
+            info["components"] = dict(codec.allocation_of(payload)) if result.bits_sent else dict.fromkeys(names, 0)
         return shown_obs, info
 
     def _ages(self, step_index: int) -> dict[str, int]:

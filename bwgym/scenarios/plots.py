@@ -73,9 +73,14 @@ def plot_run(out_dir: str | Path, scenario=None) -> list[Path]:
         ax1.set(ylabel="bits per step", title="bits per view against the link budget (episode %d)" %
                 first.episode.iloc[0])
         ax1.legend(fontsize=8, loc="upper right")
-        for v in _views(first, "allocation"):
-            ax2.plot(first.step, first[f"allocation.{v}"], label=v)
-        ax2.set(xlabel="step", ylabel="allocation (share)", ylim=(0, 1))
+        if _views(first, "components"):  # the codec allocates itself (DPCA): show its components
+            for v in _views(first, "components"):
+                ax2.step(first.step, first[f"components.{v}"], where="post", label=v)
+            ax2.set(xlabel="step", ylabel="latent components sent")
+        else:
+            for v in _views(first, "allocation"):
+                ax2.plot(first.step, first[f"allocation.{v}"], label=v)
+            ax2.set(xlabel="step", ylabel="allocation (share)", ylim=(0, 1))
         ax2.legend(fontsize=8)
         fig.tight_layout()
         written.append(plots / "allocation.png")

@@ -82,7 +82,7 @@ def _step_row(info: dict[str, Any], step: int, reward: float) -> dict[str, Any]:
     for key in ("bandwidth_bps", "budget_bits", "bits_sent_total", "lost", "over_budget"):
         if key in info:
             row[key] = info[key]
-    for key in ("bits_sent", "allocation", "dropped", "distortion"):
+    for key in ("bits_sent", "allocation", "dropped", "distortion", "components"):
         for view, value in info.get(key, {}).items():
             row[f"{key}.{view}"] = value
     return row
@@ -113,6 +113,8 @@ def _run_one(scenario: Scenario, episode: int) -> tuple[dict[str, Any], list[dic
         row["mean_bits_sent"] = float(frame.bits_sent_total.mean())
         for column in frame.columns:
             if column.startswith("bits_sent."):
+                row[f"mean_{column}"] = float(frame[column].mean())
+            elif column.startswith("components."):
                 row[f"mean_{column}"] = float(frame[column].mean())
             elif column.startswith("dropped."):
                 row[f"drop_rate.{column.split('.', 1)[1]}"] = float(frame[column].mean())
@@ -196,7 +198,7 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
                "mean_return": group["return"].mean(), "mean_steps": group.steps.mean()}
         for column in group.columns:
             if column.startswith(("mean_bandwidth", "min_bandwidth", "mean_budget", "mean_bits", "drop_rate",
-                                  "mean_psnr")):
+                                  "mean_psnr", "mean_components")):
                 row[column] = group[column].replace(np.inf, np.nan).mean()
         rows.append(row)
     return pd.DataFrame(rows)
