@@ -14,21 +14,8 @@ from bwgym.scenarios.runner import run_scenario, wilson_interval
 
 
 @pytest.fixture
-def scenario_path(tmp_path):
-    data = {
-        "name": "tiny",
-        "description": "test scenario",
-        "regime": "bursty: 200 to 10,000 bits per step",
-        "env": {"id": "bwgym/LocateLift-v0", "kwargs": {"image_size": 32}},
-        "trace": {"source": None, "generator": "gilbert_elliott",
-                  "params": {"good_bps": 250_000.0, "bad_bps": 5_000.0, "duration_s": 30.0, "seed": 3}},
-        "codec": {"name": "jpeg"},
-        "agent": {"name": "random"},
-        "run": {"episodes": 4, "seed": 10},
-    }
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+def scenario_path(tiny_scenario):
+    return tiny_scenario(agent="random", episodes=4)
 
 
 def test_wilson_interval_known_values():

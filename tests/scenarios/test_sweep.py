@@ -26,23 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def scenario_path(tmp_path):
-    data = {
-        "name": "tiny",
-        "description": "test scenario",
-        "env": {"id": "bwgym/LocateLift-v0", "kwargs": {"image_size": 32}},
-        "trace": {
-            "source": None,
-            "generator": "gilbert_elliott",
-            "params": {"good_bps": 250_000.0, "bad_bps": 5_000.0, "duration_s": 30.0, "seed": 3},
-        },
-        "codec": {"name": "jpeg"},
-        "agent": {"name": "expert"},
-        "run": {"episodes": 2, "seed": 10},
-    }
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+def scenario_path(tiny_scenario):
+    return tiny_scenario()
 
 
 def _free_port() -> int:

@@ -2,7 +2,6 @@ import importlib.util
 import math
 
 import pytest
-import yaml
 from PIL import Image
 
 from bwgym.cli import main
@@ -12,22 +11,8 @@ from bwgym.scenarios.video import episode_frames, write_episode_video
 
 
 @pytest.fixture
-def scenario_path(tmp_path):
-    data = {
-        "name": "tiny",
-        "env": {"id": "bwgym/LocateLift-v0", "kwargs": {"image_size": 32}},
-        "trace": {
-            "source": None,
-            "generator": "gilbert_elliott",
-            "params": {"good_bps": 250_000.0, "bad_bps": 5_000.0, "duration_s": 30.0, "seed": 3},
-        },
-        "codec": {"name": "jpeg"},
-        "agent": {"name": "expert"},
-        "run": {"episodes": 2, "seed": 10},
-    }
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+def scenario_path(tiny_scenario):
+    return tiny_scenario()
 
 
 def test_gif_has_one_frame_per_step_plus_reset_of_the_runners_episode(scenario_path, tmp_path):
