@@ -52,7 +52,7 @@ from bwgym.codecs.entropy import (
     step_from_index,
 )
 
-__all__ = ["LinearDPCACodec", "PCACodec"]
+__all__ = ["LatentCodec", "LinearDPCACodec", "PCACodec"]
 
 _FORMAT_VERSION = 1
 #: Steps searched, relative to the largest component's scale index: from 2**-16 of the largest
@@ -66,7 +66,7 @@ _TRIES_PER_ROUND = 4
 #: Container bytes that do not depend on the content: magic, version, codec id, stream count, crc.
 _FIXED_BYTES = 2 + 3 + 2
 
-SelfCodec = TypeVar("SelfCodec", bound="_LinearCodec")
+SelfCodec = TypeVar("SelfCodec", bound="LatentCodec")
 
 
 _VARINT_LIMITS = np.array([1 << (7 * k) for k in range(1, 9)], dtype=np.int64)
@@ -142,11 +142,23 @@ def _from_vector(spec: ViewSpec, vector: np.ndarray, downsample: int) -> np.ndar
     return x.astype(spec.dtype)
 
 
-class _LinearCodec(Codec):
-    """Shared machinery of the linear codecs: pixels <-> vectors, rate search, wire format."""
+class LatentCodec(Codec):
+    """Shared machinery of the latent codecs: pixels <-> vectors, rate search, wire format.
+
+    A subclass turns flattened views into coefficients per stream (:meth:`_analyse`) and back
+    (:meth:`_synthesise`), and says how many coefficients each stream has, their integer scale
+    indices and the order components are added in; this base does the rest (the budget search
+    of :meth:`compress`, the wire format, :meth:`decompress`). The linear codecs below analyse
+    pixels directly; the learned codecs (:mod:`bwgym.codecs.ndpca`,
+    :mod:`bwgym.codecs.autoencoders`) analyse the latents of neural encoders.
+    """
 
     #: Model class stored in the checkpoint (DPCA or PCA).
     _model_key: ClassVar[str]
+    #: True when a coefficient error below 1/2 vanishes in the uint8 rounding of the output (a
+    #: linear transform of pixels): the step search then never goes below 1. A codec whose
+    #: coefficients are latents of a network sets it False.
+    _coefficients_in_pixel_units: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -274,7 +286,7 @@ class _LinearCodec(Codec):
         sigma = self._stream_sigma_idx()
         top = max((int(s.max()) for s in sigma if s.size), default=0)
         lo, hi = top + _STEP_RANGE[0], top + _STEP_RANGE[1]
-        if all(spec.dtype == "uint8" for spec in self.views):
+        if self._coefficients_in_pixel_units and all(spec.dtype == "uint8" for spec in self.views):
             # a coefficient error below 1/2 spreads over the whole image and vanishes in the
             # uint8 rounding: a step finer than 1 only spends bits
             lo = min(max(lo, 0), hi)
@@ -536,7 +548,7 @@ class _LinearCodec(Codec):
         return f"{name}(env_id={self.env_id!r}, views={self.view_shapes}, downsample={self.downsample})"
 
 
-class LinearDPCACodec(_LinearCodec):
+class LinearDPCACodec(LatentCodec):
     """DPCA directly on (downsampled) pixels: each view projected on its own principal directions.
 
     The distributed linear baseline of the NDPCA paper: each view's encoder needs only its own
@@ -635,7 +647,7 @@ class LinearDPCACodec(_LinearCodec):
         return cls(DPCA.from_state_dict(state), views, downsample, env_id, family)
 
 
-class PCACodec(_LinearCodec):
+class PCACodec(LatentCodec):
     """Joint PCA over all views' pixels: the non-distributed linear reference (one joint stream).
 
     Its encoder needs every view at once, so it bounds what any distributed linear codec can do
@@ -702,3 +714,7 @@ class PCACodec(_LinearCodec):
         family: str,
     ) -> PCACodec:
         return cls(PCA.from_state_dict(state), views, downsample, env_id, family)
+
+
+#: Former private name of :class:`LatentCodec`, kept for code written against it.
+_LinearCodec = LatentCodec

@@ -1,0 +1,909 @@
+"""Learned latent codecs: the networks, the shared neural codec base, and the DAE / JAE baselines.
+
+Every learned codec here and in :mod:`bwgym.codecs.ndpca` is a neural autoencoder whose latents go
+through a *fitted linear model* (DPCA or PCA, :mod:`bwgym.codecs.dpca`) before quantisation and
+entropy coding, so one trained model serves every bandwidth: the linear model's components are
+sorted by variance, and ``compress`` sends as many as the bit budget buys (the budget search, wire
+format and coder are those of :class:`~bwgym.codecs.linear.LatentCodec`). They differ only in who
+sees what (NDPCA paper, Sec. 5 "Baselines")::
+
+    codec   encoder                          latent model          bandwidth split
+    ndpca   one CNN per view (E_k(x_k))      DPCA over the views   pooled singular values
+    dae     one CNN per view (E_k(x_k))      PCA per view          equal: components alternate
+    jae     one CNN over all views (E(x))    one joint PCA         none (one joint stream)
+
+and all three share the joint decoder ``D(z_1, ..., z_K) -> (x_1, ..., x_K)`` with images in
+[0, 1]. In the paper DAE and JAE are retrained for every bandwidth; here each is *one* model
+trained with the same random-dimension projection as NDPCA (Alg. 1, per view with an equal split
+for DAE, over the joint latent for JAE), so the comparison isolates the bandwidth allocation
+(DAE vs NDPCA) and the encoders' access to each other's views (JAE vs NDPCA). Train them with
+:func:`bwgym.codecs.train.train_codec` (or ``bwgym train codec``) and load them with
+:meth:`NeuralLatentCodec.load` or :func:`bwgym.codecs.train.load_codec`.
+
+Layers (CompressAI's separation): :class:`LatentAutoencoder` holds the transforms ``g_a`` / ``g_s``
+(torch); the fitted :class:`~bwgym.codecs.dpca.DPCA` / :class:`~bwgym.codecs.dpca.PCA` is the
+latent model; :mod:`bwgym.codecs.entropy` is the entropy model and byte coder.
+
+Checkpoints are ``torch.save`` files that ``torch.load(..., weights_only=True)`` reads: a dict of
+``format``, JSON-able ``meta`` (codec name, env id, views, image shape, latent sizes,
+architecture, training config, bwgym version), the network ``state_dict`` (float16, see
+:func:`round_to_float16`) and the fitted latent model's arrays.
+
+Example::
+
+    codec = DAECodec.load("bwgym/codecs/checkpoints/dae_locate_lift.pt",
+                          expect_env_id="bwgym/LocateLift-v0")
+    payload = codec.compress({"arm": arm, "side": side}, budget_bits=400)
+    codec.last_allocation                    # {'arm': 5, 'side': 5}
+    views = codec.decompress(Payload.from_bytes(payload.to_bytes()))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from bwgym.codecs.base import Payload, PayloadError, ViewSpec, _get_varint
+from bwgym.codecs.dpca import DPCA, PCA, DPCAProjection
+from bwgym.codecs.linear import LatentCodec, _spec_str, _unzigzag, _view_shapes
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "DEFAULT_CHANNELS",
+    "JOINT",
+    "PATCH",
+    "DAECodec",
+    "EqualSplitProjection",
+    "JAECodec",
+    "LatentAutoencoder",
+    "NeuralLatentCodec",
+    "ProjectionOutput",
+    "read_checkpoint",
+    "resolve_device",
+    "round_to_float16",
+]
+
+#: Format tag of every learned-codec checkpoint; bump it when the layout changes.
+CHECKPOINT_FORMAT = "bwgym.codec/1"
+#: Name of the single latent stream of a joint encoder (JAE).
+JOINT = "joint"
+#: Output channels of the encoder's patch convolution and its 3x3 stride-2 convolutions (the
+#: decoder mirrors them): 84x84 -> 21x21x32 -> 11x11x32 -> 6x6x32.
+DEFAULT_CHANNELS = (32, 32, 32)
+
+SelfNeural = TypeVar("SelfNeural", bound="NeuralLatentCodec")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` is CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def round_to_float16(module: nn.Module) -> nn.Module:
+    """Round every floating parameter and buffer to float16 precision (kept as float32), in place.
+
+    Checkpoints store weights as float16 (half the size). Rounding *before* the latent model is
+    fitted keeps the fitted model exact for the weights that are shipped.
+    """
+    with torch.no_grad():
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+    return module
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks
+# ---------------------------------------------------------------------------------------------
+
+
+#: Stride (and kernel) of the first convolution: non-overlapping 4x4 patches, the cheapest way to
+#: bring 84x84 images down to a size where 3x3 convolutions are affordable on a CPU.
+PATCH = 4
+
+
+def _conv_sizes(size: tuple[int, int], n_layers: int) -> list[tuple[int, int]]:
+    """Spatial size after each layer: padded to a multiple of :data:`PATCH`, patchified, then halved.
+
+    The first entry is the padded input size; every 3x3 stride-2 padding-1 convolution after the
+    patch layer gives ``ceil(h / 2)``.
+    """
+    h, w = (-(-size[0] // PATCH) * PATCH, -(-size[1] // PATCH) * PATCH)
+    sizes = [(h, w), (h // PATCH, w // PATCH)]
+    for _ in range(n_layers - 1):
+        h, w = sizes[-1]
+        sizes.append(((h + 1) // 2, (w + 1) // 2))
+    return sizes
+
+
+class _ConvTrunk(nn.Module):
+    """A 4x4 stride-4 patch convolution, then 3x3 stride-2 convolutions, ReLUs: images -> flat features.
+
+    Inputs whose sides are not multiples of :data:`PATCH` are padded (replicating the border).
+    """
+
+    def __init__(self, image_size: tuple[int, int], channels: Sequence[int]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(3, channels[0], PATCH, stride=PATCH), nn.ReLU()]
+        for in_ch, out_ch in zip(channels[:-1], channels[1:], strict=True):
+            layers += [nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1), nn.ReLU()]
+        self.convs = nn.Sequential(*layers)
+        sizes = _conv_sizes(image_size, len(channels))
+        self.pad = (0, sizes[0][1] - image_size[1], 0, sizes[0][0] - image_size[0])
+        h, w = sizes[-1]
+        self.n_features = int(channels[-1] * h * w)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if any(self.pad):
+            x = nn.functional.pad(x, self.pad, mode="replicate")
+        return self.convs(x - 0.5).flatten(1)
+
+
+class _ViewDecoder(nn.Module):
+    """Joint latent -> one view: linear layer, transposed convolutions, sigmoid.
+
+    The linear layer fills the smallest feature map; 3x3 stride-2 transposed convolutions and a
+    last 4x4 stride-4 one bring it back to full size (cropped to the image).
+    """
+
+    def __init__(self, latent_dim: int, image_size: tuple[int, int], channels: Sequence[int]) -> None:
+        super().__init__()
+        sizes = _conv_sizes(image_size, len(channels))
+        self.image_size = image_size
+        self.start = (int(channels[-1]), *sizes[-1])
+        self.linear = nn.Linear(latent_dim, int(np.prod(self.start)))
+        layers: list[nn.Module] = []
+        rev = list(channels)[::-1]
+        for i in range(len(channels) - 1):
+            (h_in, w_in), (h_out, w_out) = sizes[-1 - i], sizes[-2 - i]
+            pad = (h_out - (2 * h_in - 1), w_out - (2 * w_in - 1))  # 0 or 1: undoes ceil(h / 2)
+            layers += [
+                nn.ConvTranspose2d(rev[i], rev[i + 1], 3, stride=2, padding=1, output_padding=pad),
+                nn.ReLU(),
+            ]
+        layers.append(nn.ConvTranspose2d(rev[-1], 3, PATCH, stride=PATCH))
+        self.deconvs = nn.Sequential(*layers)
+        #: Per-pixel logit offset, set to the logit of the training mean image before training
+        #: (:meth:`LatentAutoencoder.set_mean_images`): the network starts at the mean image and
+        #: learns the deviations from it.
+        self.logit_offset = nn.Parameter(torch.zeros(3, *image_size))
+
+    def forward(self, z: Tensor) -> Tensor:
+        x = torch.relu(self.linear(z)).view(-1, *self.start)
+        x = self.deconvs(x)[..., : self.image_size[0], : self.image_size[1]]
+        return torch.sigmoid(x + self.logit_offset)
+
+
+class LatentAutoencoder(nn.Module):
+    r"""Per-view (distributed) or joint CNN encoders and a joint decoder to every view.
+
+    Distributed (``joint=False``, NDPCA and DAE): view ``k`` has its own encoder
+    ``E_k: x_k -> z_k`` (``latent_dims[k]`` features) that sees no other view. Joint (``joint=True``,
+    JAE): one encoder ``E: (x_1, ..., x_K) -> z`` whose convolutional trunks per view feed one
+    linear layer, so its ``latent_dims[JOINT]`` features mix all views. Either way the decoder
+    ``D`` maps the concatenated latents to every view, with a sigmoid so images are in [0, 1]::
+
+        x_arm  -> conv x3 -> linear -> z_arm  \\                     / linear -> deconv x3 -> x_arm
+                                               > cat (sum d) -> D <
+        x_side -> conv x3 -> linear -> z_side /                     \\ linear -> deconv x3 -> x_side
+
+    Args:
+        view_names: camera views, in order.
+        image_size: (H, W) of every view.
+        latent_dims: features per latent group: ``{view: d_k}`` (distributed) or
+            ``{"joint": d}`` (joint).
+        joint: one encoder over all views instead of one per view.
+        channels: output channels of each trunk's 4x4 stride-4 patch convolution, then of its
+            3x3 stride-2 convolutions.
+
+    """
+
+    def __init__(
+        self,
+        view_names: Sequence[str],
+        image_size: Sequence[int],
+        latent_dims: Mapping[str, int],
+        joint: bool = False,
+        channels: Sequence[int] = DEFAULT_CHANNELS,
+    ) -> None:
+        super().__init__()
+        self.view_names = tuple(str(v) for v in view_names)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.latent_dims = {str(k): int(v) for k, v in latent_dims.items()}
+        self.joint = bool(joint)
+        self.channels = tuple(int(c) for c in channels)
+        expected = (JOINT,) if self.joint else self.view_names
+        if tuple(self.latent_dims) != expected:
+            raise ValueError(
+                f"latent_dims must have keys {list(expected)} in order, got {list(self.latent_dims)}"
+            )
+        if any(d < 1 for d in self.latent_dims.values()):
+            raise ValueError(f"latent sizes must be >= 1, got {self.latent_dims}")
+        self.trunks = nn.ModuleDict({v: _ConvTrunk(self.image_size, self.channels) for v in self.view_names})
+        n_feat = {v: t.n_features for v, t in self.trunks.items()}
+        if self.joint:
+            self.heads = nn.ModuleDict({JOINT: nn.Linear(sum(n_feat.values()), self.latent_dims[JOINT])})
+        else:
+            self.heads = nn.ModuleDict(
+                {v: nn.Linear(n_feat[v], self.latent_dims[v]) for v in self.view_names}
+            )
+        total = sum(self.latent_dims.values())
+        self.decoders = nn.ModuleDict(
+            {v: _ViewDecoder(total, self.image_size, self.channels) for v in self.view_names}
+        )
+
+    @property
+    def latent_names(self) -> tuple[str, ...]:
+        """The latent groups, in order: the view names, or ``("joint",)``."""
+        return tuple(self.latent_dims)
+
+    def encode(self, views: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Latents ``{group: (B, d)}`` of float views ``{view: (B, 3, H, W)}`` in [0, 1]."""
+        if self.joint:
+            feats = torch.cat([self.trunks[v](views[v]) for v in self.view_names], dim=1)
+            return {JOINT: self.heads[JOINT](feats)}
+        return {v: self.heads[v](self.trunks[v](views[v])) for v in self.view_names}
+
+    def decode(self, latents: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Decode latents ``{group: (B, d)}`` to views ``{view: (B, 3, H, W)}`` in [0, 1]."""
+        z = torch.cat([latents[n] for n in self.latent_names], dim=1)
+        return {v: self.decoders[v](z) for v in self.view_names}
+
+    def forward(self, views: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Reconstruction without any bottleneck other than the latent size."""
+        return self.decode(self.encode(views))
+
+    def set_mean_images(self, means: Mapping[str, Tensor]) -> LatentAutoencoder:
+        """Start every view's output at its training mean image ``{view: (3, H, W)}`` in [0, 1]."""
+        with torch.no_grad():
+            for v in self.view_names:
+                p = means[v].to(self.decoders[v].logit_offset).clamp(1e-3, 1 - 1e-3)
+                self.decoders[v].logit_offset.copy_(torch.log(p) - torch.log1p(-p))
+        return self
+
+    def initialise_from(self, other: LatentAutoencoder) -> LatentAutoencoder:
+        """Copy the weights of a trained network of the same views, size and channels, in place.
+
+        Trunks and decoders are copied as they are. A joint network initialised from a distributed
+        one gets a block-diagonal joint head (view ``k``'s head on view ``k``'s features), so it
+        starts as exactly the distributed model; the reverse is not possible and raises.
+
+        Raises:
+            ValueError: the networks differ in views, image size, channels or total latent size,
+                or ``other`` is joint and this one is not.
+
+        """
+        if (other.view_names, other.image_size, other.channels) != (
+            self.view_names,
+            self.image_size,
+            self.channels,
+        ):
+            raise ValueError(
+                f"cannot initialise {self.config()} from {other.config()}: views, image size and "
+                "channels must match"
+            )
+        if sum(other.latent_dims.values()) != sum(self.latent_dims.values()) or (
+            other.joint and not self.joint
+        ):
+            raise ValueError(
+                f"cannot initialise latents {self.latent_dims} (joint={self.joint}) from "
+                f"{other.latent_dims} (joint={other.joint})"
+            )
+        with torch.no_grad():
+            self.trunks.load_state_dict(other.trunks.state_dict())
+            self.decoders.load_state_dict(other.decoders.state_dict())
+            if self.joint == other.joint:
+                self.heads.load_state_dict(other.heads.state_dict())
+            else:
+                head = self.heads[JOINT]
+                head.weight.zero_()
+                row = col = 0
+                for v in self.view_names:
+                    w, b = other.heads[v].weight, other.heads[v].bias
+                    head.weight[row : row + w.shape[0], col : col + w.shape[1]] = w
+                    head.bias[row : row + w.shape[0]] = b
+                    row, col = row + w.shape[0], col + w.shape[1]
+        return self
+
+    def config(self) -> dict[str, Any]:
+        """Return the constructor arguments (JSON-able)."""
+        return dict(
+            view_names=list(self.view_names),
+            image_size=list(self.image_size),
+            latent_dims=dict(self.latent_dims),
+            joint=self.joint,
+            channels=list(self.channels),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Training-time projections
+# ---------------------------------------------------------------------------------------------
+
+
+class ProjectionOutput:
+    """Reconstructed latents and the dimensions kept per latent group (training projections)."""
+
+    def __init__(self, z_hat: dict[str, Tensor], dims: dict[str, int]) -> None:
+        self.z_hat = z_hat
+        self.dims = dims
+
+
+class _PooledProjection(nn.Module):
+    """Algorithm 1 over all latent groups at once (NDPCA; JAE with its single group)."""
+
+    def __init__(self, latent_dims: Mapping[str, int], m_min: int, m_max: int, momentum: float) -> None:
+        super().__init__()
+        self.projection = DPCAProjection(dict(latent_dims), m_min=m_min, m_max=m_max, momentum=momentum)
+
+    def forward(self, z: Mapping[str, Tensor], m: int, coeff_fn: Callable | None = None) -> ProjectionOutput:
+        out = self.projection(dict(z), m=m, coeff_fn=coeff_fn)
+        return ProjectionOutput(out.z_hat, dict(zip(self.projection.view_names, out.dims, strict=True)))
+
+
+class EqualSplitProjection(nn.Module):
+    """DAE's training projection: each view projected on its own top ``m_k`` components, ``m_k`` equal.
+
+    ``m`` is split as the inference codec splits it (components alternate between views, so the
+    first views get one more when ``m`` is not a multiple of the number of views); each view runs
+    Alg. 1 on its own (:class:`~bwgym.codecs.dpca.DPCAProjection` with one view).
+    """
+
+    def __init__(self, latent_dims: Mapping[str, int], momentum: float = 0.1) -> None:
+        super().__init__()
+        self.latent_dims = {str(k): int(v) for k, v in latent_dims.items()}
+        self.projections = nn.ModuleDict(
+            {
+                k: DPCAProjection({k: d}, m_min=0, m_max=d, momentum=momentum)
+                for k, d in self.latent_dims.items()
+            }
+        )
+
+    def split(self, m: int) -> dict[str, int]:
+        """Components per view at total ``m`` (alternating, capped by each view's size)."""
+        order = _interleaved_order(tuple(self.latent_dims.values()))
+        counts = np.bincount(order[:m], minlength=len(self.latent_dims))
+        return dict(zip(self.latent_dims, (int(c) for c in counts), strict=True))
+
+    def forward(self, z: Mapping[str, Tensor], m: int, coeff_fn: Callable | None = None) -> ProjectionOutput:
+        """Project each view on its own top components, ``m`` split equally, and reconstruct."""
+        dims = self.split(m)
+        z_hat = {}
+        for j, (name, proj) in enumerate(self.projections.items()):
+            fn = None if coeff_fn is None else (lambda _k, c, var, j=j: coeff_fn(j, c, var))
+            z_hat[name] = proj({name: z[name]}, m=dims[name], coeff_fn=fn).z_hat[name]
+        return ProjectionOutput(z_hat, dims)
+
+
+def _interleaved_order(ranks: Sequence[int]) -> np.ndarray:
+    """Stream index of each component when streams take turns (equal split), capped by ``ranks``."""
+    keys = [(j, k) for k, r in enumerate(ranks) for j in range(r)]
+    return np.array([k for _, k in sorted(keys)], dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoint helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _arrays_to_blob(state: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Numpy state -> tensors (numbers) and lists (strings), loadable with ``weights_only=True``."""
+    tensors, strings = {}, {}
+    for key, value in state.items():
+        arr = np.asarray(value)
+        if arr.dtype.kind in "US":
+            strings[key] = [str(s) for s in arr.reshape(-1).tolist()]
+        else:
+            tensors[key] = torch.from_numpy(np.array(arr, copy=True, order="C"))
+    return {"tensors": tensors, "strings": strings}
+
+
+def _blob_to_arrays(blob: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {k: v.numpy() for k, v in blob["tensors"].items()}
+    out.update({k: np.asarray(v, dtype=np.str_) for k, v in blob["strings"].items()})
+    return out
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a learned-codec checkpoint's dict (no code executed: ``weights_only=True``).
+
+    Raises:
+        ValueError: the file is not a bwgym learned-codec checkpoint.
+
+    """
+    path = Path(path)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch raises many types for a damaged file
+        raise ValueError(f"{path} is not a readable codec checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
+        raise ValueError(
+            f"{path} is not a bwgym learned-codec checkpoint (format {got!r}, expected {CHECKPOINT_FORMAT!r})"
+        )
+    return blob
+
+
+# ---------------------------------------------------------------------------------------------
+# The codec base
+# ---------------------------------------------------------------------------------------------
+
+
+class NeuralLatentCodec(LatentCodec):
+    """A latent codec whose coefficients are a fitted linear model (DPCA or PCA) of neural latents.
+
+    Built on :class:`~bwgym.codecs.linear.LatentCodec` (budget search, wire format, decoding).
+
+    ``compress``: views -> encoder(s) -> latent model projection -> quantise with one step ->
+    entropy-code, searching the number of components (allocated per view by the latent model)
+    and the step for the lowest latent distortion whose real payload fits the budget. The payload
+    header carries the step index and the components per stream, so ``decompress`` needs only
+    the payload and the checkpoint. ``decompress`` -> dequantise -> back-project -> joint decoder.
+    A stream sent with 0 components decodes from the latent mean.
+
+    Subclasses set :attr:`name`, :attr:`joint` and :attr:`latent_model_kind`, and
+    :meth:`_coding_order` for DPCA latent models.
+
+    Args:
+        net: the trained autoencoder (put in eval mode on ``device``).
+        latent_model: the fitted :class:`DPCA` (distributed) or :class:`PCA` (joint) of its latents.
+        views: view specs (uint8 ``(H, W, 3)`` images).
+        env_id: the env the frames came from.
+        family: entropy model, ``"gaussian"`` or ``"laplace"``.
+        device: where the networks run (``"auto"``: CUDA when present). The bytes do not depend on
+            it (the entropy model is integer), the reconstruction only to float rounding.
+        follow_allocation: honour the ``allocation`` argument of :meth:`compress` (the body is then
+            split by those fractions, a fixed-split policy). Off by default: these codecs allocate
+            by their latent model, and the wrapper passes a uniform allocation to every codec.
+        train_config: how the model was trained (saved in checkpoints).
+        metrics: evaluation numbers to keep with the checkpoint.
+
+    Attributes:
+        last_allocation: components per stream of the last :meth:`compress` (all 0 for an empty
+            payload): ``{view: m_k}``, or ``{"joint": m}`` for a joint codec.
+
+    """
+
+    _coefficients_in_pixel_units = False
+    #: One encoder over all views (True) or one per view (False).
+    joint: ClassVar[bool] = False
+    #: ``"dpca"`` or ``"pca"``: the latent model class.
+    latent_model_kind: ClassVar[str] = "dpca"
+
+    def __init__(
+        self,
+        net: LatentAutoencoder,
+        latent_model: DPCA | PCA,
+        views: Sequence[ViewSpec],
+        env_id: str = "",
+        family: str = "gaussian",
+        device: str | torch.device = "auto",
+        follow_allocation: bool = False,
+        train_config: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(views, 1, env_id, family)
+        for spec in self.views:
+            if spec.dtype != "uint8" or len(spec.shape) != 3 or spec.shape[2] != 3:
+                raise ValueError(
+                    f"view {spec.name!r}: learned codecs take uint8 (H, W, 3) images, got {spec}"
+                )
+            if tuple(spec.shape[:2]) != net.image_size:
+                raise ValueError(
+                    f"view {spec.name!r} of shape {spec.shape} does not match the network's "
+                    f"image size {net.image_size}"
+                )
+        if net.view_names != self.view_names or net.joint != self.joint:
+            raise ValueError(
+                f"{type(self).__name__}: network views {list(net.view_names)} (joint={net.joint}) "
+                f"do not match codec views {list(self.view_names)} (joint={self.joint})"
+            )
+        expected = DPCA if self.latent_model_kind == "dpca" else PCA
+        if not isinstance(latent_model, expected) or tuple(latent_model.view_names) != net.latent_names:
+            raise ValueError(
+                f"{type(self).__name__} needs a {expected.__name__} over {list(net.latent_names)}, "
+                f"got {latent_model!r}"
+            )
+        self.device = resolve_device(device)
+        self.net = net.to(self.device).eval()
+        self.net.requires_grad_(False)
+        self.latent_model = latent_model
+        self.follow_allocation = bool(follow_allocation)
+        self.train_config = dict(train_config or {})
+        self.metrics = dict(metrics or {})
+        self.last_allocation: dict[str, int] = dict.fromkeys(self.stream_names, 0)
+
+    # -- latent model hooks ---------------------------------------------------------------------
+
+    @property
+    def stream_names(self) -> tuple[str, ...]:
+        """Names of the payload's streams: the views, or ``("joint",)`` for a joint codec."""
+        return self.net.latent_names
+
+    @property
+    def latent_dims(self) -> dict[str, int]:
+        """Latent size per latent group."""
+        return dict(self.net.latent_dims)
+
+    def _stream_ranks(self) -> tuple[int, ...]:
+        if isinstance(self.latent_model, PCA):
+            return (self.latent_model.max_m,)
+        return self.latent_model.ranks
+
+    def _stream_sigma_idx(self) -> list[np.ndarray]:
+        if isinstance(self.latent_model, PCA):
+            return [self.latent_model.sigma_idx]
+        return self.latent_model.sigma_idx
+
+    def _coding_order(self) -> np.ndarray:
+        if isinstance(self.latent_model, PCA):
+            return np.zeros(self.latent_model.max_m, dtype=np.int64)
+        return self.latent_model.order
+
+    def _model_state(self) -> dict[str, np.ndarray]:
+        return self.latent_model.state_dict()
+
+    @classmethod
+    def _from_model_state(cls, *args: Any, **kwargs: Any) -> NeuralLatentCodec:
+        raise NotImplementedError("learned codecs load with NeuralLatentCodec.load (torch checkpoints)")
+
+    # -- analysis and synthesis -----------------------------------------------------------------
+
+    def _images_to_tensors(self, vectors: list[np.ndarray]) -> dict[str, Tensor]:
+        out = {}
+        for spec, v in zip(self.views, vectors, strict=True):
+            x = torch.as_tensor(np.asarray(v, dtype=np.float32).reshape(1, *spec.shape), device=self.device)
+            out[spec.name] = x.permute(0, 3, 1, 2).div_(255.0)
+        return out
+
+    def latents(self, views: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Encode uint8 views ``{view: (N, H, W, 3)}`` to latents ``{group: (N, d)}`` (float64)."""
+        with torch.inference_mode():
+            x = {
+                v: torch.as_tensor(np.asarray(views[v]), device=self.device)
+                .permute(0, 3, 1, 2)
+                .float()
+                .div_(255.0)
+                for v in self.view_names
+            }
+            z = self.net.encode(x)
+        return {k: t.double().cpu().numpy() for k, t in z.items()}
+
+    def _analyse(self, vectors: list[np.ndarray]) -> list[np.ndarray]:
+        with torch.inference_mode():
+            z = self.net.encode(self._images_to_tensors(vectors))
+        latents = {k: t[0].double().cpu().numpy() for k, t in z.items()}
+        if isinstance(self.latent_model, PCA):
+            return [self.latent_model.encode(latents, self.latent_model.max_m)]
+        coeffs = self.latent_model.encode(
+            latents, dims=dict(zip(self.stream_names, self.latent_model.ranks, strict=True))
+        )
+        return [coeffs[n] for n in self.stream_names]
+
+    def _decode_latents(self, coeffs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        if isinstance(self.latent_model, PCA):
+            return self.latent_model.decode(coeffs[0])
+        return self.latent_model.decode(dict(zip(self.stream_names, coeffs, strict=True)))
+
+    def _synthesise(self, coeffs: list[np.ndarray]) -> list[np.ndarray]:
+        latents = self._decode_latents(coeffs)
+        with torch.inference_mode():
+            z = {
+                k: torch.as_tensor(latents[k], dtype=torch.float32, device=self.device).reshape(1, -1)
+                for k in self.stream_names
+            }
+            x = self.net.decode(z)
+            return [
+                x[v][0].permute(1, 2, 0).mul(255.0).double().cpu().numpy().reshape(-1)
+                for v in self.view_names
+            ]
+
+    # -- compress / header ----------------------------------------------------------------------
+
+    def compress(
+        self,
+        views: Mapping[str, np.ndarray],
+        budget_bits: int,
+        allocation: Mapping[str, float] | None = None,
+    ) -> Payload:
+        """Encode ``views`` into at most ``budget_bits`` bits, container included.
+
+        Searches the number of components and the quantisation step for the lowest predicted
+        latent distortion whose real payload fits (see
+        :meth:`~bwgym.codecs.linear.LatentCodec.compress`); records the components per stream in
+        :attr:`last_allocation`.
+
+        Args:
+            views: one uint8 ``(H, W, 3)`` image per view.
+            budget_bits: bits the link carries this step.
+            allocation: fractions per view; ignored unless the codec was built with
+                ``follow_allocation=True``.
+
+        Returns:
+            The payload, or an empty payload when even one component does not fit.
+
+        """
+        payload = super().compress(views, budget_bits, allocation if self.follow_allocation else None)
+        self.last_allocation = self.allocation_of(payload)
+        return payload
+
+    def read_header(self, payload: Payload) -> tuple[int, dict[str, int]]:
+        """Read the step index and the components per stream from a payload of this codec.
+
+        Raises:
+            PayloadError: the payload is of another codec or its header is corrupt.
+
+        """
+        if payload.codec != self.name:
+            raise PayloadError(f"payload was written by codec {payload.codec!r}, this is {self.name!r}")
+        if payload.is_empty:
+            return 0, dict.fromkeys(self.stream_names, 0)
+        zz, pos = _get_varint(payload.meta, 0)
+        dims = {}
+        for name in self.stream_names:
+            n, pos = _get_varint(payload.meta, pos)
+            dims[name] = n
+        return _unzigzag(zz), dims
+
+    def allocation_of(self, payload: Payload) -> dict[str, int]:
+        """Components per stream in ``payload`` (the bandwidth split; all 0 for an empty payload)."""
+        return self.read_header(payload)[1]
+
+    def coefficients(self, views: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """All latent-model coefficients per stream of one observation (what ``compress`` quantises)."""
+        self.check_views(views)
+        vectors = [self._to_vectors(spec, views[spec.name][None])[0] for spec in self.views]
+        return dict(zip(self.stream_names, self._analyse(vectors), strict=True))
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(H, W, 3)`` of every view."""
+        return (*self.net.image_size, 3)
+
+    def meta(self) -> dict[str, Any]:
+        """Return the checkpoint's JSON-able metadata."""
+        import bwgym
+
+        meta = dict(
+            codec=self.name,
+            env_id=self.env_id,
+            views=[[v.name, list(v.shape), v.dtype] for v in self.views],
+            image_shape=list(self.image_shape),
+            latent_dims=self.latent_dims,
+            latent_model=self.latent_model_kind,
+            arch=self.net.config(),
+            family=self.family,
+            follow_allocation=self.follow_allocation,
+            train_config=self.train_config,
+            metrics=self.metrics,
+            bwgym_version=getattr(bwgym, "__version__", "unknown"),
+        )
+        return json.loads(json.dumps(meta))  # checks the promise "JSON-able"
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Return the dict :meth:`save` writes: weights (float16 where exact), latent model, metadata."""
+        state = {}
+        for k, v in self.net.state_dict().items():
+            v = v.detach().cpu()
+            half = v.half() if v.is_floating_point() else None
+            # float16 when exact (trained weights are rounded, see round_to_float16), else as they are
+            state[k] = half if half is not None and torch.equal(half.float(), v) else v.clone()
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "meta": self.meta(),
+            "state_dict": state,
+            "latent_model": _arrays_to_blob(self._model_state()),
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the codec as a ``torch.save`` file (atomically: temp file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        try:
+            torch.save(self.checkpoint(), tmp)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return path
+
+    @classmethod
+    def from_checkpoint(
+        cls: type[SelfNeural],
+        blob: Mapping[str, Any],
+        device: str | torch.device = "auto",
+        where: str = "checkpoint",
+    ) -> SelfNeural:
+        """Rebuild from :meth:`checkpoint`'s dict."""
+        meta = blob["meta"]
+        if meta.get("codec") != cls.name:
+            raise ValueError(f"{where}: checkpoint of codec {meta.get('codec')!r}, expected {cls.name!r}")
+        net = LatentAutoencoder(**meta["arch"])
+        net.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+        )
+        arrays = _blob_to_arrays(blob["latent_model"])
+        model = (
+            DPCA.from_state_dict(arrays) if meta["latent_model"] == "dpca" else PCA.from_state_dict(arrays)
+        )
+        views = [ViewSpec(n, tuple(s), d) for n, s, d in meta["views"]]
+        return cls(
+            net,
+            model,
+            views,
+            env_id=meta["env_id"],
+            family=meta["family"],
+            device=device,
+            follow_allocation=meta.get("follow_allocation", False),
+            train_config=meta.get("train_config"),
+            metrics=meta.get("metrics"),
+        )
+
+    @classmethod
+    def load(
+        cls: type[SelfNeural],
+        path: str | os.PathLike[str],
+        expect_env_id: str | None = None,
+        expect_views: Any = None,
+        expect_image_shape: Sequence[int] | None = None,
+        device: str | torch.device = "auto",
+        follow_allocation: bool | None = None,
+    ) -> SelfNeural:
+        """Load a codec written by :meth:`save` and check it against the caller's spec.
+
+        Args:
+            path: the checkpoint.
+            expect_env_id: the env the caller runs (None: any).
+            expect_views: the caller's views: ViewSpecs, ``{name: shape}``, or a gymnasium ``Dict``
+                space restricted to the coded views (None: any).
+            expect_image_shape: ``(H, W)`` or ``(H, W, 3)`` every view must have (None: any).
+            device: where the networks run.
+            follow_allocation: override the saved ``follow_allocation`` (see the class docs).
+
+        Raises:
+            ValueError: not a checkpoint of this codec, or its env id / views / image size differ
+                from the expectations (the message names both specs).
+
+        """
+        blob = read_checkpoint(path)
+        codec = cls.from_checkpoint(blob, device=device, where=str(path))
+        codec.check_spec(expect_env_id, expect_views, expect_image_shape)
+        if follow_allocation is not None:
+            codec.follow_allocation = bool(follow_allocation)
+        return codec
+
+    def check_spec(
+        self, env_id: str | None = None, views: Any = None, image_shape: Sequence[int] | None = None
+    ) -> None:
+        """Raise ``ValueError`` naming both specs when trained for another env, views or image size."""
+        want = _view_shapes(views) if views is not None else None
+        env_bad = env_id is not None and env_id != self.env_id
+        views_bad = want is not None and want != self.view_shapes
+        shape_bad = (
+            image_shape is not None
+            and tuple(int(s) for s in image_shape) != self.image_shape[: len(image_shape)]
+        )
+        if env_bad or views_bad or shape_bad:
+            have = _spec_str(self.env_id, self.view_shapes) + f" (images {self.image_shape})"
+            asked = _spec_str(env_id, want) + (
+                f" (images {tuple(image_shape)})" if image_shape is not None else ""
+            )
+            raise ValueError(
+                f"{type(self).__name__} was trained for {have}, but {asked} was requested; "
+                "retrain it (`bwgym train codec`) or load the matching checkpoint"
+            )
+
+    def check_env(self, env_id: str | None = None, observation_space: Any = None) -> None:
+        """:meth:`check_spec` against an env id and its (Dict) observation space's coded views."""
+        views = None
+        if observation_space is not None:
+            spaces = getattr(observation_space, "spaces", observation_space)
+            missing = [v for v in self.view_names if v not in spaces]
+            if missing:
+                raise ValueError(
+                    f"{type(self).__name__} codes views {list(self.view_names)}, the env lacks "
+                    f"{missing} (it has {sorted(spaces)})"
+                )
+            views = {v: tuple(spaces[v].shape) for v in self.view_names}
+        self.check_spec(env_id, views)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickle the checkpoint (CPU tensors), not live modules: subprocess workers rebuild it.
+        blob = self.checkpoint()
+        blob["state_dict"] = {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
+        return {"blob": blob, "device": str(self.device), "last_allocation": self.last_allocation}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        device = state["device"]
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            device = "cpu"
+        other = type(self).from_checkpoint(state["blob"], device=device)
+        self.__dict__.update(other.__dict__)
+        self.last_allocation = state["last_allocation"]
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(env_id={self.env_id!r}, views={self.view_shapes}, "
+            f"latent_dims={self.latent_dims}, device={str(self.device)!r})"
+        )
+
+    # -- training hooks -------------------------------------------------------------------------
+
+    @classmethod
+    def build_network(
+        cls,
+        view_names: Sequence[str],
+        image_size: Sequence[int],
+        latent_dim: int,
+        channels: Sequence[int] = DEFAULT_CHANNELS,
+    ) -> LatentAutoencoder:
+        """Build a fresh network: ``latent_dim`` per view, or ``latent_dim * K`` joint features."""
+        if cls.joint:
+            dims = {JOINT: int(latent_dim) * len(view_names)}
+        else:
+            dims = {str(v): int(latent_dim) for v in view_names}
+        return LatentAutoencoder(view_names, image_size, dims, joint=cls.joint, channels=channels)
+
+    @classmethod
+    def training_projection(
+        cls, latent_dims: Mapping[str, int], m_min: int, m_max: int, momentum: float = 0.1
+    ) -> nn.Module:
+        """Return the random-dimension projection used in training (Alg. 1, pooled over groups)."""
+        return _PooledProjection(latent_dims, m_min, m_max, momentum)
+
+    @classmethod
+    def fit_latent_model(cls, latents: Mapping[str, np.ndarray]) -> DPCA | PCA:
+        """Fit the inference latent model on training latents ``{group: (N, d)}`` (all components)."""
+        if cls.latent_model_kind == "pca":
+            return PCA.fit(latents)
+        return DPCA.fit(latents)
+
+
+class DAECodec(NeuralLatentCodec):
+    """Distributed autoencoder with an equal split: the NDPCA paper's lower-bound baseline.
+
+    One encoder per view (as NDPCA) and a joint decoder; each view's latents are projected on that
+    view's own principal components, and the views take turns adding components, so both get the
+    same number whatever their importance. Trained with :class:`EqualSplitProjection`.
+    """
+
+    name = "dae"
+    joint = False
+    latent_model_kind = "dpca"
+
+    def _coding_order(self) -> np.ndarray:
+        return _interleaved_order(self.latent_model.ranks)
+
+    @classmethod
+    def training_projection(
+        cls, latent_dims: Mapping[str, int], m_min: int, m_max: int, momentum: float = 0.1
+    ) -> nn.Module:
+        """Each view on its own top components, equal numbers per view."""
+        return EqualSplitProjection(latent_dims, momentum)
+
+
+class JAECodec(NeuralLatentCodec):
+    """Joint autoencoder: one encoder over all views (the non-distributed reference).
+
+    Its encoder needs every view at once, so it cannot run on separate sensors; it bounds what a
+    distributed codec of the same size can do. Its latent is projected on one joint PCA basis and
+    sent as one stream (``allocation`` is meaningless and ignored).
+    """
+
+    name = "jae"
+    joint = True
+    latent_model_kind = "pca"

@@ -1,0 +1,373 @@
+"""Learned latent codecs (NDPCA, DAE, JAE) behind the codec protocol: budgets, bytes, checkpoints.
+
+The codecs are trained for a few steps on 32x32 LocateLift frames: their quality is poor, but every
+property tested here (budgets, exact bytes, round trips, errors) must hold for any weights.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import bwgym  # noqa: F401  (registers the envs; before mujoco)
+from bwgym.codecs.autoencoders import (
+    JOINT,
+    DAECodec,
+    EqualSplitProjection,
+    JAECodec,
+    LatentAutoencoder,
+    NeuralLatentCodec,
+    round_to_float16,
+)
+from bwgym.codecs.base import Payload, PayloadError
+from bwgym.codecs.entropy import quantize_symbols, step_from_index
+from bwgym.codecs.ndpca import NDPCACodec
+from bwgym.codecs.train import TrainConfig, load_codec, train_codec
+
+SIZE = 32
+ENV_ID = "bwgym/LocateLift-v0"
+BUDGETS = [0, 10, 50, 80, 120, 200, 400, 1000, 5000, 20_000, 100_000]
+NAMES = ["ndpca", "dae", "jae"]
+
+
+class TinyAgent(torch.nn.Module):
+    """A stand-in task model: per-view conv + linear to a 4-d tanh action (any frozen module works)."""
+
+    def __init__(self, views=("arm", "side")) -> None:
+        super().__init__()
+        self.views = tuple(views)
+        self.convs = torch.nn.ModuleDict(
+            {
+                v: torch.nn.Sequential(
+                    torch.nn.Conv2d(3, 4, 4, stride=4), torch.nn.ReLU(), torch.nn.Flatten()
+                )
+                for v in views
+            }
+        )
+        self.head = torch.nn.LazyLinear(4)
+
+    def forward(self, views):
+        return torch.tanh(self.head(torch.cat([self.convs[v](views[v]) for v in self.views], dim=1)))
+
+
+def tiny_agent(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    agent = TinyAgent()
+    agent(dict.fromkeys(agent.views, torch.zeros(1, 3, SIZE, SIZE)))  # materialise the lazy layer
+    return agent.eval()
+
+
+@pytest.fixture(scope="session")
+def lift_frames(tmp_path_factory) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Expert frames of 6 LocateLift episodes at 32x32."""
+    from bwgym.agents.demos import DemoDataset, collect_demos
+
+    path = collect_demos(
+        tmp_path_factory.mktemp("demos") / "d",
+        episodes=6,
+        seed=0,
+        env_kwargs={"image_size": SIZE},
+        progress=False,
+    )
+    obs, _, episode_index = DemoDataset(path).arrays()
+    return {"arm": obs["arm"], "side": obs["side"]}, episode_index
+
+
+@pytest.fixture(scope="module")
+def codecs(lift_frames) -> dict[str, NeuralLatentCodec]:
+    frames, episodes = lift_frames
+    out = {}
+    for name in NAMES:
+        cfg = TrainConfig.for_variant(
+            name,
+            steps=25,
+            batch_size=8,
+            latent_dim=8,
+            channels=(8, 8, 8),
+            device="cpu",
+            eval_every=1000,
+            threads=1,
+        )
+        out[name] = train_codec(cfg, frames, episodes, agent=tiny_agent(), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def views(lift_frames) -> list[dict[str, np.ndarray]]:
+    frames, _ = lift_frames
+    rows = [0, len(frames["arm"]) // 2, len(frames["arm"]) - 1]
+    return [{k: v[i] for k, v in frames.items()} for i in rows]
+
+
+def _latent_error(codec: NeuralLatentCodec, obs: dict[str, np.ndarray], payload: Payload) -> float:
+    step_idx, dims = codec.read_header(payload)
+    coeffs = codec.coefficients(obs)
+    err = 0.0
+    for name in codec.stream_names:
+        c = coeffs[name]
+        q = quantize_symbols(c[: dims[name]], step_from_index(step_idx)) * step_from_index(step_idx)
+        err += float(np.sum((c[: dims[name]] - q) ** 2) + np.sum(c[dims[name] :] ** 2))
+    return err
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_budget_sweep_fits_and_error_falls(name: str, codecs, views) -> None:
+    codec = codecs[name]
+    for obs in views:
+        errors = []
+        for budget in BUDGETS:
+            payload = codec.compress(obs, budget)
+            assert payload.nbits <= budget, (name, budget, payload.nbits)
+            assert codec.last_allocation == codec.allocation_of(payload)
+            if payload.is_empty:
+                assert sum(codec.last_allocation.values()) == 0
+                assert codec.decompress(payload) == {}
+                continue
+            decoded = codec.decompress(payload)
+            assert set(decoded) == {"arm", "side"}
+            assert all(d.dtype == np.uint8 and d.shape == (SIZE, SIZE, 3) for d in decoded.values())
+            errors.append(_latent_error(codec, obs, payload))
+        assert codec.compress(obs, 0).is_empty
+        assert not codec.compress(obs, 400).is_empty, "a few hundred bits must buy a few components"
+        # more bits, less latent distortion (the search is coarse to fine, so only overall)
+        assert errors[-1] <= errors[0], errors
+        assert errors[-1] <= 0.05 * errors[0] or errors[-1] < 1e-6, errors
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_wire_round_trip_and_determinism(name: str, codecs, views) -> None:
+    codec = codecs[name]
+    for obs in views:
+        payload = codec.compress(obs, 500)
+        again = codec.compress(obs, 500)
+        assert payload.to_bytes() == again.to_bytes()
+        received = Payload.from_bytes(payload.to_bytes(), codec=name)
+        direct, wired = codec.decompress(payload), codec.decompress(received)
+        for k in direct:
+            np.testing.assert_array_equal(direct[k], wired[k])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_emitted_bytes_match_model_rate(name: str, codecs, views) -> None:
+    codec = codecs[name]
+    sigma = dict(zip(codec.stream_names, codec._stream_sigma_idx(), strict=True))
+    for obs in views:
+        for budget in (150, 600, 3000, 20_000):
+            payload = codec.compress(obs, budget)
+            if payload.is_empty:
+                continue
+            step_idx, dims = codec.read_header(payload)
+            coeffs = codec.coefficients(obs)
+            estimate = 0.0
+            for name_s in codec.stream_names:
+                n = dims[name_s]
+                sym = quantize_symbols(coeffs[name_s][:n], step_from_index(step_idx))
+                estimate += codec.coder.estimate_bits(sym, sigma[name_s][:n] - step_idx)
+            body_bits = sum(payload.stream_bits)
+            header_bits = payload.nbits - body_bits
+            n_streams = sum(1 for n in dims.values() if n)
+            # within 2 % of the model's ideal length, plus byte alignment and flush per stream
+            assert body_bits <= 1.02 * estimate + 8 * n_streams + 8, (budget, body_bits, estimate)
+            assert body_bits >= 0.9 * estimate - 16, (budget, body_bits, estimate)
+            assert header_bits <= 8 * (7 + 2 + 2 * len(dims) + 2 * len(dims))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_checkpoint_round_trip_same_bytes(name: str, codecs, views, tmp_path) -> None:
+    codec = codecs[name]
+    path = codec.save(tmp_path / f"{name}.pt")
+    loaded = load_codec(
+        path,
+        expect_env_id=ENV_ID,
+        expect_views={"arm": (SIZE, SIZE, 3), "side": (SIZE, SIZE, 3)},
+        device="cpu",
+    )
+    assert type(loaded) is type(codec)
+    assert loaded.train_config == codec.train_config
+    for obs in views:
+        a, b = codec.compress(obs, 700), loaded.compress(obs, 700)
+        assert a.to_bytes() == b.to_bytes()
+        for k, v in codec.decompress(a).items():
+            np.testing.assert_array_equal(v, loaded.decompress(b)[k])
+    blob = torch.load(path, weights_only=True)
+    meta = blob["meta"]
+    assert json.loads(json.dumps(meta)) == meta
+    for key in ("codec", "env_id", "views", "image_shape", "latent_dims", "train_config", "bwgym_version"):
+        assert key in meta
+    assert all(v.dtype in (torch.float16, torch.int64) for v in blob["state_dict"].values())
+
+
+def test_decoder_in_fresh_process_reproduces_reconstruction(codecs, views, tmp_path) -> None:
+    """Each codec's checkpoint and wire bytes alone reproduce the encoder side's decoding, exactly."""
+    sent = {}
+    for name, codec in codecs.items():
+        codec.save(tmp_path / f"{name}.pt")
+        for i, (obs, budget) in enumerate(zip(views, (300, 1000, 5000), strict=True)):
+            sent[name, i] = codec.compress(obs, budget)
+            (tmp_path / f"{name}_{i}.bin").write_bytes(sent[name, i].to_bytes())
+    script = (
+        "import glob, os, numpy as np, torch\n"
+        "torch.set_num_threads(1)\n"
+        "import bwgym\n"
+        "from bwgym.codecs.base import Payload\n"
+        "from bwgym.codecs.train import load_codec\n"
+        f"root = {str(tmp_path)!r}\n"
+        "out = {}\n"
+        "for path in sorted(glob.glob(root + '/*.pt')):\n"
+        "    name = os.path.basename(path)[:-3]\n"
+        "    codec = load_codec(path, device='cpu')\n"
+        "    for wire in sorted(glob.glob(f'{root}/{name}_*.bin')):\n"
+        "        d = codec.decompress(Payload.from_bytes(open(wire, 'rb').read()))\n"
+        "        out.update({os.path.basename(wire)[:-4] + '_' + k: v for k, v in d.items()})\n"
+        "np.savez(root + '/out.npz', **out)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    with np.load(tmp_path / "out.npz") as remote:
+        assert len(remote.files) == 2 * len(sent)
+        for (name, i), payload in sent.items():
+            for k, v in codecs[name].decompress(payload).items():
+                np.testing.assert_array_equal(remote[f"{name}_{i}_{k}"], v)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_corrupt_payloads_raise_payload_error(name: str, codecs, views) -> None:
+    codec = codecs[name]
+    payload = codec.compress(views[1], 800)
+    wire = payload.to_bytes()
+    for cut in (1, 3, len(wire) // 2, len(wire) - 1):
+        with pytest.raises(PayloadError):
+            codec.decompress(Payload.from_bytes(wire[:cut]))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        flipped = bytearray(wire)
+        bit = int(rng.integers(0, 8 * len(wire)))
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(PayloadError):
+            codec.decompress(Payload.from_bytes(bytes(flipped)))
+    # a well-formed container with an impossible header or streams
+    n_streams = len(codec.stream_names)
+    too_many = bytes([0] + [127] * n_streams)
+    with pytest.raises(PayloadError):
+        codec.decompress(Payload(name, payload.streams, too_many))
+    with pytest.raises(PayloadError):
+        codec.decompress(Payload(name, payload.streams[:-1] or (b"x",) * (n_streams + 1), payload.meta))
+    with pytest.raises(PayloadError):
+        codec.decompress(Payload("jpeg", (b"x",)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_checkpoint_for_other_spec_raises_value_error(name: str, codecs, tmp_path) -> None:
+    path = codecs[name].save(tmp_path / f"{name}.pt")
+    cls = type(codecs[name])
+    with pytest.raises(ValueError, match="bwgym/Other-v0") as err:
+        cls.load(path, expect_env_id="bwgym/Other-v0")
+    assert ENV_ID in str(err.value)
+    with pytest.raises(ValueError, match="front"):
+        load_codec(path, expect_views={"arm": (SIZE, SIZE, 3), "front": (SIZE, SIZE, 3)})
+    with pytest.raises(ValueError, match="84"):
+        load_codec(path, expect_views={"arm": (84, 84, 3), "side": (84, 84, 3)})
+    with pytest.raises(ValueError, match=r"\(84, 84\)"):
+        load_codec(path, expect_image_shape=(84, 84))
+    other = NDPCACodec if cls is not NDPCACodec else DAECodec
+    with pytest.raises(ValueError, match="expected"):
+        other.load(path)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a"):
+        load_codec(tmp_path / "junk.pt")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_codec_pickles_for_subprocess_workers(name: str, codecs, views) -> None:
+    codec = codecs[name]
+    clone = pickle.loads(pickle.dumps(codec))
+    a, b = codec.compress(views[0], 600), clone.compress(views[0], 600)
+    assert a.to_bytes() == b.to_bytes()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_views_raise_value_error(name: str, codecs, views) -> None:
+    codec = codecs[name]
+    with pytest.raises(ValueError, match="expects views"):
+        codec.compress({"arm": views[0]["arm"]}, 500)
+    with pytest.raises(ValueError, match="shape"):
+        codec.compress({"arm": views[0]["arm"][:16], "side": views[0]["side"]}, 500)
+    with pytest.raises(ValueError, match="budget_bits"):
+        codec.compress(views[0], -1)
+
+
+def test_dae_splits_components_equally(codecs, views) -> None:
+    codec = codecs["dae"]
+    for budget in (150, 400, 2000):
+        codec.compress(views[1], budget)
+        dims = codec.last_allocation
+        assert abs(dims["arm"] - dims["side"]) <= 1
+        assert dims["arm"] >= dims["side"]  # the first view gets the odd component
+
+
+def test_jae_sends_one_joint_stream(codecs, views) -> None:
+    codec = codecs["jae"]
+    payload = codec.compress(views[1], 400)
+    assert len(payload.streams) == 1
+    assert list(codec.last_allocation) == [JOINT]
+    assert codec.net.joint and codec.latent_dims == {JOINT: 16}
+
+
+def test_follow_allocation_imposes_a_fixed_split(codecs, views, tmp_path) -> None:
+    codec = codecs["ndpca"]
+    blob = codec.checkpoint()
+    blob["meta"]["follow_allocation"] = True
+    forced = NDPCACodec.from_checkpoint(blob, device="cpu")
+    forced.compress(views[1], 2000, allocation={"arm": 1.0, "side": 0.0})
+    assert forced.last_allocation["side"] == 0 and forced.last_allocation["arm"] > 0
+    codec.compress(views[1], 2000, allocation={"arm": 1.0, "side": 0.0})  # ignored by default
+    assert codec.last_allocation["side"] > 0
+
+
+def test_network_shapes_padding_and_float16_rounding() -> None:
+    for size in ((32, 32), (30, 30), (84, 84), (64, 48)):
+        net = LatentAutoencoder(["a", "b"], size, {"a": 4, "b": 5}, channels=(4, 8, 8))
+        x = {v: torch.rand(2, 3, *size) for v in "ab"}
+        z = net.encode(x)
+        assert z["a"].shape == (2, 4) and z["b"].shape == (2, 5)
+        out = net.decode(z)
+        assert out["a"].shape == (2, 3, *size)
+        assert float(out["b"].detach().min()) >= 0 and float(out["b"].detach().max()) <= 1
+    round_to_float16(net)
+    for p in net.parameters():
+        assert torch.equal(p, p.half().float())
+    with pytest.raises(ValueError, match="latent_dims"):
+        LatentAutoencoder(["a", "b"], (32, 32), {"a": 4})
+
+
+def test_joint_network_starts_as_the_distributed_one() -> None:
+    torch.manual_seed(0)
+    dist = LatentAutoencoder(["a", "b"], (32, 32), {"a": 4, "b": 4}, channels=(4, 8, 8))
+    joint = LatentAutoencoder(["a", "b"], (32, 32), {JOINT: 8}, joint=True, channels=(4, 8, 8))
+    joint.initialise_from(dist)
+    x = {v: torch.rand(3, 3, 32, 32) for v in "ab"}
+    zd, zj = dist.encode(x), joint.encode(x)
+    torch.testing.assert_close(torch.cat([zd["a"], zd["b"]], 1), zj[JOINT])
+    torch.testing.assert_close(dist.decode(zd)["b"], joint.decode(zj)["b"])
+    with pytest.raises(ValueError, match="cannot initialise"):
+        dist.initialise_from(joint)
+
+
+def test_equal_split_projection_matches_inference_order() -> None:
+    proj = EqualSplitProjection({"arm": 3, "side": 5})
+    assert proj.split(0) == {"arm": 0, "side": 0}
+    assert proj.split(3) == {"arm": 2, "side": 1}
+    assert proj.split(8) == {"arm": 3, "side": 5}
+    out = proj({"arm": torch.randn(16, 3), "side": torch.randn(16, 5)}, m=4)
+    assert out.dims == {"arm": 2, "side": 2}
+    assert out.z_hat["side"].shape == (16, 5)
+
+
+def test_jae_and_dae_classes() -> None:
+    assert DAECodec.name == "dae" and not DAECodec.joint
+    assert JAECodec.name == "jae" and JAECodec.joint and JAECodec.latent_model_kind == "pca"

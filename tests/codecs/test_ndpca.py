@@ -1,0 +1,137 @@
+"""NDPCACodec: DPCA allocation in the payload, the BandwidthLimited wrapper, the shipped checkpoints.
+
+The protocol properties NDPCA shares with DAE and JAE (budgets, exact bytes, checkpoints, corrupt
+payloads) are tested for all three in ``test_autoencoders.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import bwgym  # noqa: F401  (registers the envs; before mujoco)
+from bwgym.codecs.base import Payload
+from bwgym.codecs.ndpca import CHECKPOINT_DIR, SHIPPED, NDPCACodec
+from bwgym.codecs.train import LEARNED, TrainConfig, load_codec, train_codec
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    from bwgym.agents.demos import DemoDataset, collect_demos
+
+    path = collect_demos(
+        tmp_path_factory.mktemp("demos") / "d",
+        episodes=5,
+        seed=3,
+        env_kwargs={"image_size": SIZE},
+        progress=False,
+    )
+    obs, _, episode_index = DemoDataset(path).arrays()
+    return {"arm": obs["arm"], "side": obs["side"]}, episode_index
+
+
+@pytest.fixture(scope="module")
+def codec(frames) -> NDPCACodec:
+    cfg = TrainConfig.for_variant(
+        "ndpca_agnostic",
+        steps=20,
+        batch_size=8,
+        latent_dim=8,
+        channels=(8, 8, 8),
+        device="cpu",
+        threads=1,
+        eval_every=1000,
+    )
+    out = train_codec(cfg, *frames, progress=False)
+    assert isinstance(out, NDPCACodec)
+    return out
+
+
+def test_payload_header_reports_the_dpca_allocation(codec, frames) -> None:
+    obs = {k: v[7] for k, v in frames[0].items()}
+    totals = []
+    for budget in (100, 200, 400, 800, 3000):
+        payload = codec.compress(obs, budget)
+        if payload.is_empty:
+            continue
+        dims = codec.allocation_of(Payload.from_bytes(payload.to_bytes()))
+        assert dims == codec.last_allocation
+        m = sum(dims.values())
+        assert dims == codec.latent_model.allocate(m), "the split is DPCA's top-m allocation"
+        totals.append(m)
+    assert totals and totals == sorted(totals) and totals[-1] > totals[0]
+
+
+def test_variants_are_task_aware_or_not() -> None:
+    assert LEARNED["ndpca"][1]["lambda_task"] > 0
+    assert LEARNED["ndpca_agnostic"][1]["lambda_task"] == 0
+    assert LEARNED["ndpca"][0] is LEARNED["ndpca_agnostic"][0] is NDPCACodec
+
+
+def test_codec_inside_bandwidth_limited(codec) -> None:
+    import gymnasium as gym
+
+    from bwgym.envs.bandwidth import BandwidthLimited
+    from bwgym.traces.generators import constant
+
+    env = gym.make("bwgym/LocateLift-v0", image_size=SIZE)
+    wrapped = BandwidthLimited(env, codec, constant(10_000, duration_s=10.0))  # 400 bits per 40 ms step
+    obs, info = wrapped.reset(seed=0)
+    for _ in range(3):
+        assert info["bits_sent_total"] <= info["budget_bits"]
+        assert obs["arm"].shape == (SIZE, SIZE, 3) and obs["arm"].dtype == np.uint8
+        assert set(info["bits_sent"]) == {"arm", "side"}
+        obs, _, _, _, info = wrapped.step(env.action_space.sample())
+    assert not any(info["dropped"].values())
+    assert sum(codec.last_allocation.values()) > 0
+    wrapped.close()
+
+
+def test_fresh_decoder_on_another_device_setting_gets_the_same_bytes(codec, frames, tmp_path) -> None:
+    path = codec.save(tmp_path / "n.pt")
+    other = NDPCACodec.load(path, device="cpu")
+    obs = {k: v[3] for k, v in frames[0].items()}
+    assert other.compress(obs, 333).to_bytes() == codec.compress(obs, 333).to_bytes()
+
+
+@pytest.mark.parametrize("variant", ["ndpca", "ndpca_agnostic", "dae", "jae"])
+def test_shipped_learned_checkpoints_work_on_locate_lift(variant: str) -> None:
+    path = CHECKPOINT_DIR / SHIPPED[variant]
+    if not path.is_file():
+        pytest.skip(f"{path.name} not generated yet (python -m bwgym.codecs.train --all)")
+    codec = load_codec(
+        path,
+        expect_env_id="bwgym/LocateLift-v0",
+        expect_views={"arm": (84, 84, 3), "side": (84, 84, 3)},
+        device="cpu",
+    )
+    assert codec.metrics and codec.train_config["codec"] == variant
+    rng = np.random.default_rng(0)
+    obs = {v: rng.integers(0, 256, (84, 84, 3), dtype=np.uint8) for v in ("arm", "side")}
+    for budget in (0, 60, 150, 400, 2000, 20_000):
+        payload = codec.compress(obs, budget)
+        assert payload.nbits <= budget
+    assert sum(codec.last_allocation.values()) > 0
+    assert path.stat().st_size < 2_000_000
+
+
+def test_load_shipped_names_the_retrain_command(monkeypatch, tmp_path) -> None:
+    import bwgym.codecs.ndpca as ndpca
+
+    monkeypatch.setattr(ndpca, "CHECKPOINT_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="bwgym train codec --codec ndpca_agnostic"):
+        NDPCACodec.load_shipped(task_aware=False)
+
+
+def test_decoder_outputs_images_in_range(codec, frames) -> None:
+    obs = {k: v[10] for k, v in frames[0].items()}
+    for budget in (150, 20_000):
+        decoded = codec.decompress(codec.compress(obs, budget))
+        assert all(d.dtype == np.uint8 and d.shape == (SIZE, SIZE, 3) for d in decoded.values())
+    with torch.no_grad():
+        far = {k: torch.full((1, d), 1e3) for k, d in codec.latent_dims.items()}
+        out = codec.net.decode(far)
+    assert all(float(t.min()) >= 0.0 and float(t.max()) <= 1.0 for t in out.values())
