@@ -3,8 +3,8 @@
 * ``success.png``: success rate with its 95 % Wilson interval, and each episode's outcome against
   the mean bandwidth it saw;
 * ``allocation.png``: the link budget per step (the trace) against the bits each view sent, and the
-  allocation, over the first episode;
-* ``psnr.png``: PSNR of each view as the agent saw it, over the first episode;
+  allocation (or a latent codec's components per view), over the episode that sent the most;
+* ``psnr.png``: PSNR of each view as the agent saw it, over the same episode;
 * ``frames.png``: one observation, original and decoded at several budgets.
 """
 
@@ -63,7 +63,9 @@ def plot_run(out_dir: str | Path, scenario=None) -> list[Path]:
     fig.savefig(written[-1], dpi=110)
 
     if not steps.empty and "budget_bits" in steps:
-        first = steps[steps.episode == steps.episode.min()]
+        # The episode that sent the most: an all-outage episode would show empty axes.
+        shown = steps.groupby("episode").bits_sent_total.mean().idxmax()
+        first = steps[steps.episode == shown]
         views = _views(first, "bits_sent")
         fig = _figure(figsize=(8, 5))
         ax1, ax2 = fig.subplots(2, 1, sharex=True)
@@ -90,7 +92,7 @@ def plot_run(out_dir: str | Path, scenario=None) -> list[Path]:
         ax = fig.subplots()
         for v in _views(first, "distortion"):
             ax.plot(first.step, first[f"distortion.{v}"].replace(np.inf, 60.0).clip(upper=60.0), label=v)
-        ax.set(xlabel="step", ylabel="PSNR (dB, 60 = lossless)", title="what the agent saw")
+        ax.set(xlabel="step", ylabel="PSNR (dB, 60 = lossless)", title=f"what the agent saw (episode {shown})")
         ax.legend(fontsize=8)
         fig.tight_layout()
         written.append(plots / "psnr.png")
