@@ -1,6 +1,6 @@
 """Rate-distortion and rate-task curves of every codec on held-out LocateLift frames, with timings.
 
-    python benchmarks/codecs.py [--episodes 12] [--frames 48] [--no-write]
+    python benchmarks/codecs.py [--episodes 30] [--frames 400] [--no-write]
 
 For NDPCA (task-aware), task-agnostic NDPCA, DAE, JAE, linear DPCA and JPEG (the shipped
 checkpoints in ``bwgym/codecs/checkpoints/``) and a sweep of per-step budgets, every held-out frame
@@ -142,6 +142,31 @@ def time_codec(codec, frames, budget: int, repeats: int) -> tuple[float, float]:
     return 1e3 * enc / len(obs), 1e3 * dec / len(obs)
 
 
+def shape_check(results: dict[str, list[dict]]) -> list[str]:
+    """Sentences comparing NDPCA with DAE and JAE budget by budget (the paper's expected shape)."""
+    if not {"ndpca", "dae", "jae"} <= set(results):
+        return []
+    out = []
+    for other, label in (("dae", "DAE"), ("jae", "JAE")):
+        rows = [
+            (a, b)
+            for a, b in zip(results["ndpca"], results[other], strict=True)
+            if a["sent"] >= 0.5 and b["sent"] >= 0.5
+        ]
+        if not rows:
+            continue
+        better = [a["budget"] for a, b in rows if a["action_err"] <= b["action_err"]]
+        close = [a["budget"] for a, b in rows if a["action_err"] <= 1.1 * b["action_err"]]
+        worst_a, worst_b = max(rows, key=lambda ab: ab[0]["action_err"] - ab[1]["action_err"])
+        excess = worst_a["action_err"] - worst_b["action_err"]
+        out.append(
+            f"- NDPCA's action error is at or below {label}'s at {len(better)} of {len(rows)} budgets "
+            f"({', '.join(f'{b:,}' for b in better) or 'none'}) and within 10 % of it at {len(close)}; "
+            f"largest excess {excess:+.3f} at {worst_a['budget']:,} bits."
+        )
+    return out
+
+
 def fmt(x: float, spec: str) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
@@ -158,7 +183,8 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
         if not pts:
             continue
         x = [r["bits"] for r in pts]
-        style = dict(marker="o", ms=4, label=LABELS[name], lw=2.2 if name == "ndpca" else 1.4)
+        main = name == "ndpca"
+        style = dict(marker="o", ms=4, label=LABELS[name], lw=2.6 if main else 1.4, zorder=3 if main else 2)
         axes[0].plot(x, [r["psnr"] for r in pts], **style)
         axes[1].plot(x, [r["action_err"] for r in pts], **style)
     labels = ("PSNR (dB), higher is better", "action error ||a(decoded) - a(original)||, lower is better")
@@ -178,8 +204,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--episodes", type=int, default=12, help="held-out expert episodes")
-    parser.add_argument("--frames", type=int, default=48, help="frames sampled from them")
+    parser.add_argument("--episodes", type=int, default=30, help="held-out expert episodes")
+    parser.add_argument("--frames", type=int, default=400, help="frames sampled from them (at most all)")
     parser.add_argument("--timing-repeats", type=int, default=30)
     parser.add_argument("--checkpoints", default=str(CHECKPOINT_DIR), help="folder of the codec checkpoints")
     parser.add_argument("--agent", default=None, help="BC agent checkpoint (default: the shipped one)")
@@ -260,6 +286,7 @@ def main(argv=None) -> int:
     for i, budget in enumerate(BUDGETS):
         cells = ["-" if results[n][i]["sent"] < 0.5 else f"{results[n][i]['psnr']:.1f}" for n in names]
         lines.append(f"| {budget:,} | " + " | ".join(cells) + " |")
+    lines += ["", *shape_check(results)]
     lines += [
         "",
         f"Reference action errors: the agent on the mean held-out frame (nothing sent) {mean_err:.3f}; "

@@ -121,7 +121,8 @@ class TrainConfig:
             jobs a second thread spin-waits and runs many times slower.
         init: a learned-codec checkpoint whose network initialises this one (same views, size and
             channels; a joint JAE may start from a distributed one), e.g. fine-tuning the
-            task-aware codecs from the task-agnostic NDPCA. None: random initialisation.
+            task-aware codecs from the task-agnostic NDPCA. None: random initialisation. Saved
+            checkpoints record it as "<path> sha256:<digest>".
         agent: record of the frozen agent the task loss went through (its checkpoint and the
             file's sha256; filled by :func:`train_variant`, not read by the training).
 
@@ -534,6 +535,8 @@ def train_codec(
 
     views = [ViewSpec(v, tuple(image_shape)) for v in view_names]
     cfg = json.loads(json.dumps(asdict(config)))
+    if cfg["init"]:
+        cfg["init"] = _file_record(cfg["init"])
     tenth = max(1, len(losses) // 10)
     metrics = {
         **initial,
@@ -575,17 +578,21 @@ def _shipped_agent_path() -> Path:
     return Path(SHIPPED_CHECKPOINT)
 
 
+def _shown_path(path: str | os.PathLike[str]) -> str:
+    """Return a path as recorded in checkpoints: relative to the repository when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(CHECKPOINT_DIR.parent.parent.parent))
+    except ValueError:
+        return str(path)
+
+
 def _file_record(path: str | os.PathLike[str]) -> str:
-    """``"<path relative to the package or as given> sha256:<first 16 hex>"``."""
+    """``"<path (repository-relative when inside it)> sha256:<first 16 hex>"``."""
     import hashlib
 
     path = Path(path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "missing"
-    try:
-        shown = path.resolve().relative_to(CHECKPOINT_DIR.parent.parent.parent)
-    except ValueError:
-        shown = path
-    return f"{shown} sha256:{digest}"
+    return f"{_shown_path(path)} sha256:{digest}"
 
 
 def train_variant(
