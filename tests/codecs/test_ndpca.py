@@ -100,8 +100,7 @@ def test_fresh_decoder_on_another_device_setting_gets_the_same_bytes(codec, fram
 @pytest.mark.parametrize("variant", ["ndpca", "ndpca_agnostic", "dae", "jae"])
 def test_shipped_learned_checkpoints_work_on_locate_lift(variant: str) -> None:
     path = CHECKPOINT_DIR / SHIPPED[variant]
-    if not path.is_file():
-        pytest.skip(f"{path.name} not generated yet (python -m bwgym.codecs.train --all)")
+    assert path.is_file(), f"{path.name} is not shipped (python -m bwgym.codecs.train --all)"
     codec = load_codec(
         path,
         expect_env_id="bwgym/LocateLift-v0",
