@@ -28,11 +28,12 @@ from typing import Any
 
 __all__ = ["cmd_collect", "cmd_train_agent", "register"]
 
-#: Algorithms ``bwgym train agent`` will accept; only "bc" is implemented so far.
+#: Algorithms ``bwgym train agent`` accepts: behaviour cloning, or stable-baselines3 PPO/SAC.
 ALGOS = ("bc", "ppo", "sac")
 
 
-def _env_kwargs(text: str | None) -> dict[str, Any]:
+def parse_env_kwargs(text: str | None) -> dict[str, Any]:
+    """Parse an ``--env-kwargs`` JSON object; raise ``ValueError`` with an example when it is not one."""
     if not text:
         return {}
     try:
@@ -106,7 +107,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
             episodes=args.episodes,
             noise_std=args.noise_std,
             seed=args.seed,
-            env_kwargs=_env_kwargs(args.env_kwargs),
+            env_kwargs=parse_env_kwargs(args.env_kwargs),
             only_successful=not args.keep_failures,
             overwrite=args.overwrite,
         )
@@ -132,7 +133,7 @@ def _train_rl(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        env_kwargs = {"reward_type": "dense", **_env_kwargs(args.env_kwargs)}
+        env_kwargs = {"reward_type": "dense", **parse_env_kwargs(args.env_kwargs)}
     except ValueError as err:
         return _fail(str(err))
     config = RLConfig(
@@ -165,7 +166,7 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        env_kwargs = _env_kwargs(args.env_kwargs)
+        env_kwargs = parse_env_kwargs(args.env_kwargs)
     except ValueError as err:
         return _fail(str(err))
     if args.proprio:

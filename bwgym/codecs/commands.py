@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bwgym.agents.commands import parse_env_kwargs as _env_kwargs
+
 __all__ = ["VARIANTS", "cmd_train_codec", "register"]
 
 #: The ``--codec`` choices (``bwgym.codecs.train.VARIANTS``; repeated here so that building the
@@ -37,20 +39,6 @@ VARIANTS = ("ndpca", "ndpca_agnostic", "dae", "jae", "linear_dpca", "pca")
 def _fail(message: str) -> int:
     print(f"bwgym: error: {message}", file=sys.stderr)
     return 2
-
-
-def _env_kwargs(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(
-            f"--env-kwargs must be a JSON object, e.g. '{{\"image_size\": 64}}' ({err})"
-        ) from err
-    if not isinstance(value, dict):
-        raise ValueError(f"--env-kwargs must be a JSON object, got {text!r}")
-    return value
 
 
 def cmd_train_codec(args: argparse.Namespace) -> int:
