@@ -30,37 +30,10 @@ from bwgym.codecs.entropy import quantize_symbols, step_from_index
 from bwgym.codecs.ndpca import NDPCACodec
 from bwgym.codecs.train import TrainConfig, load_codec, train_codec
 
-SIZE = 32
+from tiny_agent import SIZE, TinyAgent, tiny_agent  # noqa: E402,F401
 ENV_ID = "bwgym/LocateLift-v0"
 BUDGETS = [0, 10, 50, 80, 120, 200, 400, 1000, 5000, 20_000, 100_000]
 NAMES = ["ndpca", "dae", "jae"]
-
-
-class TinyAgent(torch.nn.Module):
-    """A stand-in task model: per-view conv + linear to a 4-d tanh action (any frozen module works)."""
-
-    def __init__(self, views=("arm", "side")) -> None:
-        super().__init__()
-        self.views = tuple(views)
-        self.convs = torch.nn.ModuleDict(
-            {
-                v: torch.nn.Sequential(
-                    torch.nn.Conv2d(3, 4, 4, stride=4), torch.nn.ReLU(), torch.nn.Flatten()
-                )
-                for v in views
-            }
-        )
-        self.head = torch.nn.LazyLinear(4)
-
-    def forward(self, views):
-        return torch.tanh(self.head(torch.cat([self.convs[v](views[v]) for v in self.views], dim=1)))
-
-
-def tiny_agent(seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    agent = TinyAgent()
-    agent(dict.fromkeys(agent.views, torch.zeros(1, 3, SIZE, SIZE)))  # materialise the lazy layer
-    return agent.eval()
 
 
 @pytest.fixture(scope="session")
