@@ -40,9 +40,9 @@ bench: $(STAMP)
 	$(VENV)/bin/bwgym bench
 
 # Retrain every shipped codec checkpoint from scratch (~9 min on one core); the BC agent with:
-#   .venv/bin/bwgym train agent --algo bc --episodes 200 --out bwgym/agents/checkpoints/bc_locate_lift.pt
+#   .venv/bin/bwgym train agent --algo bc --episodes 200 --out bwgym/agents/checkpoints/bc_locate_lift.ckpt
 checkpoints: $(STAMP)
-	$(PY) -m bwgym.codecs.train --all
+	$(VENV)/bin/bwgym train codec --all
 
 clean:
 	rm -rf $(VENV) runs

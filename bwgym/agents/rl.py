@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,8 @@ class RLConfig:
     env_kwargs: dict[str, Any] = field(default_factory=lambda: {"reward_type": "dense"})
     """Keyword arguments of ``gymnasium.make`` (dense reward by default: sparse success is rare)."""
     scenario: str | None = None
-    """A scenario (library name or YAML) whose codec and trace sit between env and policy."""
+    """The scenario (library name or YAML) whose codec and trace sit between env and policy; a
+    record only: the caller builds its env and passes it as ``env_factory`` to :func:`train_rl`."""
     total_timesteps: int = 20_000
     """Env steps of training, over all parallel envs."""
     n_envs: int = 1
@@ -65,33 +67,21 @@ class RLConfig:
     """torch device (CUDA when present)."""
 
 
-def make_rl_env(config: RLConfig, seed_offset: int = 0) -> gym.Env:
-    """One env of the config: the bare env, or the scenario's env inside ``BandwidthLimited``."""
+def make_rl_env(config: RLConfig, env_factory: Callable[[], gym.Env] | None = None) -> gym.Env:
+    """One env of the config: ``env_factory()`` (e.g. a scenario's env inside ``BandwidthLimited``),
+    or the bare ``config.env_id`` with ``config.env_kwargs``; wrapped in SB3's ``Monitor``."""
     import bwgym  # noqa: F401
 
-    if config.scenario is None:
-        env = gym.make(config.env_id, **config.env_kwargs)
-    else:
-        import dataclasses
-
-        from bwgym.scenarios.config import load_scenario
-        from bwgym.scenarios.factory import make_env
-
-        scenario = load_scenario(config.scenario)
-        scenario = dataclasses.replace(
-            scenario, env=dataclasses.replace(scenario.env, id=config.env_id,
-                                              kwargs={**scenario.env.kwargs, **config.env_kwargs})
-        )
-        env = make_env(scenario)
+    env = env_factory() if env_factory is not None else gym.make(config.env_id, **config.env_kwargs)
     from stable_baselines3.common.monitor import Monitor
 
     return Monitor(env, info_keywords=("is_success",))
 
 
-def _vec_env(config: RLConfig, seed: int):
+def _vec_env(config: RLConfig, seed: int, env_factory: Callable[[], gym.Env] | None = None):
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    fns = [lambda i=i: make_rl_env(config, i) for i in range(config.n_envs)]
+    fns = [lambda: make_rl_env(config, env_factory) for _ in range(config.n_envs)]
     if config.n_envs > 1:
         # spawn: forked children would inherit the parent's EGL context and can hang.
         venv = SubprocVecEnv(fns, start_method="spawn")
@@ -165,7 +155,7 @@ def _observation_spec(space: gym.spaces.Dict) -> dict[str, Any]:
     return {k: {"shape": list(s.shape), "dtype": str(s.dtype)} for k, s in space.spaces.items()}
 
 
-def train_rl(config: RLConfig, progress: bool = True) -> Any:
+def train_rl(config: RLConfig, progress: bool = True, env_factory: Callable[[], gym.Env] | None = None) -> Any:
     """Train an SB3 policy as ``config`` says and save it to ``config.out_dir``; returns the model."""
     from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback, EvalCallback
@@ -178,10 +168,12 @@ def train_rl(config: RLConfig, progress: bool = True) -> Any:
     out.mkdir(parents=True, exist_ok=True)
     from stable_baselines3.common.vec_env import VecTransposeImage
 
-    venv = _vec_env(config, config.seed)
+    venv = _vec_env(config, config.seed, env_factory)
     observation_spec = _observation_spec(venv.observation_space)  # as the env gives it, not transposed
     # Wrapped as SB3 wraps the training env, so EvalCallback sees the same kind of env.
-    eval_env = VecTransposeImage(_vec_env(RLConfig(**{**asdict(config), "n_envs": 1}), config.seed + 10_000))
+    eval_env = VecTransposeImage(
+        _vec_env(RLConfig(**{**asdict(config), "n_envs": 1}), config.seed + 10_000, env_factory)
+    )
     algo = {"ppo": PPO, "sac": SAC}[config.algo]
     defaults: dict[str, Any] = (
         {"n_steps": 256, "batch_size": 64} if config.algo == "ppo" else {"buffer_size": 20_000, "learning_starts": 500}

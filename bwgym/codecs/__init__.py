@@ -1,6 +1,24 @@
-"""Codecs between the sensors and the agent: compress views under a bit budget into real bytes."""
+"""Codecs between the sensors and the agent: compress views under a bit budget into real bytes.
 
-from bwgym.codecs.base import CODEC_IDS, Codec, Payload, PayloadError, ViewSpec
+Every codec registers itself in :mod:`bwgym.codecs.registry`; build one by name with
+:func:`make_codec` or load any codec checkpoint with :func:`load_codec`.
+"""
+
+from bwgym.codecs.base import Codec, Payload, PayloadError, ViewSpec
 from bwgym.codecs.image import JpegCodec, PngCodec, RawCodec
+from bwgym.codecs.registry import codec_entry, codec_names, load_codec, make_codec, register_codec
 
-__all__ = ["CODEC_IDS", "Codec", "JpegCodec", "Payload", "PayloadError", "PngCodec", "RawCodec", "ViewSpec"]
+__all__ = [
+    "Codec",
+    "JpegCodec",
+    "Payload",
+    "PayloadError",
+    "PngCodec",
+    "RawCodec",
+    "ViewSpec",
+    "codec_entry",
+    "codec_names",
+    "load_codec",
+    "make_codec",
+    "register_codec",
+]

@@ -4,7 +4,7 @@ Every learned codec here and in :mod:`bwgym.codecs.ndpca` is a neural autoencode
 through a *fitted linear model* (DPCA or PCA, :mod:`bwgym.codecs.dpca`) before quantisation and
 entropy coding, so one trained model serves every bandwidth: the linear model's components are
 sorted by variance, and ``compress`` sends as many as the bit budget buys (the budget search, wire
-format and coder are those of :class:`~bwgym.codecs.linear.LatentCodec`). They differ only in who
+format and coder are those of :class:`~bwgym.codecs.latent.LatentCodec`). They differ only in who
 sees what (NDPCA paper, Sec. 5 "Baselines")::
 
     codec   encoder                          latent model          bandwidth split
@@ -12,27 +12,25 @@ sees what (NDPCA paper, Sec. 5 "Baselines")::
     dae     one CNN per view (E_k(x_k))      PCA per view          equal: components alternate
     jae     one CNN over all views (E(x))    one joint PCA         none (one joint stream)
 
+(PCA per view is DPCA taken in another order; joint PCA is DPCA with one stream.)
+
 and all three share the joint decoder ``D(z_1, ..., z_K) -> (x_1, ..., x_K)`` with images in
 [0, 1]. In the paper DAE and JAE are retrained for every bandwidth; here each is *one* model
 trained with the same random-dimension projection as NDPCA (Alg. 1, per view with an equal split
 for DAE, over the joint latent for JAE), so the comparison isolates the bandwidth allocation
 (DAE vs NDPCA) and the encoders' access to each other's views (JAE vs NDPCA). Train them with
 :func:`bwgym.codecs.train.train_codec` (or ``bwgym train codec``) and load them with
-:meth:`NeuralLatentCodec.load` or :func:`bwgym.codecs.train.load_codec`.
+:func:`bwgym.codecs.make_codec` or :func:`bwgym.codecs.load_codec`.
 
 Layers (CompressAI's separation): :class:`LatentAutoencoder` holds the transforms ``g_a`` / ``g_s``
-(torch); the fitted :class:`~bwgym.codecs.dpca.DPCA` / :class:`~bwgym.codecs.dpca.PCA` is the
-latent model; :mod:`bwgym.codecs.entropy` is the entropy model and byte coder.
-
-Checkpoints are ``torch.save`` files that ``torch.load(..., weights_only=True)`` reads: a dict of
-``format``, JSON-able ``meta`` (codec name, env id, views, image shape, latent sizes,
-architecture, training config, bwgym version), the network ``state_dict`` (float16, see
-:func:`round_to_float16`) and the fitted latent model's arrays.
+(torch); the fitted :class:`~bwgym.codecs.dpca.DPCA` is the latent model (one joint stream for
+JAE); :mod:`bwgym.codecs.entropy` is the entropy model and byte coder. Checkpoints are the
+project's one format (:mod:`bwgym.common.checkpoint`); weights are stored as float16 (see
+:func:`round_to_float16`).
 
 Example::
 
-    codec = DAECodec.load("bwgym/codecs/checkpoints/dae_locate_lift.pt",
-                          expect_env_id="bwgym/LocateLift-v0")
+    codec = make_codec("dae", views, env_id="bwgym/LocateLift-v0")   # the shipped checkpoint
     payload = codec.compress({"arm": arm, "side": side}, budget_bits=400)
     codec.last_allocation                    # {'arm': 5, 'side': 5}
     views = codec.decompress(Payload.from_bytes(payload.to_bytes()))
@@ -40,22 +38,23 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
+from dataclasses import replace
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bwgym.codecs.base import Payload, PayloadError, ViewSpec, _get_varint
-from bwgym.codecs.dpca import DPCA, PCA, DPCAProjection
-from bwgym.codecs.linear import LatentCodec, _spec_str, _unzigzag, _view_shapes
+from bwgym.codecs.base import ViewSpec
+from bwgym.codecs.dpca import DPCA, DPCAProjection
+from bwgym.codecs.latent import JOINT, LatentCodec
+from bwgym.codecs.registry import register_codec
+from bwgym.common.checkpoint import Checkpoint
+from bwgym.common.device import resolve_device
 
 __all__ = [
-    "CHECKPOINT_FORMAT",
     "DEFAULT_CHANNELS",
     "JOINT",
     "PATCH",
@@ -65,27 +64,15 @@ __all__ = [
     "LatentAutoencoder",
     "NeuralLatentCodec",
     "ProjectionOutput",
-    "read_checkpoint",
     "resolve_device",
     "round_to_float16",
 ]
 
-#: Format tag of every learned-codec checkpoint; bump it when the layout changes.
-CHECKPOINT_FORMAT = "bwgym.codec/1"
-#: Name of the single latent stream of a joint encoder (JAE).
-JOINT = "joint"
 #: Output channels of the encoder's patch convolution and its 3x3 stride-2 convolutions (the
 #: decoder mirrors them): 84x84 -> 21x21x32 -> 11x11x32 -> 6x6x32.
 DEFAULT_CHANNELS = (32, 32, 32)
 
 SelfNeural = TypeVar("SelfNeural", bound="NeuralLatentCodec")
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` is CUDA when available, else CPU; anything else is passed to ``torch.device``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def round_to_float16(module: nn.Module) -> nn.Module:
@@ -395,453 +382,197 @@ def _interleaved_order(ranks: Sequence[int]) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def _arrays_to_blob(state: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Numpy state -> tensors (numbers) and lists (strings), loadable with ``weights_only=True``."""
-    tensors, strings = {}, {}
-    for key, value in state.items():
-        arr = np.asarray(value)
-        if arr.dtype.kind in "US":
-            strings[key] = [str(s) for s in arr.reshape(-1).tolist()]
-        else:
-            tensors[key] = torch.from_numpy(np.array(arr, copy=True, order="C"))
-    return {"tensors": tensors, "strings": strings}
-
-
-def _blob_to_arrays(blob: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {k: v.numpy() for k, v in blob["tensors"].items()}
-    out.update({k: np.asarray(v, dtype=np.str_) for k, v in blob["strings"].items()})
-    return out
-
-
-def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a learned-codec checkpoint's dict (no code executed: ``weights_only=True``).
-
-    Raises:
-        ValueError: the file is not a bwgym learned-codec checkpoint.
-
-    """
-    path = Path(path)
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # torch raises many types for a damaged file
-        raise ValueError(f"{path} is not a readable codec checkpoint ({type(err).__name__}: {err})") from err
-    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
-        got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
-        raise ValueError(
-            f"{path} is not a bwgym learned-codec checkpoint (format {got!r}, expected {CHECKPOINT_FORMAT!r})"
-        )
-    return blob
-
-
 # ---------------------------------------------------------------------------------------------
 # The codec base
 # ---------------------------------------------------------------------------------------------
 
 
 class NeuralLatentCodec(LatentCodec):
-    """A latent codec whose coefficients are a fitted linear model (DPCA or PCA) of neural latents.
+    """A latent codec whose transform is a trained autoencoder and whose latent model is a fitted DPCA.
 
-    Built on :class:`~bwgym.codecs.linear.LatentCodec` (budget search, wire format, decoding).
+    ``compress``: views -> encoder(s) -> DPCA projection -> quantise with one step -> entropy-code,
+    searching the number of components and the step for the lowest latent distortion whose real
+    payload fits the budget (:class:`~bwgym.codecs.latent.LatentCodec`). ``decompress`` ->
+    dequantise -> back-project -> joint decoder. A stream sent with 0 components decodes from the
+    latent mean.
 
-    ``compress``: views -> encoder(s) -> latent model projection -> quantise with one step ->
-    entropy-code, searching the number of components (allocated per view by the latent model)
-    and the step for the lowest latent distortion whose real payload fits the budget. The payload
-    header carries the step index and the components per stream, so ``decompress`` needs only
-    the payload and the checkpoint. ``decompress`` -> dequantise -> back-project -> joint decoder.
-    A stream sent with 0 components decodes from the latent mean.
-
-    Subclasses set :attr:`name`, :attr:`joint` and :attr:`latent_model_kind`, and
-    :meth:`_coding_order` for DPCA latent models.
+    Subclasses set :attr:`name` and :attr:`joint`, and :meth:`_coding_order` when the split is not
+    DPCA's pooled order.
 
     Args:
         net: the trained autoencoder (put in eval mode on ``device``).
-        latent_model: the fitted :class:`DPCA` (distributed) or :class:`PCA` (joint) of its latents.
+        latent_model: the fitted DPCA of its latents (one stream ``"joint"`` for a joint codec).
         views: view specs (uint8 ``(H, W, 3)`` images).
         env_id: the env the frames came from.
         family: entropy model, ``"gaussian"`` or ``"laplace"``.
         device: where the networks run (``"auto"``: CUDA when present). The bytes do not depend on
             it (the entropy model is integer), the reconstruction only to float rounding.
-        follow_allocation: honour the ``allocation`` argument of :meth:`compress` (the body is then
-            split by those fractions, a fixed-split policy). Off by default: these codecs allocate
-            by their latent model, and the wrapper passes a uniform allocation to every codec.
+        variant: the registered name it was trained as (e.g. ``ndpca_agnostic``).
         train_config: how the model was trained (saved in checkpoints).
         metrics: evaluation numbers to keep with the checkpoint.
-
-    Attributes:
-        last_allocation: components per stream of the last :meth:`compress` (all 0 for an empty
-            payload): ``{view: m_k}``, or ``{"joint": m}`` for a joint codec.
-
     """
 
     _coefficients_in_pixel_units = False
-    #: One encoder over all views (True) or one per view (False).
-    joint: ClassVar[bool] = False
-    #: ``"dpca"`` or ``"pca"``: the latent model class.
-    latent_model_kind: ClassVar[str] = "dpca"
 
     def __init__(
         self,
         net: LatentAutoencoder,
-        latent_model: DPCA | PCA,
+        latent_model: DPCA,
         views: Sequence[ViewSpec],
         env_id: str = "",
         family: str = "gaussian",
         device: str | torch.device = "auto",
-        follow_allocation: bool = False,
+        variant: str | None = None,
         train_config: Mapping[str, Any] | None = None,
         metrics: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(views, 1, env_id, family)
+        super().__init__(latent_model, views, 1, env_id, family, variant, train_config, metrics)
         for spec in self.views:
             if spec.dtype != "uint8" or len(spec.shape) != 3 or spec.shape[2] != 3:
-                raise ValueError(
-                    f"view {spec.name!r}: learned codecs take uint8 (H, W, 3) images, got {spec}"
-                )
+                raise ValueError(f"view {spec.name!r}: learned codecs take uint8 (H, W, 3) images, got {spec}")
             if tuple(spec.shape[:2]) != net.image_size:
                 raise ValueError(
                     f"view {spec.name!r} of shape {spec.shape} does not match the network's "
                     f"image size {net.image_size}"
                 )
-        if net.view_names != self.view_names or net.joint != self.joint:
+        if net.view_names != self.view_names or net.joint != self.joint or net.latent_names != self.stream_names:
             raise ValueError(
                 f"{type(self).__name__}: network views {list(net.view_names)} (joint={net.joint}) "
                 f"do not match codec views {list(self.view_names)} (joint={self.joint})"
             )
-        expected = DPCA if self.latent_model_kind == "dpca" else PCA
-        if not isinstance(latent_model, expected) or tuple(latent_model.view_names) != net.latent_names:
-            raise ValueError(
-                f"{type(self).__name__} needs a {expected.__name__} over {list(net.latent_names)}, "
-                f"got {latent_model!r}"
-            )
         self.device = resolve_device(device)
         self.net = net.to(self.device).eval()
         self.net.requires_grad_(False)
-        self.latent_model = latent_model
-        self.follow_allocation = bool(follow_allocation)
-        self.train_config = dict(train_config or {})
-        self.metrics = dict(metrics or {})
-        self.last_allocation: dict[str, int] = dict.fromkeys(self.stream_names, 0)
-
-    # -- latent model hooks ---------------------------------------------------------------------
-
-    @property
-    def stream_names(self) -> tuple[str, ...]:
-        """Names of the payload's streams: the views, or ``("joint",)`` for a joint codec."""
-        return self.net.latent_names
 
     @property
     def latent_dims(self) -> dict[str, int]:
         """Latent size per latent group."""
         return dict(self.net.latent_dims)
 
-    def _stream_ranks(self) -> tuple[int, ...]:
-        if isinstance(self.latent_model, PCA):
-            return (self.latent_model.max_m,)
-        return self.latent_model.ranks
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(H, W, 3)`` of every view."""
+        return (*self.net.image_size, 3)
 
-    def _stream_sigma_idx(self) -> list[np.ndarray]:
-        if isinstance(self.latent_model, PCA):
-            return [self.latent_model.sigma_idx]
-        return self.latent_model.sigma_idx
-
-    def _coding_order(self) -> np.ndarray:
-        if isinstance(self.latent_model, PCA):
-            return np.zeros(self.latent_model.max_m, dtype=np.int64)
-        return self.latent_model.order
-
-    def _model_state(self) -> dict[str, np.ndarray]:
-        return self.latent_model.state_dict()
-
-    @classmethod
-    def _from_model_state(cls, *args: Any, **kwargs: Any) -> NeuralLatentCodec:
-        raise NotImplementedError("learned codecs load with NeuralLatentCodec.load (torch checkpoints)")
-
-    # -- analysis and synthesis -----------------------------------------------------------------
-
-    def _images_to_tensors(self, vectors: list[np.ndarray]) -> dict[str, Tensor]:
-        out = {}
-        for spec, v in zip(self.views, vectors, strict=True):
-            x = torch.as_tensor(np.asarray(v, dtype=np.float32).reshape(1, *spec.shape), device=self.device)
-            out[spec.name] = x.permute(0, 3, 1, 2).div_(255.0)
-        return out
+    # -- the transform --------------------------------------------------------------------------
 
     def latents(self, views: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Encode uint8 views ``{view: (N, H, W, 3)}`` to latents ``{group: (N, d)}`` (float64)."""
         with torch.inference_mode():
             x = {
-                v: torch.as_tensor(np.asarray(views[v]), device=self.device)
-                .permute(0, 3, 1, 2)
-                .float()
-                .div_(255.0)
+                v: torch.as_tensor(np.asarray(views[v]), device=self.device).permute(0, 3, 1, 2).float().div_(255.0)
                 for v in self.view_names
             }
             z = self.net.encode(x)
         return {k: t.double().cpu().numpy() for k, t in z.items()}
 
-    def _analyse(self, vectors: list[np.ndarray]) -> list[np.ndarray]:
-        with torch.inference_mode():
-            z = self.net.encode(self._images_to_tensors(vectors))
-        latents = {k: t[0].double().cpu().numpy() for k, t in z.items()}
-        if isinstance(self.latent_model, PCA):
-            return [self.latent_model.encode(latents, self.latent_model.max_m)]
-        coeffs = self.latent_model.encode(
-            latents, dims=dict(zip(self.stream_names, self.latent_model.ranks, strict=True))
-        )
-        return [coeffs[n] for n in self.stream_names]
+    def _latents(self, vectors: list[np.ndarray]) -> dict[str, np.ndarray]:
+        views = {
+            spec.name: np.asarray(v, dtype=np.float32).reshape(1, *spec.shape)
+            for spec, v in zip(self.views, vectors, strict=True)
+        }
+        return {k: z[0] for k, z in self.latents(views).items()}
 
-    def _decode_latents(self, coeffs: list[np.ndarray]) -> dict[str, np.ndarray]:
-        if isinstance(self.latent_model, PCA):
-            return self.latent_model.decode(coeffs[0])
-        return self.latent_model.decode(dict(zip(self.stream_names, coeffs, strict=True)))
-
-    def _synthesise(self, coeffs: list[np.ndarray]) -> list[np.ndarray]:
-        latents = self._decode_latents(coeffs)
+    def _views_from_latents(self, latents: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         with torch.inference_mode():
             z = {
                 k: torch.as_tensor(latents[k], dtype=torch.float32, device=self.device).reshape(1, -1)
                 for k in self.stream_names
             }
             x = self.net.decode(z)
-            return [
-                x[v][0].permute(1, 2, 0).mul(255.0).double().cpu().numpy().reshape(-1)
-                for v in self.view_names
-            ]
-
-    # -- compress / header ----------------------------------------------------------------------
-
-    def compress(
-        self,
-        views: Mapping[str, np.ndarray],
-        budget_bits: int,
-        allocation: Mapping[str, float] | None = None,
-    ) -> Payload:
-        """Encode ``views`` into at most ``budget_bits`` bits, container included.
-
-        Searches the number of components and the quantisation step for the lowest predicted
-        latent distortion whose real payload fits (see
-        :meth:`~bwgym.codecs.linear.LatentCodec.compress`); records the components per stream in
-        :attr:`last_allocation`.
-
-        Args:
-            views: one uint8 ``(H, W, 3)`` image per view.
-            budget_bits: bits the link carries this step.
-            allocation: fractions per view; ignored unless the codec was built with
-                ``follow_allocation=True``.
-
-        Returns:
-            The payload, or an empty payload when even one component does not fit.
-
-        """
-        payload = super().compress(views, budget_bits, allocation if self.follow_allocation else None)
-        self.last_allocation = self.allocation_of(payload)
-        return payload
-
-    def read_header(self, payload: Payload) -> tuple[int, dict[str, int]]:
-        """Read the step index and the components per stream from a payload of this codec.
-
-        Raises:
-            PayloadError: the payload is of another codec or its header is corrupt.
-
-        """
-        if payload.codec != self.name:
-            raise PayloadError(f"payload was written by codec {payload.codec!r}, this is {self.name!r}")
-        if payload.is_empty:
-            return 0, dict.fromkeys(self.stream_names, 0)
-        zz, pos = _get_varint(payload.meta, 0)
-        dims = {}
-        for name in self.stream_names:
-            n, pos = _get_varint(payload.meta, pos)
-            dims[name] = n
-        return _unzigzag(zz), dims
-
-    def allocation_of(self, payload: Payload) -> dict[str, int]:
-        """Components per stream in ``payload`` (the bandwidth split; all 0 for an empty payload)."""
-        return self.read_header(payload)[1]
-
-    def coefficients(self, views: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """All latent-model coefficients per stream of one observation (what ``compress`` quantises)."""
-        self.check_views(views)
-        vectors = [self._to_vectors(spec, views[spec.name][None])[0] for spec in self.views]
-        return dict(zip(self.stream_names, self._analyse(vectors), strict=True))
+            return [x[v][0].permute(1, 2, 0).mul(255.0).double().cpu().numpy().reshape(-1) for v in self.view_names]
 
     # -- persistence ----------------------------------------------------------------------------
 
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """``(H, W, 3)`` of every view."""
-        return (*self.net.image_size, 3)
+    def metadata(self) -> dict[str, Any]:
+        """The checkpoint's JSON metadata: the base's plus the network architecture."""
+        return {**super().metadata(), "arch": self.net.config(), "latent_dims": self.latent_dims}
 
-    def meta(self) -> dict[str, Any]:
-        """Return the checkpoint's JSON-able metadata."""
-        import bwgym
-
-        meta = dict(
-            codec=self.name,
-            env_id=self.env_id,
-            views=[[v.name, list(v.shape), v.dtype] for v in self.views],
-            image_shape=list(self.image_shape),
-            latent_dims=self.latent_dims,
-            latent_model=self.latent_model_kind,
-            arch=self.net.config(),
-            family=self.family,
-            follow_allocation=self.follow_allocation,
-            train_config=self.train_config,
-            metrics=self.metrics,
-            bwgym_version=getattr(bwgym, "__version__", "unknown"),
-        )
-        return json.loads(json.dumps(meta))  # checks the promise "JSON-able"
-
-    def checkpoint(self) -> dict[str, Any]:
-        """Return the dict :meth:`save` writes: weights (float16 where exact), latent model, metadata."""
-        state = {}
+    def state(self) -> dict[str, Any]:
+        """Network weights (float16 where exact, see :func:`round_to_float16`) and the latent model."""
+        state = super().state()
         for k, v in self.net.state_dict().items():
             v = v.detach().cpu()
             half = v.half() if v.is_floating_point() else None
-            # float16 when exact (trained weights are rounded, see round_to_float16), else as they are
-            state[k] = half if half is not None and torch.equal(half.float(), v) else v.clone()
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "meta": self.meta(),
-            "state_dict": state,
-            "latent_model": _arrays_to_blob(self._model_state()),
-        }
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the codec as a ``torch.save`` file (atomically: temp file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
-            torch.save(self.checkpoint(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return path
+            state[f"net.{k}"] = half if half is not None and torch.equal(half.float(), v) else v.clone()
+        return state
 
     @classmethod
-    def from_checkpoint(
+    def _from_parts(
         cls: type[SelfNeural],
-        blob: Mapping[str, Any],
+        ckpt: Checkpoint,
+        latent_model: DPCA,
+        views: list[ViewSpec],
         device: str | torch.device = "auto",
-        where: str = "checkpoint",
     ) -> SelfNeural:
-        """Rebuild from :meth:`checkpoint`'s dict."""
-        meta = blob["meta"]
-        if meta.get("codec") != cls.name:
-            raise ValueError(f"{where}: checkpoint of codec {meta.get('codec')!r}, expected {cls.name!r}")
+        meta = ckpt.metadata
         net = LatentAutoencoder(**meta["arch"])
-        net.load_state_dict(
-            {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
-        )
-        arrays = _blob_to_arrays(blob["latent_model"])
-        model = (
-            DPCA.from_state_dict(arrays) if meta["latent_model"] == "dpca" else PCA.from_state_dict(arrays)
-        )
-        views = [ViewSpec(n, tuple(s), d) for n, s, d in meta["views"]]
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt.tensors("net.").items()})
         return cls(
             net,
-            model,
+            latent_model,
             views,
             env_id=meta["env_id"],
             family=meta["family"],
             device=device,
-            follow_allocation=meta.get("follow_allocation", False),
+            variant=ckpt.kind.split("/", 1)[1],
             train_config=meta.get("train_config"),
             metrics=meta.get("metrics"),
         )
 
-    @classmethod
-    def load(
-        cls: type[SelfNeural],
-        path: str | os.PathLike[str],
-        expect_env_id: str | None = None,
-        expect_views: Any = None,
-        expect_image_shape: Sequence[int] | None = None,
-        device: str | torch.device = "auto",
-        follow_allocation: bool | None = None,
-    ) -> SelfNeural:
-        """Load a codec written by :meth:`save` and check it against the caller's spec.
-
-        Args:
-            path: the checkpoint.
-            expect_env_id: the env the caller runs (None: any).
-            expect_views: the caller's views: ViewSpecs, ``{name: shape}``, or a gymnasium ``Dict``
-                space restricted to the coded views (None: any).
-            expect_image_shape: ``(H, W)`` or ``(H, W, 3)`` every view must have (None: any).
-            device: where the networks run.
-            follow_allocation: override the saved ``follow_allocation`` (see the class docs).
-
-        Raises:
-            ValueError: not a checkpoint of this codec, or its env id / views / image size differ
-                from the expectations (the message names both specs).
-
-        """
-        blob = read_checkpoint(path)
-        codec = cls.from_checkpoint(blob, device=device, where=str(path))
-        codec.check_spec(expect_env_id, expect_views, expect_image_shape)
-        if follow_allocation is not None:
-            codec.follow_allocation = bool(follow_allocation)
-        return codec
-
-    def check_spec(
-        self, env_id: str | None = None, views: Any = None, image_shape: Sequence[int] | None = None
-    ) -> None:
-        """Raise ``ValueError`` naming both specs when trained for another env, views or image size."""
-        want = _view_shapes(views) if views is not None else None
-        env_bad = env_id is not None and env_id != self.env_id
-        views_bad = want is not None and want != self.view_shapes
-        shape_bad = (
-            image_shape is not None
-            and tuple(int(s) for s in image_shape) != self.image_shape[: len(image_shape)]
-        )
-        if env_bad or views_bad or shape_bad:
-            have = _spec_str(self.env_id, self.view_shapes) + f" (images {self.image_shape})"
-            asked = _spec_str(env_id, want) + (
-                f" (images {tuple(image_shape)})" if image_shape is not None else ""
-            )
-            raise ValueError(
-                f"{type(self).__name__} was trained for {have}, but {asked} was requested; "
-                "retrain it (`bwgym train codec`) or load the matching checkpoint"
-            )
-
-    def check_env(self, env_id: str | None = None, observation_space: Any = None) -> None:
-        """:meth:`check_spec` against an env id and its (Dict) observation space's coded views."""
-        views = None
-        if observation_space is not None:
-            spaces = getattr(observation_space, "spaces", observation_space)
-            missing = [v for v in self.view_names if v not in spaces]
-            if missing:
-                raise ValueError(
-                    f"{type(self).__name__} codes views {list(self.view_names)}, the env lacks "
-                    f"{missing} (it has {sorted(spaces)})"
-                )
-            views = {v: tuple(spaces[v].shape) for v in self.view_names}
-        self.check_spec(env_id, views)
-
     def __getstate__(self) -> dict[str, Any]:
-        # Pickle the checkpoint (CPU tensors), not live modules: subprocess workers rebuild it.
-        blob = self.checkpoint()
-        blob["state_dict"] = {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
-        return {"blob": blob, "device": str(self.device), "last_allocation": self.last_allocation}
+        # Pickle arrays and metadata, not live modules: subprocess workers rebuild the codec.
+        state = {k: v.numpy() if hasattr(v, "numpy") else v for k, v in self.state().items()}
+        return {"state": state, "metadata": self.metadata(), "variant": self.variant, "device": str(self.device)}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        device = state["device"]
+    def __setstate__(self, pickled: dict[str, Any]) -> None:
+        device = pickled["device"]
         if device.startswith("cuda") and not torch.cuda.is_available():
             device = "cpu"
-        other = type(self).from_checkpoint(state["blob"], device=device)
-        self.__dict__.update(other.__dict__)
-        self.last_allocation = state["last_allocation"]
+        ckpt = Checkpoint(kind=f"codec/{pickled['variant']}", metadata=pickled["metadata"], state=pickled["state"])
+        self.__dict__.update(type(self).from_checkpoint(ckpt, device=device).__dict__)
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(env_id={self.env_id!r}, views={self.view_shapes}, "
+            f"{type(self).__name__}(variant={self.variant!r}, env_id={self.env_id!r}, views={self.view_shapes}, "
             f"latent_dims={self.latent_dims}, device={str(self.device)!r})"
         )
 
-    # -- training hooks -------------------------------------------------------------------------
+    # -- training -------------------------------------------------------------------------------
+
+    @classmethod
+    def train(
+        cls,
+        frames: Mapping[str, np.ndarray],
+        *,
+        variant: str | None = None,
+        env_id: str = "",
+        episode_index: np.ndarray | None = None,
+        task_model: Any = None,
+        task_model_path: str | os.PathLike[str] | None = None,
+        log_dir: str | os.PathLike[str] | None = None,
+        progress: bool = True,
+        **fields: Any,
+    ) -> NeuralLatentCodec:
+        """Train on frames with :func:`bwgym.codecs.train.train_codec`.
+
+        Args:
+            frames: ``{view: uint8 (N, H, W, 3)}``.
+            variant: the registered name to train (its recipe is the default config).
+            env_id: the env the frames come from.
+            episode_index: episode of each row, for a validation split by episode.
+            task_model: the frozen task model (required when the recipe's ``lambda_task > 0``).
+            task_model_path: its file, recorded with its sha256.
+            log_dir: TensorBoard folder.
+            progress: show a progress bar.
+            **fields: :class:`~bwgym.codecs.train.TrainConfig` fields to override.
+        """
+        from bwgym.codecs.train import TrainConfig, train_codec, _file_record
+
+        config = TrainConfig.for_variant(variant or cls.name, env_id=env_id, **fields)
+        if config.lambda_task > 0 and task_model_path is not None:
+            config = replace(config, agent=_file_record(task_model_path))
+        return train_codec(config, frames, episode_index, agent=task_model, log_dir=log_dir, progress=progress)
 
     @classmethod
     def build_network(
@@ -866,13 +597,18 @@ class NeuralLatentCodec(LatentCodec):
         return _PooledProjection(latent_dims, m_min, m_max, momentum)
 
     @classmethod
-    def fit_latent_model(cls, latents: Mapping[str, np.ndarray]) -> DPCA | PCA:
+    def fit_latent_model(cls, latents: Mapping[str, np.ndarray]) -> DPCA:
         """Fit the inference latent model on training latents ``{group: (N, d)}`` (all components)."""
-        if cls.latent_model_kind == "pca":
-            return PCA.fit(latents)
         return DPCA.fit(latents)
 
 
+@register_codec(
+    "dae",
+    wire_id=6,
+    checkpoint="dae_locate_lift.ckpt",
+    recipe={"lambda_task": 1.0, "lambda_rec": 1.0},
+    description="distributed autoencoder, equal split: the NDPCA paper's lower-bound baseline",
+)
 class DAECodec(NeuralLatentCodec):
     """Distributed autoencoder with an equal split: the NDPCA paper's lower-bound baseline.
 
@@ -882,8 +618,6 @@ class DAECodec(NeuralLatentCodec):
     """
 
     name = "dae"
-    joint = False
-    latent_model_kind = "dpca"
 
     def _coding_order(self) -> np.ndarray:
         return _interleaved_order(self.latent_model.ranks)
@@ -896,6 +630,13 @@ class DAECodec(NeuralLatentCodec):
         return EqualSplitProjection(latent_dims, momentum)
 
 
+@register_codec(
+    "jae",
+    wire_id=7,
+    checkpoint="jae_locate_lift.ckpt",
+    recipe={"lambda_task": 1.0, "lambda_rec": 1.0},
+    description="joint autoencoder: one encoder over all views (the non-distributed reference)",
+)
 class JAECodec(NeuralLatentCodec):
     """Joint autoencoder: one encoder over all views (the non-distributed reference).
 
@@ -906,4 +647,3 @@ class JAECodec(NeuralLatentCodec):
 
     name = "jae"
     joint = True
-    latent_model_kind = "pca"

@@ -13,8 +13,8 @@ Container format (version 1), all integers unsigned, varints are LEB128::
     | n_streams x (len varint | bytes) | crc16 (CCITT) of everything before it, big-endian
 
 A payload with no streams is *empty*: it serialises to ``b""`` and costs 0 bits (nothing is sent,
-and the receiver holds its last frame). Codec ids are fixed numbers, never dict order, so streams
-written by one version decode in the next.
+and the receiver holds its last frame). Codec ids are the fixed wire ids of :mod:`bwgym.codecs.registry`,
+never dict order, so streams written by one version decode in the next.
 """
 
 from __future__ import annotations
@@ -23,29 +23,16 @@ import abc
 import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["CODEC_IDS", "Codec", "Payload", "PayloadError", "ViewSpec"]
+from bwgym.codecs.registry import codec_wire_id, codec_wire_name
+
+__all__ = ["Codec", "Payload", "PayloadError", "ViewSpec", "split_budget", "view_shapes"]
 
 MAGIC = b"BW"
 FORMAT_VERSION = 1
-
-#: Fixed wire ids of the codecs. Append only; never renumber.
-CODEC_IDS: dict[str, int] = {
-    "raw": 1,
-    "jpeg": 2,
-    "png": 3,
-    "linear_dpca": 4,
-    "ndpca": 5,
-    "dae": 6,
-    "jae": 7,
-    "gray_wyner": 8,
-    "pca": 9,
-}
-_CODEC_NAMES = {v: k for k, v in CODEC_IDS.items()}
-
 
 class PayloadError(ValueError):
     """Bytes that are not a valid payload: truncated, bit-flipped, or of another codec."""
@@ -84,7 +71,7 @@ class Payload:
     """What one step of one sender puts on the link: one byte stream per view or channel.
 
     Attributes:
-        codec: the codec's name, a key of :data:`CODEC_IDS`.
+        codec: the codec's wire name (registered in :mod:`bwgym.codecs.registry`).
         streams: one ``bytes`` per view or channel, in the codec's fixed order; ``b""`` for a view
             that was not sent this step.
         meta: codec-specific header bytes (rate index, allocation per view, ...).
@@ -96,8 +83,7 @@ class Payload:
     _wire: bytes = field(default=b"", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.codec not in CODEC_IDS:
-            raise ValueError(f"unknown codec {self.codec!r}; expected one of {sorted(CODEC_IDS)}")
+        codec_wire_id(self.codec)  # raises ValueError naming the registered codecs
         if len(self.streams) > 255:
             raise ValueError(f"a payload holds at most 255 streams, got {len(self.streams)}")
         object.__setattr__(self, "streams", tuple(bytes(s) for s in self.streams))
@@ -117,7 +103,7 @@ class Payload:
         if not self.streams:
             return b""
         out = bytearray(MAGIC)
-        out += bytes((FORMAT_VERSION, CODEC_IDS[self.codec], len(self.streams)))
+        out += bytes((FORMAT_VERSION, codec_wire_id(self.codec), len(self.streams)))
         _put_varint(out, len(self.meta))
         out += self.meta
         for stream in self.streams:
@@ -167,9 +153,9 @@ class Payload:
         version, codec_id, n_streams = data[2], data[3], data[4]
         if version != FORMAT_VERSION:
             raise PayloadError(f"payload format version {version}, this bwgym reads version {FORMAT_VERSION}")
-        if codec_id not in _CODEC_NAMES:
+        name = codec_wire_name(codec_id)
+        if name is None:
             raise PayloadError(f"unknown codec id {codec_id} in payload")
-        name = _CODEC_NAMES[codec_id]
         if codec is not None and name != codec:
             raise PayloadError(f"payload was written by codec {name!r}, expected {codec!r}")
         body = data[:-2]
@@ -206,12 +192,38 @@ class ViewSpec:
 class Codec(abc.ABC):
     """Base class of every codec: compress views under a bit budget, decompress payloads.
 
-    Subclasses set :attr:`name` (a key of :data:`CODEC_IDS`) and :attr:`views`, and implement
-    :meth:`compress` and :meth:`decompress`.
+    Subclasses set :attr:`name` (their wire name in :mod:`bwgym.codecs.registry`) and
+    :attr:`views`, implement :meth:`compress` and :meth:`decompress`, and a way to be built:
+    :meth:`from_views` (codecs without weights) or ``from_checkpoint(ckpt, **kwargs)`` (learned
+    codecs, which also set :attr:`env_id` and override :meth:`check_spec` when they need more).
     """
 
     name: ClassVar[str]
     views: tuple[ViewSpec, ...]
+    #: The env the codec was trained for (None: any env with matching views).
+    env_id: str | None = None
+
+    @classmethod
+    def from_views(cls, views: Sequence[ViewSpec], **kwargs: Any) -> Codec:
+        """Build the codec for ``views`` (codecs without weights)."""
+        raise TypeError(f"{cls.__name__} is built from a checkpoint, not from views alone")
+
+    def check_spec(self, env_id: str | None = None, views: Sequence[ViewSpec] | None = None) -> None:
+        """Raise ``ValueError`` naming both specs when the codec was made for another env or views.
+
+        Args:
+            env_id: the env the caller runs (None: not compared; codecs without an env id accept any).
+            views: the views the caller sends (None: not compared).
+        """
+        env_bad = env_id is not None and self.env_id is not None and env_id != self.env_id
+        views_bad = views is not None and view_shapes(views) != view_shapes(self.views)
+        if env_bad or views_bad:
+            have = f"env {self.env_id!r} with views {view_shapes(self.views)}"
+            want = f"env {env_id!r} with views {view_shapes(views) if views is not None else 'any'}"
+            raise ValueError(
+                f"codec {self.name!r} was made for {have}, but {want} was requested; "
+                "train one for this env (`bwgym train codec`) or load the matching checkpoint"
+            )
 
     @property
     def view_names(self) -> tuple[str, ...]:
@@ -269,3 +281,12 @@ def split_budget(budget_bits: int, names: Sequence[str], allocation: Mapping[str
         raise ValueError(f"allocation weights must be finite and sum to > 0, got {dict(zip(names, weights))}")
     shares = np.floor(budget_bits * weights / total).astype(int)
     return dict(zip(names, (int(s) for s in shares)))
+
+
+def view_shapes(views: Any) -> dict[str, tuple[int, ...]]:
+    """``{name: shape}`` from ViewSpecs, a ``{name: shape}`` mapping or a gymnasium ``Dict`` space."""
+    if hasattr(views, "spaces"):
+        views = views.spaces
+    if isinstance(views, Mapping):
+        return {str(n): tuple(getattr(s, "shape", s)) for n, s in views.items()}
+    return {v.name: tuple(v.shape) for v in views}

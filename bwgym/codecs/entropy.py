@@ -13,8 +13,8 @@ Two halves:
 
       scale = 2 ** (scale_idx / SCALE_STEPS_PER_OCTAVE)
 
-  The bytes are a ``constriction`` range-coder stream cut to the shortest byte string that still
-  decodes to the same symbols.
+  The bytes are one ``constriction`` range-coder pass, cut to the shortest byte string that lies
+  in the coder's final interval (computed from the coder's state, no trial decoding).
 
 Bit-exactness across machines: encoder and decoder must build the *same* fixed-point model, and
 floating-point transcendental functions (``exp``, ``erf``) differ in the last bit between libms.
@@ -25,10 +25,19 @@ integer scale index, never a float. Compute scale indices once (:func:`scale_ind
 codec is fitted), store them as integers, and derive per-symbol indices by integer arithmetic
 (``sigma_idx - step_idx``); do not recompute them from floats at the decoder.
 
-Symbols far outside the model's support still round-trip: each table reserves an *escape* symbol,
-after which the value is sent with an Elias-gamma code. Scales above :data:`TABLE_MAX_SCALE` are
-coded by splitting off ``b`` uniformly coded low bits, so tables stay small (a few hundred
-entries) at any scale.
+Symbols are bounded, ``|x| <= MAX_ABS_SYMBOL = 2**31 - 1`` (:func:`quantize_symbols` saturates
+to it; :meth:`EntropyCoder.encode` raises ``ValueError`` beyond it). A codec's finest step is
+``2**-16`` of its largest coefficient's standard deviation, so only a coefficient more than
+``2**15`` standard deviations out saturates, and the codec's step search sees that distortion.
+Symbols outside the model's support still round-trip: each table reserves an *escape* symbol,
+after which the value is sent with an Elias-gamma code. Scales above ``2**5`` are coded by
+splitting off ``b`` uniformly coded low bits, so tables stay small (a few hundred entries) at any
+scale.
+
+Corruption is the container's job: :class:`~bwgym.codecs.base.Payload` carries a CRC that rejects
+every single-bit flip and truncation. :meth:`EntropyCoder.decode` raises
+:class:`~bwgym.codecs.base.PayloadError` for bytes it cannot decode, but an entropy code has
+almost no redundancy, so most corrupted streams decode to *some* symbols.
 
 Example::
 
@@ -56,11 +65,11 @@ import torch
 from bwgym.codecs.base import PayloadError
 
 __all__ = [
+    "MAX_ABS_SYMBOL",
     "MAX_SCALE_INDEX",
     "MIN_SCALE_INDEX",
     "PROBABILITY_BITS",
     "SCALE_STEPS_PER_OCTAVE",
-    "TABLE_MAX_SCALE",
     "EntropyCoder",
     "GaussianEntropyCoder",
     "LaplaceEntropyCoder",
@@ -84,21 +93,22 @@ SCALE_STEPS_PER_OCTAVE = 8
 MIN_SCALE_INDEX = -4 * SCALE_STEPS_PER_OCTAVE
 #: Largest scale index with its own table (scale 32); wider scales split off low bits.
 TABLE_MAX_INDEX = 5 * SCALE_STEPS_PER_OCTAVE
-TABLE_MAX_SCALE = 2.0 ** (TABLE_MAX_INDEX / SCALE_STEPS_PER_OCTAVE)
 #: Largest scale index (scale ``2 ** 36``); larger indices are clipped to it.
 MAX_SCALE_INDEX = 36 * SCALE_STEPS_PER_OCTAVE
+#: Largest symbol magnitude (the int32 range): see the module docstring for why it suffices.
+MAX_ABS_SYMBOL = (1 << 31) - 1
 #: Fixed-point precision of the models: frequencies sum to ``2 ** 24`` (constriction's precision).
 PROBABILITY_BITS = 24
 _TOTAL = 1 << PROBABILITY_BITS
 #: Frequency reserved for the escape symbol at least (probability ``2 ** -16``): costs ~2e-5 bit
 #: per symbol and keeps an out-of-distribution value at ~16 bits plus its Elias-gamma code.
 _ESCAPE_MIN_FREQ = 1 << (PROBABILITY_BITS - 16)
-#: Symbols are limited so that every intermediate value fits in int64.
-_MAX_ABS_SYMBOL = 1 << 60
 #: Bits per uniformly coded chunk (constriction's Uniform is exact for powers of two below 2**24).
 _CHUNK_BITS = 16
-#: Bits of the Elias-gamma length field (lengths 1..64).
+#: Bits of the Elias-gamma length field. It could hold lengths up to 64; escapes of symbols within
+#: MAX_ABS_SYMBOL need at most 31, and the decoder rejects longer ones.
 _LENGTH_FIELD_BITS = 6
+_MAX_ESCAPE_BITS = 31
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,11 +198,11 @@ def quantize(
 
 
 def quantize_symbols(x: np.ndarray, step: np.ndarray | float) -> np.ndarray:
-    """Integer symbols ``round(x / step)`` (half to even) as int64: what the coder sends."""
+    """Integer symbols ``round(x / step)`` (half to even) as int64, saturated to ``MAX_ABS_SYMBOL``."""
     sym = np.rint(np.asarray(x, dtype=np.float64) / np.asarray(step, dtype=np.float64))
     if not np.all(np.isfinite(sym)):
         raise ValueError("cannot quantise non-finite values")
-    return np.clip(sym, -_MAX_ABS_SYMBOL, _MAX_ABS_SYMBOL).astype(np.int64)
+    return np.clip(sym, -MAX_ABS_SYMBOL, MAX_ABS_SYMBOL).astype(np.int64)
 
 
 def dequantize(symbols: np.ndarray, step: np.ndarray | float) -> np.ndarray:
@@ -359,6 +369,43 @@ def _chunks(nbits: np.ndarray) -> list[np.ndarray]:
     return [np.clip(nbits - _CHUNK_BITS * c, 0, _CHUNK_BITS) for c in range(n_chunks)]
 
 
+def _bit_length(v: np.ndarray) -> np.ndarray:
+    """``int.bit_length`` of non-negative integers below ``2**53`` (exact: frexp's exponent)."""
+    return np.frexp(v.astype(np.float64))[1].astype(np.int64)
+
+
+def _shortest_stream(encoder: object) -> bytes:
+    """Cut the range coder's stream to the shortest byte string that decodes to the same symbols.
+
+    After the last symbol the coder's 64-bit state ``(lower, range)`` sits at word ``pos``: the
+    message is every stream whose first ``T = 32 * (pos + 2)`` bits, read as an integer, lie in
+    ``[lo, lo + range)`` (the decoder reads zeros past the end and never looks beyond ``T``).
+    ``constriction`` flushes whole 32-bit words, i.e. up to ~4 bytes the decoder does not need,
+    a large share of a payload at low rates. The shortest string is set by the most trailing zero
+    bits any value in the interval has; of the strings of that length this takes the prefix of the
+    flushed stream, or that prefix plus one when the prefix falls below ``lo`` (the bytes the old
+    trial-decoding search chose). ``pos()`` is constriction's public checkpoint API; the test
+    ``test_stream_is_the_shortest_that_decodes`` checks this cut against real decoding.
+    """
+    words = encoder.get_compressed()
+    pos, (lower, range_) = encoder.pos()
+    total_bits = 32 * (pos + 2)
+    head = words[: pos + 2].astype(">u4").tobytes()
+    full = int.from_bytes(head, "big") << (total_bits - 8 * len(head))
+    # the flushed stream lies in the interval; its low 64 bits are the coder's wrapped point
+    lo = full - (full - lower) % (1 << 64)
+    if lo == 0:  # the decoder reproduces the message from nothing
+        return b""
+    hi = lo + range_ - 1
+    free_bits = ((lo - 1) ^ hi).bit_length() - 1  # trailing zeros of the best value in [lo, hi]
+    n_bytes = (total_bits - free_bits + 7) // 8
+    drop = total_bits - 8 * n_bytes
+    prefix = full >> drop
+    if prefix << drop < lo:
+        prefix += 1
+    return prefix.to_bytes(n_bytes, "big").rstrip(b"\0")
+
+
 class EntropyCoder:
     """Zero-mean quantised-distribution coder over integer symbols (base of the two families).
 
@@ -419,13 +466,16 @@ class EntropyCoder:
         x = np.asarray(symbols)
         if x.dtype.kind not in "iu":
             raise TypeError(f"symbols must be integers, got {x.dtype}; quantise with quantize_symbols()")
-        x = x.astype(np.int64).ravel()
         plan = self._plan(scale_idx)
-        if x.shape != plan.table.shape:
+        if x.size != plan.table.size:
             raise ValueError(f"got {x.size} symbols but {plan.table.size} scale indices")
-        if x.size and int(np.abs(x).max()) > _MAX_ABS_SYMBOL:
-            raise ValueError(f"symbols must satisfy |x| <= 2**60, got {int(np.abs(x).max())}")
-        return x, plan
+        if x.size and (int(x.max()) > MAX_ABS_SYMBOL or int(x.min()) < -MAX_ABS_SYMBOL):
+            worst = max(int(x.max()), -int(x.min()))
+            raise ValueError(
+                f"symbols must satisfy |x| <= 2**31 - 1, got |x| = {worst}; quantize_symbols() "
+                "saturates to that range"
+            )
+        return x.astype(np.int64).ravel(), plan
 
     # -- rates ----------------------------------------------------------------------------------
 
@@ -443,8 +493,7 @@ class EntropyCoder:
         u = np.where(escaped, 2 * plan.half_width + 1, high + plan.half_width)
         bits = self.tables.bits[plan.table, u] + plan.shift
         if escaped.any():
-            excess = (magnitude - plan.half_width)[escaped]
-            nbits = np.floor(np.log2(excess.astype(np.float64))).astype(np.int64) + 1
+            nbits = _bit_length((magnitude - plan.half_width)[escaped])
             bits[escaped] += 1 + _LENGTH_FIELD_BITS + (nbits - 1)
         return bits.reshape(shape)
 
@@ -464,15 +513,30 @@ class EntropyCoder:
 
     # -- coding ---------------------------------------------------------------------------------
 
-    def _encode_full(self, x: np.ndarray, plan: _Plan) -> tuple[bytes, list[tuple[int, np.ndarray]]]:
-        """Run the range coder; return its whole stream (trailing zeros stripped) and the groups."""
+    def encode(self, symbols: np.ndarray, scale_idx: np.ndarray) -> bytes:
+        """Entropy-code integer symbols in one range-coder pass; the shortest stream that decodes.
+
+        Args:
+            symbols: integer symbols, ``|x| <= 2**31 - 1``; any shape (flattened, C order).
+            scale_idx: integer scale index of each symbol (same size).
+
+        Returns:
+            The stream; ``b""`` for an empty message (and, rarely, for a message the decoder
+            reproduces from nothing).
+
+        Raises:
+            ValueError: a symbol is out of range, or the sizes differ.
+
+        """
+        x, plan = self._check_symbols(symbols, scale_idx)
+        if x.size == 0:
+            return b""
         high, low = self._split(x, plan)
         encoder = constriction.stream.queue.RangeEncoder()
         escaped = np.abs(high) > plan.half_width
         u = np.where(escaped, 2 * plan.half_width + 1, high + plan.half_width).astype(np.int32)
         # 1. table symbols, grouped by table so each group is one i.i.d. call (order known to both ends)
-        groups = plan.groups()
-        for row, seg in groups:
+        for row, seg in plan.groups():
             encoder.encode(u[seg], self._model(row))
         # 2. low bits of wide scales, in 16-bit chunks
         self._encode_uniform(encoder, low, plan.shift)
@@ -480,106 +544,42 @@ class EntropyCoder:
         if escaped.any():
             h = high[escaped]
             excess = np.abs(h) - plan.half_width[escaped]  # >= 1
-            nbits = np.array([int(v).bit_length() for v in excess], dtype=np.int64)
+            nbits = _bit_length(excess)
             encoder.encode((h < 0).astype(np.int32), constriction.stream.model.Uniform(2))
             encoder.encode(
                 (nbits - 1).astype(np.int32), constriction.stream.model.Uniform(1 << _LENGTH_FIELD_BITS)
             )
             self._encode_uniform(encoder, excess - np.left_shift(1, nbits - 1), nbits - 1)
-        full = encoder.get_compressed().astype(">u4").tobytes().rstrip(b"\0")
-        return full, groups
+        return _shortest_stream(encoder)
 
-    def encode(self, symbols: np.ndarray, scale_idx: np.ndarray) -> bytes:
-        """Entropy-code integer symbols; the shortest byte string that decodes back to them.
-
-        Args:
-            symbols: integer symbols, ``|x| <= 2**60``; any shape (flattened, C order).
-            scale_idx: integer scale index of each symbol (same size).
-
-        Returns:
-            The stream; ``b""`` for an empty message (and, rarely, for a message the decoder
-            reproduces from nothing).
-
-        """
-        x, plan = self._check_symbols(symbols, scale_idx)
-        if x.size == 0:
-            return b""
-        full, groups = self._encode_full(x, plan)
-        return self._shortest(full, x, plan, groups)
-
-    def _shortest(
-        self, data: bytes, x: np.ndarray, plan: _Plan, groups: list[tuple[int, np.ndarray]]
-    ) -> bytes:
-        """Cut the stream to the shortest prefix (last byte possibly +1) that decodes to ``x``.
-
-        The range coder flushes whole 32-bit words, so a stream carries up to ~4 bytes that the
-        decoder (which reads zeros past the end) does not need; at low rates that is a large share
-        of a payload. Every candidate is verified by decoding, so the result is always correct.
-        The search starts one byte below the ideal length, where success becomes possible.
-        """
-
-        def ok(candidate: bytes) -> bool:
-            try:
-                return bool(np.array_equal(self._decode(candidate, plan, groups), x))
-            except PayloadError:
-                return False
-
-        start = max(0, int(self.symbol_bits(x, _plan_index(plan)).sum()) // 8 - 1)
-        for k in range(start, len(data)):
-            for candidate in _candidates(data, k):
-                if ok(candidate):
-                    return candidate
-        if not ok(data):
-            raise RuntimeError("entropy coder failed to verify its own stream (bug in bwgym)")
-        return data
-
-    def decode(self, data: bytes, scale_idx: np.ndarray, verify: bool = True) -> np.ndarray:
+    def decode(self, data: bytes, scale_idx: np.ndarray) -> np.ndarray:
         """Decode a stream of ``len(scale_idx)`` symbols coded with the same scale indices.
 
         Args:
             data: the stream :meth:`encode` returned.
             scale_idx: the integer scale indices the encoder used (their count is the message
                 length; the result has their shape).
-            verify: re-encode the decoded symbols and require that ``data`` is the cut of that
-                stream :meth:`encode` makes at this length (one range-coder pass). This rejects
-                padded or extended streams and about 60 % of single-bit flips of short streams.
 
         Raises:
-            PayloadError: the bytes are undecodable, not the canonical stream of the message they
-                decode to, or carry an out-of-range escape length.
-
-        A near-optimal entropy code has almost no redundancy, so no decoder can catch every
-        corruption (a truncated stream usually *is* the canonical stream of another message);
-        :class:`~bwgym.codecs.base.Payload` carries a CRC for that, and rejects every single-bit
-        flip and truncation before the streams reach this method.
+            PayloadError: the bytes are undecodable, end in a zero byte (never emitted), or carry
+                an out-of-range escape. Most corrupted streams still decode to some symbols:
+                the :class:`~bwgym.codecs.base.Payload` CRC rejects them before they get here.
 
         """
         plan = self._plan(scale_idx)
         data = bytes(data)
-        x = self._decode(data, plan)
-        if verify and x.size and data not in _candidates(self._encode_full(x, plan)[0], len(data)):
-            raise PayloadError(
-                f"entropy stream of {len(data)} bytes is not a canonical stream of {x.size} symbols "
-                "(corrupted, truncated or padded)"
-            )
-        return x.reshape(np.shape(scale_idx))
-
-    def _decode(
-        self, data: bytes, plan: _Plan, groups: list[tuple[int, np.ndarray]] | None = None
-    ) -> np.ndarray:
         n = plan.table.size
         if n == 0:
             if data:
                 raise PayloadError(f"entropy stream of {len(data)} bytes for an empty message")
-            return np.zeros(0, dtype=np.int64)
+            return np.zeros(np.shape(scale_idx), dtype=np.int64)
         if data.endswith(b"\0"):
             raise PayloadError("entropy stream ends in a zero byte: not produced by this coder (corrupt)")
-        padded = data + b"\0" * (-len(data) % 4)
-        words = np.frombuffer(padded, dtype=">u4").astype(np.uint32)
+        words = np.frombuffer(data + b"\0" * (-len(data) % 4), dtype=">u4").astype(np.uint32)
         try:
             decoder = constriction.stream.queue.RangeDecoder(words)
             u = np.empty(n, dtype=np.int64)
-            for row, seg in groups if groups is not None else plan.groups():
+            for row, seg in plan.groups():
                 u[seg] = decoder.decode(self._model(row), seg.size)
             low = self._decode_uniform(decoder, plan.shift)
             high = u - plan.half_width
@@ -587,13 +587,9 @@ class EntropyCoder:
             if escaped.any():
                 count = int(escaped.sum())
                 negative = decoder.decode(constriction.stream.model.Uniform(2), count).astype(bool)
-                nbits = (
-                    decoder.decode(constriction.stream.model.Uniform(1 << _LENGTH_FIELD_BITS), count).astype(
-                        np.int64
-                    )
-                    + 1
-                )
-                if int(nbits.max()) > 60:
+                length_model = constriction.stream.model.Uniform(1 << _LENGTH_FIELD_BITS)
+                nbits = decoder.decode(length_model, count).astype(np.int64) + 1
+                if int(nbits.max()) > _MAX_ESCAPE_BITS:
                     raise PayloadError("escape length out of range: corrupt entropy stream")
                 rest = self._decode_uniform(decoder, nbits - 1)
                 magnitude = plan.half_width[escaped] + np.left_shift(1, nbits - 1) + rest
@@ -603,7 +599,10 @@ class EntropyCoder:
         except (AssertionError, ValueError, RuntimeError, OverflowError, IndexError) as exc:
             raise PayloadError(f"undecodable entropy stream ({exc})") from exc
         half = np.where(plan.shift > 0, np.left_shift(1, np.maximum(plan.shift - 1, 0)), 0)
-        return np.left_shift(high, plan.shift) + low - half
+        x = np.left_shift(high, plan.shift) + low - half
+        if int(np.abs(x).max()) > MAX_ABS_SYMBOL:
+            raise PayloadError("decoded symbol out of range: corrupt entropy stream")
+        return x.reshape(np.shape(scale_idx))
 
     @staticmethod
     def _encode_uniform(encoder: object, values: np.ndarray, nbits: np.ndarray) -> None:
@@ -632,28 +631,6 @@ class EntropyCoder:
             )
             values[mask] = np.left_shift(values[mask], size[mask]) | part.astype(np.int64)
         return values
-
-
-def _candidates(full: bytes, k: int) -> list[bytes]:
-    """List the streams :meth:`EntropyCoder._shortest` tries at length ``k``.
-
-    The ``k``-byte prefix of the full stream, then that prefix plus one, each without trailing
-    zero bytes.
-    """
-    if k >= len(full):
-        return [full] if k == len(full) else []
-    prefix = full[:k]
-    out = [prefix.rstrip(b"\0")]
-    if k:
-        bumped = int.from_bytes(prefix, "big") + 1
-        if bumped < 1 << (8 * k):
-            out.append(bumped.to_bytes(k, "big").rstrip(b"\0"))
-    return out
-
-
-def _plan_index(plan: _Plan) -> np.ndarray:
-    """Scale indices that reproduce ``plan`` (for re-estimating an already planned message)."""
-    return (plan.table + MIN_SCALE_INDEX + SCALE_STEPS_PER_OCTAVE * plan.shift).astype(np.int64)
 
 
 class GaussianEntropyCoder(EntropyCoder):

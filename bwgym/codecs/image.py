@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bwgym.codecs.base import Codec, Payload, PayloadError, ViewSpec, split_budget
+from bwgym.codecs.registry import register_codec
 
 __all__ = ["ImageCodec", "JpegCodec", "PngCodec", "RawCodec", "header_bits", "image_view_specs"]
 
@@ -137,6 +138,11 @@ class ImageCodec(Codec):
         self.views = views
 
     @classmethod
+    def from_views(cls, views: Sequence[ViewSpec], **kwargs: Any) -> ImageCodec:
+        """Build the codec for ``views`` (``kwargs`` go to the constructor)."""
+        return cls(views, **kwargs)
+
+    @classmethod
     def from_observation_space(cls, space: Any, **kwargs: Any) -> ImageCodec:
         """Build the codec for the image views of a Dict observation space (see :func:`image_view_specs`).
 
@@ -228,6 +234,7 @@ class ImageCodec(Codec):
         return out
 
 
+@register_codec("raw", wire_id=1, description="uncompressed bytes of each view, sent only whole")
 class RawCodec(ImageCodec):
     """The uint8 (or any dtype) bytes of each view; a view is sent only when it fits whole.
 
@@ -407,6 +414,7 @@ _JPEG_X = np.array([_jpeg_x(max(q, 1)) for q in range(101)])
 _JPEG_LOG_SLOPE = 0.3
 
 
+@register_codec("jpeg", wire_id=2, description="JPEG per view at the highest quality that fits its share")
 class JpegCodec(ImageCodec):
     """JPEG (Pillow) per view at the highest quality whose bytes fit the view's share.
 
@@ -529,6 +537,7 @@ class JpegCodec(ImageCodec):
         return _decode_jpeg(spec, stream)
 
 
+@register_codec("png", wire_id=3, description="lossless PNG per view, sent only when it fits")
 class PngCodec(ImageCodec):
     """Lossless PNG per view, sent only when it fits the view's share.
 

@@ -24,11 +24,11 @@ behaviour-cloning agent, with Alg. 1's random-dimension DPCA projection and stra
 quantisation (paper 003, Sec. 3.4) between encoder and decoder. ``lambda_task = 0`` gives the
 task-agnostic variant. Afterwards the DPCA is refitted on the training latents and stored in the
 checkpoint; evaluation never refits. Two checkpoints ship in ``bwgym/codecs/checkpoints/``:
-``ndpca_locate_lift.pt`` (task-aware) and ``ndpca_agnostic_locate_lift.pt``.
+``ndpca_locate_lift.ckpt`` (task-aware) and ``ndpca_agnostic_locate_lift.ckpt``.
 
 Example::
 
-    codec = NDPCACodec.load_shipped()                       # task-aware, LocateLift 84x84
+    codec = make_codec("ndpca", views, env_id="bwgym/LocateLift-v0")   # task-aware, 84x84
     payload = codec.compress({"arm": arm, "side": side}, budget_bits=300)
     codec.last_allocation                                   # e.g. {'arm': 14, 'side': 6}
     views = codec.decompress(Payload.from_bytes(payload.to_bytes()))
@@ -36,60 +36,33 @@ Example::
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-import torch
-
 from bwgym.codecs.autoencoders import NeuralLatentCodec
+from bwgym.codecs.registry import register_codec
 
-__all__ = ["CHECKPOINT_DIR", "SHIPPED", "NDPCACodec"]
-
-#: Where the shipped learned-codec checkpoints live.
-CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
-#: Shipped checkpoint file per variant name (the names ``bwgym train codec --codec`` accepts).
-SHIPPED = {
-    "ndpca": "ndpca_locate_lift.pt",
-    "ndpca_agnostic": "ndpca_agnostic_locate_lift.pt",
-    "dae": "dae_locate_lift.pt",
-    "jae": "jae_locate_lift.pt",
-    "linear_dpca": "linear_dpca_locate_lift.npz",
-    "pca": "pca_locate_lift.npz",
-}
+__all__ = ["NDPCACodec"]
 
 
+@register_codec(
+    "ndpca_agnostic",
+    wire_name="ndpca",
+    checkpoint="ndpca_agnostic_locate_lift.ckpt",
+    recipe={"lambda_task": 0.0, "lambda_rec": 1.0},
+    description="task-agnostic NDPCA: the same codec trained on reconstruction only",
+)
+@register_codec(
+    "ndpca",
+    wire_id=5,
+    checkpoint="ndpca_locate_lift.ckpt",
+    recipe={"lambda_task": 1.0, "lambda_rec": 1.0},
+    description="task-aware NDPCA: per-view encoders, DPCA split, trained through the task model",
+)
 class NDPCACodec(NeuralLatentCodec):
     """Per-view CNN encoders, DPCA over their latents, a joint decoder; one model for all rates.
 
-    Build with :func:`bwgym.codecs.train.train_codec` or load with :meth:`load` /
-    :meth:`load_shipped`. See the module docstring for the pipeline and
-    :class:`~bwgym.codecs.autoencoders.NeuralLatentCodec` for the constructor arguments.
+    Build with :meth:`train` (:func:`bwgym.codecs.train.train_codec`) or by name with
+    :func:`bwgym.codecs.make_codec` (``"ndpca"`` or ``"ndpca_agnostic"``). See the module
+    docstring for the pipeline and :class:`~bwgym.codecs.autoencoders.NeuralLatentCodec` for the
+    constructor arguments.
     """
 
     name = "ndpca"
-    joint = False
-    latent_model_kind = "dpca"
-
-    @classmethod
-    def load_shipped(
-        cls,
-        task_aware: bool = True,
-        expect_env_id: str | None = None,
-        expect_views: Any = None,
-        device: str | torch.device = "auto",
-    ) -> NDPCACodec:
-        """Load the shipped LocateLift codec: task-aware (default) or task-agnostic.
-
-        Raises:
-            FileNotFoundError: the checkpoint is missing (the message says how to retrain it).
-
-        """
-        variant = "ndpca" if task_aware else "ndpca_agnostic"
-        path = CHECKPOINT_DIR / SHIPPED[variant]
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} is missing from this install; retrain it with "
-                f"`bwgym train codec --codec {variant} --env bwgym/LocateLift-v0 --out {path}` "
-                "or all shipped codecs with `python -m bwgym.codecs.train --all`"
-            )
-        return cls.load(path, expect_env_id=expect_env_id, expect_views=expect_views, device=device)

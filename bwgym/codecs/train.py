@@ -1,22 +1,14 @@
-"""Train the learned codecs (NDPCA, task-agnostic NDPCA, DAE, JAE), fit the linear ones, load any.
+"""Train the learned codecs (NDPCA, task-agnostic NDPCA, DAE, JAE) through a frozen task model.
 
-* :func:`train_codec` - eq. 8 of the NDPCA paper through a frozen agent, with Alg. 1's random-dimension
-  projection and straight-through quantisation in the loop; refits the latent model afterwards.
-* :func:`fit_linear_codec` - :class:`~bwgym.codecs.linear.LinearDPCACodec` / ``PCACodec`` on pixels.
-* :func:`load_frames` - expert frames from a demo folder, or freshly collected.
-* :func:`load_codec` - one loader for every codec checkpoint, dispatching on the codec name in it.
-* :func:`regenerate_all` / ``python -m bwgym.codecs.train --all`` - retrain every shipped checkpoint in
-  ``bwgym/codecs/checkpoints/`` from scratch, following :data:`SHIPPED_RECIPE` (one CPU thread).
-
-The command ``bwgym train codec`` (:mod:`bwgym.codecs.commands`) wraps :func:`train_variant`::
-
-    bwgym train codec --codec ndpca_agnostic --env bwgym/LocateLift-v0 --out runs/codecs/agnostic.pt
-    bwgym train codec --codec ndpca --init runs/codecs/agnostic.pt --steps 1500 --out runs/codecs/ndpca.pt
-
-Variants (``--codec``): ``ndpca`` (task-aware, ``lambda_task=1``), ``ndpca_agnostic``
-(``lambda_task=0``), ``dae`` and ``jae`` (task-aware, as the paper's baselines), ``linear_dpca`` and
-``pca`` (no training: fitted on pixels). The shipped task-aware codecs are fine-tuned from the shipped
-task-agnostic one (``--init``), so all three start from the same network and train equally long.
+* :func:`train_codec` - eq. 8 of the NDPCA paper through a frozen task model, with Alg. 1's
+  random-dimension projection and straight-through quantisation in the loop; refits the latent
+  model afterwards. ``NeuralLatentCodec.train`` calls it.
+* :func:`train_registered` - train (or fit) any registered codec by name, with its registry recipe,
+  and write its checkpoint. The task model and the frames are arguments: this layer never imports
+  agents or envs; ``bwgym train codec`` (:mod:`bwgym.cli.codecs`) supplies them.
+* :data:`SHIPPED_RECIPE` - how the shipped checkpoints in ``bwgym/codecs/checkpoints/`` are made
+  (``bwgym train codec --all``, ``make checkpoints``): the task-aware codecs are fine-tuned from the
+  task-agnostic NDPCA (their recipe's ``init``), so all three start from the same network.
 
 Training of one step, for a batch ``x`` of views and the frozen agent ``phi``::
 
@@ -29,14 +21,11 @@ Training of one step, for a batch ``x`` of views and the frozen agent ``phi``::
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
-import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -44,52 +33,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from bwgym.codecs.autoencoders import (
-    DEFAULT_CHANNELS,
-    DAECodec,
-    JAECodec,
-    NeuralLatentCodec,
-    read_checkpoint,
-    resolve_device,
-    round_to_float16,
-)
-from bwgym.codecs.base import Codec
+from bwgym.codecs.autoencoders import DEFAULT_CHANNELS, NeuralLatentCodec, round_to_float16
+from bwgym.codecs.base import Codec, ViewSpec
 from bwgym.codecs.entropy import quantize_ste
-from bwgym.codecs.linear import LinearDPCACodec, PCACodec
-from bwgym.codecs.ndpca import CHECKPOINT_DIR, SHIPPED, NDPCACodec
+from bwgym.codecs.registry import CHECKPOINT_DIR, codec_entry, codec_names, load_codec
+from bwgym.common.device import resolve_device
 
 __all__ = [
-    "LEARNED",
-    "LINEAR",
-    "VARIANTS",
-    "TrainConfig",
-    "fit_linear_codec",
-    "load_codec",
-    "codec_loss",
-    "load_frames",
-    "main",
     "SHIPPED_ORDER",
     "SHIPPED_RECIPE",
-    "regenerate_all",
+    "TrainConfig",
+    "codec_loss",
+    "split_episodes",
     "train_codec",
-    "train_variant",
+    "train_registered",
 ]
-
-#: Learned variants: codec class and the loss weights of eq. 8.
-LEARNED: dict[str, tuple[type[NeuralLatentCodec], dict[str, float]]] = {
-    "ndpca": (NDPCACodec, dict(lambda_task=1.0, lambda_rec=1.0)),
-    "ndpca_agnostic": (NDPCACodec, dict(lambda_task=0.0, lambda_rec=1.0)),
-    "dae": (DAECodec, dict(lambda_task=1.0, lambda_rec=1.0)),
-    "jae": (JAECodec, dict(lambda_task=1.0, lambda_rec=1.0)),
-}
-#: Linear variants: codec class and fit arguments (downsampled 4x so checkpoints stay ~1 MB).
-LINEAR: dict[str, tuple[type[LinearDPCACodec] | type[PCACodec], dict[str, Any]]] = {
-    "linear_dpca": (LinearDPCACodec, dict(max_components=32, downsample=4)),
-    "pca": (PCACodec, dict(max_components=64, downsample=4)),
-}
-VARIANTS = (*LEARNED, *LINEAR)
-#: Codec name stored in a checkpoint -> class that loads it.
-_LOADERS: dict[str, Any] = {c.name: c for c in (NDPCACodec, DAECodec, JAECodec, LinearDPCACodec, PCACodec)}
 
 
 @dataclass
@@ -97,7 +55,7 @@ class TrainConfig:
     """How a learned codec is trained (saved in its checkpoint).
 
     Attributes:
-        codec: variant name, a key of :data:`LEARNED`.
+        codec: the registered name it is trained as (``ndpca``, ``ndpca_agnostic``, ``dae``, ``jae``).
         env_id: the env the frames come from (recorded in the checkpoint).
         steps: optimiser steps.
         batch_size: frames per step.
@@ -119,10 +77,11 @@ class TrainConfig:
         threads: CPU threads torch may use (0: leave torch's default). 1 by default: the small
             convolutions gain little from a second thread, and on a machine shared with other
             jobs a second thread spin-waits and runs many times slower.
-        init: a learned-codec checkpoint whose network initialises this one (same views, size and
-            channels; a joint JAE may start from a distributed one), e.g. fine-tuning the
-            task-aware codecs from the task-agnostic NDPCA. None: random initialisation. Saved
-            checkpoints record it as "<path> sha256:<digest>".
+        init: a learned-codec checkpoint (a path, or a registered name for its shipped checkpoint)
+            whose network initialises this one (same views, size and channels; a joint JAE may
+            start from a distributed one), e.g. fine-tuning the task-aware codecs from the
+            task-agnostic NDPCA. None: random initialisation. Saved checkpoints record it as
+            "<path> sha256:<digest>".
         agent: record of the frozen agent the task loss went through (its checkpoint and the
             file's sha256; filled by :func:`train_variant`, not read by the training).
 
@@ -153,11 +112,17 @@ class TrainConfig:
 
     @classmethod
     def for_variant(cls, variant: str, **overrides: Any) -> TrainConfig:
-        """Return the default recipe of a learned variant, with ``overrides`` (None values ignored)."""
-        if variant not in LEARNED:
-            raise ValueError(f"unknown learned codec {variant!r}; expected one of {sorted(LEARNED)}")
-        base = cls(codec=variant, **LEARNED[variant][1])
+        """Return the registry recipe of a learned codec name, with ``overrides`` (None values ignored)."""
+        entry = codec_entry(variant)
+        if not issubclass(entry.cls, NeuralLatentCodec):
+            raise ValueError(f"codec {variant!r} is not a learned codec; TrainConfig is for {_learned_names()}")
+        fields = set(cls.__dataclass_fields__)
+        base = cls(codec=variant, **{k: v for k, v in entry.recipe.items() if k in fields})
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _learned_names() -> list[str]:
+    return [n for n in codec_names() if issubclass(codec_entry(n).cls, NeuralLatentCodec)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,49 +130,7 @@ class TrainConfig:
 # ---------------------------------------------------------------------------------------------
 
 
-def load_frames(
-    demos: str | os.PathLike[str] | None = None,
-    env_id: str = "bwgym/LocateLift-v0",
-    episodes: int = 120,
-    seed: int = 0,
-    env_kwargs: Mapping[str, Any] | None = None,
-    progress: bool = True,
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Expert frames ``({view: uint8 (N, H, W, 3)}, episode_index (N,))``.
-
-    Args:
-        demos: a folder written by :func:`bwgym.agents.demos.collect_demos`; when None, ``episodes``
-            episodes are collected into a temporary folder (deleted afterwards).
-        env_id: env to collect from (checked against the demos' env when both are given).
-        episodes: episodes to collect when ``demos`` is None.
-        seed: first env seed of the collection.
-        env_kwargs: keyword arguments of the env.
-        progress: show progress bars.
-
-    """
-    from bwgym.agents.demos import DemoDataset, collect_demos
-
-    if demos is not None:
-        dataset = DemoDataset(demos)
-        if env_id and dataset.env_id != env_id:
-            raise ValueError(f"demos in {demos} come from env {dataset.env_id!r}, expected {env_id!r}")
-        obs, _, episode_index = dataset.arrays(progress=progress)
-        return {v: obs[v] for v in dataset.view_names}, episode_index
-    with tempfile.TemporaryDirectory(prefix="bwgym_codec_demos_") as tmp:
-        path = collect_demos(
-            Path(tmp) / "demos",
-            env_id=env_id,
-            episodes=episodes,
-            seed=seed,
-            env_kwargs=env_kwargs,
-            progress=progress,
-        )
-        dataset = DemoDataset(path)
-        obs, _, episode_index = dataset.arrays(progress=progress)
-        return {v: obs[v].copy() for v in dataset.view_names}, episode_index.copy()
-
-
-def _split_episodes(
+def split_episodes(
     episode_index: np.ndarray, val_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Row indices of training and validation frames, split by whole episodes."""
@@ -372,16 +295,16 @@ def train_codec(
     """
     from tqdm import tqdm
 
-    if config.codec not in LEARNED:
-        raise ValueError(f"unknown learned codec {config.codec!r}; expected one of {sorted(LEARNED)}")
+    cls = codec_entry(config.codec).cls
+    if not issubclass(cls, NeuralLatentCodec):
+        raise ValueError(f"codec {config.codec!r} is not a learned codec; expected one of {_learned_names()}")
     if config.lambda_task > 0 and agent is None:
         raise ValueError(
             f"codec {config.codec!r} is task-aware (lambda_task={config.lambda_task}): pass the "
-            "frozen agent (e.g. BCAgent.load_shipped())"
+            "frozen task model (e.g. the shipped BC agent)"
         )
     if config.lambda_task <= 0 and config.lambda_rec <= 0:
         raise ValueError("lambda_task and lambda_rec are both 0: nothing to train")
-    cls = LEARNED[config.codec][0]
     view_names = list(frames)
     shapes = {tuple(np.shape(a)[1:]) for a in frames.values()}
     if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[2] != 3:
@@ -398,7 +321,7 @@ def train_codec(
 
     n = len(next(iter(frames.values())))
     if episode_index is not None and config.val_fraction > 0:
-        train_rows, val_rows = _split_episodes(np.asarray(episode_index), config.val_fraction, config.seed)
+        train_rows, val_rows = split_episodes(np.asarray(episode_index), config.val_fraction, config.seed)
     else:
         train_rows, val_rows = np.arange(n), np.zeros(0, np.int64)
     train = _to_device(frames, train_rows, device)
@@ -407,9 +330,9 @@ def train_codec(
 
     net = cls.build_network(view_names, image_shape[:2], config.latent_dim, config.channels)
     if config.init:
-        net.initialise_from(
-            load_codec(config.init, expect_views={v: image_shape for v in view_names}).net.cpu()
-        )
+        init = load_codec(_init_path(config.init))
+        init.check_spec(views={v: image_shape for v in view_names})
+        net.initialise_from(init.net.cpu())
     else:
         net.set_mean_images(
             {
@@ -531,12 +454,10 @@ def train_codec(
             for k, t in z.items():
                 latents[k].append(t.double().cpu().numpy())
     model = cls.fit_latent_model({k: np.concatenate(v) for k, v in latents.items()})
-    from bwgym.codecs.base import ViewSpec
-
     views = [ViewSpec(v, tuple(image_shape)) for v in view_names]
     cfg = json.loads(json.dumps(asdict(config)))
     if cfg["init"]:
-        cfg["init"] = _file_record(cfg["init"])
+        cfg["init"] = _file_record(_init_path(cfg["init"]))
     tenth = max(1, len(losses) // 10)
     metrics = {
         **initial,
@@ -554,6 +475,7 @@ def train_codec(
         env_id=config.env_id,
         family=config.family,
         device=device,
+        variant=config.codec,
         train_config=cfg,
         metrics=metrics,
     )
@@ -562,20 +484,13 @@ def train_codec(
     return codec
 
 
-def fit_linear_codec(
-    variant: str, frames: Mapping[str, np.ndarray], env_id: str = "bwgym/LocateLift-v0", **overrides: Any
-) -> LinearDPCACodec | PCACodec:
-    """Fit ``linear_dpca`` or ``pca`` on frames (defaults in :data:`LINEAR`; ``overrides`` replace them)."""
-    if variant not in LINEAR:
-        raise ValueError(f"unknown linear codec {variant!r}; expected one of {sorted(LINEAR)}")
-    cls, kwargs = LINEAR[variant]
-    return cls.fit(frames, env_id=env_id, **{**kwargs, **overrides})
-
-
-def _shipped_agent_path() -> Path:
-    from bwgym.agents.bc import SHIPPED_CHECKPOINT
-
-    return Path(SHIPPED_CHECKPOINT)
+def _init_path(init: str | os.PathLike[str]) -> Path:
+    """A checkpoint path, or a registered codec name for its shipped checkpoint."""
+    if isinstance(init, str) and not Path(init).suffix and "/" not in init:
+        path = codec_entry(init).shipped_path
+        if path is not None:
+            return path
+    return Path(init)
 
 
 def _shown_path(path: str | os.PathLike[str]) -> str:
@@ -595,116 +510,60 @@ def _file_record(path: str | os.PathLike[str]) -> str:
     return f"{_shown_path(path)} sha256:{digest}"
 
 
-def train_variant(
-    variant: str,
-    out: str | os.PathLike[str],
+def train_registered(
+    name: str,
     frames: Mapping[str, np.ndarray],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    env_id: str,
     episode_index: np.ndarray | None = None,
-    agent: torch.nn.Module | None = None,
-    env_id: str = "bwgym/LocateLift-v0",
+    task_model: Callable[..., Any] | None = None,
+    task_model_path: str | os.PathLike[str] | None = None,
     log_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
-    agent_path: str | os.PathLike[str] | None = None,
     **overrides: Any,
 ) -> Codec:
-    """Train (or fit) one variant and write its checkpoint to ``out``; return the codec.
-
-    ``overrides`` are :class:`TrainConfig` fields for learned variants (e.g. ``steps``, ``seed``).
-    A task-aware variant without ``agent`` uses the shipped BC agent. ``agent_path`` (the file
-    ``agent`` came from) is recorded in the checkpoint with its sha256.
-    """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if variant in LINEAR:
-        codec = fit_linear_codec(variant, frames, env_id=env_id)
-        codec.save(out)
-        return codec
-    config = TrainConfig.for_variant(variant, env_id=env_id, **overrides)
-    if config.lambda_task > 0 and agent is None:
-        from bwgym.agents.bc import BCAgent
-
-        shape = next(iter(frames.values())).shape[1:3]
-        agent = BCAgent.load_shipped(env_id=env_id, views=list(frames), image_shape=shape)
-        agent_path = agent_path or _shipped_agent_path()
-    if config.lambda_task > 0 and agent_path is not None:
-        config = replace(config, agent=_file_record(agent_path))
-    codec = train_codec(config, frames, episode_index, agent=agent, log_dir=log_dir, progress=progress)
-    codec.save(out)
-    return codec
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
-# ---------------------------------------------------------------------------------------------
-
-
-def load_codec(
-    path: str | os.PathLike[str],
-    expect_env_id: str | None = None,
-    expect_views: Any = None,
-    expect_image_shape: Sequence[int] | None = None,
-    device: str | torch.device = "auto",
-    follow_allocation: bool | None = None,
-) -> Codec:
-    """Load any codec checkpoint (learned ``.pt`` or linear ``.npz``), dispatching on the codec name in it.
+    """Train (or fit) the registered codec ``name`` with its recipe and write its checkpoint to ``out``.
 
     Args:
-        path: the checkpoint.
-        expect_env_id: the env the caller runs (None: any).
-        expect_views: the caller's views (ViewSpecs, ``{name: shape}`` or a gymnasium ``Dict``; None: any).
-        expect_image_shape: ``(H, W)`` or ``(H, W, 3)`` of every view (None: any).
-        device: where learned codecs run.
-        follow_allocation: learned codecs only: honour the allocator's fractions (a fixed split)
-            instead of the codec's own allocation (None: as saved, which is off).
+        name: a registered codec name whose class has a ``train`` classmethod.
+        frames: ``{view: (N, ...)}`` training frames, rows aligned in time.
+        out: where to write the checkpoint (None: do not write).
+        env_id: the env the frames come from (recorded in the checkpoint).
+        episode_index: episode of each row (validation split by episode).
+        task_model: the frozen task model of task-aware codecs (``model({view: float (B,3,H,W)})``).
+        task_model_path: the file ``task_model`` came from, recorded with its sha256.
+        log_dir: TensorBoard folder.
+        progress: show progress bars.
+        **overrides: recipe options to replace (e.g. ``steps``, ``seed``, ``init``).
 
     Raises:
-        FileNotFoundError: no such file.
-        ValueError: not a codec checkpoint, or one for another env / views / image size.
-
+        ValueError: ``name`` is not registered or cannot be trained.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no codec checkpoint at {path}")
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic.startswith(b"PK"):  # both torch.save and np.savez write zip files
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                header = json.loads(str(data["header"])) if "header" in data.files else None
-        except (OSError, ValueError, KeyError):
-            header = None
-        if header is not None:
-            name = header.get("codec")
-            if name not in ("linear_dpca", "pca"):
-                raise ValueError(f"{path}: linear checkpoint of unknown codec {name!r}")
-            codec = _LOADERS[name].load(path, expect_env_id=expect_env_id, expect_views=expect_views)
-            if expect_image_shape is not None:
-                for spec in codec.views:
-                    if tuple(spec.shape[: len(expect_image_shape)]) != tuple(expect_image_shape):
-                        raise ValueError(
-                            f"{path}: codec fitted for images {spec.shape}, expected "
-                            f"{tuple(expect_image_shape)}"
-                        )
-            return codec
-    blob = read_checkpoint(path)
-    name = blob["meta"].get("codec")
-    if name not in _LOADERS or not issubclass(_LOADERS[name], NeuralLatentCodec):
-        raise ValueError(f"{path}: checkpoint of unknown codec {name!r}; expected one of {sorted(_LOADERS)}")
-    codec = _LOADERS[name].from_checkpoint(blob, device=device, where=str(path))
-    codec.check_spec(expect_env_id, expect_views, expect_image_shape)
-    if follow_allocation is not None:
-        codec.follow_allocation = bool(follow_allocation)
+    entry = codec_entry(name)
+    if not entry.trainable:
+        raise ValueError(f"codec {name!r} has nothing to train (no `train` classmethod)")
+    options: dict[str, Any] = {**entry.recipe, **{k: v for k, v in overrides.items() if v is not None}}
+    codec: Codec = entry.cls.train(
+        frames,
+        variant=name,
+        env_id=env_id,
+        episode_index=episode_index,
+        task_model=task_model,
+        task_model_path=task_model_path,
+        log_dir=log_dir,
+        progress=progress,
+        **options,
+    )
+    if out is not None:
+        codec.save(out)
     return codec
 
 
-# ---------------------------------------------------------------------------------------------
-# Shipped checkpoints
-# ---------------------------------------------------------------------------------------------
-
-#: Recipe of the shipped checkpoints (``python -m bwgym.codecs.train --all``): expert frames of
-#: ``episodes`` episodes; the task-agnostic NDPCA trained from scratch on reconstruction
-#: (``pretrain``); the three task-aware codecs (NDPCA, DAE, JAE) fine-tuned from it with eq. 8
-#: (``finetune``), so they start from the same network and train for the same steps.
+#: Recipe of the shipped checkpoints (``bwgym train codec --all``): expert frames of ``episodes``
+#: episodes; the task-agnostic NDPCA trained from scratch on reconstruction (``pretrain``); the
+#: task-aware codecs (NDPCA, DAE, JAE) fine-tuned from it with eq. 8 (``finetune``), so they start
+#: from the same network and train for the same steps.
 SHIPPED_RECIPE: dict[str, Any] = dict(
     env_id="bwgym/LocateLift-v0",
     episodes=150,
@@ -712,148 +571,5 @@ SHIPPED_RECIPE: dict[str, Any] = dict(
     pretrain=dict(steps=5000, batch_size=8, lr=2e-3),
     finetune=dict(steps=1500, batch_size=8, lr=1e-3),
 )
-#: Order of :func:`regenerate_all`: the pre-trained network comes before the codecs that start from it.
+#: Order of the shipped checkpoints: the pre-trained network comes before the codecs that start from it.
 SHIPPED_ORDER = ("linear_dpca", "pca", "ndpca_agnostic", "ndpca", "dae", "jae")
-
-
-def _summary(metrics: Mapping[str, float]) -> str:
-    """Return the final validation numbers of a training run, one short line."""
-    keys = sorted(
-        (k for k in metrics if k.startswith("val/") and not k.startswith("val/loss")),
-        key=lambda k: (k.split("_m")[0], int(k.rsplit("_m", 1)[1])),
-    )
-    return "".join(f" {k.removeprefix('val/')}={metrics[k]:.3g}" for k in keys)
-
-
-def regenerate_all(
-    out_dir: str | os.PathLike[str] = CHECKPOINT_DIR,
-    demos: str | os.PathLike[str] | None = None,
-    agent_path: str | os.PathLike[str] | None = None,
-    variants: Sequence[str] = SHIPPED_ORDER,
-    scale_steps: float = 1.0,
-    seed: int = SHIPPED_RECIPE["seed"],
-    log_root: str | os.PathLike[str] | None = "runs/codecs",
-    device: str = "auto",
-    threads: int = 1,
-    progress: bool = True,
-) -> dict[str, Path]:
-    """Retrain every shipped codec checkpoint from scratch (expert frames collected unless ``demos``).
-
-    Follows :data:`SHIPPED_RECIPE`; the task-aware codecs start from ``ndpca_agnostic`` in
-    ``out_dir`` (trained first when it is among ``variants``). Prints one line per checkpoint and
-    returns the paths written.
-
-    Args:
-        out_dir: where the checkpoints go (default: the package's ``checkpoints/``).
-        demos: a demo folder to train on instead of collecting ``SHIPPED_RECIPE["episodes"]``.
-        agent_path: the frozen BC agent (default: the shipped one).
-        variants: which checkpoints to write.
-        scale_steps: multiply every step count (e.g. 0.1 for a smoke run).
-        seed: seed of the collection and of the training.
-        log_root: TensorBoard root (``<log_root>/<variant>``); None for no logs.
-        device: where to train.
-        threads: CPU threads torch may use.
-        progress: show progress bars.
-
-    """
-    env_id = SHIPPED_RECIPE["env_id"]
-    unknown = set(variants) - set(SHIPPED_ORDER)
-    if unknown:
-        raise ValueError(f"unknown variants {sorted(unknown)}; expected some of {list(SHIPPED_ORDER)}")
-    frames, episode_index = load_frames(
-        demos, env_id=env_id, episodes=SHIPPED_RECIPE["episodes"], seed=seed, progress=progress
-    )
-    agent = None
-    if any(v in LEARNED and LEARNED[v][1]["lambda_task"] > 0 for v in variants):
-        from bwgym.agents.bc import BCAgent
-
-        shape = next(iter(frames.values())).shape[1:3]
-        agent = (
-            BCAgent.load(agent_path, env_id=env_id, views=list(frames), image_shape=shape)
-            if agent_path
-            else BCAgent.load_shipped(env_id=env_id, views=list(frames), image_shape=shape)
-        )
-        agent_path = agent_path or _shipped_agent_path()
-    out_dir = Path(out_dir)
-    pretrained = out_dir / SHIPPED["ndpca_agnostic"]
-    written = {}
-    start = time.perf_counter()
-    for variant in [v for v in SHIPPED_ORDER if v in variants]:
-        path = out_dir / SHIPPED[variant]
-        log_dir = None if log_root is None or variant in LINEAR else Path(log_root) / variant
-        kwargs: dict[str, Any] = {}
-        if variant in LEARNED:
-            stage = "pretrain" if variant == "ndpca_agnostic" else "finetune"
-            kwargs = dict(SHIPPED_RECIPE[stage], seed=seed, device=device, threads=threads)
-            kwargs["steps"] = max(1, int(round(kwargs["steps"] * scale_steps)))
-            if stage == "finetune":
-                if not pretrained.is_file():
-                    raise FileNotFoundError(
-                        f"{variant} is fine-tuned from {pretrained}; train ndpca_agnostic first"
-                    )
-                kwargs["init"] = str(pretrained)
-        t0 = time.perf_counter()
-        codec = train_variant(
-            variant,
-            path,
-            frames,
-            episode_index,
-            agent=agent,
-            env_id=env_id,
-            log_dir=log_dir,
-            progress=progress,
-            agent_path=agent_path,
-            **kwargs,
-        )
-        written[variant] = path
-        print(
-            f"{variant:15s} -> {path} ({path.stat().st_size / 1e3:.0f} kB, {time.perf_counter() - t0:.0f} s)"
-            f"{_summary(getattr(codec, 'metrics', {}))}",
-            flush=True,
-        )
-    print(f"all done in {time.perf_counter() - start:.0f} s", flush=True)
-    return written
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bwgym.codecs.train --all``: regenerate the shipped codec checkpoints."""
-    parser = argparse.ArgumentParser(prog="python -m bwgym.codecs.train", description=main.__doc__)
-    parser.add_argument("--all", action="store_true", help="retrain every shipped checkpoint (required)")
-    parser.add_argument(
-        "--only",
-        nargs="+",
-        choices=SHIPPED_ORDER,
-        default=None,
-        help="retrain only these variants (the task-aware ones start from ndpca_agnostic)",
-    )
-    parser.add_argument(
-        "--out-dir", default=str(CHECKPOINT_DIR), help="where to write (default: the package's)"
-    )
-    parser.add_argument("--demos", default=None, help="demo folder to train on (default: collect fresh)")
-    parser.add_argument("--agent", default=None, help="BC agent checkpoint (default: the shipped one)")
-    parser.add_argument(
-        "--scale-steps", type=float, default=1.0, help="multiply every step count (0.1: smoke run)"
-    )
-    parser.add_argument("--seed", type=int, default=SHIPPED_RECIPE["seed"])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
-    parser.add_argument("--logdir", default="runs/codecs", help="TensorBoard root")
-    args = parser.parse_args(argv)
-    if not args.all and not args.only:
-        parser.error("pass --all (or --only VARIANT ...)")
-    regenerate_all(
-        args.out_dir,
-        demos=args.demos,
-        agent_path=args.agent,
-        variants=args.only or SHIPPED_ORDER,
-        scale_steps=args.scale_steps,
-        seed=args.seed,
-        log_root=args.logdir,
-        device=args.device,
-        threads=args.threads,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -26,8 +26,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
-from bwgym.agents.allocators import Allocator, make_allocator
 from bwgym.codecs.base import Codec, Payload
+from bwgym.envs.allocators import Allocator, make_allocator
 from bwgym.traces.link import Link, LinkStep
 from bwgym.traces.trace import BandwidthTrace
 
@@ -90,17 +90,22 @@ class BandwidthLimited(
     from it, so the same seed gives the same episode. ``reset(options={"trace_start_s": t})``
     pins the offset to ``t`` instead; the option is removed before the env sees ``options``.
 
-    Keys added to ``info`` on ``reset`` and ``step`` (per-view dicts are keyed by
-    ``codec.view_names``):
+    Keys added to ``info`` on ``reset`` and ``step``. Per-view dicts are keyed by ``codec.view_names``;
+    per-stream dicts (``bits_sent``, ``allocation``, ``components``) by the codec's streams, which
+    are its views except for a joint codec's single ``"joint"`` stream:
 
     ==================  =============================================================================
     ``bandwidth_bps``   float, link rate at the start of this step
     ``budget_bits``     int, bits the link carries this step
-    ``bits_sent``       dict view -> int, bits of that view's stream in the payload the link
-                        carried this step (0 for a view not sent; all 0 when over budget)
+    ``bits_sent``       dict stream -> int, bits of that stream in the payload the link
+                        carried this step (0 for a stream not sent; all 0 when over budget)
     ``bits_sent_total`` int, bits the link carried this step: the whole payload, container headers
                         included, when transmitted (delivered, in flight or lost), else 0
-    ``allocation``      dict view -> float, the allocator's fractions (normalised to sum to 1)
+    ``allocation``      dict stream -> float, the split actually sent: each stream's share of the
+                        bits of all streams (all 0 when nothing was sent)
+    ``requested_allocation``  dict view -> float, the allocator's fractions (normalised), or None
+                        when the allocator left the split to the codec (``"dpca"``)
+    ``components``      dict stream -> int, latent codecs only: components sent per stream
     ``dropped``         dict view -> bool, True when the view's shown frame was not refreshed
     ``distortion``      dict view -> float, PSNR (dB) of the shown frame vs the true one; inf when
                         identical (peak 255 for uint8 views, 1.0 for float views)
@@ -120,8 +125,8 @@ class BandwidthLimited(
         codec: the :class:`~bwgym.codecs.base.Codec` on the link; its views must match the space.
         trace: a :class:`~bwgym.traces.BandwidthTrace`, or a path or library name for
             :func:`bwgym.traces.load_trace`.
-        allocator: ``"uniform"``, a dict of weights per view, or an
-            :class:`~bwgym.agents.allocators.Allocator`.
+        allocator: ``"dpca"`` (the codec's own split), ``"uniform"``, a dict of weights per view,
+            or an :class:`~bwgym.envs.allocators.Allocator`.
         step_seconds: link time per env step; the env's ``unwrapped.dt`` when None.
         latency_steps: a payload sent at step ``t`` is delivered at step ``t + latency_steps``.
         loss_prob: probability in ``[0, 1)`` that a transmitted payload is lost (seeded, see above).
@@ -166,7 +171,7 @@ class BandwidthLimited(
         env: gym.Env[ObsDict, Any],
         codec: Codec,
         trace: BandwidthTrace | str | os.PathLike[str],
-        allocator: str | Mapping[str, float] | Allocator = "uniform",
+        allocator: str | Mapping[str, float] | Allocator = "dpca",
         step_seconds: float | None = None,
         latency_steps: int = 0,
         loss_prob: float = 0.0,
@@ -290,7 +295,8 @@ class BandwidthLimited(
             "frame_age_steps": self._ages(step_index),
             "env_info": env_info,
         }
-        allocation = self._normalise(self.allocator(true_views, budget, context))
+        requested = self.allocator(true_views, budget, context)
+        allocation = None if requested is None else self._normalise(requested)
         payload = codec.compress(true_views, budget, allocation)
         result: LinkStep = link.transmit(payload, payload.nbits)
 
@@ -307,16 +313,19 @@ class BandwidthLimited(
         shown_obs = {
             key: (self._shown[key].copy() if key in self._shown else value) for key, value in obs.items()
         }
-        stream_bits = dict.fromkeys(names, 0)
+        streams = tuple(getattr(codec, "stream_names", names))
+        stream_bits = dict.fromkeys(streams, 0)
         if result.bits_sent:  # transmitted (delivered, in flight or lost), not over budget
-            stream_bits.update(zip(names, payload.stream_bits))
+            stream_bits.update(zip(streams, payload.stream_bits))
+        body_bits = sum(stream_bits.values())
         info = dict(env_info)
         info.update(
             bandwidth_bps=float(result.bandwidth_bps),
             budget_bits=int(result.budget_bits),
             bits_sent=stream_bits,
             bits_sent_total=int(result.bits_sent),
-            allocation=allocation,
+            allocation={k: (b / body_bits if body_bits else 0.0) for k, b in stream_bits.items()},
+            requested_allocation=allocation,
             dropped={name: name not in refreshed for name in names},
             distortion={name: psnr(self._shown[name], np.asarray(true_views[name])) for name in names},
             frame_age_steps=self._ages(step_index),
@@ -324,8 +333,7 @@ class BandwidthLimited(
             over_budget=bool(result.over_budget),
         )
         if hasattr(codec, "allocation_of"):
-            # Latent codecs allocate internally (DPCA): report their components per view too.
-            info["components"] = dict(codec.allocation_of(payload)) if result.bits_sent else dict.fromkeys(names, 0)
+            info["components"] = dict(codec.allocation_of(payload)) if result.bits_sent else dict.fromkeys(streams, 0)
         return shown_obs, info
 
     def _ages(self, step_index: int) -> dict[str, int]:

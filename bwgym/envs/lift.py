@@ -131,6 +131,9 @@ class LocateLiftEnv(gym.Env[dict[str, np.ndarray], np.ndarray], EzPickle):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.cameras = cameras
+        #: The observation keys that cross the link (:func:`bwgym.envs.views.link_views`): the
+        #: cameras; ``proprio`` is the robot's own state, known at the controller.
+        self.link_views = tuple(cameras)
         self.image_size = _image_size(image_size)
         self.proprio = bool(proprio)
         self.reward_type = reward_type

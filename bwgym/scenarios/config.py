@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
+#: Most episodes one run may ask for; the runner streams over episodes, so this bounds disk, not memory.
+MAX_EPISODES = 10_000_000
 
 
 class ConfigError(ValueError):
@@ -64,16 +67,19 @@ class EnvConfig:
 class TraceConfig:
     """The bandwidth trace the link follows."""
 
-    source: str | None = "lte_drive"
+    source: str | None = None
     """A library trace name (``bwgym traces list``) or a file path; relative paths are resolved
-    against the scenario file's folder."""
+    against the scenario file's folder. ``lte_drive`` when neither ``source`` nor ``generator``
+    is given."""
     format: str | None = None
     """File format when it cannot be detected (mahimahi, cooked, hsdpa, csv, sabre)."""
     generator: str | None = None
     """Instead of ``source``: a generator kind (constant, steps, lognormal_walk, pensieve_markov,
     gilbert_elliott, drive)."""
     params: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments of the generator."""
+    """Keyword arguments of the generator. Without ``seed`` the generator gets one derived from
+    ``run.seed`` (:func:`bwgym.traces.derive_seed`), so every run, worker count and ``--resume`` of
+    the scenario sees the same trace."""
     scale: float = 1.0
     """Multiply every rate (e.g. 1/N for N robots sharing one uplink)."""
 
@@ -95,9 +101,10 @@ class CodecConfig:
     """The codec between the sensors and the agent."""
 
     name: str = "jpeg"
-    """One of :data:`bwgym.scenarios.factory.CODECS`; ``none`` sends views uncompressed and free."""
+    """A registered codec (``bwgym codecs``); ``none`` sends views uncompressed and free."""
     checkpoint: str | None = None
-    """A checkpoint file for learned codecs; None takes the shipped one."""
+    """A checkpoint file for learned codecs (relative paths: against the scenario file's folder);
+    None takes the shipped one. Its kind must match ``name``."""
     kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra constructor arguments of the codec."""
 
@@ -106,8 +113,9 @@ class CodecConfig:
 class AllocatorConfig:
     """How the step's bit budget is split over the views."""
 
-    name: str = "uniform"
-    """``uniform`` or ``fixed`` (with ``weights``)."""
+    name: str = "dpca"
+    """``dpca`` (the codec's own split: DPCA's for latent codecs, equal for image codecs),
+    ``uniform`` (equal shares, which latent codecs honour too) or ``fixed`` (with ``weights``)."""
     weights: dict[str, float] | None = None
     """Share per view for ``fixed``."""
 
@@ -120,7 +128,8 @@ class AgentConfig:
     """``bc`` (behaviour cloning), ``sb3`` (a policy from ``bwgym train agent --algo ppo|sac``),
     ``expert`` (scripted, reads the true state: an upper bound that ignores the views) or ``random``."""
     checkpoint: str | None = None
-    """A checkpoint file; None takes the shipped one."""
+    """A checkpoint file (relative paths: against the scenario file's folder); None takes the
+    shipped one."""
 
 
 @dataclass(frozen=True)
@@ -246,8 +255,14 @@ def _check_values(s: Scenario) -> None:
     check(0 <= s.link.loss_prob < 1, "link.loss_prob", s.link.loss_prob, "a probability in [0, 1)")
     check(s.link.step_seconds is None or s.link.step_seconds > 0, "link.step_seconds", s.link.step_seconds,
           "null or a number > 0")
-    check((s.trace.source is None) != (s.trace.generator is None), "trace", dataclasses.asdict(s.trace),
-          "exactly one of trace.source and trace.generator")
+    check(s.trace.source is None or s.trace.generator is None, "trace", dataclasses.asdict(s.trace),
+          "one of trace.source and trace.generator, not both")
+    check(0 <= s.run.seed < 2**31 - s.run.episodes, "run.seed", s.run.seed,
+          f"an integer in [0, 2**31 - run.episodes) (episode i uses seed run.seed + i)")
+    check(s.run.episodes <= MAX_EPISODES, "run.episodes", s.run.episodes, f"an integer in [1, {MAX_EPISODES:,}]")
+    check(math.isfinite(s.trace.scale) and s.trace.scale <= 1e6, "trace.scale", s.trace.scale, "a finite number in (0, 1e6]")
+    check(s.link.step_seconds is None or math.isfinite(s.link.step_seconds), "link.step_seconds",
+          s.link.step_seconds, "null or a finite number > 0")
     check(bool(s.name) and "/" not in s.name, "name", s.name, "a non-empty name without '/'")
 
 
@@ -273,7 +288,9 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
     import gymnasium as gym
 
     import bwgym  # noqa: F401  (registers the envs)
-    from bwgym.scenarios.factory import AGENTS, ALLOCATORS, CODECS
+    from bwgym.codecs import codec_names
+    from bwgym.envs.allocators import ALLOCATORS
+    from bwgym.scenarios.factory import AGENTS
     from bwgym.traces import formats, generators
 
     path = Path(source)
@@ -286,8 +303,12 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
         raise ConfigError(f"scenario file {str(path)!r} does not exist")
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the scenario file ({exc.strerror})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of scenario keys (name, env, trace, ...), got {type(data).__name__}")
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")
@@ -304,9 +325,14 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
 
     if scenario.env.id not in gym.registry:
         _choose("env.id", scenario.env.id, [k for k in gym.registry if k.startswith("bwgym/")])
-    _choose("codec.name", scenario.codec.name, CODECS)
+    if not scenario.env.id.startswith("bwgym/"):
+        raise ConfigError(f"env.id: {scenario.env.id!r} is not a bwgym env; expected one of "
+                          f"{', '.join(k for k in gym.registry if k.startswith('bwgym/'))}")
+    _choose("codec.name", scenario.codec.name, ["none", *codec_names()])
     _choose("agent.name", scenario.agent.name, AGENTS)
-    _choose("allocator.name", scenario.allocator.name, ALLOCATORS)
+    _choose("allocator.name", scenario.allocator.name, [*ALLOCATORS, "fixed"])
+    if scenario.trace.source is None and scenario.trace.generator is None:
+        scenario = dataclasses.replace(scenario, trace=dataclasses.replace(scenario.trace, source="lte_drive"))
     if scenario.trace.generator is not None:
         _choose("trace.generator", scenario.trace.generator, generators.GENERATORS)
     elif not Path(scenario.trace.source).suffix or not (path.parent / scenario.trace.source).exists():
@@ -319,14 +345,22 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
     for key, checkpoint in (("codec.checkpoint", scenario.codec.checkpoint),
                             ("agent.checkpoint", scenario.agent.checkpoint)):
         if checkpoint is not None and not (path.parent / checkpoint).exists():
-            raise ConfigError(f"{path}: {key}: checkpoint file {checkpoint!r} does not exist")
-    return dataclasses.replace(scenario, trace=_resolve_relative(scenario.trace, path.parent))
+            raise ConfigError(f"{path}: {key}: checkpoint {checkpoint!r} does not exist "
+                              f"(relative paths are resolved against {path.parent})")
+    return _resolve_relative(scenario, path.parent)
 
 
-def _resolve_relative(trace: TraceConfig, folder: Path) -> TraceConfig:
-    if trace.source is not None and (folder / trace.source).exists():
-        return dataclasses.replace(trace, source=str((folder / trace.source).resolve()))
-    return trace
+def _resolve_relative(s: Scenario, folder: Path) -> Scenario:
+    """Paths inside a scenario file are relative to its folder: make them absolute, as checked."""
+    def resolve(p: str | None) -> str | None:
+        return str((folder / p).resolve()) if p is not None and (folder / p).exists() else p
+
+    return dataclasses.replace(
+        s,
+        trace=dataclasses.replace(s.trace, source=resolve(s.trace.source)),
+        codec=dataclasses.replace(s.codec, checkpoint=resolve(s.codec.checkpoint)),
+        agent=dataclasses.replace(s.agent, checkpoint=resolve(s.agent.checkpoint)),
+    )
 
 
 def library_scenarios() -> dict[str, Path]:

@@ -35,7 +35,7 @@ def _views(frame: pd.DataFrame, prefix: str) -> list[str]:
 
 def plot_run(out_dir: str | Path, scenario=None) -> list[Path]:
     """Draw every plot of a run folder into ``out_dir/plots``; returns the files written."""
-    from bwgym.scenarios.runner import wilson_interval
+    from bwgym.common.stats import wilson_interval
 
     out_dir = Path(out_dir)
     plots = out_dir / "plots"

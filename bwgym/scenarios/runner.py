@@ -17,10 +17,11 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures import as_completed as futures_as_completed
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from bwgym.agents.base import rollout
+from bwgym.common.files import atomic_write_text
+from bwgym.common.stats import wilson_interval
 from bwgym.scenarios.config import ConfigError, Scenario, scenario_from_dict, scenario_to_dict
 
 __all__ = [
@@ -42,17 +46,6 @@ __all__ = [
     "summarize",
     "wilson_interval",
 ]
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a success rate (95 % for z = 1.96); (0, 1) when n = 0."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def episode_seeds(scenario: Scenario) -> list[int]:
@@ -91,19 +84,12 @@ def _step_row(info: dict[str, Any], step: int, reward: float) -> dict[str, Any]:
 def _run_one(scenario: Scenario, episode: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     env, agent = _env_and_agent(scenario)
     seed = scenario.run.seed + episode
-    obs, info = env.reset(seed=seed)
-    agent.reset(seed)
-    steps = [_step_row(info, 0, 0.0)]
-    done, ret = False, 0.0
-    while not done:
-        obs, reward, terminated, truncated, info = env.step(agent.act(obs))
-        ret += float(reward)
-        steps.append(_step_row(info, len(steps), reward))
-        done = terminated or truncated
+    steps: list[dict[str, Any]] = []
+    result = rollout(env, agent, seed, on_step=lambda i, _obs, _a, reward, info: steps.append(_step_row(info, i, reward)))
     frame = pd.DataFrame(steps)
     row: dict[str, Any] = {
         "scenario": scenario.name, "episode": episode, "seed": seed,
-        "success": bool(info.get("is_success", False)), "return": ret, "steps": len(steps) - 1,
+        "success": result.success, "return": result.ret, "steps": result.steps,
         "codec": scenario.codec.name, "agent": scenario.agent.name,
     }
     if "bandwidth_bps" in frame:
@@ -135,11 +121,42 @@ def run_episodes(scenario_data: dict[str, Any], episodes: Sequence[int]) -> list
     return [_run_one(scenario, e) for e in episodes]
 
 
-def _init_worker() -> None:
+def _init_worker(parent_pid: int | None = None) -> None:
     # One thread per worker process: torch and BLAS would otherwise oversubscribe the cores.
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
     os.environ.setdefault("MUJOCO_GL", "egl")
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this process when ``parent_pid`` ends, even by ``kill -9`` (no orphaned workers).
+
+    Linux delivers SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``); elsewhere a daemon
+    thread polls the parent once a second.
+    """
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except OSError:
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="bwgym-parent-watch").start()
 
 
 class InlineExecutor(Executor):
@@ -161,7 +178,8 @@ def make_executor(workers: int) -> Executor:
     import multiprocessing
 
     # spawn, not fork: a forked child inherits the parent's OpenGL/EGL state and can hang.
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                               initargs=(os.getpid(),))
 
 
 def as_completed(futures: Iterable[Any]) -> Iterable[Any]:
@@ -176,15 +194,41 @@ def as_completed(futures: Iterable[Any]) -> Iterable[Any]:
 
 # ------------------------------------------------------------------------------ run folder
 def _atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    from bwgym.common.files import atomic_write
+
+    atomic_write(path, lambda f: frame.to_parquet(f, index=False))
 
 
 def _atomic_text(text: str, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
+
+
+#: Marks a sweep folder (sweep.yaml) and a run folder (config.yaml): neither may be used as the other.
+SWEEP_MARKER = "sweep.yaml"
+
+
+def lock_folder(out_dir: Path, what: str) -> Any:
+    """Hold an exclusive lock on ``out_dir/.lock`` until the returned file is closed.
+
+    Raises:
+        ConfigError: another process is writing into ``out_dir``.
+    """
+    import fcntl
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(out_dir / ".lock", "a+")  # noqa: SIM115  (held open for the whole run)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise ConfigError(f"{out_dir} is being written by {owner}; wait for it to finish or use another --out") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{what} (pid {os.getpid()})")
+    handle.flush()
+    return handle
 
 
 def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
@@ -220,11 +264,18 @@ class RunResult:
     summary: pd.DataFrame
 
 
-def _prepare_folder(scenario: Scenario, out_dir: Path, resume: bool) -> set[int]:
+def _check_folder(scenario: Scenario, out_dir: Path, resume: bool) -> None:
+    """Refuse a folder that holds a sweep, another run, or this run without ``resume``."""
     config_path = out_dir / "config.yaml"
-    text = yaml.safe_dump(scenario_to_dict(scenario), sort_keys=False)
+    if (out_dir / SWEEP_MARKER).exists():
+        raise ConfigError(f"{out_dir} holds a sweep; give the run its own --out")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file; expected a folder")
     if config_path.exists():
-        previous = scenario_from_dict(yaml.safe_load(config_path.read_text()))
+        try:
+            previous = scenario_from_dict(yaml.safe_load(config_path.read_text()))
+        except (ConfigError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{out_dir} holds a damaged config.yaml ({exc}); use a new --out") from None
         if not resume:
             raise ConfigError(
                 f"{out_dir} already holds a run of scenario {previous.name!r}; pass --resume to continue it "
@@ -235,6 +286,12 @@ def _prepare_folder(scenario: Scenario, out_dir: Path, resume: bool) -> set[int]
                 f"{out_dir} holds a run of another configuration (scenario {previous.name!r}); "
                 f"--resume needs the same scenario and settings; use a new --out"
             )
+
+
+def _prepare_folder(scenario: Scenario, out_dir: Path, resume: bool) -> set[int]:
+    config_path = out_dir / "config.yaml"
+    text = yaml.safe_dump(scenario_to_dict(scenario), sort_keys=False)
+    _check_folder(scenario, out_dir, resume)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "parts").mkdir(exist_ok=True)
     _atomic_text(text, config_path)
@@ -255,12 +312,19 @@ class _Run:
         self.scenario = scenario
         self.out_dir = Path(out_dir)
         self.data = scenario_to_dict(scenario)
-        done = _prepare_folder(scenario, self.out_dir, resume)
+        self.lock = lock_folder(self.out_dir, f"bwgym run {scenario.name}")
+        try:
+            done = _prepare_folder(scenario, self.out_dir, resume)
+        except BaseException:
+            self.lock.close()
+            raise
         self.done = len(done)
-        self.todo = [e for e in range(scenario.run.episodes) if e not in done]
+        self.n_todo = scenario.run.episodes - len(done)
+        # A generator, not a list: a run of millions of episodes streams through the executor.
+        self.todo = (e for e in range(scenario.run.episodes) if e not in done)
         self.successes = int(
             _consolidate(self.out_dir, "episode_*.parquet").get("success", pd.Series(dtype=bool)).sum()
-        )
+        ) if done else 0
         self.writer = None
 
     def open(self) -> None:
@@ -272,8 +336,6 @@ class _Run:
         _atomic_parquet(pd.DataFrame(steps), out_dir / "parts" / f"steps_{episode:05d}.parquet")
         _atomic_parquet(pd.DataFrame([row]), out_dir / "parts" / f"episode_{episode:05d}.parquet")
         self.successes += row["success"]
-        _atomic_parquet(_consolidate(out_dir, "episode_*.parquet").sort_values("episode"),
-                        out_dir / "episodes.parquet")
         writer = self.writer
         if writer is not None:
             writer.add_scalar("eval/success", float(row["success"]), episode)
@@ -288,6 +350,10 @@ class _Run:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+    def release(self) -> None:
+        """Let other processes write into the folder again."""
+        self.lock.close()
 
     def finish(self, plots: bool) -> RunResult:
         """Consolidate the parts into the run's tables (and plots)."""
@@ -304,6 +370,7 @@ class _Run:
             from bwgym.scenarios import plots as plotting
 
             plotting.plot_run(out_dir, self.scenario)
+        self.release()
         return RunResult(out_dir, episodes, summary)
 
 
@@ -351,9 +418,21 @@ def run_scenarios(
     datas = [yaml.safe_dump(scenario_to_dict(s), sort_keys=True) for s, _ in runs]
     if len(set(datas)) != len(datas):
         raise ConfigError("the same scenario appears twice among the runs; run it once")
-    states = [_Run(scenario, out, resume) for scenario, out in runs]
+    from bwgym.scenarios.factory import validate
+
+    for scenario, out in runs:  # refuse a folder or a part that cannot run before anything is written
+        _check_folder(scenario, Path(out), resume)
+        validate(scenario)
+    states: list[_Run] = []
+    try:
+        for scenario, out in runs:
+            states.append(_Run(scenario, out, resume))
+    except BaseException:
+        for state in states:
+            state.release()
+        raise
     workers = max(1, workers if workers is not None else max((s.run.workers for s, _ in runs), default=1))
-    total_todo = sum(len(r.todo) for r in states)
+    total_todo = sum(r.n_todo for r in states)
     batch = max(1, min(8, math.ceil(total_todo / (workers * 4)))) if workers > 1 else 1
     own_executor = executor is None
     executor = executor or make_executor(workers)
@@ -363,14 +442,22 @@ def run_scenarios(
     bar = tqdm(total=sum(r.scenario.run.episodes for r in states), initial=finished, desc=desc, unit="ep",
                disable=not progress)
     successes = sum(r.successes for r in states)
+
+    def batches() -> Iterator[tuple[_Run, list[int]]]:
+        for state in states:
+            while chunk := list(itertools.islice(state.todo, batch)):
+                yield state, chunk
+
     try:
         for state in states:
             state.open()
+        work = batches()
         pending: dict[Any, _Run] = {}
-        for state in states:
-            for i in range(0, len(state.todo), batch):
-                pending[executor.submit(run_episodes, state.data, state.todo[i : i + batch])] = state
-        for future in as_completed(list(pending)):
+        in_flight = max(2, 2 * workers)  # bounded: memory does not grow with the number of episodes
+        for state, chunk in itertools.islice(work, in_flight):
+            pending[executor.submit(run_episodes, state.data, chunk)] = state
+        while pending:
+            future = next(iter(as_completed(list(pending))))
             state = pending.pop(future)
             for row, steps in future.result():
                 state.record(row, steps)
@@ -381,12 +468,19 @@ def run_scenarios(
                     postfix["kbps"] = f"{row['mean_bandwidth_bps'] / 1e3:.1f}"
                 bar.set_postfix(postfix)
                 bar.update(1)
+            for next_state, chunk in itertools.islice(work, 1):
+                pending[executor.submit(run_episodes, next_state.data, chunk)] = next_state
+    except BaseException:
+        for state in states:
+            state.close()
+            state.release()
+        raise
     finally:
         bar.close()
         if own_executor and hasattr(executor, "shutdown"):
             executor.shutdown(cancel_futures=True)
-        for state in states:
-            state.close()
+    for state in states:
+        state.close()
     return [state.finish(plots) for state in states]
 
 

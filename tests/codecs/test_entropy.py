@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 
+import constriction
 import numpy as np
 import pytest
 import torch
 
+from bwgym.codecs import entropy
 from bwgym.codecs.base import Payload, PayloadError
 from bwgym.codecs.entropy import (
+    MAX_ABS_SYMBOL,
     MAX_SCALE_INDEX,
     MIN_SCALE_INDEX,
     GaussianEntropyCoder,
@@ -90,7 +93,7 @@ def test_round_trip_any_value(family: str) -> None:
         assert np.array_equal(coder.decode(data, idx), x)
     # out-of-support values take the escape path; extremes of the allowed range included
     idx = np.array([MIN_SCALE_INDEX, 0, 0, 40, 41, MAX_SCALE_INDEX, 8, 8], dtype=np.int32)
-    x = np.array([5, 10**6, -(10**6), -(2**40), 2**59, -(2**60), 2**60, 0], dtype=np.int64)
+    x = np.array([5, 10**6, -(10**6), -(2**30), 2**31 - 2, -MAX_ABS_SYMBOL, MAX_ABS_SYMBOL, 0])
     data = coder.encode(x, idx)
     assert np.array_equal(coder.decode(data, idx), x)
     # shapes are kept; an empty message is empty bytes
@@ -117,7 +120,7 @@ def test_bits_emitted_match_estimate(family: str) -> None:
 
 
 def test_short_messages_cost_a_few_bits_over_the_estimate() -> None:
-    # the stream is cut to the shortest prefix that decodes: no 32-bit word granularity
+    # the stream is cut to the shortest string in the coder's interval: no 32-bit word granularity
     coder = get_coder("gaussian")
     rng = np.random.default_rng(4)
     overhead = []
@@ -136,8 +139,10 @@ def test_scale_index_must_be_integer_and_lengths_match() -> None:
         coder.encode(np.array([1.5]), np.array([1], dtype=np.int32))
     with pytest.raises(ValueError, match="2 symbols but 3"):
         coder.encode(np.array([1, 2]), np.array([1, 2, 3], dtype=np.int32))
-    with pytest.raises(ValueError, match="2\\*\\*60"):
-        coder.encode(np.array([2**61]), np.array([0], dtype=np.int32))
+    for bad in [2**31, -(2**31), 2**62]:
+        with pytest.raises(ValueError, match="2\\*\\*31 - 1"):
+            coder.encode(np.array([bad]), np.array([0], dtype=np.int32))
+    assert quantize_symbols(np.array([1e12, -1e12]), 1.0).tolist() == [MAX_ABS_SYMBOL, -MAX_ABS_SYMBOL]
     with pytest.raises(ValueError, match="unknown entropy model"):
         get_coder("cauchy")
 
@@ -145,44 +150,90 @@ def test_scale_index_must_be_integer_and_lengths_match() -> None:
 # -- malformed bytes ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_stream_is_the_shortest_that_decodes(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # reference: no shorter cut of the flushed range-coder stream (its prefix, or prefix + 1, at
+    # each length: the only candidates in the coder's interval) decodes to the message
+    coder = get_coder(family)
+    flushed, carries = [], []
+    real = entropy._shortest_stream
+
+    def spy(encoder: object) -> bytes:
+        _, (lower, range_) = encoder.pos()
+        carries.append(lower + range_ > 1 << 64)
+        flushed.append(encoder.get_compressed().astype(">u4").tobytes().rstrip(b"\0"))
+        return real(encoder)
+
+    def decodes(candidate: bytes, idx: np.ndarray, x: np.ndarray) -> bool:
+        try:
+            return bool(np.array_equal(coder.decode(candidate, idx), x))
+        except PayloadError:
+            return False
+
+    monkeypatch.setattr(entropy, "_shortest_stream", spy)
+    rng = np.random.default_rng(8)
+    for _ in range(200):
+        idx = rng.integers(-16, 90, int(rng.choice([1, 3, 10, 60]))).astype(np.int32)
+        x = _draw(family, idx, rng)
+        data = coder.encode(x, idx)
+        assert decodes(data, idx, x) and len(data) <= len(flushed[-1])
+        for k in range(len(data)):
+            prefix = int.from_bytes(flushed[-1][:k], "big")
+            for value in (prefix, prefix + 1):
+                if value < 1 << (8 * k):
+                    assert not decodes(value.to_bytes(k, "big").rstrip(b"\0"), idx, x)
+    assert any(carries)  # the range coder's carry case (final interval across 2**64) is covered
+
+
 def test_malformed_streams_raise_payload_error() -> None:
     coder = get_coder("gaussian")
     rng = np.random.default_rng(5)
     idx = rng.integers(0, 40, 20).astype(np.int32)
-    x = _draw("gaussian", idx, rng)
-    data = coder.encode(x, idx)
-    for bad in [data + b"\x01", data + b"\x5a\x17", data + b"\x00", b"\x00"]:
-        with pytest.raises(PayloadError):
+    data = coder.encode(_draw("gaussian", idx, rng), idx)
+    for bad in [data + b"\x00", b"\x00"]:  # the coder never emits a trailing zero byte
+        with pytest.raises(PayloadError, match="zero byte"):
             coder.decode(bad, idx)
     with pytest.raises(PayloadError, match="empty message"):
         coder.decode(b"\x01", np.zeros(0, np.int32))
+    # an escape longer than any symbol within MAX_ABS_SYMBOL needs, or one that overshoots it
+    row = 0 - MIN_SCALE_INDEX
+    escape = 2 * int(coder.tables.half_width[row]) + 1
+    uniform = constriction.stream.model.Uniform
+    for length, rest, match in [(40, 0, "escape length"), (31, 2**30 - 1, "out of range")]:
+        encoder = constriction.stream.queue.RangeEncoder()
+        encoder.encode(
+            np.array([escape], np.int32),
+            constriction.stream.model.Categorical(coder.tables.probabilities[row], perfect=False),
+        )
+        encoder.encode(np.array([0], np.int32), uniform(2))
+        encoder.encode(np.array([length - 1], np.int32), uniform(64))
+        encoder.encode(np.array([rest >> 14], np.int32), uniform(2**16))  # 30 bits: 16 + 14
+        encoder.encode(np.array([rest & (2**14 - 1)], np.int32), uniform(2**14))
+        stream = encoder.get_compressed().astype(">u4").tobytes().rstrip(b"\0")
+        with pytest.raises(PayloadError, match=match):
+            coder.decode(stream, np.zeros(1, np.int32))
 
 
-def test_garbage_never_crashes_and_is_mostly_detected() -> None:
+def test_garbage_never_crashes() -> None:
+    # an entropy code has almost no redundancy: corrupt streams mostly decode to other symbols,
+    # and the Payload CRC is what rejects them (next test)
     coder = get_coder("laplace")
     rng = np.random.default_rng(6)
-    detected = total = 0
     for _ in range(150):
         n = int(rng.integers(1, 40))
         idx = rng.integers(-8, 60, n).astype(np.int32)
         data = coder.encode(_draw("laplace", idx, rng), idx)
+        garbage = rng.integers(1, 256, int(rng.integers(1, 12)), dtype=np.uint8).tobytes()
         for bit in rng.integers(0, 8 * max(len(data), 1), 4):
             flipped = bytearray(data or b"\x00")
             flipped[bit // 8] ^= 1 << (bit % 8)
-            total += 1
-            try:
-                out = coder.decode(bytes(flipped), idx)
-            except PayloadError:
-                detected += 1
-            else:  # undetectable corruption still yields well-formed symbols
+            for bad in [bytes(flipped), garbage, data + garbage]:
+                try:
+                    out = coder.decode(bad, idx)
+                except PayloadError:
+                    continue
                 assert out.shape == idx.shape and out.dtype == np.int64
-        garbage = rng.integers(1, 256, int(rng.integers(1, 12)), dtype=np.uint8).tobytes()
-        try:
-            coder.decode(garbage, idx)
-        except PayloadError:
-            pass
-    # an entropy code has little redundancy; the Payload CRC catches the rest (next test)
-    assert detected / total > 0.4
+                assert np.abs(out).max() <= MAX_ABS_SYMBOL
 
 
 def test_payload_crc_catches_every_flip_and_truncation_of_a_stream() -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from bwgym.agents.allocators import FixedAllocator
+from bwgym.envs.allocators import FixedAllocator
 from bwgym.codecs.base import Payload
 from bwgym.codecs.image import JpegCodec, PngCodec, RawCodec
 from bwgym.envs.bandwidth import BandwidthLimited, psnr
@@ -295,7 +295,7 @@ def test_fixed_allocation_starves_a_view():
         assert info["dropped"] == {"arm": False, "side": True}
         assert not obs["side"].any()
     env = wrap(JpegCodec, allocator=FixedAllocator({"arm": 3, "side": 1}))
-    assert env.reset(seed=0)[1]["allocation"] == {"arm": 0.75, "side": 0.25}
+    assert env.reset(seed=0)[1]["requested_allocation"] == {"arm": 0.75, "side": 0.25}
 
 
 def test_bad_allocator_output_is_an_error():

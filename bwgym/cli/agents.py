@@ -5,8 +5,8 @@
 ``(args) -> int`` (the process exit code)::
 
     bwgym collect --env bwgym/LocateLift-v0 --episodes 200 --noise-std 0.1 --out data/lift_demos
-    bwgym train agent --algo bc --env bwgym/LocateLift-v0 --episodes 200 --out runs/bc/bc.pt
-    bwgym train agent --algo bc --demos data/lift_demos --out runs/bc/bc.pt --eval-episodes 100
+    bwgym train agent --algo bc --env bwgym/LocateLift-v0 --episodes 200 --out runs/bc/bc.ckpt
+    bwgym train agent --algo bc --demos data/lift_demos --out runs/bc/bc.ckpt --eval-episodes 100
 
 ``train agent`` collects demonstrations first when ``--demos`` names no finished dataset (into
 that folder, or a temporary one deleted afterwards), trains, evaluates on ``--eval-episodes``
@@ -17,6 +17,7 @@ Errors in the user's input print one line to stderr and return exit code 2.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import shlex
@@ -122,6 +123,20 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scenario_env(scenario: str, env_id: str, env_kwargs: dict[str, Any]) -> Any:
+    """Build the scenario's env (with ``env_id`` and extra ``env_kwargs``) inside its codec and link."""
+    import dataclasses
+
+    from bwgym.scenarios.config import load_scenario
+    from bwgym.scenarios.factory import make_env
+
+    s = load_scenario(scenario)
+    s = dataclasses.replace(
+        s, env=dataclasses.replace(s.env, id=env_id, kwargs={**s.env.kwargs, **env_kwargs})
+    )
+    return make_env(s)
+
+
 def _train_rl(args: argparse.Namespace) -> int:
     """``--algo ppo|sac``: stock stable-baselines3 through :func:`bwgym.agents.rl.train_rl`."""
     import torch
@@ -129,7 +144,7 @@ def _train_rl(args: argparse.Namespace) -> int:
     from bwgym.agents.rl import RLConfig, train_rl
 
     if Path(args.out).is_file() or Path(args.out).suffix:
-        return _fail(f"--out must name a folder for --algo {args.algo} (it gets model.zip and model.json), got {args.out}")
+        return _fail(f"--out must name a folder for --algo {args.algo} (it gets policy.ckpt), got {args.out}")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -137,16 +152,32 @@ def _train_rl(args: argparse.Namespace) -> int:
     except ValueError as err:
         return _fail(str(err))
     config = RLConfig(
-        algo=args.algo, env_id=args.env, env_kwargs=env_kwargs, scenario=args.scenario,
-        total_timesteps=args.total_timesteps, n_envs=args.n_envs, seed=args.seed,
-        eval_episodes=max(1, min(args.eval_episodes, 20)), bc_demos=args.bc_demos, out_dir=args.out,
+        algo=args.algo,
+        env_id=args.env,
+        env_kwargs=env_kwargs,
+        scenario=args.scenario,
+        total_timesteps=args.total_timesteps,
+        n_envs=args.n_envs,
+        seed=args.seed,
+        eval_episodes=max(1, min(args.eval_episodes, 20)),
+        bc_demos=args.bc_demos,
+        out_dir=args.out,
         device=args.device,
     )
+    env_factory = None
+    if args.scenario:
+        from bwgym.scenarios.config import ConfigError, load_scenario
+
+        try:
+            load_scenario(args.scenario)  # refuse a bad scenario before training starts
+        except ConfigError as err:
+            return _fail(str(err))
+        env_factory = functools.partial(_scenario_env, args.scenario, args.env, env_kwargs)
     try:
-        train_rl(config)
+        train_rl(config, env_factory=env_factory)
     except ValueError as err:
         return _fail(str(err))
-    print(f"wrote {Path(args.out) / 'model.zip'} and model.json; evaluations in {Path(args.out) / 'eval'}")
+    print(f"wrote {Path(args.out) / 'policy.ckpt'}; evaluations in {Path(args.out) / 'eval'}")
     return 0
 
 
@@ -161,8 +192,8 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
 
     command = _train_command(args)
     out = Path(args.out)
-    if out.suffix != ".pt":
-        return _fail(f"--out must name a .pt file, got {out}")
+    if out.suffix != ".ckpt":
+        return _fail(f"--out must name a .ckpt file, got {out}")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -295,16 +326,26 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
         "dataset), evaluate it on clean views and write the checkpoint and a JSON report.",
     )
     agent.add_argument(
-        "--algo", choices=ALGOS, default="bc",
-        help="bc, or ppo/sac (stable-baselines3; --out is then a folder) (default: %(default)s)"
+        "--algo",
+        choices=ALGOS,
+        default="bc",
+        help="bc, or ppo/sac (stable-baselines3; --out is then a folder) (default: %(default)s)",
     )
-    agent.add_argument("--total-timesteps", type=int, default=20_000, help="RL: env steps (default: %(default)s)")
+    agent.add_argument(
+        "--total-timesteps", type=int, default=20_000, help="RL: env steps (default: %(default)s)"
+    )
     agent.add_argument("--n-envs", type=int, default=1, help="RL: parallel envs in subprocesses (default: 1)")
-    agent.add_argument("--scenario", default=None, help="RL: train on decoded views of this scenario's codec/trace")
-    agent.add_argument("--bc-demos", default=None, help="RL (ppo): warm-start by BC on this demonstration folder")
+    agent.add_argument(
+        "--scenario", default=None, help="RL: train on decoded views of this scenario's codec/trace"
+    )
+    agent.add_argument(
+        "--bc-demos", default=None, help="RL (ppo): warm-start by BC on this demonstration folder"
+    )
     agent.add_argument("--env", default="bwgym/LocateLift-v0", help="env id (default: %(default)s)")
     agent.add_argument(
-        "--out", required=True, help="checkpoint to write (.pt); the report goes to <out>.json"
+        "--out",
+        required=True,
+        help="BC: checkpoint to write (.ckpt), the report goes to <out>.json; RL: a folder",
     )
     agent.add_argument(
         "--demos",

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bwgym.agents.allocators import Allocator, FixedAllocator, UniformAllocator, make_allocator
+from bwgym.envs.allocators import Allocator, FixedAllocator, UniformAllocator, make_allocator
 
 VIEWS = {"arm": np.zeros((4, 4, 3), np.uint8), "side": np.zeros((4, 4, 3), np.uint8)}
 
@@ -65,8 +65,8 @@ def test_make_allocator():
     assert fixed(VIEWS, 10, {}) == {"arm": 0.25, "side": 0.75}
     with pytest.raises(ValueError, match="unknown views"):
         make_allocator({"arm": 1, "sdie": 3}, views=["arm", "side"])
-    with pytest.raises(ValueError, match="unknown allocator 'dpca'"):
-        make_allocator("dpca")
+    with pytest.raises(ValueError, match="unknown allocator 'learnt'"):
+        make_allocator("learnt")
     with pytest.raises(TypeError, match="got int"):
         make_allocator(3)  # type: ignore[arg-type]
 

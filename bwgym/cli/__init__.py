@@ -8,9 +8,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bwgym.cli import agents as agent_commands
+from bwgym.cli import codecs as codec_commands
 from bwgym.scenarios import commands as scenario_commands
-from bwgym.agents import commands as agent_commands
-from bwgym.codecs import commands as codec_commands
 from bwgym.traces import commands as trace_commands
 
 __all__ = ["main"]
@@ -163,6 +163,17 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_codecs(args: argparse.Namespace) -> int:
+    """List the registered codecs: name, wire format, shipped checkpoint, description."""
+    from bwgym.codecs import codec_entry, codec_names
+
+    print(f"{'codec':16s} {'wire':12s} {'shipped checkpoint':34s} description")
+    for name in codec_names():
+        e = codec_entry(name)
+        print(f"{name:16s} {e.wire_name:12s} {e.checkpoint or '-':34s} {e.description}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bwgym`` command."""
     parser = argparse.ArgumentParser(prog="bwgym", description=__doc__)
@@ -208,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     scenarios = sub.add_parser("scenarios", help="list the shipped scenarios")
     scenarios.set_defaults(func=_cmd_scenarios)
+    codecs = sub.add_parser("codecs", help="list the registered codecs")
+    codecs.set_defaults(func=_cmd_codecs)
 
     trace_commands.register(sub)
     train = sub.add_parser("train", help="train an agent or a codec")

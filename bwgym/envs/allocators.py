@@ -2,16 +2,20 @@
 
 An allocator is called once per env step, before the codec, with the views about to be sent, the
 step's budget and a dict of context (:class:`~bwgym.envs.bandwidth.BandwidthLimited` passes the
-link state, see its docs), and returns the fraction of the budget each view gets::
+link state, see its docs), and returns the fraction of the budget each view gets, or None to let
+the codec split the budget itself::
 
     allocator = make_allocator({"arm": 3, "side": 1})
     allocator(views, budget_bits=20_000, info={})     # {'arm': 0.75, 'side': 0.25}
 
-* :class:`UniformAllocator` - the same share for every view;
+* :class:`CodecAllocator` (``"dpca"``) - the codec's own split: DPCA's pooled singular values for
+  the latent codecs, an equal split for the image codecs;
+* :class:`UniformAllocator` (``"uniform"``) - the same share for every view, which every codec
+  honours (for a latent codec, each view buys as many components as its share pays for);
 * :class:`FixedAllocator` - fixed weights per view, normalised;
-* :func:`make_allocator` - builds one from ``"uniform"``, a dict of weights, or an instance.
+* :func:`make_allocator` - builds one from a name, a dict of weights, or an instance.
 
-DPCA-driven and learned allocators come later; they implement the same :class:`Allocator` protocol.
+Learned allocators implement the same :class:`Allocator` protocol.
 """
 
 from __future__ import annotations
@@ -22,7 +26,29 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Allocator", "FixedAllocator", "UniformAllocator", "make_allocator"]
+__all__ = ["ALLOCATORS", "Allocator", "CodecAllocator", "FixedAllocator", "UniformAllocator", "make_allocator"]
+
+
+class CodecAllocator:
+    """The codec's own split (``"dpca"``): no fractions are imposed.
+
+    A latent codec then allocates components by its latent model (DPCA's pooled singular values,
+    NDPCA paper Sec. 4); an image codec splits equally.
+
+    Example:
+        >>> CodecAllocator()({"arm": None, "side": None}, budget_bits=1000, info={}) is None
+        True
+    """
+
+    def __call__(self, views: Mapping[str, np.ndarray], budget_bits: int, info: Mapping[str, Any]) -> None:
+        """None: the codec decides."""
+        return None
+
+    def reset(self) -> None:
+        """Stateless: nothing to do."""
+
+    def __repr__(self) -> str:
+        return "CodecAllocator()"
 
 
 @runtime_checkable
@@ -30,14 +56,14 @@ class Allocator(Protocol):
     """Splits a step's bit budget over views.
 
     ``__call__`` returns one non-negative fraction per view name of ``views``, summing to 1 (a
-    view with fraction 0 is not sent). ``reset`` is called at the start of every episode, so a
-    stateful policy can clear its memory.
+    view with fraction 0 is not sent), or None: the codec splits the budget itself. ``reset`` is
+    called at the start of every episode, so a stateful policy can clear its memory.
     """
 
     def __call__(
         self, views: Mapping[str, np.ndarray], budget_bits: int, info: Mapping[str, Any]
-    ) -> dict[str, float]:
-        """The fraction of ``budget_bits`` per view name."""
+    ) -> dict[str, float] | None:
+        """The fraction of ``budget_bits`` per view name (None: the codec's own split)."""
         ...
 
     def reset(self) -> None:
@@ -136,14 +162,18 @@ class FixedAllocator:
         return f"FixedAllocator({self.weights!r})"
 
 
+#: Allocators a scenario can name without arguments.
+ALLOCATORS: dict[str, type] = {"dpca": CodecAllocator, "uniform": UniformAllocator}
+
+
 def make_allocator(
     spec: str | Mapping[str, float] | Allocator, views: Sequence[str] | None = None
 ) -> Allocator:
-    """Build an allocator from ``"uniform"``, a dict of weights, or an :class:`Allocator` instance.
+    """Build an allocator from a name of :data:`ALLOCATORS`, a dict of weights, or an instance.
 
     Args:
-        spec: ``"uniform"``; ``{view: weight}`` (a :class:`FixedAllocator`); or any object with
-            ``__call__(views, budget_bits, info)`` and ``reset()``, returned as is.
+        spec: ``"dpca"`` or ``"uniform"``; ``{view: weight}`` (a :class:`FixedAllocator`); or any
+            object with ``__call__(views, budget_bits, info)`` and ``reset()``, returned as is.
         views: the view names it will be called with, to validate a dict of weights now.
 
     Raises:
@@ -157,14 +187,14 @@ def make_allocator(
         FixedAllocator({'arm': 1.0, 'side': 0.0})
     """
     if isinstance(spec, str):
-        if spec == "uniform":
-            return UniformAllocator()
-        raise ValueError(f"unknown allocator {spec!r}; expected 'uniform', a dict of weights or an Allocator")
+        if spec in ALLOCATORS:
+            return ALLOCATORS[spec]()
+        raise ValueError(f"unknown allocator {spec!r}; expected one of {sorted(ALLOCATORS)}, a dict of weights or an Allocator")
     if isinstance(spec, Mapping):
         return FixedAllocator(spec, views=views)
     if isinstance(spec, Allocator):
         return spec
     raise TypeError(
-        f"allocator is expected to be 'uniform', a dict of weights or an Allocator "
+        f"allocator is expected to be one of {sorted(ALLOCATORS)}, a dict of weights or an Allocator "
         f"(callable with reset()), got {type(spec).__name__}"
     )

@@ -1,0 +1,253 @@
+"""The one codec registry: every codec registers its name, wire id, shipped checkpoint and recipe here.
+
+A codec module registers its class with a decorator and touches nothing else::
+
+    @register_codec("jpeg", wire_id=2, description="JPEG per view at the highest quality that fits")
+    class JpegCodec(ImageCodec):
+        @classmethod
+        def from_views(cls, views, **kwargs): ...
+
+A codec with weights names its shipped checkpoint (a file in ``bwgym/codecs/checkpoints/``) and
+implements ``from_checkpoint(ckpt, **kwargs)``; one class may be registered under several names
+(variants of one wire format, e.g. ``ndpca`` and ``ndpca_agnostic``), each with its own checkpoint
+and training recipe. The CLI, the scenario factory, :func:`make_codec` and training read this table
+only. Codec modules of the ``bwgym.codecs`` package are imported on the first lookup of a name that
+is not registered yet, so the table is complete without a list of modules anywhere.
+
+Wire ids are the numbers in the payload header: fixed, never reused, never renumbered. Reserved:
+1-9 image and LocateLift codecs, 10-19 vector (sensor network) codecs, 200-254 tests and users.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from bwgym.codecs.base import Codec, ViewSpec
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "CodecEntry",
+    "codec_entry",
+    "codec_names",
+    "codec_wire_id",
+    "codec_wire_name",
+    "load_codec",
+    "make_codec",
+    "register_codec",
+]
+
+#: Where shipped codec checkpoints live.
+CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+
+C = TypeVar("C", bound=type)
+
+
+@dataclass(frozen=True)
+class CodecEntry:
+    """One registered codec name.
+
+    Attributes:
+        name: what scenarios and the CLI call it (``codec: {name: ...}``).
+        cls: the codec class.
+        wire_name: the payload's codec name (``name`` unless a variant shares a wire format).
+        checkpoint: the shipped checkpoint file name in :data:`CHECKPOINT_DIR`, or None.
+        needs_checkpoint: True when the codec cannot be built without weights.
+        recipe: training recipe: keyword defaults for the codec's ``train`` classmethod.
+        description: one line for ``bwgym codecs`` and error messages.
+    """
+
+    name: str
+    cls: type
+    wire_name: str
+    checkpoint: str | None = None
+    needs_checkpoint: bool = False
+    recipe: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def kind(self) -> str:
+        """The checkpoint kind this name writes and accepts (``"codec/<name>"``)."""
+        return f"codec/{self.name}"
+
+    @property
+    def shipped_path(self) -> Path | None:
+        """The shipped checkpoint's path (which may be missing from a broken install), or None."""
+        return CHECKPOINT_DIR / self.checkpoint if self.checkpoint else None
+
+    @property
+    def trainable(self) -> bool:
+        """True when the class can train or fit this name (it has a ``train`` classmethod)."""
+        return callable(getattr(self.cls, "train", None))
+
+
+_ENTRIES: dict[str, CodecEntry] = {}
+_WIRE_IDS: dict[str, int] = {}
+_WIRE_NAMES: dict[int, str] = {}
+_discovered = False
+
+
+def register_codec(
+    name: str,
+    *,
+    wire_id: int | None = None,
+    wire_name: str | None = None,
+    checkpoint: str | None = None,
+    needs_checkpoint: bool | None = None,
+    recipe: Mapping[str, Any] | None = None,
+    description: str = "",
+) -> Callable[[C], C]:
+    """Class decorator: register a codec class under ``name``.
+
+    Args:
+        name: the name scenarios and the CLI use.
+        wire_id: the payload id of a new wire format called ``name`` (1-254).
+        wire_name: instead of ``wire_id``, the existing wire format this variant writes.
+        checkpoint: shipped checkpoint file in :data:`CHECKPOINT_DIR`.
+        needs_checkpoint: the codec cannot be built from views alone (default: ``checkpoint`` given).
+        recipe: keyword defaults passed to ``cls.train`` for this name.
+        description: one line for listings.
+
+    Raises:
+        ValueError: ``name`` or ``wire_id`` is taken by another codec, or neither/both wire
+            arguments are given.
+    """
+    if (wire_id is None) == (wire_name is None):
+        raise ValueError(f"register_codec({name!r}): give exactly one of wire_id (new format) or wire_name")
+
+    def decorate(cls: C) -> C:
+        wire = name if wire_id is not None else str(wire_name)
+        if wire_id is not None:
+            if not 1 <= wire_id <= 254:
+                raise ValueError(f"register_codec({name!r}): wire_id must be in 1..254, got {wire_id}")
+            owner = _WIRE_NAMES.get(wire_id)
+            if owner is not None and owner != name:
+                raise ValueError(f"register_codec({name!r}): wire id {wire_id} already belongs to codec {owner!r}")
+            _WIRE_IDS[name] = wire_id
+            _WIRE_NAMES[wire_id] = name
+        elif wire not in _WIRE_IDS:
+            raise ValueError(f"register_codec({name!r}): wire format {wire!r} is not registered (register it first)")
+        old = _ENTRIES.get(name)
+        if old is not None and old.cls.__qualname__ != cls.__qualname__:
+            raise ValueError(f"register_codec: name {name!r} already belongs to {old.cls.__qualname__}")
+        _ENTRIES[name] = CodecEntry(
+            name=name,
+            cls=cls,
+            wire_name=wire,
+            checkpoint=checkpoint,
+            needs_checkpoint=bool(checkpoint) if needs_checkpoint is None else needs_checkpoint,
+            recipe=dict(recipe or {}),
+            description=description or (cls.__doc__ or "").strip().split("\n")[0],
+        )
+        return cls
+
+    return decorate
+
+
+def _discover() -> None:
+    """Import every module of ``bwgym.codecs`` once, so their decorators have run."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    package = importlib.import_module("bwgym.codecs")
+    for module in pkgutil.iter_modules(package.__path__):
+        if not module.name.startswith("_") and module.name not in ("commands", "train"):
+            importlib.import_module(f"bwgym.codecs.{module.name}")
+
+
+def codec_names() -> list[str]:
+    """Every registered codec name, sorted."""
+    _discover()
+    return sorted(_ENTRIES)
+
+
+def codec_entry(name: str) -> CodecEntry:
+    """The entry of ``name``.
+
+    Raises:
+        ValueError: no codec of that name, with the closest names and the full list.
+    """
+    if name not in _ENTRIES:
+        _discover()
+    if name not in _ENTRIES:
+        close = difflib.get_close_matches(str(name), list(_ENTRIES), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown codec {name!r}{hint}; expected one of {sorted(_ENTRIES)}")
+    return _ENTRIES[name]
+
+
+def codec_wire_id(wire_name: str) -> int:
+    """The payload id of a wire format; ``ValueError`` for an unknown one."""
+    if wire_name not in _WIRE_IDS:
+        _discover()
+    if wire_name not in _WIRE_IDS:
+        raise ValueError(f"unknown codec {wire_name!r}; expected one of {sorted(_WIRE_IDS)}")
+    return _WIRE_IDS[wire_name]
+
+
+def codec_wire_name(wire_id: int) -> str | None:
+    """The wire format of a payload id, or None when no codec has it."""
+    if wire_id not in _WIRE_NAMES:
+        _discover()
+    return _WIRE_NAMES.get(wire_id)
+
+
+def make_codec(
+    name: str,
+    views: Sequence[ViewSpec],
+    *,
+    env_id: str | None = None,
+    checkpoint: str | Path | None = None,
+    **kwargs: Any,
+) -> Codec:
+    """Build the codec ``name`` for ``views`` (the env's link views), from its checkpoint if it has one.
+
+    Args:
+        name: a registered codec name.
+        views: the views the env sends over the link.
+        env_id: the env they come from; a checkpoint for another env is refused.
+        checkpoint: a checkpoint file; default the shipped one of ``name``.
+        **kwargs: codec options, passed to ``from_views`` / ``from_checkpoint``.
+
+    Raises:
+        ValueError: unknown name, missing or wrong-kind checkpoint (the message names both kinds),
+            or a checkpoint trained for other views or another env (the message names both specs).
+        FileNotFoundError: the checkpoint does not exist.
+    """
+    from bwgym.common.checkpoint import load_checkpoint
+
+    entry = codec_entry(name)
+    path = Path(checkpoint) if checkpoint is not None else entry.shipped_path
+    if path is None:
+        if entry.needs_checkpoint:
+            raise ValueError(f"codec {name!r} needs a checkpoint; train one with `bwgym train codec --codec {name}`")
+        return entry.cls.from_views(tuple(views), **kwargs)
+    if not path.is_file():
+        fix = f"`bwgym train codec --codec {name} --out {path}`" if entry.trainable else "another checkpoint"
+        if path.is_dir():
+            raise ValueError(f"codec checkpoint {path} is a directory, expected a file; train one with {fix}")
+        raise FileNotFoundError(f"codec checkpoint {path} does not exist; train one with {fix}")
+    ckpt = load_checkpoint(path, kind=entry.kind)
+    codec = entry.cls.from_checkpoint(ckpt, **kwargs)
+    codec.check_spec(env_id=env_id, views=views)
+    return codec
+
+
+def load_codec(path: str | Path, **kwargs: Any) -> Codec:
+    """Load any codec checkpoint by the kind it records (``codec/<name>``)."""
+    from bwgym.common.checkpoint import CheckpointError, load_checkpoint
+
+    ckpt = load_checkpoint(path, kind="codec/")
+    name = ckpt.kind.split("/", 1)[1]
+    try:
+        entry = codec_entry(name)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+    return entry.cls.from_checkpoint(ckpt, **kwargs)
