@@ -13,6 +13,7 @@ def register_envs() -> None:
     """Register every bwgym env id (idempotent)."""
     specs = {
         "bwgym/LocateLift-v0": dict(entry_point="bwgym.envs.lift:LocateLiftEnv", max_episode_steps=50),
+        "bwgym/SensorNetwork-v0": dict(entry_point="bwgym.envs.sensors:SensorNetworkEnv"),
     }
     for env_id, kwargs in specs.items():
         if env_id not in gym.registry:
