@@ -72,7 +72,7 @@ def _parse_overrides(pairs: Sequence[str]) -> dict:
     overrides = {}
     for pair in pairs:
         if "=" not in pair:
-            raise SystemExit(f"bwgym: --set expects key=value (e.g. run.episodes=5), got {pair!r}")
+            raise ValueError(f"--set expects key=value (e.g. run.episodes=5), got {pair!r}")
         key, value = pair.split("=", 1)
         overrides[key] = yaml.safe_load(value)
     return overrides
@@ -118,7 +118,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate an agent under a codec and a trace: a scenario built from flags, run like `bwgym run`."""
     from bwgym.scenarios.config import ConfigError, scenario_from_dict
 
-    trace = {"source": args.trace, "scale": args.scale}
+    def from_cwd(path: str | None) -> str | None:
+        # Paths on the command line are relative to the working directory (inside a scenario file
+        # they are relative to that file, and this scenario is written to a temporary folder).
+        return str(Path(path).resolve()) if path and Path(path).exists() else path
+
+    trace = {"source": from_cwd(args.trace), "scale": args.scale}
+    args.codec_checkpoint, args.agent_checkpoint = from_cwd(args.codec_checkpoint), from_cwd(args.agent_checkpoint)
     data = {
         "name": args.name or f"eval_{args.agent}_{args.codec}_{Path(args.trace).stem}",
         "description": "built by `bwgym evaluate`",
@@ -232,9 +238,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit status."""
+    """Entry point of the console script; returns the exit status.
+
+    Bad input (a scenario, a flag, a file, a checkpoint) ends in one line on stderr naming the
+    problem and exit status 2, never a traceback; set ``BWGYM_DEBUG=1`` to see the traceback.
+    """
+    import os
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, OSError, KeyError) as exc:  # ConfigError, CheckpointError, TraceFormatError...
+        if os.environ.get("BWGYM_DEBUG"):
+            raise
+        command = " ".join(part for part in ("bwgym", args.command, getattr(args, "what", None)) if part)
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"{command}: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -236,9 +236,10 @@ class LocateLiftEnv(gym.Env[dict[str, np.ndarray], np.ndarray], EzPickle):
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Move the gripper target, set the fingers, simulate ``dt`` seconds."""
-        action = np.asarray(action, dtype=np.float64).reshape(-1)
-        if action.shape != (4,):
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape not in ((4,), (1, 4)):  # (1, 4): a batch of one, as SB3's predict gives
             raise ValueError(f"Action dimension mismatch. Expected (4,), found {action.shape}")
+        action = action.reshape(-1)
         if not np.all(np.isfinite(action)):
             raise ValueError(f"action must be finite values in [-1, 1] (larger ones are clipped), got {action}")
         action = np.clip(action, -1.0, 1.0)

@@ -39,6 +39,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for key, value in (("run.episodes", args.episodes), ("run.seed", args.seed)):
             if value is not None:
                 overrides[key] = value
+        if args.workers is not None and args.workers < 1:
+            raise ConfigError(f"--workers: expected an integer >= 1, got {args.workers}")
         if args.cluster is not None and args.workers is not None:
             raise ConfigError(
                 "--workers sizes the local process pool; with --cluster the cluster's workers "

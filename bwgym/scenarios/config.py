@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.,=+\-]{0,199}")
 #: Most episodes one run may ask for; the runner streams over episodes, so this bounds disk, not memory.
 MAX_EPISODES = 10_000_000
 
@@ -263,7 +265,8 @@ def _check_values(s: Scenario) -> None:
     check(math.isfinite(s.trace.scale) and s.trace.scale <= 1e6, "trace.scale", s.trace.scale, "a finite number in (0, 1e6]")
     check(s.link.step_seconds is None or math.isfinite(s.link.step_seconds), "link.step_seconds",
           s.link.step_seconds, "null or a finite number > 0")
-    check(bool(s.name) and "/" not in s.name, "name", s.name, "a non-empty name without '/'")
+    check(bool(_SAFE_NAME.fullmatch(s.name)), "name", s.name,
+          "a name of letters, digits and _ - . , = +, not starting with '.' (it names the run folder)")
 
 
 def _choose(path: str, value: str, choices: typing.Iterable[str]) -> None:
@@ -303,8 +306,13 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
         raise ConfigError(f"scenario file {str(path)!r} does not exist")
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid YAML: the file is not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the scenario file ({exc.strerror})") from exc
     if not isinstance(data, dict):

@@ -264,7 +264,7 @@ class RunResult:
     summary: pd.DataFrame
 
 
-def _check_folder(scenario: Scenario, out_dir: Path, resume: bool) -> None:
+def check_run_folder(scenario: Scenario, out_dir: Path, resume: bool) -> None:
     """Refuse a folder that holds a sweep, another run, or this run without ``resume``."""
     config_path = out_dir / "config.yaml"
     if (out_dir / SWEEP_MARKER).exists():
@@ -291,7 +291,7 @@ def _check_folder(scenario: Scenario, out_dir: Path, resume: bool) -> None:
 def _prepare_folder(scenario: Scenario, out_dir: Path, resume: bool) -> set[int]:
     config_path = out_dir / "config.yaml"
     text = yaml.safe_dump(scenario_to_dict(scenario), sort_keys=False)
-    _check_folder(scenario, out_dir, resume)
+    check_run_folder(scenario, out_dir, resume)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "parts").mkdir(exist_ok=True)
     _atomic_text(text, config_path)
@@ -421,7 +421,7 @@ def run_scenarios(
     from bwgym.scenarios.factory import validate
 
     for scenario, out in runs:  # refuse a folder or a part that cannot run before anything is written
-        _check_folder(scenario, Path(out), resume)
+        check_run_folder(scenario, Path(out), resume)
         validate(scenario)
     states: list[_Run] = []
     try:

@@ -49,7 +49,16 @@ import pandas as pd
 import yaml
 
 from bwgym.scenarios.config import ConfigError, Scenario, load_scenario, scenario_from_dict, scenario_to_dict
-from bwgym.scenarios.runner import RunResult, _atomic_parquet, _atomic_text, _init_worker, run_scenarios
+from bwgym.scenarios.runner import (
+    SWEEP_MARKER,
+    RunResult,
+    _atomic_parquet,
+    _atomic_text,
+    _init_worker,
+    check_run_folder,
+    lock_folder,
+    run_scenarios,
+)
 
 __all__ = [
     "ClusterError",
@@ -408,8 +417,8 @@ def run_sweep(
             where = f"{workers or 1} workers"
             if type(executor).__module__.startswith("distributed"):
                 setup_dask_workers(executor)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_text(yaml.safe_dump(record, sort_keys=False), out_dir / "sweep.yaml")
+        stack.enter_context(lock_folder(out_dir, f"bwgym sweep {base.name}"))
+        _atomic_text(yaml.safe_dump(record, sort_keys=False), out_dir / SWEEP_MARKER)
         results = run_scenarios(
             runs,
             resume=resume,
@@ -427,26 +436,15 @@ def run_sweep(
 
 
 def _check_folders(out_dir: Path, points: Sequence[SweepPoint], resume: bool) -> None:
-    """Refuse a folder holding another sweep, or a point folder holding another configuration."""
-    if (out_dir / "sweep.yaml").exists() and not resume:
+    """Refuse a folder holding a run or another sweep, or a point folder holding another configuration."""
+    if (out_dir / "config.yaml").exists():
+        raise ConfigError(f"{out_dir} holds a run, not a sweep; give the sweep its own --out")
+    if (out_dir / SWEEP_MARKER).exists() and not resume:
         raise ConfigError(
             f"{out_dir} already holds a sweep; pass --resume to continue it or --out with a new folder"
         )
     for point in points:
-        config = out_dir / point.scenario.name / "config.yaml"
-        if not config.exists():
-            continue
-        if not resume:
-            raise ConfigError(
-                f"{config.parent} already holds a run; pass --resume to continue it or --out with a "
-                f"new folder"
-            )
-        previous = scenario_from_dict(yaml.safe_load(config.read_text()))
-        if scenario_to_dict(previous) != scenario_to_dict(point.scenario):
-            raise ConfigError(
-                f"{config.parent} holds a run of another configuration; --resume needs the same "
-                f"scenario and settings; use a new --out"
-            )
+        check_run_folder(point.scenario, out_dir / point.scenario.name, resume)
 
 
 def _table(points: Sequence[SweepPoint], results: Sequence[RunResult]) -> pd.DataFrame:
