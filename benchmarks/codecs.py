@@ -36,8 +36,8 @@ from report import machine_line, write_section  # noqa: E402  (run as a script)
 import bwgym  # noqa: F401  (first: it selects the headless GL backend before mujoco loads)
 from bwgym.codecs.base import Payload
 from bwgym.codecs.image import JpegCodec
-from bwgym.codecs.ndpca import CHECKPOINT_DIR, SHIPPED
-from bwgym.codecs.train import load_codec
+from bwgym.codecs import codec_entry, load_codec
+from bwgym.codecs.registry import CHECKPOINT_DIR
 
 ENV_ID = "bwgym/LocateLift-v0"
 HELDOUT_SEED = 100_000
@@ -223,11 +223,13 @@ def main(argv=None) -> int:
     views = {v: (84, 84, 3) for v in frames}
     codecs = {}
     for name in LEARNED:
-        path = Path(args.checkpoints) / SHIPPED[name]
+        path = Path(args.checkpoints) / str(codec_entry(name).checkpoint)
         if not path.is_file():
-            print(f"skipping {name}: {path} missing (python -m bwgym.codecs.train --all)", file=sys.stderr)
+            print(f"skipping {name}: {path} missing (bwgym train codec --all)", file=sys.stderr)
             continue
-        codecs[name] = load_codec(path, expect_env_id=ENV_ID, expect_views=views, device="cpu")
+        kwargs = {"device": "cpu"} if name not in ("linear_dpca", "pca") else {}
+        codecs[name] = load_codec(path, **kwargs)
+        codecs[name].check_spec(env_id=ENV_ID, views=views)
     env = gym.make(ENV_ID)
     codecs["jpeg"] = JpegCodec.from_observation_space(env.observation_space)
     env.close()
