@@ -10,6 +10,12 @@ Typical use::
 
 Shipped traces live in ``bwgym/traces/library/`` (``list_library()``, ``library_path(name)``);
 ``python -m bwgym.traces.make_library`` regenerates them.
+
+Hostile input is refused with a ``ValueError`` that names the file (and line) or the parameter:
+every loader failure is a :class:`TraceFormatError`, and sizes are bounded by
+:data:`MAX_TRACE_SAMPLES` (segments), :data:`MAX_TRACE_FILE_BYTES`, :data:`MAX_BPS` and
+:data:`MAX_TIME_S`. Seeded generators are reproducible in every process; :func:`derive_seed`
+derives a per-trace seed from a run's seed.
 """
 
 from bwgym.traces.formats import (
@@ -17,16 +23,19 @@ from bwgym.traces.formats import (
     LIBRARY_DIR,
     MAHIMAHI_BIN_MS,
     MAHIMAHI_PACKET_BITS,
+    MAX_TRACE_FILE_BYTES,
     TraceFormatError,
+    TraceNotFoundError,
     detect_format,
     library_path,
     list_library,
     load_trace,
+    resolve_trace_path,
     save_trace,
 )
-from bwgym.traces.generators import GENERATORS, generate
+from bwgym.traces.generators import GENERATORS, derive_seed, generate
 from bwgym.traces.link import Delivery, Link, LinkStep
-from bwgym.traces.trace import BandwidthTrace, concatenate
+from bwgym.traces.trace import MAX_BPS, MAX_TIME_S, MAX_TRACE_SAMPLES, BandwidthTrace, concatenate
 
 __all__ = [
     "FORMATS",
@@ -34,16 +43,23 @@ __all__ = [
     "LIBRARY_DIR",
     "MAHIMAHI_BIN_MS",
     "MAHIMAHI_PACKET_BITS",
+    "MAX_BPS",
+    "MAX_TIME_S",
+    "MAX_TRACE_FILE_BYTES",
+    "MAX_TRACE_SAMPLES",
     "BandwidthTrace",
     "Delivery",
     "Link",
     "LinkStep",
     "TraceFormatError",
+    "TraceNotFoundError",
     "concatenate",
+    "derive_seed",
     "detect_format",
     "generate",
     "library_path",
     "list_library",
     "load_trace",
+    "resolve_trace_path",
     "save_trace",
 ]

@@ -9,44 +9,53 @@ as ``args.func``, a function ``(args) -> int`` (the process exit code)::
     bwgym traces plot satellite --out satellite.png
     bwgym traces generate gilbert_elliott --out ge.csv --seed 3 --param good_bps=5e5
 
-Errors in the user's input (a malformed file, an unknown generator) print one line to stderr and
-return exit code 2 instead of a traceback.
+Errors in the user's input (a bad flag, a malformed, missing or unreadable file, an unknown
+generator or parameter, an unwritable output, a size beyond the limits of :mod:`bwgym.traces`)
+print one line to stderr, ``bwgym traces <sub>: <what is wrong>, expected <what>``, and return
+exit code 2 instead of a traceback. :func:`main` runs the sub-command in-process
+(``python -m bwgym.traces.commands show lte_drive``).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import inspect
+import io
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from bwgym.common.files import atomic_write_bytes
 from bwgym.traces.formats import (
+    _EXTENSIONS,
     FORMATS,
     MAHIMAHI_BIN_MS,
     detect_format,
+    format_for_path,
     library_path,
     list_library,
     load_trace,
     resolve_trace_path,
     save_trace,
 )
-from bwgym.traces.generators import GENERATORS, generate
-from bwgym.traces.trace import BandwidthTrace
+from bwgym.traces.generators import GENERATORS, MAX_SEED, generate
+from bwgym.traces.trace import MAX_TIME_S, BandwidthTrace
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
     "DEFAULT_STEP_S",
+    "MAX_PLOT_SEGMENTS",
     "cmd_convert",
     "cmd_generate",
     "cmd_list",
     "cmd_plot",
     "cmd_show",
+    "main",
     "register",
     "trace_stats",
 ]
@@ -54,7 +63,38 @@ __all__ = [
 DEFAULT_STEP_S = 0.04
 """Env step used for the "bits per step" column (LocateLift's control period)."""
 
+MAX_PLOT_SEGMENTS = 1_000_000
+"""Most segments ``bwgym traces plot`` draws per trace (matplotlib needs ~1 KB per vertex);
+plot a part of a longer trace with ``--until-s``."""
+
 Handler = Callable[[argparse.Namespace], int]
+
+# What a handler may raise on bad input; anything else is a bug and keeps its traceback.
+_USER_ERRORS = (ValueError, TypeError, OSError, ArithmeticError, RecursionError, MemoryError)
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line: newlines (from hostile file names or values) escaped."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _fail(command: str, message: str) -> int:
+    """Print ``bwgym traces <command>: <message>`` as one line on stderr; return exit code 2."""
+    print(_one_line(f"bwgym traces {command}: {message}"), file=sys.stderr)
+    return 2
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, MemoryError):
+        return "out of memory, expected a smaller input"
+    if isinstance(err, RecursionError):
+        return "input nested too deeply, expected a flat value"
+    if isinstance(err, OSError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        text = f"{err.strerror}{where}"
+        return text if "expected" in text else f"{text}, expected a readable input and a writable output"
+    text = str(err) or type(err).__name__
+    return text if "expected" in text else f"{text}, expected valid input (see --help)"
 
 
 def _friendly(name: str) -> Callable[[Handler], Handler]:
@@ -65,13 +105,71 @@ def _friendly(name: str) -> Callable[[Handler], Handler]:
         def run(args: argparse.Namespace) -> int:
             try:
                 return fn(args)
-            except (ValueError, FileNotFoundError) as err:
-                print(f"bwgym traces {name}: error: {err}", file=sys.stderr)
-                return 2
+            except _USER_ERRORS as err:
+                return _fail(name, _describe(err))
 
         return run
 
     return wrap
+
+
+class _SubcommandParser(argparse.ArgumentParser):
+    """A parser whose errors are one line, ``bwgym traces <sub>: <problem>, expected <usage>``."""
+
+    def error(self, message: str) -> NoReturn:
+        usage = " ".join(self.format_usage().split()).removeprefix("usage: ")
+        if "expected" not in message:
+            message = f"{message}, expected {usage}"
+        _fail(self.prog.split()[-1], message)
+        self.exit(2)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        # A leaf sub-command has no further parser that could want left-over arguments: refuse
+        # them here, on one line, rather than leave them to the top-level parser's usage dump.
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
+def _traces_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+    usage = " ".join(parser.format_usage().split()).removeprefix("usage: ")
+    print(_one_line(f"bwgym traces: {message}, expected {usage}"), file=sys.stderr)
+    parser.exit(2)
+
+
+def _number(flag: str, low: float, low_open: bool, high: float | None = None) -> Callable[[str], float]:
+    """Build an argparse ``type`` for a finite float in a range, with a message naming ``flag``."""
+    bound = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        ok = math.isfinite(value) and (value > low if low_open else value >= low)
+        if not ok or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not valid, expected a finite number {bound}")
+        return value
+
+    parse.__name__ = flag  # argparse names the type in some messages
+    return parse
+
+
+def _integer(flag: str, low: int, high: int) -> Callable[[str], int]:
+    """Build an argparse ``type`` for an integer in ``[low, high]``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not valid, expected an integer in [{low}, {high}]")
+        return value
+
+    parse.__name__ = flag
+    return parse
 
 
 def trace_stats(trace: BandwidthTrace, step_s: float = DEFAULT_STEP_S) -> dict[str, Any]:
@@ -111,6 +209,19 @@ def _load(source: str, fmt: str | None, bin_ms: int) -> tuple[BandwidthTrace, st
     return load_trace(path, detected, bin_ms=bin_ms), detected
 
 
+def _output_format(path: str, fmt: str | None, flag: str = "--format") -> str:
+    """Return the format to write ``path`` in, checked before any work is done."""
+    if fmt is not None:
+        return fmt
+    found = format_for_path(path)
+    if found is None:
+        raise ValueError(
+            f"{path}: cannot tell the output format from the extension, expected {flag} "
+            f"one of {', '.join(FORMATS)}, or an extension among {', '.join(sorted(_EXTENSIONS))}"
+        )
+    return found
+
+
 @_friendly("show")
 def cmd_show(args: argparse.Namespace) -> int:
     """Print a statistics table of one or more traces (files or library names)."""
@@ -126,10 +237,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 @_friendly("convert")
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert a trace file (or library trace) to another format."""
+    to = _output_format(args.dst, args.to, "--to")
     trace, fmt = _load(args.src, args.from_format, args.bin_ms)
-    out = save_trace(trace, args.dst, args.to, unit=args.unit)
+    out = save_trace(trace, args.dst, to, unit=args.unit)
     print(
-        f"wrote {out} ({args.to or detect_format(out)}, from {fmt}): {len(trace)} segments, "
+        f"wrote {out} ({to}, from {fmt}): {len(trace)} segments, "
         f"{trace.duration_s:g} s, mean {trace.mean_bps:.6g} bit/s"
     )
     return 0
@@ -155,6 +267,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
     traces = [_load(source, args.format, args.bin_ms)[0] for source in args.traces]
     if args.until_s is not None:
         traces = [t.slice(0.0, args.until_s) for t in traces]
+    for trace in traces:
+        if len(trace) > MAX_PLOT_SEGMENTS:
+            raise ValueError(
+                f"{trace.name!r} has {len(trace):,} segments to draw, more than MAX_PLOT_SEGMENTS="
+                f"{MAX_PLOT_SEGMENTS:,}, expected a shorter span: pass --until-s"
+            )
     scale, unit = _rate_unit(max(t.max_bps for t in traces))
     figure = Figure(figsize=(8, 3.5), dpi=100)
     FigureCanvasAgg(figure)
@@ -169,37 +287,54 @@ def cmd_plot(args: argparse.Namespace) -> int:
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     figure.tight_layout()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, format="png")
-    print(f"wrote {out}")
+    png = io.BytesIO()
+    figure.savefig(png, format="png")
+    try:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(args.out, png.getvalue())
+    except OSError as err:
+        raise OSError(
+            err.errno, f"cannot write {args.out} ({err.strerror or err}), expected a writable file path"
+        ) from None
+    print(f"wrote {args.out}")
     return 0
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ValueError(f"expected --param key=value (e.g. good_bps=5e5), got {text!r}")
+    key = key.strip().replace("-", "_")
+    if not sep or not key.isidentifier():
+        raise ValueError(f"--param {text!r} is not KEY=VALUE, expected e.g. --param good_bps=5e5")
     try:
         parsed = json.loads(value)  # numbers, true/false, lists such as [[0, 1e6], [5, 2e4]]
     except json.JSONDecodeError:
         parsed = value
-    return key.strip().replace("-", "_"), parsed
+    except RecursionError:
+        raise ValueError(
+            f"--param {key}: the value is nested too deeply, expected a number or a list"
+        ) from None
+    except ValueError as err:  # e.g. an integer beyond Python's digit limit
+        raise ValueError(f"--param {key}: {err}, expected a number") from None
+    return key, parsed
 
 
 @_friendly("generate")
 def cmd_generate(args: argparse.Namespace) -> int:
     """Generate a synthetic trace and write it (format from ``--format`` or the extension)."""
-    params = dict(_parse_param(p) for p in args.param)
-    accepted = inspect.signature(GENERATORS[args.kind]).parameters
+    params: dict[str, Any] = {}
+    for text in args.param:
+        key, value = _parse_param(text)
+        if key in params:
+            raise ValueError(f"--param {key} is given twice, expected each parameter once")
+        params[key] = value
+    fmt = _output_format(args.out, args.format)
     if args.duration_s is not None:
         params.setdefault("duration_s", args.duration_s)
-    if "seed" in accepted:
-        params.setdefault("seed", args.seed)
+    params.setdefault("seed", args.seed)  # generate() ignores it for deterministic kinds
     if args.name is not None:
         params.setdefault("name", args.name)
     trace = generate(args.kind, **params)
-    out = save_trace(trace, args.out, args.format, unit=args.unit)
+    out = save_trace(trace, args.out, fmt, unit=args.unit)
     print(
         f"wrote {out}: {args.kind}, {len(trace)} segments, {trace.duration_s:g} s, "
         f"mean {trace.mean_bps:.6g} bit/s"
@@ -248,7 +383,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         description="Inspect, convert, plot and generate bandwidth traces. "
         f"Traces are files ({', '.join(FORMATS)}) or library names (see `bwgym traces list`).",
     )
-    sub = parser.add_subparsers(dest="traces_command", metavar="COMMAND", required=True)
+    # One-line errors, for the `traces` parser itself and for each of its sub-commands.
+    parser.error = functools.partial(_traces_error, parser)  # type: ignore[method-assign]
+    sub = parser.add_subparsers(
+        dest="traces_command", metavar="COMMAND", required=True, parser_class=_SubcommandParser
+    )
 
     def reading_options(p: argparse.ArgumentParser, flag: str = "--format") -> None:
         p.add_argument(
@@ -260,7 +399,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--bin-ms",
-            type=int,
+            type=_integer("--bin-ms", 1, 10**9),
             default=MAHIMAHI_BIN_MS,
             help=f"Mahimahi input: bin width in ms for the rate (default {MAHIMAHI_BIN_MS})",
         )
@@ -268,7 +407,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     def step_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--step-s",
-            type=float,
+            type=_number("--step-s", 0.0, True, MAX_TIME_S),
             default=DEFAULT_STEP_S,
             help=f"env step in seconds for the bits_per_step column (default {DEFAULT_STEP_S})",
         )
@@ -298,7 +437,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     plot.add_argument("traces", nargs="+", metavar="PATH_OR_NAME")
     plot.add_argument("--out", required=True, metavar="PNG", help="output image")
     plot.add_argument(
-        "--until-s", type=float, default=None, help="plot only [0, UNTIL_S) (loops past the end)"
+        "--until-s",
+        type=_number("--until-s", 0.0, True, MAX_TIME_S),
+        default=None,
+        help="plot only [0, UNTIL_S) (loops past the end)",
     )
     plot.add_argument("--log", action="store_true", help="logarithmic rate axis")
     reading_options(plot)
@@ -312,9 +454,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     gen.add_argument(
         "--format", choices=FORMATS, default=None, help="output format (default: from the extension)"
     )
-    gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     gen.add_argument(
-        "--duration-s", type=float, default=None, help="length in seconds (default: the generator's)"
+        "--seed", type=_integer("--seed", 0, MAX_SEED), default=0, help="random seed (default 0)"
+    )
+    gen.add_argument(
+        "--duration-s",
+        type=_number("--duration-s", 0.0, True, MAX_TIME_S),
+        default=None,
+        help="length in seconds (default: the generator's)",
     )
     gen.add_argument("--name", default=None, help="trace name")
     gen.add_argument(
@@ -336,3 +483,24 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     step_option(lib)
     lib.set_defaults(func=cmd_list)
     return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``bwgym traces <argv...>`` in-process and return its exit code (2 on bad input).
+
+    Args:
+        argv: The arguments after ``traces``, e.g. ``["show", "lte_drive"]``; default
+            ``sys.argv[1:]``.
+
+    """
+    parser = argparse.ArgumentParser(prog="bwgym")
+    register(parser.add_subparsers(dest="command", required=True))
+    try:
+        args = parser.parse_args(["traces", *(sys.argv[1:] if argv is None else argv)])
+    except SystemExit as exit_:  # --help (0) or a refused flag (2, its line already printed)
+        return exit_.code if isinstance(exit_.code, int) else 2
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

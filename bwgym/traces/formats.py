@@ -33,31 +33,43 @@ sabre      ``*.json`` (Sabre)           ``[{"duration_ms": .., "bandwidth_kbps":
 starts Sabre JSON, a header row means CSV, and 1, 2 or 6 numeric columns mean Mahimahi, cooked
 or HSDPA). ``path`` may also name a trace of the shipped library (``load_trace("lte_drive")``).
 
+Every file is UTF-8 text; a leading byte-order mark is accepted in every format.
+
 Malformed files raise :class:`TraceFormatError`, whose message names the file, the line and what
-was expected.
+was expected. So does every other failure to read one (binary content, a directory, no permission,
+a name too long), and so do the limits that keep a hostile file from exhausting memory: files
+above :data:`MAX_TRACE_FILE_BYTES`, rates above :data:`~bwgym.traces.trace.MAX_BPS` (1 Tbit/s),
+times beyond :data:`~bwgym.traces.trace.MAX_TIME_S` and traces of more than
+:data:`~bwgym.traces.trace.MAX_TRACE_SAMPLES` segments (a Mahimahi file stamped up to 10^12 ms).
+A missing file raises :class:`TraceNotFoundError`, both a ``TraceFormatError`` and a
+``FileNotFoundError``.
 """
 
 from __future__ import annotations
 
-import bisect
 import csv
 import difflib
+import io
 import json
 import math
 import os
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from bwgym.traces.trace import BandwidthTrace
+from bwgym.common.files import atomic_write_text
+from bwgym.traces.trace import MAX_BPS, MAX_TIME_S, MAX_TRACE_SAMPLES, BandwidthTrace, check_samples
 
 __all__ = [
     "FORMATS",
     "LIBRARY_DIR",
     "MAHIMAHI_BIN_MS",
     "MAHIMAHI_PACKET_BITS",
+    "MAX_TRACE_FILE_BYTES",
     "TraceFormatError",
+    "TraceNotFoundError",
     "detect_format",
     "format_for_path",
     "library_path",
@@ -79,6 +91,13 @@ MAHIMAHI_BIN_MS = 500
 Half a second smooths single packets at low rates (100 kbit/s is ~8 packets/s, so 40 ms bins
 would alternate between 0 and 300 kbit/s) while keeping sub-second variation of cellular traces.
 Pass ``bin_ms=1`` to read the packet schedule exactly."""
+
+MAX_TRACE_FILE_BYTES = 64 * 2**20
+"""Largest trace file :func:`load_trace` reads, in bytes (64 MiB).
+
+About 8 million Mahimahi packets (an hour at 27 Mbit/s) or 4 million cooked lines; parsing
+streams into compact arrays, so reading a file at the limit peaks at a few hundred MB. Bigger
+files are refused before they are read, with their size and this limit in the message."""
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 """Folder of the shipped traces (regenerate with ``python -m bwgym.traces.make_library``)."""
@@ -113,6 +132,10 @@ _CSV_TIME_UNITS = {"time_s": 1.0, "time_ms": 1e-3}
 class TraceFormatError(ValueError):
     """A trace file (or format name) that bwgym cannot read.
 
+    Every failure of :func:`load_trace` is one: malformed content, a file that is binary, empty,
+    too large (:data:`MAX_TRACE_FILE_BYTES`), unreadable (permissions, a directory, a name too
+    long) or missing (then a :class:`TraceNotFoundError`, also a ``FileNotFoundError``).
+
     Attributes:
         path: The file concerned.
         line: 1-based line number of the problem, or ``None`` when it concerns the whole file.
@@ -121,9 +144,16 @@ class TraceFormatError(ValueError):
 
     def __init__(self, path: str | os.PathLike[str], line: int | None, problem: str, expected: str) -> None:
         self.path = str(path)
-        self.line = line
-        where = f"{self.path}, line {line}" if line is not None else self.path
+        self.line = None if line is None else int(line)
+        where = f"{self.path}, line {self.line}" if line is not None else self.path
         super().__init__(f"{where}: {problem}; expected {expected}")
+
+
+class TraceNotFoundError(TraceFormatError, FileNotFoundError):
+    """No trace file and no library trace of that name (or the path is not a regular file).
+
+    Both a :class:`TraceFormatError` (so a ``ValueError``) and a ``FileNotFoundError``.
+    """
 
 
 # ---------------------------------------------------------------------------------------- library
@@ -151,77 +181,128 @@ def library_path(name: str) -> Path:
             if p.is_file() and name in (p.name, p.name.split(".", 1)[0]):
                 return p
     names = list_library()
-    close = difflib.get_close_matches(name, names, n=3)
+    close = difflib.get_close_matches(str(name), names, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise FileNotFoundError(f"no library trace named {name!r}.{hint} Library traces: {', '.join(names)}")
+    raise FileNotFoundError(
+        f"no library trace named {_clip(repr(name))}.{hint} Library traces: {', '.join(names)}"
+    )
 
 
 def resolve_trace_path(source: str | os.PathLike[str]) -> Path:
     """Turn a file path or a library name into an existing path.
 
     Raises:
-        FileNotFoundError: Neither a file nor a library trace.
+        TraceNotFoundError: Neither a file nor a library trace, or not a regular file (a
+            directory, a device); also a ``FileNotFoundError``.
+        TraceFormatError: ``source`` is not a path, or the path cannot be looked at (a name too
+            long, a folder without permission).
 
     """
+    expected = "a trace file or a library trace name (see `bwgym traces list`)"
+    if not isinstance(source, (str, os.PathLike)):
+        raise TraceFormatError(_clip(repr(source)), None, f"not a path ({type(source).__name__})", expected)
+    if str(source) == "":
+        raise TraceNotFoundError("''", None, "an empty path", expected)
     path = Path(source)
-    if path.is_file():
-        return path
-    if path.exists():
-        raise FileNotFoundError(f"{path}: is not a file; expected a trace file or a library trace name")
+    try:
+        if path.is_file():
+            return path
+        exists = path.exists()
+    except OSError as err:
+        raise TraceFormatError(path, None, f"cannot look at the path ({_strerror(err)})", expected) from None
+    if exists:
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise TraceNotFoundError(path, None, f"is {kind}", expected)
     try:
         return library_path(str(source))
     except FileNotFoundError as err:
-        raise FileNotFoundError(f"{source}: no such file, and {err}") from None
+        raise TraceNotFoundError(path, None, f"no such file, and {err}", expected) from None
 
 
 # ---------------------------------------------------------------------------------------- helpers
+def _strerror(err: OSError) -> str:
+    return err.strerror or type(err).__name__
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters, so a hostile value cannot flood a message."""
+    return text if len(text) <= limit else f"{text[: limit - 20]}...({len(text):,} characters)"
+
+
 def _read_text(path: Path) -> str:
+    """Read the file's UTF-8 text, a leading BOM dropped, at most :data:`MAX_TRACE_FILE_BYTES`."""
+    too_large = (
+        f"a trace file of at most {MAX_TRACE_FILE_BYTES:,} bytes "
+        "(bwgym.traces.MAX_TRACE_FILE_BYTES); resample it more coarsely or split it"
+    )
     try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
+        size = path.stat().st_size
+        if size > MAX_TRACE_FILE_BYTES:
+            raise TraceFormatError(path, None, f"the file is {size:,} bytes", too_large)
+        with open(path, "rb") as f:
+            data = f.read(MAX_TRACE_FILE_BYTES + 1)  # a file growing, or one that lies about its size
+    except OSError as err:
         raise TraceFormatError(
-            path, None, f"not a UTF-8 text file ({err.reason})", "a text trace file"
+            path, None, f"cannot read the file ({_strerror(err)})", "a readable trace file"
         ) from None
+    if len(data) > MAX_TRACE_FILE_BYTES:
+        raise TraceFormatError(
+            path, None, f"the file has more than {MAX_TRACE_FILE_BYTES:,} bytes", too_large
+        )
+    try:
+        text = data.decode("utf-8-sig")  # drops a leading byte-order mark
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise TraceFormatError(
+            path, line, f"not a UTF-8 text file ({err.reason} at byte {err.start})", "a text trace file"
+        ) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise TraceFormatError(
+            path, text.count("\n", 0, nul) + 1, "a NUL character: a binary file", "a text trace file"
+        )
+    return text
 
 
-def _data_lines(text: str) -> list[tuple[int, list[str]]]:
-    """Non-blank, non-comment lines as (1-based line number, whitespace-split fields)."""
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+def _iter_data_lines(text: str) -> Iterator[tuple[int, str]]:
+    """Non-blank, non-comment lines as (1-based line number, stripped line), read lazily."""
+    for number, line in enumerate(io.StringIO(text, newline=None), start=1):
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):
-            rows.append((number, stripped.split()))
-    return rows
+            yield number, stripped
 
 
 def _empty_error(path: Path, fmt: str) -> TraceFormatError:
     return TraceFormatError(path, 1, "the file is empty (no data lines)", _EXPECTED[fmt])
 
 
-def _column(
-    path: Path, fmt: str, rows: Sequence[tuple[int, Sequence[str]]], col: int, label: str
-) -> np.ndarray:
-    """Parse column ``col`` of ``rows`` as floats, naming the first bad line on failure."""
-    values = [fields[col] for _, fields in rows]
-    try:
-        return np.array(values, dtype=np.float64)
-    except ValueError:
-        for (number, _), value in zip(rows, values, strict=True):
+def _numeric_table(path: Path, fmt: str, text: str, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Parse whitespace-separated numeric rows with one column per label.
+
+    Returns:
+        (line numbers, ``(rows, len(labels))`` float64 values). Parsing streams into compact
+        arrays, so memory stays a few bytes per number whatever the file.
+
+    """
+    k = len(labels)
+    numbers, values = array("q"), array("d")
+    for number, line in _iter_data_lines(text):
+        fields = line.split()
+        if len(fields) != k:
+            raise TraceFormatError(
+                path, number, f"found {len(fields)} fields ({_clip(' '.join(fields))!r})", _EXPECTED[fmt]
+            )
+        for label, field in zip(labels, fields, strict=True):
             try:
-                float(value)
+                values.append(float(field))
             except ValueError:
                 raise TraceFormatError(
-                    path, number, f"{label} {value!r} is not a number", _EXPECTED[fmt]
+                    path, number, f"{label} {_clip(field)!r} is not a number", _EXPECTED[fmt]
                 ) from None
-        raise  # pragma: no cover - numpy and float() agree on what parses
-
-
-def _check_field_count(path: Path, fmt: str, rows: Sequence[tuple[int, Sequence[str]]], count: int) -> None:
-    for number, fields in rows:
-        if len(fields) != count:
-            raise TraceFormatError(
-                path, number, f"found {len(fields)} fields ({' '.join(fields)!r})", _EXPECTED[fmt]
-            )
+        numbers.append(number)
+    if not numbers:
+        raise _empty_error(path, fmt)
+    return np.array(numbers, dtype=np.int64), np.array(values, dtype=np.float64).reshape(-1, k)
 
 
 def _first_bad(mask: np.ndarray) -> int | None:
@@ -229,26 +310,43 @@ def _first_bad(mask: np.ndarray) -> int | None:
     return int(bad[0]) if bad.size else None
 
 
-def _check_rates(path: Path, fmt: str, lines: Sequence[int], rates: np.ndarray, label: str) -> None:
-    i = _first_bad(~np.isfinite(rates) | (rates < 0))
+def _check_rates(
+    path: Path, fmt: str, lines: Sequence[int], values: np.ndarray, label: str, to_bps: float = 1.0
+) -> None:
+    """Refuse non-finite, negative or absurd (> :data:`MAX_BPS`) rates, naming the line."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        bps = values * to_bps
+    i = _first_bad(~np.isfinite(bps) | (bps < 0) | (bps > MAX_BPS))
     if i is not None:
+        absurd = bool(np.isfinite(bps[i]) and bps[i] > MAX_BPS)
+        problem = f"{label} is {_num(values[i])}" + (f" ({bps[i]:.4g} bit/s)" if absurd else "")
         raise TraceFormatError(
             path,
             lines[i],
-            f"{label} is {_num(rates[i])}",
-            f"a finite rate >= 0 (0 is an outage); {_EXPECTED[fmt]}",
+            problem,
+            f"a finite rate >= 0 (0 is an outage) and <= MAX_BPS={MAX_BPS:g} bit/s; {_EXPECTED[fmt]}",
         )
 
 
 def _check_increasing(
-    path: Path, fmt: str, lines: Sequence[int], times: np.ndarray, label: str, strict: bool
+    path: Path,
+    fmt: str,
+    lines: Sequence[int],
+    times: np.ndarray,
+    label: str,
+    strict: bool,
+    to_s: float = 1.0,
 ) -> None:
-    steps = np.diff(times)
-    i = _first_bad(~np.isfinite(times))
+    """Refuse non-finite, absurd (beyond :data:`MAX_TIME_S`) or unordered times, naming the line."""
+    i = _first_bad(~np.isfinite(times) | (np.abs(times) * to_s > MAX_TIME_S))
     if i is not None:
         raise TraceFormatError(
-            path, lines[i], f"{label} is {_num(times[i])}", f"a finite number; {_EXPECTED[fmt]}"
+            path,
+            lines[i],
+            f"{label} is {_num(times[i])}",
+            f"a finite {label} of at most MAX_TIME_S={MAX_TIME_S:g} s in magnitude; {_EXPECTED[fmt]}",
         )
+    steps = np.diff(times)
     i = _first_bad(steps <= 0 if strict else steps < 0)
     if i is not None:
         how = "goes backwards" if steps[i] < 0 else "repeats"
@@ -257,6 +355,18 @@ def _check_increasing(
             lines[i + 1],
             f"{label} {how} ({_num(times[i + 1])} after {_num(times[i])} on line {lines[i]})",
             f"{'strictly increasing' if strict else 'non-decreasing'} {label}s",
+        )
+
+
+def _check_duration(path: Path, lines: Sequence[int], edges_s: np.ndarray, label: str) -> None:
+    """Refuse cumulative durations beyond :data:`MAX_TIME_S`, naming the line that crosses it."""
+    i = _first_bad(~(edges_s[1:] <= MAX_TIME_S))
+    if i is not None:
+        raise TraceFormatError(
+            path,
+            lines[i],
+            f"the trace reaches {edges_s[i + 1]:.4g} s at this {label}",
+            f"a trace lasting at most MAX_TIME_S={MAX_TIME_S:g} s",
         )
 
 
@@ -282,7 +392,7 @@ def detect_format(path: str | os.PathLike[str], text: str | None = None) -> str:
         text: Its content, when already read.
 
     Raises:
-        TraceFormatError: Empty file, or a content that matches no format.
+        TraceFormatError: Empty, unreadable or binary file, or a content that matches no format.
 
     """
     path = Path(path)
@@ -296,15 +406,15 @@ def detect_format(path: str | os.PathLike[str], text: str | None = None) -> str:
         raise TraceFormatError(path, 1, "the file is empty", f"one of the formats {', '.join(FORMATS)}")
     if stripped[0] in "[{":
         return "sabre"
-    rows = _data_lines(text)
-    if not rows:
+    first = next(_iter_data_lines(text), None)
+    if first is None:
         raise TraceFormatError(
             path, 1, "the file has only comments", f"one of the formats {', '.join(FORMATS)}"
         )
-    number, fields = rows[0]
-    first_line = text.splitlines()[number - 1]
-    if "," in first_line:
+    number, line = first
+    if "," in line:
         return "csv"
+    fields = line.split()
     try:
         [float(f) for f in fields]
     except ValueError:
@@ -322,10 +432,12 @@ def detect_format(path: str | os.PathLike[str], text: str | None = None) -> str:
 
 
 def _check_format_name(fmt: str, path: str | os.PathLike[str]) -> str:
-    if fmt not in FORMATS:
+    if not isinstance(fmt, str) or fmt not in FORMATS:
         close = difflib.get_close_matches(str(fmt), FORMATS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise TraceFormatError(path, None, f"unknown format {fmt!r}{hint}", f"one of {', '.join(FORMATS)}")
+        raise TraceFormatError(
+            path, None, f"unknown format {_clip(repr(fmt))}{hint}", f"one of {', '.join(FORMATS)}"
+        )
     return fmt
 
 
@@ -334,16 +446,12 @@ Segments = tuple[np.ndarray, np.ndarray]  # (n + 1 edges in seconds, n rates in 
 
 
 def _read_mahimahi(path: Path, text: str, bin_ms: int) -> Segments:
-    rows = _data_lines(text)
-    if not rows:
-        raise _empty_error(path, "mahimahi")
-    _check_field_count(path, "mahimahi", rows, 1)
-    lines = [n for n, _ in rows]
-    stamps = _column(path, "mahimahi", rows, 0, "timestamp")
+    lines, table = _numeric_table(path, "mahimahi", text, ("timestamp",))
+    stamps = table[:, 0]
     i = _first_bad(~np.isfinite(stamps) | (stamps != np.round(stamps)) | (stamps < 0))
     if i is not None:
-        raise TraceFormatError(path, lines[i], f"timestamp {rows[i][1][0]!r}", _EXPECTED["mahimahi"])
-    _check_increasing(path, "mahimahi", lines, stamps, "timestamp", strict=False)
+        raise TraceFormatError(path, lines[i], f"timestamp {_num(stamps[i])!r}", _EXPECTED["mahimahi"])
+    _check_increasing(path, "mahimahi", lines, stamps, "timestamp", strict=False, to_s=1e-3)
     ms = stamps.astype(np.int64)
     period_ms = int(ms[-1])
     if period_ms <= 0:
@@ -351,45 +459,55 @@ def _read_mahimahi(path: Path, text: str, bin_ms: int) -> Segments:
             path, lines[-1], "the last timestamp (the loop period) is 0", "a last timestamp > 0 ms"
         )
     n_bins = -(-period_ms // bin_ms)
+    if n_bins > MAX_TRACE_SAMPLES:
+        raise TraceFormatError(
+            path,
+            lines[-1],
+            f"the loop period of {period_ms:,} ms would need {n_bins:,} bins of {bin_ms} ms, more than "
+            f"the limit MAX_TRACE_SAMPLES={MAX_TRACE_SAMPLES:,} (bwgym.traces.MAX_TRACE_SAMPLES)",
+            f"a last timestamp of at most {MAX_TRACE_SAMPLES * bin_ms:,} ms at bin_ms={bin_ms}, "
+            "or a larger bin_ms",
+        )
     edges_ms = np.append(np.arange(n_bins, dtype=np.int64) * bin_ms, period_ms)
     # A packet stamped t has arrived by t ms: it belongs to the millisecond [t - 1, t).
     slots = np.maximum(ms - 1, 0)
     counts = np.bincount(slots // bin_ms, minlength=n_bins)[:n_bins]
     rates = counts * MAHIMAHI_PACKET_BITS / (np.diff(edges_ms) / 1000.0)
+    i = _first_bad(rates > MAX_BPS)
+    if i is not None:
+        raise TraceFormatError(
+            path,
+            None,
+            f"{int(counts[i]):,} packets in the bin starting at {int(edges_ms[i]):,} ms make "
+            f"{rates[i]:.4g} bit/s",
+            f"rates <= MAX_BPS={MAX_BPS:g} bit/s (fewer packets per ms, or a larger bin_ms)",
+        )
     return edges_ms / 1000.0, rates
 
 
 def _read_cooked(path: Path, text: str) -> Segments:
-    rows = _data_lines(text)
-    if not rows:
-        raise _empty_error(path, "cooked")
-    _check_field_count(path, "cooked", rows, 2)
-    lines = [n for n, _ in rows]
-    times = _column(path, "cooked", rows, 0, "time")
-    mbps = _column(path, "cooked", rows, 1, "rate")
-    _check_rates(path, "cooked", lines, mbps, "the rate (Mbit/s)")
+    lines, table = _numeric_table(path, "cooked", text, ("time", "rate"))
+    times, mbps = table[:, 0], table[:, 1]
+    _check_rates(path, "cooked", lines, mbps, "the rate (Mbit/s)", 1e6)
     _check_increasing(path, "cooked", lines, times, "time", strict=True)
-    if len(rows) < 2:
+    if len(lines) < 2:
         raise TraceFormatError(
             path,
             lines[0],
             "only one line: a cooked trace needs two times to span an interval",
             _EXPECTED["cooked"],
         )
-    return times - times[0], mbps[1:] * 1e6
+    edges = times - times[0]
+    _check_duration(path, lines, edges, "time")
+    return edges, mbps[1:] * 1e6
 
 
 def _read_hsdpa(path: Path, text: str) -> Segments:
-    rows = _data_lines(text)
-    if not rows:
-        raise _empty_error(path, "hsdpa")
-    _check_field_count(path, "hsdpa", rows, 6)
-    lines = [n for n, _ in rows]
     labels = ("unix time", "time (ms)", "latitude", "longitude", "bytes received", "elapsed ms")
-    cols = [_column(path, "hsdpa", rows, c, labels[c]) for c in range(6)]
-    _check_increasing(path, "hsdpa", lines, cols[0], "unix time", strict=False)
-    _check_increasing(path, "hsdpa", lines, cols[1], "time (ms)", strict=False)
-    nbytes, elapsed_ms = cols[4], cols[5]
+    lines, table = _numeric_table(path, "hsdpa", text, labels)
+    _check_increasing(path, "hsdpa", lines, table[:, 0], "unix time", strict=False)
+    _check_increasing(path, "hsdpa", lines, table[:, 1], "time (ms)", strict=False, to_s=1e-3)
+    nbytes, elapsed_ms = table[:, 4], table[:, 5]
     i = _first_bad(~np.isfinite(nbytes) | (nbytes < 0))
     if i is not None:
         raise TraceFormatError(
@@ -400,21 +518,39 @@ def _read_hsdpa(path: Path, text: str) -> Segments:
         raise TraceFormatError(
             path, lines[i], f"elapsed ms is {_num(elapsed_ms[i])}", "a finite duration > 0 ms"
         )
-    edges = np.concatenate(([0.0], np.cumsum(elapsed_ms))) / 1000.0
-    return edges, nbytes * 8000.0 / elapsed_ms
+    with np.errstate(over="ignore"):
+        edges = np.concatenate(([0.0], np.cumsum(elapsed_ms))) / 1000.0
+        rates = nbytes * 8000.0 / elapsed_ms
+    _check_duration(path, lines, edges, "row")
+    _check_rates(path, "hsdpa", lines, rates, "the rate (bytes received * 8 / elapsed seconds)")
+    return edges, rates
+
+
+def _csv_fields(path: Path, number: int, line: str) -> list[str]:
+    try:
+        return [f.strip() for f in next(csv.reader([line]))]
+    except csv.Error as err:  # e.g. a field beyond csv's field size limit
+        raise TraceFormatError(path, number, f"not a readable CSV row ({err})", _EXPECTED["csv"]) from None
+
+
+def _csv_number(path: Path, number: int, value: str, label: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise TraceFormatError(
+            path, number, f"{_clip(label)} {_clip(value)!r} is not a number", _EXPECTED["csv"]
+        ) from None
 
 
 def _read_csv(path: Path, text: str) -> Segments:
-    numbered = [
-        (number, line)
-        for number, line in enumerate(text.splitlines(), start=1)
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
-    if not numbered:
+    rows = _iter_data_lines(text)
+    first = next(rows, None)
+    if first is None:
         raise _empty_error(path, "csv")
     # One record per physical line, so every error names its line (no multi-line quoted fields).
-    parsed = [(number, [f.strip() for f in next(csv.reader([line]))]) for number, line in numbered]
-    header_line, header = parsed[0]
+    header_line = first[0]
+    header = _csv_fields(path, *first)
+    shown = _clip(",".join(header))
     names = [h.lower() for h in header]
     try:
         [float(h) for h in header]
@@ -422,33 +558,30 @@ def _read_csv(path: Path, text: str) -> Segments:
     except ValueError:
         numeric_header = False
     if numeric_header:
-        raise TraceFormatError(
-            path, header_line, f"no header row (first row is {','.join(header)!r})", _EXPECTED["csv"]
-        )
+        raise TraceFormatError(path, header_line, f"no header row (first row is {shown!r})", _EXPECTED["csv"])
     rate_name = next((u for u in _CSV_RATE_UNITS if u in names), None)
     if rate_name is None:
         raise TraceFormatError(
             path,
             header_line,
-            f"the header {','.join(header)!r} names no rate column with units",
+            f"the header {shown!r} names no rate column with units",
             "a rate column named bps, kbps, mbps or bytes_per_s (or Lumos5G's Throughput, Mbit/s); "
             "rename the column to say its unit",
         )
     time_name = next((u for u in _CSV_TIME_UNITS if u in names), None)
     if time_name is None and rate_name != "throughput":
         raise TraceFormatError(
-            path,
-            header_line,
-            f"the header {','.join(header)!r} has no time column",
-            "a time_s (or time_ms) column",
+            path, header_line, f"the header {shown!r} has no time column", "a time_s (or time_ms) column"
         )
-    body = parsed[1:]
-    if not body:
-        raise TraceFormatError(path, header_line, "a header but no data rows", _EXPECTED["csv"])
     rate_col = names.index(rate_name)
     time_col = names.index(time_name) if time_name is not None else None
     needed = max(rate_col, time_col if time_col is not None else 0) + 1
-    for number, fields in body:
+    numbers, times, rates = array("q"), array("d"), array("d")
+    empty_rate: int | None = None  # line of a row with an empty rate (only the last row may have one)
+    for number, line in rows:
+        if empty_rate is not None:
+            _csv_number(path, empty_rate, "", header[rate_col])  # an empty rate before the last row
+        fields = _csv_fields(path, number, line)
         if len(fields) < needed:
             raise TraceFormatError(
                 path,
@@ -456,50 +589,57 @@ def _read_csv(path: Path, text: str) -> Segments:
                 f"found {len(fields)} fields where the header has {len(header)}",
                 _EXPECTED["csv"],
             )
-    lines = [n for n, _ in body]
-    # A last row with an empty rate only marks the end time (bwgym writes one).
-    end_only = time_col is not None and body[-1][1][rate_col] == ""
-    rate_rows = body[:-1] if end_only else body
-    if not rate_rows:
+        numbers.append(number)
+        if time_col is not None:
+            times.append(_csv_number(path, number, fields[time_col], header[time_col]))
+            if fields[rate_col] == "":
+                # A last row with an empty rate only marks the end time (bwgym writes one).
+                empty_rate = number
+                continue
+        rates.append(_csv_number(path, number, fields[rate_col], header[rate_col]))
+    if not numbers:
+        raise TraceFormatError(path, header_line, "a header but no data rows", _EXPECTED["csv"])
+    lines = np.array(numbers, dtype=np.int64)
+    end_only = empty_rate is not None
+    if not rates:
         raise TraceFormatError(path, lines[-1], "an end row but no rate rows", _EXPECTED["csv"])
-    rates = (
-        _column(path, "csv", [(n, [f[rate_col]]) for n, f in rate_rows], 0, header[rate_col])
-        * _CSV_RATE_UNITS[rate_name]
-    )
-    _check_rates(path, "csv", lines, rates, f"{header[rate_col]}")
+    values = np.array(rates, dtype=np.float64)
+    _check_rates(path, "csv", lines, values, header[rate_col], _CSV_RATE_UNITS[rate_name])
+    rate_bps = values * _CSV_RATE_UNITS[rate_name]
     if time_col is None:
         # Lumos5G logs one throughput sample per second and has no time column.
-        return np.arange(rates.size + 1, dtype=np.float64), rates
-    times = (
-        _column(path, "csv", [(n, [f[time_col]]) for n, f in body], 0, header[time_col])
-        * _CSV_TIME_UNITS[time_name]
-    )
-    _check_increasing(path, "csv", lines, times, header[time_col], strict=True)
-    times = times - times[0]
-    if end_only:
-        return times, rates
-    if rates.size < 2:
-        raise TraceFormatError(
-            path,
-            lines[-1],
-            "a single row: its duration is unknown",
-            "a second row, or an end row with the end time and an empty rate (e.g. '10.0,')",
-        )
-    return np.append(times, 2 * times[-1] - times[-2]), rates
+        return np.arange(rate_bps.size + 1, dtype=np.float64), rate_bps
+    to_s = _CSV_TIME_UNITS[time_name]
+    column = np.array(times, dtype=np.float64)
+    _check_increasing(path, "csv", lines, column, header[time_col], strict=True, to_s=to_s)
+    edges = (column - column[0]) * to_s
+    if not end_only:
+        if rate_bps.size < 2:
+            raise TraceFormatError(
+                path,
+                lines[-1],
+                "a single row: its duration is unknown",
+                "a second row, or an end row with the end time and an empty rate (e.g. '10.0,')",
+            )
+        edges = np.append(edges, 2 * edges[-1] - edges[-2])
+    _check_duration(path, lines, edges, "row")
+    return edges, rate_bps
 
 
 def _json_entry_lines(text: str) -> list[int]:
     """1-based line of each element of the top-level JSON list (for error messages)."""
-    newlines = [i for i, c in enumerate(text) if c == "\n"]
     decoder = json.JSONDecoder()
     pos = text.index("[") + 1
+    line, counted = 1, 0
     starts = []
     while True:
         while pos < len(text) and text[pos] in " \t\r\n,":
             pos += 1
         if pos >= len(text) or text[pos] == "]":
             return starts
-        starts.append(bisect.bisect_right(newlines, pos - 1) + 1)
+        line += text.count("\n", counted, pos)
+        counted = pos
+        starts.append(line)
         _, pos = decoder.raw_decode(text, pos)
 
 
@@ -510,10 +650,21 @@ def _read_sabre(path: Path, text: str) -> Segments:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise TraceFormatError(path, err.lineno, f"invalid JSON ({err.msg})", _EXPECTED["sabre"]) from None
+    except RecursionError:
+        raise TraceFormatError(path, None, "JSON nested too deeply to read", _EXPECTED["sabre"]) from None
+    except ValueError as err:  # e.g. an integer beyond Python's digit limit
+        raise TraceFormatError(path, None, f"invalid JSON ({_clip(str(err))})", _EXPECTED["sabre"]) from None
     if not isinstance(data, list):
         raise TraceFormatError(path, 1, f"top-level JSON is a {type(data).__name__}", _EXPECTED["sabre"])
     if not data:
         raise TraceFormatError(path, 1, "an empty list", _EXPECTED["sabre"])
+    if len(data) > MAX_TRACE_SAMPLES:
+        raise TraceFormatError(
+            path,
+            None,
+            f"{len(data):,} entries, more than the limit MAX_TRACE_SAMPLES={MAX_TRACE_SAMPLES:,}",
+            "a shorter trace",
+        )
     lines = _json_entry_lines(text)
     durations, rates = [], []
     for number, entry in zip(lines, data, strict=True):
@@ -525,11 +676,16 @@ def _read_sabre(path: Path, text: str) -> Segments:
         for key in ("duration_ms", "bandwidth_kbps"):
             value = entry.get(key)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                shown = "missing" if key not in entry else repr(value)
+                shown = "missing" if key not in entry else _clip(repr(value))
                 raise TraceFormatError(
                     path, number, f"{key} is {shown}", f"a number for {key}; {_EXPECTED['sabre']}"
                 )
-            values.append(float(value))
+            try:
+                values.append(float(value))
+            except OverflowError:
+                raise TraceFormatError(
+                    path, number, f"{key} is an integer of {len(str(value))} digits", f"a finite {key}"
+                ) from None
         durations.append(values[0])
         rates.append(values[1])
     dur = np.array(durations)
@@ -537,8 +693,11 @@ def _read_sabre(path: Path, text: str) -> Segments:
     if i is not None:
         raise TraceFormatError(path, lines[i], f"duration_ms is {_num(dur[i])}", "a finite duration_ms > 0")
     kbps = np.array(rates)
-    _check_rates(path, "sabre", lines, kbps, "bandwidth_kbps")
-    return np.concatenate(([0.0], np.cumsum(dur))) / 1000.0, kbps * 1e3
+    _check_rates(path, "sabre", lines, kbps, "bandwidth_kbps", 1e3)
+    with np.errstate(over="ignore"):
+        edges = np.concatenate(([0.0], np.cumsum(dur))) / 1000.0
+    _check_duration(path, lines, edges, "entry")
+    return edges, kbps * 1e3
 
 
 def load_trace(
@@ -551,6 +710,10 @@ def load_trace(
 ) -> BandwidthTrace:
     """Load a trace from a file or from the shipped library.
 
+    A UTF-8 byte-order mark at the start of the file is accepted in every format. Files larger
+    than :data:`MAX_TRACE_FILE_BYTES`, rates above :data:`MAX_BPS`, times beyond
+    :data:`MAX_TIME_S` and traces of more than :data:`MAX_TRACE_SAMPLES` segments are refused.
+
     Args:
         source: A file path, or a library name such as ``"lte_drive"`` (see :func:`list_library`).
         format: One of :data:`FORMATS`; detected from the extension or content when ``None``.
@@ -559,16 +722,20 @@ def load_trace(
         bin_ms: Mahimahi only: bin width in ms over which packets are counted into a rate.
 
     Raises:
-        FileNotFoundError: ``source`` is neither a file nor a library trace.
-        TraceFormatError: Unknown format name, undetectable format, or malformed content.
+        TraceNotFoundError: ``source`` is neither a file nor a library trace (it is also a
+            ``FileNotFoundError``).
+        TraceFormatError: Anything else wrong with the file: unknown format name, undetectable
+            format, malformed, binary, unreadable or too large content; the message names the
+            file and, where there is one, the line.
+        ValueError: ``bin_ms`` is not an integer in ``[1, 10^9]``.
 
     """
+    if isinstance(bin_ms, bool) or not isinstance(bin_ms, (int, np.integer)) or not 1 <= bin_ms <= 10**9:
+        raise ValueError(f"expected bin_ms to be an integer in [1, 10^9] ms, got {_clip(repr(bin_ms))}")
     path = resolve_trace_path(source)
     text = _read_text(path)
     fmt = detect_format(path, text) if format is None else _check_format_name(format, path)
     if fmt == "mahimahi":
-        if isinstance(bin_ms, bool) or not isinstance(bin_ms, (int, np.integer)) or bin_ms <= 0:
-            raise ValueError(f"expected bin_ms to be a positive integer, got {bin_ms!r}")
         edges, rates = _read_mahimahi(path, text, int(bin_ms))
     elif fmt == "cooked":
         edges, rates = _read_cooked(path, text)
@@ -579,7 +746,10 @@ def load_trace(
     else:
         edges, rates = _read_sabre(path, text)
     label = path.name.split(".", 1)[0] if name is None else name
-    return BandwidthTrace(edges, rates, label, loop=loop)
+    try:
+        return BandwidthTrace(edges, rates, label, loop=loop)
+    except ValueError as err:  # a limit of BandwidthTrace no reader checks with a line number
+        raise TraceFormatError(path, None, str(err), f"a {fmt} trace within bwgym's limits") from None
 
 
 # ---------------------------------------------------------------------------------------- writers
@@ -587,6 +757,11 @@ def _write_mahimahi(trace: BandwidthTrace, path: Path) -> str:
     period_ms = round(trace.duration_s * 1000)
     if period_ms <= 0:
         raise ValueError(f"{path}: expected a trace lasting >= 1 ms for mahimahi, got {trace.duration_s} s")
+    check_samples(period_ms + 1, f"writing {path} as mahimahi (one sample per ms)")
+    check_samples(
+        math.floor(trace.total_bits / MAHIMAHI_PACKET_BITS + 1e-9),
+        f"writing {path} as mahimahi (one line per 1500-byte packet)",
+    )
     cum = np.asarray(trace.cumulative_bits(np.arange(period_ms + 1) / 1000.0))
     n_packets = math.floor(cum[-1] / MAHIMAHI_PACKET_BITS + 1e-9)
     if n_packets == 0:
@@ -653,7 +828,7 @@ def save_trace(
     unit: str = "bps",
     latency_ms: float = 0.0,
 ) -> Path:
-    """Write a trace; the parent folder is created when missing.
+    """Write a trace atomically; the parent folder is created when missing.
 
     Args:
         trace: The trace.
@@ -667,7 +842,9 @@ def save_trace(
 
     Raises:
         TraceFormatError: Unknown format name, or no format given and none implied by the extension.
-        ValueError: The trace cannot be written in that format (e.g. less than one Mahimahi packet).
+        ValueError: The trace cannot be written in that format (e.g. less than one Mahimahi packet),
+            or the file would exceed :data:`MAX_TRACE_FILE_BYTES` (``load_trace`` would refuse it).
+        OSError: The file cannot be written; the message names it.
 
     """
     path = Path(path)
@@ -683,6 +860,8 @@ def save_trace(
             )
     else:
         fmt = _check_format_name(format, path)
+    if not isinstance(trace, BandwidthTrace):
+        raise TypeError(f"expected a BandwidthTrace, got {type(trace).__name__}")
     if fmt == "mahimahi":
         text = _write_mahimahi(trace, path)
     elif fmt == "cooked":
@@ -695,6 +874,16 @@ def save_trace(
         if not (math.isfinite(latency_ms) and latency_ms >= 0):
             raise ValueError(f"expected a finite latency_ms >= 0, got {latency_ms}")
         text = _write_sabre(trace, latency_ms)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    if len(text) > MAX_TRACE_FILE_BYTES:
+        raise ValueError(
+            f"{path}: the {fmt} file would be {len(text):,} bytes, more than load_trace reads "
+            f"(MAX_TRACE_FILE_BYTES={MAX_TRACE_FILE_BYTES:,}); expected a shorter trace "
+            "or a more compact format"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+    except OSError as err:
+        message = f"cannot write {path} ({_strerror(err)}); expected a writable file path"
+        raise (type(err)(err.errno, message) if err.errno else OSError(message)) from None
     return path

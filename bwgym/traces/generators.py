@@ -1,12 +1,21 @@
 """Synthetic bandwidth traces, for the cases no recorded trace covers.
 
 Every stochastic generator draws from ``np.random.default_rng(seed)``: the same seed gives the same
-trace, bit for bit. Rates are sampled on a grid of ``dt_s`` seconds (the last sample is shortened
-to end at ``duration_s``), rounded to whole bit/s (files stay small) and kept within the given
-bounds; runs of equal samples are merged into one segment.
+trace, bit for bit, in any process. Without a seed the trace is fresh randomness, so callers that
+need reproducible runs give one; :func:`derive_seed` turns a run's seed and a name into a stable
+per-trace seed (the scenario layer gives a generator without ``params.seed`` the seed
+``derive_seed(run.seed, "trace")``). Rates are sampled on a grid of ``dt_s`` seconds (the last
+sample is shortened to end at ``duration_s``), rounded to whole bit/s (files stay small) and kept
+within the given bounds; runs of equal samples are merged into one segment.
 
 :data:`GENERATORS` maps a name to each generator so that the CLI (``bwgym traces generate``) and
 YAML scenarios can name them; :func:`generate` calls one by name and checks its parameters.
+
+Every parameter is checked before anything is drawn: an out-of-range, non-finite or mistyped
+value is a ``ValueError`` naming the parameter, the value and the valid range. Sizes are bounded:
+``duration_s / dt_s`` at most :data:`~bwgym.traces.trace.MAX_TRACE_SAMPLES` samples, rates at most
+:data:`~bwgym.traces.trace.MAX_BPS`, :data:`MAX_MARKOV_STATES` states and
+:data:`MAX_DRIVE_SEGMENTS` drive segments, so that no parameter can exhaust memory or run for hours.
 
 Example:
     >>> from bwgym.traces.generators import gilbert_elliott
@@ -19,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import hashlib
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -26,52 +36,107 @@ from typing import Any
 
 import numpy as np
 
-from bwgym.traces.trace import BandwidthTrace, concatenate
+from bwgym.traces.trace import MAX_BPS, MAX_TIME_S, BandwidthTrace, check_samples, concatenate
 
 __all__ = [
     "GENERATORS",
+    "MAX_DRIVE_SEGMENTS",
+    "MAX_MARKOV_STATES",
+    "MAX_SEED",
     "constant",
+    "derive_seed",
     "drive",
     "generate",
     "gilbert_elliott",
     "lognormal_walk",
     "pensieve_markov",
     "steps",
+    "takes_seed",
 ]
 
 SeedLike = int | np.random.SeedSequence | None
 
+MAX_SEED = 2**64 - 1
+"""Largest integer seed a generator accepts (seeds are integers in ``[0, MAX_SEED]``)."""
+
+MAX_MARKOV_STATES = 1000
+"""Most states of :func:`pensieve_markov` (each jump weighs every state; Pensieve uses ~10)."""
+
+MAX_DRIVE_SEGMENTS = 10_000
+"""Most segments of a :func:`drive` trace (each is a generator call, ~0.2 ms): ``duration_s /
+max(mean_segment_s, dt_s)`` random segments or ``len(segments)`` explicit ones."""
+
+_MAX_SIGMA = 10.0  # log-rate spread of lognormal_walk: e^10 is a factor of 22,000 already
+
 
 # ---------------------------------------------------------------------------------------- helpers
-def _check(condition: bool, expected: str, got: Any) -> None:
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}...({len(text):,} characters)"
+
+
+def _check(condition: bool, name: str, expected: str, got: Any) -> None:
+    """Raise ``ValueError("name=<got> is out of range; expected <expected>")`` unless ``condition``."""
     if not condition:
-        raise ValueError(f"expected {expected}, got {got!r}")
+        raise ValueError(f"{name}={_show(got)} is out of range; expected {expected}")
 
 
 def _finite(x: Any) -> bool:
-    return (
-        isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
-    )
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # a Python int beyond float range
+        return False
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
 def _check_duration(duration_s: float, dt_s: float | None = None) -> None:
-    _check(_finite(duration_s) and duration_s > 0, "duration_s > 0 (finite)", duration_s)
+    _check(
+        _finite(duration_s) and 0 < duration_s <= MAX_TIME_S,
+        "duration_s",
+        f"duration_s > 0 and <= MAX_TIME_S={MAX_TIME_S:g} s (finite)",
+        duration_s,
+    )
     if dt_s is not None:
-        _check(_finite(dt_s) and dt_s > 0, "dt_s > 0 (finite)", dt_s)
+        _check(_finite(dt_s) and dt_s > 0, "dt_s", "dt_s > 0 (finite)", dt_s)
 
 
-def _check_rate(label: str, value: float) -> None:
-    _check(_finite(value) and value >= 0, f"{label} >= 0 bit/s (finite)", value)
+def _check_rate(label: str, value: float, positive: bool = False) -> None:
+    low = ">" if positive else ">="
+    _check(
+        _finite(value) and (value > 0 if positive else value >= 0) and value <= MAX_BPS,
+        label,
+        f"{label} {low} 0 and <= MAX_BPS={MAX_BPS:g} bit/s (finite)",
+        value,
+    )
 
 
 def _check_prob(label: str, value: float, low_open: bool = False) -> None:
     ok = _finite(value) and (0 < value if low_open else 0 <= value) and value <= 1
-    _check(ok, f"{label} in {'(' if low_open else '['}0, 1]", value)
+    _check(ok, label, f"{label} in {'(' if low_open else '['}0, 1]", value)
+
+
+def _check_common(name: Any, loop: Any, seed: Any = None) -> None:
+    _check(isinstance(name, str), "name", "a string", name)
+    _check(isinstance(loop, (bool, np.bool_)), "loop", "true or false", loop)
+    _check_seed(seed)
+
+
+def _check_seed(seed: Any) -> None:
+    ok = seed is None or isinstance(seed, np.random.SeedSequence) or (_is_int(seed) and 0 <= seed <= MAX_SEED)
+    _check(ok, "seed", f"an integer in [0, {MAX_SEED}] (or none for fresh randomness)", seed)
 
 
 def _n_samples(duration_s: float, dt_s: float) -> int:
+    """Count the samples of ``dt_s`` covering ``duration_s``, refused beyond ``MAX_TRACE_SAMPLES``."""
     # The tolerance stops 60 / 0.1 = 600.0000000001 from adding a sliver of a sample.
-    return max(1, math.ceil(duration_s / dt_s - 1e-9))
+    needed = duration_s / dt_s - 1e-9
+    check_samples(needed, f"duration_s={duration_s:g} sampled every dt_s={dt_s:g} s")
+    return max(1, math.ceil(needed))
 
 
 def _from_samples(
@@ -116,6 +181,7 @@ def constant(
     """
     _check_rate("bps", bps)
     _check_duration(duration_s)
+    _check_common(name, loop)
     return BandwidthTrace([0.0], [float(bps)], name, duration_s=float(duration_s), loop=loop)
 
 
@@ -139,18 +205,33 @@ def steps(
         525000.0
 
     """
-    pairs = [tuple(p) for p in schedule]
+    expected = "a non-empty list of [time_s, bps] pairs, times increasing from 0"
     _check(
-        len(pairs) > 0 and all(len(p) == 2 for p in pairs),
-        "a non-empty list of (time_s, bps) pairs",
+        isinstance(schedule, Sequence) and not isinstance(schedule, (str, bytes)) and len(schedule) > 0,
+        "schedule",
+        expected,
         schedule,
     )
+    check_samples(len(schedule), "a steps schedule")
     _check_duration(duration_s)
-    times = [float(t) for t, _ in pairs]
-    for i, (_, bps) in enumerate(pairs):
-        _check_rate(f"the rate of step {i}", bps)
-    _check(times[-1] < duration_s, f"duration_s > the last step time {times[-1]}", duration_s)
-    return BandwidthTrace(np.append(times, float(duration_s)), [float(b) for _, b in pairs], name, loop=loop)
+    _check_common(name, loop)
+    times, rates = [], []
+    for i, pair in enumerate(schedule):
+        _check(
+            isinstance(pair, Sequence) and not isinstance(pair, (str, bytes)) and len(pair) == 2,
+            f"schedule[{i}]",
+            "a [time_s, bps] pair",
+            pair,
+        )
+        t, bps = pair
+        previous = times[-1] if times else None
+        ok = _finite(t) and (t == 0 if previous is None else t > previous)
+        _check(ok, f"schedule[{i}] time", "0 for the first step, then increasing times (s)", t)
+        _check_rate(f"schedule[{i}] bps", bps)
+        times.append(float(t))
+        rates.append(float(bps))
+    _check(times[-1] < duration_s, "duration_s", f"duration_s > the last step time {times[-1]}", duration_s)
+    return BandwidthTrace(np.append(times, float(duration_s)), rates, name, loop=loop)
 
 
 def lognormal_walk(
@@ -186,24 +267,33 @@ def lognormal_walk(
         loop: ``loop`` flag of the trace.
 
     """
-    _check(_finite(mean_bps) and mean_bps > 0, "mean_bps > 0 (finite)", mean_bps)
-    _check(_finite(sigma) and sigma >= 0, "sigma >= 0", sigma)
+    _check_rate("mean_bps", mean_bps, positive=True)
+    _check(_finite(sigma) and 0 <= sigma <= _MAX_SIGMA, "sigma", f"sigma in [0, {_MAX_SIGMA:g}]", sigma)
     low = mean_bps / 10 if min_bps is None else min_bps
-    high = mean_bps * 10 if max_bps is None else max_bps
+    high = min(mean_bps * 10, MAX_BPS) if max_bps is None else max_bps
     _check_rate("min_bps", low)
-    _check(_finite(high) and high >= low, f"max_bps >= min_bps={low}", high)
+    _check(
+        _finite(high) and low <= high <= MAX_BPS,
+        "max_bps",
+        f"max_bps >= min_bps={low} and <= MAX_BPS={MAX_BPS:g} bit/s",
+        high,
+    )
     _check_duration(duration_s, dt_s)
-    _check(_finite(correlation_s) and correlation_s > 0, "correlation_s > 0", correlation_s)
-    rng = np.random.default_rng(seed)
+    _check(_finite(correlation_s) and correlation_s > 0, "correlation_s", "correlation_s > 0", correlation_s)
+    _check_common(name, loop, seed)
     n = _n_samples(duration_s, dt_s)
+    rng = np.random.default_rng(seed)
     centre = math.log(mean_bps) - sigma**2 / 2
     a = math.exp(-dt_s / correlation_s)
-    noise = rng.standard_normal(n) * sigma * math.sqrt(1 - a * a)
-    x = np.empty(n)
-    x[0] = centre + sigma * rng.standard_normal()  # start in the stationary distribution
+    noise = (rng.standard_normal(n) * sigma * math.sqrt(1 - a * a)).tolist()
+    # The AR(1) recursion on Python floats: the same IEEE arithmetic as on numpy scalars, 5x faster.
+    x = [0.0] * n
+    prev = x[0] = centre + sigma * float(rng.standard_normal())  # start in the stationary distribution
     for i in range(1, n):
-        x[i] = centre + a * (x[i - 1] - centre) + noise[i]
-    return _from_samples(np.exp(x), duration_s, dt_s, name, loop, low, high)
+        prev = x[i] = centre + a * (prev - centre) + noise[i]
+    with np.errstate(over="ignore"):
+        values = np.exp(np.array(x))
+    return _from_samples(values, duration_s, dt_s, name, loop, low, high)
 
 
 def pensieve_markov(
@@ -240,33 +330,56 @@ def pensieve_markov(
         loop: ``loop`` flag of the trace.
 
     """
-    _check(_finite(min_bps) and min_bps > 0, "min_bps > 0 (finite)", min_bps)
-    _check(_finite(max_bps) and max_bps >= min_bps, f"max_bps >= min_bps={min_bps}", max_bps)
+    _check_rate("min_bps", min_bps, positive=True)
     _check(
-        isinstance(n_states, (int, np.integer)) and not isinstance(n_states, bool) and n_states >= 1,
-        "an integer n_states >= 1",
+        _finite(max_bps) and min_bps <= max_bps <= MAX_BPS,
+        "max_bps",
+        f"max_bps >= min_bps={min_bps} and <= MAX_BPS={MAX_BPS:g} bit/s",
+        max_bps,
+    )
+    _check(
+        _is_int(n_states) and 1 <= n_states <= MAX_MARKOV_STATES,
+        "n_states",
+        f"an integer n_states >= 1 and <= MAX_MARKOV_STATES={MAX_MARKOV_STATES}",
         n_states,
     )
     _check_duration(duration_s, dt_s)
-    _check(_finite(mean_stay_s) and mean_stay_s >= dt_s, f"mean_stay_s >= dt_s={dt_s}", mean_stay_s)
-    _check(_finite(noise) and noise >= 0, "noise >= 0", noise)
-    rng = np.random.default_rng(seed)
+    _check(
+        _finite(mean_stay_s) and mean_stay_s >= dt_s,
+        "mean_stay_s",
+        f"mean_stay_s >= dt_s={dt_s}",
+        mean_stay_s,
+    )
+    _check(_finite(noise) and noise >= 0, "noise", "noise >= 0 (finite)", noise)
+    _check_common(name, loop, seed)
     n = _n_samples(duration_s, dt_s)
-    levels = np.geomspace(min_bps, max_bps, int(n_states))
+    rng = np.random.default_rng(seed)
+    n_states = int(n_states)
+    levels = np.geomspace(min_bps, max_bps, n_states)
     leave = dt_s / mean_stay_s  # 1/T with T counted in samples
     states = np.empty(n, dtype=np.int64)
     state, filled = int(rng.integers(n_states)), 0
-    idx = np.arange(n_states)
+    if n_states > 1:
+        # Jump weights 2^-distance to every other state; the row cdfs are what
+        # ``rng.choice(n_states, p=weights / weights.sum())`` builds on each call, precomputed:
+        # the same draws, bit for bit, without its per-call checks.
+        idx = np.arange(n_states)
+        cdfs = []
+        for s in range(n_states):
+            weights = 0.5 ** np.abs(idx - s).astype(float)
+            weights[s] = 0.0
+            cdf = (weights / weights.sum()).cumsum()
+            cdf /= cdf[-1]
+            cdfs.append(cdf)
     while filled < n:
         length = n if (leave <= 0 or n_states == 1) else int(rng.geometric(leave))
         states[filled : filled + length] = state
         filled += length
         if n_states > 1:
-            weights = 0.5 ** np.abs(idx - state).astype(float)
-            weights[state] = 0.0
-            state = int(rng.choice(n_states, p=weights / weights.sum()))
+            state = int(cdfs[state].searchsorted(rng.random(), side="right"))
     mean = levels[states]
-    values = mean + noise * mean * rng.standard_normal(n)
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = mean + noise * mean * rng.standard_normal(n)
     return _from_samples(values, duration_s, dt_s, name, loop, min_bps, max_bps)
 
 
@@ -304,11 +417,15 @@ def gilbert_elliott(
     _check_prob("p_good_to_bad", p_good_to_bad)
     _check_prob("p_bad_to_good", p_bad_to_good)
     _check(
-        p_good_to_bad + p_bad_to_good > 0, "p_good_to_bad + p_bad_to_good > 0", (p_good_to_bad, p_bad_to_good)
+        p_good_to_bad + p_bad_to_good > 0,
+        "(p_good_to_bad, p_bad_to_good)",
+        "p_good_to_bad + p_bad_to_good > 0",
+        (p_good_to_bad, p_bad_to_good),
     )
     _check_duration(duration_s, dt_s)
-    rng = np.random.default_rng(seed)
+    _check_common(name, loop, seed)
     n = _n_samples(duration_s, dt_s)
+    rng = np.random.default_rng(seed)
     p_bad = p_good_to_bad / (p_good_to_bad + p_bad_to_good)
     first = int(rng.random() < p_bad)  # 0 = good, 1 = bad
     states = _runs(rng, n, (1 - p_good_to_bad, 1 - p_bad_to_good), first)
@@ -354,27 +471,80 @@ def drive(
         loop: ``loop`` flag of the trace.
 
     """
+    _check_common(name, loop, seed)
     rng = np.random.default_rng(seed)
     parts: list[BandwidthTrace] = []
     if segments is not None:
-        _check(len(segments) > 0, "at least one segment", segments)
+        _check(
+            isinstance(segments, Sequence)
+            and not isinstance(segments, (str, bytes))
+            and 0 < len(segments) <= MAX_DRIVE_SEGMENTS,
+            "segments",
+            f"a list of 1 to MAX_DRIVE_SEGMENTS={MAX_DRIVE_SEGMENTS:,} [kind, seconds, params] entries",
+            segments,
+        )
         for i, segment in enumerate(segments):
-            _check(len(segment) == 3, f"segment {i} as (kind, seconds, params)", segment)
+            _check(
+                isinstance(segment, Sequence) and not isinstance(segment, (str, bytes)) and len(segment) == 3,
+                f"segments[{i}]",
+                "[kind, seconds, params]",
+                segment,
+            )
             kind, seconds, params = segment
+            _check(
+                isinstance(params, Mapping) and "duration_s" not in params,
+                f"segments[{i}] params",
+                "a mapping of generator parameters without duration_s (the segment's seconds set it)",
+                params,
+            )
             params = dict(params)
-            if "seed" in inspect.signature(_lookup(kind)).parameters:
+            if takes_seed(kind):
                 params.setdefault("seed", int(rng.integers(2**63)))
-            parts.append(generate(kind, duration_s=seconds, **params))
+            try:
+                parts.append(generate(kind, duration_s=seconds, **params))
+            except ValueError as err:
+                raise ValueError(f"segments[{i}]: {err}") from None
         return concatenate(parts, name, loop=loop)
-    _check(_finite(min_bps) and min_bps > 0, "min_bps > 0 (finite)", min_bps)
-    _check(_finite(max_bps) and max_bps >= min_bps, f"max_bps >= min_bps={min_bps}", max_bps)
+    _check_rate("min_bps", min_bps, positive=True)
+    _check(
+        _finite(max_bps) and min_bps <= max_bps <= MAX_BPS,
+        "max_bps",
+        f"max_bps >= min_bps={min_bps} and <= MAX_BPS={MAX_BPS:g} bit/s",
+        max_bps,
+    )
     _check_duration(duration_s, dt_s)
-    _check(_finite(mean_segment_s) and mean_segment_s > 0, "mean_segment_s > 0", mean_segment_s)
+    _check(
+        _finite(mean_segment_s) and mean_segment_s > 0, "mean_segment_s", "mean_segment_s > 0", mean_segment_s
+    )
+    _check(
+        isinstance(kinds, Sequence) and not isinstance(kinds, (str, bytes)) and len(kinds) > 0,
+        "kinds",
+        f"a non-empty list of kinds among {', '.join(_DRIVE_KINDS)}",
+        kinds,
+    )
     for kind in kinds:
-        _check(kind in _DRIVE_KINDS, f"kinds among {', '.join(_DRIVE_KINDS)}", kind)
-    _check(len(kinds) > 0, "at least one kind", kinds)
+        _check(
+            isinstance(kind, str) and kind in _DRIVE_KINDS,
+            "kinds",
+            f"kinds among {', '.join(_DRIVE_KINDS)}",
+            kind,
+        )
+    _n_samples(duration_s, dt_s)
+    expected_segments = duration_s / max(mean_segment_s, dt_s)
+    _check(
+        expected_segments <= MAX_DRIVE_SEGMENTS,
+        "mean_segment_s",
+        f"duration_s / max(mean_segment_s, dt_s) <= MAX_DRIVE_SEGMENTS={MAX_DRIVE_SEGMENTS:,} "
+        f"(it would make {expected_segments:.4g} segments); a longer mean_segment_s or dt_s",
+        mean_segment_s,
+    )
     elapsed = 0.0
     while elapsed < duration_s - 1e-9:
+        if len(parts) >= 2 * MAX_DRIVE_SEGMENTS:  # unreachable in practice: lengths average >= the mean
+            raise ValueError(
+                f"drive made more than {2 * MAX_DRIVE_SEGMENTS:,} segments (2 x MAX_DRIVE_SEGMENTS); "
+                "expected a longer mean_segment_s"
+            )
         # Whole samples, so segment joins fall on the dt_s grid.
         length = max(dt_s, round(rng.exponential(mean_segment_s) / dt_s) * dt_s)
         length = min(length, duration_s - elapsed)
@@ -420,27 +590,86 @@ def _lookup(kind: str) -> Callable[..., BandwidthTrace]:
     except (KeyError, TypeError):
         close = difflib.get_close_matches(str(kind), GENERATORS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"expected a generator among {', '.join(GENERATORS)}, got {kind!r}{hint}") from None
+        raise ValueError(
+            f"unknown generator {_show(kind)}{hint}; expected a generator among {', '.join(GENERATORS)}"
+        ) from None
 
 
-def generate(kind: str, **params: Any) -> BandwidthTrace:
+def takes_seed(kind: str) -> bool:
+    """Whether the generator named ``kind`` is stochastic (takes a ``seed``).
+
+    Raises:
+        ValueError: Unknown generator.
+
+    """
+    return "seed" in inspect.signature(_lookup(kind)).parameters
+
+
+def derive_seed(base_seed: int, *names: str) -> int:
+    """Derive a seed for one purpose from a base seed and names, stable across processes.
+
+    The scenario layer gives a generator without ``params.seed`` the seed
+    ``derive_seed(run.seed, "trace")``, so the same scenario gives the same trace in every worker,
+    run and resumed run; different names give independent seeds. The value is the first 63 bits
+    of ``sha256("bwgym.derive_seed", base_seed, *names)`` (Python's ``hash()`` is salted per
+    process, so it is not used).
+
+    Args:
+        base_seed: An integer (e.g. the run's seed); negative values are allowed.
+        *names: Strings naming the purpose (e.g. ``"trace"``, a sweep point's label).
+
+    Returns:
+        An integer in ``[0, 2**63)``, usable by every numpy, torch and Gymnasium seed.
+
+    Example:
+        >>> derive_seed(0, "trace") == derive_seed(0, "trace") != derive_seed(1, "trace")
+        True
+
+    """
+    if not _is_int(base_seed):
+        raise ValueError(f"base_seed={_show(base_seed)} is not an integer; expected an integer seed")
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            raise ValueError(f"names[{i}]={_show(name)} is not a string; expected string names")
+    digest = hashlib.sha256()
+    for part in ("bwgym.derive_seed", str(int(base_seed)), *names):
+        data = part.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "big") + data)  # length-prefixed: ("ab", "c") != ("a", "bc")
+    return int.from_bytes(digest.digest()[:8], "big") >> 1
+
+
+def generate(kind: str, *, seed: SeedLike = None, **params: Any) -> BandwidthTrace:
     """Call the generator named ``kind`` with keyword ``params``.
+
+    ``generate(kind, seed=s, **params)`` is deterministic for an integer ``s``: the same trace in
+    every process. Deterministic generators (``constant``, ``steps``) accept ``seed`` too and
+    ignore it, so a caller may pass one whatever the kind (see :func:`derive_seed`).
 
     Raises:
         ValueError: Unknown generator, unknown or missing parameter (the message lists the valid
-            ones), or a parameter out of range.
+            ones), or a parameter out of range, non-finite or of the wrong type (the message names
+            the parameter, its value and the valid range).
 
     """
     fn = _lookup(kind)
     signature = inspect.signature(fn)
-    unknown = sorted(set(params) - set(signature.parameters))
+    unknown = sorted(str(k) for k in set(params) - set(signature.parameters))
     if unknown:
         valid = ", ".join(signature.parameters)
         hints = [difflib.get_close_matches(u, signature.parameters, n=1) for u in unknown]
         hint = "".join(f" ({u!r}: did you mean {h[0]!r}?)" for u, h in zip(unknown, hints, strict=True) if h)
-        raise ValueError(f"expected parameters of {kind} among {valid}, got {', '.join(unknown)}{hint}")
+        shown = _show(", ".join(unknown))[1:-1] if len(unknown) > 1 else _show(unknown[0])
+        raise ValueError(f"{kind}: unknown parameter {shown}{hint}; expected parameters among {valid}")
+    _check_seed(seed)
+    if "seed" in signature.parameters:
+        params["seed"] = seed
     try:
         signature.bind(**params)
     except TypeError as err:
-        raise ValueError(f"{kind}: {err}; its parameters are {signature}") from None
-    return fn(**params)
+        raise ValueError(
+            f"{kind}: {err}; expected the parameters {', '.join(signature.parameters)}"
+        ) from None
+    try:
+        return fn(**params)
+    except ValueError as err:
+        raise ValueError(f"{kind}: {err}") from None

@@ -80,6 +80,14 @@ class LinkStep:
     delivered: tuple[Delivery, ...]
 
 
+def _check_seed(seed: Any) -> None:
+    ok = seed is None or (
+        isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and 0 <= seed < 2**64
+    )
+    if not ok:
+        raise ValueError(f"expected seed to be none or an integer in [0, 2**64), got {seed!r:.80}")
+
+
 def _floor_bits(bits: float) -> int:
     # Snap values a float hair below an integer (9999.999999999 for 10000) before flooring, so a
     # step that starts exactly where a burst ends is not handed a spurious bit.
@@ -131,6 +139,7 @@ class Link:
             or not (0.0 <= loss_prob < 1.0)
         ):
             raise ValueError(f"expected 0 <= loss_prob < 1, got {loss_prob!r}")
+        _check_seed(seed)
         self._trace = trace
         self._step_seconds = float(step_seconds)
         self._latency_steps = int(latency_steps)
@@ -196,6 +205,7 @@ class Link:
             or not math.isfinite(start_s)
         ):
             raise ValueError(f"expected a finite start_s, got {start_s!r}")
+        _check_seed(seed)
         if not self._trace.loop and start_s < 0:
             raise ValueError(f"expected start_s >= 0 for a trace with loop=False, got {start_s!r}")
         self._start_s = float(start_s)

@@ -10,6 +10,11 @@ Integrals are exact for the piecewise-constant rate (up to float64 rounding): th
 cumulative-bits array over its edges, so ``bits_between`` costs two ``np.searchsorted`` calls,
 O(log n), whatever the trace length.
 
+Limits, so that no input can make a trace exhaust memory or overflow a float:
+:data:`MAX_TRACE_SAMPLES` segments (about 80 MB per float64 array), rates up to :data:`MAX_BPS`
+and times up to :data:`MAX_TIME_S`. The loaders, the generators and :meth:`BandwidthTrace.slice`
+check them before they allocate, and their messages give the number needed and the limit.
+
 Example:
     >>> from bwgym.traces import BandwidthTrace
     >>> trace = BandwidthTrace([0.0, 1.0], [1000.0, 0.0], name="on-off", duration_s=2.0)
@@ -34,7 +39,26 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["BandwidthTrace", "concatenate"]
+__all__ = ["MAX_BPS", "MAX_TIME_S", "MAX_TRACE_SAMPLES", "BandwidthTrace", "check_samples", "concatenate"]
+
+MAX_TRACE_SAMPLES = 10_000_000
+"""Most segments (or samples, bins, written lines) one trace may have.
+
+At the limit a trace holds three float64 arrays of 80 MB each; a generator or a file that would
+need more (a Mahimahi file stamped up to 10^12 ms, ``duration_s=1e12``, a plot or slice spanning
+10^9 s) is refused before anything is allocated, with the number it would need in the message.
+10^7 covers 1 ms bins for 2.7 hours, 40 ms env steps for 4.6 days, 1 s samples for 115 days."""
+
+MAX_BPS = 1e12
+"""Highest rate a trace may hold, in bit/s (1 Tbit/s, far above any real link).
+
+Larger values are typos or unit mistakes (bits vs kbit), and 1e300 would overflow to ``inf`` in
+the cumulative integral; they are refused."""
+
+MAX_TIME_S = 1e12
+"""Largest time (an edge, a duration, a file's timestamp after conversion to seconds) a trace
+accepts, in seconds (~31,700 years). Unix times in seconds (~1.7e9) and in milliseconds read as
+seconds stay below it; anything beyond is garbage, and beyond 2^53 s times lose their integers."""
 
 ArrayLike = npt.ArrayLike
 FloatArray = npt.NDArray[np.float64]
@@ -42,6 +66,26 @@ FloatArray = npt.NDArray[np.float64]
 
 # Plain Python / numpy scalars take the fast path of the query methods.
 _SCALARS = (int, float, np.integer, np.floating)
+
+
+def check_samples(needed: float, what: str) -> None:
+    """Refuse a size above :data:`MAX_TRACE_SAMPLES` before it is allocated.
+
+    Args:
+        needed: How many samples (segments, bins, lines) the operation would allocate.
+        what: What is being built, for the message (e.g. ``"a mahimahi trace of 500 ms bins"``).
+
+    Raises:
+        ValueError: ``needed`` exceeds the limit; the message gives both numbers.
+
+    """
+    if not needed <= MAX_TRACE_SAMPLES:  # also refuses NaN
+        shown = f"{needed:.4g}" if isinstance(needed, float) else f"{needed:,}"
+        raise ValueError(
+            f"{what} would need {shown} samples, more than the limit MAX_TRACE_SAMPLES="
+            f"{MAX_TRACE_SAMPLES:,} (bwgym.traces.MAX_TRACE_SAMPLES); expected a shorter trace, "
+            "a longer sampling period or bin, or a shorter span"
+        )
 
 
 def _readonly(values: np.ndarray) -> FloatArray:
@@ -90,13 +134,19 @@ class BandwidthTrace:
         duration_s: float | None = None,
         loop: bool = True,
     ) -> None:
-        times = np.asarray(times_s, dtype=np.float64)
-        rates = np.asarray(bps, dtype=np.float64)
+        try:
+            times = np.asarray(times_s, dtype=np.float64)
+            rates = np.asarray(bps, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError) as err:
+            raise ValueError(
+                f"expected numeric times_s and bps, got values that are not numbers ({err})"
+            ) from None
         if times.ndim != 1 or rates.ndim != 1:
             raise ValueError(f"expected 1-D times_s and bps, got shapes {times.shape} and {rates.shape}")
         n = rates.size
         if n == 0:
             raise ValueError("expected at least one segment, got an empty bps array")
+        check_samples(n, "a BandwidthTrace")
         if times.size == n + 1:
             if duration_s is not None:
                 raise ValueError(
@@ -112,7 +162,10 @@ class BandwidthTrace:
                         "got duration_s=None"
                     )
                 duration_s = float(times[-1] + (times[-1] - times[-2]))
-            edges = np.append(times, float(duration_s))
+            try:
+                edges = np.append(times, float(duration_s))
+            except (TypeError, ValueError, OverflowError):
+                raise ValueError(f"expected a number for duration_s, got {duration_s!r}") from None
         else:
             raise ValueError(
                 f"expected len(times_s) == len(bps) (start times) or len(bps) + 1 (edges), "
@@ -122,6 +175,13 @@ class BandwidthTrace:
             bad = int(np.flatnonzero(~np.isfinite(edges))[0])
             what = "duration_s" if bad == n else f"times_s[{bad}]"
             raise ValueError(f"expected finite times, got {what}={edges[bad]}")
+        if edges[-1] > MAX_TIME_S:
+            bad = int(np.flatnonzero(edges > MAX_TIME_S)[0])
+            what = "duration_s" if bad == n else f"times_s[{bad}]"
+            raise ValueError(
+                f"expected times <= MAX_TIME_S={MAX_TIME_S:g} s (bwgym.traces.MAX_TIME_S), "
+                f"got {what}={edges[bad]:g}"
+            )
         if edges[0] != 0.0:
             raise ValueError(
                 f"expected times_s[0] == 0 (a trace's clock starts at 0), got {edges[0]}; "
@@ -138,6 +198,12 @@ class BandwidthTrace:
         if not np.all(np.isfinite(rates)) or np.any(rates < 0):
             bad = int(np.flatnonzero(~(np.isfinite(rates) & (rates >= 0)))[0])
             raise ValueError(f"expected finite rates >= 0 bps, got bps[{bad}]={rates[bad]}")
+        if np.any(rates > MAX_BPS):
+            bad = int(np.flatnonzero(rates > MAX_BPS)[0])
+            raise ValueError(
+                f"expected rates <= MAX_BPS={MAX_BPS:g} bit/s (bwgym.traces.MAX_BPS), "
+                f"got bps[{bad}]={rates[bad]:g}"
+            )
         cum = np.concatenate(([0.0], np.cumsum(rates * steps)))
         object.__setattr__(self, "_edges_s", _readonly(edges))
         object.__setattr__(self, "_bps", _readonly(rates))
@@ -411,7 +477,9 @@ class BandwidthTrace:
         n = starts.size
         period = self.duration_s
         if self._loop:
-            ks = np.arange(math.floor(t0 / period), math.ceil(t1 / period))
+            first, last = math.floor(t0 / period), math.ceil(t1 / period)
+            check_samples((last - first) * n, f"slicing {self._name or 'a trace'!r} to [{t0:g}, {t1:g}) s")
+            ks = np.arange(first, last)
             points = (starts[None, :] + ks[:, None] * period).ravel()
             index = np.tile(np.arange(n), ks.size)
         else:
@@ -474,6 +542,10 @@ def concatenate(traces: Iterable[BandwidthTrace], name: str = "", *, loop: bool 
     parts = list(traces)
     if not parts:
         raise ValueError("expected at least one trace to concatenate, got none")
+    for i, part in enumerate(parts):
+        if not isinstance(part, BandwidthTrace):
+            raise ValueError(f"expected BandwidthTrace parts, got {type(part).__name__} at index {i}")
+    check_samples(sum(len(p) for p in parts), f"concatenating {len(parts)} traces")
     offsets = np.cumsum([0.0] + [p.duration_s for p in parts])
     starts = np.concatenate([p.times_s + off for p, off in zip(parts, offsets[:-1], strict=True)])
     rates = np.concatenate([p.bps for p in parts])

@@ -45,7 +45,7 @@ def test_show_reports_errors_without_traceback(tmp_path: Path, capsys: pytest.Ca
     bad.write_text("0 1\n1 x\n")
     assert run(["show", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "bwgym traces show: error:" in err and "line 2" in err
+    assert err.startswith("bwgym traces show: ") and "line 2" in err and len(err.splitlines()) == 1
     assert run(["show", "no_such_trace"]) == 2
 
 
