@@ -95,7 +95,8 @@ SCENARIO_CASES = [
     ("generator-unknown", {"trace": {"generator": "markov"}}, "trace.generator"),
     ("generator-param-unknown", {"trace": {"params": {"rate": 5}}}, "trace.params"),
     ("generator-param-negative", {"trace": {"params": {"bps": -5.0}}}, "trace.params"),
-    ("generator-duration-huge", {"trace": {"params": {"duration_s": 1e12}}}, "trace.params"),
+    ("generator-duration-negative", {"trace": {"params": {"duration_s": -1.0}}}, "trace.params"),
+    ("generator-samples-huge", {"trace": {"generator": "lognormal_walk", "params": {"bps": _DROP, "duration_s": 1e12}}}, "trace.params"),
     ("trace-source-missing", {"trace": {"generator": _DROP, "params": _DROP, "source": "no_such_trace"}}, "trace.source"),
     # checkpoints
     ("codec-ckpt-missing", {"codec": {"name": "ndpca", "checkpoint": "nope.ckpt"}}, "codec.checkpoint"),
