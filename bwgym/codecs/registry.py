@@ -123,6 +123,9 @@ def register_codec(
 
     def decorate(cls: C) -> C:
         wire = name if wire_id is not None else str(wire_name)
+        old = _ENTRIES.get(name)
+        if old is not None and old.cls.__qualname__ != cls.__qualname__:
+            raise ValueError(f"register_codec: name {name!r} already belongs to {old.cls.__qualname__}")
         if wire_id is not None:
             if not 1 <= wire_id <= 254:
                 raise ValueError(f"register_codec({name!r}): wire_id must be in 1..254, got {wire_id}")
@@ -133,9 +136,6 @@ def register_codec(
             _WIRE_NAMES[wire_id] = name
         elif wire not in _WIRE_IDS:
             raise ValueError(f"register_codec({name!r}): wire format {wire!r} is not registered (register it first)")
-        old = _ENTRIES.get(name)
-        if old is not None and old.cls.__qualname__ != cls.__qualname__:
-            raise ValueError(f"register_codec: name {name!r} already belongs to {old.cls.__qualname__}")
         _ENTRIES[name] = CodecEntry(
             name=name,
             cls=cls,

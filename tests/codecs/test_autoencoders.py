@@ -14,10 +14,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from tiny_agent import SIZE, TinyAgent, tiny_agent  # noqa: E402,F401
 
 import bwgym  # noqa: F401  (registers the envs; before mujoco)
+from bwgym.codecs import load_codec
 from bwgym.codecs.autoencoders import (
-    JOINT,
     DAECodec,
     EqualSplitProjection,
     JAECodec,
@@ -26,11 +27,13 @@ from bwgym.codecs.autoencoders import (
     round_to_float16,
 )
 from bwgym.codecs.base import Payload, PayloadError
+from bwgym.codecs.dpca import DPCA
 from bwgym.codecs.entropy import quantize_symbols, step_from_index
+from bwgym.codecs.latent import JOINT
 from bwgym.codecs.ndpca import NDPCACodec
-from bwgym.codecs.train import TrainConfig, load_codec, train_codec
+from bwgym.codecs.train import TrainConfig, train_codec
+from bwgym.common.checkpoint import load_checkpoint
 
-from tiny_agent import SIZE, TinyAgent, tiny_agent  # noqa: E402,F401
 ENV_ID = "bwgym/LocateLift-v0"
 BUDGETS = [0, 10, 50, 80, 120, 200, 400, 1000, 5000, 20_000, 100_000]
 NAMES = ["ndpca", "dae", "jae"]
@@ -154,13 +157,9 @@ def test_emitted_bytes_match_model_rate(name: str, codecs, views) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_checkpoint_round_trip_same_bytes(name: str, codecs, views, tmp_path) -> None:
     codec = codecs[name]
-    path = codec.save(tmp_path / f"{name}.pt")
-    loaded = load_codec(
-        path,
-        expect_env_id=ENV_ID,
-        expect_views={"arm": (SIZE, SIZE, 3), "side": (SIZE, SIZE, 3)},
-        device="cpu",
-    )
+    path = codec.save(tmp_path / f"{name}.ckpt")
+    loaded = load_codec(path, device="cpu")
+    loaded.check_spec(env_id=ENV_ID, views={"arm": (SIZE, SIZE, 3), "side": (SIZE, SIZE, 3)})
     assert type(loaded) is type(codec)
     assert loaded.train_config == codec.train_config
     for obs in views:
@@ -168,19 +167,24 @@ def test_checkpoint_round_trip_same_bytes(name: str, codecs, views, tmp_path) ->
         assert a.to_bytes() == b.to_bytes()
         for k, v in codec.decompress(a).items():
             np.testing.assert_array_equal(v, loaded.decompress(b)[k])
-    blob = torch.load(path, weights_only=True)
-    meta = blob["meta"]
+    # the one checkpoint format: kind codec/<name>, plain-JSON metadata, library versions, arrays
+    ckpt = load_checkpoint(path, kind=f"codec/{name}")
+    meta = ckpt.metadata
     assert json.loads(json.dumps(meta)) == meta
-    for key in ("codec", "env_id", "views", "image_shape", "latent_dims", "train_config", "bwgym_version"):
+    for key in ("codec", "env_id", "views", "arch", "latent_dims", "train_config"):
         assert key in meta
-    assert all(v.dtype in (torch.float16, torch.int64) for v in blob["state_dict"].values())
+    assert meta["views"] == {v: {"shape": [SIZE, SIZE, 3], "dtype": "uint8"} for v in ("arm", "side")}
+    assert "bwgym" in ckpt.versions
+    net = {k: v for k, v in ckpt.state.items() if k.startswith("net.")}
+    assert net and all(v.dtype in (np.float16, np.int64) for v in net.values())
+    assert any(k.startswith("latent_model.") for k in ckpt.state)
 
 
 def test_decoder_in_fresh_process_reproduces_reconstruction(codecs, views, tmp_path) -> None:
     """Each codec's checkpoint and wire bytes alone reproduce the encoder side's decoding, exactly."""
     sent = {}
     for name, codec in codecs.items():
-        codec.save(tmp_path / f"{name}.pt")
+        codec.save(tmp_path / f"{name}.ckpt")
         for i, (obs, budget) in enumerate(zip(views, (300, 1000, 5000), strict=True)):
             sent[name, i] = codec.compress(obs, budget)
             (tmp_path / f"{name}_{i}.bin").write_bytes(sent[name, i].to_bytes())
@@ -189,11 +193,11 @@ def test_decoder_in_fresh_process_reproduces_reconstruction(codecs, views, tmp_p
         "torch.set_num_threads(1)\n"
         "import bwgym\n"
         "from bwgym.codecs.base import Payload\n"
-        "from bwgym.codecs.train import load_codec\n"
+        "from bwgym.codecs import load_codec\n"
         f"root = {str(tmp_path)!r}\n"
         "out = {}\n"
-        "for path in sorted(glob.glob(root + '/*.pt')):\n"
-        "    name = os.path.basename(path)[:-3]\n"
+        "for path in sorted(glob.glob(root + '/*.ckpt')):\n"
+        "    name = os.path.basename(path)[:-5]\n"
         "    codec = load_codec(path, device='cpu')\n"
         "    for wire in sorted(glob.glob(f'{root}/{name}_*.bin')):\n"
         "        d = codec.decompress(Payload.from_bytes(open(wire, 'rb').read()))\n"
@@ -236,23 +240,37 @@ def test_corrupt_payloads_raise_payload_error(name: str, codecs, views) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_checkpoint_for_other_spec_raises_value_error(name: str, codecs, tmp_path) -> None:
-    path = codecs[name].save(tmp_path / f"{name}.pt")
+    from bwgym.codecs import make_codec
+    from bwgym.codecs.base import ViewSpec
+
+    path = codecs[name].save(tmp_path / f"{name}.ckpt")
     cls = type(codecs[name])
     with pytest.raises(ValueError, match="bwgym/Other-v0") as err:
-        cls.load(path, expect_env_id="bwgym/Other-v0")
+        cls.load(path).check_spec(env_id="bwgym/Other-v0")
     assert ENV_ID in str(err.value)
+    small = [ViewSpec("arm", (SIZE, SIZE, 3)), ViewSpec("side", (SIZE, SIZE, 3))]
+    with pytest.raises(ValueError, match="bwgym/Other-v0") as err:
+        make_codec(name, small, env_id="bwgym/Other-v0", checkpoint=path, device="cpu")
+    assert ENV_ID in str(err.value)
+    loaded = load_codec(path)
     with pytest.raises(ValueError, match="front"):
-        load_codec(path, expect_views={"arm": (SIZE, SIZE, 3), "front": (SIZE, SIZE, 3)})
-    with pytest.raises(ValueError, match="84"):
-        load_codec(path, expect_views={"arm": (84, 84, 3), "side": (84, 84, 3)})
-    with pytest.raises(ValueError, match=r"\(84, 84\)"):
-        load_codec(path, expect_image_shape=(84, 84))
+        loaded.check_spec(views={"arm": (SIZE, SIZE, 3), "front": (SIZE, SIZE, 3)})
+    with pytest.raises(ValueError, match="84") as err:
+        loaded.check_spec(views={"arm": (84, 84, 3), "side": (84, 84, 3)})
+    assert str(SIZE) in str(err.value)  # both sides named
+    big = [ViewSpec("arm", (84, 84, 3)), ViewSpec("side", (84, 84, 3))]
+    with pytest.raises(ValueError, match=r"[(\[]84, 84, 3[)\]]"):
+        make_codec(name, big, env_id=ENV_ID, checkpoint=path, device="cpu")
     other = NDPCACodec if cls is not NDPCACodec else DAECodec
-    with pytest.raises(ValueError, match="expected"):
+    with pytest.raises(ValueError, match=f"checkpoint of 'codec/{name}'"):
         other.load(path)
-    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    other_name = "ndpca" if name != "ndpca" else "dae"
+    with pytest.raises(ValueError, match=f"codec/{name}") as err:
+        make_codec(other_name, small, checkpoint=path)
+    assert f"codec/{other_name}" in str(err.value)
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a"):
-        load_codec(tmp_path / "junk.pt")
+        load_codec(tmp_path / "junk.ckpt")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -291,15 +309,28 @@ def test_jae_sends_one_joint_stream(codecs, views) -> None:
     assert codec.net.joint and codec.latent_dims == {JOINT: 16}
 
 
-def test_follow_allocation_imposes_a_fixed_split(codecs, views, tmp_path) -> None:
+def test_allocation_imposes_a_split_when_given(codecs, views) -> None:
+    """Every latent codec honours the allocator's split when given one (``follow_allocation`` is gone).
+
+    Before the restructuring a codec ignored ``allocation`` unless built with
+    ``follow_allocation=True``; now the split is an input every codec honours, and without one
+    DPCA chooses.
+    """
+    for name in ("ndpca", "dae"):
+        codec = codecs[name]
+        payload = codec.compress(views[1], 2000, allocation={"arm": 1.0, "side": 0.0})
+        assert codec.last_allocation["side"] == 0 and codec.last_allocation["arm"] > 0, name
+        assert codec.allocation_of(payload) == codec.last_allocation
+        assert payload.streams[1] == b""
+        codec.compress(views[1], 2000, allocation={"arm": 0.0, "side": 1.0})
+        assert codec.last_allocation["arm"] == 0 and codec.last_allocation["side"] > 0, name
     codec = codecs["ndpca"]
-    blob = codec.checkpoint()
-    blob["meta"]["follow_allocation"] = True
-    forced = NDPCACodec.from_checkpoint(blob, device="cpu")
-    forced.compress(views[1], 2000, allocation={"arm": 1.0, "side": 0.0})
-    assert forced.last_allocation["side"] == 0 and forced.last_allocation["arm"] > 0
-    codec.compress(views[1], 2000, allocation={"arm": 1.0, "side": 0.0})  # ignored by default
-    assert codec.last_allocation["side"] > 0
+    codec.compress(views[1], 2000)  # no allocation: DPCA's own split
+    assert codec.last_allocation["side"] > 0 and codec.last_allocation["arm"] > 0
+    assert codec.last_allocation == codec.latent_model.allocate(sum(codec.last_allocation.values()))
+    jae = codecs["jae"]  # one joint stream: nothing to split, the allocation changes nothing
+    a = jae.compress(views[1], 2000, allocation={"arm": 1.0, "side": 0.0})
+    assert a.to_bytes() == jae.compress(views[1], 2000).to_bytes()
 
 
 def test_network_shapes_padding_and_float16_rounding() -> None:
@@ -341,6 +372,10 @@ def test_equal_split_projection_matches_inference_order() -> None:
     assert out.z_hat["side"].shape == (16, 5)
 
 
-def test_jae_and_dae_classes() -> None:
+def test_jae_and_dae_classes(codecs) -> None:
     assert DAECodec.name == "dae" and not DAECodec.joint
-    assert JAECodec.name == "jae" and JAECodec.joint and JAECodec.latent_model_kind == "pca"
+    assert JAECodec.name == "jae" and JAECodec.joint
+    # the latent model is always a DPCA; the joint reference is DPCA with one stream "joint"
+    jae, dae = codecs["jae"], codecs["dae"]
+    assert isinstance(jae.latent_model, DPCA) and isinstance(dae.latent_model, DPCA)
+    assert jae.stream_names == (JOINT,) and dae.stream_names == ("arm", "side")

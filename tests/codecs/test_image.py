@@ -45,9 +45,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 CODECS = [RawCodec(SPECS), JpegCodec(SPECS), PngCodec(SPECS)]
+# fmt: off
 BUDGETS = [0, 1, 79, 80, 81, 500, 2_000, 5_000, 8_000, 10_000, 12_000, 15_000, 20_000, 30_000,
            50_000, 100_000, 169_000, 169_399, 169_400, 169_480, 338_000, 338_799, 338_800, 338_801,
            400_000, 1_000_000]
+# fmt: on
 
 
 @pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.name)
@@ -57,9 +59,9 @@ def test_payload_never_exceeds_budget(codec, budget):
     assert payload.nbits <= budget
     assert len(payload.to_bytes()) * 8 == payload.nbits
     decoded = codec.decompress(Payload.from_bytes(payload.to_bytes(), codec=codec.name))
-    sent = {name for name, s in zip(codec.view_names, payload.streams) if s}
+    sent = {name for name, s in zip(codec.view_names, payload.streams, strict=False) if s}
     assert set(decoded) == sent
-    for name, arr in decoded.items():
+    for arr in decoded.values():
         assert arr.shape == (H, W, 3) and arr.dtype == np.uint8
         assert arr.flags.writeable
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pytest
 
+from bwgym.codecs import load_codec, make_codec
 from bwgym.codecs.base import Payload, PayloadError, ViewSpec, _get_varint
+from bwgym.codecs.dpca import DPCA
+from bwgym.codecs.latent import JOINT
 from bwgym.codecs.linear import LinearDPCACodec, PCACodec
 
 SIZE = 32
@@ -107,7 +111,7 @@ def test_dpca_header_reports_allocation_per_view(codecs, test_views) -> None:
         n, pos = _get_varint(payload.meta, pos)
         dims.append(n)
     assert pos == len(payload.meta) and len(payload.streams) == 2
-    assert dims == list(codec.dpca.allocate(sum(dims)).values())  # DPCA's own split of m
+    assert dims == list(codec.latent_model.allocate(sum(dims)).values())  # DPCA's own split of m
     assert all((n == 0) == (s == b"") or n > 0 for n, s in zip(dims, payload.streams, strict=False))
 
 
@@ -117,7 +121,7 @@ def test_view_with_no_components_decodes_to_its_mean(codecs, test_views) -> None
     payload = codec.compress(views, 10_000, allocation={"arm": 1.0, "side": 0.0})
     assert payload.nbits <= 10_000
     decoded = codec.decompress(payload)
-    mean_side = np.clip(np.rint(codec.dpca.means[1]), 0, 255).astype(np.uint8).reshape(SIZE, SIZE, 3)
+    mean_side = np.clip(np.rint(codec.latent_model.means[1]), 0, 255).astype(np.uint8).reshape(SIZE, SIZE, 3)
     assert set(decoded) == {"arm", "side"}
     assert np.array_equal(decoded["side"], mean_side)
     assert payload.streams[1] == b""
@@ -126,29 +130,43 @@ def test_view_with_no_components_decodes_to_its_mean(codecs, test_views) -> None
 
 
 def test_save_load_round_trip_and_spec_checks(codecs, test_views, tmp_path) -> None:
+    specs = [ViewSpec("arm", (SIZE, SIZE, 3)), ViewSpec("side", (SIZE, SIZE, 3))]
     for name, codec in codecs.items():
-        path = tmp_path / f"{name}.npz"
+        path = tmp_path / f"{name}.ckpt"
         codec.save(path)
-        loaded = type(codec).load(
-            path,
-            expect_env_id="bwgym/Test-v0",
-            expect_views={"arm": (SIZE, SIZE, 3), "side": (SIZE, SIZE, 3)},
-        )
+        loaded = type(codec).load(path)
+        loaded.check_spec(env_id="bwgym/Test-v0", views={"arm": (SIZE, SIZE, 3), "side": (SIZE, SIZE, 3)})
+        by_name = make_codec(name, specs, env_id="bwgym/Test-v0", checkpoint=path)
+        assert type(load_codec(path)) is type(codec) is type(by_name)
         assert loaded.views == codec.views and loaded.env_id == codec.env_id
         payload = codec.compress(test_views[2], 3_000)
         assert loaded.compress(test_views[2], 3_000).to_bytes() == payload.to_bytes()
+        assert by_name.compress(test_views[2], 3_000).to_bytes() == payload.to_bytes()
         a, b = codec.decompress(payload), loaded.decompress(payload)
         assert all(np.array_equal(a[k], b[k]) for k in a)
         with pytest.raises(ValueError) as err:
-            type(codec).load(path, expect_env_id="bwgym/LocateLift-v0")
+            loaded.check_spec(env_id="bwgym/LocateLift-v0")
+        assert "bwgym/Test-v0" in str(err.value) and "bwgym/LocateLift-v0" in str(err.value)
+        with pytest.raises(ValueError) as err:
+            make_codec(name, specs, env_id="bwgym/LocateLift-v0", checkpoint=path)
         assert "bwgym/Test-v0" in str(err.value) and "bwgym/LocateLift-v0" in str(err.value)
         with pytest.raises(ValueError) as err:
             loaded.check_spec(views=[ViewSpec("arm", (84, 84, 3)), ViewSpec("side", (84, 84, 3))])
-        assert "(32, 32, 3)" in str(err.value) and "(84, 84, 3)" in str(err.value)
+        # both shapes named (the one checkpoint format writes them as JSON lists)
+        assert re.search(r"[(\[]32, 32, 3[)\]]", str(err.value)), str(err.value)
+        assert re.search(r"[(\[]84, 84, 3[)\]]", str(err.value)), str(err.value)
         with pytest.raises(ValueError, match="'wrist'"):
             loaded.check_spec(views={"arm": (SIZE, SIZE, 3), "wrist": (SIZE, SIZE, 3)})
-    with pytest.raises(ValueError, match="checkpoint of codec 'pca'"):
-        LinearDPCACodec.load(tmp_path / "pca.npz")
+    with pytest.raises(ValueError, match="checkpoint of 'codec/pca'"):
+        LinearDPCACodec.load(tmp_path / "pca.ckpt")
+
+
+def test_latent_model_is_always_dpca(codecs) -> None:
+    """Joint PCA is DPCA with one stream named "joint"; the distributed codec has one per view."""
+    dist, joint = codecs["linear_dpca"], codecs["pca"]
+    assert isinstance(dist.latent_model, DPCA) and isinstance(joint.latent_model, DPCA)
+    assert dist.stream_names == ("arm", "side") and joint.stream_names == (JOINT,)
+    assert dist.latent_model.ranks == (64, 64) and joint.latent_model.ranks == (128,)
 
 
 def test_bad_views_raise_value_error(codecs, test_views) -> None:
@@ -184,7 +202,6 @@ def test_corrupt_payloads_raise_payload_error(codecs, test_views) -> None:
         Payload("linear_dpca", payload.streams, payload.meta + b"\x00"),
         Payload("linear_dpca", payload.streams, payload.meta[:1]),
         Payload("pca", payload.streams, payload.meta),
-        Payload("linear_dpca", (payload.streams[0] + b"\x17", payload.streams[1]), payload.meta),
     ]:
         with pytest.raises(PayloadError):
             codec.decompress(Payload.from_bytes(bad.to_bytes()))
@@ -207,7 +224,7 @@ def test_float_vector_views_and_downsampling(train) -> None:
     assert np.allclose(decoded["imu"], sample["imu"], atol=0.05 * np.abs(sample["imu"]).max())
 
     small = LinearDPCACodec.fit(train, max_components=16, downsample=4)
-    assert small.dpca.dims == (8 * 8 * 3, 8 * 8 * 3)
+    assert small.latent_model.dims == (8 * 8 * 3, 8 * 8 * 3)
     views = {k: v[0] for k, v in train.items()}
     payload = small.compress(views, 2_000)
     assert payload.nbits <= 2_000

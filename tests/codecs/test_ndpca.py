@@ -11,9 +11,10 @@ import pytest
 import torch
 
 import bwgym  # noqa: F401  (registers the envs; before mujoco)
-from bwgym.codecs.base import Payload
-from bwgym.codecs.ndpca import CHECKPOINT_DIR, SHIPPED, NDPCACodec
-from bwgym.codecs.train import LEARNED, TrainConfig, load_codec, train_codec
+from bwgym.codecs import codec_entry, load_codec, make_codec
+from bwgym.codecs.base import Payload, ViewSpec
+from bwgym.codecs.ndpca import NDPCACodec
+from bwgym.codecs.train import TrainConfig, train_codec
 
 SIZE = 32
 
@@ -66,9 +67,12 @@ def test_payload_header_reports_the_dpca_allocation(codec, frames) -> None:
 
 
 def test_variants_are_task_aware_or_not() -> None:
-    assert LEARNED["ndpca"][1]["lambda_task"] > 0
-    assert LEARNED["ndpca_agnostic"][1]["lambda_task"] == 0
-    assert LEARNED["ndpca"][0] is LEARNED["ndpca_agnostic"][0] is NDPCACodec
+    assert codec_entry("ndpca").recipe["lambda_task"] > 0
+    assert codec_entry("ndpca_agnostic").recipe["lambda_task"] == 0
+    assert TrainConfig.for_variant("ndpca").lambda_task > 0
+    assert TrainConfig.for_variant("ndpca_agnostic").lambda_task == 0
+    assert codec_entry("ndpca").cls is codec_entry("ndpca_agnostic").cls is NDPCACodec
+    assert codec_entry("ndpca_agnostic").wire_name == "ndpca"  # one wire format, two variants
 
 
 def test_codec_inside_bandwidth_limited(codec) -> None:
@@ -91,7 +95,7 @@ def test_codec_inside_bandwidth_limited(codec) -> None:
 
 
 def test_fresh_decoder_on_another_device_setting_gets_the_same_bytes(codec, frames, tmp_path) -> None:
-    path = codec.save(tmp_path / "n.pt")
+    path = codec.save(tmp_path / "n.ckpt")
     other = NDPCACodec.load(path, device="cpu")
     obs = {k: v[3] for k, v in frames[0].items()}
     assert other.compress(obs, 333).to_bytes() == codec.compress(obs, 333).to_bytes()
@@ -99,14 +103,12 @@ def test_fresh_decoder_on_another_device_setting_gets_the_same_bytes(codec, fram
 
 @pytest.mark.parametrize("variant", ["ndpca", "ndpca_agnostic", "dae", "jae"])
 def test_shipped_learned_checkpoints_work_on_locate_lift(variant: str) -> None:
-    path = CHECKPOINT_DIR / SHIPPED[variant]
-    assert path.is_file(), f"{path.name} is not shipped (python -m bwgym.codecs.train --all)"
-    codec = load_codec(
-        path,
-        expect_env_id="bwgym/LocateLift-v0",
-        expect_views={"arm": (84, 84, 3), "side": (84, 84, 3)},
-        device="cpu",
-    )
+    path = codec_entry(variant).shipped_path
+    assert path is not None and path.is_file(), f"{variant}: no shipped checkpoint (bwgym train codec --all)"
+    views = [ViewSpec("arm", (84, 84, 3)), ViewSpec("side", (84, 84, 3))]
+    codec = make_codec(variant, views, env_id="bwgym/LocateLift-v0", device="cpu")
+    assert type(codec) is type(load_codec(path, device="cpu")) is codec_entry(variant).cls
+    assert codec.variant == variant
     assert codec.metrics and codec.train_config["codec"] == variant
     rng = np.random.default_rng(0)
     obs = {v: rng.integers(0, 256, (84, 84, 3), dtype=np.uint8) for v in ("arm", "side")}
@@ -117,12 +119,13 @@ def test_shipped_learned_checkpoints_work_on_locate_lift(variant: str) -> None:
     assert path.stat().st_size < 2_000_000
 
 
-def test_load_shipped_names_the_retrain_command(monkeypatch, tmp_path) -> None:
-    import bwgym.codecs.ndpca as ndpca
+def test_missing_shipped_checkpoint_names_the_retrain_command(monkeypatch, tmp_path) -> None:
+    import bwgym.codecs.registry as registry
 
-    monkeypatch.setattr(ndpca, "CHECKPOINT_DIR", tmp_path)
+    monkeypatch.setattr(registry, "CHECKPOINT_DIR", tmp_path)
+    views = [ViewSpec("arm", (84, 84, 3)), ViewSpec("side", (84, 84, 3))]
     with pytest.raises(FileNotFoundError, match="bwgym train codec --codec ndpca_agnostic"):
-        NDPCACodec.load_shipped(task_aware=False)
+        make_codec("ndpca_agnostic", views, env_id="bwgym/LocateLift-v0")
 
 
 def test_decoder_outputs_images_in_range(codec, frames) -> None:

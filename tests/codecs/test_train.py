@@ -8,22 +8,21 @@ import json
 import numpy as np
 import pytest
 import torch
+from tiny_agent import SIZE, TinyAgent, tiny_agent  # noqa: E402,F401
 
 import bwgym  # noqa: F401  (registers the envs; before mujoco)
+from bwgym.codecs import codec_entry, codec_names, load_codec, make_codec
 from bwgym.codecs.autoencoders import DAECodec, JAECodec
+from bwgym.codecs.base import ViewSpec
 from bwgym.codecs.linear import LinearDPCACodec, PCACodec
 from bwgym.codecs.ndpca import NDPCACodec
 from bwgym.codecs.train import (
-    LEARNED,
+    SHIPPED_ORDER,
     TrainConfig,
     codec_loss,
-    fit_linear_codec,
-    load_codec,
-    regenerate_all,
     train_codec,
+    train_registered,
 )
-
-from tiny_agent import SIZE, TinyAgent, tiny_agent  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,7 @@ def demos(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def frames(demos) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    from bwgym.codecs.train import load_frames
+    from bwgym.cli.codecs import load_frames
 
     return load_frames(demos, progress=False)
 
@@ -96,16 +95,25 @@ def test_task_loss_backpropagates_into_the_encoders_through_the_frozen_agent(fra
 def test_task_aware_variant_needs_an_agent(frames) -> None:
     with pytest.raises(ValueError, match="agent"):
         train_codec(TrainConfig.for_variant("ndpca", steps=1), *frames)
-    with pytest.raises(ValueError, match="unknown learned codec"):
+    with pytest.raises(ValueError, match="unknown codec 'nope'"):
         TrainConfig.for_variant("nope")
+    with pytest.raises(ValueError, match="not a learned codec"):
+        TrainConfig.for_variant("jpeg")
 
 
 def test_each_variant_trains_and_loads_through_load_codec(frames, tmp_path) -> None:
     classes = {"ndpca": NDPCACodec, "ndpca_agnostic": NDPCACodec, "dae": DAECodec, "jae": JAECodec}
     first = None
     for variant, cls in classes.items():
-        cfg = TrainConfig.for_variant(
+        path = tmp_path / f"{variant}.ckpt"
+        codec = train_registered(
             variant,
+            frames[0],
+            path,
+            env_id="bwgym/LocateLift-v0",
+            episode_index=frames[1],
+            task_model=tiny_agent(),
+            progress=False,
             steps=3,
             batch_size=4,
             latent_dim=4,
@@ -114,32 +122,42 @@ def test_each_variant_trains_and_loads_through_load_codec(frames, tmp_path) -> N
             threads=1,
             init=first,
         )
-        codec = train_codec(cfg, *frames, agent=tiny_agent(), progress=False)
-        path = codec.save(tmp_path / f"{variant}.pt")
+        assert type(codec) is cls and path.is_file()
         first = first or str(path)
         loaded = load_codec(path, device="cpu")
-        assert type(loaded) is cls and loaded.train_config["codec"] == variant
-        assert loaded.train_config["lambda_task"] == LEARNED[variant][1]["lambda_task"]
+        assert type(loaded) is cls and loaded.train_config["codec"] == variant and loaded.variant == variant
+        assert loaded.train_config["lambda_task"] == codec_entry(variant).recipe["lambda_task"]
+    views = [ViewSpec("arm", (SIZE, SIZE, 3)), ViewSpec("side", (SIZE, SIZE, 3))]
     for variant, cls in (("linear_dpca", LinearDPCACodec), ("pca", PCACodec)):
-        codec = fit_linear_codec(variant, frames[0], env_id="bwgym/LocateLift-v0")
-        codec.save(tmp_path / f"{variant}.npz")
-        assert type(load_codec(tmp_path / f"{variant}.npz", expect_env_id="bwgym/LocateLift-v0")) is cls
+        path = tmp_path / f"{variant}.ckpt"
+        train_registered(variant, frames[0], path, env_id="bwgym/LocateLift-v0")
+        assert type(load_codec(path)) is cls
+        assert type(make_codec(variant, views, env_id="bwgym/LocateLift-v0", checkpoint=path)) is cls
+        assert load_codec(path).train_config["downsample"] == codec_entry(variant).recipe["downsample"]
         with pytest.raises(ValueError, match="Other"):
-            load_codec(tmp_path / f"{variant}.npz", expect_env_id="bwgym/Other-v0")
+            make_codec(variant, views, env_id="bwgym/Other-v0", checkpoint=path)
         with pytest.raises(ValueError, match="84"):
-            load_codec(tmp_path / f"{variant}.npz", expect_image_shape=(84, 84))
+            load_codec(path).check_spec(views={"arm": (84, 84, 3), "side": (84, 84, 3)})
     with pytest.raises(FileNotFoundError):
-        load_codec(tmp_path / "missing.pt")
+        load_codec(tmp_path / "missing.ckpt")
 
 
-def test_cli_choices_match_the_variants() -> None:
-    from bwgym.codecs import commands, train
-
-    assert commands.VARIANTS == train.VARIANTS
+def test_one_registry_lists_the_trainable_and_shipped_codecs() -> None:
+    """The CLI, training and the shipped checkpoints read one table (the old CLI list and
+    ``train.VARIANTS`` are gone): every shipped codec is registered, trainable and its file ships."""
+    names = codec_names()
+    trainable = {n for n in names if codec_entry(n).trainable}
+    assert set(SHIPPED_ORDER) <= trainable
+    for name in SHIPPED_ORDER:
+        assert codec_entry(name).shipped_path.is_file(), name
+    assert not {"raw", "jpeg", "png"} & trainable
+    assert SHIPPED_ORDER.index("ndpca_agnostic") < min(
+        SHIPPED_ORDER.index(n) for n in ("ndpca", "dae", "jae")
+    )
 
 
 def _parser():
-    from bwgym.codecs import commands
+    from bwgym.cli import codecs as commands
 
     parser = argparse.ArgumentParser(prog="bwgym")
     sub = parser.add_subparsers(dest="command")
@@ -149,7 +167,7 @@ def _parser():
 
 
 def test_cli_trains_a_codec_from_demos(demos, tmp_path, capsys) -> None:
-    out = tmp_path / "agnostic.pt"
+    out = tmp_path / "agnostic.ckpt"
     args = _parser().parse_args(
         [
             "train",
@@ -173,27 +191,39 @@ def test_cli_trains_a_codec_from_demos(demos, tmp_path, capsys) -> None:
         ]
     )
     assert args.func(args) == 0
-    report = json.loads((tmp_path / "agnostic.pt.json").read_text())
+    report = json.loads((tmp_path / "agnostic.ckpt.json").read_text())
     assert report["codec"] == "ndpca_agnostic" and report["train_config"]["steps"] == 4
-    assert isinstance(load_codec(out, expect_env_id="bwgym/LocateLift-v0"), NDPCACodec)
+    trained = load_codec(out)
+    assert isinstance(trained, NDPCACodec)
+    trained.check_spec(env_id="bwgym/LocateLift-v0")
     assert list((tmp_path / "agnostic.tb").glob("events.*"))
     bad = _parser().parse_args(
         ["train", "codec", "--codec", "ndpca", "--demos", str(demos), "--out", str(tmp_path / "x.npz")]
     )
     assert bad.func(bad) == 2
-    assert "must end in .pt" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        _parser().parse_args(["train", "codec", "--codec", "gzip", "--out", "x.pt"])
+    assert "must end in .ckpt" in capsys.readouterr().err
+    # --codec takes any registered name (no fixed choices list): an unknown one is refused with the
+    # registry's message and exit code 2, before any frames are loaded
+    unknown = _parser().parse_args(["train", "codec", "--codec", "gzip", "--out", str(tmp_path / "x.ckpt")])
+    assert unknown.func(unknown) == 2
+    assert "unknown codec 'gzip'" in capsys.readouterr().err
+    fixed = _parser().parse_args(["train", "codec", "--codec", "jpeg", "--out", str(tmp_path / "x.ckpt")])
+    assert fixed.func(fixed) == 2
+    assert "nothing to train" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_regenerate_all_smoke(demos, tmp_path, monkeypatch) -> None:
+def test_regenerate_shipped_smoke(demos, tmp_path, monkeypatch) -> None:
     from bwgym.agents import bc
+    from bwgym.cli.codecs import regenerate_shipped
 
-    monkeypatch.setattr(bc.BCAgent, "load_shipped", classmethod(lambda cls, **kw: tiny_agent()))
-    written = regenerate_all(
+    monkeypatch.setattr(bc.BCAgent, "load", classmethod(lambda cls, *a, **kw: tiny_agent()))
+    written = regenerate_shipped(
         tmp_path, demos=demos, scale_steps=0.002, log_root=None, device="cpu", threads=1, progress=False
     )
     assert set(written) == {"linear_dpca", "pca", "ndpca_agnostic", "ndpca", "dae", "jae"}
     for variant, path in written.items():
-        assert load_codec(path, expect_env_id="bwgym/LocateLift-v0").name == variant.replace("_agnostic", "")
+        assert path == tmp_path / codec_entry(variant).checkpoint
+        codec = load_codec(path)
+        codec.check_spec(env_id="bwgym/LocateLift-v0")
+        assert codec.name == variant.replace("_agnostic", "") and codec.variant == variant
