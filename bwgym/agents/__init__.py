@@ -6,7 +6,7 @@
 * :class:`~bwgym.agents.bc.BCAgent`, :func:`~bwgym.agents.bc.train_bc`,
   :func:`~bwgym.agents.bc.evaluate_agent` - the behaviour-cloning CNN policy
   (``BCAgent.load_shipped()`` is the trained LocateLift agent);
-* :mod:`bwgym.agents.allocators` - bandwidth allocation policies.
+* :mod:`bwgym.envs.allocators` - bandwidth allocation policies.
 
 Names are imported on first use, so ``import bwgym.agents.expert`` does not pull in torch.
 """

@@ -17,29 +17,37 @@ images in [0, 1] and is differentiable with respect to them::
 augmentation (pad and random crop, as in DrQ: the paper's "robust task model"), early stopping on
 held-out episodes, TensorBoard logs and optional DAgger rounds. :func:`evaluate_agent` measures
 its success rate. The command ``bwgym train agent --algo bc`` does all of it (see
-:mod:`bwgym.agents.commands`).
+:mod:`bwgym.cli.agents`).
 
 The agent has no batch norm or dropout, so train and eval mode compute the same function: a
 frozen agent inside another model's training loop behaves exactly as it does when acting.
 
-**The shipped agent** (``checkpoints/bc_locate_lift.pt``, 84x84 ``arm`` + ``side`` views, images
+**Checkpoints** use the project's one format (:mod:`bwgym.common.checkpoint`, kind ``agent/bc``):
+the ``state_dict`` as ``.npy`` arrays plus JSON metadata (env id, views, image shape, proprio size,
+architecture, training config, metrics). Loading runs no code from the file, and
+:meth:`BCAgent.load` checks the spec it is asked for. A checkpoint of the earlier torch format
+(``.pt``) is refused; :func:`convert_legacy` rewrites one (it reads it with
+``torch.load(weights_only=True)``, which unpickles no objects).
+
+**The shipped agent** (``checkpoints/bc_locate_lift.ckpt``, 84x84 ``arm`` + ``side`` views, images
 only, no proprio) is plain BC (no DAgger) on 200 expert episodes with N(0, 0.1) action noise,
 made by::
 
     bwgym train agent --algo bc --env bwgym/LocateLift-v0 --episodes 200 \
-        --out bwgym/agents/checkpoints/bc_locate_lift.pt
+        --out bwgym/agents/checkpoints/bc_locate_lift.ckpt
 
-``checkpoints/bc_locate_lift.json`` records the full command, the training history and its
+(trained as ``bc_locate_lift.pt`` and converted by :func:`convert_legacy`, same weights bit for
+bit). ``checkpoints/bc_locate_lift.json`` records the full command, the training history and its
 success rate on 100 seeded episodes (seeds 10000-10099) with uncompressed views.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import time
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,35 +57,34 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bwgym.common.checkpoint import CheckpointError, check_spec, load_checkpoint, save_checkpoint
+from bwgym.common.device import resolve_device
+
 if TYPE_CHECKING:
     import pandas as pd
 
     from bwgym.agents.demos import DemoDataset
 
 __all__ = [
-    "FORMAT",
+    "CHECKPOINT_KIND",
     "SHIPPED_CHECKPOINT",
     "BCAgent",
+    "convert_legacy",
     "evaluate_agent",
     "random_shift",
     "resolve_device",
     "train_bc",
 ]
 
-#: Format tag stored in every checkpoint; bump it when the layout changes.
-FORMAT = "bwgym.bc/1"
+#: Kind of a BC checkpoint in the project's format (:mod:`bwgym.common.checkpoint`).
+CHECKPOINT_KIND = "agent/bc"
+#: Format tag of the earlier torch files (``torch.save`` dicts), which :func:`convert_legacy` reads.
+LEGACY_FORMAT = "bwgym.bc/1"
 #: The shipped LocateLift agent (see ``bc_locate_lift.json`` next to it for how it was made).
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "bc_locate_lift.pt"
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "bc_locate_lift.ckpt"
 PROPRIO_KEY = "proprio"
 #: Seeds of DAgger rollouts start here, far from demonstration and evaluation seeds.
 DAGGER_SEED_BASE = 1_000_000
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` is CUDA when available, else CPU; anything else is passed to ``torch.device``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _writable(value: Any) -> np.ndarray:
@@ -225,15 +232,27 @@ class BCAgent(nn.Module):
         image_shape: Sequence[int] | None = None,
         where: str = "the agent",
     ) -> None:
-        """Raise ``ValueError`` naming both specs unless the given expectations (None: any) match."""
-        want_shape = None if image_shape is None else [int(v) for v in image_shape][:2]
-        if (
-            (env_id is not None and env_id != self.env_id)
-            or (views is not None and list(views) != self.view_names)
-            or (want_shape is not None and want_shape != list(self.image_shape))
-        ):
-            expected = _spec_text(env_id, views, want_shape)
-            raise ValueError(f"{where} was trained for {self._spec_text()}, expected {expected}")
+        """Raise ``CheckpointError`` (a ``ValueError``) naming both specs unless the expectations match.
+
+        Args:
+            env_id: expected env id (None: any).
+            views: expected view names, in order (None: any).
+            image_shape: expected (H, W) (None: any; a trailing channel size is ignored).
+            where: what the agent is, for the message (e.g. its checkpoint path).
+
+        """
+        requested = dict(
+            env_id=env_id,
+            views=None if views is None else [str(v) for v in views],
+            image_shape=None if image_shape is None else [int(v) for v in image_shape][:2],
+        )
+        saved = dict(env_id=self.env_id, views=list(self.view_names), image_shape=list(self.image_shape))
+        check_spec(
+            where,
+            saved,
+            requested,
+            "load an agent trained for them, or train one (`bwgym train agent --algo bc --env ...`)",
+        )
 
     # ------------------------------------------------------------------ inference
     def forward(self, views: Mapping[str, Tensor]) -> Tensor:
@@ -298,6 +317,9 @@ class BCAgent(nn.Module):
             )
         return out
 
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode: the policy is deterministic and memoryless, so nothing to do."""
+
     @torch.no_grad()
     def act_batch(self, obs: Mapping[str, Any]) -> np.ndarray:
         """Actions ``float32 (B, action_dim)`` for a batch of observations (eval mode, no grad)."""
@@ -313,36 +335,30 @@ class BCAgent(nn.Module):
         return self.act_batch(obs)[0]
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the weights and the metadata (spec, architecture, training config, version).
-
-        The file is a ``torch.save`` dict of tensors and JSON-able values only, so
-        ``torch.load(..., weights_only=True)`` reads it. Written atomically (temp file + rename).
-        """
-        import bwgym
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = dict(
-            format=FORMAT,
-            **self.spec,
+    def metadata(self) -> dict[str, Any]:
+        """Return the checkpoint's JSON metadata: spec, architecture, training config, metrics."""
+        return dict(
+            env_id=self.env_id,
+            views={v: {"shape": [*self.image_shape, 3], "dtype": "uint8"} for v in self.view_names},
+            # JSON objects are written with sorted keys; the feature order lives in this list.
+            view_names=list(self.view_names),
+            image_shape=list(self.image_shape),
+            proprio_dim=self.proprio_dim,
             action_dim=self.action_dim,
             arch=self.arch,
-            train_config=self.train_config,
-            extra=self.extra_meta,
-            bwgym_version=bwgym.__version__,
+            config=self.train_config,
+            metrics=self.extra_meta,
         )
-        # Round-trip through JSON so the promise "JSON-able metadata" is checked at save time.
-        meta = json.loads(json.dumps(meta))
-        state = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
-            torch.save({"format": FORMAT, "meta": meta, "state_dict": state}, tmp)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return path
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the agent as a checkpoint of kind ``agent/bc`` (atomically) and return its path.
+
+        The file is the project's checkpoint format (:mod:`bwgym.common.checkpoint`): the
+        ``state_dict`` as ``.npy`` arrays plus :meth:`metadata` as JSON; loading it runs no code.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return save_checkpoint(path, CHECKPOINT_KIND, self.state_dict(), self.metadata())
 
     @classmethod
     def load(
@@ -356,40 +372,51 @@ class BCAgent(nn.Module):
         """Rebuild an agent from :meth:`save`'s file, in eval mode.
 
         Args:
-            path: the checkpoint.
+            path: the checkpoint (kind ``agent/bc``).
             env_id: expected env id (None: any).
             views: expected view names, in order (None: any).
-            image_shape: expected (H, W) (None: any).
+            image_shape: expected (H, W) (None: any; a trailing channel size is ignored).
             device: where to put the weights (``"auto"``: CUDA when available).
 
         Raises:
-            ValueError: the file is not a bwgym BC checkpoint, or its spec does not match the
-                expectations (the message names both).
+            FileNotFoundError: no file at ``path``.
+            CheckpointError: (a ``ValueError``) the file is not a bwgym checkpoint, is one of
+                another kind, is a BC file of the earlier torch format (the message says how to
+                convert it), or its spec does not match the expectations (the message names both).
 
         """
         path = Path(path)
         try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
+            ckpt = load_checkpoint(path, kind=CHECKPOINT_KIND)
+        except CheckpointError as err:
+            if _is_legacy_file(path):
+                raise CheckpointError(
+                    f"{path} is a BC agent in the earlier torch format; convert it once with "
+                    f"`python -c \"from bwgym.agents.bc import convert_legacy; convert_legacy('{path}')\"` "
+                    f"(writes {path.with_suffix('.ckpt').name}) or retrain it"
+                ) from err
             raise
-        except Exception as err:  # torch raises many types for a damaged file
-            raise ValueError(f"{path} is not a readable BC checkpoint ({type(err).__name__}: {err})") from err
-        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-            got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
-            raise ValueError(f"{path} is not a bwgym BC checkpoint (format {got!r}, expected {FORMAT!r})")
-        meta = blob["meta"]
-        agent = cls(
-            view_names=meta["view_names"],
-            image_shape=meta["image_shape"],
-            proprio_dim=meta["proprio_dim"],
-            action_dim=meta["action_dim"],
-            env_id=meta["env_id"],
-            **meta["arch"],
-        )
-        agent.check_spec(env_id, views, image_shape, where=str(path))
-        agent.load_state_dict(blob["state_dict"])
-        agent.train_config = dict(meta.get("train_config", {}))
-        agent.extra_meta = dict(meta.get("extra", {}))
+        meta = ckpt.metadata
+        try:
+            agent = cls(
+                view_names=meta["view_names"],
+                image_shape=meta["image_shape"],
+                proprio_dim=meta["proprio_dim"],
+                action_dim=meta["action_dim"],
+                env_id=meta["env_id"],
+                **meta["arch"],
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(
+                f"{path}: BC checkpoint with invalid metadata ({type(err).__name__}: {err})"
+            ) from err
+        agent.check_spec(env_id, views, image_shape, where=f"BC agent {path}")
+        try:
+            agent.load_state_dict(ckpt.tensors())
+        except RuntimeError as err:
+            raise CheckpointError(f"{path}: weights do not match the recorded architecture ({err})") from err
+        agent.train_config = dict(meta.get("config") or {})
+        agent.extra_meta = dict(meta.get("metrics") or {})
         return agent.to(resolve_device(device)).eval()
 
     @classmethod
@@ -400,7 +427,7 @@ class BCAgent(nn.Module):
         image_shape: Sequence[int] | None = None,
         device: str | torch.device = "cpu",
     ) -> BCAgent:
-        """Load the shipped LocateLift agent (``checkpoints/bc_locate_lift.pt``: 84x84 arm + side views)."""
+        """Load the shipped LocateLift agent (``checkpoints/bc_locate_lift.ckpt``: 84x84 arm + side views)."""
         if not SHIPPED_CHECKPOINT.is_file():
             raise FileNotFoundError(
                 f"{SHIPPED_CHECKPOINT} is missing from this install; retrain it with "
@@ -416,6 +443,67 @@ class BCAgent(nn.Module):
         return dict(
             cameras=tuple(self.view_names), image_size=tuple(self.image_shape), proprio=bool(self.proprio_dim)
         )
+
+
+def _is_legacy_file(path: Path) -> bool:
+    """Whether ``path`` looks like a ``torch.save`` file (a zip with a ``data.pkl``); nothing is unpickled."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return any(name.endswith("/data.pkl") for name in zf.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def convert_legacy(
+    path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, overwrite: bool = False
+) -> Path:
+    """Rewrite a BC agent of the earlier torch format (``.pt``) as a project checkpoint, same weights.
+
+    The old file is read with ``torch.load(weights_only=True)``, which rebuilds tensors and plain
+    containers only (no pickled objects or code); its metadata keeps its meaning: ``train_config``
+    becomes ``config`` and ``extra`` becomes ``metrics``.
+
+    Args:
+        path: the old ``torch.save`` file (format tag ``bwgym.bc/1``).
+        out: the checkpoint to write (default: ``path`` with the suffix ``.ckpt``).
+        overwrite: replace ``out`` when it exists.
+
+    Returns:
+        The path written.
+
+    Raises:
+        FileExistsError: ``out`` exists and ``overwrite`` is False.
+        CheckpointError: ``path`` is not a BC file of the earlier format.
+
+    """
+    path = Path(path)
+    out = path.with_suffix(".ckpt") if out is None else Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True to replace it")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch raises many types for a file it cannot read
+        raise CheckpointError(
+            f"{path} is not a BC file of the earlier torch format ({type(err).__name__}: {err})"
+        ) from err
+    if not isinstance(blob, dict) or blob.get("format") != LEGACY_FORMAT:
+        got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
+        raise CheckpointError(f"{path} has format {got!r}; convert_legacy reads {LEGACY_FORMAT!r}")
+    meta = blob["meta"]
+    agent = BCAgent(
+        view_names=meta["view_names"],
+        image_shape=meta["image_shape"],
+        proprio_dim=meta["proprio_dim"],
+        action_dim=meta["action_dim"],
+        env_id=meta["env_id"],
+        **meta["arch"],
+    )
+    agent.load_state_dict(blob["state_dict"])
+    agent.train_config = dict(meta.get("train_config") or {})
+    agent.extra_meta = dict(meta.get("extra") or {})
+    return agent.save(out)
 
 
 # ---------------------------------------------------------------------- training

@@ -6,18 +6,35 @@ the codec and the link deliver), with SB3's own callbacks: evaluation (``eval/su
 (``bw/...``) and, for PPO, an optional warm start by behaviour cloning of the SB3 policy itself on
 expert demonstrations (BC-initialised PPO)::
 
-    from bwgym.agents.rl import RLConfig, train_rl
+    from bwgym.agents.rl import RLConfig, load_rl, train_rl
     model = train_rl(RLConfig(algo="ppo", total_timesteps=20_000, out_dir="runs/ppo"))
+    agent = load_rl("runs/ppo", env_id="bwgym/LocateLift-v0")   # reset(seed), act(obs)
 
-The saved folder holds ``model.zip`` (SB3's format) and ``model.json`` (env id, env kwargs,
-observation spec, scenario, library versions), which :func:`load_rl` checks.
+**What is saved, and what is loaded.** :func:`save_rl` writes ``policy.ckpt`` into the run
+folder, in the project's one checkpoint format (:mod:`bwgym.common.checkpoint`, kind
+``agent/sb3-ppo`` or ``agent/sb3-sac``): the policy's ``state_dict`` as ``.npy`` arrays plus JSON
+metadata (algorithm, env id, the observation spec as the env gives it, the policy's observation
+and action spaces, the keyword arguments that rebuild the policy with classes stored by name,
+SB3/torch versions, the :class:`RLConfig`). :func:`load_rl` rebuilds SB3's ``MultiInputPolicy``
+from that metadata and loads the weights into it: it never calls ``PPO.load``/``SAC.load`` and
+unpickles nothing from the folder, so loading a folder someone sent you runs none of its code.
+
+SB3's own callbacks still write zips during training (``checkpoints/<algo>_<n>_steps.zip``,
+``best/best_model.zip``). Those are SB3's pickled format, meant for resuming training with SB3 on
+files you made yourself; :func:`load_rl` never reads them. A folder of the earlier layout (a
+pickled ``model.zip`` and ``model.json``, no ``policy.ckpt``) is refused with a message;
+:func:`convert_legacy` rewrites such a folder once you trust it (it unpickles, and warns so), or
+retrain.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +42,48 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["ALGOS", "RLAgent", "RLConfig", "bc_pretrain_policy", "load_rl", "make_rl_env", "train_rl"]
+from bwgym.common.checkpoint import CheckpointError, check_spec, load_checkpoint, save_checkpoint
+from bwgym.common.device import resolve_device
+
+__all__ = [
+    "ALGOS",
+    "CHECKPOINT_KINDS",
+    "POLICY_FILE",
+    "RLAgent",
+    "RLConfig",
+    "bc_pretrain_policy",
+    "convert_legacy",
+    "load_rl",
+    "make_rl_env",
+    "save_rl",
+    "train_rl",
+]
 
 ALGOS = ("ppo", "sac")
+#: The file :func:`save_rl` writes into the run folder and :func:`load_rl` reads.
+POLICY_FILE = "policy.ckpt"
+#: Checkpoint kind per algorithm.
+CHECKPOINT_KINDS = {algo: f"agent/sb3-{algo}" for algo in ALGOS}
+#: The only policy class saved and rebuilt (SB3's alias, resolved per algorithm).
+POLICY_CLASS = "MultiInputPolicy"
+#: Files of the earlier, pickled layout.
+_LEGACY_FILES = ("model.zip", "model.json")
+#: Policy constructor arguments that are classes: the module they are looked up in (by name only)
+#: and the base class they must derive from. Nothing else is ever imported from a checkpoint.
+_CLASS_KWARGS = {
+    "activation_fn": ("torch.nn", "torch.nn", "Module"),
+    "optimizer_class": ("torch.optim", "torch.optim", "Optimizer"),
+    "features_extractor_class": (
+        "stable_baselines3.common.torch_layers",
+        "stable_baselines3.common.torch_layers",
+        "BaseFeaturesExtractor",
+    ),
+}
+#: Constructor parameters not stored as policy kwargs (spaces are stored apart, the rest is derived).
+_NOT_KWARGS = ("observation_space", "action_space", "lr_schedule", "features_extractor", "features_dim")
+#: Largest space (elements) rebuilt from a checkpoint: guards against a crafted shape.
+_MAX_SPACE_ELEMENTS = 1 << 26
+_DTYPE_KINDS = "uifb"
 
 
 @dataclass(frozen=True)
@@ -62,14 +118,21 @@ class RLConfig:
     hyperparams: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments of the SB3 algorithm (e.g. ``n_steps``, ``buffer_size``)."""
     out_dir: str = "runs/rl"
-    """Where ``model.zip``, ``model.json``, checkpoints and ``tensorboard/`` go."""
+    """The run folder: ``policy.ckpt`` (what :func:`load_rl` reads), SB3's ``checkpoints/`` and ``best/``
+    zips, ``eval/`` and ``tensorboard/``."""
     device: str = "auto"
     """torch device (CUDA when present)."""
 
 
 def make_rl_env(config: RLConfig, env_factory: Callable[[], gym.Env] | None = None) -> gym.Env:
-    """One env of the config: ``env_factory()`` (e.g. a scenario's env inside ``BandwidthLimited``),
-    or the bare ``config.env_id`` with ``config.env_kwargs``; wrapped in SB3's ``Monitor``."""
+    """Make one env of the config, wrapped in SB3's ``Monitor``.
+
+    Args:
+        config: the run's configuration (``env_id`` and ``env_kwargs`` when no factory is given).
+        env_factory: builds the env (e.g. a scenario's env inside ``BandwidthLimited``); None: the
+            bare ``config.env_id`` with ``config.env_kwargs``.
+
+    """
     import bwgym  # noqa: F401
 
     env = env_factory() if env_factory is not None else gym.make(config.env_id, **config.env_kwargs)
@@ -110,8 +173,9 @@ def _bandwidth_callback():
     return BandwidthCallback()
 
 
-def bc_pretrain_policy(model: Any, demos: str | os.PathLike[str], epochs: int = 20, batch_size: int = 64,
-                       seed: int = 0) -> list[float]:
+def bc_pretrain_policy(
+    model: Any, demos: str | os.PathLike[str], epochs: int = 20, batch_size: int = 64, seed: int = 0
+) -> list[float]:
     """Behaviour-clone an SB3 actor-critic policy on expert demonstrations (maximum likelihood).
 
     Returns the mean loss of each epoch. Only the views the policy observes are used.
@@ -125,7 +189,9 @@ def bc_pretrain_policy(model: Any, demos: str | os.PathLike[str], epochs: int = 
     keys = list(model.observation_space.spaces)
     missing = [k for k in keys if k not in obs]
     if missing:
-        raise ValueError(f"demonstrations in {demos} lack observation keys {missing}; the policy observes {keys}")
+        raise ValueError(
+            f"demonstrations in {demos} lack observation keys {missing}; the policy observes {keys}"
+        )
     policy = model.policy
     policy.set_training_mode(True)
     optimizer = torch.optim.Adam(policy.parameters(), lr=3e-4)
@@ -155,15 +221,30 @@ def _observation_spec(space: gym.spaces.Dict) -> dict[str, Any]:
     return {k: {"shape": list(s.shape), "dtype": str(s.dtype)} for k, s in space.spaces.items()}
 
 
-def train_rl(config: RLConfig, progress: bool = True, env_factory: Callable[[], gym.Env] | None = None) -> Any:
-    """Train an SB3 policy as ``config`` says and save it to ``config.out_dir``; returns the model."""
+def train_rl(
+    config: RLConfig, progress: bool = True, env_factory: Callable[[], gym.Env] | None = None
+) -> Any:
+    """Train an SB3 policy as ``config`` says and write ``policy.ckpt`` into ``config.out_dir``.
+
+    Args:
+        config: what to train and how.
+        progress: SB3's progress bar.
+        env_factory: builds one training env (e.g. a scenario's env inside ``BandwidthLimited``);
+            None: ``gymnasium.make(config.env_id, **config.env_kwargs)``.
+
+    Returns:
+        The trained SB3 model (its policy is what :func:`load_rl` gives back from the folder).
+
+    """
     from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback, EvalCallback
 
     if config.algo not in ALGOS:
         raise ValueError(f"algo must be one of {ALGOS}, got {config.algo!r}")
     if config.bc_demos and config.algo != "ppo":
-        raise ValueError("bc_demos warm start is implemented for PPO (a stochastic actor-critic); use algo='ppo'")
+        raise ValueError(
+            "bc_demos warm start is implemented for PPO (a stochastic actor-critic); use algo='ppo'"
+        )
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     from stable_baselines3.common.vec_env import VecTransposeImage
@@ -176,20 +257,39 @@ def train_rl(config: RLConfig, progress: bool = True, env_factory: Callable[[], 
     )
     algo = {"ppo": PPO, "sac": SAC}[config.algo]
     defaults: dict[str, Any] = (
-        {"n_steps": 256, "batch_size": 64} if config.algo == "ppo" else {"buffer_size": 20_000, "learning_starts": 500}
+        {"n_steps": 256, "batch_size": 64}
+        if config.algo == "ppo"
+        else {"buffer_size": 20_000, "learning_starts": 500}
     )
-    model = algo("MultiInputPolicy", venv, seed=config.seed, device=config.device, verbose=0,
-                 tensorboard_log=str(out / "tensorboard"), **{**defaults, **config.hyperparams})
+    model = algo(
+        "MultiInputPolicy",
+        venv,
+        seed=config.seed,
+        device=config.device,
+        verbose=0,
+        tensorboard_log=str(out / "tensorboard"),
+        **{**defaults, **config.hyperparams},
+    )
     if config.bc_demos:
         losses = bc_pretrain_policy(model, config.bc_demos, epochs=config.bc_epochs, seed=config.seed)
         (out / "bc_pretrain.json").write_text(json.dumps({"epoch_losses": losses}))
     per_env = lambda steps: max(1, steps // config.n_envs)  # noqa: E731  (SB3 counts callback calls)
-    callbacks = CallbackList([
-        EvalCallback(eval_env, n_eval_episodes=config.eval_episodes, eval_freq=per_env(config.eval_freq_steps),
-                     best_model_save_path=str(out / "best"), log_path=str(out / "eval"), verbose=0),
-        CheckpointCallback(per_env(config.checkpoint_freq_steps), str(out / "checkpoints"), name_prefix=config.algo),
-        _bandwidth_callback(),
-    ])
+    callbacks = CallbackList(
+        [
+            EvalCallback(
+                eval_env,
+                n_eval_episodes=config.eval_episodes,
+                eval_freq=per_env(config.eval_freq_steps),
+                best_model_save_path=str(out / "best"),
+                log_path=str(out / "eval"),
+                verbose=0,
+            ),
+            CheckpointCallback(
+                per_env(config.checkpoint_freq_steps), str(out / "checkpoints"), name_prefix=config.algo
+            ),
+            _bandwidth_callback(),
+        ]
+    )
     model.learn(config.total_timesteps, callback=callbacks, progress_bar=progress, tb_log_name=config.algo)
     save_rl(model, config, out, observation_spec)
     venv.close()
@@ -197,59 +297,369 @@ def train_rl(config: RLConfig, progress: bool = True, env_factory: Callable[[], 
     return model
 
 
-def save_rl(model: Any, config: RLConfig, out_dir: str | os.PathLike[str], observation_spec: dict[str, Any]) -> Path:
-    """Write ``model.zip`` and ``model.json`` (what :func:`load_rl` checks) into ``out_dir``."""
-    import stable_baselines3
-    import torch
+# ---------------------------------------------------------------------- spaces <-> JSON
+def _number_to_json(value: Any) -> Any:
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "inf", "-inf", "nan": JSON has no literal for them
+    return value
 
-    import bwgym
 
-    out = Path(out_dir)
-    model.save(out / "model.zip")
-    meta = {"algo": config.algo, "env_id": config.env_id, "env_kwargs": config.env_kwargs,
-            "scenario": config.scenario, "observation_spec": observation_spec,
-            "config": asdict(config), "versions": {"bwgym": bwgym.__version__, "torch": torch.__version__,
-                                                    "stable_baselines3": stable_baselines3.__version__}}
-    (out / "model.json").write_text(json.dumps(meta, indent=2))
+def _bound_to_json(bound: np.ndarray) -> Any:
+    """One number when every element is the same (images: 0 and 255), else the flat list."""
+    flat = np.asarray(bound).ravel()
+    if flat.size and np.array_equal(flat, np.full_like(flat, flat[0]), equal_nan=True):
+        return _number_to_json(flat[0])
+    return [_number_to_json(v) for v in flat]
+
+
+def _space_to_json(space: gym.Space) -> dict[str, Any]:
+    """Describe a ``Box`` or a ``Dict`` of them as plain JSON (keys kept in order, bounds exact)."""
+    if isinstance(space, gym.spaces.Box):
+        return {
+            "type": "Box",
+            "shape": [int(n) for n in space.shape],
+            "dtype": str(space.dtype),
+            "low": _bound_to_json(space.low),
+            "high": _bound_to_json(space.high),
+        }
+    if isinstance(space, gym.spaces.Dict):
+        # A list of pairs, not an object: the feature order of the policy follows the keys'.
+        return {"type": "Dict", "spaces": [[str(k), _space_to_json(s)] for k, s in space.spaces.items()]}
+    raise ValueError(f"save_rl stores Box and Dict spaces only, got {space!r}")
+
+
+def _bound_from_json(value: Any, shape: tuple[int, ...], dtype: np.dtype, what: str) -> np.ndarray:
+    def number(v: Any) -> float | int:
+        if isinstance(v, str):
+            if v not in ("inf", "-inf", "nan"):
+                raise CheckpointError(f"{what}: bound {v!r} is not a number")
+            return float(v)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise CheckpointError(f"{what}: bound {v!r} is not a number")
+        return v
+
+    size = math.prod(shape)
+    if isinstance(value, list):
+        if len(value) != size:
+            raise CheckpointError(f"{what}: {len(value)} bounds for shape {list(shape)}")
+        return np.asarray([number(v) for v in value], dtype=dtype).reshape(shape)
+    return np.full(shape, number(value), dtype=dtype)
+
+
+def _space_from_json(data: Any, what: str = "space") -> gym.Space:
+    """Inverse of :func:`_space_to_json`; anything else is a :class:`CheckpointError`."""
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{what}: expected a space description, got {type(data).__name__}")
+    if data.get("type") == "Dict":
+        items = data.get("spaces")
+        if not isinstance(items, list) or not all(
+            isinstance(i, list) and len(i) == 2 and isinstance(i[0], str) for i in items
+        ):
+            raise CheckpointError(f"{what}: a Dict space needs a list of [name, space] pairs")
+        return gym.spaces.Dict([(k, _space_from_json(s, f"{what}[{k!r}]")) for k, s in items])
+    if data.get("type") != "Box":
+        raise CheckpointError(f"{what}: space type {data.get('type')!r}, expected 'Box' or 'Dict'")
+    shape = data.get("shape")
+    if not isinstance(shape, list) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape
+    ):
+        raise CheckpointError(f"{what}: shape {shape!r} is not a list of positive integers")
+    if math.prod(shape) > _MAX_SPACE_ELEMENTS:
+        raise CheckpointError(f"{what}: shape {shape} has more than {_MAX_SPACE_ELEMENTS} elements")
+    try:
+        dtype = np.dtype(str(data.get("dtype")))
+    except TypeError as err:
+        raise CheckpointError(f"{what}: dtype {data.get('dtype')!r} is not a numpy dtype") from err
+    if dtype.kind not in _DTYPE_KINDS:
+        raise CheckpointError(f"{what}: dtype {dtype} is not numeric")
+    shape_t = tuple(shape)
+    low = _bound_from_json(data.get("low"), shape_t, dtype, what)
+    high = _bound_from_json(data.get("high"), shape_t, dtype, what)
+    return gym.spaces.Box(low=low, high=high, shape=shape_t, dtype=dtype)
+
+
+# ---------------------------------------------------------------------- policy kwargs <-> JSON
+def _allowed_class(key: str, name: Any) -> type:
+    """Return the class named ``name`` in the one module allowed for ``key`` (never an import path)."""
+    import importlib
+
+    module_name, base_module, base_name = _CLASS_KWARGS[key]
+    if not isinstance(name, str) or not name.isidentifier():
+        raise CheckpointError(f"policy kwarg {key}={name!r} is not a class name")
+    cls = getattr(importlib.import_module(module_name), name, None)
+    base = getattr(importlib.import_module(base_module), base_name)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise CheckpointError(f"policy kwarg {key}={name!r} is not a {base_name} class of {module_name}")
+    return cls
+
+
+def _policy_kwargs(policy: Any) -> dict[str, Any]:
+    """Return the keyword arguments that rebuild ``policy`` (with its spaces), as plain JSON."""
+    params = dict(policy._get_constructor_parameters())
+    params["share_features_extractor"] = bool(policy.share_features_extractor)
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in _NOT_KWARGS or value is None:
+            continue
+        if key in _CLASS_KWARGS:
+            name = getattr(value, "__name__", None)
+            if name is None or _allowed_class(key, name) is not value:
+                module = _CLASS_KWARGS[key][0]
+                raise ValueError(
+                    f"policy kwarg {key}={value!r}: save_rl stores classes of {module} only, by name"
+                )
+            out[key] = name
+            continue
+        try:
+            out[key] = json.loads(json.dumps(value))
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"policy kwarg {key}={value!r} is not plain JSON; save_rl cannot store it"
+            ) from err
     return out
 
 
-class RLAgent:
-    """A trained SB3 policy behind the agent interface (``reset``, ``act``), deterministic actions."""
+def _policy_class(algo: str) -> type:
+    from stable_baselines3 import PPO, SAC
 
-    def __init__(self, model: Any, meta: dict[str, Any]) -> None:
-        self.model = model
+    return {"ppo": PPO, "sac": SAC}[algo].policy_aliases[POLICY_CLASS]
+
+
+def _zero_schedule(_progress_remaining: float) -> float:
+    """Learning-rate schedule of a rebuilt policy: it is not trained, the optimizer only exists."""
+    return 0.0
+
+
+def _build_policy(algo: str, metadata: Mapping[str, Any], what: str) -> Any:
+    """Build a fresh ``MultiInputPolicy`` of ``algo`` from the checkpoint's JSON metadata."""
+    observation_space = _space_from_json(metadata.get("observation_space"), f"{what}: observation_space")
+    action_space = _space_from_json(metadata.get("action_space"), f"{what}: action_space")
+    if not isinstance(observation_space, gym.spaces.Dict) or not isinstance(action_space, gym.spaces.Box):
+        raise CheckpointError(f"{what}: expected a Dict observation space and a Box action space")
+    raw = metadata.get("policy_kwargs")
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{what}: policy_kwargs missing")
+    kwargs = {k: _allowed_class(k, v) if k in _CLASS_KWARGS else v for k, v in raw.items()}
+    try:
+        return _policy_class(algo)(observation_space, action_space, _zero_schedule, **kwargs)
+    except (TypeError, ValueError, KeyError, AssertionError) as err:
+        raise CheckpointError(
+            f"{what}: cannot rebuild the {algo} policy ({type(err).__name__}: {err})"
+        ) from err
+
+
+# ---------------------------------------------------------------------- save / load
+def _json_default(value: Any) -> Any:
+    if isinstance(value, type):  # e.g. a class in hyperparams["policy_kwargs"]: recorded by name
+        return f"{value.__module__}.{value.__qualname__}"
+    raise TypeError(f"{value!r} is not JSON")
+
+
+def save_rl(
+    model: Any, config: RLConfig, out_dir: str | os.PathLike[str], observation_spec: dict[str, Any]
+) -> Path:
+    """Write the policy of ``model`` as ``<out_dir>/policy.ckpt`` (what :func:`load_rl` reads).
+
+    Args:
+        model: a trained SB3 ``PPO`` or ``SAC`` with a ``MultiInputPolicy``.
+        config: the run's configuration (recorded).
+        out_dir: the run folder.
+        observation_spec: ``{key: {"shape": [...], "dtype": ...}}`` as the env gives observations
+            (before SB3 transposes images), which :func:`load_rl` checks.
+
+    Returns:
+        The checkpoint's path.
+
+    Raises:
+        ValueError: an algorithm other than PPO/SAC, another policy class, or a policy argument
+            that cannot be stored as JSON.
+
+    """
+    import stable_baselines3
+    import torch
+
+    algo = config.algo
+    if algo not in ALGOS:
+        raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
+    policy = model.policy
+    expected = _policy_class(algo)
+    if type(policy) is not expected:
+        raise ValueError(
+            f"save_rl stores {algo}'s {POLICY_CLASS} ({expected.__name__}), got {type(policy).__name__}"
+        )
+    metadata = {
+        "algo": algo,
+        "env_id": config.env_id,
+        "env_kwargs": config.env_kwargs,
+        "scenario": config.scenario,
+        "views": observation_spec,
+        "policy_class": POLICY_CLASS,
+        "observation_space": _space_to_json(policy.observation_space),
+        "action_space": _space_to_json(policy.action_space),
+        "policy_kwargs": _policy_kwargs(policy),
+        "num_timesteps": int(getattr(model, "num_timesteps", 0)),
+        "config": json.loads(json.dumps(asdict(config), default=_json_default)),
+        "versions": {
+            "stable_baselines3": stable_baselines3.__version__,
+            "torch": torch.__version__,
+            "gymnasium": gym.__version__,
+        },
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(out / POLICY_FILE, CHECKPOINT_KINDS[algo], policy.state_dict(), metadata)
+
+
+class RLAgent:
+    """A trained SB3 policy behind the agent interface (``reset``, ``act``), deterministic actions.
+
+    Args:
+        policy: the SB3 policy (``model.policy``, or one :func:`load_rl` rebuilt).
+        meta: the checkpoint's metadata (``views`` names the observation keys the policy reads).
+
+    """
+
+    def __init__(self, policy: Any, meta: dict[str, Any]) -> None:
+        self.policy = policy
         self.meta = meta
 
     def reset(self, seed: int | None = None) -> None:
         """Nothing to reset: the policies are feed-forward."""
 
-    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """Deterministic action for one observation."""
-        keys = self.meta["observation_spec"]
-        action, _ = self.model.predict({k: obs[k] for k in keys}, deterministic=True)
+    def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Return the deterministic action for one observation."""
+        action, _ = self.policy.predict({k: obs[k] for k in self.meta["views"]}, deterministic=True)
         return np.asarray(action, dtype=np.float32)
 
 
-def load_rl(path: str | os.PathLike[str], env_id: str | None = None,
-            observation_space: gym.spaces.Dict | None = None, device: str = "auto") -> RLAgent:
-    """Load a folder written by :func:`train_rl`; check the env id and observation spec when given."""
+def _legacy_message(folder: Path) -> str:
+    return (
+        f"{folder} holds an RL agent in the earlier format (a pickled model.zip, no {POLICY_FILE}); "
+        "bwgym no longer loads it because unpickling runs code from the file. If you trust the folder, "
+        f'convert it once with `python -c "from bwgym.agents.rl import convert_legacy; '
+        f"convert_legacy('{folder}')\"` (it unpickles model.zip and writes {POLICY_FILE}), or retrain "
+        "with `bwgym train agent --algo ppo|sac --out FOLDER`"
+    )
+
+
+def _checkpoint_path(path: str | os.PathLike[str]) -> Path:
+    """``policy.ckpt`` of a run folder (or the file itself); old layouts get the conversion hint."""
+    path = Path(path)
+    if path.is_file() and (path.suffix == ".zip" or path.name in _LEGACY_FILES):
+        path = path.parent  # a file of the earlier layout names its folder
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise CheckpointError(f"RL agent folder {path} does not exist (expected a folder with {POLICY_FILE})")
+    ckpt = path / POLICY_FILE
+    if ckpt.is_file():
+        return ckpt
+    if any((path / name).is_file() for name in _LEGACY_FILES):
+        raise CheckpointError(_legacy_message(path))
+    raise CheckpointError(
+        f"{path} is not an RL agent folder: {POLICY_FILE} is missing "
+        "(written by `bwgym train agent --algo ppo|sac --out FOLDER`)"
+    )
+
+
+def load_rl(
+    path: str | os.PathLike[str],
+    env_id: str | None = None,
+    observation_space: gym.spaces.Dict | None = None,
+    device: str = "auto",
+) -> RLAgent:
+    """Load the policy :func:`save_rl` wrote, without unpickling anything; check its spec when asked.
+
+    The policy class is SB3's ``MultiInputPolicy`` of the recorded algorithm, built from the
+    recorded spaces and keyword arguments (classes are looked up by name in ``torch.nn``,
+    ``torch.optim`` and SB3's ``torch_layers`` only); the weights come from ``.npy`` arrays.
+
+    Args:
+        path: the run folder (or its ``policy.ckpt``).
+        env_id: the env the caller runs (None: not checked).
+        observation_space: the caller's observation space (None: not checked); each key the
+            policy reads must have the recorded shape and dtype.
+        device: where the policy runs (``"auto"``: CUDA when available).
+
+    Returns:
+        The agent, acting deterministically.
+
+    Raises:
+        CheckpointError: (a ``ValueError``) no ``policy.ckpt``, a folder of the earlier pickled
+            layout (the message says how to convert it), a checkpoint of another kind, damaged
+            metadata, or a spec that does not match (the message names both).
+
+    """
+    ckpt_path = _checkpoint_path(path)
+    ckpt = load_checkpoint(ckpt_path, kind=tuple(CHECKPOINT_KINDS.values()))
+    meta = ckpt.metadata
+    algo = ckpt.kind.removeprefix("agent/sb3-")
+    if meta.get("algo") != algo or not isinstance(meta.get("views"), dict):
+        raise CheckpointError(
+            f"{ckpt_path}: damaged RL checkpoint (algo {meta.get('algo')!r}, kind {ckpt.kind!r})"
+        )
+    saved_views = meta["views"]
+    requested: dict[str, Any] = {"env_id": env_id, "views": None}
+    if observation_space is not None:
+        offered = _observation_spec(observation_space)
+        requested["views"] = {k: offered.get(k) for k in saved_views}
+    check_spec(
+        f"RL agent {ckpt_path}",
+        meta,
+        requested,
+        "train a policy for this env (`bwgym train agent --algo ppo|sac --env ... --out FOLDER`)",
+    )
+    policy = _build_policy(algo, meta, str(ckpt_path))
+    try:
+        policy.load_state_dict(ckpt.tensors())
+    except RuntimeError as err:
+        raise CheckpointError(f"{ckpt_path}: weights do not match the recorded policy ({err})") from err
+    policy = policy.to(resolve_device(device))
+    policy.set_training_mode(False)
+    return RLAgent(policy, meta)
+
+
+def convert_legacy(folder: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Rewrite a run folder of the earlier layout (pickled ``model.zip`` + ``model.json``) as ``policy.ckpt``.
+
+    **This unpickles** ``model.zip`` with SB3's own loader, which can run any code the file holds:
+    call it only on folders you made or trust (it warns each time). The weights, spaces and
+    policy arguments are then written in the project's format, which :func:`load_rl` reads
+    without unpickling.
+
+    Args:
+        folder: the old run folder.
+        overwrite: replace an existing ``policy.ckpt``.
+
+    Returns:
+        The path of the new ``policy.ckpt``.
+
+    Raises:
+        FileExistsError: ``policy.ckpt`` exists and ``overwrite`` is False.
+        ValueError: ``model.zip`` or ``model.json`` is missing or names another algorithm.
+
+    """
     from stable_baselines3 import PPO, SAC
 
-    folder = Path(path)
-    if folder.suffix == ".zip":
-        folder = folder.parent
-    meta_path = folder / "model.json"
-    if not meta_path.is_file():
-        raise ValueError(f"{folder} is not an RL agent folder: {meta_path.name} is missing")
-    meta = json.loads(meta_path.read_text())
-    if env_id is not None and meta["env_id"] != env_id:
-        raise ValueError(f"agent {folder} was trained on {meta['env_id']!r}, not on {env_id!r}")
-    if observation_space is not None:
-        expected = meta["observation_spec"]
-        actual = _observation_spec(observation_space)
-        wrong = {k: v for k, v in expected.items() if actual.get(k) != v}
-        if wrong:
-            raise ValueError(f"agent {folder} observes {expected}; this env offers {actual}")
-    algo = {"ppo": PPO, "sac": SAC}[meta["algo"]]
-    return RLAgent(algo.load(folder / "model.zip", device=device), meta)
+    folder = Path(folder)
+    if (folder / POLICY_FILE).exists() and not overwrite:
+        raise FileExistsError(f"{folder / POLICY_FILE} exists; pass overwrite=True to replace it")
+    for name in _LEGACY_FILES:
+        if not (folder / name).is_file():
+            raise ValueError(f"{folder} is not a folder of the earlier layout: {name} is missing")
+    meta = json.loads((folder / "model.json").read_text())
+    algo = meta.get("algo")
+    if algo not in ALGOS:
+        raise ValueError(f"{folder / 'model.json'}: algo {algo!r}, expected one of {ALGOS}")
+    warnings.warn(
+        f"convert_legacy unpickles {folder / 'model.zip'}, which runs any code the file holds; "
+        "convert only folders you trust",
+        UserWarning,
+        stacklevel=2,
+    )
+    model = {"ppo": PPO, "sac": SAC}[algo].load(folder / "model.zip", device="cpu")
+    fields = {f.name for f in dataclasses.fields(RLConfig)}
+    config = RLConfig(**{k: v for k, v in dict(meta.get("config") or {}).items() if k in fields})
+    config = dataclasses.replace(config, algo=algo, env_id=meta.get("env_id", config.env_id))
+    return save_rl(model, config, folder, meta["observation_spec"])

@@ -1,14 +1,27 @@
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import bwgym  # noqa: F401  (registers the envs; before mujoco)
-from bwgym.agents.bc import SHIPPED_CHECKPOINT, BCAgent, evaluate_agent, random_shift, train_bc
-from bwgym.agents.commands import register
+from bwgym.agents.bc import (
+    CHECKPOINT_KIND,
+    LEGACY_FORMAT,
+    SHIPPED_CHECKPOINT,
+    BCAgent,
+    convert_legacy,
+    evaluate_agent,
+    random_shift,
+    train_bc,
+)
 from bwgym.agents.demos import DemoDataset, collect_demos
+from bwgym.cli.agents import register
+from bwgym.common.checkpoint import CheckpointError, load_checkpoint
+
+CODEC_CHECKPOINTS = sorted((Path(bwgym.__file__).parent / "codecs" / "checkpoints").glob("*.ckpt"))
 
 SMALL = {"image_size": 32}
 TINY_TRAIN = dict(
@@ -72,26 +85,82 @@ def test_training_is_deterministic(tiny, trained):
 
 def test_save_load_round_trip_and_spec_checks(trained, tiny, tmp_path):
     agent, _ = trained
-    path = agent.save(tmp_path / "agent.pt")
+    agent.extra_meta = {"eval": {"success_rate": 0.5}}
+    path = agent.save(tmp_path / "agent.ckpt")
     loaded = BCAgent.load(path, env_id="bwgym/LocateLift-v0", views=["arm", "side"], image_shape=(32, 32))
     obs, _, _ = tiny.arrays([0])
     assert np.array_equal(agent.act_batch(obs), loaded.act_batch(obs))
+    for (name, a), b in zip(agent.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
     assert loaded.train_config == agent.train_config and loaded.spec == agent.spec
-    blob = torch.load(path, weights_only=True)  # weights and plain metadata only
-    assert blob["meta"]["bwgym_version"] == bwgym.__version__ and blob["meta"]["arch"]["features"] == 64
-    json.dumps(blob["meta"])
+    assert loaded.extra_meta == agent.extra_meta and loaded.arch == agent.arch
+    ckpt = load_checkpoint(path, kind="agent/bc")  # the project format: JSON + .npy, no code
+    meta = ckpt.metadata
+    assert ckpt.kind == CHECKPOINT_KIND and ckpt.versions["bwgym"] and "torch" in ckpt.versions
+    assert meta["env_id"] == "bwgym/LocateLift-v0" and meta["view_names"] == ["arm", "side"]
+    assert meta["views"]["arm"] == {"shape": [32, 32, 3], "dtype": "uint8"} and meta["image_shape"] == [
+        32,
+        32,
+    ]
+    assert meta["proprio_dim"] == 0 and meta["arch"]["features"] == 64
+    assert meta["config"] == agent.train_config and meta["metrics"] == agent.extra_meta
 
-    with pytest.raises(ValueError, match="agent.pt.*bwgym/LocateLift-v0.*expected.*bwgym/Other-v0"):
+    with pytest.raises(
+        CheckpointError,
+        match="agent.ckpt was trained for env_id='bwgym/LocateLift-v0', but env_id='bwgym/Other-v0' was",
+    ):
         BCAgent.load(path, env_id="bwgym/Other-v0")
-    with pytest.raises(ValueError, match="views=\\['arm', 'front'\\]"):
+    with pytest.raises(ValueError, match="views=\\['arm', 'side'\\].*views=\\['arm', 'front'\\]"):
         BCAgent.load(path, views=["arm", "front"])
-    with pytest.raises(ValueError, match="image_shape=\\[84, 84\\]"):
-        BCAgent.load(path, image_shape=(84, 84))
-    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="junk.pt"):
-        BCAgent.load(tmp_path / "junk.pt")
+    with pytest.raises(ValueError, match="image_shape=\\[32, 32\\].*image_shape=\\[84, 84\\]"):
+        BCAgent.load(path, image_shape=(84, 84, 3))
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.ckpt is not a bwgym checkpoint"):
+        BCAgent.load(tmp_path / "junk.ckpt")
+    with pytest.raises(FileNotFoundError):
+        BCAgent.load(tmp_path / "missing.ckpt")
     with pytest.raises(ValueError, match="trained for.*image_shape=\\[32, 32\\].*image_shape=\\[84, 84\\]"):
         evaluate_agent(agent, episodes=1, env_kwargs={"image_size": 84}, progress=False)
+
+
+@pytest.mark.parametrize("codec", CODEC_CHECKPOINTS, ids=lambda p: p.stem)
+def test_checkpoint_of_another_kind_is_refused(codec):
+    with pytest.raises(
+        CheckpointError, match=f"{codec.name} is a checkpoint of 'codec/.*', expected 'agent/bc'"
+    ):
+        BCAgent.load(codec)
+
+
+def test_legacy_torch_file_is_refused_and_converts_bit_for_bit(trained, tiny, tmp_path):
+    agent, _ = trained
+    old = tmp_path / "old.pt"
+    meta = dict(
+        format=LEGACY_FORMAT,
+        **agent.spec,
+        action_dim=agent.action_dim,
+        arch=agent.arch,
+        train_config=agent.train_config,
+        extra={"eval": {"success_rate": 1.0}},
+        bwgym_version=bwgym.__version__,
+    )
+    state = {k: v.detach().cpu().clone() for k, v in agent.state_dict().items()}
+    torch.save({"format": LEGACY_FORMAT, "meta": json.loads(json.dumps(meta)), "state_dict": state}, old)
+    with pytest.raises(
+        CheckpointError, match="old.pt is a BC agent in the earlier torch format.*convert_legacy"
+    ):
+        BCAgent.load(old)
+    path = convert_legacy(old)
+    assert path == tmp_path / "old.ckpt"
+    loaded = BCAgent.load(path, env_id="bwgym/LocateLift-v0")
+    for (name, a), b in zip(state.items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    obs, _, _ = tiny.arrays([0])
+    assert np.array_equal(agent.act_batch(obs), loaded.act_batch(obs))
+    assert loaded.train_config == agent.train_config and loaded.extra_meta == {"eval": {"success_rate": 1.0}}
+    with pytest.raises(FileExistsError, match="overwrite"):
+        convert_legacy(old)
+    with pytest.raises(CheckpointError, match="earlier torch format|convert_legacy reads"):
+        convert_legacy(path, tmp_path / "again.ckpt")  # a new checkpoint is not a legacy file
 
 
 def test_forward_is_differentiable_wrt_images(trained):
@@ -145,7 +214,7 @@ def test_evaluate_agent_table(trained):
 
 
 def test_train_agent_command(tiny, tmp_path, capsys):
-    out = tmp_path / "cli" / "bc.pt"
+    out = tmp_path / "cli" / "bc.ckpt"
     args = _parser().parse_args(
         [
             "train",
@@ -176,13 +245,20 @@ def test_train_agent_command(tiny, tmp_path, capsys):
     assert BCAgent.load(out).extra_meta["eval"]["episodes"] == 2
     assert "success rate" in capsys.readouterr().out
 
+    old = _parser().parse_args(
+        ["train", "agent", "--demos", str(tiny.path), "--out", str(tmp_path / "bc.pt")]
+    )
+    assert old.func(old) == 2
+    assert "--out must name a .ckpt file" in capsys.readouterr().err
     ppo = _parser().parse_args(["train", "agent", "--algo", "ppo", "--out", str(out)])
     assert ppo.func(ppo) == 2
     assert "--out must name a folder for --algo ppo" in capsys.readouterr().err
 
 
 def test_shipped_checkpoint_loads_and_acts():
-    assert SHIPPED_CHECKPOINT.is_file()
+    assert SHIPPED_CHECKPOINT.is_file() and SHIPPED_CHECKPOINT.suffix == ".ckpt"
+    assert not SHIPPED_CHECKPOINT.with_suffix(".pt").exists()  # one format: the torch file is gone
+    assert load_checkpoint(SHIPPED_CHECKPOINT).kind == CHECKPOINT_KIND
     assert SHIPPED_CHECKPOINT.stat().st_size < 2_000_000
     agent = BCAgent.load_shipped(env_id="bwgym/LocateLift-v0", views=["arm", "side"], image_shape=(84, 84))
     obs = {v: np.zeros((84, 84, 3), np.uint8) for v in agent.view_names}
@@ -218,9 +294,9 @@ def test_proprio_agent(tmp_path):
     obs, _, _ = data.arrays()
     assert obs["proprio"].shape == (data.n_steps, 7)
     agent = train_bc(
-        data, tmp_path / "p.pt", **{**TINY_TRAIN, "epochs": 1, "val_fraction": 0.5, "use_proprio": True}
+        data, tmp_path / "p.ckpt", **{**TINY_TRAIN, "epochs": 1, "val_fraction": 0.5, "use_proprio": True}
     )
-    assert BCAgent.load(tmp_path / "p.pt").proprio_dim == 7
+    assert BCAgent.load(tmp_path / "p.ckpt").proprio_dim == 7
     assert agent.act({k: v[0] for k, v in obs.items()}).shape == (4,)
     assert evaluate_agent(agent, episodes=1, progress=False).steps[0] >= 1
     with pytest.raises(ValueError, match="proprio"):

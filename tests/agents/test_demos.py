@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import bwgym  # noqa: F401  (registers the envs; before mujoco)
-from bwgym.agents.commands import register
+from bwgym.cli.agents import register
 from bwgym.agents.demos import DemoDataset, DemoFormatError, collect_demos
 from bwgym.agents.expert import LiftExpert
 
