@@ -1,0 +1,926 @@
+r"""Learnable Gray-Wyner codec (paper 002): a common channel for two receivers and a private one each.
+
+Two sources ``x1, x2`` serve two tasks. The encoder emits three integer latents: the common ``Y0``
+(both receivers get it) and the private ``Y1, Y2`` (receiver ``k`` gets ``Y_k``); receiver ``k``
+predicts its task ``z_k = g_k([Y_k, Y0])``. The objective (eq. 12, scaled by ``eta = 1/lambda``,
+App. D.2, plus the matching term of eq. 15)::
+
+    L = eta * (beta * R0 + R1 + R2) + D1 + D2 + gamma * mean((Y0^(1) - Y0^(2))^2)
+
+with rates in bits per position (per element of ``x1``) and ``D_k`` the RMSE of task ``k``.
+``beta = 1`` optimises the transmit rate ``R0 + R1 + R2``, ``beta = 2`` the receive rate
+``2 R0 + R1 + R2``.
+
+Architectures (``kind=``): ``shared`` (the paper's: two analysis transforms, each seeing both
+sources, each output split into ``(Y_k, Y0^(k))``, the common channel of eq. 14), ``separated`` (one
+transform per channel), ``combined`` (one transform split three ways), ``joint`` (one channel for
+both tasks: the transmit-rate baseline) and ``independent`` (``Y_k = f_k(x_k)``, no common channel:
+the receive-rate baseline). The transforms are MLPs (the synthetic data are small vectors).
+
+Entropy models: ``Y0`` factorised (a learned integer mean and scale index per element), ``Y_k``
+conditioned on ``Y0`` by a small ReLU network that predicts a mean and a scale index per element.
+The coder runs that network in *integer fixed-point* arithmetic on the integer symbols of ``Y0``,
+so the encoder and every receiver derive the same model on any machine, and the bytes are real
+``constriction`` range-coder streams (:mod:`bwgym.codecs.entropy`).
+
+Variable rate: one model holds a ladder of rate points, one per ``eta``, each with learned gain
+vectors (``2 ** (g / 8)`` per latent element, encoder and decoder side) and its own entropy-model
+parameters; :meth:`GrayWynerCodec.compress` picks the finest point whose payload fits the budget.
+
+Payload (wire name ``gray_wyner``): streams ``(common, private_1, private_2)``; ``meta`` is a
+2-byte model hash, the step (mod 256), the rate index and a layout byte. Receiver ``k`` decodes
+from ``common`` + ``private_k`` alone (:meth:`GrayWynerCodec.for_receiver`,
+:meth:`GrayWynerCodec.split_channels`, :meth:`GrayWynerCodec.decode_receiver`), bit-exactly the
+same output as from the full payload.
+
+Train and ship::
+
+    python -m bwgym.codecs.gray_wyner --train --kind shared --beta 1.5 --etas 0.01,0.05,0.2,0.5 \
+        --out gw.ckpt
+    python -m bwgym.codecs.gray_wyner --ship     # regenerates bwgym/codecs/checkpoints/gray_wyner_*.ckpt
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import sys
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bwgym.codecs.base import Codec, Payload, PayloadError, ViewSpec
+from bwgym.codecs.entropy import MIN_SCALE_INDEX, get_coder, quantize_ste, rate_bits
+from bwgym.codecs.gray_wyner_data import GaussianPairs, SyntheticGrayWyner
+from bwgym.codecs.registry import CHECKPOINT_DIR, register_codec
+from bwgym.common.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+
+__all__ = [
+    "KINDS",
+    "GrayWynerCodec",
+    "GrayWynerConfig",
+    "GrayWynerNet",
+    "common_channel",
+    "evaluate_net",
+    "train_gray_wyner",
+]
+
+KINDS = ("shared", "separated", "combined", "joint", "independent")
+CHECKPOINT_KIND = "codec/gray_wyner"
+SHIPPED_CHECKPOINT = "gray_wyner_synthetic.ckpt"
+#: Largest scale index the entropy models predict (scale 2**10; wider scales would be wasteful).
+MAX_MODEL_SCALE_INDEX = 80
+#: Fraction bits of the fixed-point conditional entropy model.
+FIXED_POINT_BITS = 12
+_LAYOUT_FULL, _LAYOUT_RECEIVER, _LAYOUT_CHANNEL = 0, 1, 2
+CHANNELS = ("common", "private_1", "private_2")
+
+
+def _check_beta_eta(beta: float, etas: Sequence[float]) -> None:
+    if not 0.0 < float(beta) <= 2.0:
+        raise ValueError(f"beta must be in (0, 2] (1: transmit rate, 2: receive rate), got {beta}")
+    if len(etas) == 0:
+        raise ValueError("etas must hold at least one rate point")
+    for eta in etas:
+        if not float(eta) >= 0.0:
+            raise ValueError(f"eta must be >= 0 (the rate weight 1/lambda), got {eta}")
+
+
+@dataclass(frozen=True)
+class GrayWynerConfig:
+    """Architecture and objective of a Gray-Wyner model.
+
+    Attributes:
+        kind: one of :data:`KINDS`.
+        n_elements: elements per source (and per task target).
+        private_dim: elements of each private latent ``Y_k`` (3-channel kinds).
+        common_dim: elements of the common latent ``Y0`` (3-channel kinds).
+        hidden: width of the analysis and synthesis MLPs.
+        context_hidden: width of the conditional entropy model.
+        beta: weight of the common rate, in ``(0, 2]``.
+        etas: rate weights ``1/lambda`` of the rate points, finest first (ascending), each >= 0.
+        gamma: weight of the matching loss of eq. 15 (shared kind only).
+        family: entropy-model family, ``"laplace"`` or ``"gaussian"``.
+
+    """
+
+    kind: str = "shared"
+    n_elements: int = 32
+    private_dim: int = 32
+    common_dim: int = 32
+    hidden: int = 128
+    context_hidden: int = 64
+    beta: float = 1.5
+    etas: tuple[float, ...] = (0.1,)
+    gamma: float = 1.0
+    family: str = "laplace"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        object.__setattr__(self, "etas", tuple(float(e) for e in self.etas))
+        _check_beta_eta(self.beta, self.etas)
+        if list(self.etas) != sorted(self.etas):
+            raise ValueError(f"etas must be ascending (finest rate point first), got {self.etas}")
+        if self.gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {self.gamma}")
+        if self.family not in ("laplace", "gaussian"):
+            raise ValueError(f"family must be 'laplace' or 'gaussian', got {self.family!r}")
+        for name in ("n_elements", "private_dim", "common_dim", "hidden", "context_hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def dims(self) -> tuple[int, int, int]:
+        """Elements of ``(Y0, Y1, Y2)`` for this kind (the same total for the three-channel kinds)."""
+        p, c = self.private_dim, self.common_dim
+        if self.kind == "joint":
+            return (2 * p + c, 0, 0)
+        if self.kind == "independent":
+            return (0, p + c, p + c)
+        return (c, p, p)
+
+    @property
+    def n_rates(self) -> int:
+        """Number of rate points."""
+        return len(self.etas)
+
+
+def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(n_in, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(), nn.Linear(hidden, n_out)
+    )
+
+
+def common_channel(y0_1: torch.Tensor, y0_2: torch.Tensor) -> torch.Tensor:
+    """Eq. 14: the mean of the two quantised copies where they agree, zero elsewhere.
+
+    Written as ``where(agree, (y0_1 + y0_2) / 2, 0)`` so gradients reach both copies wherever they
+    agree (and neither where they do not).
+    """
+    agree = y0_1.detach() == y0_2.detach()
+    return torch.where(agree, 0.5 * (y0_1 + y0_2), torch.zeros_like(y0_1))
+
+
+class ConditionalPrior(nn.Module):
+    """Mean and scale index of ``Y_k`` per element from ``Y0`` and the rate point (one-hot).
+
+    One hidden ReLU layer, so the coder can run it exactly in integer fixed point
+    (:meth:`integer_params`, :func:`_integer_prior`).
+    """
+
+    def __init__(self, common_dim: int, n_rates: int, hidden: int, out_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(common_dim + n_rates, hidden)
+        self.fc2 = nn.Linear(hidden, 2 * out_dim)
+        self.out_dim = out_dim
+        self.n_rates = n_rates
+        with torch.no_grad():  # start near a unit-ish scale: scale index 8 (scale 2)
+            self.fc2.bias[out_dim:].fill_(8.0)
+
+    def forward(self, y0: torch.Tensor, rate_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(mean, scale_index)`` as floats, each ``(batch, out_dim)``."""
+        onehot = torch.zeros(y0.shape[0], self.n_rates, dtype=y0.dtype, device=y0.device)
+        onehot[:, rate_idx] = 1.0
+        out = self.fc2(torch.relu(self.fc1(torch.cat([y0, onehot], dim=1))))
+        return out[:, : self.out_dim], out[:, self.out_dim :]
+
+    def integer_params(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Fixed-point weights ``rint(w * 2**F)`` (int64), deterministic from the float32 weights."""
+        scale = float(1 << FIXED_POINT_BITS)
+        return tuple(
+            np.rint(p.detach().cpu().double().numpy() * scale).astype(np.int64)
+            for p in (self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias)
+        )  # type: ignore[return-value]
+
+
+def _round_shift(x: np.ndarray, bits: int) -> np.ndarray:
+    """``round(x / 2**bits)`` for int64, halves up, exactly."""
+    return np.right_shift(x + (1 << (bits - 1)), bits)
+
+
+def _integer_prior(
+    params: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], y0: np.ndarray, rate_idx: int, n_rates: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the conditional prior in integer arithmetic: integer ``(mean, scale_index)`` per element."""
+    w1, b1, w2, b2 = params
+    onehot = np.zeros(n_rates, dtype=np.int64)
+    onehot[rate_idx] = 1
+    x = np.concatenate([np.asarray(y0, dtype=np.int64), onehot])
+    h = np.maximum(w1 @ x + b1, 0)  # scale 2**F
+    out = w2 @ h + np.left_shift(b2, FIXED_POINT_BITS)  # scale 2**(2F)
+    out = _round_shift(out, 2 * FIXED_POINT_BITS)
+    d = out.size // 2
+    return out[:d], np.clip(out[d:], MIN_SCALE_INDEX, MAX_MODEL_SCALE_INDEX)
+
+
+class GrayWynerNet(nn.Module):
+    """Analysis transforms, entropy models and synthesis transforms of one Gray-Wyner model."""
+
+    def __init__(self, config: GrayWynerConfig) -> None:
+        super().__init__()
+        self.config = config
+        with warnings.catch_warnings():  # joint/independent kinds have empty channels: 0-size layers
+            warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+            self._build(config)
+
+    def _build(self, config: GrayWynerConfig) -> None:
+        c = config
+        n, h = c.n_elements, c.hidden
+        d0, d1, d2 = c.dims
+        if c.kind == "shared":
+            self.f1 = _mlp(2 * n, h, d1 + d0)
+            self.f2 = _mlp(2 * n, h, d2 + d0)
+        elif c.kind == "separated":
+            self.f0 = _mlp(2 * n, h, d0)
+            self.f1 = _mlp(2 * n, h, d1)
+            self.f2 = _mlp(2 * n, h, d2)
+        elif c.kind in ("combined", "joint"):
+            self.f = _mlp(2 * n, h, d0 + d1 + d2)
+        else:  # independent
+            self.f1 = _mlp(n, h, d1)
+            self.f2 = _mlp(n, h, d2)
+        self.g1 = _mlp(d1 + d0, h, n)
+        self.g2 = _mlp(d2 + d0, h, n)
+        r = c.n_rates
+        # gains 2**g (g in octaves, rounded to the 1/8-octave grid) per rate point and element;
+        # coarser points start with smaller gains
+        init = torch.tensor([-0.5 * math.log2(max(e, 1e-6) / max(c.etas[0], 1e-6)) for e in c.etas])
+        for name, d in (("0", d0), ("1", d1), ("2", d2)):
+            self.register_parameter(f"enc_gain{name}", nn.Parameter(init[:, None].repeat(1, d).clone()))
+            self.register_parameter(f"dec_gain{name}", nn.Parameter(-init[:, None].repeat(1, d).clone()))
+        # factorised Y0 model, in octave-like units so Adam moves it as fast as the weights:
+        # mean = 4 * prior0_mean, scale index = 8 * prior0_scale (scale 2 ** prior0_scale)
+        self.prior0_mean = nn.Parameter(torch.zeros(r, d0))
+        self.prior0_scale = nn.Parameter(torch.full((r, d0), 1.0))
+        self.prior1 = ConditionalPrior(d0, r, c.context_hidden, d1)
+        self.prior2 = ConditionalPrior(d0, r, c.context_hidden, d2)
+
+    # -- pieces ---------------------------------------------------------------------------------
+
+    def _gain(self, which: str, channel: int, rate_idx: int) -> torch.Tensor:
+        g = getattr(self, f"{which}_gain{channel}")[rate_idx]
+        return torch.exp2(quantize_ste(8.0 * g) / 8.0)
+
+    def analysis(
+        self, x1: torch.Tensor, x2: torch.Tensor, rate_idx: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Quantised ``(Y0, Y1, Y2)`` (integers, straight-through) and the eq. 15 matching loss."""
+        kind = self.config.kind
+        d0, d1, d2 = self.config.dims
+        both = torch.cat([x1, x2], dim=1)
+        q = quantize_ste
+        zero = both.new_zeros(())
+        if kind == "shared":
+            u1, u2 = self.f1(both), self.f2(both)
+            y1 = q(u1[:, :d1] * self._gain("enc", 1, rate_idx))
+            y2 = q(u2[:, :d2] * self._gain("enc", 2, rate_idx))
+            g0 = self._gain("enc", 0, rate_idx)
+            c1, c2 = q(u1[:, d1:] * g0), q(u2[:, d2:] * g0)
+            return common_channel(c1, c2), y1, y2, ((c1 - c2) ** 2).mean()
+        if kind == "separated":
+            u0, u1, u2 = self.f0(both), self.f1(both), self.f2(both)
+        elif kind in ("combined", "joint"):
+            u = self.f(both)
+            u0, u1, u2 = u[:, :d0], u[:, d0 : d0 + d1], u[:, d0 + d1 :]
+        else:
+            u1, u2 = self.f1(x1), self.f2(x2)
+            u0 = both[:, :0]
+        return (
+            q(u0 * self._gain("enc", 0, rate_idx)),
+            q(u1 * self._gain("enc", 1, rate_idx)),
+            q(u2 * self._gain("enc", 2, rate_idx)),
+            zero,
+        )
+
+    def synthesis(self, task: int, y_private: torch.Tensor, y0: torch.Tensor, rate_idx: int) -> torch.Tensor:
+        """Task ``task``'s prediction from ``[Y_k, Y0]`` (de-gained)."""
+        inp = torch.cat(
+            [y_private * self._gain("dec", task, rate_idx), y0 * self._gain("dec", 0, rate_idx)], dim=1
+        )
+        return (self.g1 if task == 1 else self.g2)(inp)
+
+    def prior0(self, rate_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float mean and scale index of the factorised ``Y0`` model at a rate point."""
+        return 4.0 * self.prior0_mean[rate_idx], 8.0 * self.prior0_scale[rate_idx]
+
+    def _bits(self, y: torch.Tensor, mean: torch.Tensor, scale_idx: torch.Tensor) -> torch.Tensor:
+        """Bits per sample of integer ``y`` under the rounded (coder's) mean and scale index."""
+        if y.shape[1] == 0:
+            return y.new_zeros(y.shape[0])
+        s = quantize_ste(scale_idx.clamp(MIN_SCALE_INDEX, MAX_MODEL_SCALE_INDEX))
+        return rate_bits(y - quantize_ste(mean), torch.exp2(s / 8.0), self.config.family).sum(dim=1)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, rate_idx: int = 0) -> dict[str, torch.Tensor]:
+        """Training pass: latents, predictions, bits per sample of each channel, matching loss."""
+        y0, y1, y2, match = self.analysis(x1, x2, rate_idx)
+        m0, s0 = self.prior0(rate_idx)
+        bits0 = self._bits(y0, m0.expand_as(y0), s0.expand_as(y0))
+        m1, s1 = self.prior1(y0, rate_idx)
+        m2, s2 = self.prior2(y0, rate_idx)
+        return {
+            "y0": y0,
+            "y1": y1,
+            "y2": y2,
+            "z1": self.synthesis(1, y1, y0, rate_idx),
+            "z2": self.synthesis(2, y2, y0, rate_idx),
+            "bits0": bits0,
+            "bits1": self._bits(y1, m1, s1),
+            "bits2": self._bits(y2, m2, s2),
+            "match": match,
+        }
+
+    def loss(
+        self, batch: Mapping[str, torch.Tensor], rate_idx: int = 0
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Eq. 12 scaled by ``eta`` plus eq. 15: ``eta (beta R0 + R1 + R2) + D1 + D2 + gamma match``."""
+        c = self.config
+        out = self(batch["x1"], batch["x2"], rate_idx)
+        n = c.n_elements
+        r0, r1, r2 = (out[f"bits{k}"].mean() / n for k in range(3))
+        d1 = torch.sqrt(((out["z1"] - batch["z1"]) ** 2).mean())
+        d2 = torch.sqrt(((out["z2"] - batch["z2"]) ** 2).mean())
+        eta = c.etas[rate_idx]
+        total = eta * (c.beta * r0 + r1 + r2) + d1 + d2 + c.gamma * out["match"]
+        stats = {"R0": r0.item(), "R1": r1.item(), "R2": r2.item(), "D1": d1.item(), "D2": d2.item()}
+        stats["match"] = float(out["match"].item())
+        stats["loss"] = total.item()
+        return total, stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Training and evaluation
+# ---------------------------------------------------------------------------------------------
+
+
+def make_dataset(name: str = "synthetic", **kwargs: Any) -> SyntheticGrayWyner | GaussianPairs:
+    """Build the dataset ``"synthetic"`` (paper 002 App. D.3) or ``"gaussian"`` (pairs with ``rho``)."""
+    if name == "synthetic":
+        return SyntheticGrayWyner(**kwargs)
+    if name == "gaussian":
+        return GaussianPairs(**kwargs)
+    raise ValueError(f"dataset must be 'synthetic' or 'gaussian', got {name!r}")
+
+
+def _torch_batch(data: Any, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in data.sample(batch_size, rng).items()}
+
+
+def train_gray_wyner(
+    config: GrayWynerConfig,
+    data: SyntheticGrayWyner | GaussianPairs | None = None,
+    steps: int = 3000,
+    batch_size: int = 100,
+    lr: float = 2e-3,
+    seed: int = 0,
+    log_dir: str | Path | None = None,
+    progress: bool = False,
+) -> GrayWynerNet:
+    """Train a model from scratch on freshly generated batches (Adam, grad-norm clip 1, cosine lr).
+
+    The rate points are cycled batch by batch. On one CPU thread a 3000-step run of the default
+    size takes well under a minute.
+
+    Args:
+        config: architecture and objective.
+        data: the source (default: the synthetic dataset with ``n_elements`` of the config).
+        steps: optimiser steps.
+        batch_size: samples per step (the paper's 100).
+        lr: peak learning rate.
+        seed: seeds the weights and the batches.
+        log_dir: TensorBoard folder (None: no logs).
+        progress: print a line every 500 steps.
+
+    """
+    torch.manual_seed(seed)
+    data = data if data is not None else SyntheticGrayWyner(n_elements=config.n_elements)
+    if data.n_elements != config.n_elements:
+        raise ValueError(f"data has {data.n_elements} elements per source, the config {config.n_elements}")
+    net = GrayWynerNet(config)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.05)
+    rng = np.random.default_rng(seed + 1)
+    writer = None
+    if log_dir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(log_dir))
+    net.train()
+    for step in range(steps):
+        rate_idx = step % config.n_rates
+        loss, stats = net.loss(_torch_batch(data, batch_size, rng), rate_idx)
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if writer is not None and step % 50 == 0:
+            for k, v in stats.items():
+                writer.add_scalar(f"train/{k}/rate{rate_idx}", v, step)
+        if progress and (step % 500 == 0 or step == steps - 1):
+            print(f"step {step:5d} rate {rate_idx} " + " ".join(f"{k}={v:.4f}" for k, v in stats.items()))
+    if writer is not None:
+        writer.close()
+    net.eval()
+    return net
+
+
+@torch.no_grad()
+def evaluate_net(
+    net: GrayWynerNet, data: Any, n_samples: int = 2000, seed: int = 12345, rate_idx: int = 0
+) -> dict[str, float]:
+    """Model-estimated rates (bits per position, under the coder's rounded models) and RMSEs."""
+    net.eval()
+    batch = _torch_batch(data, n_samples, np.random.default_rng(seed))
+    out = net(batch["x1"], batch["x2"], rate_idx)
+    n = net.config.n_elements
+    r = [float(out[f"bits{k}"].mean()) / n for k in range(3)]
+    d1 = float(torch.sqrt(((out["z1"] - batch["z1"]) ** 2).mean()))
+    d2 = float(torch.sqrt(((out["z2"] - batch["z2"]) ** 2).mean()))
+    return {
+        "R0": r[0],
+        "R1": r[1],
+        "R2": r[2],
+        "Rt": r[0] + r[1] + r[2],
+        "Rr": 2 * r[0] + r[1] + r[2],
+        "D1": d1,
+        "D2": d2,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The codec
+# ---------------------------------------------------------------------------------------------
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass(frozen=True)
+class _Meta:
+    model_hash: bytes
+    step: int
+    rate_idx: int
+    layout: int  # 0 full (3 streams) | 1 + k receiver k (2 streams) | 4 + ch one channel
+
+    def to_bytes(self) -> bytes:
+        return self.model_hash + bytes((self.step & 0xFF, self.rate_idx, self.layout))
+
+    @classmethod
+    def parse(cls, meta: bytes) -> _Meta:
+        if len(meta) != 5:
+            raise PayloadError(f"gray_wyner payload meta has {len(meta)} bytes, expected 5")
+        return cls(bytes(meta[:2]), meta[2], meta[3], meta[4])
+
+
+@register_codec(
+    "gray_wyner",
+    wire_id=8,
+    checkpoint=SHIPPED_CHECKPOINT,
+    recipe={"kind": "shared", "beta": 1.5, "etas": (0.01, 0.03, 0.1, 0.5), "steps": 6000},
+    description="learnable Gray-Wyner network: common + two private streams for two receivers (paper 002)",
+)
+class GrayWynerCodec(Codec):
+    """Gray-Wyner codec: ``compress({x1, x2}) -> (common, private_1, private_2)``; decodes ``{z1, z2}``.
+
+    ``decompress`` returns the *task outputs* (``task_names``, default ``z1, z2``), not the input
+    views: receiver ``k`` gets its task ``z_k``. Payloads built by :meth:`for_receiver` decode to
+    that receiver's task only; :meth:`split_channels` gives one payload per channel for links
+    that carry them separately, and :meth:`decode_receiver` joins them again.
+    """
+
+    name = "gray_wyner"
+
+    def __init__(
+        self,
+        net: GrayWynerNet,
+        view_names: tuple[str, str] = ("x1", "x2"),
+        task_names: tuple[str, str] = ("z1", "z2"),
+        env_id: str | None = None,
+        device: str | torch.device = "auto",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.device = _resolve_device(device)
+        self.net = net.to(self.device).eval()
+        self.config = net.config
+        n = self.config.n_elements
+        self.views = tuple(ViewSpec(v, (n,), "float32") for v in view_names)
+        self.task_names = tuple(task_names)
+        self.env_id = env_id
+        self.metadata = dict(metadata or {})
+        self.coder = get_coder(self.config.family)
+        self._step = 0
+        # integer entropy-model parameters: what both ends derive identically from the weights
+        self._prior0 = [
+            (
+                np.rint(4.0 * net.prior0_mean[j].detach().cpu().double().numpy()).astype(np.int64),
+                np.clip(
+                    np.rint(8.0 * net.prior0_scale[j].detach().cpu().double().numpy()),
+                    MIN_SCALE_INDEX,
+                    MAX_MODEL_SCALE_INDEX,
+                ).astype(np.int64),
+            )
+            for j in range(self.config.n_rates)
+        ]
+        self._prior_k = {1: net.prior1.integer_params(), 2: net.prior2.integer_params()}
+        digest = hashlib.sha256()
+        for key, value in sorted(net.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().numpy().tobytes())
+        self.model_hash = digest.digest()[:2]
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_checkpoint(
+        cls, ckpt: Checkpoint, device: str | torch.device = "auto", **kwargs: Any
+    ) -> GrayWynerCodec:
+        """Build the codec from a loaded ``codec/gray_wyner`` checkpoint."""
+        if kwargs:
+            raise TypeError(f"GrayWynerCodec.from_checkpoint got unexpected options {sorted(kwargs)}")
+        meta = ckpt.metadata
+        try:
+            config = GrayWynerConfig(**{**meta["config"], "etas": tuple(meta["config"]["etas"])})
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(
+                f"{ckpt.path}: gray_wyner checkpoint without a valid config ({err})"
+            ) from err
+        net = GrayWynerNet(config)
+        try:
+            net.load_state_dict(ckpt.tensors())
+        except RuntimeError as err:
+            raise CheckpointError(f"{ckpt.path}: weights do not match the recorded config ({err})") from err
+        views = list(meta.get("views", {"x1": {}, "x2": {}}))
+        return cls(
+            net,
+            view_names=(views[0], views[1]),
+            task_names=tuple(meta.get("tasks", ("z1", "z2"))),  # type: ignore[arg-type]
+            env_id=meta.get("env_id"),
+            device=device,
+            metadata=meta,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "auto") -> GrayWynerCodec:
+        """Load a checkpoint file written by :meth:`save`."""
+        return cls.from_checkpoint(load_checkpoint(path, kind=CHECKPOINT_KIND), device=device)
+
+    def save(self, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
+        """Write the model in the project's checkpoint format (``codec/gray_wyner``)."""
+        metadata = {
+            **{k: v for k, v in self.metadata.items() if k not in ("config", "views", "tasks", "env_id")},
+            "env_id": self.env_id,
+            "views": {v.name: {"shape": list(v.shape), "dtype": v.dtype} for v in self.views},
+            "tasks": list(self.task_names),
+            "config": asdict(self.config),
+            **dict(extra or {}),
+        }
+        state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
+        return save_checkpoint(path, CHECKPOINT_KIND, state, metadata)
+
+    @classmethod
+    def train(
+        cls,
+        out: str | Path | None = None,
+        kind: str = "shared",
+        beta: float = 1.5,
+        etas: Sequence[float] = (0.1,),
+        steps: int = 3000,
+        dataset: str = "synthetic",
+        n_elements: int = 32,
+        seed: int = 0,
+        log_dir: str | Path | None = None,
+        progress: bool = False,
+        **config: Any,
+    ) -> GrayWynerCodec:
+        """Train from scratch (what ``bwgym train codec --codec gray_wyner`` runs) and save to ``out``.
+
+        Args:
+            out: checkpoint file to write (None: not saved).
+            kind: architecture, one of :data:`KINDS`.
+            beta: weight of the common rate, ``(0, 2]``.
+            etas: rate points (ascending), each >= 0.
+            steps: optimiser steps.
+            dataset: ``"synthetic"`` (App. D.3, dependency 4/5) or ``"gaussian"`` (``rho=0.9``).
+            n_elements: elements per source.
+            seed: seeds weights, batches and the dataset.
+            log_dir: TensorBoard folder.
+            progress: print progress lines.
+            **config: further :class:`GrayWynerConfig` fields (``hidden``, ``gamma``, ...).
+
+        """
+        _check_beta_eta(beta, tuple(etas))
+        cfg = GrayWynerConfig(kind=kind, beta=beta, etas=tuple(sorted(etas)), n_elements=n_elements, **config)
+        data = make_dataset(dataset, n_elements=n_elements, seed=seed)
+        start = time.perf_counter()
+        net = train_gray_wyner(cfg, data, steps=steps, seed=seed, log_dir=log_dir, progress=progress)
+        metrics = [evaluate_net(net, data, rate_idx=j) for j in range(cfg.n_rates)]
+        codec = cls(
+            net,
+            device="cpu",
+            metadata={
+                "dataset": {
+                    "name": dataset,
+                    **{f.name: getattr(data, f.name) for f in fields(data) if f.init},
+                },
+                "train": {"steps": steps, "seed": seed, "seconds": round(time.perf_counter() - start, 1)},
+                "metrics": metrics,
+            },
+        )
+        if out is not None:
+            codec.save(out)
+        return codec
+
+    def check_spec(self, env_id: str | None = None, views: Sequence[ViewSpec] | None = None) -> None:
+        """Raise ``ValueError`` naming both specs when another env or other views are requested."""
+        super().check_spec(env_id=env_id, views=views)
+
+    # -- coding ---------------------------------------------------------------------------------
+
+    @property
+    def n_rates(self) -> int:
+        """Number of rate points (finest first)."""
+        return self.config.n_rates
+
+    @torch.no_grad()
+    def encode_symbols(self, views: Mapping[str, np.ndarray], rate_idx: int) -> tuple[np.ndarray, ...]:
+        """Integer ``(Y0, Y1, Y2)`` of one sample at a rate point."""
+        x1, x2 = (
+            torch.as_tensor(np.asarray(views[v.name], dtype=np.float32).reshape(1, -1), device=self.device)
+            for v in self.views
+        )
+        y0, y1, y2, _ = self.net.analysis(x1, x2, rate_idx)
+        return tuple(np.rint(y[0].cpu().double().numpy()).astype(np.int64) for y in (y0, y1, y2))
+
+    def _private_model(self, task: int, y0: np.ndarray, rate_idx: int) -> tuple[np.ndarray, np.ndarray]:
+        return _integer_prior(self._prior_k[task], y0, rate_idx, self.n_rates)
+
+    def encode_streams(self, symbols: Sequence[np.ndarray], rate_idx: int) -> tuple[tuple[bytes, ...], float]:
+        """Entropy-code ``(Y0, Y1, Y2)``; return the three streams and the models' estimate in bits."""
+        y0, y1, y2 = symbols
+        m0, s0 = self._prior0[rate_idx]
+        streams = [self.coder.encode(y0 - m0, s0)]
+        estimate = self.coder.estimate_bits(y0 - m0, s0)
+        for task, y in ((1, y1), (2, y2)):
+            mean, scale_idx = self._private_model(task, y0, rate_idx)
+            streams.append(self.coder.encode(y - mean, scale_idx))
+            estimate += self.coder.estimate_bits(y - mean, scale_idx)
+        return tuple(streams), estimate
+
+    def compress_at(self, views: Mapping[str, np.ndarray], rate_idx: int, step: int | None = None) -> Payload:
+        """Return the full payload (three streams) of one sample at rate point ``rate_idx``."""
+        return self.compress_with_estimate(views, rate_idx, step)[0]
+
+    def compress_with_estimate(
+        self, views: Mapping[str, np.ndarray], rate_idx: int, step: int | None = None
+    ) -> tuple[Payload, float]:
+        """Return :meth:`compress_at`'s payload and the entropy models' estimate of its stream bits."""
+        if not 0 <= rate_idx < self.n_rates:
+            raise ValueError(f"rate_idx must be in 0..{self.n_rates - 1}, got {rate_idx}")
+        streams, estimate = self.encode_streams(self.encode_symbols(views, rate_idx), rate_idx)
+        step = self._step if step is None else step
+        meta = _Meta(self.model_hash, step, rate_idx, _LAYOUT_FULL)
+        return Payload(self.name, streams, meta.to_bytes()), estimate
+
+    def compress(
+        self,
+        views: Mapping[str, np.ndarray],
+        budget_bits: int,
+        allocation: Mapping[str, float] | None = None,
+    ) -> Payload:
+        """Send the finest rate point whose full payload fits ``budget_bits``; empty when none does.
+
+        ``allocation`` is ignored (the split over the three channels is the model's).
+        """
+        self.check_views(views)
+        step = self._step
+        self._step = (self._step + 1) & 0xFF
+        for rate_idx in range(self.n_rates):
+            payload = self.compress_at(views, rate_idx, step=step)
+            if payload.nbits <= budget_bits:
+                return payload
+        return Payload.empty(self.name)
+
+    def _check_meta(self, meta: _Meta, what: str) -> None:
+        if meta.model_hash != self.model_hash:
+            raise PayloadError(
+                f"{what} was written by gray_wyner model {meta.model_hash.hex()}, this codec is model "
+                f"{self.model_hash.hex()}: streams of another model"
+            )
+        if meta.rate_idx >= self.n_rates:
+            raise PayloadError(
+                f"{what} has rate index {meta.rate_idx}, the model has {self.n_rates} rate points"
+            )
+
+    def _decode_common(self, data: bytes, rate_idx: int) -> np.ndarray:
+        m0, s0 = self._prior0[rate_idx]
+        return self.coder.decode(data, s0) + m0
+
+    def _decode_private(self, task: int, data: bytes | None, y0: np.ndarray, rate_idx: int) -> np.ndarray:
+        mean, scale_idx = self._private_model(task, y0, rate_idx)
+        if data is None:  # the private stream did not arrive: its conditional mean
+            return mean
+        return self.coder.decode(data, scale_idx) + mean
+
+    @torch.no_grad()
+    def _synthesise(self, task: int, y_private: np.ndarray, y0: np.ndarray, rate_idx: int) -> np.ndarray:
+        def t(y: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(y, dtype=torch.float32, device=self.device).reshape(1, -1)
+
+        return self.net.synthesis(task, t(y_private), t(y0), rate_idx)[0].cpu().numpy().astype(np.float32)
+
+    def decode_receiver(
+        self, task: int, common: Payload | None, private: Payload | None = None
+    ) -> np.ndarray:
+        """Receiver ``task``'s output from channel payloads (of :meth:`split_channels`) delivered apart.
+
+        Args:
+            task: 1 or 2.
+            common: the ``common`` channel payload (required).
+            private: the ``private_<task>`` payload; None decodes from ``common`` alone (the
+                private latent is replaced by its conditional mean given ``Y0``).
+
+        Raises:
+            PayloadError: ``common`` missing, a payload of another channel, model or step.
+
+        """
+        if task not in (1, 2):
+            raise ValueError(f"task must be 1 or 2, got {task}")
+        if common is None or common.is_empty:
+            have = f" (private_{task} arrived)" if private is not None and not private.is_empty else ""
+            raise PayloadError(f"receiver {task} needs the common stream, which is missing{have}")
+        cm = self._channel_meta(common, 0)
+        y0 = self._decode_common(common.streams[0], cm.rate_idx)
+        data = None
+        if private is not None and not private.is_empty:
+            pm = self._channel_meta(private, task)
+            if (pm.step, pm.rate_idx) != (cm.step, cm.rate_idx):
+                raise PayloadError(
+                    f"private_{task} is from step {pm.step} rate {pm.rate_idx}, the common stream from step "
+                    f"{cm.step} rate {cm.rate_idx}: streams of different steps"
+                )
+            data = private.streams[0]
+        return self._synthesise(task, self._decode_private(task, data, y0, cm.rate_idx), y0, cm.rate_idx)
+
+    def _channel_meta(self, payload: Payload, channel: int) -> _Meta:
+        meta = _Meta.parse(payload.meta)
+        self._check_meta(meta, f"the {CHANNELS[channel]} payload")
+        if meta.layout != _LAYOUT_CHANNEL + channel or len(payload.streams) != 1:
+            raise PayloadError(
+                f"expected a {CHANNELS[channel]} channel payload, got layout {meta.layout} with "
+                f"{len(payload.streams)} streams"
+            )
+        return meta
+
+    def decompress(self, payload: Payload) -> dict[str, np.ndarray]:
+        """Decode the tasks a payload serves: both (full), one (receiver), or ``Y0`` alone (common).
+
+        Raises:
+            PayloadError: a payload of another codec, model, or a private channel alone.
+
+        """
+        if payload.codec != self.name:
+            raise PayloadError(f"payload of codec {payload.codec!r}, expected {self.name!r}")
+        if payload.is_empty:
+            return {}
+        meta = _Meta.parse(payload.meta)
+        self._check_meta(meta, "the payload")
+        j, streams = meta.rate_idx, payload.streams
+        if meta.layout == _LAYOUT_FULL and len(streams) == 3:
+            y0 = self._decode_common(streams[0], j)
+            return {
+                self.task_names[k - 1]: self._synthesise(k, self._decode_private(k, streams[k], y0, j), y0, j)
+                for k in (1, 2)
+            }
+        if meta.layout in (_LAYOUT_RECEIVER + 1, _LAYOUT_RECEIVER + 2) and len(streams) == 2:
+            k = meta.layout - _LAYOUT_RECEIVER
+            y0 = self._decode_common(streams[0], j)
+            return {
+                self.task_names[k - 1]: self._synthesise(k, self._decode_private(k, streams[1], y0, j), y0, j)
+            }
+        if meta.layout == _LAYOUT_CHANNEL and len(streams) == 1:
+            y0 = self._decode_common(streams[0], j)
+            return {
+                self.task_names[k - 1]: self._synthesise(k, self._decode_private(k, None, y0, j), y0, j)
+                for k in (1, 2)
+            }
+        if meta.layout in (_LAYOUT_CHANNEL + 1, _LAYOUT_CHANNEL + 2):
+            k = meta.layout - _LAYOUT_CHANNEL
+            raise PayloadError(f"private_{k} arrived without the common stream; receiver {k} needs both")
+        raise PayloadError(
+            f"gray_wyner payload layout {meta.layout} with {len(streams)} streams is not valid"
+        )
+
+    def for_receiver(self, payload: Payload, task: int) -> Payload:
+        """Return what receiver ``task`` gets: the ``common`` and ``private_<task>`` streams only."""
+        if task not in (1, 2):
+            raise ValueError(f"task must be 1 or 2, got {task}")
+        meta = self._full_meta(payload)
+        layout = _LAYOUT_RECEIVER + task
+        return Payload(
+            self.name, (payload.streams[0], payload.streams[task]), _Meta(*meta[:3], layout).to_bytes()
+        )
+
+    def split_channels(self, payload: Payload) -> dict[str, Payload]:
+        """One single-stream payload per channel (``common``, ``private_1``, ``private_2``)."""
+        meta = self._full_meta(payload)
+        return {
+            ch: Payload(self.name, (payload.streams[i],), _Meta(*meta[:3], _LAYOUT_CHANNEL + i).to_bytes())
+            for i, ch in enumerate(CHANNELS)
+        }
+
+    def _full_meta(self, payload: Payload) -> tuple[bytes, int, int, int]:
+        if payload.is_empty:
+            raise PayloadError("an empty payload has no channels")
+        meta = _Meta.parse(payload.meta)
+        self._check_meta(meta, "the payload")
+        if meta.layout != _LAYOUT_FULL or len(payload.streams) != 3:
+            raise PayloadError("expected a full gray_wyner payload (common, private_1, private_2)")
+        return (meta.model_hash, meta.step, meta.rate_idx, meta.layout)
+
+    def rate_bits(self, views: Mapping[str, np.ndarray], rate_idx: int) -> dict[str, float]:
+        """Real stream bits per channel and the entropy models' estimate, for one sample."""
+        streams, estimate = self.encode_streams(self.encode_symbols(views, rate_idx), rate_idx)
+        bits = {ch: 8.0 * len(s) for ch, s in zip(CHANNELS, streams, strict=True)}
+        bits["estimate"] = estimate
+        return bits
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+SHIPPED = {
+    SHIPPED_CHECKPOINT: {"kind": "shared", "beta": 1.5, "etas": (0.01, 0.03, 0.1, 0.5), "steps": 6000},
+}
+
+
+def ship(out_dir: str | Path = CHECKPOINT_DIR, progress: bool = True) -> list[Path]:
+    """Regenerate the shipped checkpoints from scratch (about a minute on one CPU thread)."""
+    paths = []
+    for name, recipe in SHIPPED.items():
+        path = Path(out_dir) / name
+        codec = GrayWynerCodec.train(out=path, progress=progress, **recipe)
+        paths.append(path)
+        if progress:
+            for j, m in enumerate(codec.metadata["metrics"]):
+                print(f"{name} rate {j}: " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bwgym.codecs.gray_wyner --train ...`` or ``--ship``."""
+    parser = argparse.ArgumentParser(description="Train the Gray-Wyner codec (paper 002) on synthetic data.")
+    parser.add_argument("--train", action="store_true", help="train one model and save it to --out")
+    parser.add_argument("--ship", action="store_true", help="regenerate the shipped checkpoints")
+    parser.add_argument("--out", type=Path, help="checkpoint file to write")
+    parser.add_argument("--kind", default="shared", choices=KINDS)
+    parser.add_argument("--beta", type=float, default=1.5)
+    parser.add_argument("--etas", default="0.1", help="comma-separated rate weights, e.g. 0.01,0.05,0.2,0.5")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--dataset", default="synthetic", choices=("synthetic", "gaussian"))
+    parser.add_argument("--n-elements", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--log-dir", type=Path, help="TensorBoard folder")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    if args.ship:
+        for path in ship():
+            print(f"wrote {path}")
+        return 0
+    if not args.train:
+        parser.error("give --train (with --out) or --ship")
+    if args.out is None:
+        parser.error("--train needs --out FILE")
+    etas = [float(e) for e in args.etas.split(",") if e.strip()]
+    codec = GrayWynerCodec.train(
+        out=args.out,
+        kind=args.kind,
+        beta=args.beta,
+        etas=etas,
+        steps=args.steps,
+        dataset=args.dataset,
+        n_elements=args.n_elements,
+        seed=args.seed,
+        log_dir=args.log_dir,
+        progress=True,
+    )
+    for j, m in enumerate(codec.metadata["metrics"]):
+        print(f"rate {j} (eta {codec.config.etas[j]}): " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Gray-Wyner codec (paper 002): eq. 14, real streams per receiver, bits against the models, dataset."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bwgym.codecs.base import Payload, PayloadError, ViewSpec
+from bwgym.codecs.gray_wyner import (
+    KINDS,
+    GrayWynerCodec,
+    GrayWynerConfig,
+    GrayWynerNet,
+    common_channel,
+    train_gray_wyner,
+)
+from bwgym.codecs.gray_wyner_data import (
+    GaussianPairs,
+    SyntheticGrayWyner,
+    quantized_normal_pmf,
+    symbol_entropy_bits,
+    wyner_common_information_bits,
+)
+from bwgym.codecs.registry import CHECKPOINT_DIR, codec_entry, codec_wire_id, make_codec
+from bwgym.common.checkpoint import load_checkpoint
+
+N = 8
+
+
+@pytest.fixture(scope="module")
+def tiny_codec() -> GrayWynerCodec:
+    """A small shared model, briefly trained, with two rate points."""
+    torch.set_num_threads(1)
+    cfg = GrayWynerConfig(
+        n_elements=N, private_dim=N, common_dim=N, hidden=32, context_hidden=16, etas=(0.02, 0.5)
+    )
+    net = train_gray_wyner(cfg, SyntheticGrayWyner(n_elements=N), steps=300, batch_size=64)
+    return GrayWynerCodec(net, device="cpu")
+
+
+def _views(seed: int = 0, n: int = N) -> dict[str, np.ndarray]:
+    batch = SyntheticGrayWyner(n_elements=n).sample(1, np.random.default_rng(seed))
+    return {"x1": batch["x1"][0], "x2": batch["x2"][0]}
+
+
+# -- eq. 14 and the objective -------------------------------------------------------------------
+
+
+def test_common_channel_mask_and_gradients() -> None:
+    a = torch.tensor([1.0, 2.0, -3.0, 0.0], requires_grad=True)
+    b = torch.tensor([1.0, 5.0, -3.0, 4.0], requires_grad=True)
+    y0 = common_channel(a, b)
+    assert y0.tolist() == [1.0, 0.0, -3.0, 0.0]
+    y0.sum().backward()
+    assert a.grad.tolist() == [0.5, 0.0, 0.5, 0.0]
+    assert b.grad.tolist() == [0.5, 0.0, 0.5, 0.0]
+
+
+def test_loss_sends_gradients_to_both_analysis_transforms() -> None:
+    torch.manual_seed(0)
+    net = GrayWynerNet(
+        GrayWynerConfig(n_elements=N, private_dim=N, common_dim=N, hidden=16, context_hidden=8)
+    )
+    batch = {
+        k: torch.from_numpy(v)
+        for k, v in SyntheticGrayWyner(n_elements=N).sample(32, np.random.default_rng(0)).items()
+    }
+    loss, stats = net.loss(batch)
+    loss.backward()
+    for f in (net.f1, net.f2):
+        assert f[0].weight.grad is not None and f[0].weight.grad.abs().sum() > 0
+    assert {"R0", "R1", "R2", "D1", "D2", "match"} <= set(stats)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_has_its_channels(kind: str) -> None:
+    cfg = GrayWynerConfig(kind=kind, n_elements=N, private_dim=4, common_dim=4, hidden=8, context_hidden=4)
+    out = GrayWynerNet(cfg)(torch.zeros(3, N), torch.zeros(3, N))
+    assert tuple(out[f"y{k}"].shape[1] for k in range(3)) == cfg.dims
+    assert out["z1"].shape == out["z2"].shape == (3, N)
+    if kind == "joint":
+        assert cfg.dims[1] == cfg.dims[2] == 0
+    if kind == "independent":
+        assert cfg.dims[0] == 0
+
+
+@pytest.mark.parametrize("beta", [0.0, -1.0, 2.5, float("nan")])
+def test_beta_outside_range_is_an_error(beta: float) -> None:
+    with pytest.raises(ValueError, match=r"\(0, 2\]"):
+        GrayWynerConfig(beta=beta)
+
+
+def test_negative_eta_is_an_error() -> None:
+    with pytest.raises(ValueError, match=">= 0"):
+        GrayWynerConfig(etas=(-0.1,))
+    with pytest.raises(ValueError, match=">= 0"):
+        GrayWynerCodec.train(etas=(-1.0,), steps=1)
+
+
+# -- real bytes ----------------------------------------------------------------------------------
+
+
+def test_receiver_decodes_from_its_two_streams_exactly(tiny_codec: GrayWynerCodec) -> None:
+    for seed in range(3):
+        for rate_idx in range(tiny_codec.n_rates):
+            full = tiny_codec.compress_at(_views(seed), rate_idx)
+            wire = Payload.from_bytes(full.to_bytes(), codec="gray_wyner")
+            both = tiny_codec.decompress(wire)
+            for k, name in ((1, "z1"), (2, "z2")):
+                alone = Payload.from_bytes(tiny_codec.for_receiver(wire, k).to_bytes())
+                assert len(alone.streams) == 2 and alone.streams[1] == full.streams[k]
+                assert set(tiny_codec.decompress(alone)) == {name}
+                np.testing.assert_array_equal(tiny_codec.decompress(alone)[name], both[name])
+                channels = tiny_codec.split_channels(wire)
+                apart = tiny_codec.decode_receiver(k, channels["common"], channels[f"private_{k}"])
+                np.testing.assert_array_equal(apart, both[name])
+
+
+def test_real_bits_match_the_entropy_models(tiny_codec: GrayWynerCodec) -> None:
+    real = estimate = 0.0
+    for seed in range(20):
+        bits = tiny_codec.rate_bits(_views(seed), 0)
+        real += bits["common"] + bits["private_1"] + bits["private_2"]
+        estimate += bits["estimate"]
+    overhead = 20 * 3 * 8  # byte alignment and coder flush: under one byte per stream
+    assert abs(real - estimate) <= 0.02 * estimate + overhead, (real, estimate)
+
+
+def test_compress_fits_the_budget_and_picks_coarser_points(tiny_codec: GrayWynerCodec) -> None:
+    views = _views(1)
+    fine = tiny_codec.compress(views, 10**6)
+    assert Payload.from_bytes(fine.to_bytes()).meta[3] == 0
+    coarse = tiny_codec.compress_at(views, 1)
+    if coarse.nbits < fine.nbits:
+        picked = tiny_codec.compress(views, coarse.nbits)
+        assert picked.nbits <= coarse.nbits
+    assert tiny_codec.compress(views, 8).is_empty
+    assert tiny_codec.decompress(Payload.empty("gray_wyner")) == {}
+
+
+def test_missing_common_and_mixed_streams_raise(tiny_codec: GrayWynerCodec) -> None:
+    a = tiny_codec.split_channels(tiny_codec.compress(_views(0), 10**6))
+    b = tiny_codec.split_channels(tiny_codec.compress(_views(1), 10**6))  # the next step
+    with pytest.raises(PayloadError, match="common stream"):
+        tiny_codec.decode_receiver(1, None, a["private_1"])
+    with pytest.raises(PayloadError, match="without the common stream"):
+        tiny_codec.decompress(a["private_2"])
+    with pytest.raises(PayloadError, match="different steps"):
+        tiny_codec.decode_receiver(2, a["common"], b["private_2"])
+    with pytest.raises(PayloadError, match="private_1 channel"):
+        tiny_codec.decode_receiver(1, a["common"], a["private_2"])
+    other = GrayWynerCodec(GrayWynerNet(tiny_codec.config), device="cpu")
+    with pytest.raises(PayloadError, match="another model"):
+        other.decode_receiver(1, a["common"], a["private_1"])
+    # the common stream alone still serves both receivers (private latents at their conditional mean)
+    assert set(tiny_codec.decompress(a["common"])) == {"z1", "z2"}
+
+
+def test_registered_with_wire_id_8_and_shipped_checkpoint() -> None:
+    entry = codec_entry("gray_wyner")
+    assert codec_wire_id("gray_wyner") == 8 and entry.cls is GrayWynerCodec and entry.trainable
+    path = CHECKPOINT_DIR / entry.checkpoint
+    assert path.is_file() and path.stat().st_size < 1_000_000
+    assert load_checkpoint(path, kind="codec/gray_wyner").metadata["config"]["kind"] == "shared"
+    codec = make_codec(
+        "gray_wyner", [ViewSpec("x1", (32,), "float32"), ViewSpec("x2", (32,), "float32")], device="cpu"
+    )
+    assert codec.n_rates >= 4
+    with pytest.raises(ValueError, match="was made for"):
+        codec.check_spec(views=[ViewSpec("x1", (16,), "float32"), ViewSpec("x2", (16,), "float32")])
+    views = _views(0, n=32)
+    sizes = [codec.compress_at(views, j).nbits for j in range(codec.n_rates)]
+    assert sizes[0] > sizes[-1]
+
+
+def test_save_and_load_round_trip(tiny_codec: GrayWynerCodec, tmp_path) -> None:
+    path = tiny_codec.save(tmp_path / "gw.ckpt")
+    loaded = GrayWynerCodec.load(path, device="cpu")
+    assert loaded.model_hash == tiny_codec.model_hash
+    payload = tiny_codec.compress_at(_views(2), 0)
+    np.testing.assert_array_equal(loaded.decompress(payload)["z1"], tiny_codec.decompress(payload)["z1"])
+
+
+# -- the dataset ---------------------------------------------------------------------------------
+
+
+def test_symbol_entropy_of_the_quantised_normal() -> None:
+    pmf = quantized_normal_pmf(4.0, 9)
+    assert pmf.sum() == pytest.approx(1.0, abs=1e-15) and len(pmf) == 9
+    assert symbol_entropy_bits(pmf) == pytest.approx(2.9662, abs=1e-4)
+
+
+def test_expected_entropies_match_the_paper() -> None:
+    e = SyntheticGrayWyner(n_elements=64).expected_entropies()
+    assert (round(e.joint_bits, 2), round(e.mutual_information_bits, 2)) == (3.30, 1.32)
+    assert e.marginal_sum_bits == pytest.approx(4.62, abs=0.01)
+
+
+def test_exact_entropies_count_the_map() -> None:
+    data = SyntheticGrayWyner(n_elements=16, seed=3)
+    e, h, n = data.entropies(), data.symbol_entropy_bits, 16
+    groups = data.group_of_slot
+    crossing = len(set(groups[:n]) & set(groups[n:]))
+    assert e.mutual_information_bits == pytest.approx(crossing * h / n)
+    assert e.joint_bits == pytest.approx(len(set(groups)) * h / n)
+    assert e.marginal_sum_bits - e.joint_bits == pytest.approx(e.mutual_information_bits)
+    s1, s2 = data.sample_symbols(500, np.random.default_rng(0))
+    x = np.concatenate([s1, s2], axis=1)
+    for g in np.unique(groups):  # copies are equal, and the map is what the samples follow
+        cols = np.flatnonzero(groups == g)
+        assert (x[:, cols] == x[:, cols[:1]]).all()
+
+
+@pytest.mark.parametrize("layout", ["paper", "aligned"])
+def test_dependency_probability_zero_and_one(layout: str) -> None:
+    h = SyntheticGrayWyner().symbol_entropy_bits
+    none = SyntheticGrayWyner(dependency_prob=0.0, layout=layout).entropies()
+    assert none.mutual_information_bits == 0 and none.joint_bits == pytest.approx(2 * h)
+    full = SyntheticGrayWyner(dependency_prob=1.0, layout=layout)
+    assert full.entropies().joint_bits == pytest.approx(h)
+    if layout == "aligned":  # identical sources
+        b = full.sample(4, np.random.default_rng(0))
+        assert (b["x1"] == b["x2"]).all() and full.entropies().mutual_information_bits == pytest.approx(h)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        SyntheticGrayWyner(dependency_prob=1.5, layout=layout)
+
+
+def test_targets_are_rotations_of_the_sources() -> None:
+    data = SyntheticGrayWyner(n_elements=8)
+    for a in data.rotations:
+        assert np.linalg.det(a) == pytest.approx(1.0)
+    b = data.sample(5, np.random.default_rng(0))
+    np.testing.assert_allclose(b["z1"], b["x1"] @ data.rotations[0].T, atol=1e-6)
+
+
+def test_gaussian_pairs_and_wyner_common_information() -> None:
+    assert wyner_common_information_bits(0.6) == pytest.approx(0.5 * math.log2(4.0))
+    data = GaussianPairs(n_elements=4, rho=0.9)
+    b = data.sample(20000, np.random.default_rng(0))
+    assert np.corrcoef(b["x1"].ravel(), b["x2"].ravel())[0, 1] == pytest.approx(0.9, abs=0.01)
+    assert data.wyner_common_information_bits > data.mutual_information_bits
