@@ -33,6 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from bwgym.common.checkpoint import jsonable
+from bwgym.common.files import atomic_write
+
 __all__ = ["FORMAT", "DemoDataset", "DemoFormatError", "collect_demos"]
 
 #: Format tag in ``meta.json``; bump it when the layout changes.
@@ -46,33 +49,6 @@ class DemoFormatError(ValueError):
 
 def _episode_name(index: int) -> str:
     return f"episode_{index:05d}.npz"
-
-
-def _atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temporary sibling of ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _jsonable(value: Any) -> Any:
-    """Env kwargs as JSON (tuples become lists, numpy scalars become Python numbers)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def collect_demos(
@@ -172,7 +148,7 @@ def collect_demos(
             if only_successful and not record["success"]:
                 continue
             target = out / _episode_name(len(seeds))
-            _atomic_write_bytes(target, lambda f, r=record: np.savez_compressed(f, **r))
+            atomic_write(target, lambda f, r=record: np.savez_compressed(f, **r))
             seeds.append(episode_seed)
             lengths.append(int(record["actions"].shape[0]))
             bar.update(1)
@@ -184,7 +160,7 @@ def collect_demos(
     meta = {
         "format": FORMAT,
         "env_id": env_id,
-        "env_kwargs": _jsonable(env_kwargs),
+        "env_kwargs": jsonable(env_kwargs),
         "view_names": view_names,
         "extra_names": extra_names,
         "image_shape": image_shape,
@@ -199,7 +175,7 @@ def collect_demos(
         "labels": "noise-free expert action per state; executed_actions include the noise",
         "bwgym_version": bwgym.__version__,
     }
-    _atomic_write_bytes(out / _META, lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    atomic_write(out / _META, lambda f: f.write(json.dumps(meta, indent=1).encode()))
     return out
 
 

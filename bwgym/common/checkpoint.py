@@ -72,11 +72,12 @@ def _to_numpy(value: Any) -> np.ndarray:
     return np.array(array, order="C", copy=True)  # ascontiguousarray would turn 0-d into 1-d
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Plain JSON data: tuples become lists, numpy scalars numbers, paths strings."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, Path):
@@ -130,7 +131,7 @@ def save_checkpoint(
     header = {
         "format": CHECKPOINT_FORMAT,
         "kind": kind,
-        "metadata": _jsonable(dict(metadata or {})),
+        "metadata": jsonable(dict(metadata or {})),
         "versions": _versions(),
         "state": sorted(state),
     }
@@ -226,6 +227,6 @@ def check_spec(what: str, saved: Mapping[str, Any], requested: Mapping[str, Any]
     """
     want = {k: v for k, v in requested.items() if v is not None}
     have = {k: saved.get(k) for k in want}
-    if json.loads(json.dumps(_jsonable(have))) != json.loads(json.dumps(_jsonable(want))):
+    if json.loads(json.dumps(jsonable(have))) != json.loads(json.dumps(jsonable(want))):
         message = f"{what} was trained for {_spec_text(have)}, but {_spec_text(want)} was requested"
         raise CheckpointError(message + (f"; {fix}" if fix else ""))
