@@ -3,12 +3,13 @@
 Layout of a run folder (DESIGN.md)::
 
     config.yaml        the resolved scenario
-    episodes.parquet   one row per finished episode (rewritten atomically after each one)
-    steps.parquet      one row per step of every finished episode
+    episodes.parquet   one row per episode (written when the run finishes)
+    steps.parquet      one row per step of every episode (same)
     summary.csv        success rate with its Wilson interval, bandwidth, bits, PSNR, drops
     plots/*.png        see :mod:`bwgym.scenarios.plots`
     tensorboard/       per-episode scalars and the scenario as text
-    parts/             one file per finished episode: what ``--resume`` reads
+    parts/             one file per finished episode, written atomically the moment it ends:
+                       what ``--resume`` and :func:`read_episodes` read
 
 Episode ``i`` always uses seed ``run.seed + i`` (env, link offset, loss, agent), so a run gives the
 same table on one worker, on a process pool or on a Dask cluster, and a resumed run equals an
@@ -305,6 +306,21 @@ def _consolidate(out_dir: Path, pattern: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def read_episodes(run_dir: str | Path) -> pd.DataFrame:
+    """The table of every finished episode of a run folder, finished or interrupted.
+
+    A finished run has ``episodes.parquet``; a killed one has only its ``parts/`` (one file per
+    finished episode), which this consolidates the same way, sorted by episode.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "parts").is_dir() and not (run_dir / "episodes.parquet").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a bwgym run folder (no parts/ and no episodes.parquet)")
+    episodes = _consolidate(run_dir, "episode_*.parquet")
+    if episodes.empty and (run_dir / "episodes.parquet").is_file():
+        return pd.read_parquet(run_dir / "episodes.parquet")
+    return episodes.sort_values("episode", ignore_index=True) if not episodes.empty else episodes
+
+
 class _Run:
     """One run folder being filled: its scenario, the episodes still to run, its TensorBoard writer."""
 
@@ -358,7 +374,7 @@ class _Run:
     def finish(self, plots: bool) -> RunResult:
         """Consolidate the parts into the run's tables (and plots)."""
         out_dir = self.out_dir
-        episodes = _consolidate(out_dir, "episode_*.parquet").sort_values("episode", ignore_index=True)
+        episodes = read_episodes(out_dir)
         _atomic_parquet(episodes, out_dir / "episodes.parquet")
         steps = _consolidate(out_dir, "steps_*.parquet")
         if not steps.empty:

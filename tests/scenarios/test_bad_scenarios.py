@@ -254,10 +254,11 @@ def test_killing_a_run_leaves_no_worker_behind(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(_merge(BASE, {"run": {"episodes": 200}})))
     proc = subprocess.Popen([sys.executable, "-m", "bwgym.cli", "run", str(path), "--out", str(tmp_path / "run"),
-                             "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     workers: list[int] = []
     deadline = time.time() + 120
     while time.time() < deadline and len(workers) < 2:
+        assert proc.poll() is None, f"the run ended early: {proc.stderr.read().decode()[-2000:]}"
         workers = [p for p in _children(proc.pid) if "spawn" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")]
         time.sleep(0.5)
     assert len(workers) >= 2, "the run never started its two workers"
