@@ -11,7 +11,7 @@ STAMP := $(VENV)/.bwgym-installed
 export MUJOCO_GL ?= egl
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: run test test-fast bench checkpoints install clean
+.PHONY: run lint test test-fast bench checkpoints install clean
 
 install: $(STAMP)
 
@@ -30,7 +30,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/bwgym run lora_ndpca --workers 2
 
-test: $(STAMP)
+# Lint and format checks first (seconds): a tree that ruff would change does not pass.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)

@@ -34,9 +34,9 @@ import torch
 from report import machine_line, write_section  # noqa: E402  (run as a script)
 
 import bwgym  # noqa: F401  (first: it selects the headless GL backend before mujoco loads)
+from bwgym.codecs import codec_entry, load_codec
 from bwgym.codecs.base import Payload
 from bwgym.codecs.image import JpegCodec
-from bwgym.codecs import codec_entry, load_codec
 from bwgym.codecs.registry import CHECKPOINT_DIR
 
 ENV_ID = "bwgym/LocateLift-v0"

@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import time
 
-import bwgym  # noqa: F401  (first: it selects the headless GL backend before mujoco loads)
 import gymnasium as gym
 import mujoco
-from bwgym.envs.lift import LocateLiftEnv
-
 from report import machine_line, write_section  # noqa: E402  (run as a script)
+
+import bwgym  # noqa: F401  (first: it selects the headless GL backend before mujoco loads)
+from bwgym.envs.lift import LocateLiftEnv
 
 CAMERAS = ("arm", "side")
 
@@ -29,7 +29,11 @@ def bare_mujoco(size: int, steps: int, render: bool) -> float:
     data = mujoco.MjData(model)
     renderer = mujoco.Renderer(model, size, size) if render else None
     if renderer is not None:
-        for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):
+        for flag in (
+            mujoco.mjtRndFlag.mjRND_SHADOW,
+            mujoco.mjtRndFlag.mjRND_REFLECTION,
+            mujoco.mjtRndFlag.mjRND_SKYBOX,
+        ):
             renderer.scene.flags[flag] = False
     mujoco.mj_forward(model, data)
     start = time.perf_counter()
@@ -60,8 +64,13 @@ def env_rate(size: int, steps: int) -> float:
 
 
 def vec_rate(size: int, steps: int, workers: int) -> float:
-    envs = gym.make_vec("bwgym/LocateLift-v0", num_envs=workers, vectorization_mode="async", vector_kwargs={"context": "spawn"},
-                        image_size=size)
+    envs = gym.make_vec(
+        "bwgym/LocateLift-v0",
+        num_envs=workers,
+        vectorization_mode="async",
+        vector_kwargs={"context": "spawn"},
+        image_size=size,
+    )
     envs.reset(seed=0)
     envs.action_space.seed(0)
     envs.step(envs.action_space.sample())  # workers' renderers are created lazily: warm up
@@ -74,7 +83,9 @@ def vec_rate(size: int, steps: int, workers: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=600)
     args = parser.parse_args()
     lines = [
@@ -92,11 +103,16 @@ def main() -> None:
         env = env_rate(size, args.steps)
         one = vec_rate(size, args.steps, 1)
         two = vec_rate(size, args.steps, 2)
-        row = (f"| {size}x{size} | {physics:,.0f} | {bare:,.0f} | {env:,.0f} | {env / bare:.2f} | "
-               f"{one:,.0f} | {two:,.0f} | {two / one:.2f} |")
+        row = (
+            f"| {size}x{size} | {physics:,.0f} | {bare:,.0f} | {env:,.0f} | {env / bare:.2f} | "
+            f"{one:,.0f} | {two:,.0f} | {two / one:.2f} |"
+        )
         print(row, flush=True)
         lines.append(row)
-    lines += ["", "Reference: robosuite's Lift with two 84 px cameras ran ~11 steps/s on this machine kind (issue 2)."]
+    lines += [
+        "",
+        "Reference: robosuite's Lift with two 84 px cameras ran ~11 steps/s on this machine kind (issue 2).",
+    ]
     write_section("env_speed", "\n".join(lines))
     print("wrote BENCHMARKS.md")
 

@@ -21,7 +21,10 @@ def machine_line() -> str:
     """One line naming the machine, the code version and the time of the run."""
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
             cwd=BENCHMARKS_MD.parent,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):

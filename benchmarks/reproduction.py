@@ -16,12 +16,12 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import bwgym  # noqa: F401  (first: headless GL before mujoco)
 import yaml
+from report import machine_line, write_section  # noqa: E402  (run as a script)
+
+import bwgym  # noqa: F401  (first: headless GL before mujoco)
 from bwgym.scenarios.plots import plot_success_vs_bandwidth
 from bwgym.scenarios.sweep import run_sweep
-
-from report import machine_line, write_section  # noqa: E402  (run as a script)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BUDGETS_BITS = (60, 100, 150, 300, 1_000, 10_000)
@@ -30,15 +30,20 @@ STEP_S = 0.04
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=None, help="sweep folder (default: a temporary one)")
     args = parser.parse_args()
     base = {
-        "name": "repro", "description": "constant link, shipped BC agent", "regime": "swept",
+        "name": "repro",
+        "description": "constant link, shipped BC agent",
+        "regime": "swept",
         "trace": {"source": None, "generator": "constant", "params": {"bps": 1000.0, "duration_s": 60.0}},
-        "agent": {"name": "bc"}, "run": {"episodes": args.episodes, "record_steps": False},
+        "agent": {"name": "bc"},
+        "run": {"episodes": args.episodes, "record_steps": False},
     }
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "repro.yaml"
@@ -46,18 +51,30 @@ def main() -> None:
         out = Path(args.out) if args.out else Path(tmp) / "sweep"
         grid = {"trace.params.bps": [b / STEP_S for b in BUDGETS_BITS], "codec.name": list(CODECS)}
         table = run_sweep(path, grid, out, workers=args.workers, plots=False).table
-        reference = run_sweep(path, {"codec.name": ["none"]}, Path(tmp) / "reference", workers=args.workers,
-                              plots=False).table
+        reference = run_sweep(
+            path, {"codec.name": ["none"]}, Path(tmp) / "reference", workers=args.workers, plots=False
+        ).table
     table["budget_bits"] = (table["trace.params.bps"] * STEP_S).round().astype(int)
     DOCS.mkdir(exist_ok=True)
-    columns = ["codec.name", "budget_bits", "success_rate", "success_ci_low", "success_ci_high", "mean_bits_sent"]
+    columns = [
+        "codec.name",
+        "budget_bits",
+        "success_rate",
+        "success_ci_low",
+        "success_ci_high",
+        "mean_bits_sent",
+    ]
     comps = [c for c in table.columns if c.startswith("mean_components.")]
     table = table.assign(m=table[comps].sum(axis=1) if comps else 0.0)
     table[columns + ["m", *comps]].to_csv(DOCS / "reproduction.csv", index=False)
-    plot_success_vs_bandwidth(table, "budget_bits", DOCS / "reproduction.png", group="codec.name",
-                              xlabel="link budget per 0.04 s step (bits)",
-                              title="LocateLift, BC agent on decoded views (uncompressed: %.2f)"
-                              % reference.success_rate.iloc[0])
+    plot_success_vs_bandwidth(
+        table,
+        "budget_bits",
+        DOCS / "reproduction.png",
+        group="codec.name",
+        xlabel="link budget per 0.04 s step (bits)",
+        title=f"LocateLift, BC agent on decoded views (uncompressed: {reference.success_rate.iloc[0]:.2f})",
+    )
     lines = [
         "## Reproduction: success rate against bandwidth (NDPCA paper, locate and lift)",
         "",
@@ -79,12 +96,18 @@ def main() -> None:
             arm = r.get("mean_components.arm", float("nan"))
             side = r.get("mean_components.side", float("nan"))
             m = f", m {arm:.1f}+{side:.1f}" if codec != "jpeg" and arm == arm else ""
-            cells.append(f"{r.success_rate:.2f} [{r.success_ci_low:.2f}, {r.success_ci_high:.2f}] "
-                         f"({r.mean_bits_sent:.0f} b{m})")
+            cells.append(
+                f"{r.success_rate:.2f} [{r.success_ci_low:.2f}, {r.success_ci_high:.2f}] "
+                f"({r.mean_bits_sent:.0f} b{m})"
+            )
         lines.append(f"| {budget} | " + " | ".join(cells) + " |")
-    lines += ["", "![success vs bandwidth](docs/reproduction.png)", "",
-              "Paper (Fig. 4, m = 6..24): NDPCA 0.62-0.81, task-agnostic ~0.22, uncompressed 0.83; "
-              "the allocation favours the arm view."]
+    lines += [
+        "",
+        "![success vs bandwidth](docs/reproduction.png)",
+        "",
+        "Paper (Fig. 4, m = 6..24): NDPCA 0.62-0.81, task-agnostic ~0.22, uncompressed 0.83; "
+        "the allocation favours the arm view.",
+    ]
     write_section("reproduction", "\n".join(lines))
     print("\n".join(lines))
 

@@ -20,14 +20,14 @@ import sys
 import time
 from collections.abc import Callable
 
-import bwgym  # noqa: F401  (first: it selects the headless GL backend before mujoco loads)
 import gymnasium as gym
 import numpy as np
+from report import machine_line, write_section  # noqa: E402  (run as a script)
+
+import bwgym  # noqa: F401  (first: it selects the headless GL backend before mujoco loads)
 from bwgym.codecs.image import JpegCodec, RawCodec
 from bwgym.envs.bandwidth import BandwidthLimited
 from bwgym.traces.generators import constant
-
-from report import machine_line, write_section  # noqa: E402  (run as a script)
 
 ENV_ID = "bwgym/LocateLift-v0"
 

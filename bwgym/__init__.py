@@ -1,4 +1,4 @@
-"""bwgym: how well does an agent do its job when its sensors share a time-varying network?
+"""bwgym: how well does an agent do its job when its sensors share a time-varying network.
 
 Importing the package registers its Gymnasium environments under the ``bwgym/`` namespace::
 

@@ -61,7 +61,9 @@ def _violations() -> list[str]:
 
 def test_every_module_belongs_to_a_layer() -> None:
     stray = [p.name for p in PACKAGE.iterdir() if p.suffix == ".py" and p.stem not in (*LAYERS, "__init__")]
-    stray += [p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name not in LAYERS and p.name != "__pycache__"]
+    stray += [
+        p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name not in LAYERS and p.name != "__pycache__"
+    ]
     assert not stray, f"modules outside the layers {LAYERS}: {stray}"
 
 

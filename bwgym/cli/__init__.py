@@ -44,25 +44,48 @@ def _cmd_expert(args: argparse.Namespace) -> int:
             ret += reward
             steps += 1
         rows.append(
-            dict(episode=episode, seed=seed, success=bool(info["is_success"]), steps=steps, ret=ret,
-                 steps_per_s=steps / (time.perf_counter() - start))
+            dict(
+                episode=episode,
+                seed=seed,
+                success=bool(info["is_success"]),
+                steps=steps,
+                ret=ret,
+                steps_per_s=steps / (time.perf_counter() - start),
+            )
         )
         if episode < 4:
             views = env.unwrapped.cameras
-            strips.append(np.concatenate([np.concatenate([first[v] for v in views], 1),
-                                          np.concatenate([obs[v] for v in views], 1)], 0))
+            strips.append(
+                np.concatenate(
+                    [
+                        np.concatenate([first[v] for v in views], 1),
+                        np.concatenate([obs[v] for v in views], 1),
+                    ],
+                    0,
+                )
+            )
     env.close()
     episodes = pd.DataFrame(rows)
     episodes.to_csv(out / "episodes.csv", index=False)
     summary = pd.DataFrame(
-        [dict(env=args.env, episodes=len(episodes), success_rate=episodes.success.mean(),
-              mean_steps=episodes.steps.mean(), steps_per_s=episodes.steps_per_s.mean())])
+        [
+            dict(
+                env=args.env,
+                episodes=len(episodes),
+                success_rate=episodes.success.mean(),
+                mean_steps=episodes.steps.mean(),
+                steps_per_s=episodes.steps_per_s.mean(),
+            )
+        ]
+    )
     summary.to_csv(out / "summary.csv", index=False)
     picture = np.concatenate(strips, 1)
     Image.fromarray(picture).save(out / "views.png")
     print(summary.to_string(index=False))
-    print(f"\nepisodes: {out / 'episodes.csv'}\nsummary:  {out / 'summary.csv'}\n"
-          f"views:    {out / 'views.png'} (per episode: first frame above, last below; views side by side)")
+    print(
+        f"\nepisodes: {out / 'episodes.csv'}\nsummary:  {out / 'summary.csv'}\n"
+        f"views:    {out / 'views.png'} (per episode: first frame above, last below; views side by side)"
+    )
     return 0
 
 
@@ -84,7 +107,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from bwgym.scenarios.runner import default_out_dir, run_scenario
 
     overrides = _parse_overrides(args.set)
-    for key, value in (("run.episodes", args.episodes), ("run.seed", args.seed), ("run.workers", args.workers)):
+    for key, value in (
+        ("run.episodes", args.episodes),
+        ("run.seed", args.seed),
+        ("run.workers", args.workers),
+    ):
         if value is not None:
             overrides[key] = value
     try:
@@ -124,7 +151,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return str(Path(path).resolve()) if path and Path(path).exists() else path
 
     trace = {"source": from_cwd(args.trace), "scale": args.scale}
-    args.codec_checkpoint, args.agent_checkpoint = from_cwd(args.codec_checkpoint), from_cwd(args.agent_checkpoint)
+    args.codec_checkpoint, args.agent_checkpoint = (
+        from_cwd(args.codec_checkpoint),
+        from_cwd(args.agent_checkpoint),
+    )
     data = {
         "name": args.name or f"eval_{args.agent}_{args.codec}_{Path(args.trace).stem}",
         "description": "built by `bwgym evaluate`",
@@ -132,8 +162,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "trace": trace,
         "codec": {"name": args.codec, "checkpoint": args.codec_checkpoint},
         "agent": {"name": args.agent, "checkpoint": args.agent_checkpoint},
-        "run": {"episodes": args.episodes, "seed": args.seed, "workers": args.workers,
-                "record_steps": not args.no_steps},
+        "run": {
+            "episodes": args.episodes,
+            "seed": args.seed,
+            "workers": args.workers,
+            "record_steps": not args.no_steps,
+        },
     }
     import tempfile
 
@@ -162,8 +196,10 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
         s = load_scenario(name)
         step_s = s.link.step_seconds or 0.04
         budget = "unlimited" if s.codec.name == "none" else f"{make_trace(s).mean_bps * step_s:,.0f}"
-        rows.append(f"{name:28s} {s.codec.name:12s} {s.agent.name:7s} {budget:>10s} bits/step  "
-                    f"{s.description.strip()[:80]}")
+        rows.append(
+            f"{name:28s} {s.codec.name:12s} {s.agent.name:7s} {budget:>10s} bits/step  "
+            f"{s.description.strip()[:80]}"
+        )
     print(f"{'scenario':28s} {'codec':12s} {'agent':7s} {'mean budget':>20s}  description")
     print("\n".join(rows))
     return 0
@@ -185,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bwgym", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    expert = sub.add_parser("expert", help="run the scripted expert on LocateLift and write a table and views")
+    expert = sub.add_parser(
+        "expert", help="run the scripted expert on LocateLift and write a table and views"
+    )
     expert.add_argument("--env", default="bwgym/LocateLift-v0")
     expert.add_argument("--episodes", type=int, default=20)
     expert.add_argument("--seed", type=int, default=0)
@@ -200,12 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int)
     run.add_argument("--out", help="run folder (default runs/<scenario>/<stamp>)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a scenario key, e.g. --set codec.name=raw (repeatable)")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a scenario key, e.g. --set codec.name=raw (repeatable)",
+    )
     run.add_argument("--video", action="store_true", help="also write plots/episode_000.gif of episode 0")
     run.set_defaults(func=_cmd_run)
 
-    evaluate = sub.add_parser("evaluate", help="evaluate an agent under a codec and a trace (success with CIs)")
+    evaluate = sub.add_parser(
+        "evaluate", help="evaluate an agent under a codec and a trace (success with CIs)"
+    )
     evaluate.add_argument("--env", default="bwgym/LocateLift-v0")
     evaluate.add_argument("--agent", default="bc", help="bc, sb3, expert or random")
     evaluate.add_argument("--agent-checkpoint", help="checkpoint of the agent (default: the shipped one)")
@@ -248,7 +293,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, OSError, KeyError) as exc:  # ConfigError, CheckpointError, TraceFormatError...
+    except (
+        ValueError,
+        TypeError,
+        OSError,
+        KeyError,
+    ) as exc:  # ConfigError, CheckpointError, TraceFormatError...
         if os.environ.get("BWGYM_DEBUG"):
             raise
         command = " ".join(part for part in ("bwgym", args.command, getattr(args, "what", None)) if part)

@@ -312,7 +312,9 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
         "--noise-std the executed actions are noisy and the labels the expert's clean actions.",
     )
     collect.add_argument("--env", default="bwgym/LocateLift-v0", help="env id (default: %(default)s)")
-    collect.add_argument("--episodes", type=positive_int, default=200, help="episodes to store (default: %(default)s)")
+    collect.add_argument(
+        "--episodes", type=positive_int, default=200, help="episodes to store (default: %(default)s)"
+    )
     collect.add_argument(
         "--noise-std",
         type=float,
@@ -345,7 +347,9 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
     agent.add_argument(
         "--total-timesteps", type=positive_int, default=20_000, help="RL: env steps (default: %(default)s)"
     )
-    agent.add_argument("--n-envs", type=positive_int, default=1, help="RL: parallel envs in subprocesses (default: 1)")
+    agent.add_argument(
+        "--n-envs", type=positive_int, default=1, help="RL: parallel envs in subprocesses (default: 1)"
+    )
     agent.add_argument(
         "--scenario", default=None, help="RL: train on decoded views of this scenario's codec/trace"
     )
@@ -373,14 +377,19 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
     agent.add_argument(
         "--proprio", action="store_true", help="feed the proprio vector too (collect with proprio)"
     )
-    agent.add_argument("--epochs", type=positive_int, default=25, help="maximum epochs (default: %(default)s)")
+    agent.add_argument(
+        "--epochs", type=positive_int, default=25, help="maximum epochs (default: %(default)s)"
+    )
     agent.add_argument("--batch-size", type=positive_int, default=64, help="(default: %(default)s)")
     agent.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
     agent.add_argument(
         "--val-fraction", type=float, default=0.1, help="held-out episodes (default: %(default)s)"
     )
     agent.add_argument(
-        "--patience", type=positive_int, default=8, help="early-stopping patience in epochs (default: %(default)s)"
+        "--patience",
+        type=positive_int,
+        default=8,
+        help="early-stopping patience in epochs (default: %(default)s)",
     )
     agent.add_argument(
         "--shift-px", type=int, default=4, help="random-shift augmentation in pixels (default: %(default)s)"
@@ -389,7 +398,10 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
         "--dagger-rounds", type=int, default=0, help="DAgger rounds after BC (default: %(default)s)"
     )
     agent.add_argument(
-        "--dagger-episodes", type=positive_int, default=50, help="policy episodes per round (default: %(default)s)"
+        "--dagger-episodes",
+        type=positive_int,
+        default=50,
+        help="policy episodes per round (default: %(default)s)",
     )
     agent.add_argument(
         "--dagger-epochs", type=positive_int, default=None, help="max epochs per round (default: --epochs)"
@@ -413,7 +425,9 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
     agent.add_argument("--device", default="auto", help="auto, cpu, cuda... (default: %(default)s)")
     # One thread by default: on a machine shared with other jobs, oversubscribed intra-op threads
     # made an epoch 10x slower here, while one thread costs at most 2x when the cores are free.
-    agent.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default: %(default)s)")
+    agent.add_argument(
+        "--threads", type=positive_int, default=1, help="torch CPU threads (default: %(default)s)"
+    )
     agent.add_argument(
         "--log-dir", default=None, help="TensorBoard folder (default: runs/train_agent/<out stem>-<time>)"
     )

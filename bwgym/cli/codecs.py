@@ -69,7 +69,12 @@ def load_frames(
         return {v: obs[v] for v in dataset.view_names}, episode_index
     with tempfile.TemporaryDirectory(prefix="bwgym_codec_demos_") as tmp:
         path = collect_demos(
-            Path(tmp) / "demos", env_id=env_id, episodes=episodes, seed=seed, env_kwargs=env_kwargs, progress=progress
+            Path(tmp) / "demos",
+            env_id=env_id,
+            episodes=episodes,
+            seed=seed,
+            env_kwargs=env_kwargs,
+            progress=progress,
         )
         dataset = DemoDataset(path)
         obs, _, episode_index = dataset.arrays(progress=progress)
@@ -118,7 +123,9 @@ def regenerate_shipped(
     if unknown:
         raise ValueError(f"unknown shipped codecs {sorted(unknown)}; expected some of {list(SHIPPED_ORDER)}")
     env_id, seed = SHIPPED_RECIPE["env_id"], SHIPPED_RECIPE["seed"]
-    frames, episode_index = load_frames(demos, env_id=env_id, episodes=SHIPPED_RECIPE["episodes"], seed=seed, progress=progress)
+    frames, episode_index = load_frames(
+        demos, env_id=env_id, episodes=SHIPPED_RECIPE["episodes"], seed=seed, progress=progress
+    )
     task_model, task_path = None, None
     if any(_needs_task_model(n, {}) for n in names):
         task_model, task_path = _task_model(env_id, frames, agent_path)
@@ -134,17 +141,29 @@ def regenerate_shipped(
             options["steps"] = max(1, int(round(options["steps"] * scale_steps)))
             if stage == "finetune":
                 if not pretrained.is_file():
-                    raise FileNotFoundError(f"{name} is fine-tuned from {pretrained}; train ndpca_agnostic first")
+                    raise FileNotFoundError(
+                        f"{name} is fine-tuned from {pretrained}; train ndpca_agnostic first"
+                    )
                 options["init"] = str(pretrained)
             options["log_dir"] = None if log_root is None else Path(log_root) / name
         t0 = time.perf_counter()
         path = out_dir / str(entry.checkpoint)
         train_registered(
-            name, frames, path, env_id=env_id, episode_index=episode_index, task_model=task_model,
-            task_model_path=task_path, progress=progress, **options,
+            name,
+            frames,
+            path,
+            env_id=env_id,
+            episode_index=episode_index,
+            task_model=task_model,
+            task_model_path=task_path,
+            progress=progress,
+            **options,
         )
         written[name] = path
-        print(f"{name:15s} -> {path} ({path.stat().st_size / 1e3:.0f} kB, {time.perf_counter() - t0:.0f} s)", flush=True)
+        print(
+            f"{name:15s} -> {path} ({path.stat().st_size / 1e3:.0f} kB, {time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
     return written
 
 
@@ -155,14 +174,23 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
 
     try:
         if args.all:
-            regenerate_shipped(args.out_dir, demos=args.demos, agent_path=args.agent, names=args.only,
-                               scale_steps=args.scale_steps, device=args.device, threads=args.threads or 1)
+            regenerate_shipped(
+                args.out_dir,
+                demos=args.demos,
+                agent_path=args.agent,
+                names=args.only,
+                scale_steps=args.scale_steps,
+                device=args.device,
+                threads=args.threads or 1,
+            )
             return 0
         if not args.codec or not args.out:
             return _fail("--codec and --out are required (or --all for every shipped checkpoint)")
         entry = codec_entry(args.codec)
         if not entry.trainable:
-            return _fail(f"--codec {args.codec} has nothing to train; trainable: the learned and linear codecs")
+            return _fail(
+                f"--codec {args.codec} has nothing to train; trainable: the learned and linear codecs"
+            )
         for flag in ("steps", "batch_size", "latent_dim", "episodes", "threads"):
             value = getattr(args, flag)
             if value is not None and value < 1:
@@ -172,19 +200,40 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
             return _fail(f"--out must end in .ckpt (the bwgym checkpoint format), got {str(out)!r}")
         if not out.parent.exists():
             return _fail(f"--out folder {str(out.parent)!r} does not exist")
-        overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "latent_dim", "init",
-                                                  "lambda_task", "lambda_rec", "threads")}
+        overrides = {
+            k: getattr(args, k)
+            for k in (
+                "steps",
+                "batch_size",
+                "lr",
+                "latent_dim",
+                "init",
+                "lambda_task",
+                "lambda_rec",
+                "threads",
+            )
+        }
         overrides.update(seed=args.seed, device=args.device)
         env_kwargs = parse_env_kwargs(args.env_kwargs)
         start = time.perf_counter()
-        frames, episode_index = load_frames(args.demos, env_id=args.env, episodes=args.episodes, seed=args.seed,
-                                            env_kwargs=env_kwargs)
+        frames, episode_index = load_frames(
+            args.demos, env_id=args.env, episodes=args.episodes, seed=args.seed, env_kwargs=env_kwargs
+        )
         task_model, task_path = None, None
         if _needs_task_model(args.codec, overrides):
             task_model, task_path = _task_model(args.env, frames, args.agent)
         log_dir = Path(args.logdir) if args.logdir else out.with_suffix(".tb")
-        codec = train_registered(args.codec, frames, out, env_id=args.env, episode_index=episode_index,
-                                 task_model=task_model, task_model_path=task_path, log_dir=log_dir, **overrides)
+        codec = train_registered(
+            args.codec,
+            frames,
+            out,
+            env_id=args.env,
+            episode_index=episode_index,
+            task_model=task_model,
+            task_model_path=task_path,
+            log_dir=log_dir,
+            **overrides,
+        )
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         return _fail(str(err))
     command = "bwgym " + " ".join(shlex.quote(a) for a in (getattr(args, "argv", None) or sys.argv[1:]))
@@ -216,9 +265,15 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
     p.add_argument("--out-dir", default=None, help="with --all: where to write (default: the package's)")
     p.add_argument("--scale-steps", type=float, default=1.0, help="with --all: multiply every step count")
     p.add_argument("--env", default="bwgym/LocateLift-v0", help="env id (default: %(default)s)")
-    p.add_argument("--env-kwargs", default=None, help="JSON keyword arguments of the env, e.g. '{\"image_size\": 64}'")
-    p.add_argument("--demos", default=None, help="demo folder from `bwgym collect` (default: collect --episodes)")
-    p.add_argument("--episodes", type=int, default=150, help="episodes to collect without --demos (%(default)s)")
+    p.add_argument(
+        "--env-kwargs", default=None, help="JSON keyword arguments of the env, e.g. '{\"image_size\": 64}'"
+    )
+    p.add_argument(
+        "--demos", default=None, help="demo folder from `bwgym collect` (default: collect --episodes)"
+    )
+    p.add_argument(
+        "--episodes", type=int, default=150, help="episodes to collect without --demos (%(default)s)"
+    )
     p.add_argument("--agent", default=None, help="frozen BC agent checkpoint (default: the shipped one)")
     p.add_argument("--out", default=None, help="checkpoint to write (.ckpt)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the codec's recipe)")
@@ -227,7 +282,9 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
     p.add_argument("--latent-dim", type=int, default=None, help="latent features per view")
     p.add_argument("--lambda-task", type=float, default=None, help="weight of the task loss (eq. 8)")
     p.add_argument("--lambda-rec", type=float, default=None, help="weight of the reconstruction loss (eq. 8)")
-    p.add_argument("--init", default=None, help="start from this learned checkpoint's network (or a codec name)")
+    p.add_argument(
+        "--init", default=None, help="start from this learned checkpoint's network (or a codec name)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default 1)")

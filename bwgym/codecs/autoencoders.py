@@ -39,9 +39,9 @@ Example::
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -429,13 +429,19 @@ class NeuralLatentCodec(LatentCodec):
         super().__init__(latent_model, views, 1, env_id, family, variant, train_config, metrics)
         for spec in self.views:
             if spec.dtype != "uint8" or len(spec.shape) != 3 or spec.shape[2] != 3:
-                raise ValueError(f"view {spec.name!r}: learned codecs take uint8 (H, W, 3) images, got {spec}")
+                raise ValueError(
+                    f"view {spec.name!r}: learned codecs take uint8 (H, W, 3) images, got {spec}"
+                )
             if tuple(spec.shape[:2]) != net.image_size:
                 raise ValueError(
                     f"view {spec.name!r} of shape {spec.shape} does not match the network's "
                     f"image size {net.image_size}"
                 )
-        if net.view_names != self.view_names or net.joint != self.joint or net.latent_names != self.stream_names:
+        if (
+            net.view_names != self.view_names
+            or net.joint != self.joint
+            or net.latent_names != self.stream_names
+        ):
             raise ValueError(
                 f"{type(self).__name__}: network views {list(net.view_names)} (joint={net.joint}) "
                 f"do not match codec views {list(self.view_names)} (joint={self.joint})"
@@ -460,7 +466,10 @@ class NeuralLatentCodec(LatentCodec):
         """Encode uint8 views ``{view: (N, H, W, 3)}`` to latents ``{group: (N, d)}`` (float64)."""
         with torch.inference_mode():
             x = {
-                v: torch.as_tensor(np.asarray(views[v]), device=self.device).permute(0, 3, 1, 2).float().div_(255.0)
+                v: torch.as_tensor(np.asarray(views[v]), device=self.device)
+                .permute(0, 3, 1, 2)
+                .float()
+                .div_(255.0)
                 for v in self.view_names
             }
             z = self.net.encode(x)
@@ -480,7 +489,10 @@ class NeuralLatentCodec(LatentCodec):
                 for k in self.stream_names
             }
             x = self.net.decode(z)
-            return [x[v][0].permute(1, 2, 0).mul(255.0).double().cpu().numpy().reshape(-1) for v in self.view_names]
+            return [
+                x[v][0].permute(1, 2, 0).mul(255.0).double().cpu().numpy().reshape(-1)
+                for v in self.view_names
+            ]
 
     # -- persistence ----------------------------------------------------------------------------
 
@@ -507,7 +519,9 @@ class NeuralLatentCodec(LatentCodec):
     ) -> SelfNeural:
         meta = ckpt.metadata
         net = LatentAutoencoder(**meta["arch"])
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt.tensors("net.").items()})
+        net.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in ckpt.tensors("net.").items()}
+        )
         return cls(
             net,
             latent_model,
@@ -523,13 +537,20 @@ class NeuralLatentCodec(LatentCodec):
     def __getstate__(self) -> dict[str, Any]:
         # Pickle arrays and metadata, not live modules: subprocess workers rebuild the codec.
         state = {k: v.numpy() if hasattr(v, "numpy") else v for k, v in self.state().items()}
-        return {"state": state, "metadata": self.metadata(), "variant": self.variant, "device": str(self.device)}
+        return {
+            "state": state,
+            "metadata": self.metadata(),
+            "variant": self.variant,
+            "device": str(self.device),
+        }
 
     def __setstate__(self, pickled: dict[str, Any]) -> None:
         device = pickled["device"]
         if device.startswith("cuda") and not torch.cuda.is_available():
             device = "cpu"
-        ckpt = Checkpoint(kind=f"codec/{pickled['variant']}", metadata=pickled["metadata"], state=pickled["state"])
+        ckpt = Checkpoint(
+            kind=f"codec/{pickled['variant']}", metadata=pickled["metadata"], state=pickled["state"]
+        )
         self.__dict__.update(type(self).from_checkpoint(ckpt, device=device).__dict__)
 
     def __repr__(self) -> str:
@@ -567,12 +588,14 @@ class NeuralLatentCodec(LatentCodec):
             progress: show a progress bar.
             **fields: :class:`~bwgym.codecs.train.TrainConfig` fields to override.
         """
-        from bwgym.codecs.train import TrainConfig, train_codec, _file_record
+        from bwgym.codecs.train import TrainConfig, _file_record, train_codec
 
         config = TrainConfig.for_variant(variant or cls.name, env_id=env_id, **fields)
         if config.lambda_task > 0 and task_model_path is not None:
             config = replace(config, agent=_file_record(task_model_path))
-        return train_codec(config, frames, episode_index, agent=task_model, log_dir=log_dir, progress=progress)
+        return train_codec(
+            config, frames, episode_index, agent=task_model, log_dir=log_dir, progress=progress
+        )
 
     @classmethod
     def build_network(

@@ -34,6 +34,7 @@ __all__ = ["Codec", "Payload", "PayloadError", "ViewSpec", "split_budget", "view
 MAGIC = b"BW"
 FORMAT_VERSION = 1
 
+
 class PayloadError(ValueError):
     """Bytes that are not a valid payload: truncated, bit-flipped, or of another codec."""
 
@@ -147,7 +148,9 @@ class Payload:
         if len(data) < 8:
             raise PayloadError(f"payload of {len(data)} bytes is shorter than the 8-byte minimum (truncated)")
         if data[:2] != MAGIC:
-            raise PayloadError(f"payload does not start with {MAGIC!r} (got {data[:2]!r}): not a bwgym payload")
+            raise PayloadError(
+                f"payload does not start with {MAGIC!r} (got {data[:2]!r}): not a bwgym payload"
+            )
         if binascii.crc_hqx(data[:-2], 0xFFFF) != int.from_bytes(data[-2:], "big"):
             raise PayloadError("payload checksum mismatch: the bytes were truncated or corrupted in transit")
         version, codec_id, n_streams = data[2], data[3], data[4]
@@ -255,9 +258,7 @@ class Codec(abc.ABC):
         """Raise ``ValueError`` naming the expected spec when ``views`` does not match it."""
         expected = {v.name: v for v in self.views}
         if set(views) != set(expected):
-            raise ValueError(
-                f"{type(self).__name__} expects views {sorted(expected)}, got {sorted(views)}"
-            )
+            raise ValueError(f"{type(self).__name__} expects views {sorted(expected)}, got {sorted(views)}")
         for name, spec in expected.items():
             arr = np.asarray(views[name])
             if tuple(arr.shape) != spec.shape or arr.dtype != np.dtype(spec.dtype):
@@ -267,7 +268,9 @@ class Codec(abc.ABC):
                 )
 
 
-def split_budget(budget_bits: int, names: Sequence[str], allocation: Mapping[str, float] | None) -> dict[str, int]:
+def split_budget(
+    budget_bits: int, names: Sequence[str], allocation: Mapping[str, float] | None
+) -> dict[str, int]:
     """Split ``budget_bits`` over ``names`` by ``allocation`` (uniform when None), in whole bits."""
     if allocation is None:
         weights = np.ones(len(names))
@@ -278,9 +281,11 @@ def split_budget(budget_bits: int, names: Sequence[str], allocation: Mapping[str
         weights = np.array([max(float(allocation[n]), 0.0) for n in names])
     total = weights.sum()
     if not np.isfinite(total) or total <= 0:
-        raise ValueError(f"allocation weights must be finite and sum to > 0, got {dict(zip(names, weights))}")
+        raise ValueError(
+            f"allocation weights must be finite and sum to > 0, got {dict(zip(names, weights, strict=False))}"
+        )
     shares = np.floor(budget_bits * weights / total).astype(int)
-    return dict(zip(names, (int(s) for s in shares)))
+    return dict(zip(names, (int(s) for s in shares), strict=False))
 
 
 def view_shapes(views: Any) -> dict[str, tuple[int, ...]]:

@@ -228,7 +228,7 @@ class ImageCodec(Codec):
                 f"got {len(payload.streams)}"
             )
         out: dict[str, np.ndarray] = {}
-        for spec, stream in zip(self.views, payload.streams):
+        for spec, stream in zip(self.views, payload.streams, strict=False):
             if stream:
                 out[spec.name] = self.decode_view(spec, stream)
         return out

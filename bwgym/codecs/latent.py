@@ -72,7 +72,6 @@ _TRIES_PER_ROUND = 4
 _FIXED_BYTES = 2 + 3 + 2
 
 
-
 _VARINT_LIMITS = np.array([1 << (7 * k) for k in range(1, 9)], dtype=np.int64)
 
 
@@ -126,6 +125,7 @@ def _from_vector(spec: ViewSpec, vector: np.ndarray, downsample: int) -> np.ndar
     if spec.dtype == "uint8":
         return np.clip(np.rint(x), 0, 255).astype(np.uint8)
     return x.astype(spec.dtype)
+
 
 SelfCodec = TypeVar("SelfCodec", bound="LatentCodec")
 
@@ -238,12 +238,16 @@ class LatentCodec(Codec):
     def _analyse(self, vectors: list[np.ndarray]) -> list[np.ndarray]:
         """All coefficients per stream from the flattened views."""
         model = self.latent_model
-        coeffs = model.encode(self._latents(vectors), dims=dict(zip(self.stream_names, model.ranks, strict=True)))
+        coeffs = model.encode(
+            self._latents(vectors), dims=dict(zip(self.stream_names, model.ranks, strict=True))
+        )
         return [coeffs[n] for n in self.stream_names]
 
     def _synthesise(self, coeffs: list[np.ndarray]) -> list[np.ndarray]:
         """Flattened views from (possibly truncated) coefficients per stream."""
-        return self._views_from_latents(self.latent_model.decode(dict(zip(self.stream_names, coeffs, strict=True))))
+        return self._views_from_latents(
+            self.latent_model.decode(dict(zip(self.stream_names, coeffs, strict=True)))
+        )
 
     def coefficients(self, views: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """All latent-model coefficients per stream of one observation (what ``compress`` quantises)."""
@@ -512,7 +516,10 @@ class LatentCodec(Codec):
 
     def spec(self) -> dict[str, Any]:
         """What the codec was trained for: env id and views (compared by :meth:`check_spec`)."""
-        return {"env_id": self.env_id, "views": {v.name: {"shape": list(v.shape), "dtype": v.dtype} for v in self.views}}
+        return {
+            "env_id": self.env_id,
+            "views": {v.name: {"shape": list(v.shape), "dtype": v.dtype} for v in self.views},
+        }
 
     def check_spec(self, env_id: str | None = None, views: Any = None) -> None:
         """Raise ``ValueError`` naming both specs when the codec was trained for another env or views.
@@ -558,9 +565,7 @@ class LatentCodec(Codec):
     def from_checkpoint(cls: type[SelfCodec], ckpt: Checkpoint, **kwargs: Any) -> SelfCodec:
         """Rebuild from a loaded checkpoint (``kwargs``: runtime options such as ``device``)."""
         meta = ckpt.metadata
-        views = [
-            ViewSpec(name, tuple(spec["shape"]), spec["dtype"]) for name, spec in meta["views"].items()
-        ]
+        views = [ViewSpec(name, tuple(spec["shape"]), spec["dtype"]) for name, spec in meta["views"].items()]
         latent_model = DPCA.from_state_dict(ckpt.state, prefix="latent_model.")
         return cls._from_parts(ckpt, latent_model, views, **kwargs)
 

@@ -66,7 +66,11 @@ class _LinearCodec(LatentCodec):
         if cls.joint:
             vectors = {JOINT: np.concatenate(list(vectors.values()), axis=1)}
         model = DPCA.fit(vectors, max_components=max_components)
-        config = {"max_components": max_components, "downsample": downsample, "frames": int(len(next(iter(frames.values()))))}
+        config = {
+            "max_components": max_components,
+            "downsample": downsample,
+            "frames": int(len(next(iter(frames.values())))),
+        }
         return cls(model, specs, downsample, env_id, family, variant=variant, train_config=config)
 
     fit = train

@@ -131,11 +131,15 @@ def register_codec(
                 raise ValueError(f"register_codec({name!r}): wire_id must be in 1..254, got {wire_id}")
             owner = _WIRE_NAMES.get(wire_id)
             if owner is not None and owner != name:
-                raise ValueError(f"register_codec({name!r}): wire id {wire_id} already belongs to codec {owner!r}")
+                raise ValueError(
+                    f"register_codec({name!r}): wire id {wire_id} already belongs to codec {owner!r}"
+                )
             _WIRE_IDS[name] = wire_id
             _WIRE_NAMES[wire_id] = name
         elif wire not in _WIRE_IDS:
-            raise ValueError(f"register_codec({name!r}): wire format {wire!r} is not registered (register it first)")
+            raise ValueError(
+                f"register_codec({name!r}): wire format {wire!r} is not registered (register it first)"
+            )
         _ENTRIES[name] = CodecEntry(
             name=name,
             cls=cls,
@@ -227,7 +231,9 @@ def make_codec(
     path = Path(checkpoint) if checkpoint is not None else entry.shipped_path
     if path is None:
         if entry.needs_checkpoint:
-            raise ValueError(f"codec {name!r} needs a checkpoint; train one with `bwgym train codec --codec {name}`")
+            raise ValueError(
+                f"codec {name!r} needs a checkpoint; train one with `bwgym train codec --codec {name}`"
+            )
         return entry.cls.from_views(tuple(views), **kwargs)
     if not path.is_file():
         fix = f"`bwgym train codec --codec {name} --out {path}`" if entry.trainable else "another checkpoint"

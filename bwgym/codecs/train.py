@@ -115,7 +115,9 @@ class TrainConfig:
         """Return the registry recipe of a learned codec name, with ``overrides`` (None values ignored)."""
         entry = codec_entry(variant)
         if not issubclass(entry.cls, NeuralLatentCodec):
-            raise ValueError(f"codec {variant!r} is not a learned codec; TrainConfig is for {_learned_names()}")
+            raise ValueError(
+                f"codec {variant!r} is not a learned codec; TrainConfig is for {_learned_names()}"
+            )
         fields = set(cls.__dataclass_fields__)
         base = cls(codec=variant, **{k: v for k, v in entry.recipe.items() if k in fields})
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -3,7 +3,13 @@
 Nothing here imports from another ``bwgym`` package.
 """
 
-from bwgym.common.checkpoint import CHECKPOINT_FORMAT, Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from bwgym.common.checkpoint import (
+    CHECKPOINT_FORMAT,
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from bwgym.common.files import atomic_write, atomic_write_bytes, atomic_write_text
 from bwgym.common.stats import wilson_interval
 

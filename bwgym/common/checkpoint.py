@@ -39,7 +39,14 @@ import numpy as np
 
 from bwgym.common.files import atomic_write
 
-__all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "CheckpointError", "check_spec", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "Checkpoint",
+    "CheckpointError",
+    "check_spec",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
 CHECKPOINT_FORMAT = "bwgym.checkpoint/1"
 _HEADER = "checkpoint.json"
@@ -173,16 +180,22 @@ def load_checkpoint(path: str | os.PathLike[str], kind: str | Sequence[str] | No
         with zipfile.ZipFile(path) as zf:
             info = zf.getinfo(_HEADER)
             if info.file_size > _MAX_HEADER_BYTES:
-                raise CheckpointError(f"{path}: checkpoint header of {info.file_size} bytes is not one bwgym wrote")
+                raise CheckpointError(
+                    f"{path}: checkpoint header of {info.file_size} bytes is not one bwgym wrote"
+                )
             header = json.loads(zf.read(_HEADER).decode("utf-8"))
             if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
                 got = header.get("format") if isinstance(header, dict) else type(header).__name__
-                raise CheckpointError(f"{path}: checkpoint format {got!r}, this bwgym reads {CHECKPOINT_FORMAT!r}")
+                raise CheckpointError(
+                    f"{path}: checkpoint format {got!r}, this bwgym reads {CHECKPOINT_FORMAT!r}"
+                )
             state = {}
             for name in zf.namelist():
                 if name.startswith(_STATE_PREFIX) and name.endswith(".npy"):
                     with zf.open(name) as f:
-                        state[name[len(_STATE_PREFIX) : -4]] = np.load(io.BytesIO(f.read()), allow_pickle=False)
+                        state[name[len(_STATE_PREFIX) : -4]] = np.load(
+                            io.BytesIO(f.read()), allow_pickle=False
+                        )
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, json.JSONDecodeError) as err:

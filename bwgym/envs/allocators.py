@@ -26,7 +26,14 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["ALLOCATORS", "Allocator", "CodecAllocator", "FixedAllocator", "UniformAllocator", "make_allocator"]
+__all__ = [
+    "ALLOCATORS",
+    "Allocator",
+    "CodecAllocator",
+    "FixedAllocator",
+    "UniformAllocator",
+    "make_allocator",
+]
 
 
 class CodecAllocator:
@@ -189,7 +196,9 @@ def make_allocator(
     if isinstance(spec, str):
         if spec in ALLOCATORS:
             return ALLOCATORS[spec]()
-        raise ValueError(f"unknown allocator {spec!r}; expected one of {sorted(ALLOCATORS)}, a dict of weights or an Allocator")
+        raise ValueError(
+            f"unknown allocator {spec!r}; expected one of {sorted(ALLOCATORS)}, a dict of weights or an Allocator"
+        )
     if isinstance(spec, Mapping):
         return FixedAllocator(spec, views=views)
     if isinstance(spec, Allocator):

@@ -316,7 +316,7 @@ class BandwidthLimited(
         streams = tuple(getattr(codec, "stream_names", names))
         stream_bits = dict.fromkeys(streams, 0)
         if result.bits_sent:  # transmitted (delivered, in flight or lost), not over budget
-            stream_bits.update(zip(streams, payload.stream_bits))
+            stream_bits.update(zip(streams, payload.stream_bits, strict=False))
         body_bits = sum(stream_bits.values())
         info = dict(env_info)
         info.update(
@@ -333,7 +333,9 @@ class BandwidthLimited(
             over_budget=bool(result.over_budget),
         )
         if hasattr(codec, "allocation_of"):
-            info["components"] = dict(codec.allocation_of(payload)) if result.bits_sent else dict.fromkeys(streams, 0)
+            info["components"] = (
+                dict(codec.allocation_of(payload)) if result.bits_sent else dict.fromkeys(streams, 0)
+            )
         return shown_obs, info
 
     def _ages(self, step_index: int) -> dict[str, int]:
@@ -351,7 +353,7 @@ class BandwidthLimited(
             raise ValueError(
                 f"allocator fractions must be finite, >= 0 and not all 0, got {dict(allocation)}"
             )
-        return {n: v / total for n, v in zip(self._view_names, values)}
+        return {n: v / total for n, v in zip(self._view_names, values, strict=False)}
 
     @property
     def view_names(self) -> tuple[str, ...]:

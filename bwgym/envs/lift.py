@@ -113,8 +113,16 @@ class LocateLiftEnv(gym.Env[dict[str, np.ndarray], np.ndarray], EzPickle):
     ) -> None:
         # MuJoCo models and GL contexts do not pickle: EzPickle rebuilds from these arguments.
         EzPickle.__init__(
-            self, cameras, image_size, proprio, reward_type, n_distractors, terminate_on_success,
-            max_step_m, render_mode, xml_file,
+            self,
+            cameras,
+            image_size,
+            proprio,
+            reward_type,
+            n_distractors,
+            terminate_on_success,
+            max_step_m,
+            render_mode,
+            xml_file,
         )
         cameras = tuple(cameras)
         if not cameras:
@@ -129,7 +137,9 @@ class LocateLiftEnv(gym.Env[dict[str, np.ndarray], np.ndarray], EzPickle):
         if not (math.isfinite(max_step_m) and max_step_m > 0):
             raise ValueError(f"max_step_m must be a positive finite number, got {max_step_m}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
         self.cameras = cameras
         #: The observation keys that cross the link (:func:`bwgym.envs.views.link_views`): the
         #: cameras; ``proprio`` is the robot's own state, known at the controller.
@@ -219,7 +229,14 @@ class LocateLiftEnv(gym.Env[dict[str, np.ndarray], np.ndarray], EzPickle):
                     break
             placed.append(xy)
             yaw = rng.uniform(-math.pi / 4, math.pi / 4)
-            self.data.qpos[qpos_adr : qpos_adr + 7] = [*xy, _REST_Z_M, math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)]
+            self.data.qpos[qpos_adr : qpos_adr + 7] = [
+                *xy,
+                _REST_Z_M,
+                math.cos(yaw / 2),
+                0,
+                0,
+                math.sin(yaw / 2),
+            ]
 
         target = rng.uniform(_GRIPPER_START_LOW, _GRIPPER_START_HIGH)
         self.data.qpos[self._ids.arm_qpos] = _arm_ik(target)
@@ -241,7 +258,9 @@ class LocateLiftEnv(gym.Env[dict[str, np.ndarray], np.ndarray], EzPickle):
             raise ValueError(f"Action dimension mismatch. Expected (4,), found {action.shape}")
         action = action.reshape(-1)
         if not np.all(np.isfinite(action)):
-            raise ValueError(f"action must be finite values in [-1, 1] (larger ones are clipped), got {action}")
+            raise ValueError(
+                f"action must be finite values in [-1, 1] (larger ones are clipped), got {action}"
+            )
         action = np.clip(action, -1.0, 1.0)
         target = self.data.mocap_pos[0] + action[:3] * self.max_step_m
         self.data.mocap_pos[0] = np.clip(target, _WORKSPACE_LOW, _WORKSPACE_HIGH)
@@ -287,9 +306,9 @@ class LocateLiftEnv(gym.Env[dict[str, np.ndarray], np.ndarray], EzPickle):
         obs: dict[str, np.ndarray] = self._renderer.render(self.data)
         if self.proprio:
             velocity = self.data.cvel[self._ids.gripper][3:]
-            obs["proprio"] = np.concatenate(
-                [self.gripper_pos, [self.finger_opening_m], velocity]
-            ).astype(np.float32)
+            obs["proprio"] = np.concatenate([self.gripper_pos, [self.finger_opening_m], velocity]).astype(
+                np.float32
+            )
         return obs
 
 
@@ -308,7 +327,8 @@ class _SceneIds:
         self.brick_qpos = jnt_qpos("brick")
         self.distractor_qpos = [jnt_qpos(f"distractor_{i}") for i in range(n_distractors)]
         self.arm_qpos = [
-            jnt_qpos(j) for j in ("shoulder_yaw", "shoulder_pitch", "elbow_pitch", "wrist_pitch", "wrist_roll")
+            jnt_qpos(j)
+            for j in ("shoulder_yaw", "shoulder_pitch", "elbow_pitch", "wrist_pitch", "wrist_roll")
         ]
         self.finger_qpos = [jnt_qpos("finger_left"), jnt_qpos("finger_right")]
 
@@ -325,5 +345,7 @@ def _arm_ik(target: np.ndarray) -> np.ndarray:
     drop = -(rel[2] + _WRIST_TO_GRIPPER_M)  # wrist below the shoulder, positive downwards
     cos_elbow = (reach**2 + drop**2 - _UPPER_ARM_M**2 - _FOREARM_M**2) / (2 * _UPPER_ARM_M * _FOREARM_M)
     elbow = math.acos(min(max(cos_elbow, -1.0), 1.0))
-    shoulder = math.atan2(drop, reach) - math.atan2(_FOREARM_M * math.sin(elbow), _UPPER_ARM_M + _FOREARM_M * math.cos(elbow))
+    shoulder = math.atan2(drop, reach) - math.atan2(
+        _FOREARM_M * math.sin(elbow), _UPPER_ARM_M + _FOREARM_M * math.cos(elbow)
+    )
     return np.array([yaw, shoulder, elbow, -(shoulder + elbow), -yaw])

@@ -73,7 +73,7 @@ class MultiCameraRenderer:
     def render(self, data: mujoco.MjData) -> dict[str, np.ndarray]:
         """Return ``{camera name: uint8 (H, W, 3)}`` for the current state of ``data``."""
         frames = {}
-        for name, cam_id in zip(self.cameras, self._camera_ids):
+        for name, cam_id in zip(self.cameras, self._camera_ids, strict=False):
             self._renderer.update_scene(data, camera=cam_id, scene_option=self._option)
             frames[name] = self._renderer.render()  # a fresh array each call: safe to hand out
         return frames

@@ -22,10 +22,7 @@ __all__ = ["link_view_names", "link_views"]
 def _is_image(space: spaces.Space) -> bool:
     shape = space.shape or ()
     return (
-        isinstance(space, spaces.Box)
-        and space.dtype == np.uint8
-        and len(shape) == 3
-        and shape[2] in (1, 3)
+        isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(shape) == 3 and shape[2] in (1, 3)
     )
 
 
@@ -43,16 +40,22 @@ def link_views(env: Any) -> tuple[ViewSpec, ...]:
     space = env if isinstance(env, spaces.Space) else env.observation_space
     if not isinstance(space, spaces.Dict):
         raise TypeError(f"expected a gymnasium.spaces.Dict observation space, got {type(space).__name__}")
-    declared = None if isinstance(env, spaces.Space) else getattr(getattr(env, "unwrapped", env), "link_views", None)
+    declared = (
+        None if isinstance(env, spaces.Space) else getattr(getattr(env, "unwrapped", env), "link_views", None)
+    )
     if declared is not None:
         missing = [k for k in declared if k not in space.spaces]
         if missing:
-            raise ValueError(f"link_views {list(declared)} name keys {missing} that are not in the observation space")
+            raise ValueError(
+                f"link_views {list(declared)} name keys {missing} that are not in the observation space"
+            )
         keys = [k for k in space.spaces if k in declared]
     else:
         keys = [k for k, sub in space.spaces.items() if _is_image(sub)]
     if not keys:
-        raise ValueError(f"no observation key crosses the link: declare `link_views` on the env (space: {space})")
+        raise ValueError(
+            f"no observation key crosses the link: declare `link_views` on the env (space: {space})"
+        )
     return tuple(
         ViewSpec(k, tuple(int(d) for d in space[k].shape), np.dtype(space[k].dtype).name) for k in keys
     )

@@ -255,18 +255,45 @@ def _check_values(s: Scenario) -> None:
     check(s.trace.scale > 0, "trace.scale", s.trace.scale, "a number > 0")
     check(s.link.latency_steps >= 0, "link.latency_steps", s.link.latency_steps, "an integer >= 0")
     check(0 <= s.link.loss_prob < 1, "link.loss_prob", s.link.loss_prob, "a probability in [0, 1)")
-    check(s.link.step_seconds is None or s.link.step_seconds > 0, "link.step_seconds", s.link.step_seconds,
-          "null or a number > 0")
-    check(s.trace.source is None or s.trace.generator is None, "trace", dataclasses.asdict(s.trace),
-          "one of trace.source and trace.generator, not both")
-    check(0 <= s.run.seed < 2**31 - s.run.episodes, "run.seed", s.run.seed,
-          f"an integer in [0, 2**31 - run.episodes) (episode i uses seed run.seed + i)")
-    check(s.run.episodes <= MAX_EPISODES, "run.episodes", s.run.episodes, f"an integer in [1, {MAX_EPISODES:,}]")
-    check(math.isfinite(s.trace.scale) and s.trace.scale <= 1e6, "trace.scale", s.trace.scale, "a finite number in (0, 1e6]")
-    check(s.link.step_seconds is None or math.isfinite(s.link.step_seconds), "link.step_seconds",
-          s.link.step_seconds, "null or a finite number > 0")
-    check(bool(_SAFE_NAME.fullmatch(s.name)), "name", s.name,
-          "a name of letters, digits and _ - . , = +, not starting with '.' (it names the run folder)")
+    check(
+        s.link.step_seconds is None or s.link.step_seconds > 0,
+        "link.step_seconds",
+        s.link.step_seconds,
+        "null or a number > 0",
+    )
+    check(
+        s.trace.source is None or s.trace.generator is None,
+        "trace",
+        dataclasses.asdict(s.trace),
+        "one of trace.source and trace.generator, not both",
+    )
+    check(
+        0 <= s.run.seed < 2**31 - s.run.episodes,
+        "run.seed",
+        s.run.seed,
+        "an integer in [0, 2**31 - run.episodes) (episode i uses seed run.seed + i)",
+    )
+    check(
+        s.run.episodes <= MAX_EPISODES, "run.episodes", s.run.episodes, f"an integer in [1, {MAX_EPISODES:,}]"
+    )
+    check(
+        math.isfinite(s.trace.scale) and s.trace.scale <= 1e6,
+        "trace.scale",
+        s.trace.scale,
+        "a finite number in (0, 1e6]",
+    )
+    check(
+        s.link.step_seconds is None or math.isfinite(s.link.step_seconds),
+        "link.step_seconds",
+        s.link.step_seconds,
+        "null or a finite number > 0",
+    )
+    check(
+        bool(_SAFE_NAME.fullmatch(s.name)),
+        "name",
+        s.name,
+        "a name of letters, digits and _ - . , = +, not starting with '.' (it names the run folder)",
+    )
 
 
 def _choose(path: str, value: str, choices: typing.Iterable[str]) -> None:
@@ -316,7 +343,9 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the scenario file ({exc.strerror})") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of scenario keys (name, env, trace, ...), got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping of scenario keys (name, env, trace, ...), got {type(data).__name__}"
+        )
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")
@@ -334,13 +363,17 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
     if scenario.env.id not in gym.registry:
         _choose("env.id", scenario.env.id, [k for k in gym.registry if k.startswith("bwgym/")])
     if not scenario.env.id.startswith("bwgym/"):
-        raise ConfigError(f"env.id: {scenario.env.id!r} is not a bwgym env; expected one of "
-                          f"{', '.join(k for k in gym.registry if k.startswith('bwgym/'))}")
+        raise ConfigError(
+            f"env.id: {scenario.env.id!r} is not a bwgym env; expected one of "
+            f"{', '.join(k for k in gym.registry if k.startswith('bwgym/'))}"
+        )
     _choose("codec.name", scenario.codec.name, ["none", *codec_names()])
     _choose("agent.name", scenario.agent.name, AGENTS)
     _choose("allocator.name", scenario.allocator.name, [*ALLOCATORS, "fixed"])
     if scenario.trace.source is None and scenario.trace.generator is None:
-        scenario = dataclasses.replace(scenario, trace=dataclasses.replace(scenario.trace, source="lte_drive"))
+        scenario = dataclasses.replace(
+            scenario, trace=dataclasses.replace(scenario.trace, source="lte_drive")
+        )
     if scenario.trace.generator is not None:
         _choose("trace.generator", scenario.trace.generator, generators.GENERATORS)
     elif not Path(scenario.trace.source).suffix or not (path.parent / scenario.trace.source).exists():
@@ -350,16 +383,21 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
                 f"{path}: trace.source: {scenario.trace.source!r} is neither a file nor a library trace; "
                 f"library traces: {', '.join(formats.list_library())}"
             )
-    for key, checkpoint in (("codec.checkpoint", scenario.codec.checkpoint),
-                            ("agent.checkpoint", scenario.agent.checkpoint)):
+    for key, checkpoint in (
+        ("codec.checkpoint", scenario.codec.checkpoint),
+        ("agent.checkpoint", scenario.agent.checkpoint),
+    ):
         if checkpoint is not None and not (path.parent / checkpoint).exists():
-            raise ConfigError(f"{path}: {key}: checkpoint {checkpoint!r} does not exist "
-                              f"(relative paths are resolved against {path.parent})")
+            raise ConfigError(
+                f"{path}: {key}: checkpoint {checkpoint!r} does not exist "
+                f"(relative paths are resolved against {path.parent})"
+            )
     return _resolve_relative(scenario, path.parent)
 
 
 def _resolve_relative(s: Scenario, folder: Path) -> Scenario:
     """Paths inside a scenario file are relative to its folder: make them absolute, as checked."""
+
     def resolve(p: str | None) -> str | None:
         return str((folder / p).resolve()) if p is not None and (folder / p).exists() else p
 

@@ -104,7 +104,9 @@ def make_agent(scenario: Scenario, env: gym.Env) -> Agent:
             from bwgym.agents.rl import load_rl
 
             if not cfg.checkpoint:
-                raise ConfigError("agent.checkpoint: required for agent 'sb3' (a folder written by `bwgym train agent`)")
+                raise ConfigError(
+                    "agent.checkpoint: required for agent 'sb3' (a folder written by `bwgym train agent`)"
+                )
             return load_rl(cfg.checkpoint, env_id=scenario.env.id, observation_space=env.observation_space)
         from bwgym.agents.bc import BCAgent
         from bwgym.envs.views import link_view_names

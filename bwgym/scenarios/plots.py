@@ -50,13 +50,24 @@ def plot_run(out_dir: str | Path, scenario=None) -> list[Path]:
     k, n = int(episodes.success.sum()), len(episodes)
     low, high = wilson_interval(k, n)
     ax1.bar([0], [k / n], color="tab:blue")
-    ax1.errorbar([0], [k / n], yerr=[[max(0.0, k / n - low)], [max(0.0, high - k / n)]], color="black", capsize=6)
-    ax1.set(xticks=[0], xticklabels=[episodes.codec.iloc[0]], ylim=(0, 1), ylabel="success rate",
-            title=f"{k}/{n} episodes")
+    ax1.errorbar(
+        [0], [k / n], yerr=[[max(0.0, k / n - low)], [max(0.0, high - k / n)]], color="black", capsize=6
+    )
+    ax1.set(
+        xticks=[0],
+        xticklabels=[episodes.codec.iloc[0]],
+        ylim=(0, 1),
+        ylabel="success rate",
+        title=f"{k}/{n} episodes",
+    )
     if "mean_bandwidth_bps" in episodes:
         jitter = np.random.default_rng(0).uniform(-0.04, 0.04, n)
-        ax2.scatter(episodes.mean_bandwidth_bps / 1e3, episodes.success.astype(float) + jitter, s=14, alpha=0.7)
-        ax2.set(xlabel="mean bandwidth in the episode (kbit/s)", yticks=[0, 1], yticklabels=["fail", "success"])
+        ax2.scatter(
+            episodes.mean_bandwidth_bps / 1e3, episodes.success.astype(float) + jitter, s=14, alpha=0.7
+        )
+        ax2.set(
+            xlabel="mean bandwidth in the episode (kbit/s)", yticks=[0, 1], yticklabels=["fail", "success"]
+        )
     ax2.set_title("episodes")
     fig.tight_layout()
     written.append(plots / "success.png")
@@ -70,10 +81,16 @@ def plot_run(out_dir: str | Path, scenario=None) -> list[Path]:
         fig = _figure(figsize=(8, 5))
         ax1, ax2 = fig.subplots(2, 1, sharex=True)
         ax1.plot(first.step, first.budget_bits, color="black", lw=1.5, label="link budget (trace)")
-        ax1.stackplot(first.step, *[first[f"bits_sent.{v}"] for v in views], labels=[f"sent: {v}" for v in views],
-                      alpha=0.7)
-        ax1.set(ylabel="bits per step", title="bits per view against the link budget (episode %d)" %
-                first.episode.iloc[0])
+        ax1.stackplot(
+            first.step,
+            *[first[f"bits_sent.{v}"] for v in views],
+            labels=[f"sent: {v}" for v in views],
+            alpha=0.7,
+        )
+        ax1.set(
+            ylabel="bits per step",
+            title=f"bits per view against the link budget (episode {first.episode.iloc[0]})",
+        )
         ax1.legend(fontsize=8, loc="upper right")
         if _views(first, "components"):  # the codec allocates itself (DPCA): show its components
             for v in _views(first, "components"):
@@ -92,7 +109,9 @@ def plot_run(out_dir: str | Path, scenario=None) -> list[Path]:
         ax = fig.subplots()
         for v in _views(first, "distortion"):
             ax.plot(first.step, first[f"distortion.{v}"].replace(np.inf, 60.0).clip(upper=60.0), label=v)
-        ax.set(xlabel="step", ylabel="PSNR (dB, 60 = lossless)", title=f"what the agent saw (episode {shown})")
+        ax.set(
+            xlabel="step", ylabel="PSNR (dB, 60 = lossless)", title=f"what the agent saw (episode {shown})"
+        )
         ax.legend(fontsize=8)
         fig.tight_layout()
         written.append(plots / "psnr.png")
@@ -143,23 +162,37 @@ def plot_frames(scenario, path: str | Path, budgets_bits: list[int], seed: int |
                 ax.set_title(f"original\n{v}", fontsize=7)
             else:
                 quality = psnr(image, true[v])
-                label = "not sent" if v not in decoded else (f"{quality:.1f} dB" if math.isfinite(quality) else "lossless")
-                ax.set_title(f"{budget:,} bit budget\n{v}: {label}" + (f"\n(sent {nbits:,})" if row == 0 else ""),
-                             fontsize=6)
+                label = (
+                    "not sent"
+                    if v not in decoded
+                    else (f"{quality:.1f} dB" if math.isfinite(quality) else "lossless")
+                )
+                ax.set_title(
+                    f"{budget:,} bit budget\n{v}: {label}" + (f"\n(sent {nbits:,})" if row == 0 else ""),
+                    fontsize=6,
+                )
     fig.suptitle(f"{scenario.codec.name}: decoded at several budgets per step", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return Path(path)
 
 
-def plot_success_vs_bandwidth(table: pd.DataFrame, x: str, path: str | Path, group: str = "codec",
-                              xlabel: str | None = None, title: str = "") -> Path:
+def plot_success_vs_bandwidth(
+    table: pd.DataFrame,
+    x: str,
+    path: str | Path,
+    group: str = "codec",
+    xlabel: str | None = None,
+    title: str = "",
+) -> Path:
     """Success rate (with Wilson intervals) against ``x`` for each ``group`` of a summary table."""
     fig = _figure(figsize=(6, 4))
     ax = fig.subplots()
     for name, rows in table.sort_values(x).groupby(group, sort=False):
-        yerr = [(rows.success_rate - rows.success_ci_low).clip(lower=0),
-                (rows.success_ci_high - rows.success_rate).clip(lower=0)]
+        yerr = [
+            (rows.success_rate - rows.success_ci_low).clip(lower=0),
+            (rows.success_ci_high - rows.success_rate).clip(lower=0),
+        ]
         ax.errorbar(rows[x], rows.success_rate, yerr=yerr, marker="o", capsize=3, label=str(name))
     ax.set(xlabel=xlabel or x, ylabel="success rate", ylim=(-0.02, 1.02), title=title)
     if (table[x] > 0).all() and table[x].max() / max(table[x].min(), 1e-9) > 20:

@@ -72,7 +72,11 @@ def _env_and_agent(scenario: Scenario) -> tuple[Any, Any]:
 
 
 def _step_row(info: dict[str, Any], step: int, reward: float) -> dict[str, Any]:
-    row: dict[str, Any] = {"step": step, "reward": float(reward), "is_success": bool(info.get("is_success", False))}
+    row: dict[str, Any] = {
+        "step": step,
+        "reward": float(reward),
+        "is_success": bool(info.get("is_success", False)),
+    }
     for key in ("bandwidth_bps", "budget_bits", "bits_sent_total", "lost", "over_budget"):
         if key in info:
             row[key] = info[key]
@@ -86,12 +90,19 @@ def _run_one(scenario: Scenario, episode: int) -> tuple[dict[str, Any], list[dic
     env, agent = _env_and_agent(scenario)
     seed = scenario.run.seed + episode
     steps: list[dict[str, Any]] = []
-    result = rollout(env, agent, seed, on_step=lambda i, _obs, _a, reward, info: steps.append(_step_row(info, i, reward)))
+    result = rollout(
+        env, agent, seed, on_step=lambda i, _obs, _a, reward, info: steps.append(_step_row(info, i, reward))
+    )
     frame = pd.DataFrame(steps)
     row: dict[str, Any] = {
-        "scenario": scenario.name, "episode": episode, "seed": seed,
-        "success": result.success, "return": result.ret, "steps": result.steps,
-        "codec": scenario.codec.name, "agent": scenario.agent.name,
+        "scenario": scenario.name,
+        "episode": episode,
+        "seed": seed,
+        "success": result.success,
+        "return": result.ret,
+        "steps": result.steps,
+        "codec": scenario.codec.name,
+        "agent": scenario.agent.name,
     }
     if "bandwidth_bps" in frame:
         row["mean_bandwidth_bps"] = float(frame.bandwidth_bps.mean())
@@ -107,7 +118,9 @@ def _run_one(scenario: Scenario, episode: int) -> tuple[dict[str, Any], list[dic
                 row[f"drop_rate.{column.split('.', 1)[1]}"] = float(frame[column].mean())
             elif column.startswith("distortion."):
                 finite = frame[column].replace(np.inf, np.nan)
-                row[f"mean_psnr_db.{column.split('.', 1)[1]}"] = float(finite.mean()) if finite.notna().any() else math.inf
+                row[f"mean_psnr_db.{column.split('.', 1)[1]}"] = (
+                    float(finite.mean()) if finite.notna().any() else math.inf
+                )
     for record in steps:
         record.update(scenario=scenario.name, episode=episode, seed=seed)
     return row, (steps if scenario.run.record_steps else [])
@@ -179,8 +192,12 @@ def make_executor(workers: int) -> Executor:
     import multiprocessing
 
     # spawn, not fork: a forked child inherits the parent's OpenGL/EGL state and can hang.
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                               initargs=(os.getpid(),))
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(os.getpid(),),
+    )
 
 
 def as_completed(futures: Iterable[Any]) -> Iterable[Any]:
@@ -224,7 +241,9 @@ def lock_folder(out_dir: Path, what: str) -> Any:
         handle.seek(0)
         owner = handle.read().strip() or "another process"
         handle.close()
-        raise ConfigError(f"{out_dir} is being written by {owner}; wait for it to finish or use another --out") from None
+        raise ConfigError(
+            f"{out_dir} is being written by {owner}; wait for it to finish or use another --out"
+        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"{what} (pid {os.getpid()})")
@@ -238,12 +257,29 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
     for name, group in episodes.groupby("scenario", sort=False):
         k, n = int(group.success.sum()), len(group)
         low, high = wilson_interval(k, n)
-        row = {"scenario": name, "codec": group.codec.iloc[0], "agent": group.agent.iloc[0], "episodes": n,
-               "success_rate": k / n, "success_ci_low": low, "success_ci_high": high,
-               "mean_return": group["return"].mean(), "mean_steps": group.steps.mean()}
+        row = {
+            "scenario": name,
+            "codec": group.codec.iloc[0],
+            "agent": group.agent.iloc[0],
+            "episodes": n,
+            "success_rate": k / n,
+            "success_ci_low": low,
+            "success_ci_high": high,
+            "mean_return": group["return"].mean(),
+            "mean_steps": group.steps.mean(),
+        }
         for column in group.columns:
-            if column.startswith(("mean_bandwidth", "min_bandwidth", "mean_budget", "mean_bits", "drop_rate",
-                                  "mean_psnr", "mean_components")):
+            if column.startswith(
+                (
+                    "mean_bandwidth",
+                    "min_bandwidth",
+                    "mean_budget",
+                    "mean_bits",
+                    "drop_rate",
+                    "mean_psnr",
+                    "mean_components",
+                )
+            ):
                 row[column] = group[column].replace(np.inf, np.nan).mean()
         rows.append(row)
     return pd.DataFrame(rows)
@@ -338,9 +374,11 @@ class _Run:
         self.n_todo = scenario.run.episodes - len(done)
         # A generator, not a list: a run of millions of episodes streams through the executor.
         self.todo = (e for e in range(scenario.run.episodes) if e not in done)
-        self.successes = int(
-            _consolidate(self.out_dir, "episode_*.parquet").get("success", pd.Series(dtype=bool)).sum()
-        ) if done else 0
+        self.successes = (
+            int(_consolidate(self.out_dir, "episode_*.parquet").get("success", pd.Series(dtype=bool)).sum())
+            if done
+            else 0
+        )
         self.writer = None
 
     def open(self) -> None:
@@ -455,8 +493,13 @@ def run_scenarios(
     if desc is None:
         desc = runs[0][0].name if len(runs) == 1 else f"{len(runs)} scenarios"
     finished = sum(r.done for r in states)
-    bar = tqdm(total=sum(r.scenario.run.episodes for r in states), initial=finished, desc=desc, unit="ep",
-               disable=not progress)
+    bar = tqdm(
+        total=sum(r.scenario.run.episodes for r in states),
+        initial=finished,
+        desc=desc,
+        unit="ep",
+        disable=not progress,
+    )
     successes = sum(r.successes for r in states)
 
     def batches() -> Iterator[tuple[_Run, list[int]]]:
@@ -518,8 +561,9 @@ def run_scenario(
         progress: show a progress bar.
         plots: draw ``plots/*.png`` at the end.
     """
-    return run_scenarios([(scenario, out_dir)], resume=resume, executor=executor, progress=progress,
-                         plots=plots)[0]
+    return run_scenarios(
+        [(scenario, out_dir)], resume=resume, executor=executor, progress=progress, plots=plots
+    )[0]
 
 
 def _tensorboard(out_dir: Path, scenario: Scenario):

@@ -48,7 +48,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from bwgym.scenarios.config import ConfigError, Scenario, load_scenario, scenario_from_dict, scenario_to_dict
+from bwgym.scenarios.config import ConfigError, Scenario, load_scenario
 from bwgym.scenarios.runner import (
     SWEEP_MARKER,
     RunResult,

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import bwgym  # noqa: F401  (registers the envs; before mujoco)
-from bwgym.cli.agents import register
 from bwgym.agents.demos import DemoDataset, DemoFormatError, collect_demos
 from bwgym.agents.expert import LiftExpert
+from bwgym.cli.agents import register
 
 SMALL = {"image_size": 32}
 

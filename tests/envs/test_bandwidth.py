@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from bwgym.envs.allocators import FixedAllocator
 from bwgym.codecs.base import Payload
 from bwgym.codecs.image import JpegCodec, PngCodec, RawCodec
+from bwgym.envs.allocators import FixedAllocator
 from bwgym.envs.bandwidth import BandwidthLimited, psnr
 from bwgym.traces.generators import constant
 from bwgym.traces.trace import BandwidthTrace
@@ -104,7 +104,7 @@ def test_fat_link_delivers_every_frame_exactly():
     env = wrap(RawCodec, bps=10e6)
     truth = true_frames(3, 5)
     observations, infos = rollout(env, 3, 5)
-    for obs, info, true in zip(observations, infos, truth):
+    for obs, info, true in zip(observations, infos, truth, strict=False):
         for key in ("arm", "side", "proprio"):
             np.testing.assert_array_equal(obs[key], true[key])
         assert info["dropped"] == {"arm": False, "side": False}
@@ -126,8 +126,13 @@ def test_info_keys_have_documented_types():
         assert isinstance(info["budget_bits"], int)
         assert isinstance(info["bits_sent_total"], int)
         assert isinstance(info["lost"], bool) and isinstance(info["over_budget"], bool)
-        for key, kind in [("bits_sent", int), ("allocation", float), ("dropped", bool),
-                          ("distortion", float), ("frame_age_steps", int)]:
+        for key, kind in [
+            ("bits_sent", int),
+            ("allocation", float),
+            ("dropped", bool),
+            ("distortion", float),
+            ("frame_age_steps", int),
+        ]:
             assert list(info[key]) == ["arm", "side"]
             assert all(type(v) is kind for v in info[key].values()), key
         assert info["bits_sent_total"] <= info["budget_bits"]
@@ -202,7 +207,7 @@ def test_loss_is_seeded():
     def lost(seed):
         env = wrap(RawCodec, bps=10e6, loss_prob=0.5)
         observations, infos = rollout(env, seed, 40)
-        for obs, info in zip(observations, infos):
+        for _obs, info in zip(observations, infos, strict=False):
             assert info["dropped"]["arm"] == (info["lost"] or info["frame_age_steps"]["arm"] != 0)
         return [info["lost"] for info in infos]
 
@@ -245,9 +250,9 @@ def test_seeded_episodes_are_identical():
         return out, rollout(env, None, 15)
 
     first, second = episode(7), episode(7)
-    for x, y in zip(first[0][1] + first[1][1], second[0][1] + second[1][1]):
+    for x, y in zip(first[0][1] + first[1][1], second[0][1] + second[1][1], strict=False):
         assert_same(x, y)
-    for x, y in zip(first[0][0] + first[1][0], second[0][0] + second[1][0]):
+    for x, y in zip(first[0][0] + first[1][0], second[0][0] + second[1][0], strict=False):
         assert_same(x, y)
     other = episode(8)
     assert [i["bandwidth_bps"] for i in other[0][1]] != [i["bandwidth_bps"] for i in first[0][1]]
@@ -266,7 +271,7 @@ def test_zero_bandwidth_stretch_delivers_nothing():
     trace = BandwidthTrace([0.0, 1.0], [0.0, 10e6], duration_s=2.0)
     env = wrap(JpegCodec, trace=trace)
     observations, infos = rollout(env, 0, 10, options={"trace_start_s": 0.0})
-    for obs, info in zip(observations, infos):
+    for obs, info in zip(observations, infos, strict=False):
         assert not obs["arm"].any() and not obs["side"].any()
         assert info["budget_bits"] == 0 and info["bandwidth_bps"] == 0.0
         assert info["bits_sent_total"] == 0 and info["bits_sent"] == {"arm": 0, "side": 0}
@@ -289,7 +294,7 @@ def test_jpeg_under_a_thin_link():
 def test_fixed_allocation_starves_a_view():
     env = wrap(JpegCodec, bps=400e3, allocator={"arm": 1.0})
     observations, infos = rollout(env, 0, 3)
-    for obs, info in zip(observations, infos):
+    for obs, info in zip(observations, infos, strict=False):
         assert info["allocation"] == {"arm": 1.0, "side": 0.0}
         assert info["bits_sent"]["side"] == 0 and info["bits_sent"]["arm"] > 0
         assert info["dropped"] == {"arm": False, "side": True}
@@ -382,7 +387,7 @@ def test_pickle_round_trip_continues_identically():
     rollout(env, 3, 4)
     copy = pickle.loads(pickle.dumps(env))
     a, b = rollout(env, None, 6), rollout(copy, None, 6)
-    for x, y in zip(a[0] + a[1], b[0] + b[1]):
+    for x, y in zip(a[0] + a[1], b[0] + b[1], strict=False):
         assert_same(x, y)
 
 
@@ -394,7 +399,7 @@ def test_constructor_args_are_recorded():
     rebuilt = gym.make(env.spec)  # the spec records the wrapper and its arguments
     assert isinstance(rebuilt, BandwidthLimited) and rebuilt.latency_steps == 2
     a, b = rollout(env, 5, 4), rollout(rebuilt, 5, 4)
-    for x, y in zip(a[0] + a[1], b[0] + b[1]):
+    for x, y in zip(a[0] + a[1], b[0] + b[1], strict=False):
         assert_same(x, y)
 
 

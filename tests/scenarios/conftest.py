@@ -12,8 +12,11 @@ def tiny_scenario(tmp_path):
             "description": "test scenario",
             "regime": "bursty: 200 to 10,000 bits per step",
             "env": {"id": "bwgym/LocateLift-v0", "kwargs": {"image_size": 32}},
-            "trace": {"source": None, "generator": "gilbert_elliott",
-                      "params": {"good_bps": 250_000.0, "bad_bps": 5_000.0, "duration_s": 30.0, "seed": 3}},
+            "trace": {
+                "source": None,
+                "generator": "gilbert_elliott",
+                "params": {"good_bps": 250_000.0, "bad_bps": 5_000.0, "duration_s": 30.0, "seed": 3},
+            },
             "codec": {"name": "jpeg"},
             "agent": {"name": agent},
             "run": {"episodes": episodes, "seed": seed},

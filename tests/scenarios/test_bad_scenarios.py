@@ -73,8 +73,16 @@ SCENARIO_CASES = [
     ("agent-unknown", {"agent": {"name": "ppo"}}, "agent.name"),
     ("allocator-unknown", {"allocator": {"name": "smart"}}, "allocator.name"),
     ("allocator-fixed-no-weights", {"allocator": {"name": "fixed"}}, "allocator.weights"),
-    ("allocator-fixed-unknown-view", {"allocator": {"name": "fixed", "weights": {"front": 1.0}}}, "allocator"),
-    ("allocator-fixed-negative", {"allocator": {"name": "fixed", "weights": {"arm": -1.0, "side": 1}}}, "allocator"),
+    (
+        "allocator-fixed-unknown-view",
+        {"allocator": {"name": "fixed", "weights": {"front": 1.0}}},
+        "allocator",
+    ),
+    (
+        "allocator-fixed-negative",
+        {"allocator": {"name": "fixed", "weights": {"arm": -1.0, "side": 1}}},
+        "allocator",
+    ),
     # env kwargs
     ("env-kwarg-unknown", {"env": {"kwargs": {"image_sise": 48}}}, "env.kwargs"),
     ("env-kwarg-range", {"env": {"kwargs": {"image_size": 4}}}, "env.kwargs"),
@@ -96,8 +104,16 @@ SCENARIO_CASES = [
     ("generator-param-unknown", {"trace": {"params": {"rate": 5}}}, "trace.params"),
     ("generator-param-negative", {"trace": {"params": {"bps": -5.0}}}, "trace.params"),
     ("generator-duration-negative", {"trace": {"params": {"duration_s": -1.0}}}, "trace.params"),
-    ("generator-samples-huge", {"trace": {"generator": "lognormal_walk", "params": {"bps": _DROP, "duration_s": 1e12}}}, "trace.params"),
-    ("trace-source-missing", {"trace": {"generator": _DROP, "params": _DROP, "source": "no_such_trace"}}, "trace.source"),
+    (
+        "generator-samples-huge",
+        {"trace": {"generator": "lognormal_walk", "params": {"bps": _DROP, "duration_s": 1e12}}},
+        "trace.params",
+    ),
+    (
+        "trace-source-missing",
+        {"trace": {"generator": _DROP, "params": _DROP, "source": "no_such_trace"}},
+        "trace.source",
+    ),
     # checkpoints
     ("codec-ckpt-missing", {"codec": {"name": "ndpca", "checkpoint": "nope.ckpt"}}, "codec.checkpoint"),
     ("agent-ckpt-missing", {"agent": {"name": "bc", "checkpoint": "nope.ckpt"}}, "agent.checkpoint"),
@@ -138,11 +154,30 @@ def test_bad_scenario_is_refused_before_anything_runs(tmp_path, capsys, spec, ke
 # checkpoints that exist but are wrong: a directory, another kind, another codec, another image size
 CHECKPOINT_CASES = [
     ("codec-ckpt-directory", lambda t: {"codec": {"name": "ndpca", "checkpoint": str(t)}}, "directory"),
-    ("codec-ckpt-other-codec", lambda t: {"codec": {"name": "ndpca", "checkpoint": str(SHIPPED / "dae_locate_lift.ckpt")}}, "codec/dae"),
-    ("codec-ckpt-for-jpeg", lambda t: {"codec": {"name": "jpeg", "checkpoint": str(SHIPPED / "dae_locate_lift.ckpt")}}, "codec"),
+    (
+        "codec-ckpt-other-codec",
+        lambda t: {"codec": {"name": "ndpca", "checkpoint": str(SHIPPED / "dae_locate_lift.ckpt")}},
+        "codec/dae",
+    ),
+    (
+        "codec-ckpt-for-jpeg",
+        lambda t: {"codec": {"name": "jpeg", "checkpoint": str(SHIPPED / "dae_locate_lift.ckpt")}},
+        "codec",
+    ),
     ("codec-ckpt-other-size", lambda t: {"codec": {"name": "ndpca"}}, "84"),
-    ("codec-ckpt-not-a-checkpoint", lambda t: {"codec": {"name": "ndpca", "checkpoint": str(_junk(t))}}, "not a bwgym checkpoint"),
-    ("agent-ckpt-codec-file", lambda t: {"env": {"kwargs": {"image_size": 84}}, "agent": {"name": "bc", "checkpoint": str(SHIPPED / "ndpca_locate_lift.ckpt")}}, "agent.checkpoint"),
+    (
+        "codec-ckpt-not-a-checkpoint",
+        lambda t: {"codec": {"name": "ndpca", "checkpoint": str(_junk(t))}},
+        "not a bwgym checkpoint",
+    ),
+    (
+        "agent-ckpt-codec-file",
+        lambda t: {
+            "env": {"kwargs": {"image_size": 84}},
+            "agent": {"name": "bc", "checkpoint": str(SHIPPED / "ndpca_locate_lift.ckpt")},
+        },
+        "agent.checkpoint",
+    ),
     ("agent-ckpt-other-size", lambda t: {"agent": {"name": "bc"}}, "agent.checkpoint"),
 ]
 
@@ -170,10 +205,22 @@ FLAG_CASES = [
     ("run-resume-without-out", ["run", "{scenario}", "--resume"], "--resume"),
     ("run-library-unknown", ["run", "lora_ndcpa", "--out", "{out}"], "scenario"),
     ("run-out-is-a-file", ["run", "{scenario}", "--out", "{file}"], "file"),
-    ("sweep-workers-zero", ["sweep", "{scenario}", "--grid", "trace.scale=0.5,1", "--workers", "0", "--out", "{out}"], "--workers"),
+    (
+        "sweep-workers-zero",
+        ["sweep", "{scenario}", "--grid", "trace.scale=0.5,1", "--workers", "0", "--out", "{out}"],
+        "--workers",
+    ),
     ("sweep-grid-bad", ["sweep", "{scenario}", "--grid", "trace.scale", "--out", "{out}"], "grid"),
-    ("evaluate-codec-unknown", ["evaluate", "--codec", "jpg", "--agent", "random", "--episodes", "1", "--out", "{out}"], "codec.name"),
-    ("evaluate-trace-missing", ["evaluate", "--trace", "nowhere.csv", "--agent", "random", "--episodes", "1", "--out", "{out}"], "trace"),
+    (
+        "evaluate-codec-unknown",
+        ["evaluate", "--codec", "jpg", "--agent", "random", "--episodes", "1", "--out", "{out}"],
+        "codec.name",
+    ),
+    (
+        "evaluate-trace-missing",
+        ["evaluate", "--trace", "nowhere.csv", "--agent", "random", "--episodes", "1", "--out", "{out}"],
+        "trace",
+    ),
 ]
 
 
@@ -194,16 +241,27 @@ def test_relative_checkpoint_paths_resolve_against_the_scenario_file(tmp_path, m
     folder.mkdir()
     shutil.copy(SHIPPED / "linear_dpca_locate_lift.ckpt", folder / "mine.ckpt")
     path = folder / "s.yaml"
-    path.write_text(yaml.safe_dump(_merge(BASE, {"env": {"kwargs": {"image_size": 84}},
-                                                "codec": {"name": "linear_dpca", "checkpoint": "mine.ckpt"}})))
+    path.write_text(
+        yaml.safe_dump(
+            _merge(
+                BASE,
+                {
+                    "env": {"kwargs": {"image_size": 84}},
+                    "codec": {"name": "linear_dpca", "checkpoint": "mine.ckpt"},
+                },
+            )
+        )
+    )
     monkeypatch.chdir(tmp_path)  # the working directory is not the scenario's folder
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "--workers", "1"]) == 0
     assert (tmp_path / "run" / "episodes.parquet").exists()
 
 
 def test_a_seedless_generator_gives_the_same_table_twice_and_on_two_workers(tmp_path):
-    spec = {**_merge(BASE, {"run": {"episodes": 2}}),
-            "trace": {"generator": "gilbert_elliott", "params": {"duration_s": 30.0}}}
+    spec = {
+        **_merge(BASE, {"run": {"episodes": 2}}),
+        "trace": {"generator": "gilbert_elliott", "params": {"duration_s": 30.0}},
+    }
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(spec))
     tables = []
@@ -253,13 +311,28 @@ def _alive(pid: int) -> bool:
 def test_killing_a_run_leaves_no_worker_behind(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(_merge(BASE, {"run": {"episodes": 200}})))
-    proc = subprocess.Popen([sys.executable, "-m", "bwgym.cli", "run", str(path), "--out", str(tmp_path / "run"),
-                             "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bwgym.cli",
+            "run",
+            str(path),
+            "--out",
+            str(tmp_path / "run"),
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     workers: list[int] = []
     deadline = time.time() + 120
     while time.time() < deadline and len(workers) < 2:
         assert proc.poll() is None, f"the run ended early: {proc.stderr.read().decode()[-2000:]}"
-        workers = [p for p in _children(proc.pid) if "spawn" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")]
+        workers = [
+            p for p in _children(proc.pid) if "spawn" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")
+        ]
         time.sleep(0.5)
     assert len(workers) >= 2, "the run never started its two workers"
     os.kill(proc.pid, signal.SIGKILL)
@@ -274,12 +347,17 @@ def test_killing_a_run_leaves_no_worker_behind(tmp_path):
 def test_a_huge_run_streams_in_bounded_memory(tmp_path):
     """run.episodes at its maximum starts at once, streams, and keeps what finished when stopped."""
     path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump(_merge(BASE, {"codec": {"name": "none"}, "run": {"episodes": 10_000_000}})))
+    path.write_text(
+        yaml.safe_dump(_merge(BASE, {"codec": {"name": "none"}, "run": {"episodes": 10_000_000}}))
+    )
     limit = "import resource; resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30)); "
     code = limit + "import sys; from bwgym.cli import main; sys.exit(main(sys.argv[1:]))"
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-c", code, "run", str(path), "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "run", str(path), "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 180
     while time.time() < deadline and len(list((out / "parts").glob("episode_*.parquet"))) < 3:
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]

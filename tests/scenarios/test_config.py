@@ -53,13 +53,28 @@ def test_bad_values(data, match):
 @pytest.mark.parametrize(
     "section, match",
     [
-        ({"codec": {"name": "jpg"}}, r"codec\.name: unknown value 'jpg'\. Did you mean 'jpeg'\? Valid choices:"),
+        (
+            {"codec": {"name": "jpg"}},
+            r"codec\.name: unknown value 'jpg'\. Did you mean 'jpeg'\? Valid choices:",
+        ),
         ({"agent": {"name": "ppo2"}}, r"agent\.name: unknown value 'ppo2'.*Valid choices: .*bc"),
-        ({"env": {"id": "bwgym/LocateLift-v9"}}, r"env\.id: unknown value 'bwgym/LocateLift-v9'.*LocateLift-v0"),
+        (
+            {"env": {"id": "bwgym/LocateLift-v9"}},
+            r"env\.id: unknown value 'bwgym/LocateLift-v9'.*LocateLift-v0",
+        ),
         ({"allocator": {"name": "greedy"}}, r"allocator\.name: unknown value 'greedy'"),
-        ({"trace": {"source": "no_such_trace"}}, r"trace\.source: 'no_such_trace' is neither a file nor a library"),
-        ({"trace": {"source": None, "generator": "gilbert"}}, r"trace\.generator: unknown value 'gilbert'.*gilbert_elliott"),
-        ({"agent": {"name": "bc", "checkpoint": "missing.pt"}}, r"agent\.checkpoint: checkpoint 'missing.pt' does not exist"),
+        (
+            {"trace": {"source": "no_such_trace"}},
+            r"trace\.source: 'no_such_trace' is neither a file nor a library",
+        ),
+        (
+            {"trace": {"source": None, "generator": "gilbert"}},
+            r"trace\.generator: unknown value 'gilbert'.*gilbert_elliott",
+        ),
+        (
+            {"agent": {"name": "bc", "checkpoint": "missing.pt"}},
+            r"agent\.checkpoint: checkpoint 'missing.pt' does not exist",
+        ),
     ],
 )
 def test_load_rejects_unknown_names_before_running(tmp_path, section, match):

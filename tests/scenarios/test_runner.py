@@ -30,7 +30,12 @@ def test_run_writes_the_run_folder(tmp_path, scenario_path):
     out = result.out_dir
     for name in ("config.yaml", "episodes.parquet", "steps.parquet", "summary.csv"):
         assert (out / name).is_file(), name
-    assert {p.name for p in (out / "plots").glob("*.png")} == {"success.png", "allocation.png", "psnr.png", "frames.png"}
+    assert {p.name for p in (out / "plots").glob("*.png")} == {
+        "success.png",
+        "allocation.png",
+        "psnr.png",
+        "frames.png",
+    }
     assert any((out / "tensorboard").iterdir())
     episodes = pd.read_parquet(out / "episodes.parquet")
     assert list(episodes.episode) == [0, 1, 2, 3] and list(episodes.seed) == [10, 11, 12, 13]
@@ -44,13 +49,15 @@ def test_run_writes_the_run_folder(tmp_path, scenario_path):
 
 def test_same_seed_same_table_and_workers_do_not_matter(tmp_path, scenario_path):
     one = run_scenario(load_scenario(scenario_path), tmp_path / "one", progress=False, plots=False)
-    two = run_scenario(load_scenario(scenario_path, {"run.workers": 2}), tmp_path / "two", progress=False,
-                       plots=False)
+    two = run_scenario(
+        load_scenario(scenario_path, {"run.workers": 2}), tmp_path / "two", progress=False, plots=False
+    )
     again = run_scenario(load_scenario(scenario_path), tmp_path / "again", progress=False, plots=False)
     pd.testing.assert_frame_equal(one.episodes, two.episodes)
     pd.testing.assert_frame_equal(one.episodes, again.episodes)
-    pd.testing.assert_frame_equal(pd.read_parquet(one.out_dir / "steps.parquet"),
-                                  pd.read_parquet(two.out_dir / "steps.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(one.out_dir / "steps.parquet"), pd.read_parquet(two.out_dir / "steps.parquet")
+    )
 
 
 def test_refuses_a_folder_holding_another_run(tmp_path, scenario_path):
@@ -59,8 +66,13 @@ def test_refuses_a_folder_holding_another_run(tmp_path, scenario_path):
     with pytest.raises(ConfigError, match="already holds a run of scenario 'tiny'; pass --resume"):
         run_scenario(load_scenario(scenario_path, {"run.episodes": 1}), out, progress=False, plots=False)
     with pytest.raises(ConfigError, match="another configuration"):
-        run_scenario(load_scenario(scenario_path, {"run.episodes": 2, "codec.name": "raw"}), out, resume=True,
-                     progress=False, plots=False)
+        run_scenario(
+            load_scenario(scenario_path, {"run.episodes": 2, "codec.name": "raw"}),
+            out,
+            resume=True,
+            progress=False,
+            plots=False,
+        )
 
 
 def test_cli_reports_config_errors_in_one_line(tmp_path, scenario_path, capsys):
@@ -75,8 +87,20 @@ def test_resume_after_kill_loses_no_finished_episode(tmp_path, scenario_path):
     out = tmp_path / "killed"
     env = dict(os.environ, MUJOCO_GL="egl")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bwgym.cli", "run", str(scenario_path), "--episodes", str(episodes),
-         "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "bwgym.cli",
+            "run",
+            str(scenario_path),
+            "--episodes",
+            str(episodes),
+            "--out",
+            str(out),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.time() + 120
     while time.time() < deadline and len(list((out / "parts").glob("episode_*.parquet"))) < 3:
@@ -89,10 +113,19 @@ def test_resume_after_kill_loses_no_finished_episode(tmp_path, scenario_path):
     kept = read_episodes(out)
     assert [f"episode_{e:05d}.parquet" for e in kept.episode] == finished
 
-    resumed = run_scenario(load_scenario(scenario_path, {"run.episodes": episodes}), out, resume=True,
-                           progress=False, plots=False)
-    fresh = run_scenario(load_scenario(scenario_path, {"run.episodes": episodes}), tmp_path / "fresh",
-                         progress=False, plots=False)
+    resumed = run_scenario(
+        load_scenario(scenario_path, {"run.episodes": episodes}),
+        out,
+        resume=True,
+        progress=False,
+        plots=False,
+    )
+    fresh = run_scenario(
+        load_scenario(scenario_path, {"run.episodes": episodes}),
+        tmp_path / "fresh",
+        progress=False,
+        plots=False,
+    )
     assert list(resumed.episodes.episode) == list(range(episodes))
     pd.testing.assert_frame_equal(resumed.episodes, fresh.episodes)
 
