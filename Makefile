@@ -44,7 +44,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/bwgym bench
 
-# Retrain every shipped codec checkpoint from scratch (~9 min on one core); the BC agent with:
+# Retrain every shipped codec checkpoint from scratch (~10 min on one core, Gray-Wyner last); the BC agent with:
 #   .venv/bin/bwgym train agent --algo bc --episodes 200 --out bwgym/agents/checkpoints/bc_locate_lift.ckpt
 checkpoints: $(STAMP)
 	$(VENV)/bin/bwgym train codec --all

@@ -17,6 +17,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bwgym.cli.args import add_bench_options
+
 HERE = Path(__file__).resolve().parent
 NOT_BENCHMARKS = {"run_all", "report"}
 
@@ -42,15 +44,7 @@ def run_one(script: Path, timeout_s: float | None = None) -> tuple[int | None, f
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--only",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="run only this benchmark (file name without .py; repeatable)",
-    )
-    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
-    parser.add_argument("--timeout", type=float, metavar="S", help="stop a benchmark after S seconds")
+    add_bench_options(parser)  # the options of `bwgym bench`
     args = parser.parse_args(argv)
 
     scripts = discover()

@@ -56,7 +56,8 @@ def rollout(
 
     Args:
         env: a gymnasium env (its time limit ends the episode).
-        agent: the agent; ``agent.reset(seed)`` is called after the env's reset.
+        agent: the agent; ``agent.reset(seed)`` is called after the env's reset (an object with
+            ``act`` only is taken as memoryless and not reset).
         seed: the episode's seed (env and agent).
         on_step: called after the reset (step 0) and after every step.
         max_steps: stop after this many steps even if the env does not (None: the env decides).
@@ -66,7 +67,8 @@ def rollout(
         The return, number of steps, ``info["is_success"]`` of the last step and the last info.
     """
     obs, info = env.reset(seed=seed, options=options)
-    agent.reset(seed)
+    if hasattr(agent, "reset"):
+        agent.reset(seed)
     if on_step is not None:
         on_step(0, obs, None, 0.0, info)
     result = EpisodeResult(info=info)

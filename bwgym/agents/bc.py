@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bwgym.agents.base import rollout
 from bwgym.common.checkpoint import CheckpointError, check_spec, load_checkpoint, save_checkpoint
 from bwgym.common.device import resolve_device
 
@@ -397,6 +398,13 @@ class BCAgent(nn.Module):
                 ) from err
             raise
         meta = ckpt.metadata
+        agent = cls._from_meta(path, meta, meta.get("config"), meta.get("metrics"))
+        agent.check_spec(env_id, views, image_shape, where=f"BC agent {path}")
+        return agent._with_weights(path, ckpt.tensors()).to(resolve_device(device)).eval()
+
+    @classmethod
+    def _from_meta(cls, path: Path, meta: Mapping[str, Any], config: Any, metrics: Any) -> BCAgent:
+        """The agent that ``meta`` (spec and ``arch``) describes, with its config and metrics."""
         try:
             agent = cls(
                 view_names=meta["view_names"],
@@ -410,14 +418,16 @@ class BCAgent(nn.Module):
             raise CheckpointError(
                 f"{path}: BC checkpoint with invalid metadata ({type(err).__name__}: {err})"
             ) from err
-        agent.check_spec(env_id, views, image_shape, where=f"BC agent {path}")
+        agent.train_config = dict(config or {})
+        agent.extra_meta = dict(metrics or {})
+        return agent
+
+    def _with_weights(self, path: Path, state_dict: Mapping[str, Any]) -> BCAgent:
         try:
-            agent.load_state_dict(ckpt.tensors())
+            self.load_state_dict(state_dict)
         except RuntimeError as err:
             raise CheckpointError(f"{path}: weights do not match the recorded architecture ({err})") from err
-        agent.train_config = dict(meta.get("config") or {})
-        agent.extra_meta = dict(meta.get("metrics") or {})
-        return agent.to(resolve_device(device)).eval()
+        return self
 
     @classmethod
     def load_shipped(
@@ -492,18 +502,8 @@ def convert_legacy(
         got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
         raise CheckpointError(f"{path} has format {got!r}; convert_legacy reads {LEGACY_FORMAT!r}")
     meta = blob["meta"]
-    agent = BCAgent(
-        view_names=meta["view_names"],
-        image_shape=meta["image_shape"],
-        proprio_dim=meta["proprio_dim"],
-        action_dim=meta["action_dim"],
-        env_id=meta["env_id"],
-        **meta["arch"],
-    )
-    agent.load_state_dict(blob["state_dict"])
-    agent.train_config = dict(meta.get("train_config") or {})
-    agent.extra_meta = dict(meta.get("extra") or {})
-    return agent.save(out)
+    agent = BCAgent._from_meta(path, meta, meta.get("train_config"), meta.get("extra"))
+    return agent._with_weights(path, blob["state_dict"]).save(out)
 
 
 # ---------------------------------------------------------------------- training
@@ -677,30 +677,20 @@ def _dagger_rollouts(
     import gymnasium as gym
     from tqdm import tqdm
 
+    from bwgym.agents.demos import ExpertLabeller
     from bwgym.agents.expert import LiftExpert
 
     env = gym.make(env_id, **env_kwargs)
-    expert = LiftExpert(env, noise_std=0.0)
     keys = agent.view_names + ([PROPRIO_KEY] if agent.proprio_dim else [])
-    frames: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-    labels: list[np.ndarray] = []
+    labeller = ExpertLabeller(LiftExpert(env, noise_std=0.0), keys, policy=agent)
     successes = 0
     try:
         for i in tqdm(range(episodes), desc="DAgger rollouts", unit="ep", disable=not progress):
-            obs, info = env.reset(seed=seed + i)
-            expert.reset()
-            terminated = truncated = False
-            while not (terminated or truncated):
-                for k in keys:
-                    frames[k].append(obs[k])
-                # The expert must see every visited state: its grasp counter follows the trajectory.
-                labels.append(expert.act(obs))
-                obs, _, terminated, truncated, info = env.step(agent.act(obs))
-            successes += int(bool(info.get("is_success", False)))
+            successes += int(rollout(env, labeller, seed + i).success)
     finally:
         env.close()
-    obs_arrays = {k: np.stack(v) for k, v in frames.items()}
-    data = _Data(obs_arrays, np.stack(labels), agent.view_names, bool(agent.proprio_dim), pad)
+    obs_arrays = {k: np.stack(v) for k, v in labeller.frames.items()}
+    data = _Data(obs_arrays, np.stack(labeller.labels), agent.view_names, bool(agent.proprio_dim), pad)
     return data, successes / episodes
 
 
@@ -898,12 +888,14 @@ def evaluate_agent(
 ) -> pd.DataFrame:
     """Run ``agent.act`` for ``episodes`` episodes with env seeds ``seed, seed + 1, ...``.
 
-    A plain serial loop (the full protocol with codecs, traces and workers is ``bwgym evaluate``).
+    Serial :func:`~bwgym.agents.base.rollout` episodes on clean views (the full protocol with
+    codecs, traces and workers is ``bwgym evaluate``); ``agent.reset(seed)`` starts each episode.
     The default seeds (10 000 onwards) are disjoint from the demonstration seeds (0 onwards) and
     the DAgger rollouts' (1 000 000 onwards).
 
     Args:
-        agent: a :class:`BCAgent` (or anything with ``act(obs) -> action``).
+        agent: a :class:`BCAgent` (or any :class:`~bwgym.agents.base.Agent`, or anything with
+            ``act(obs) -> action``).
         env_id: the env to run.
         episodes: number of episodes.
         seed: env seed of the first episode.
@@ -937,22 +929,14 @@ def evaluate_agent(
                     f"the env gives {_spec_text(env_id, views, list(shape))}"
                 )
         for i in tqdm(range(episodes), desc="evaluating", unit="ep", disable=not progress):
-            obs, info = env.reset(seed=seed + i)
-            if hasattr(agent, "reset"):
-                agent.reset()
-            ret, steps = 0.0, 0
-            terminated = truncated = False
-            while not (terminated or truncated):
-                obs, reward, terminated, truncated, info = env.step(agent.act(obs))
-                ret += float(reward)
-                steps += 1
+            result = rollout(env, agent, seed + i)
             rows.append(
                 {
                     "episode": i,
                     "seed": seed + i,
-                    "success": bool(info.get("is_success", False)),
-                    "steps": steps,
-                    "return": ret,
+                    "success": result.success,
+                    "steps": result.steps,
+                    "return": result.ret,
                 }
             )
     finally:

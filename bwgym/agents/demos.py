@@ -33,10 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from bwgym.agents.base import rollout
 from bwgym.common.checkpoint import jsonable
 from bwgym.common.files import atomic_write
 
-__all__ = ["FORMAT", "DemoDataset", "DemoFormatError", "collect_demos"]
+__all__ = ["FORMAT", "DemoDataset", "DemoFormatError", "ExpertLabeller", "collect_demos"]
 
 #: Format tag in ``meta.json``; bump it when the layout changes.
 FORMAT = "bwgym.demos/1"
@@ -179,35 +180,65 @@ def collect_demos(
     return out
 
 
+class ExpertLabeller:
+    """An :class:`~bwgym.agents.base.Agent` that has the scripted expert label every state it acts on.
+
+    Per step it keeps the observation (``frames``), the expert's noise-free action (``labels``) and
+    the action executed (``executed``): the ``policy``'s when one is given (DAgger: the learner
+    drives, the expert labels), else the label plus N(0, ``noise_std``) noise clipped to [-1, 1]
+    (demonstrations). The noise of episode ``seed`` comes from ``np.random.default_rng([seed, 1])``.
+    The lists grow over every episode played; the expert is called exactly once per step, since
+    its grasp counter follows the trajectory.
+
+    Args:
+        expert: a :class:`~bwgym.agents.expert.LiftExpert` without noise of its own.
+        keys: observation keys to keep.
+        noise_std: action noise when there is no ``policy``.
+        policy: the agent that drives the env, or None for the expert.
+    """
+
+    def __init__(self, expert: Any, keys: Sequence[str], noise_std: float = 0.0, policy: Any = None) -> None:
+        self.expert, self.keys, self.noise_std, self.policy = expert, list(keys), noise_std, policy
+        self.frames: dict[str, list[np.ndarray]] = {k: [] for k in self.keys}
+        self.labels: list[np.ndarray] = []
+        self.executed: list[np.ndarray] = []
+        self.rng = np.random.default_rng()
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode: reset the expert (and the policy), seed the noise."""
+        self.expert.reset()
+        if self.policy is not None:
+            self.policy.reset(seed)
+        self.rng = np.random.default_rng(None if seed is None else [seed, 1])
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """Record ``obs`` and the expert's label; return the executed action."""
+        for k in self.keys:
+            self.frames[k].append(obs[k])
+        label = action = self.expert.act(obs)
+        if self.policy is not None:
+            action = self.policy.act(obs)
+        elif self.noise_std:
+            noise = self.rng.normal(0.0, self.noise_std, size=label.shape)
+            action = np.clip(label + noise, -1.0, 1.0).astype(np.float32)
+        self.labels.append(label)
+        self.executed.append(action)
+        return action
+
+
 def _run_episode(
     env: Any, expert: Any, seed: int, noise_std: float, keys: Sequence[str]
 ) -> dict[str, np.ndarray]:
     """One expert episode: observations before each action, clean labels, executed actions."""
-    obs, info = env.reset(seed=seed)
-    expert.reset()
-    rng = np.random.default_rng([seed, 1])
-    frames: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-    labels, executed, rewards = [], [], []
-    terminated = truncated = False
-    while not (terminated or truncated):
-        for k in keys:
-            frames[k].append(obs[k])
-        label = expert.act(obs)
-        action = label
-        if noise_std:
-            action = np.clip(label + rng.normal(0.0, noise_std, size=label.shape), -1.0, 1.0).astype(
-                np.float32
-            )
-        obs, reward, terminated, truncated, info = env.step(action)
-        labels.append(label)
-        executed.append(action)
-        rewards.append(reward)
-    record = {k: np.stack(v) for k, v in frames.items()}
+    agent = ExpertLabeller(expert, keys, noise_std)
+    rewards: list[float] = []  # step 0 is the reset (reward 0), dropped below
+    result = rollout(env, agent, seed, on_step=lambda _t, _o, _a, reward, _i: rewards.append(reward))
+    record = {k: np.stack(v) for k, v in agent.frames.items()}
     record.update(
-        actions=np.asarray(labels, dtype=np.float32),
-        executed_actions=np.asarray(executed, dtype=np.float32),
-        rewards=np.asarray(rewards, dtype=np.float32),
-        success=np.asarray(bool(info.get("is_success", False))),
+        actions=np.asarray(agent.labels, dtype=np.float32),
+        executed_actions=np.asarray(agent.executed, dtype=np.float32),
+        rewards=np.asarray(rewards[1:], dtype=np.float32),
+        success=np.asarray(result.success),
         seed=np.asarray(seed, dtype=np.int64),
     )
     return record

@@ -9,8 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bwgym.cli import agents as agent_commands
+from bwgym.cli import allocation as allocation_commands
 from bwgym.cli import codecs as codec_commands
-from bwgym.scenarios import commands as scenario_commands
+from bwgym.cli import scenarios as scenario_commands
+from bwgym.cli.args import DEFAULT_ENV, add_run_options
 from bwgym.traces import commands as trace_commands
 
 __all__ = ["main"]
@@ -25,6 +27,7 @@ def _cmd_expert(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     import bwgym  # noqa: F401  (registers the envs)
+    from bwgym.agents.base import rollout
     from bwgym.agents.expert import LiftExpert
 
     out = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
@@ -32,25 +35,23 @@ def _cmd_expert(args: argparse.Namespace) -> int:
     env = gym.make(args.env)
     expert = LiftExpert(env, noise_std=args.noise_std, seed=args.seed)
     rows, strips = [], []
+    seen: list[tuple[float, dict]] = []  # (clock, observation) after the reset and each step so far
+
+    def on_step(step: int, obs: dict, *_: object) -> None:
+        seen[step:] = [(time.perf_counter(), obs)]
+
     for episode in tqdm(range(args.episodes), desc="expert episodes", unit="ep"):
         seed = args.seed + episode
-        obs, info = env.reset(seed=seed)
-        expert.reset(seed=seed)
-        first, ret, steps = obs, 0.0, 0
-        start = time.perf_counter()
-        terminated = truncated = False
-        while not (terminated or truncated):
-            obs, reward, terminated, truncated, info = env.step(expert.act(obs))
-            ret += reward
-            steps += 1
+        result = rollout(env, expert, seed, on_step=on_step)
+        (start, first), (end, obs) = seen[0], seen[-1]
         rows.append(
             dict(
                 episode=episode,
                 seed=seed,
-                success=bool(info["is_success"]),
-                steps=steps,
-                ret=ret,
-                steps_per_s=steps / (time.perf_counter() - start),
+                success=result.success,
+                steps=result.steps,
+                ret=result.ret,
+                steps_per_s=result.steps / (end - start),
             )
         )
         if episode < 4:
@@ -224,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     expert = sub.add_parser(
         "expert", help="run the scripted expert on LocateLift and write a table and views"
     )
-    expert.add_argument("--env", default="bwgym/LocateLift-v0")
+    expert.add_argument("--env", default=DEFAULT_ENV)
     expert.add_argument("--episodes", type=int, default=20)
     expert.add_argument("--seed", type=int, default=0)
     expert.add_argument("--noise-std", type=float, default=0.0)
@@ -232,26 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     expert.set_defaults(func=_cmd_expert)
 
     run = sub.add_parser("run", help="run a scenario (a library name or a YAML file)")
-    run.add_argument("scenario", help="library scenario name (see `bwgym scenarios`) or path to a .yaml")
-    run.add_argument("--episodes", type=int)
-    run.add_argument("--seed", type=int)
-    run.add_argument("--workers", type=int)
-    run.add_argument("--out", help="run folder (default runs/<scenario>/<stamp>)")
-    run.add_argument("--resume", action="store_true", help="continue the run in --out")
-    run.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a scenario key, e.g. --set codec.name=raw (repeatable)",
-    )
+    add_run_options(run, "run", "run folder (default runs/<scenario>/<stamp>)")
     run.add_argument("--video", action="store_true", help="also write plots/episode_000.gif of episode 0")
     run.set_defaults(func=_cmd_run)
 
     evaluate = sub.add_parser(
         "evaluate", help="evaluate an agent under a codec and a trace (success with CIs)"
     )
-    evaluate.add_argument("--env", default="bwgym/LocateLift-v0")
+    evaluate.add_argument("--env", default=DEFAULT_ENV)
     evaluate.add_argument("--agent", default="bc", help="bc, sb3, expert or random")
     evaluate.add_argument("--agent-checkpoint", help="checkpoint of the agent (default: the shipped one)")
     evaluate.add_argument("--codec", default="jpeg")
@@ -278,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_sub = train.add_subparsers(dest="what", required=True)
     agent_commands.register(sub, train_sub)
     codec_commands.register(sub, train_sub)
+    allocation_commands.register(train_sub)
     scenario_commands.register(sub)
     return parser
 

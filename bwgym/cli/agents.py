@@ -27,36 +27,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bwgym.cli.args import (
+    add_demo_options,
+    add_env_options,
+    add_options,
+    add_torch_options,
+    parse_env_kwargs,
+    positive_int,
+    values,
+)
+
 __all__ = ["cmd_collect", "cmd_train_agent", "register"]
 
 #: Algorithms ``bwgym train agent`` accepts: behaviour cloning, or stable-baselines3 PPO/SAC.
 ALGOS = ("bc", "ppo", "sac")
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1 (``--epochs 0`` would write an untrained checkpoint)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
-def parse_env_kwargs(text: str | None) -> dict[str, Any]:
-    """Parse an ``--env-kwargs`` JSON object; raise ``ValueError`` with an example when it is not one."""
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(
-            f"--env-kwargs must be a JSON object, e.g. '{{\"image_size\": 64}}' ({err})"
-        ) from err
-    if not isinstance(value, dict):
-        raise ValueError(f"--env-kwargs must be a JSON object, got {text!r}")
-    return value
 
 
 def _train_command(args: argparse.Namespace) -> str:
@@ -163,17 +147,11 @@ def _train_rl(args: argparse.Namespace) -> int:
     except ValueError as err:
         return _fail(str(err))
     config = RLConfig(
-        algo=args.algo,
         env_id=args.env,
         env_kwargs=env_kwargs,
-        scenario=args.scenario,
-        total_timesteps=args.total_timesteps,
-        n_envs=args.n_envs,
-        seed=args.seed,
         eval_episodes=max(1, min(args.eval_episodes, 20)),
-        bc_demos=args.bc_demos,
         out_dir=args.out,
-        device=args.device,
+        **values(args, "algo", "scenario", "total_timesteps", "n_envs", "seed", "bc_demos", "device"),
     )
     env_factory = None
     if args.scenario:
@@ -236,19 +214,11 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
         agent = train_bc(
             dataset,
             None,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            val_fraction=args.val_fraction,
-            seed=args.seed,
-            device=args.device,
             log_dir=log_dir,
             augment_shift_px=args.shift_px,
-            dagger_rounds=args.dagger_rounds,
-            dagger_episodes=args.dagger_episodes,
-            dagger_epochs=args.dagger_epochs,
-            patience=args.patience,
             use_proprio=args.proprio,
+            **values(args, "epochs", "batch_size", "lr", "val_fraction", "seed", "device", "patience"),
+            **values(args, "dagger_rounds", "dagger_episodes", "dagger_epochs"),
         )
         if not args.demos:
             agent.train_config["dataset"] = "temporary folder collected by this command (deleted)"
@@ -297,6 +267,22 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``bwgym train agent`` options: (flag, type, default, help).
+_TRAINING_OPTIONS = (
+    ("--total-timesteps", positive_int, 20_000, "RL: env steps"),
+    ("--n-envs", positive_int, 1, "RL: parallel envs in subprocesses"),
+    ("--epochs", positive_int, 25, "maximum epochs"),
+    ("--batch-size", positive_int, 64, "steps per gradient step"),
+    ("--lr", float, 1e-3, "Adam learning rate"),
+    ("--val-fraction", float, 0.1, "held-out episodes"),
+    ("--patience", positive_int, 8, "early-stopping patience in epochs"),
+    ("--shift-px", int, 4, "random-shift augmentation in pixels"),
+    ("--dagger-rounds", int, 0, "DAgger rounds after BC"),
+    ("--dagger-episodes", positive_int, 50, "policy episodes per round"),
+    ("--eval-episodes", int, 100, "evaluation episodes, 0 for none"),
+)
+
+
 def register(subparsers: Any, train_subparsers: Any) -> None:
     """Add ``collect`` to the top-level sub-parsers and ``agent`` to those of ``bwgym train``.
 
@@ -311,22 +297,8 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
         description="Record expert episodes (one compressed .npz per episode plus meta.json). With "
         "--noise-std the executed actions are noisy and the labels the expert's clean actions.",
     )
-    collect.add_argument("--env", default="bwgym/LocateLift-v0", help="env id (default: %(default)s)")
-    collect.add_argument(
-        "--episodes", type=positive_int, default=200, help="episodes to store (default: %(default)s)"
-    )
-    collect.add_argument(
-        "--noise-std",
-        type=float,
-        default=0.1,
-        help="std of the Gaussian action noise, as in the NDPCA paper (default: %(default)s)",
-    )
-    collect.add_argument(
-        "--seed", type=int, default=0, help="env seed of the first episode (default: %(default)s)"
-    )
-    collect.add_argument(
-        "--env-kwargs", default=None, help="JSON object of env arguments, e.g. '{\"image_size\": 64}'"
-    )
+    add_env_options(collect)
+    add_demo_options(collect, 200, "episodes to store")
     collect.add_argument("--keep-failures", action="store_true", help="store failed episodes too")
     collect.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     collect.add_argument("--out", required=True, help="dataset folder to write")
@@ -345,18 +317,12 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
         help="bc, or ppo/sac (stable-baselines3; --out is then a folder) (default: %(default)s)",
     )
     agent.add_argument(
-        "--total-timesteps", type=positive_int, default=20_000, help="RL: env steps (default: %(default)s)"
-    )
-    agent.add_argument(
-        "--n-envs", type=positive_int, default=1, help="RL: parallel envs in subprocesses (default: 1)"
-    )
-    agent.add_argument(
         "--scenario", default=None, help="RL: train on decoded views of this scenario's codec/trace"
     )
     agent.add_argument(
         "--bc-demos", default=None, help="RL (ppo): warm-start by BC on this demonstration folder"
     )
-    agent.add_argument("--env", default="bwgym/LocateLift-v0", help="env id (default: %(default)s)")
+    add_env_options(agent, kwargs_help="JSON object of env arguments for collection")
     agent.add_argument(
         "--out",
         required=True,
@@ -367,53 +333,13 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
         default=None,
         help="demonstration folder: used if finished, else collected into (default: a temp dir)",
     )
-    agent.add_argument(
-        "--episodes", type=positive_int, default=200, help="demonstrations to collect (default: %(default)s)"
-    )
-    agent.add_argument(
-        "--noise-std", type=float, default=0.1, help="demonstration action noise (default: %(default)s)"
-    )
-    agent.add_argument("--env-kwargs", default=None, help="JSON object of env arguments for collection")
+    add_demo_options(agent, 200, "demonstrations to collect", seed_help="seed of collection and training")
     agent.add_argument(
         "--proprio", action="store_true", help="feed the proprio vector too (collect with proprio)"
     )
-    agent.add_argument(
-        "--epochs", type=positive_int, default=25, help="maximum epochs (default: %(default)s)"
-    )
-    agent.add_argument("--batch-size", type=positive_int, default=64, help="(default: %(default)s)")
-    agent.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
-    agent.add_argument(
-        "--val-fraction", type=float, default=0.1, help="held-out episodes (default: %(default)s)"
-    )
-    agent.add_argument(
-        "--patience",
-        type=positive_int,
-        default=8,
-        help="early-stopping patience in epochs (default: %(default)s)",
-    )
-    agent.add_argument(
-        "--shift-px", type=int, default=4, help="random-shift augmentation in pixels (default: %(default)s)"
-    )
-    agent.add_argument(
-        "--dagger-rounds", type=int, default=0, help="DAgger rounds after BC (default: %(default)s)"
-    )
-    agent.add_argument(
-        "--dagger-episodes",
-        type=positive_int,
-        default=50,
-        help="policy episodes per round (default: %(default)s)",
-    )
+    add_options(agent, _TRAINING_OPTIONS)
     agent.add_argument(
         "--dagger-epochs", type=positive_int, default=None, help="max epochs per round (default: --epochs)"
-    )
-    agent.add_argument(
-        "--seed", type=int, default=0, help="seed of collection and training (default: %(default)s)"
-    )
-    agent.add_argument(
-        "--eval-episodes",
-        type=int,
-        default=100,
-        help="evaluation episodes, 0 for none (default: %(default)s)",
     )
     agent.add_argument(
         "--eval-seed",
@@ -422,12 +348,7 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
         help="env seed of the first evaluation episode "
         "(default: %(default)s, disjoint from the demonstrations')",
     )
-    agent.add_argument("--device", default="auto", help="auto, cpu, cuda... (default: %(default)s)")
-    # One thread by default: on a machine shared with other jobs, oversubscribed intra-op threads
-    # made an epoch 10x slower here, while one thread costs at most 2x when the cores are free.
-    agent.add_argument(
-        "--threads", type=positive_int, default=1, help="torch CPU threads (default: %(default)s)"
-    )
+    add_torch_options(agent)
     agent.add_argument(
         "--log-dir", default=None, help="TensorBoard folder (default: runs/train_agent/<out stem>-<time>)"
     )

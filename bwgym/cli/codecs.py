@@ -6,9 +6,14 @@ r"""The ``bwgym train codec`` sub-command: train or fit any registered codec, or
     bwgym train codec --codec ndpca --demos data/lift_demos --init runs/codecs/agnostic.ckpt \\
         --out runs/codecs/ndpca.ckpt --steps 500 --batch-size 16
     bwgym train codec --codec linear_dpca --out runs/codecs/linear_dpca.ckpt
+    bwgym train codec --codec gray_wyner --kind shared --beta 1.5 --etas 0.01,0.1,0.5 --steps 3000 \\
+        --out runs/codecs/gw.ckpt
     bwgym train codec --all            # every shipped checkpoint, from scratch (make checkpoints)
 
 Without ``--demos`` it collects ``--episodes`` expert episodes first (into a temporary folder).
+``gray_wyner`` trains on its own synthetic two-source data (paper 002, App. D.3) instead of
+LocateLift frames: ``--kind``, ``--beta`` and ``--etas`` (its rate ladder) apply to it alone, and
+the frame options (``--demos``, ``--agent``, ``--batch-size``...) do not apply to it.
 Task-aware codecs train through the frozen BC agent ``--agent`` (default: the shipped one).
 TensorBoard logs go to ``--logdir`` (default ``<out>.tb``), and ``<out>.json`` next to the
 checkpoint records the command, the config and the validation metrics. Errors in the user's
@@ -24,13 +29,14 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bwgym.cli.agents import parse_env_kwargs
+from bwgym.cli.args import add_env_options, add_torch_options, parse_env_kwargs, positive_int, values
 
 __all__ = ["cmd_train_codec", "load_frames", "register", "regenerate_shipped"]
 
@@ -99,6 +105,46 @@ def _needs_task_model(name: str, overrides: Mapping[str, Any]) -> bool:
     return float(lambda_task) > 0
 
 
+def train_gray_wyner(
+    out: Path,
+    log_dir: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> Any:
+    """Train a :class:`~bwgym.codecs.gray_wyner.GrayWynerCodec` on its synthetic data into ``out``.
+
+    ``options`` are those of :meth:`~bwgym.codecs.gray_wyner.GrayWynerCodec.train` (``kind``,
+    ``beta``, ``etas``, ``steps``, ``seed``...); ``threads`` sets torch's CPU threads.
+    """
+    import torch
+
+    from bwgym.codecs.gray_wyner import GrayWynerCodec
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    return GrayWynerCodec.train(out=out, log_dir=log_dir, progress=progress, **options)
+
+
+#: Shipped codecs that train on their own synthetic data rather than LocateLift frames: name -> trainer
+#: ``(out, log_dir=, threads=, progress=, **recipe)``; the recipe is the registry's.
+SYNTHETIC: dict[str, Callable[..., Any]] = {"gray_wyner": train_gray_wyner}
+#: Options of ``bwgym train codec`` for the codecs of :data:`SYNTHETIC` only (read with their recipe).
+SYNTHETIC_OPTIONS = ("kind", "beta", "etas")
+#: Options that select or shape LocateLift frames, which the codecs of :data:`SYNTHETIC` do not use.
+FRAME_OPTIONS = (
+    "demos",
+    "env_kwargs",
+    "agent",
+    "batch_size",
+    "lr",
+    "latent_dim",
+    "lambda_task",
+    "lambda_rec",
+    "init",
+)
+
+
 def regenerate_shipped(
     out_dir: str | os.PathLike[str] | None = None,
     demos: str | os.PathLike[str] | None = None,
@@ -113,15 +159,66 @@ def regenerate_shipped(
     """Retrain the shipped codec checkpoints from scratch, following :data:`~bwgym.codecs.train.SHIPPED_RECIPE`.
 
     The task-aware codecs are fine-tuned from the task-agnostic NDPCA written first into ``out_dir``.
+    Then the codecs of :data:`SYNTHETIC` (``gray_wyner``, about a minute) train with their registered
+    recipe on their own data; ``scale_steps`` scales their steps too.
     """
     from bwgym.codecs import codec_entry
     from bwgym.codecs.registry import CHECKPOINT_DIR
-    from bwgym.codecs.train import SHIPPED_ORDER, SHIPPED_RECIPE, train_registered
+    from bwgym.codecs.train import SHIPPED_ORDER
 
-    names = list(names or SHIPPED_ORDER)
-    unknown = set(names) - set(SHIPPED_ORDER)
+    shipped = (*SHIPPED_ORDER, *SYNTHETIC)
+    names = list(names or shipped)
+    unknown = set(names) - set(shipped)
     if unknown:
-        raise ValueError(f"unknown shipped codecs {sorted(unknown)}; expected some of {list(SHIPPED_ORDER)}")
+        raise ValueError(f"unknown shipped codecs {sorted(unknown)}; expected some of {list(shipped)}")
+    out_dir = Path(out_dir or CHECKPOINT_DIR)
+    written = {}
+    if any(n in SHIPPED_ORDER for n in names):
+        written = _regenerate_locate_lift(
+            [n for n in SHIPPED_ORDER if n in names],
+            out_dir,
+            demos,
+            agent_path,
+            scale_steps,
+            log_root,
+            device,
+            threads,
+            progress,
+        )
+    for name in [n for n in SYNTHETIC if n in names]:
+        t0 = time.perf_counter()
+        recipe = dict(codec_entry(name).recipe)
+        recipe["steps"] = max(1, int(round(recipe["steps"] * scale_steps)))
+        path = out_dir / str(codec_entry(name).checkpoint)
+        log_dir = None if log_root is None else Path(log_root) / name
+        SYNTHETIC[name](path, log_dir=log_dir, threads=threads, progress=progress, **recipe)
+        written[name] = path
+        _report_written(name, path, t0)
+    return written
+
+
+def _report_written(name: str, path: Path, t0: float) -> None:
+    print(
+        f"{name:15s} -> {path} ({path.stat().st_size / 1e3:.0f} kB, {time.perf_counter() - t0:.0f} s)",
+        flush=True,
+    )
+
+
+def _regenerate_locate_lift(
+    names: Sequence[str],
+    out_dir: Path,
+    demos: str | os.PathLike[str] | None,
+    agent_path: str | None,
+    scale_steps: float,
+    log_root: str | os.PathLike[str] | None,
+    device: str,
+    threads: int,
+    progress: bool,
+) -> dict[str, Path]:
+    """The shipped LocateLift codecs of ``names`` (in :data:`~bwgym.codecs.train.SHIPPED_ORDER`)."""
+    from bwgym.codecs import codec_entry
+    from bwgym.codecs.train import SHIPPED_RECIPE, train_registered
+
     env_id, seed = SHIPPED_RECIPE["env_id"], SHIPPED_RECIPE["seed"]
     frames, episode_index = load_frames(
         demos, env_id=env_id, episodes=SHIPPED_RECIPE["episodes"], seed=seed, progress=progress
@@ -129,10 +226,9 @@ def regenerate_shipped(
     task_model, task_path = None, None
     if any(_needs_task_model(n, {}) for n in names):
         task_model, task_path = _task_model(env_id, frames, agent_path)
-    out_dir = Path(out_dir or CHECKPOINT_DIR)
     pretrained = out_dir / str(codec_entry("ndpca_agnostic").checkpoint)
     written = {}
-    for name in [n for n in SHIPPED_ORDER if n in names]:
+    for name in names:
         entry = codec_entry(name)
         options: dict[str, Any] = {}
         if entry.needs_checkpoint and name != "linear_dpca" and name != "pca":
@@ -160,17 +256,74 @@ def regenerate_shipped(
             **options,
         )
         written[name] = path
-        print(
-            f"{name:15s} -> {path} ({path.stat().st_size / 1e3:.0f} kB, {time.perf_counter() - t0:.0f} s)",
-            flush=True,
-        )
+        _report_written(name, path, t0)
     return written
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _train_frames_codec(args: argparse.Namespace, out: Path, log_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """Train a registered codec on LocateLift frames; return it and its report entries."""
+    from bwgym.codecs.train import train_registered
+
+    given = [_flag(k) for k in SYNTHETIC_OPTIONS if getattr(args, k) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} apply to --codec {' or '.join(SYNTHETIC)} only")
+    overrides = values(args, "steps", "batch_size", "lr", "latent_dim", "init", "lambda_task", "lambda_rec")
+    overrides.update(values(args, "threads", "seed", "device"))
+    frames, episode_index = load_frames(
+        args.demos,
+        env_id=args.env,
+        episodes=args.episodes,
+        seed=args.seed,
+        env_kwargs=parse_env_kwargs(args.env_kwargs),
+    )
+    task_model, task_path = None, None
+    if _needs_task_model(args.codec, overrides):
+        task_model, task_path = _task_model(args.env, frames, args.agent)
+    codec = train_registered(
+        args.codec,
+        frames,
+        out,
+        env_id=args.env,
+        episode_index=episode_index,
+        task_model=task_model,
+        task_model_path=task_path,
+        log_dir=log_dir,
+        **overrides,
+    )
+    report = dict(
+        frames=int(len(episode_index)),
+        train_config=getattr(codec, "train_config", {}),
+        metrics=getattr(codec, "metrics", {}),
+    )
+    return codec, report
+
+
+def _train_synthetic_codec(args: argparse.Namespace, out: Path, log_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """Train a codec of :data:`SYNTHETIC` with its registered recipe, overridden by the flags given."""
+    from bwgym.codecs import codec_entry
+
+    given = [_flag(k) for k in FRAME_OPTIONS if getattr(args, k) is not None]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} do not apply to --codec {args.codec}: it trains on its own synthetic data"
+        )
+    options = dict(codec_entry(args.codec).recipe, seed=args.seed)
+    options.update(
+        {k: getattr(args, k) for k in ("steps", *SYNTHETIC_OPTIONS) if getattr(args, k) is not None}
+    )
+    codec = SYNTHETIC[args.codec](out, log_dir=log_dir, threads=args.threads or 1, **options)
+    meta = codec.metadata
+    config = {**meta.get("train", {}), **asdict(codec.config), "dataset": meta.get("dataset")}
+    return codec, dict(train_config=config, metrics=meta.get("metrics", []))
 
 
 def cmd_train_codec(args: argparse.Namespace) -> int:
     """Train (or fit) one registered codec and write ``args.out`` and ``<out>.json``, or all (``--all``)."""
     from bwgym.codecs import codec_entry
-    from bwgym.codecs.train import train_registered
 
     try:
         if args.all:
@@ -191,49 +344,15 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
             return _fail(
                 f"--codec {args.codec} has nothing to train; trainable: the learned and linear codecs"
             )
-        for flag in ("steps", "batch_size", "latent_dim", "episodes", "threads"):
-            value = getattr(args, flag)
-            if value is not None and value < 1:
-                return _fail(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
         out = Path(args.out)
         if out.suffix != ".ckpt":
             return _fail(f"--out must end in .ckpt (the bwgym checkpoint format), got {str(out)!r}")
         if not out.parent.exists():
             return _fail(f"--out folder {str(out.parent)!r} does not exist")
-        overrides = {
-            k: getattr(args, k)
-            for k in (
-                "steps",
-                "batch_size",
-                "lr",
-                "latent_dim",
-                "init",
-                "lambda_task",
-                "lambda_rec",
-                "threads",
-            )
-        }
-        overrides.update(seed=args.seed, device=args.device)
-        env_kwargs = parse_env_kwargs(args.env_kwargs)
-        start = time.perf_counter()
-        frames, episode_index = load_frames(
-            args.demos, env_id=args.env, episodes=args.episodes, seed=args.seed, env_kwargs=env_kwargs
-        )
-        task_model, task_path = None, None
-        if _needs_task_model(args.codec, overrides):
-            task_model, task_path = _task_model(args.env, frames, args.agent)
         log_dir = Path(args.logdir) if args.logdir else out.with_suffix(".tb")
-        codec = train_registered(
-            args.codec,
-            frames,
-            out,
-            env_id=args.env,
-            episode_index=episode_index,
-            task_model=task_model,
-            task_model_path=task_path,
-            log_dir=log_dir,
-            **overrides,
-        )
+        start = time.perf_counter()
+        train = _train_synthetic_codec if args.codec in SYNTHETIC else _train_frames_codec
+        codec, details = train(args, out, log_dir)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         return _fail(str(err))
     command = "bwgym " + " ".join(shlex.quote(a) for a in (getattr(args, "argv", None) or sys.argv[1:]))
@@ -242,20 +361,31 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
         codec=args.codec,
         checkpoint=str(out),
         seconds=round(time.perf_counter() - start, 1),
-        frames=int(len(episode_index)),
-        train_config=getattr(codec, "train_config", {}),
-        metrics=getattr(codec, "metrics", {}),
+        **details,
     )
     out.with_name(out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"{codec!r}\nwrote {out} ({out.stat().st_size / 1e3:.0f} kB) and {out.name}.json")
     return 0
 
 
+def _float_list(text: str) -> tuple[float, ...]:
+    """An argparse type: comma-separated numbers, e.g. ``0.01,0.1,0.5``."""
+    try:
+        numbers = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, e.g. 0.01,0.1,0.5, got {text!r}"
+        ) from None
+    if not numbers:
+        raise argparse.ArgumentTypeError(f"expected at least one number, got {text!r}")
+    return numbers
+
+
 def register(subparsers: Any, train_subparsers: Any) -> None:
     """Add ``codec`` to the sub-parsers of ``bwgym train``."""
     p = train_subparsers.add_parser(
         "codec",
-        help="train a learned codec (NDPCA, DAE, JAE) or fit a linear one on expert frames",
+        help="train a learned codec (NDPCA, DAE, JAE, Gray-Wyner) or fit a linear one",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -264,29 +394,46 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
     p.add_argument("--only", nargs="+", default=None, help="with --all: only these shipped codecs")
     p.add_argument("--out-dir", default=None, help="with --all: where to write (default: the package's)")
     p.add_argument("--scale-steps", type=float, default=1.0, help="with --all: multiply every step count")
-    p.add_argument("--env", default="bwgym/LocateLift-v0", help="env id (default: %(default)s)")
-    p.add_argument(
-        "--env-kwargs", default=None, help="JSON keyword arguments of the env, e.g. '{\"image_size\": 64}'"
-    )
+    add_env_options(p)
     p.add_argument(
         "--demos", default=None, help="demo folder from `bwgym collect` (default: collect --episodes)"
     )
     p.add_argument(
-        "--episodes", type=int, default=150, help="episodes to collect without --demos (%(default)s)"
+        "--episodes", type=positive_int, default=150, help="episodes to collect without --demos (%(default)s)"
     )
     p.add_argument("--agent", default=None, help="frozen BC agent checkpoint (default: the shipped one)")
     p.add_argument("--out", default=None, help="checkpoint to write (.ckpt)")
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the codec's recipe)")
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument(
+        "--steps", type=positive_int, default=None, help="optimiser steps (default: the codec's recipe)"
+    )
+    p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--latent-dim", type=int, default=None, help="latent features per view")
+    p.add_argument("--latent-dim", type=positive_int, default=None, help="latent features per view")
     p.add_argument("--lambda-task", type=float, default=None, help="weight of the task loss (eq. 8)")
     p.add_argument("--lambda-rec", type=float, default=None, help="weight of the reconstruction loss (eq. 8)")
     p.add_argument(
         "--init", default=None, help="start from this learned checkpoint's network (or a codec name)"
     )
+    gw = p.add_argument_group("--codec gray_wyner only (default: its registered recipe)")
+    gw.add_argument(
+        "--kind",
+        default=None,
+        help="architecture: shared (the paper's), separated, combined, joint or independent",
+    )
+    gw.add_argument(
+        "--beta",
+        type=float,
+        default=None,
+        help="weight of the common rate R0, in (0, 2] (1: transmit, 2: receive)",
+    )
+    gw.add_argument(
+        "--etas",
+        type=_float_list,
+        default=None,
+        metavar="ETA,...",
+        help="rate weights, one rate point each (>= 0), e.g. 0.01,0.1,0.5",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default 1)")
+    add_torch_options(p, threads=None)
     p.add_argument("--logdir", default=None, help="TensorBoard folder (default: <out>.tb)")
     p.set_defaults(func=cmd_train_codec)

@@ -33,19 +33,16 @@ from ``common`` + ``private_k`` alone (:meth:`GrayWynerCodec.for_receiver`,
 :meth:`GrayWynerCodec.split_channels`, :meth:`GrayWynerCodec.decode_receiver`), bit-exactly the
 same output as from the full payload.
 
-Train and ship::
+Train (:meth:`GrayWynerCodec.train`) and regenerate the shipped model (its registered recipe)::
 
-    python -m bwgym.codecs.gray_wyner --train --kind shared --beta 1.5 --etas 0.01,0.05,0.2,0.5 \
-        --out gw.ckpt
-    python -m bwgym.codecs.gray_wyner --ship     # regenerates bwgym/codecs/checkpoints/gray_wyner_*.ckpt
+    bwgym train codec --codec gray_wyner --kind shared --beta 1.5 --etas 0.01,0.05,0.2,0.5 --out gw.ckpt
+    bwgym train codec --all --only gray_wyner    # bwgym/codecs/checkpoints/gray_wyner_synthetic.ckpt
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import math
-import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -60,7 +57,7 @@ from torch import nn
 from bwgym.codecs.base import Codec, Payload, PayloadError, ViewSpec
 from bwgym.codecs.entropy import MIN_SCALE_INDEX, get_coder, quantize_ste, rate_bits
 from bwgym.codecs.gray_wyner_data import GaussianPairs, SyntheticGrayWyner
-from bwgym.codecs.registry import CHECKPOINT_DIR, register_codec
+from bwgym.codecs.registry import register_codec
 from bwgym.common.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = [
@@ -384,7 +381,7 @@ def train_gray_wyner(
     log_dir: str | Path | None = None,
     progress: bool = False,
 ) -> GrayWynerNet:
-    """Train a model from scratch on freshly generated batches (Adam, grad-norm clip 1, cosine lr).
+    """Train a model from scratch on fresh batches (Adam, grad-norm clip 1, one-cycle cosine lr).
 
     The rate points are cycled batch by batch. On one CPU thread a 3000-step run of the default
     size takes well under a minute.
@@ -406,7 +403,12 @@ def train_gray_wyner(
         raise ValueError(f"data has {data.n_elements} elements per source, the config {config.n_elements}")
     net = GrayWynerNet(config)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.05)
+    # OneCycleLR needs a warm-up of more than one step: a run of 20 steps or fewer keeps lr constant.
+    sched = (
+        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+        if 0.05 * steps > 1
+        else None
+    )
     rng = np.random.default_rng(seed + 1)
     writer = None
     if log_dir is not None:
@@ -421,7 +423,8 @@ def train_gray_wyner(
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
-        sched.step()
+        if sched is not None:
+            sched.step()
         if writer is not None and step % 50 == 0:
             for k, v in stats.items():
                 writer.add_scalar(f"train/{k}/rate{rate_idx}", v, step)
@@ -539,6 +542,13 @@ class GrayWynerCodec(Codec):
             digest.update(key.encode())
             digest.update(value.detach().cpu().numpy().tobytes())
         self.model_hash = digest.digest()[:2]
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"GrayWynerCodec(kind={c.kind!r}, beta={c.beta}, etas={c.etas}, n_elements={c.n_elements}, "
+            f"views={[v.name for v in self.views]}, tasks={list(self.task_names)})"
+        )
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -855,72 +865,3 @@ class GrayWynerCodec(Codec):
         bits = {ch: 8.0 * len(s) for ch, s in zip(CHANNELS, streams, strict=True)}
         bits["estimate"] = estimate
         return bits
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-
-SHIPPED = {
-    SHIPPED_CHECKPOINT: {"kind": "shared", "beta": 1.5, "etas": (0.01, 0.03, 0.1, 0.5), "steps": 6000},
-}
-
-
-def ship(out_dir: str | Path = CHECKPOINT_DIR, progress: bool = True) -> list[Path]:
-    """Regenerate the shipped checkpoints from scratch (about a minute on one CPU thread)."""
-    paths = []
-    for name, recipe in SHIPPED.items():
-        path = Path(out_dir) / name
-        codec = GrayWynerCodec.train(out=path, progress=progress, **recipe)
-        paths.append(path)
-        if progress:
-            for j, m in enumerate(codec.metadata["metrics"]):
-                print(f"{name} rate {j}: " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
-    return paths
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bwgym.codecs.gray_wyner --train ...`` or ``--ship``."""
-    parser = argparse.ArgumentParser(description="Train the Gray-Wyner codec (paper 002) on synthetic data.")
-    parser.add_argument("--train", action="store_true", help="train one model and save it to --out")
-    parser.add_argument("--ship", action="store_true", help="regenerate the shipped checkpoints")
-    parser.add_argument("--out", type=Path, help="checkpoint file to write")
-    parser.add_argument("--kind", default="shared", choices=KINDS)
-    parser.add_argument("--beta", type=float, default=1.5)
-    parser.add_argument("--etas", default="0.1", help="comma-separated rate weights, e.g. 0.01,0.05,0.2,0.5")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--dataset", default="synthetic", choices=("synthetic", "gaussian"))
-    parser.add_argument("--n-elements", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--log-dir", type=Path, help="TensorBoard folder")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    if args.ship:
-        for path in ship():
-            print(f"wrote {path}")
-        return 0
-    if not args.train:
-        parser.error("give --train (with --out) or --ship")
-    if args.out is None:
-        parser.error("--train needs --out FILE")
-    etas = [float(e) for e in args.etas.split(",") if e.strip()]
-    codec = GrayWynerCodec.train(
-        out=args.out,
-        kind=args.kind,
-        beta=args.beta,
-        etas=etas,
-        steps=args.steps,
-        dataset=args.dataset,
-        n_elements=args.n_elements,
-        seed=args.seed,
-        log_dir=args.log_dir,
-        progress=True,
-    )
-    for j, m in enumerate(codec.metadata["metrics"]):
-        print(f"rate {j} (eta {codec.config.etas[j]}): " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
-    print(f"wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from bwgym.agents.base import rollout
 from bwgym.scenarios.config import Scenario
 
 __all__ = ["episode_frames", "write_episode_video"]
@@ -70,19 +71,21 @@ def _rollout(scenario: Scenario, episode: int) -> tuple[list[dict[str, Any]], li
     env = make_env(scenario)
     agent = make_agent(scenario, env)
     recorder = _record_true_views(env)
-    seed = scenario.run.seed + episode
-    try:
-        obs, info = env.reset(seed=seed)
-        agent.reset(seed)
-        views = list(
-            getattr(env, "view_names", ())
-            or [k for k, v in obs.items() if np.ndim(v) == 3 and np.asarray(v).dtype == np.uint8]
-        )
-        step_s = float(getattr(env, "step_seconds", 0.0) or getattr(env.unwrapped, "dt", 0.04))
+    step_s = float(getattr(env, "step_seconds", 0.0) or getattr(env.unwrapped, "dt", 0.04))
+    views: list[str] = []
+    records: list[dict[str, Any]] = []
 
-        def record(obs: dict[str, np.ndarray], info: dict[str, Any], step: int) -> dict[str, Any]:
-            true = recorder.last if recorder is not None else obs
-            return {
+    def record(
+        step: int, obs: dict[str, np.ndarray], _action: Any, _reward: float, info: dict[str, Any]
+    ) -> None:
+        if step == 0:
+            views.extend(
+                getattr(env, "view_names", ())
+                or [k for k, v in obs.items() if np.ndim(v) == 3 and np.asarray(v).dtype == np.uint8]
+            )
+        true = recorder.last if recorder is not None else obs
+        records.append(
+            {
                 "step": step,
                 "true": {v: np.asarray(true[v]).copy() for v in views},
                 "shown": {v: np.asarray(obs[v]).copy() for v in views},
@@ -92,13 +95,10 @@ def _rollout(scenario: Scenario, episode: int) -> tuple[list[dict[str, Any]], li
                 "psnr": dict(info.get("distortion", {})),
                 "success": bool(info.get("is_success", False)),
             }
+        )
 
-        records = [record(obs, info, 0)]
-        done = False
-        while not done:
-            obs, _, terminated, truncated, info = env.step(agent.act(obs))
-            records.append(record(obs, info, len(records)))
-            done = terminated or truncated
+    try:
+        rollout(env, agent, scenario.run.seed + episode, on_step=record)
     finally:
         env.close()
     return records, views, step_s

@@ -404,6 +404,17 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
             help=f"Mahimahi input: bin width in ms for the rate (default {MAHIMAHI_BIN_MS})",
         )
 
+    def writing_options(p: argparse.ArgumentParser, flag: str = "--format") -> None:
+        p.add_argument(
+            flag, choices=FORMATS, default=None, help="output format (default: from the extension)"
+        )
+        p.add_argument(
+            "--unit",
+            default="bps",
+            choices=("bps", "kbps", "mbps", "bytes_per_s"),
+            help="CSV output: rate unit (default bps)",
+        )
+
     def step_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--step-s",
@@ -421,16 +432,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     convert = sub.add_parser("convert", help="convert a trace to another format")
     convert.add_argument("src", metavar="SRC", help="trace file or library name")
     convert.add_argument("dst", metavar="DST", help="output file")
-    convert.add_argument(
-        "--to", choices=FORMATS, default=None, help="output format (default: from DST's extension)"
-    )
     reading_options(convert, "--from")
-    convert.add_argument(
-        "--unit",
-        default="bps",
-        choices=("bps", "kbps", "mbps", "bytes_per_s"),
-        help="CSV output: rate unit (default bps)",
-    )
+    writing_options(convert, "--to")
     convert.set_defaults(func=cmd_convert)
 
     plot = sub.add_parser("plot", help="PNG of the rate over time")
@@ -452,9 +455,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     gen.add_argument("--out", required=True, metavar="PATH", help="output file (format from its extension)")
     gen.add_argument(
-        "--format", choices=FORMATS, default=None, help="output format (default: from the extension)"
-    )
-    gen.add_argument(
         "--seed", type=_integer("--seed", 0, MAX_SEED), default=0, help="random seed (default 0)"
     )
     gen.add_argument(
@@ -471,12 +471,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="generator parameter, value as JSON (repeatable), e.g. --param good_bps=5e5",
     )
-    gen.add_argument(
-        "--unit",
-        default="bps",
-        choices=("bps", "kbps", "mbps", "bytes_per_s"),
-        help="CSV output: rate unit (default bps)",
-    )
+    writing_options(gen)
     gen.set_defaults(func=cmd_generate)
 
     lib = sub.add_parser("list", help="the shipped trace library")

@@ -115,6 +115,17 @@ def _check_rate(label: str, value: float, positive: bool = False) -> None:
     )
 
 
+def _check_bounds(low: float, high: float, positive: bool = True) -> None:
+    """``min_bps`` (``> 0`` when ``positive``, else ``>= 0``) and ``min_bps <= max_bps <= MAX_BPS``."""
+    _check_rate("min_bps", low, positive=positive)
+    _check(
+        _finite(high) and low <= high <= MAX_BPS,
+        "max_bps",
+        f"max_bps >= min_bps={low} and <= MAX_BPS={MAX_BPS:g} bit/s",
+        high,
+    )
+
+
 def _check_prob(label: str, value: float, low_open: bool = False) -> None:
     ok = _finite(value) and (0 < value if low_open else 0 <= value) and value <= 1
     _check(ok, label, f"{label} in {'(' if low_open else '['}0, 1]", value)
@@ -129,6 +140,14 @@ def _check_common(name: Any, loop: Any, seed: Any = None) -> None:
 def _check_seed(seed: Any) -> None:
     ok = seed is None or isinstance(seed, np.random.SeedSequence) or (_is_int(seed) and 0 <= seed <= MAX_SEED)
     _check(ok, "seed", f"an integer in [0, {MAX_SEED}] (or none for fresh randomness)", seed)
+
+
+def _sampling(
+    duration_s: float, dt_s: float, name: Any, loop: Any, seed: Any
+) -> tuple[int, np.random.Generator]:
+    """Check the arguments every sampled generator shares; return its sample count and generator."""
+    _check_common(name, loop, seed)
+    return _n_samples(duration_s, dt_s), np.random.default_rng(seed)
 
 
 def _n_samples(duration_s: float, dt_s: float) -> int:
@@ -271,18 +290,10 @@ def lognormal_walk(
     _check(_finite(sigma) and 0 <= sigma <= _MAX_SIGMA, "sigma", f"sigma in [0, {_MAX_SIGMA:g}]", sigma)
     low = mean_bps / 10 if min_bps is None else min_bps
     high = min(mean_bps * 10, MAX_BPS) if max_bps is None else max_bps
-    _check_rate("min_bps", low)
-    _check(
-        _finite(high) and low <= high <= MAX_BPS,
-        "max_bps",
-        f"max_bps >= min_bps={low} and <= MAX_BPS={MAX_BPS:g} bit/s",
-        high,
-    )
+    _check_bounds(low, high, positive=False)
     _check_duration(duration_s, dt_s)
     _check(_finite(correlation_s) and correlation_s > 0, "correlation_s", "correlation_s > 0", correlation_s)
-    _check_common(name, loop, seed)
-    n = _n_samples(duration_s, dt_s)
-    rng = np.random.default_rng(seed)
+    n, rng = _sampling(duration_s, dt_s, name, loop, seed)
     centre = math.log(mean_bps) - sigma**2 / 2
     a = math.exp(-dt_s / correlation_s)
     noise = (rng.standard_normal(n) * sigma * math.sqrt(1 - a * a)).tolist()
@@ -330,13 +341,7 @@ def pensieve_markov(
         loop: ``loop`` flag of the trace.
 
     """
-    _check_rate("min_bps", min_bps, positive=True)
-    _check(
-        _finite(max_bps) and min_bps <= max_bps <= MAX_BPS,
-        "max_bps",
-        f"max_bps >= min_bps={min_bps} and <= MAX_BPS={MAX_BPS:g} bit/s",
-        max_bps,
-    )
+    _check_bounds(min_bps, max_bps)
     _check(
         _is_int(n_states) and 1 <= n_states <= MAX_MARKOV_STATES,
         "n_states",
@@ -351,9 +356,7 @@ def pensieve_markov(
         mean_stay_s,
     )
     _check(_finite(noise) and noise >= 0, "noise", "noise >= 0 (finite)", noise)
-    _check_common(name, loop, seed)
-    n = _n_samples(duration_s, dt_s)
-    rng = np.random.default_rng(seed)
+    n, rng = _sampling(duration_s, dt_s, name, loop, seed)
     n_states = int(n_states)
     levels = np.geomspace(min_bps, max_bps, n_states)
     leave = dt_s / mean_stay_s  # 1/T with T counted in samples
@@ -423,9 +426,7 @@ def gilbert_elliott(
         (p_good_to_bad, p_bad_to_good),
     )
     _check_duration(duration_s, dt_s)
-    _check_common(name, loop, seed)
-    n = _n_samples(duration_s, dt_s)
-    rng = np.random.default_rng(seed)
+    n, rng = _sampling(duration_s, dt_s, name, loop, seed)
     p_bad = p_good_to_bad / (p_good_to_bad + p_bad_to_good)
     first = int(rng.random() < p_bad)  # 0 = good, 1 = bad
     states = _runs(rng, n, (1 - p_good_to_bad, 1 - p_bad_to_good), first)
@@ -505,13 +506,7 @@ def drive(
             except ValueError as err:
                 raise ValueError(f"segments[{i}]: {err}") from None
         return concatenate(parts, name, loop=loop)
-    _check_rate("min_bps", min_bps, positive=True)
-    _check(
-        _finite(max_bps) and min_bps <= max_bps <= MAX_BPS,
-        "max_bps",
-        f"max_bps >= min_bps={min_bps} and <= MAX_BPS={MAX_BPS:g} bit/s",
-        max_bps,
-    )
+    _check_bounds(min_bps, max_bps)
     _check_duration(duration_s, dt_s)
     _check(
         _finite(mean_segment_s) and mean_segment_s > 0, "mean_segment_s", "mean_segment_s > 0", mean_segment_s

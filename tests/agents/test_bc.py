@@ -1,4 +1,3 @@
-import argparse
 import json
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from bwgym.agents.bc import (
     train_bc,
 )
 from bwgym.agents.demos import DemoDataset, collect_demos
-from bwgym.cli.agents import register
+from bwgym.cli import build_parser as _parser
 from bwgym.common.checkpoint import CheckpointError, load_checkpoint
 
 CODEC_CHECKPOINTS = sorted((Path(bwgym.__file__).parent / "codecs" / "checkpoints").glob("*.ckpt"))
@@ -53,14 +52,6 @@ def trained(tiny, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("tb")
     agent = train_bc(tiny, None, log_dir=log_dir, **TINY_TRAIN)
     return agent, log_dir
-
-
-def _parser():
-    parser = argparse.ArgumentParser(prog="bwgym")
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train")
-    register(sub, train.add_subparsers(dest="what", required=True))
-    return parser
 
 
 def test_bc_beats_constant_and_random_predictors_on_held_out_episodes(tiny, trained):

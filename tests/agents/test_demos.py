@@ -1,4 +1,3 @@
-import argparse
 import json
 import shutil
 
@@ -9,7 +8,7 @@ import pytest
 import bwgym  # noqa: F401  (registers the envs; before mujoco)
 from bwgym.agents.demos import DemoDataset, DemoFormatError, collect_demos
 from bwgym.agents.expert import LiftExpert
-from bwgym.cli.agents import register
+from bwgym.cli import build_parser as _parser
 
 SMALL = {"image_size": 32}
 
@@ -18,14 +17,6 @@ SMALL = {"image_size": 32}
 def demos(tmp_path_factory):
     out = tmp_path_factory.mktemp("demos") / "lift"
     return collect_demos(out, episodes=3, noise_std=0.1, seed=5, env_kwargs=SMALL, progress=False)
-
-
-def _parser():
-    parser = argparse.ArgumentParser(prog="bwgym")
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train")
-    register(sub, train.add_subparsers(dest="what", required=True))
-    return parser
 
 
 def test_round_trip_shapes_and_meta(demos):

@@ -242,3 +242,67 @@ def test_gaussian_pairs_and_wyner_common_information() -> None:
     b = data.sample(20000, np.random.default_rng(0))
     assert np.corrcoef(b["x1"].ravel(), b["x2"].ravel())[0, 1] == pytest.approx(0.9, abs=0.01)
     assert data.wyner_common_information_bits > data.mutual_information_bits
+
+
+def _train_codec(*flags: str) -> int:
+    from bwgym.cli import main
+
+    return main(["train", "codec", *flags])
+
+
+def test_cli_trains_gray_wyner_with_its_flags(tmp_path, capsys) -> None:
+    import json
+
+    from bwgym.codecs.registry import load_codec
+
+    out = tmp_path / "gw.ckpt"
+    flags = ["--kind", "separated", "--beta", "1", "--etas", "0.5,0.05", "--steps", "6", "--seed", "3"]
+    assert _train_codec("--codec", "gray_wyner", *flags, "--threads", "1", "--out", str(out)) == 0
+    codec = load_codec(out)
+    assert isinstance(codec, GrayWynerCodec)
+    assert (codec.config.kind, codec.config.beta, codec.config.etas) == ("separated", 1.0, (0.05, 0.5))
+    assert codec.metadata["train"]["steps"] == 6 and codec.metadata["train"]["seed"] == 3
+    report = json.loads((tmp_path / "gw.ckpt.json").read_text())
+    assert report["train_config"]["kind"] == "separated" and len(report["metrics"]) == 2
+    assert list((tmp_path / "gw.tb").glob("events.*"))
+    # the flags it leaves out come from the registered recipe; the checkpoint decodes both tasks
+    assert _train_codec("--codec", "gray_wyner", "--steps", "2", "--out", str(tmp_path / "r.ckpt")) == 0
+    recipe = codec_entry("gray_wyner").recipe
+    default = load_codec(tmp_path / "r.ckpt")
+    assert default.config.kind == recipe["kind"] and default.config.etas == tuple(recipe["etas"])
+    views = SyntheticGrayWyner().sample(1, np.random.default_rng(0))
+    decoded = default.decompress(default.compress_at({v: views[v][0] for v in ("x1", "x2")}, 0))
+    assert set(decoded) == {"z1", "z2"}
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--codec", "gray_wyner", "--beta", "2.5"], "beta must be in (0, 2]"),
+        (["--codec", "gray_wyner", "--etas", "0.1,-1"], "eta must be >= 0"),
+        (["--codec", "gray_wyner", "--kind", "stacked"], "kind must be one of"),
+        (["--codec", "gray_wyner", "--demos", "d", "--lr", "0.1"], "--demos, --lr do not apply"),
+        (["--codec", "ndpca", "--kind", "shared"], "--kind apply to --codec gray_wyner only"),
+    ],
+)
+def test_cli_refuses_bad_gray_wyner_flags(tmp_path, capsys, flags: list[str], message: str) -> None:
+    out = tmp_path / "gw.ckpt"
+    assert _train_codec(*flags, "--steps", "1", "--out", str(out)) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_all_regenerates_the_shipped_gray_wyner(tmp_path) -> None:
+    from bwgym.cli.codecs import regenerate_shipped
+
+    written = regenerate_shipped(
+        tmp_path, names=["gray_wyner"], scale_steps=0.001, log_root=None, progress=False
+    )
+    entry = codec_entry("gray_wyner")
+    assert written == {"gray_wyner": tmp_path / entry.checkpoint}
+    codec = GrayWynerCodec.load(written["gray_wyner"], device="cpu")
+    assert codec.metadata["train"]["steps"] == round(entry.recipe["steps"] * 0.001)
+    assert codec.config.etas == tuple(entry.recipe["etas"])
+    with pytest.raises(ValueError, match="unknown shipped codecs"):
+        regenerate_shipped(tmp_path, names=["gray_wyner", "gzip"])

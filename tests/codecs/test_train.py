@@ -221,9 +221,12 @@ def test_regenerate_shipped_smoke(demos, tmp_path, monkeypatch) -> None:
     written = regenerate_shipped(
         tmp_path, demos=demos, scale_steps=0.002, log_root=None, device="cpu", threads=1, progress=False
     )
-    assert set(written) == {"linear_dpca", "pca", "ndpca_agnostic", "ndpca", "dae", "jae"}
+    assert set(written) == {"linear_dpca", "pca", "ndpca_agnostic", "ndpca", "dae", "jae", "gray_wyner"}
     for variant, path in written.items():
         assert path == tmp_path / codec_entry(variant).checkpoint
+        if variant == "gray_wyner":  # synthetic data: no env, no variant
+            assert load_codec(path).name == "gray_wyner"
+            continue
         codec = load_codec(path)
         codec.check_spec(env_id="bwgym/LocateLift-v0")
         assert codec.name == variant.replace("_agnostic", "") and codec.variant == variant

@@ -122,22 +122,17 @@ def test_docstring_examples_run():
 
 
 # ------------------------------------------------------------------------------ executors
+def _sweep_on_cluster(scenario_path, tmp_path, cluster: str, *flags: str) -> int:
+    """``bwgym sweep`` of one grid point on ``--cluster cluster``; the exit status."""
+    out = str(tmp_path / "s")
+    return main(
+        ["sweep", str(scenario_path), "--grid", "trace.scale=1", "--cluster", cluster, *flags, "--out", out]
+    )
+
+
 def test_unreachable_cluster_is_one_line_and_exit_2(scenario_path, tmp_path, capsys):
     address = f"tcp://127.0.0.1:{_free_port()}"
-    code = main(
-        [
-            "sweep",
-            str(scenario_path),
-            "--grid",
-            "trace.scale=1",
-            "--cluster",
-            address,
-            "--connect-timeout",
-            "0.5",
-            "--out",
-            str(tmp_path / "s"),
-        ]
-    )
+    code = _sweep_on_cluster(scenario_path, tmp_path, address, "--connect-timeout", "0.5")
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith(f"bwgym sweep: cannot reach the Dask scheduler at {address}") and "\n" not in err
@@ -148,18 +143,7 @@ def test_cluster_without_dask_is_one_line_and_exit_2(scenario_path, tmp_path, ca
     monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` raises ImportError
     with pytest.raises(ClusterError), open_executor("local:2"):
         pass
-    code = main(
-        [
-            "sweep",
-            str(scenario_path),
-            "--grid",
-            "trace.scale=1",
-            "--cluster",
-            "local:2",
-            "--out",
-            str(tmp_path / "s"),
-        ]
-    )
+    code = _sweep_on_cluster(scenario_path, tmp_path, "local:2")
     assert code == 2
     assert (
         capsys.readouterr().err.strip() == "bwgym sweep: --cluster needs Dask: pip install 'bwgym[cluster]'"
@@ -168,39 +152,9 @@ def test_cluster_without_dask_is_one_line_and_exit_2(scenario_path, tmp_path, ca
 
 def test_bad_local_cluster_spec_and_workers_with_cluster(scenario_path, tmp_path, capsys):
     pytest.importorskip("distributed")
-    assert (
-        main(
-            [
-                "sweep",
-                str(scenario_path),
-                "--grid",
-                "trace.scale=1",
-                "--cluster",
-                "local:x",
-                "--out",
-                str(tmp_path / "s"),
-            ]
-        )
-        == 2
-    )
+    assert _sweep_on_cluster(scenario_path, tmp_path, "local:x") == 2
     assert "expected local:N" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "sweep",
-                str(scenario_path),
-                "--grid",
-                "trace.scale=1",
-                "--cluster",
-                "local:2",
-                "--workers",
-                "2",
-                "--out",
-                str(tmp_path / "s"),
-            ]
-        )
-        == 2
-    )
+    assert _sweep_on_cluster(scenario_path, tmp_path, "local:2", "--workers", "2") == 2
     assert "--workers sizes the local process pool" in capsys.readouterr().err
 
 

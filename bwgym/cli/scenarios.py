@@ -1,6 +1,6 @@
 """The ``bwgym sweep`` and ``bwgym bench`` sub-commands.
 
-``bwgym/cli.py`` calls :func:`register` with its sub-parsers; each sub-command stores its handler
+:mod:`bwgym.cli` calls :func:`register` with its sub-parsers; each sub-command stores its handler
 as ``args.func``, a function ``(args) -> int`` (the process exit code)::
 
     bwgym sweep fleet_lte_jpeg --grid trace.scale=0.03,0.1,0.3 --grid codec.name=jpeg,raw
@@ -20,6 +20,8 @@ import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
+
+from bwgym.cli.args import add_bench_options, add_run_options
 
 __all__ = ["cmd_bench", "cmd_sweep", "find_benchmarks", "register"]
 
@@ -123,7 +125,9 @@ def register(subparsers: Any) -> None:
         "folder under the sweep folder, and one table (sweep.parquet/.csv) compares them. All points' "
         "episodes share one executor: a local process pool, or a Dask cluster with --cluster.",
     )
-    sweep.add_argument("scenario", help="library scenario name (see `bwgym scenarios`) or path to a .yaml")
+    add_run_options(
+        sweep, "sweep", "sweep folder (default runs/<scenario>/sweep-<stamp>)", per=" per grid point"
+    )
     sweep.add_argument(
         "--grid",
         action="append",
@@ -132,9 +136,6 @@ def register(subparsers: Any) -> None:
         help="a dotted scenario key and its values, e.g. trace.scale=0.01,0.1 or codec.name=jpeg,raw "
         "(repeatable: the cross product is run)",
     )
-    sweep.add_argument("--episodes", type=int, help="episodes per grid point")
-    sweep.add_argument("--seed", type=int, help="first episode seed (episode i uses seed + i)")
-    sweep.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
     sweep.add_argument(
         "--cluster",
         metavar="ADDRESS|local:N",
@@ -147,15 +148,6 @@ def register(subparsers: Any) -> None:
         default=5.0,
         metavar="S",
         help="seconds to try to reach the --cluster scheduler (default 5)",
-    )
-    sweep.add_argument("--out", help="sweep folder (default runs/<scenario>/sweep-<stamp>)")
-    sweep.add_argument("--resume", action="store_true", help="continue the sweep in --out")
-    sweep.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a scenario key for every point, e.g. --set run.episodes=5 (repeatable)",
     )
     sweep.add_argument(
         "--point-plots",
@@ -171,13 +163,5 @@ def register(subparsers: Any) -> None:
         description="Run every benchmarks/*.py script (each in its own process, continuing past failures); "
         "each rewrites its section of BENCHMARKS.md.",
     )
-    bench.add_argument(
-        "--only",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="run only this benchmark (file name without .py; repeatable)",
-    )
-    bench.add_argument("--list", action="store_true", help="list the benchmarks and exit")
-    bench.add_argument("--timeout", type=float, metavar="S", help="stop a benchmark after S seconds")
+    add_bench_options(bench)
     bench.set_defaults(func=cmd_bench)
