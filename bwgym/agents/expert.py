@@ -47,6 +47,8 @@ class LiftExpert:
         gripper, brick = sim.gripper_pos, sim.brick_pos
         step_m = sim.max_step_m
         xy_error = brick[:2] - gripper[:2]
+        # Half the xy slack between the open fingers and the 4 cm brick (12 mm of 25 at full opening).
+        align_m = min(0.012, 0.5 * (getattr(sim, "max_finger_opening_m", 0.045) - 0.02))
         grasp_z = brick[2] + self.grasp_offset_m
         open_, close = 1.0, -1.0
 
@@ -57,7 +59,7 @@ class LiftExpert:
                 target, fingers = np.array([*brick[:2], brick[2] + self.hover_m]), open_
             else:
                 target, fingers = np.array([*gripper[:2], 0.02 + self.lift_m]), close
-        elif np.linalg.norm(xy_error) > 0.012:
+        elif np.linalg.norm(xy_error) > align_m:
             target, fingers = np.array([*brick[:2], brick[2] + self.hover_m]), open_
             # Descend only once roughly aligned, so the fingers never land on the brick.
             if np.linalg.norm(xy_error) > 0.04:
