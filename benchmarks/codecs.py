@@ -1,23 +1,28 @@
-"""Rate-distortion and rate-task curves of every codec on held-out LocateLift frames, with timings.
+"""Rate-distortion and rate-task curves of every codec from 16 to 16,384 bits per step, with timings.
 
-    python benchmarks/codecs.py [--episodes 30] [--frames 400] [--no-write]
+    python benchmarks/codecs.py [--env bwgym/LocateLift-v1] [--episodes 20] [--frames 200] [--no-write]
 
-For NDPCA (task-aware), task-agnostic NDPCA, DAE, JAE, linear DPCA and JPEG (the shipped
-checkpoints in ``bwgym/codecs/checkpoints/``) and a sweep of per-step budgets, every held-out frame
-pair (arm + side, 84x84) is compressed, serialised to its wire bytes, parsed and decoded:
+For NDPCA (task-aware), task-agnostic NDPCA, DAE, JAE, linear DPCA, joint PCA (the shipped
+checkpoints of ``--env`` in ``bwgym/codecs/checkpoints/``) and JPEG, at budgets 16, 32, ..., 16,384
+bits per step, every held-out frame pair (arm + side, 84x84) is compressed, serialised to its wire
+bytes, parsed (under the codec's session for the lean frames of the latent codecs) and decoded:
 
-* ``bits`` - the mean ``Payload.nbits`` actually sent (container headers included; real bytes,
-  never an estimate);
+* ``bits`` - the mean ``Payload.nbits`` actually sent (frame header and CRC included; the 88-bit
+  session header, sent once per episode, is not per step and not included; real bytes, never an
+  estimate);
 * ``sent`` - share of frames whose payload carried both views (JPEG needs ~8-13 kbit for two);
 * ``PSNR`` - of the decoded views against the originals, over sent frames (MSE averaged, then dB);
-* ``action err`` - mean ``||agent(decoded) - agent(original)||_2`` of the shipped BC agent, over
-  sent frames (actions in [-1, 1]^4);
-* ``arm share`` - NDPCA's share of the components that went to the arm camera (the DPCA split).
+* ``action err`` - mean ``||agent(decoded) - agent(original)||_2`` of the env's shipped BC agent,
+  over sent frames (actions in [-1, 1]^4);
+* ``arm share`` - NDPCA's share of the latent components that went to the arm camera.
 
-Held-out frames come from expert episodes with seeds far from the training seeds (the shipped
-codecs and agent train on seeds 0-199). Timing: mean encode + decode time per step at one budget
-per codec (single thread, after a warm-up), against the env's own step time measured in the same
-run. Writes the ``codecs`` section of BENCHMARKS.md and ``benchmarks/codecs.png``.
+It also measures how often corrupted frames are detected (raise ``PayloadError``): random single-
+bit, double-bit and burst (2-16 bits) errors on NDPCA frames of several sizes.
+
+Held-out frames come from expert episodes with seeds far from the training seeds. Timing: mean
+encode + decode time per step at one budget per codec (single thread, after a warm-up), against the
+env's own step time measured in the same run. Writes the ``codecs`` section of BENCHMARKS.md and
+``benchmarks/codecs.png``.
 """
 
 from __future__ import annotations
@@ -35,41 +40,42 @@ from report import machine_line, write_section  # noqa: E402  (run as a script)
 
 import bwgym  # noqa: F401  (first: it selects the headless GL backend before mujoco loads)
 from bwgym.codecs import codec_entry, load_codec
-from bwgym.codecs.base import Payload
+from bwgym.codecs.base import Payload, PayloadError
 from bwgym.codecs.image import JpegCodec
-from bwgym.codecs.registry import CHECKPOINT_DIR
+from bwgym.codecs.registry import CHECKPOINT_DIR, shipped_file
 
-ENV_ID = "bwgym/LocateLift-v0"
+ENV_ID = "bwgym/LocateLift-v1"
 HELDOUT_SEED = 100_000
-BUDGETS = [100, 125, 150, 175, 200, 250, 300, 400, 600, 1_000, 3_200, 12_800, 25_600, 51_200]
-LEARNED = ["ndpca", "ndpca_agnostic", "dae", "jae", "linear_dpca"]
+BUDGETS = [16 * 2**i for i in range(11)]  # 16 .. 16,384
+LEARNED = ["ndpca", "ndpca_agnostic", "dae", "jae", "linear_dpca", "pca"]
 LABELS = {
     "ndpca": "NDPCA (task-aware)",
     "ndpca_agnostic": "NDPCA (task-agnostic)",
     "dae": "DAE (equal split)",
     "jae": "JAE (joint, not distributed)",
     "linear_dpca": "linear DPCA (pixels)",
+    "pca": "joint PCA (pixels)",
     "jpeg": "JPEG",
 }
 TIMING_BUDGET = {"jpeg": 20_000}
 
 
-def heldout_frames(episodes: int, n_frames: int) -> dict[str, np.ndarray]:
+def heldout_frames(env_id: str, episodes: int, n_frames: int) -> dict[str, np.ndarray]:
     import tempfile
 
     from bwgym.agents.demos import DemoDataset, collect_demos
 
     with tempfile.TemporaryDirectory() as tmp:
         path = collect_demos(
-            Path(tmp) / "d", env_id=ENV_ID, episodes=episodes, seed=HELDOUT_SEED, progress=False
+            Path(tmp) / "d", env_id=env_id, episodes=episodes, seed=HELDOUT_SEED, progress=False
         )
         obs, _, _ = DemoDataset(path).arrays()
     rows = np.linspace(0, len(obs["arm"]) - 1, min(n_frames, len(obs["arm"]))).round().astype(int)
     return {v: obs[v][rows] for v in ("arm", "side")}
 
 
-def env_step_ms(steps: int = 200) -> float:
-    env = gym.make(ENV_ID)
+def env_step_ms(env_id: str, steps: int = 200) -> float:
+    env = gym.make(env_id)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     total, n = 0.0, 0
@@ -99,7 +105,7 @@ def evaluate(codec, frames, agent, budgets) -> list[dict]:
             if payload.is_empty:
                 continue
             wire = payload.to_bytes()
-            out = codec.decompress(Payload.from_bytes(wire))
+            out = codec.decompress(Payload.from_bytes(wire, codec=codec.name, session=codec.session))
             if set(out) != set(frames):  # e.g. JPEG sent one view only: counted as not sent
                 continue
             bits.append(8 * len(wire))
@@ -135,11 +141,55 @@ def time_codec(codec, frames, budget: int, repeats: int) -> tuple[float, float]:
         t0 = time.perf_counter()
         p = codec.compress(o, budget)
         t1 = time.perf_counter()
-        codec.decompress(Payload.from_bytes(p.to_bytes(), codec=codec.name))
+        codec.decompress(Payload.from_bytes(p.to_bytes(), codec=codec.name, session=codec.session))
         t2 = time.perf_counter()
         enc += t1 - t0
         dec += t2 - t1
     return 1e3 * enc / len(obs), 1e3 * dec / len(obs)
+
+
+def _corrupt(wire: bytes, kind: str, rng: np.random.Generator) -> bytes:
+    bits, out = 8 * len(wire), bytearray(wire)
+
+    def flip(i: int) -> None:
+        out[i // 8] ^= 0x80 >> (i % 8)
+
+    if kind == "single":
+        flip(int(rng.integers(bits)))
+    elif kind == "double":
+        for i in rng.choice(bits, 2, replace=False):
+            flip(int(i))
+    else:  # burst of 2..16 bits: first and last flipped, those between at random
+        length = int(rng.integers(2, 17))
+        start = int(rng.integers(0, max(bits - length, 0) + 1))
+        for i in range(start, min(bits, start + length)):
+            if i in (start, start + length - 1) or rng.random() < 0.5:
+                flip(i)
+    return bytes(out)
+
+
+def detection_rates(codec, frames, budgets=(64, 1_024, 8_192), trials: int = 2_000) -> dict:
+    """Share of corrupted frames that raise PayloadError, per error kind and frame budget."""
+    rng = np.random.default_rng(0)
+    n = len(frames["arm"])
+    out = {}
+    for budget in budgets:
+        wires = [
+            codec.compress({v: frames[v][i] for v in frames}, budget).to_bytes()
+            for i in range(0, n, max(1, n // 20))
+        ]
+        wires = [w for w in wires if w]
+        for kind in ("single", "double", "burst"):
+            detected = 0
+            for t in range(trials):
+                try:
+                    codec.decompress(
+                        Payload.from_bytes(_corrupt(wires[t % len(wires)], kind, rng), session=codec.session)
+                    )
+                except PayloadError:
+                    detected += 1
+            out[budget, kind] = (detected / trials, float(np.mean([8 * len(w) for w in wires])))
+    return out
 
 
 def shape_check(results: dict[str, list[dict]]) -> list[str]:
@@ -190,7 +240,7 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
     labels = ("PSNR (dB), higher is better", "action error ||a(decoded) - a(original)||, lower is better")
     for ax, label in zip(axes, labels, strict=True):
         ax.set_xscale("log")
-        ax.set_xlabel("real bits per step (both views, headers included)")
+        ax.set_xlabel("real bits per step (both views, frame header and CRC included)")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
     axes[1].legend(fontsize=8)
@@ -204,33 +254,35 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--episodes", type=int, default=30, help="held-out expert episodes")
-    parser.add_argument("--frames", type=int, default=400, help="frames sampled from them (at most all)")
+    parser.add_argument("--env", default=ENV_ID, help="env id (default: %(default)s)")
+    parser.add_argument("--episodes", type=int, default=20, help="held-out expert episodes")
+    parser.add_argument("--frames", type=int, default=200, help="frames sampled from them (at most all)")
+    parser.add_argument("--trials", type=int, default=2_000, help="corrupted frames per error kind and size")
     parser.add_argument("--timing-repeats", type=int, default=30)
     parser.add_argument("--checkpoints", default=str(CHECKPOINT_DIR), help="folder of the codec checkpoints")
     parser.add_argument("--agent", default=None, help="BC agent checkpoint (default: the shipped one)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    from bwgym.agents.bc import BCAgent
+    from bwgym.agents.bc import SHIPPED_CHECKPOINT, BCAgent
 
-    agent = (
-        BCAgent.load(args.agent, env_id=ENV_ID, device="cpu")
-        if args.agent
-        else BCAgent.load_shipped(env_id=ENV_ID, device="cpu")
-    )
-    frames = heldout_frames(args.episodes, args.frames)
+    env_id = args.env
+    agent_path = args.agent or SHIPPED_CHECKPOINT.with_name(shipped_file(SHIPPED_CHECKPOINT.name, env_id))
+    agent = BCAgent.load(agent_path, env_id=env_id, device="cpu")
+    frames = heldout_frames(env_id, args.episodes, args.frames)
     views = {v: (84, 84, 3) for v in frames}
     codecs = {}
     for name in LEARNED:
-        path = Path(args.checkpoints) / str(codec_entry(name).checkpoint)
+        path = Path(args.checkpoints) / shipped_file(str(codec_entry(name).checkpoint), env_id)
         if not path.is_file():
-            print(f"skipping {name}: {path} missing (bwgym train codec --all)", file=sys.stderr)
+            print(
+                f"skipping {name}: {path} missing (bwgym train codec --all --env {env_id})", file=sys.stderr
+            )
             continue
         kwargs = {"device": "cpu"} if name not in ("linear_dpca", "pca") else {}
         codecs[name] = load_codec(path, **kwargs)
-        codecs[name].check_spec(env_id=ENV_ID, views=views)
-    env = gym.make(ENV_ID)
+        codecs[name].check_spec(env_id=env_id, views=views)
+    env = gym.make(env_id)
     codecs["jpeg"] = JpegCodec.from_observation_space(env.observation_space)
     env.close()
 
@@ -241,7 +293,8 @@ def main(argv=None) -> int:
         budget = TIMING_BUDGET.get(name, 400)
         timing[name] = (budget, *time_codec(codec, frames, budget, args.timing_repeats))
         print(f"{name}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    step_ms = env_step_ms()
+    step_ms = env_step_ms(env_id)
+    detection = detection_rates(codecs["ndpca"], frames, trials=args.trials) if "ndpca" in codecs else {}
 
     # references: the agent on the training-mean frame (0 bits) and on clean frames
     with torch.no_grad():
@@ -253,15 +306,16 @@ def main(argv=None) -> int:
         mean_err = float(np.mean(np.linalg.norm(agent.act_batch(mean) - clean, axis=1)))
 
     lines = [
-        "## Codecs: distortion and task error against real bits",
+        "## Codecs: distortion and task error against real bits, 16 to 16,384 bits per step",
         "",
-        f"Command: `python benchmarks/codecs.py --episodes {args.episodes} --frames {args.frames}`. "
+        f"Command: `python benchmarks/codecs.py --env {env_id} --episodes {args.episodes} --frames {args.frames}`. "
         + machine_line(),
-        f"{len(frames['arm'])} held-out frame pairs (arm + side, 84x84) from {args.episodes} expert episodes "
-        f"(seeds from {HELDOUT_SEED}); shipped checkpoints; agent: the shipped BC agent. `bits` are the real "
-        "wire bytes of each payload (container included), averaged over frames sent; a frame counts as sent "
-        "when its payload carried both views; PSNR and action error are over sent frames. "
-        "`NDPCA arm share`: the share of task-aware NDPCA's components sent for the arm camera "
+        f"{len(frames['arm'])} held-out frame pairs (arm + side, 84x84) of `{env_id}` from {args.episodes} expert "
+        f"episodes (seeds from {HELDOUT_SEED}); the env's shipped checkpoints and BC agent. `bits` are the real "
+        "wire bytes of each payload (the learned codecs' lean frame: 16 bits of header and CRC-8 per step; the "
+        "88-bit session header once per episode is not included), averaged over frames sent; a frame counts "
+        "as sent when its payload carried both views; PSNR and action error are over sent frames. "
+        "`NDPCA arm share`: the share of task-aware NDPCA's latent components sent for the arm camera "
         "(the DPCA split).",
         "",
         "Action error (lower is better) and, in brackets, mean real bits sent; `-` where fewer than half",
@@ -289,6 +343,21 @@ def main(argv=None) -> int:
         cells = ["-" if results[n][i]["sent"] < 0.5 else f"{results[n][i]['psnr']:.1f}" for n in names]
         lines.append(f"| {budget:,} | " + " | ".join(cells) + " |")
     lines += ["", *shape_check(results)]
+    if detection:
+        lines += [
+            "",
+            f"Corrupted NDPCA frames detected (`PayloadError` on parsing or decoding), {args.trials} random "
+            "errors per cell (CRC-8 over session identity, header and body, then the body must be the "
+            "canonical encoding of what it decodes to):",
+            "",
+            "| frame budget (mean frame bits) | single-bit | double-bit | burst (2-16 bits) |",
+            "|---|---|---|---|",
+        ]
+        for budget in sorted({b for b, _ in detection}):
+            cells = [f"{detection[budget, k][0]:.4f}" for k in ("single", "double", "burst")]
+            lines.append(
+                f"| {budget:,} ({detection[budget, 'single'][1]:,.0f}) | " + " | ".join(cells) + " |"
+            )
     lines += [
         "",
         f"Reference action errors: the agent on the mean held-out frame (nothing sent) {mean_err:.3f}; "

@@ -9,6 +9,7 @@ r"""The ``bwgym train codec`` sub-command: train or fit any registered codec, or
     bwgym train codec --codec gray_wyner --kind shared --beta 1.5 --etas 0.01,0.1,0.5 --steps 3000 \\
         --out runs/codecs/gw.ckpt
     bwgym train codec --all            # every shipped checkpoint, from scratch (make checkpoints)
+    bwgym train codec --all --env bwgym/LocateLift-v1   # the v1 set (*_locate_lift_v1.ckpt)
 
 Without ``--demos`` it collects ``--episodes`` expert episodes first (into a temporary folder).
 ``gray_wyner`` trains on its own synthetic two-source data (paper 002, App. D.3) instead of
@@ -90,8 +91,11 @@ def load_frames(
 def _task_model(env_id: str, frames: Mapping[str, np.ndarray], agent_path: str | None) -> tuple[Any, Path]:
     """The frozen BC agent whose actions task-aware codecs preserve, and its file."""
     from bwgym.agents.bc import SHIPPED_CHECKPOINT, BCAgent
+    from bwgym.codecs.registry import shipped_file
 
-    path = Path(agent_path) if agent_path else SHIPPED_CHECKPOINT
+    # the shipped agent of that env: bc_locate_lift.ckpt (v0), bc_locate_lift_v1.ckpt (v1), ...
+    default = SHIPPED_CHECKPOINT.with_name(shipped_file(SHIPPED_CHECKPOINT.name, env_id))
+    path = Path(agent_path) if agent_path else default
     shape = next(iter(frames.values())).shape[1:3]
     return BCAgent.load(path, env_id=env_id, views=list(frames), image_shape=shape), path
 
@@ -155,10 +159,13 @@ def regenerate_shipped(
     device: str = "auto",
     threads: int = 1,
     progress: bool = True,
+    env_id: str | None = None,
 ) -> dict[str, Path]:
     """Retrain the shipped codec checkpoints from scratch, following :data:`~bwgym.codecs.train.SHIPPED_RECIPE`.
 
     The task-aware codecs are fine-tuned from the task-agnostic NDPCA written first into ``out_dir``.
+    ``env_id`` (default the recipe's) selects the LocateLift version, its frames, its BC agent and
+    its files (``*_locate_lift_v1.ckpt`` for v1, :func:`~bwgym.codecs.registry.shipped_file`).
     Then the codecs of :data:`SYNTHETIC` (``gray_wyner``, about a minute) train with their registered
     recipe on their own data; ``scale_steps`` scales their steps too.
     """
@@ -184,6 +191,7 @@ def regenerate_shipped(
             device,
             threads,
             progress,
+            env_id,
         )
     for name in [n for n in SYNTHETIC if n in names]:
         t0 = time.perf_counter()
@@ -214,19 +222,21 @@ def _regenerate_locate_lift(
     device: str,
     threads: int,
     progress: bool,
+    env_id: str | None = None,
 ) -> dict[str, Path]:
     """The shipped LocateLift codecs of ``names`` (in :data:`~bwgym.codecs.train.SHIPPED_ORDER`)."""
     from bwgym.codecs import codec_entry
+    from bwgym.codecs.registry import shipped_file
     from bwgym.codecs.train import SHIPPED_RECIPE, train_registered
 
-    env_id, seed = SHIPPED_RECIPE["env_id"], SHIPPED_RECIPE["seed"]
+    env_id, seed = env_id or SHIPPED_RECIPE["env_id"], SHIPPED_RECIPE["seed"]
     frames, episode_index = load_frames(
         demos, env_id=env_id, episodes=SHIPPED_RECIPE["episodes"], seed=seed, progress=progress
     )
     task_model, task_path = None, None
     if any(_needs_task_model(n, {}) for n in names):
         task_model, task_path = _task_model(env_id, frames, agent_path)
-    pretrained = out_dir / str(codec_entry("ndpca_agnostic").checkpoint)
+    pretrained = out_dir / shipped_file(str(codec_entry("ndpca_agnostic").checkpoint), env_id)
     written = {}
     for name in names:
         entry = codec_entry(name)
@@ -243,7 +253,7 @@ def _regenerate_locate_lift(
                 options["init"] = str(pretrained)
             options["log_dir"] = None if log_root is None else Path(log_root) / name
         t0 = time.perf_counter()
-        path = out_dir / str(entry.checkpoint)
+        path = out_dir / shipped_file(str(entry.checkpoint), env_id)
         train_registered(
             name,
             frames,
@@ -335,6 +345,7 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
                 scale_steps=args.scale_steps,
                 device=args.device,
                 threads=args.threads or 1,
+                env_id=args.env,
             )
             return 0
         if not args.codec or not args.out:

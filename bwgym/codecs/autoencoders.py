@@ -9,7 +9,7 @@ sees what (NDPCA paper, Sec. 5 "Baselines")::
 
     codec   encoder                          latent model          bandwidth split
     ndpca   one CNN per view (E_k(x_k))      DPCA over the views   pooled singular values
-    dae     one CNN per view (E_k(x_k))      PCA per view          equal: components alternate
+    dae     one CNN per view (E_k(x_k))      PCA per view          equal: same count per view
     jae     one CNN over all views (E(x))    one joint PCA         none (one joint stream)
 
 (PCA per view is DPCA taken in another order; joint PCA is DPCA with one stream.)
@@ -30,10 +30,10 @@ project's one format (:mod:`bwgym.common.checkpoint`); weights are stored as flo
 
 Example::
 
-    codec = make_codec("dae", views, env_id="bwgym/LocateLift-v0")   # the shipped checkpoint
+    codec = make_codec("dae", views, env_id="bwgym/LocateLift-v1")   # the shipped checkpoint
     payload = codec.compress({"arm": arm, "side": side}, budget_bits=400)
     codec.last_allocation                    # {'arm': 5, 'side': 5}
-    views = codec.decompress(Payload.from_bytes(payload.to_bytes()))
+    views = codec.decompress(Payload.from_bytes(payload.to_bytes(), session=codec.session))
 """
 
 from __future__ import annotations
@@ -396,7 +396,7 @@ class NeuralLatentCodec(LatentCodec):
     dequantise -> back-project -> joint decoder. A stream sent with 0 components decodes from the
     latent mean.
 
-    Subclasses set :attr:`name` and :attr:`joint`, and :meth:`_coding_order` when the split is not
+    Subclasses set :attr:`name` and :attr:`joint`, and :meth:`_dims` when the split is not
     DPCA's pooled order.
 
     Args:
@@ -636,14 +636,27 @@ class DAECodec(NeuralLatentCodec):
     """Distributed autoencoder with an equal split: the NDPCA paper's lower-bound baseline.
 
     One encoder per view (as NDPCA) and a joint decoder; each view's latents are projected on that
-    view's own principal components, and the views take turns adding components, so both get the
-    same number whatever their importance. Trained with :class:`EqualSplitProjection`.
+    view's own principal components, and every view sends as many components as the view with the
+    most significant ones (at the frame's step), so both get the same number whatever their
+    importance (the residual layer likewise). Trained with :class:`EqualSplitProjection`.
     """
 
     name = "dae"
 
-    def _coding_order(self) -> np.ndarray:
-        return _interleaved_order(self.latent_model.ranks)
+    def _dims(
+        self, steps: np.ndarray, offsets: Sequence[int | None], split: int, excess: int = 0
+    ) -> list[int]:
+        """Equal split: every view sends as many components as the most significant view (per layer)."""
+        dims = super()._dims(steps, offsets, split, excess)
+        if split:
+            return dims
+        for residual in (False, True):
+            members = [i for i, g in enumerate(self._groups) if g.residual == residual]
+            if members:
+                top = max(dims[i] for i in members)
+                for i in members:
+                    dims[i] = min(top, self._groups[i].sigma.size)
+        return dims
 
     @classmethod
     def training_projection(

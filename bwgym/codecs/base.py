@@ -1,16 +1,44 @@
-"""The codec protocol and the byte container every codec emits.
+"""The codec protocol and the byte containers every codec emits.
 
 A codec turns a dict of views (``{view name: array}``) into a :class:`Payload` whose size in bits,
 headers included, is what the link carries, and turns a payload back into views::
 
     payload = codec.compress(views, budget_bits=2_000)
     assert payload.nbits <= 2_000
-    decoded = codec.decompress(Payload.from_bytes(payload.to_bytes()))
+    decoded = codec.decompress(Payload.from_bytes(payload.to_bytes(), session=codec.session))
 
-Container format (version 1), all integers unsigned, varints are LEB128::
+Two wire formats:
 
-    magic "BW" | version u8 | codec id u8 | n_streams u8 | len(meta) varint | meta
+**Container v1** (self-describing; the image codecs, Gray-Wyner and any codec without a session),
+all integers unsigned, varints are LEB128::
+
+    magic "BW" | version u8 (=1) | codec id u8 | n_streams u8 | len(meta) varint | meta
     | n_streams x (len varint | bytes) | crc16 (CCITT) of everything before it, big-endian
+
+**Lean frame** (the latent codecs: ``codec.session`` is not None). What does not change from step
+to step is agreed once per episode in a :class:`Session` header, and each step sends only what
+varies::
+
+    session header (once per episode, 88 bits):
+        magic "BS" | version u8 (=2) | codec id u8 | (n_streams << 1 | split mode) u8
+        | checkpoint fingerprint (4 bytes) | crc16 (CCITT) of everything before it
+
+    per-step frame (overhead 16 bits):
+        header u8 (the codec's rate index: step index, split) | body | crc8
+
+``body`` is one range-coder stream holding every stream's symbols (no length fields: the header
+and the model give each stream's symbol count); ``crc8`` is CRC-8 (polynomial 0x07) over the
+session's identity (version, codec id, streams and split mode, fingerprint; not sent again), the
+header and the body, so a frame checked under another session fails like a corrupted one. The fingerprint is a hash of the checkpoint (weights,
+latent model, view order), so "another checkpoint" and "another view order" are both another
+session. A lean :class:`Payload` holds its body as its single element of ``streams`` and each
+codec stream's share of the body bits in :attr:`Payload.stream_bits` (the sender's measure of
+each stream's ideal code length, scaled to the body).
+
+:class:`~bwgym.envs.bandwidth.BandwidthLimited` charges the session header to the link at the
+first step of every episode (and sends it again until a transmission carrying it is not lost);
+``info["session_bits"]`` reports it. A receiver without the session, or with another one, raises
+:class:`PayloadError` naming the mismatch; it never decodes such a frame.
 
 A payload with no streams is *empty*: it serialises to ``b""`` and costs 0 bits (nothing is sent,
 and the receiver holds its last frame). Codec ids are the fixed wire ids of :mod:`bwgym.codecs.registry`,
@@ -29,10 +57,27 @@ import numpy as np
 
 from bwgym.codecs.registry import codec_wire_id, codec_wire_name
 
-__all__ = ["Codec", "Payload", "PayloadError", "ViewSpec", "split_budget", "view_shapes"]
+__all__ = [
+    "FRAME_OVERHEAD_BITS",
+    "Codec",
+    "Payload",
+    "PayloadError",
+    "Session",
+    "ViewSpec",
+    "crc8",
+    "split_budget",
+    "view_shapes",
+]
 
 MAGIC = b"BW"
 FORMAT_VERSION = 1
+#: Magic and version of the session header that precedes lean frames.
+SESSION_MAGIC = b"BS"
+LEAN_VERSION = 2
+#: Bytes of a session header: magic 2, version, codec id, streams/split, fingerprint 4, crc16 2.
+SESSION_BYTES = 2 + 1 + 1 + 1 + 4 + 2
+#: Per-step overhead of a lean frame: the header byte and the CRC-8 byte.
+FRAME_OVERHEAD_BITS = 16
 
 
 class PayloadError(ValueError):
@@ -67,20 +112,130 @@ def _get_varint(data: bytes, pos: int) -> tuple[int, int]:
             raise PayloadError("payload length field is longer than 9 bytes (corrupt)")
 
 
+def _crc8_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+        table.append(crc)
+    return tuple(table)
+
+
+_CRC8 = _crc8_table()
+
+
+def crc8(data: bytes, crc: int = 0) -> int:
+    """CRC-8 with polynomial ``x^8 + x^2 + x + 1`` (0x07), continuing from ``crc``.
+
+    The polynomial has the factor ``x + 1``, so every error of odd weight (every single-bit error)
+    is detected, every burst of up to 8 bits, and every double-bit error less than 127 bits apart.
+    """
+    table = _CRC8
+    for byte in data:
+        crc = table[crc ^ byte]
+    return crc
+
+
+@dataclass(frozen=True)
+class Session:
+    """What sender and receiver of a lean-frame codec agree once per episode.
+
+    Attributes:
+        codec: the codec's wire name.
+        fingerprint: 4 bytes identifying the checkpoint (weights, latent model, view order).
+        n_streams: the codec's streams (views, or one joint stream).
+        split: 0 when the codec splits the budget over streams itself, 1 when the frames carry
+            an explicit split (an allocator's); the per-step header is read accordingly.
+    """
+
+    codec: str
+    fingerprint: bytes
+    n_streams: int
+    split: int = 0
+
+    def __post_init__(self) -> None:
+        codec_wire_id(self.codec)
+        if len(self.fingerprint) != 4:
+            raise ValueError(f"a session fingerprint has 4 bytes, got {len(self.fingerprint)}")
+        if not 1 <= self.n_streams <= 127 or self.split not in (0, 1):
+            raise ValueError(
+                f"session needs 1..127 streams and split 0 or 1, got {self.n_streams}, {self.split}"
+            )
+
+    def to_bytes(self) -> bytes:
+        """The session header's wire bytes (:data:`SESSION_BYTES` of them)."""
+        out = bytearray(SESSION_MAGIC)
+        out += bytes((LEAN_VERSION, codec_wire_id(self.codec), self.n_streams << 1 | self.split))
+        out += self.fingerprint
+        out += binascii.crc_hqx(bytes(out), 0xFFFF).to_bytes(2, "big")
+        return bytes(out)
+
+    @property
+    def nbits(self) -> int:
+        """Bits the session header costs on the link."""
+        return 8 * SESSION_BYTES
+
+    @property
+    def crc_state(self) -> int:
+        """CRC-8 state after the session's identity: the start value of every frame's check.
+
+        The identity is the header's version, codec id, streams and split mode, and fingerprint.
+        """
+        return crc8(self.to_bytes()[2:-2])
+
+    def describe(self) -> str:
+        """One line naming the codec, the checkpoint fingerprint, the streams and the split."""
+        split = "explicit split" if self.split else "codec split"
+        return f"codec {self.codec!r}, checkpoint {self.fingerprint.hex()}, {self.n_streams} streams, {split}"
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Session:
+        """Parse a session header; raise :class:`PayloadError` when it is not a valid one."""
+        data = bytes(data)
+        if len(data) != SESSION_BYTES:
+            raise PayloadError(f"session header of {len(data)} bytes, expected {SESSION_BYTES} (truncated)")
+        if data[:2] != SESSION_MAGIC:
+            raise PayloadError(f"session header does not start with {SESSION_MAGIC!r}: not a bwgym session")
+        if binascii.crc_hqx(data[:-2], 0xFFFF) != int.from_bytes(data[-2:], "big"):
+            raise PayloadError("session header checksum mismatch: corrupted in transit")
+        if data[2] != LEAN_VERSION:
+            raise PayloadError(f"session format version {data[2]}, this bwgym reads version {LEAN_VERSION}")
+        name = codec_wire_name(data[3])
+        if name is None:
+            raise PayloadError(f"unknown codec id {data[3]} in session header")
+        return cls(name, data[5:9], data[4] >> 1, data[4] & 1)
+
+    def check(self, expected: Session) -> None:
+        """Raise :class:`PayloadError` naming both sessions when this is not ``expected``."""
+        if self != expected:
+            raise PayloadError(
+                f"session mismatch: the payload was written under ({self.describe()}), this receiver "
+                f"decodes ({expected.describe()}); load the same checkpoint at both ends"
+            )
+
+
 @dataclass(frozen=True)
 class Payload:
     """What one step of one sender puts on the link: one byte stream per view or channel.
 
     Attributes:
         codec: the codec's wire name (registered in :mod:`bwgym.codecs.registry`).
-        streams: one ``bytes`` per view or channel, in the codec's fixed order; ``b""`` for a view
-            that was not sent this step.
-        meta: codec-specific header bytes (rate index, allocation per view, ...).
+        streams: container v1: one ``bytes`` per view or channel, in the codec's fixed order
+            (``b""`` for a view that was not sent this step). Lean frame: one element, the body
+            (one range-coder stream of every codec stream's symbols).
+        meta: codec-specific header bytes (container v1: any length; lean frame: the one header
+            byte).
+        session: the :class:`Session` of a lean frame (None: container v1).
+        shares: lean frame only: bits of the body attributed to each codec stream (summing to the
+            body's bits); empty for a frame parsed from bytes, whose split only the codec knows.
     """
 
     codec: str
     streams: tuple[bytes, ...] = ()
     meta: bytes = b""
+    session: Session | None = None
+    shares: tuple[int, ...] = ()
     _wire: bytes = field(default=b"", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -88,12 +243,26 @@ class Payload:
         if len(self.streams) > 255:
             raise ValueError(f"a payload holds at most 255 streams, got {len(self.streams)}")
         object.__setattr__(self, "streams", tuple(bytes(s) for s in self.streams))
+        object.__setattr__(self, "meta", bytes(self.meta))
+        object.__setattr__(self, "shares", tuple(int(b) for b in self.shares))
+        if self.session is not None:
+            if self.session.codec != self.codec:
+                raise ValueError(f"payload of codec {self.codec!r} under a session of {self.session.codec!r}")
+            if self.streams and (len(self.streams) != 1 or len(self.meta) != 1):
+                raise ValueError("a lean frame holds one body stream and a one-byte header")
+            if self.shares and sum(self.shares) != 8 * len(self.streams[0]):
+                raise ValueError(f"stream shares {self.shares} do not sum to the body's bits")
         object.__setattr__(self, "_wire", self._serialise())
 
     @classmethod
-    def empty(cls, codec: str) -> Payload:
+    def empty(cls, codec: str, session: Session | None = None) -> Payload:
         """The payload that sends nothing (0 bits)."""
-        return cls(codec)
+        return cls(codec, session=session)
+
+    @property
+    def is_lean(self) -> bool:
+        """True for a lean frame (sent under a :class:`Session`)."""
+        return self.session is not None
 
     @property
     def is_empty(self) -> bool:
@@ -103,6 +272,9 @@ class Payload:
     def _serialise(self) -> bytes:
         if not self.streams:
             return b""
+        if self.session is not None:
+            frame = self.meta + self.streams[0]
+            return frame + bytes((crc8(frame, self.session.crc_state),))
         out = bytearray(MAGIC)
         out += bytes((FORMAT_VERSION, codec_wire_id(self.codec), len(self.streams)))
         _put_varint(out, len(self.meta))
@@ -129,27 +301,49 @@ class Payload:
 
     @property
     def stream_bits(self) -> tuple[int, ...]:
-        """Bits of each stream's body, without the container's headers."""
+        """Bits of each stream's body, without headers and checks.
+
+        Container v1: one entry per stream. Lean frame: each codec stream's share of the body
+        (:attr:`shares`), or the whole body as one entry for a frame parsed from bytes.
+        """
+        if self.session is not None and self.streams:
+            return self.shares or (8 * len(self.streams[0]),)
         return tuple(8 * len(s) for s in self.streams)
 
+    @property
+    def overhead_bits(self) -> int:
+        """Bits on the wire that are not stream bodies (headers, length fields, checks)."""
+        return self.nbits - sum(8 * len(s) for s in self.streams)
+
     @classmethod
-    def from_bytes(cls, data: bytes, codec: str | None = None) -> Payload:
+    def from_bytes(cls, data: bytes, codec: str | None = None, session: Session | None = None) -> Payload:
         """Parse wire bytes; raise :class:`PayloadError` when they are not a valid payload.
 
         Args:
             data: the bytes as received.
             codec: when given, the codec the receiver expects; a payload of another codec is an error.
+            session: the session header the receiver got at the start of the episode; required for
+                the lean frames of latent codecs (container v1 without it).
         """
         data = bytes(data)
+        if session is not None:
+            return cls._from_lean(data, codec, session)
         if not data:
             if codec is None:
                 raise PayloadError("empty bytes: pass codec= to parse an empty payload")
             return cls.empty(codec)
+        if codec is not None and _uses_sessions(codec):
+            raise PayloadError(
+                f"codec {codec!r} sends lean frames, and no session header was received for this "
+                "payload: the receiver needs the session header sent at the start of the episode "
+                "(Payload.from_bytes(data, session=...))"
+            )
         if len(data) < 8:
             raise PayloadError(f"payload of {len(data)} bytes is shorter than the 8-byte minimum (truncated)")
         if data[:2] != MAGIC:
             raise PayloadError(
-                f"payload does not start with {MAGIC!r} (got {data[:2]!r}): not a bwgym payload"
+                f"payload does not start with {MAGIC!r} (got {data[:2]!r}): not a container-v1 payload "
+                "(a lean frame needs the session header it was sent under: no session was received)"
             )
         if binascii.crc_hqx(data[:-2], 0xFFFF) != int.from_bytes(data[-2:], "big"):
             raise PayloadError("payload checksum mismatch: the bytes were truncated or corrupted in transit")
@@ -178,9 +372,43 @@ class Payload:
             raise PayloadError("a non-empty payload must hold at least one stream")
         # The bytes were just verified: keep them as the wire form instead of serialising again.
         payload = object.__new__(cls)
-        for key, value in (("codec", name), ("streams", tuple(streams)), ("meta", meta), ("_wire", data)):
+        fields = {"codec": name, "streams": tuple(streams), "meta": meta, "session": None, "shares": ()}
+        for key, value in (*fields.items(), ("_wire", data)):
             object.__setattr__(payload, key, value)
         return payload
+
+    @classmethod
+    def _from_lean(cls, data: bytes, codec: str | None, session: Session) -> Payload:
+        if codec is not None and codec != session.codec:
+            raise PayloadError(
+                f"session mismatch: the receiver's session is of codec {session.codec!r}, expected {codec!r}"
+            )
+        if not data:
+            return cls.empty(session.codec, session)
+        if len(data) < FRAME_OVERHEAD_BITS // 8:
+            raise PayloadError(
+                f"lean frame of {len(data)} byte(s) is shorter than its 2-byte minimum (truncated)"
+            )
+        if crc8(data[:-1], session.crc_state) != data[-1]:
+            raise PayloadError(
+                "lean frame checksum mismatch: corrupted or truncated in transit, or written under "
+                f"another session than this receiver's ({session.describe()})"
+            )
+        payload = object.__new__(cls)
+        fields = {"codec": session.codec, "streams": (data[1:-1],), "meta": data[:1], "session": session}
+        for key, value in (*fields.items(), ("shares", ()), ("_wire", data)):
+            object.__setattr__(payload, key, value)
+        return payload
+
+
+def _uses_sessions(codec: str) -> bool:
+    """True when the registered class writing wire format ``codec`` sends lean frames."""
+    from bwgym.codecs.registry import codec_entry
+
+    try:
+        return bool(getattr(codec_entry(codec).cls, "uses_sessions", False))
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -205,6 +433,17 @@ class Codec(abc.ABC):
     views: tuple[ViewSpec, ...]
     #: The env the codec was trained for (None: any env with matching views).
     env_id: str | None = None
+    #: True for codecs that send lean frames under a :class:`Session` (the latent codecs).
+    uses_sessions: ClassVar[bool] = False
+
+    @property
+    def session(self) -> Session | None:
+        """The session header of this codec's lean frames (None: container v1, no session)."""
+        return None
+
+    def session_for(self, allocation: Mapping[str, float] | None = None) -> Session | None:
+        """The session a payload compressed with ``allocation`` is sent under (None: container v1)."""
+        return self.session
 
     @classmethod
     def from_views(cls, views: Sequence[ViewSpec], **kwargs: Any) -> Codec:

@@ -34,6 +34,12 @@ after which the value is sent with an Elias-gamma code. Scales above ``2**5`` ar
 splitting off ``b`` uniformly coded low bits, so tables stay small (a few hundred entries) at any
 scale.
 
+Several messages can share one stream (:meth:`EntropyCoder.encode_phases` /
+:meth:`EntropyCoder.decode_phases`): a later message's scale indices may depend on what an earlier
+one decoded to, and a phase may be binary flags (a count, then a Bernoulli code). The latent codecs'
+lean frames use this to put every stream, and their residual layer's block flags, in one body with
+no length fields.
+
 Corruption is the container's job: :class:`~bwgym.codecs.base.Payload` carries a CRC that rejects
 every single-bit flip and truncation. :meth:`EntropyCoder.decode` raises
 :class:`~bwgym.codecs.base.PayloadError` for bytes it cannot decode, but an entropy code has
@@ -75,6 +81,7 @@ __all__ = [
     "LaplaceEntropyCoder",
     "choose_step_index",
     "dequantize",
+    "flag_bits",
     "get_coder",
     "quantize",
     "quantize_noise",
@@ -406,6 +413,50 @@ def _shortest_stream(encoder: object) -> bytes:
     return prefix.to_bytes(n_bytes, "big").rstrip(b"\0")
 
 
+def flag_bits(bits: np.ndarray) -> float:
+    """Ideal bits of :meth:`EntropyCoder.encode_phases`' binary phase: the count, then the flags.
+
+    The count ``k`` of ones is an Elias-gamma code of ``k + 1`` (1 bit for none, so a phase with
+    no flag set is nearly free), the flags a Bernoulli code of probability ``k / n``.
+    """
+    n = int(np.size(bits))
+    if n == 0:
+        return 0.0
+    k = int(np.sum(bits))
+    h = 0.0 if k in (0, n) else -(k * math.log2(k / n) + (n - k) * math.log2(1 - k / n))
+    return 2 * (k + 1).bit_length() - 1 + h
+
+
+def _encode_flags(encoder: object, bits: np.ndarray) -> None:
+    n, k = bits.size, int(bits.sum())
+    length = (k + 1).bit_length()
+    gamma = [0] * (length - 1) + [int(b) for b in format(k + 1, "b")]
+    encoder.encode(np.asarray(gamma, np.int32), constriction.stream.model.Uniform(2))
+    if 0 < k < n:  # k / n is exact in float64 and its fixed-point rounding is plain IEEE arithmetic
+        encoder.encode(bits, constriction.stream.model.Bernoulli(k / n, perfect=False))
+
+
+def _decode_flags(decoder: object, n: int) -> np.ndarray:
+    bit = constriction.stream.model.Uniform(2)
+    zeros, limit = 0, (n + 1).bit_length()
+    while int(decoder.decode(bit, 1)[0]) == 0:
+        zeros += 1
+        if zeros >= limit:
+            raise PayloadError(f"flag count longer than {limit} bits: corrupt entropy stream")
+    value = 1
+    for _ in range(zeros):
+        value = value << 1 | int(decoder.decode(bit, 1)[0])
+    k = value - 1
+    if k > n:
+        raise PayloadError(f"{k} flags set out of {n}: corrupt entropy stream")
+    if k in (0, n):
+        return np.full(n, 1 if k else 0, np.int64)
+    bits = decoder.decode(constriction.stream.model.Bernoulli(k / n, perfect=False), n).astype(np.int64)
+    if int(bits.sum()) != k:
+        raise PayloadError(f"{int(bits.sum())} flags set where the count says {k}: corrupt entropy stream")
+    return bits
+
+
 class EntropyCoder:
     """Zero-mean quantised-distribution coder over integer symbols (base of the two families).
 
@@ -531,8 +582,69 @@ class EntropyCoder:
         x, plan = self._check_symbols(symbols, scale_idx)
         if x.size == 0:
             return b""
-        high, low = self._split(x, plan)
         encoder = constriction.stream.queue.RangeEncoder()
+        self._encode_into(encoder, x, plan)
+        return _shortest_stream(encoder)
+
+    def encode_phases(self, phases: list[tuple[object, ...]]) -> bytes:
+        """Encode several messages into one stream, in order; the decoder reads them in order.
+
+        Each phase is ``(symbols, scale_idx)`` (coded with this family's model) or
+        ``("binary", bits)``: 0/1 flags coded with a Bernoulli model of probability ``k / n``
+        of a 1 (``n = len(bits)``, ``k`` ones), preceded by ``k`` (:func:`flag_bits`). A later
+        phase's scale indices may depend on what earlier phases decoded to
+        (:meth:`decode_phases`). Returns the shortest stream, as :meth:`encode`.
+        """
+        encoder = constriction.stream.queue.RangeEncoder()
+        empty = True
+        for phase in phases:
+            if isinstance(phase[0], str) and phase[0] == "binary":
+                bits = np.asarray(phase[1], dtype=np.int32)
+                if bits.size:
+                    _encode_flags(encoder, bits)
+                    empty = False
+                continue
+            x, plan = self._check_symbols(phase[0], phase[1])
+            if x.size:
+                self._encode_into(encoder, x, plan)
+                empty = False
+        return b"" if empty else _shortest_stream(encoder)
+
+    def decode_phases(
+        self, data: bytes, phases: Callable[[list[np.ndarray]], object | None]
+    ) -> list[np.ndarray]:
+        """Decode the phases :meth:`encode_phases` wrote.
+
+        Args:
+            data: the stream.
+            phases: called with the list of phases decoded so far; returns the next phase's scale
+                indices, ``("binary", n)`` for ``n`` flags, or None when there are no more.
+
+        Raises:
+            PayloadError: as :meth:`decode`.
+        """
+        data = bytes(data)
+        if data.endswith(b"\0"):
+            raise PayloadError("entropy stream ends in a zero byte: not produced by this coder (corrupt)")
+        words = np.frombuffer(data + b"\0" * (-len(data) % 4), dtype=">u4").astype(np.uint32)
+        out: list[np.ndarray] = []
+        try:
+            decoder = constriction.stream.queue.RangeDecoder(words)
+            while (spec := phases(out)) is not None:
+                if isinstance(spec, tuple) and spec and spec[0] == "binary":
+                    out.append(_decode_flags(decoder, int(spec[1])))
+                    continue
+                plan = self._plan(spec)
+                x = self._decode_from(decoder, plan) if plan.table.size else np.zeros(0, np.int64)
+                out.append(x.reshape(np.shape(spec)))
+        except PayloadError:
+            raise
+        except (AssertionError, ValueError, RuntimeError, OverflowError, IndexError) as exc:
+            raise PayloadError(f"undecodable entropy stream ({exc})") from exc
+        return out
+
+    def _encode_into(self, encoder: object, x: np.ndarray, plan: _Plan) -> None:
+        high, low = self._split(x, plan)
         escaped = np.abs(high) > plan.half_width
         u = np.where(escaped, 2 * plan.half_width + 1, high + plan.half_width).astype(np.int32)
         # 1. table symbols, grouped by table so each group is one i.i.d. call (order known to both ends)
@@ -550,7 +662,6 @@ class EntropyCoder:
                 (nbits - 1).astype(np.int32), constriction.stream.model.Uniform(1 << _LENGTH_FIELD_BITS)
             )
             self._encode_uniform(encoder, excess - np.left_shift(1, nbits - 1), nbits - 1)
-        return _shortest_stream(encoder)
 
     def decode(self, data: bytes, scale_idx: np.ndarray) -> np.ndarray:
         """Decode a stream of ``len(scale_idx)`` symbols coded with the same scale indices.
@@ -578,31 +689,36 @@ class EntropyCoder:
         words = np.frombuffer(data + b"\0" * (-len(data) % 4), dtype=">u4").astype(np.uint32)
         try:
             decoder = constriction.stream.queue.RangeDecoder(words)
-            u = np.empty(n, dtype=np.int64)
-            for row, seg in plan.groups():
-                u[seg] = decoder.decode(self._model(row), seg.size)
-            low = self._decode_uniform(decoder, plan.shift)
-            high = u - plan.half_width
-            escaped = u == 2 * plan.half_width + 1
-            if escaped.any():
-                count = int(escaped.sum())
-                negative = decoder.decode(constriction.stream.model.Uniform(2), count).astype(bool)
-                length_model = constriction.stream.model.Uniform(1 << _LENGTH_FIELD_BITS)
-                nbits = decoder.decode(length_model, count).astype(np.int64) + 1
-                if int(nbits.max()) > _MAX_ESCAPE_BITS:
-                    raise PayloadError("escape length out of range: corrupt entropy stream")
-                rest = self._decode_uniform(decoder, nbits - 1)
-                magnitude = plan.half_width[escaped] + np.left_shift(1, nbits - 1) + rest
-                high[escaped] = np.where(negative, -magnitude, magnitude)
+            x = self._decode_from(decoder, plan)
         except PayloadError:
             raise
         except (AssertionError, ValueError, RuntimeError, OverflowError, IndexError) as exc:
             raise PayloadError(f"undecodable entropy stream ({exc})") from exc
+        return x.reshape(np.shape(scale_idx))
+
+    def _decode_from(self, decoder: object, plan: _Plan) -> np.ndarray:
+        n = plan.table.size
+        u = np.empty(n, dtype=np.int64)
+        for row, seg in plan.groups():
+            u[seg] = decoder.decode(self._model(row), seg.size)
+        low = self._decode_uniform(decoder, plan.shift)
+        high = u - plan.half_width
+        escaped = u == 2 * plan.half_width + 1
+        if escaped.any():
+            count = int(escaped.sum())
+            negative = decoder.decode(constriction.stream.model.Uniform(2), count).astype(bool)
+            length_model = constriction.stream.model.Uniform(1 << _LENGTH_FIELD_BITS)
+            nbits = decoder.decode(length_model, count).astype(np.int64) + 1
+            if int(nbits.max()) > _MAX_ESCAPE_BITS:
+                raise PayloadError("escape length out of range: corrupt entropy stream")
+            rest = self._decode_uniform(decoder, nbits - 1)
+            magnitude = plan.half_width[escaped] + np.left_shift(1, nbits - 1) + rest
+            high[escaped] = np.where(negative, -magnitude, magnitude)
         half = np.where(plan.shift > 0, np.left_shift(1, np.maximum(plan.shift - 1, 0)), 0)
         x = np.left_shift(high, plan.shift) + low - half
-        if int(np.abs(x).max()) > MAX_ABS_SYMBOL:
+        if x.size and int(np.abs(x).max()) > MAX_ABS_SYMBOL:
             raise PayloadError("decoded symbol out of range: corrupt entropy stream")
-        return x.reshape(np.shape(scale_idx))
+        return x
 
     @staticmethod
     def _encode_uniform(encoder: object, values: np.ndarray, nbits: np.ndarray) -> None:

@@ -11,81 +11,158 @@ Every learned or fitted codec of bwgym is a :class:`LatentCodec` (CompressAI's l
   every bandwidth;
 * the **entropy model and coder** of :mod:`bwgym.codecs.entropy` (integer tables, constriction).
 
-``compress`` searches the number of components (split over streams by the latent model's pooled
-order, or by the caller's ``allocation``) and one uniform quantisation step for the lowest
-distortion whose *real* payload, container included, fits the budget.
+An optional **residual layer** (:class:`BlockDCTResidual`) extends the range to any rate: the
+pixel residual ``x - D(z)`` of each view (every latent component unquantised) in an orthonormal
+block DCT, whose coefficients are sorted by a scale fitted per frequency and channel
+(:meth:`LatentCodec.fit_residual`, a few hundred integers per view), coded in the same frame after
+the latent streams with steps offset by ``residual_gain`` (a scale index fitted so that a step
+costs about the same pixel error in both layers). At low rates its coefficients fall below the
+step and cost nothing; at high rates it carries the detail the transform cannot.
 
-Wire format (inside a :class:`~bwgym.codecs.base.Payload`):
+``compress`` searches one number, the frame's header byte: the quantisation step on a 1/8-octave
+grid. Every component whose model scale is at least a quarter of its step is sent, in DPCA order
+within each stream (reverse water-filling: a finer step buys more components and more precision
+at once), and the step is the finest whose *real* frame fits the budget.
 
-* ``meta`` = zigzag varint of the step index ``k`` (step ``2 ** (k / 8)``), then one varint per
-  stream: the number of components sent in it.
-* ``streams`` = one entropy-coded stream per latent stream. Coefficient ``i`` of a stream is coded
-  with scale index ``sigma_idx[i] - k``, where ``sigma_idx`` is fixed in the fitted model, so
-  decoding needs only the payload and the same model.
+Wire format: a lean frame (:mod:`bwgym.codecs.base`) under the codec's :class:`~bwgym.codecs.base.Session`
+(its fingerprint hashes the checkpoint's arrays and the view order)::
+
+    header u8 | body: one range-coder stream | crc8
+
+The body holds, in order: every latent stream's symbols; for each view's residual layer with
+frequencies above the step, a flag per DCT block (does it hold any nonzero symbol? an Elias-gamma
+count then a Bernoulli code); then the symbols of the flagged blocks. Nothing in it is a length:
+the header and the model (and the flags) give every count.
+
+* codec split (``allocation=None``): ``header = h``, step index ``k = k_hi - h`` (``k_hi``: six
+  octaves above the largest component's scale ``top``; while ``k > top + 16`` only the
+  components of the largest scale are sent, at that coarser step);
+* explicit split (two streams, an allocator's fractions): ``header = tilt << 5 | c``, step index
+  ``k = top + 16 - 4 c`` plus a per-stream offset from :data:`_TILTS` (a stream off, or coarser by
+  0.5, 1.5 or 3 octaves).
+
+Coefficient ``i`` of a group is coded with scale index ``sigma_idx[i] - step``, where
+``sigma_idx`` is fixed in the fitted model, so decoding needs only the frame, its session and the
+same model. Per-step overhead: 16 bits (header and CRC-8).
 
 A stream sent with 0 components is reconstructed from its training mean and the view is still
 present in the output: the payload as a whole was delivered (the link decides freshness). An
-*empty* payload (budget below the smallest useful payload) decodes to no views at all, so the
-receiver holds its last frame.
+*empty* payload (budget below the smallest frame) decodes to no views at all, so the receiver
+holds its last frame.
 
 Checkpoints use the project's one format (:mod:`bwgym.common.checkpoint`), kind
 ``codec/<registered name>``: the latent model's arrays under ``latent_model.``, the network's
-under ``net.`` for the neural codecs, and metadata (env id, views, transform config, training
-config, metrics).
+under ``net.`` for the neural codecs, the residual layer's under ``residual.``, and metadata (env
+id, views, transform config, training config, metrics, ``residual``). Checkpoints written before
+the residual layer existed load as codecs without one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from bwgym.codecs.base import Codec, Payload, PayloadError, ViewSpec, _get_varint, _put_varint, split_budget
+from bwgym.codecs.base import FRAME_OVERHEAD_BITS, Codec, Payload, PayloadError, Session, ViewSpec
 from bwgym.codecs.dpca import DPCA
 from bwgym.codecs.entropy import (
     SCALE_STEPS_PER_OCTAVE,
     EntropyCoder,
     dequantize,
+    flag_bits,
     get_coder,
     quantize_symbols,
+    scale_index,
     step_from_index,
 )
 from bwgym.common.checkpoint import Checkpoint, check_spec, save_checkpoint
 
-__all__ = ["JOINT", "LatentCodec"]
+__all__ = ["JOINT", "BlockDCTResidual", "LatentCodec"]
 
 #: The stream name of a joint latent model (one stream over all views).
 JOINT = "joint"
-#: Steps searched, relative to the largest component's scale index: from 2**-16 of the largest
-#: standard deviation (far below any useful precision) to 4 times it (every symbol 0).
-_STEP_RANGE = (-16 * SCALE_STEPS_PER_OCTAVE, 2 * SCALE_STEPS_PER_OCTAVE)
-#: Bits added to each stream's ideal length when predicting its size: the range coder's flush and
-#: byte alignment cost ~3 bits on average (see EntropyCoder.estimate_bits).
-_STREAM_SLACK_BITS = 3.0
-#: Real encodings tried (in order of predicted distortion) before adding slack and retrying.
-_TRIES_PER_ROUND = 4
-#: Container bytes that do not depend on the content: magic, version, codec id, stream count, crc.
-_FIXED_BYTES = 2 + 3 + 2
+#: The coarsest step (header 0) is this many octaves above the largest component's scale. Above
+#: ``_TAU`` over it, only the largest components are sent (at ever coarser steps): a frame of the
+#: first few header values costs a byte or two whatever the content, so one always fits 24-32 bits.
+_COARSEST_OCTAVES = 6
+#: The finest step of a codec split searched, in octaves below the largest component's scale.
+_FINEST_OCTAVES = 22
+#: A component is sent when its scale index is at least its step index minus this (scale >= step / 4):
+#: below that it would cost < 0.3 bit and almost always code 0.
+_TAU = 2 * SCALE_STEPS_PER_OCTAVE
+#: Explicit split: step grid in scale-index units (1/2 octave) and the eight per-stream offsets
+#: (None: the stream is off), from "all to stream 0" to "all to stream 1".
+_EXPLICIT_STEP = 4
+_TILTS: tuple[tuple[int | None, int | None], ...] = (
+    (0, None),
+    (0, 24),
+    (0, 12),
+    (0, 4),
+    (4, 0),
+    (12, 0),
+    (24, 0),
+    (None, 0),
+)
+#: Bits added to the ideal body length when predicting whether a frame fits (the range coder's
+#: flush and byte alignment cost ~3 bits on average).
+_SLACK_BITS = 3.0
+#: Real encodings tried per compress call at most.
+_MAX_TRIES = 6
 
 
-_VARINT_LIMITS = np.array([1 << (7 * k) for k in range(1, 9)], dtype=np.int64)
+@dataclass(frozen=True, eq=False)
+class _Group:
+    """One coded block: a stream's latent or residual coefficients."""
+
+    stream: int
+    sigma: np.ndarray  # integer scale indices, non-increasing
+    gain: int  # step offset against the common step index
+    floor: int | None  # smallest own step index (pixel units: a finer step cannot change uint8 output)
+    residual: bool
+    view: int = -1  # residual groups: the view index
 
 
-def _varint_len(n: np.ndarray) -> np.ndarray:
-    """LEB128 length in bytes of non-negative integers (vectorised)."""
-    return np.searchsorted(_VARINT_LIMITS, np.asarray(n, dtype=np.int64), side="right") + 1
+@dataclass
+class _Coded:
+    """A frame's symbols: latent groups, residual block flags, active residual blocks, ideal bits."""
+
+    lat_sym: list[np.ndarray]
+    lat_idx: list[np.ndarray]
+    flags: list[np.ndarray]
+    res_sym: list[np.ndarray]
+    res_idx: list[np.ndarray]
+    bits: np.ndarray  # ideal bits per stream
+
+    def phases(self) -> list[tuple[object, ...]]:
+        """The body's phases in coding order (:meth:`~bwgym.codecs.entropy.EntropyCoder.encode_phases`)."""
+        empty = np.zeros(0, np.int64)
+        cat = lambda parts: np.concatenate(parts) if parts else empty  # noqa: E731
+        out: list[tuple[object, ...]] = [(cat(self.lat_sym), cat(self.lat_idx))]
+        out += [("binary", f) for f in self.flags]
+        if self.flags:
+            out.append((cat(self.res_sym), cat(self.res_idx)))
+        return out
 
 
-def _zigzag(k: int) -> int:
-    return 2 * k if k >= 0 else -2 * k - 1
-
-
-def _unzigzag(u: int) -> int:
-    return u // 2 if u % 2 == 0 else -(u + 1) // 2
+def _shares(ideal: np.ndarray, total: int) -> tuple[int, ...]:
+    """Split ``total`` bits over streams in proportion to ``ideal`` (largest remainder)."""
+    ideal = np.asarray(ideal, dtype=np.float64)
+    if total == 0 or ideal.sum() <= 0:
+        out = np.zeros(len(ideal), np.int64)
+        if total and len(out):
+            out[0] = total
+        return tuple(int(x) for x in out)
+    exact = total * ideal / ideal.sum()
+    out = np.floor(exact).astype(np.int64)
+    rest = total - int(out.sum())
+    out[np.argsort(-(exact - out), kind="stable")[:rest]] += 1
+    return tuple(int(x) for x in out)
 
 
 def _is_image(spec: ViewSpec) -> bool:
@@ -127,6 +204,108 @@ def _from_vector(spec: ViewSpec, vector: np.ndarray, downsample: int) -> np.ndar
     return x.astype(spec.dtype)
 
 
+def _upsample(spec: ViewSpec, vector: np.ndarray, downsample: int) -> np.ndarray:
+    """A downsampled image vector repeated back to the view's shape (float64)."""
+    x = np.asarray(vector, np.float64).reshape(_coded_shape(spec, downsample))
+    if downsample > 1 and _is_image(spec):
+        x = np.repeat(np.repeat(x, downsample, axis=0), downsample, axis=1)
+    return x
+
+
+#: DCT block sides tried in order: the first that divides both sides of every view.
+_DCT_BLOCKS = (8, 12, 7, 6, 4, 5, 3, 2, 1)
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    """Orthonormal DCT-II matrix (rows are the basis functions)."""
+    k, i = np.arange(n)[:, None], np.arange(n)[None, :]
+    m = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    m[0] /= np.sqrt(2.0)
+    return m
+
+
+class BlockDCTResidual:
+    """The residual layer: an orthonormal block DCT per view, coefficients sorted by fitted scale.
+
+    Coefficient ``(block, frequency, channel)`` of a view's ``(H, W, C)`` residual has the scale
+    index fitted for its ``(frequency, channel)``; :meth:`forward` lists the coefficients by
+    decreasing scale, so the prefix of frequencies the step selects holds the most useful ones;
+    a frame then flags which blocks have any nonzero symbol among them and codes only those
+    blocks (an all-zero block costs a fraction of a bit). Orthonormal: a unit coefficient error is a unit pixel
+    sum-of-squares error.
+
+    Args:
+        shapes: ``(H, W, C)`` of each view (sides multiples of ``block``).
+        block: the block side.
+        sigma_idx: per view, ``block * block * C`` integer scale indices in ``(row freq, col freq,
+            channel)`` C order.
+        means: per view, the mean residual image ``(H, W, C)`` (the transform's systematic error),
+            subtracted before the DCT and added back after it; None: zero.
+        colours: per view, an orthonormal ``(C, C)`` colour transform applied to every pixel
+            before the DCT (the principal axes of the residual's colours: the channels of a
+            residual are strongly correlated); None: identity.
+    """
+
+    def __init__(
+        self,
+        shapes: Sequence[tuple[int, ...]],
+        block: int,
+        sigma_idx: Sequence[np.ndarray],
+        means: Sequence[np.ndarray] | None = None,
+        colours: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        self.shapes = [tuple(int(x) for x in s) for s in shapes]
+        self.block = int(block)
+        b = self.block
+        if any(len(s) != 3 or s[0] % b or s[1] % b for s in self.shapes):
+            raise ValueError(f"block {b} must divide the sides of every view, got {self.shapes}")
+        self.sigma_idx = [np.asarray(s, np.int64).ravel() for s in sigma_idx]
+        if [s.size for s in self.sigma_idx] != [b * b * s[2] for s in self.shapes]:
+            raise ValueError("one scale index per frequency and channel of each view is needed")
+        self._c = _dct_matrix(b)
+        if means is None:
+            means = [np.zeros(s) for s in self.shapes]
+        self.means = [np.asarray(m, np.float64).reshape(s) for m, s in zip(means, self.shapes, strict=True)]
+        if colours is None:
+            colours = [np.eye(s[2]) for s in self.shapes]
+        self.colours = [
+            np.asarray(u, np.float64).reshape(s[2], s[2]) for u, s in zip(colours, self.shapes, strict=True)
+        ]
+        self.n_blocks = [(h // b) * (w // b) for h, w, _ in self.shapes]
+        self.order = [np.argsort(-s, kind="stable") for s in self.sigma_idx]
+        self.sorted_sigma = [s[o] for s, o in zip(self.sigma_idx, self.order, strict=True)]
+
+    def transform(self, v: int, residual: np.ndarray) -> np.ndarray:
+        """``(n_blocks, block * block * C)`` DCT coefficients of view ``v``'s residual (unsorted)."""
+        h, w, c = self.shapes[v]
+        b = self.block
+        x = (np.asarray(residual, np.float64).reshape(h, w, c) @ self.colours[v]).reshape(
+            h // b, b, w // b, b, c
+        )
+        y = np.einsum("ki,abijc,lj->abklc", self._c, x.transpose(0, 2, 1, 3, 4), self._c, optimize=True)
+        return y.reshape(self.n_blocks[v], b * b * c)
+
+    def forward(self, v: int, residual: np.ndarray) -> np.ndarray:
+        """``(frequencies, blocks)`` coefficients of view ``v``'s residual less its mean.
+
+        Frequencies (with channels) are ordered by decreasing scale.
+        """
+        return self.transform(v, residual - self.means[v])[:, self.order[v]].T
+
+    def inverse(self, v: int, coeffs: np.ndarray) -> np.ndarray:
+        """The ``(H, W, C)`` residual from the first ``m`` rows of :meth:`forward` (the rest zero)."""
+        h, w, c = self.shapes[v]
+        b, nb = self.block, self.n_blocks[v]
+        coeffs = np.asarray(coeffs, np.float64).reshape(-1, nb)
+        full = np.zeros((b * b * c, nb))
+        full[: coeffs.shape[0]] = coeffs
+        y = np.empty((nb, b * b * c))
+        y[:, self.order[v]] = full.T
+        y = y.reshape(h // b, w // b, b, b, c)
+        x = np.einsum("ki,abklc,lj->abijc", self._c, y, self._c, optimize=True)
+        return x.transpose(0, 2, 1, 3, 4).reshape(h, w, c) @ self.colours[v].T + self.means[v]
+
+
 SelfCodec = TypeVar("SelfCodec", bound="LatentCodec")
 
 
@@ -148,6 +327,8 @@ class LatentCodec(Codec):
             ``codec/<variant>``); default :attr:`name`.
         train_config: how it was trained (kept in checkpoints).
         metrics: evaluation numbers to keep with the checkpoint.
+        residual: optional residual layer (:meth:`fit_residual` fits one), coded after the latents.
+        residual_gain: step offset of the residual layer (scale-index units) against the latents.
 
     Attributes:
         last_allocation: components per stream of the last :meth:`compress` (0 for all when the
@@ -160,6 +341,8 @@ class LatentCodec(Codec):
     _coefficients_in_pixel_units: ClassVar[bool] = True
     #: One joint stream over all views (the non-distributed references) instead of one per view.
     joint: ClassVar[bool] = False
+    #: Latent codecs send lean frames under a session (see :mod:`bwgym.codecs.base`).
+    uses_sessions: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -171,6 +354,8 @@ class LatentCodec(Codec):
         variant: str | None = None,
         train_config: Mapping[str, Any] | None = None,
         metrics: Mapping[str, Any] | None = None,
+        residual: BlockDCTResidual | None = None,
+        residual_gain: int = 0,
     ) -> None:
         self.views = tuple(views)
         self.downsample = int(downsample)
@@ -188,6 +373,10 @@ class LatentCodec(Codec):
                 f"{type(self).__name__} needs a DPCA over streams {list(expected)}, got {latent_model!r}"
             )
         self.latent_model = latent_model
+        self.residual: BlockDCTResidual | None = None
+        self.residual_gain = 0
+        if residual is not None:
+            self.set_residual(residual, residual_gain)
         self.last_allocation: dict[str, int] = dict.fromkeys(self.stream_names, 0)
 
     # -- the latent model -----------------------------------------------------------------------
@@ -202,14 +391,6 @@ class LatentCodec(Codec):
 
     def _stream_sigma_idx(self) -> list[np.ndarray]:
         return self.latent_model.sigma_idx
-
-    def _coding_order(self) -> np.ndarray:
-        """Stream index of each coefficient in the order components are added (length sum ranks)."""
-        return self.latent_model.order
-
-    def _stream_weights(self) -> np.ndarray:
-        """Squared-error weight of a coefficient of each stream (the stream's scale squared)."""
-        return np.asarray(self.latent_model.scales) ** 2
 
     # -- the transform (identity on pixels unless overridden) ------------------------------------
 
@@ -249,13 +430,233 @@ class LatentCodec(Codec):
             self.latent_model.decode(dict(zip(self.stream_names, coeffs, strict=True)))
         )
 
+    def _all_coefficients(self, views: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Coefficients of every group: the latent streams, then each view's residual layer."""
+        vectors = [self._to_vectors(spec, views[spec.name][None])[0] for spec in self.views]
+        coeffs = self._analyse(vectors)
+        if self.residual is not None:
+            full = self._synthesise(coeffs)
+            for v, (spec, rec) in enumerate(zip(self.views, full, strict=True)):
+                r = np.asarray(views[spec.name], np.float64) - _upsample(spec, rec, self.downsample)
+                coeffs.append(self.residual.forward(v, r))
+        return coeffs
+
     def coefficients(self, views: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """All latent-model coefficients per stream of one observation (what ``compress`` quantises)."""
         self.check_views(views)
         vectors = [self._to_vectors(spec, views[spec.name][None])[0] for spec in self.views]
         return dict(zip(self.stream_names, self._analyse(vectors), strict=True))
 
+    def residual_coefficients(self, views: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every residual-layer coefficient per view, sorted by scale (empty without the layer)."""
+        self.check_views(views)
+        if self.residual is None:
+            return {}
+        coeffs = self._all_coefficients(views)[len(self.stream_names) :]
+        return dict(zip(self.view_names, coeffs, strict=True))
+
+    # -- coding groups ----------------------------------------------------------------------------
+
+    @property
+    def _groups(self) -> list[_Group]:
+        """Every coded block of coefficients: the latent streams, then the residual streams."""
+        cached = self.__dict__.get("_group_cache")
+        if cached is not None:
+            return cached
+        pixel_floor = (
+            0
+            if self._coefficients_in_pixel_units and all(spec.dtype == "uint8" for spec in self.views)
+            else None
+        )
+        groups = [
+            _Group(j, np.asarray(s, np.int64), 0, pixel_floor, False)
+            for j, s in enumerate(self._stream_sigma_idx())
+        ]
+        if self.residual is not None:
+            groups += [
+                _Group(0 if self.joint else v, sigma, self.residual_gain, 0, True, v)
+                for v, sigma in enumerate(self.residual.sorted_sigma)
+            ]
+        self.__dict__["_group_cache"] = groups
+        return groups
+
+    def _top(self) -> int:
+        """The largest component's scale index (gain included) over every group."""
+        tops = [int(g.sigma.max()) + g.gain for g in self._groups if g.sigma.size]
+        return max(tops, default=0)
+
+    def _k_hi(self) -> int:
+        """The coarsest step index (header value 0 of the codec split)."""
+        return self._top() + _COARSEST_OCTAVES * SCALE_STEPS_PER_OCTAVE
+
+    def _steps(self, header: int, split: int) -> tuple[np.ndarray, list[int | None], int]:
+        """Step index per group, per-stream offsets (None: stream off), and the step excess.
+
+        The excess is how far the common step lies above the coarsest at which components are
+        still chosen by scale (``top + _TAU``): components are chosen as at that step.
+        """
+        n = len(self.stream_names)
+        if split:
+            tilt, c = header >> 5, header & 31
+            k = self._top() + _TAU - _EXPLICIT_STEP * c
+            offsets: list[int | None] = list(_TILTS[tilt])
+        else:
+            k = self._k_hi() - header
+            offsets = [0] * n
+        steps = []
+        for g in self._groups:
+            off = offsets[g.stream]
+            s = k + (off or 0) - g.gain
+            steps.append(s if g.floor is None else max(s, g.floor))
+        return np.asarray(steps, np.int64), offsets, max(0, k - self._top() - _TAU)
+
+    def _dims(
+        self, steps: np.ndarray, offsets: Sequence[int | None], split: int, excess: int = 0
+    ) -> list[int]:
+        """Components sent per group: those whose scale is at least 1/4 of their step (``_TAU``).
+
+        ``excess`` (see :meth:`_steps`) is subtracted from the steps for this choice only.
+        """
+        dims = []
+        for g, s in zip(self._groups, steps, strict=True):
+            dims.append(0 if offsets[g.stream] is None else int(np.sum(g.sigma - (s - excess) >= -_TAU)))
+        return dims
+
+    def _plan(self, header: int, split: int) -> tuple[np.ndarray, list[int]]:
+        steps, offsets, excess = self._steps(header, split)
+        return steps, self._dims(steps, offsets, split, excess)
+
+    def _code(self, coeffs: list[np.ndarray], steps: np.ndarray, dims: list[int]) -> _Coded:
+        """What a frame codes: latent symbols, each residual group's block flags and active blocks."""
+        lat_sym, lat_idx, flags, res_sym, res_idx = [], [], [], [], []
+        bits = np.zeros(len(self.stream_names))
+        for g, c, s, n in zip(self._groups, coeffs, steps, dims, strict=True):
+            step = step_from_index(int(s))
+            if not g.residual:
+                sym, idx = quantize_symbols(c[:n], step), g.sigma[:n] - s
+                lat_sym.append(sym)
+                lat_idx.append(idx)
+                if n:
+                    bits[g.stream] += float(self.coder.symbol_bits(sym, idx).sum())
+                continue
+            if n == 0:
+                continue
+            sym = quantize_symbols(c[:n], step)  # (frequencies, blocks)
+            active = np.any(sym != 0, axis=0)
+            flags.append(active.astype(np.int32))
+            coded = sym[:, active].T.reshape(-1)  # block by block, frequencies in scale order
+            idx = np.tile(g.sigma[:n] - s, int(active.sum()))
+            res_sym.append(coded)
+            res_idx.append(idx)
+            bits[g.stream] += flag_bits(active) + (
+                float(self.coder.symbol_bits(coded, idx).sum()) if coded.size else 0.0
+            )
+        return _Coded(lat_sym, lat_idx, flags, res_sym, res_idx, bits)
+
+    def _predict(self, coeffs: list[np.ndarray], header: int, split: int) -> np.ndarray:
+        """Ideal bits per stream of the frame with this header (no encoding)."""
+        steps, dims = self._plan(header, split)
+        return self._code(coeffs, steps, dims).bits
+
+    def _frame(self, coeffs: list[np.ndarray], header: int, split: int, session: Session) -> Payload:
+        """Encode the frame with this header for real."""
+        steps, dims = self._plan(header, split)
+        coded = self._code(coeffs, steps, dims)
+        body = self.coder.encode_phases(coded.phases())
+        return Payload(self.name, (body,), bytes((header,)), session, _shares(coded.bits, 8 * len(body)))
+
+    def _decode_body(self, body: bytes, steps: np.ndarray, dims: list[int]) -> list[np.ndarray]:
+        """Dequantised coefficients of every group (residual groups: ``(frequencies, blocks)``)."""
+        lat_idx = [
+            g.sigma[:n] - s for g, s, n in zip(self._groups, steps, dims, strict=True) if not g.residual
+        ]
+        res = [(g, s, n) for g, s, n in zip(self._groups, steps, dims, strict=True) if g.residual and n > 0]
+        flat_lat = np.concatenate(lat_idx) if lat_idx else np.zeros(0, np.int64)
+
+        def next_phase(done: list[np.ndarray]) -> object | None:
+            if not done:
+                return flat_lat
+            if len(done) <= len(res):
+                g, _, _ = res[len(done) - 1]
+                return ("binary", self.residual.n_blocks[g.view])
+            if len(done) == len(res) + 1 and res:
+                parts = [
+                    np.tile(g.sigma[:n] - s, int(f.sum())) for (g, s, n), f in zip(res, done[1:], strict=True)
+                ]
+                return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+            return None
+
+        phases = self.coder.decode_phases(body, next_phase)
+        lat_syms, flags = phases[0], phases[1 : 1 + len(res)]
+        coded = _Coded(
+            np.split(lat_syms, np.cumsum([i.size for i in lat_idx])[:-1]) if lat_idx else [],
+            lat_idx,
+            [f.astype(np.int32) for f in flags],
+            [],
+            [],
+            np.zeros(0),
+        )
+        if res:
+            res_syms = phases[-1]
+            sizes = [n * int(f.sum()) for (_, _, n), f in zip(res, flags, strict=True)]
+            coded.res_sym = np.split(res_syms, np.cumsum(sizes)[:-1])
+            coded.res_idx = [
+                np.tile(g.sigma[:n] - s, int(f.sum())) for (g, s, n), f in zip(res, flags, strict=True)
+            ]
+        if self.coder.encode_phases(coded.phases()) != body:
+            raise PayloadError("frame body is not the encoding of what it decodes to: corrupted in transit")
+        out: list[np.ndarray] = []
+        lat_iter = iter(coded.lat_sym)
+        res_iter = iter(zip(res, flags, coded.res_sym, strict=True))
+        for g, s, n in zip(self._groups, steps, dims, strict=True):
+            step = step_from_index(int(s))
+            if not g.residual:
+                out.append(dequantize(next(lat_iter), step))
+                continue
+            nb = self.residual.n_blocks[g.view]
+            mat = np.zeros((n, nb))
+            if n:
+                (_, _, _), f, sym = next(res_iter)
+                mat[:, f.astype(bool)] = dequantize(sym, step).reshape(int(f.sum()), n).T
+            out.append(mat)
+        return out
+
     # -- compress -------------------------------------------------------------------------------
+
+    @property
+    def session(self) -> Session:
+        """The session header of this codec's frames when it splits the budget itself."""
+        return Session(self.name, self.fingerprint, len(self.stream_names), 0)
+
+    def session_for(self, allocation: Mapping[str, float] | None = None) -> Session:
+        """The session of frames compressed with ``allocation``: an explicit split for two streams."""
+        explicit = allocation is not None and len(self.stream_names) == 2
+        return Session(self.name, self.fingerprint, len(self.stream_names), int(explicit))
+
+    @property
+    def fingerprint(self) -> bytes:
+        """4 bytes of the sha256 of the checkpoint's arrays, views and stream order (the session id)."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            digest = hashlib.sha256()
+            block = None if self.residual is None else self.residual.block
+            spec = [
+                self.name,
+                self.family,
+                self.downsample,
+                block,
+                self.residual_gain,
+                list(self.stream_names),
+            ]
+            spec.append([[v.name, list(v.shape), v.dtype] for v in self.views])
+            digest.update(repr(spec).encode())
+            for key, value in sorted(self.state().items()):
+                arr = np.ascontiguousarray(np.asarray(value))
+                digest.update(f"{key}:{arr.dtype.str}:{arr.shape}".encode())
+                digest.update(arr.tobytes())
+            cached = digest.digest()[:4]
+            self.__dict__["_fingerprint"] = cached
+        return cached
 
     def compress(
         self,
@@ -263,245 +664,223 @@ class LatentCodec(Codec):
         budget_bits: int,
         allocation: Mapping[str, float] | None = None,
     ) -> Payload:
-        """Encode ``views`` into at most ``budget_bits`` bits, container included.
+        """Encode ``views`` into one lean frame of at most ``budget_bits`` bits (16 bits of overhead).
 
-        Searches step indices on a 1/8-octave grid (coarse to fine) and, for each, the largest
-        number of components whose predicted size fits: the rate grows with each added component
-        and, at a given step, an extra component never increases the distortion, so the grid is
-        evaluated at once with cumulative sums of
-        :meth:`~bwgym.codecs.entropy.EntropyCoder.symbol_bits` of the actual coefficients (no
-        encoding). The best candidates are then encoded for real, in order of increasing
-        distortion, until one's ``Payload.nbits`` fits; if the predictions were optimistic the
-        search is repeated with more room per stream.
+        The frame's one header byte selects the quantisation step on a 1/8-octave grid; every
+        component whose model scale is at least a quarter of its step is sent (reverse
+        water-filling: a finer step buys more components and more precision at once), so a budget
+        search is a search over the header byte alone. The finest step whose predicted size fits is
+        found by bisection on :meth:`~bwgym.codecs.entropy.EntropyCoder.symbol_bits` of the actual
+        coefficients, then confirmed by real encoding (a step finer is tried while it still fits),
+        so the payload is the largest of the frames tried that fit, and its size grows with the
+        budget.
 
         Args:
             views: one array per view of :attr:`views`.
             budget_bits: bits the link carries this step.
             allocation: share of the budget per view. ``None`` (default): the latent model allocates
-                (DPCA's pooled singular values). Given: the entropy-coded body is split by
-                :func:`~bwgym.codecs.base.split_budget` and each view gets as many components as its
-                share buys. A joint codec has one stream and cannot split it.
+                (one step for every stream, DPCA's pooled variances decide what each view gets).
+                Given, for a two-stream codec: the frame carries an explicit split, one of eight
+                step offsets between the streams (a stream off, coarser by 3, 1.5 or 0.5 octaves,
+                or the same for the other), the one whose share of the body is closest to the
+                requested one; the step grid is then 1/2 octave. A joint codec (one stream) or one
+                of more than two streams ignores it.
 
         Returns:
-            The payload with the lowest distortion that fits, or an empty payload when none does.
+            The frame, or an empty payload when not even the coarsest step fits.
 
         """
         self.check_views(views)
         if budget_bits < 0:
             raise ValueError(f"budget_bits must be >= 0, got {budget_bits}")
         budget_bits = int(budget_bits)
-        if budget_bits < 8 * (_FIXED_BYTES + 2 + 2 * len(self._stream_ranks())):
-            self.last_allocation = dict.fromkeys(self.stream_names, 0)
-            return Payload.empty(self.name)
-        vectors = [self._to_vectors(spec, views[spec.name][None])[0] for spec in self.views]
-        coeffs = self._analyse(vectors)
-        tried: set[tuple[int, tuple[int, ...]]] = set()
-        slack = _STREAM_SLACK_BITS
-        for _ in range(4):
-            for k, dims in self._candidates(coeffs, budget_bits, allocation, slack):
-                if (k, dims) in tried:
-                    continue
-                tried.add((k, dims))
-                payload = self._encode(coeffs, k, dims)
-                if payload.nbits <= budget_bits:
-                    self.last_allocation = dict(zip(self.stream_names, dims, strict=True))
-                    return payload
-                if len(tried) % _TRIES_PER_ROUND == 0:
-                    break
-            slack += 8.0  # the predictions were optimistic: demand more room per stream
+        session = self.session_for(allocation)
         self.last_allocation = dict.fromkeys(self.stream_names, 0)
-        return Payload.empty(self.name)
-
-    def _candidates(
-        self,
-        coeffs: list[np.ndarray],
-        budget_bits: int,
-        allocation: Mapping[str, float] | None,
-        slack: float,
-    ) -> list[tuple[int, tuple[int, ...]]]:
-        """(step index, components per stream) pairs predicted to fit, best distortion first.
-
-        Coarse to fine: every 4th step index first, then the 1/8-octave neighbours of the best
-        coarse step (distortion against step is unimodal at a fixed budget), so a call evaluates
-        ~45 steps instead of ~145.
-        """
-        sigma = self._stream_sigma_idx()
-        top = max((int(s.max()) for s in sigma if s.size), default=0)
-        lo, hi = top + _STEP_RANGE[0], top + _STEP_RANGE[1]
-        if self._coefficients_in_pixel_units and all(spec.dtype == "uint8" for spec in self.views):
-            # a coefficient error below 1/2 spreads over the whole image and vanishes in the
-            # uint8 rounding: a step finer than 1 only spends bits
-            lo = min(max(lo, 0), hi)
-        coarse = np.arange(hi, lo - 1, -4)[::-1]  # includes the coarsest step, the cheapest rate
-        found = self._evaluate(coeffs, coarse, budget_bits, allocation, slack)
-        if not found:
-            return []
-        best = found[0][2]
-        fine = np.array(
-            [k for k in range(best - 3, best + 4) if lo <= k <= hi and k not in set(coarse.tolist())]
-        )
-        if fine.size:
-            found += self._evaluate(coeffs, fine, budget_bits, allocation, slack)
-        found.sort(key=lambda c: (c[0], c[1]))
-        return [(k, dims) for _, _, k, dims in found]
-
-    def _evaluate(
-        self,
-        coeffs: list[np.ndarray],
-        ks: np.ndarray,
-        budget_bits: int,
-        allocation: Mapping[str, float] | None,
-        slack: float,
-    ) -> list[tuple[float, int, int, tuple[int, ...]]]:
-        """Predicted (distortion, bytes, step index, dims) of the best few choices at steps ``ks``."""
-        ranks = self._stream_ranks()
-        sigma = self._stream_sigma_idx()
-        weights = self._stream_weights()
-        steps = step_from_index(ks)[:, None]
-        n_streams = len(ranks)
-        zero = np.zeros((len(ks), 1))
-        # per stream: cumulative bits and distortion of sending its first n coefficients, (S, r+1)
-        cum_bits, dist = [], []
-        for j in range(n_streams):
-            c = coeffs[j][None, :]
-            if ranks[j] == 0:
-                cum_bits.append(zero)
-                dist.append(zero)
-                continue
-            sym = quantize_symbols(np.broadcast_to(c, (len(ks), ranks[j])), steps)
-            bits = self.coder.symbol_bits(sym, sigma[j][None, :] - ks[:, None])
-            kept_err = (c - dequantize(sym, steps)) ** 2
-            dropped_err = c**2
-            cum_bits.append(np.concatenate([zero, np.cumsum(bits, axis=1)], axis=1))
-            gain = np.concatenate([zero, np.cumsum(dropped_err - kept_err, axis=1)], axis=1)
-            dist.append(weights[j] * (dropped_err.sum() - gain))
-
-        if allocation is None or n_streams == 1:
-            # grid over (step, number of components in coding order): dims per stream (M, J)
-            onehot = self._coding_order()[:, None] == np.arange(n_streams)[None, :]
-            dims = np.cumsum(onehot, axis=0).astype(np.int64)
-            stream_bits = np.stack(
-                [cum_bits[j][:, dims[:, j]] for j in range(n_streams)], axis=-1
-            )  # (S, M, J)
-            total_dist = sum(dist[j][:, dims[:, j]] for j in range(n_streams))  # (S, M)
-            dims_grid = np.broadcast_to(dims[None], stream_bits.shape)
+        if budget_bits < FRAME_OVERHEAD_BITS:
+            return Payload.empty(self.name, session)
+        coeffs = self._all_coefficients(views)
+        room = budget_bits - FRAME_OVERHEAD_BITS
+        if session.split:
+            payload = self._search_explicit(coeffs, room, allocation, session)
         else:
-            # fixed split: one choice of dims per step (S, J)
-            dims = self._split_dims(cum_bits, budget_bits, allocation, slack, len(ks))
-            rows = np.arange(len(ks))
-            stream_bits = np.stack([cum_bits[j][rows, dims[:, j]] for j in range(n_streams)], axis=-1)[
-                :, None
-            ]
-            total_dist = sum(dist[j][rows, dims[:, j]] for j in range(n_streams))[:, None]
-            dims_grid = dims[:, None, :]
-        stream_bytes = np.where(dims_grid > 0, np.ceil((stream_bits + slack) / 8.0), 0).astype(np.int64)
-        zz_len = _varint_len(np.array([_zigzag(int(k)) for k in ks]))[:, None]
-        meta_len = zz_len + _varint_len(dims_grid).sum(axis=-1)
-        total = (
-            _FIXED_BYTES
-            + _varint_len(meta_len)
-            + meta_len
-            + (_varint_len(stream_bytes) + stream_bytes).sum(-1)
-        )
-        fits = (8 * total <= budget_bits) & (dims_grid.sum(-1) > 0)
-        s_idx, m_idx = np.nonzero(fits)
-        best = np.lexsort((total[s_idx, m_idx], total_dist[s_idx, m_idx]))[: 4 * _TRIES_PER_ROUND]
-        return [
-            (
-                float(total_dist[s_idx[i], m_idx[i]]),
-                int(total[s_idx[i], m_idx[i]]),
-                int(ks[s_idx[i]]),
-                tuple(int(d) for d in dims_grid[s_idx[i], m_idx[i]]),
-            )
-            for i in best
-        ]
+            payload = self._search(coeffs, room, session, range(0, self._h_limit() + 1))
+        if payload is None:
+            return Payload.empty(self.name, session)
+        self.last_allocation = self.allocation_of(payload)
+        return payload
 
-    def _split_dims(
-        self,
-        cum_bits: list[np.ndarray],
-        budget_bits: int,
-        allocation: Mapping[str, float],
-        slack: float,
-        n_steps: int,
-    ) -> np.ndarray:
-        """Per step, components per view when each view's body gets its share of the budget."""
-        n_streams = len(cum_bits)
-        overhead_bits = 8 * (_FIXED_BYTES + 1 + 2 + 3 * n_streams)  # meta and length fields, generous
-        shares = split_budget(max(budget_bits - overhead_bits, 0), self.view_names, allocation)
-        dims = np.zeros((n_steps, n_streams), dtype=np.int64)
-        for j, name in enumerate(self.view_names):
-            affordable = cum_bits[j] + slack <= shares[name]  # (S, r+1), monotone in n
-            dims[:, j] = affordable.sum(axis=1) - 1
-        return np.maximum(dims, 0)
+    def _h_limit(self) -> int:
+        """Largest useful header value of the codec split (finer steps change nothing)."""
+        if all(g.floor is not None for g in self._groups):
+            return int(min(255, self._k_hi() - min(g.floor + g.gain for g in self._groups)))
+        return min(255, _FINEST_OCTAVES * SCALE_STEPS_PER_OCTAVE + _COARSEST_OCTAVES * SCALE_STEPS_PER_OCTAVE)
 
-    def _encode(self, coeffs: list[np.ndarray], k: int, dims: tuple[int, ...]) -> Payload:
-        step = step_from_index(k)
-        sigma = self._stream_sigma_idx()
-        meta = bytearray()
-        _put_varint(meta, _zigzag(k))
-        streams = []
-        for j, n in enumerate(dims):
-            _put_varint(meta, n)
-            sym = quantize_symbols(coeffs[j][:n], step)
-            streams.append(self.coder.encode(sym, sigma[j][:n] - k))
-        return Payload(self.name, tuple(streams), bytes(meta))
+    def _search(
+        self, coeffs: list[np.ndarray], room: int, session: Session, headers: Sequence[int]
+    ) -> Payload | None:
+        """The largest real frame that fits ``room`` body bits, over header values ordered coarse to fine."""
+        headers = list(headers)
+        split = session.split
+
+        def fits(i: int) -> bool:
+            return float(self._predict(coeffs, headers[i], split).sum()) + _SLACK_BITS <= room
+
+        if not fits(0):
+            lo = -1
+        else:  # bisection for the finest predicted fit (the predicted size grows with the index)
+            lo, hi = 0, len(headers)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if fits(mid):
+                    lo = mid
+                else:
+                    hi = mid
+        best: Payload | None = None
+        i = max(lo, 0)
+        tried = 0
+        while 0 <= i < len(headers) and tried < _MAX_TRIES:
+            tried += 1
+            frame = self._frame(coeffs, headers[i], split, session)
+            if 8 * len(frame.streams[0]) <= room:
+                if best is None or frame.nbits >= best.nbits:
+                    best = frame
+                if best is not None and i < lo:
+                    break  # came down from a prediction that did not fit: the first fit is it
+                i += 1  # the prediction may have been pessimistic: try one step finer
+            else:
+                if best is not None:
+                    break
+                i -= 1
+        return best
+
+    def _search_explicit(
+        self, coeffs: list[np.ndarray], room: int, allocation: Mapping[str, float], session: Session
+    ) -> Payload | None:
+        """Explicit split of two streams: the tilt whose share is closest to the requested one."""
+        weights = [max(float(allocation.get(n, 0.0)), 0.0) for n in self.view_names]
+        total = sum(weights)
+        if not np.isfinite(total) or total <= 0:
+            raise ValueError(f"allocation weights must be finite and sum to > 0, got {dict(allocation)}")
+        want = weights[0] / total
+        best_key, best_tilt = None, 0
+        for tilt in range(len(_TILTS)):
+            # bisection for the finest step whose predicted frame fits (the size grows with c)
+            lo, hi, b = -1, 32, None
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                bits = self._predict(coeffs, tilt << 5 | mid, 1)
+                if bits.sum() + _SLACK_BITS <= room:
+                    lo, b = mid, bits
+                else:
+                    hi = mid
+            if b is None:
+                continue
+            share = b[0] / b.sum() if b.sum() > 0 else (1.0 if _TILTS[tilt][1] is None else 0.0)
+            key = (round(abs(share - want), 6), -float(b.sum()))
+            if best_key is None or key < best_key:
+                best_key, best_tilt = key, tilt
+        headers = [best_tilt << 5 | c for c in range(32)]
+        return self._search(coeffs, room, session, headers)
 
     # -- decompress -----------------------------------------------------------------------------
 
-    def decompress(self, payload: Payload) -> dict[str, np.ndarray]:
-        """Decode a payload into every view (``{}`` for an empty payload).
-
-        Raises:
-            PayloadError: the payload is of another codec, or its header or streams are corrupt.
-
-        """
+    def _check_session(self, payload: Payload) -> None:
         if payload.codec != self.name:
             raise PayloadError(f"payload was written by codec {payload.codec!r}, this is {self.name!r}")
+        if payload.session is None and payload.is_empty:
+            return  # nothing was sent: no session needed
+        if payload.session is None:
+            raise PayloadError(
+                f"codec {self.name!r} reads lean frames, and this payload has no session: parse the "
+                "bytes with Payload.from_bytes(data, session=...) using the session header received "
+                "at the start of the episode"
+            )
+        split = payload.session.split if len(self.stream_names) == 2 else 0
+        payload.session.check(Session(self.name, self.fingerprint, len(self.stream_names), split))
+
+    def _read(self, payload: Payload) -> tuple[np.ndarray, list[int], list[int | None]]:
+        header, split = payload.meta[0], payload.session.split
+        if split and header >> 5 >= len(_TILTS):
+            raise PayloadError(f"frame header {header:#04x}: tilt out of range (corrupt)")
+        if not split and header > self._h_limit():
+            raise PayloadError(f"frame header {header}: step finer than the codec's finest (corrupt)")
+        steps, offsets, excess = self._steps(header, split)
+        return steps, self._dims(steps, offsets, split, excess), offsets
+
+    def decompress(self, payload: Payload) -> dict[str, np.ndarray]:
+        """Decode a frame into every view (``{}`` for an empty payload).
+
+        Raises:
+            PayloadError: the payload is of another codec or session (checkpoint, view order,
+                split mode), has no session, or its header or body is corrupt. The body must be
+                exactly the encoding of what it decodes to (the coder's output is canonical), a
+                second check behind the frame's CRC-8.
+
+        """
+        self._check_session(payload)
         if payload.is_empty:
             return {}
-        ranks = self._stream_ranks()
-        if len(payload.streams) != len(ranks):
-            raise PayloadError(f"payload has {len(payload.streams)} streams, expected {len(ranks)}")
-        meta = payload.meta
-        zz, pos = _get_varint(meta, 0)
-        k = _unzigzag(zz)
-        if abs(k) > 64 * SCALE_STEPS_PER_OCTAVE:
-            raise PayloadError(f"step index {k} out of range: corrupt payload header")
-        dims = []
-        for j in range(len(ranks)):
-            n, pos = _get_varint(meta, pos)
-            if n > ranks[j]:
-                raise PayloadError(f"stream {j} claims {n} components, the model has {ranks[j]}")
-            dims.append(n)
-        if pos != len(meta):
-            raise PayloadError(f"payload header has {len(meta) - pos} unexpected trailing bytes")
-        step = step_from_index(k)
-        sigma = self._stream_sigma_idx()
-        coeffs = []
-        for j, n in enumerate(dims):
-            sym = self.coder.decode(payload.streams[j], sigma[j][:n] - k)
-            coeffs.append(dequantize(sym, step))
-        vectors = self._synthesise(coeffs)
-        return {spec.name: self._from_vector(spec, v) for spec, v in zip(self.views, vectors, strict=False)}
+        steps, dims, _ = self._read(payload)
+        coeffs = self._decode_body(payload.streams[0], steps, dims)
+        n_latent = len(self.stream_names)
+        vectors = self._synthesise(coeffs[:n_latent])
+        if self.residual is None:
+            return {
+                spec.name: self._from_vector(spec, v) for spec, v in zip(self.views, vectors, strict=False)
+            }
+        out = {}
+        for v, (spec, rec) in enumerate(zip(self.views, vectors, strict=True)):
+            x = _upsample(spec, rec, self.downsample) + self.residual.inverse(v, coeffs[n_latent + v])
+            out[spec.name] = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+        return out
 
     # -- header -----------------------------------------------------------------------------------
 
     def read_header(self, payload: Payload) -> tuple[int, dict[str, int]]:
-        """Read the step index and the components per stream from a payload of this codec.
+        """Read the step index and the latent components per stream of a frame.
+
+        The residual layer's frequencies are not counted: the split reported is the latent model's.
 
         Raises:
-            PayloadError: the payload is of another codec or its header is corrupt.
+            PayloadError: the payload is of another codec or session, or its header is corrupt.
         """
-        if payload.codec != self.name:
-            raise PayloadError(f"payload was written by codec {payload.codec!r}, this is {self.name!r}")
+        self._check_session(payload)
         if payload.is_empty:
             return 0, dict.fromkeys(self.stream_names, 0)
-        zz, pos = _get_varint(payload.meta, 0)
-        dims = {}
-        for name in self.stream_names:
-            n, pos = _get_varint(payload.meta, pos)
-            dims[name] = n
-        return _unzigzag(zz), dims
+        steps, dims, _ = self._read(payload)
+        per_stream = dict.fromkeys(self.stream_names, 0)
+        for g, n in zip(self._groups, dims, strict=True):
+            if not g.residual:
+                per_stream[self.stream_names[g.stream]] += n
+        return int(steps[0]), per_stream
+
+    def decoded_coefficients(self, payload: Payload) -> dict[str, np.ndarray]:
+        """The dequantised latent coefficients per stream a frame carries, zero beyond those sent.
+
+        Raises:
+            PayloadError: as :meth:`decompress`.
+        """
+        self._check_session(payload)
+        ranks = self._stream_ranks()
+        out = {n: np.zeros(r) for n, r in zip(self.stream_names, ranks, strict=True)}
+        if payload.is_empty:
+            return out
+        steps, dims, _ = self._read(payload)
+        coeffs = self._decode_body(payload.streams[0], steps, dims)
+        for g, c in zip(self._groups, coeffs, strict=True):
+            if not g.residual:
+                out[self.stream_names[g.stream]][: c.size] = c
+        return out
+
+    def estimate_bits(self, views: Mapping[str, np.ndarray], payload: Payload) -> float:
+        """The entropy model's ideal body length (``-sum log2 p``) of ``views`` coded with ``payload``'s header."""
+        self._check_session(payload)
+        if payload.is_empty:
+            return 0.0
+        self.check_views(views)
+        return float(
+            self._predict(self._all_coefficients(views), payload.meta[0], payload.session.split).sum()
+        )
 
     def allocation_of(self, payload: Payload) -> dict[str, int]:
         """Components per stream in ``payload`` (the bandwidth split; all 0 for an empty payload)."""
@@ -549,11 +928,27 @@ class LatentCodec(Codec):
             "family": self.family,
             "train_config": self.train_config,
             "metrics": self.metrics,
+            **(
+                {"residual": {"kind": "block_dct", "block": self.residual.block, "gain": self.residual_gain}}
+                if self.residual is not None
+                else {}
+            ),
         }
 
     def state(self) -> dict[str, Any]:
-        """The checkpoint's arrays (the latent model's, under ``latent_model.``)."""
-        return {f"latent_model.{k}": v for k, v in self.latent_model.state_dict().items()}
+        """The checkpoint's arrays.
+
+        The latent model's under ``latent_model.``; the residual layer's scale indices, mean image
+        (float16) and colour transform under ``residual.sigma_idx_<view>``, ``residual.mean_<view>``
+        and ``residual.colour_<view>``.
+        """
+        state = {f"latent_model.{k}": v for k, v in self.latent_model.state_dict().items()}
+        if self.residual is not None:
+            for v, (sigma, mean) in enumerate(zip(self.residual.sigma_idx, self.residual.means, strict=True)):
+                state[f"residual.sigma_idx_{v}"] = sigma.astype(np.int32)
+                state[f"residual.mean_{v}"] = mean.astype(np.float16)
+                state[f"residual.colour_{v}"] = self.residual.colours[v]
+        return state
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the codec to a checkpoint (kind ``codec/<variant>``), atomically."""
@@ -567,7 +962,93 @@ class LatentCodec(Codec):
         meta = ckpt.metadata
         views = [ViewSpec(name, tuple(spec["shape"]), spec["dtype"]) for name, spec in meta["views"].items()]
         latent_model = DPCA.from_state_dict(ckpt.state, prefix="latent_model.")
-        return cls._from_parts(ckpt, latent_model, views, **kwargs)
+        codec = cls._from_parts(ckpt, latent_model, views, **kwargs)
+        if "residual" in meta:
+            shapes = [tuple(v.shape) for v in views]
+            n = range(len(views))
+            sigma = [np.asarray(ckpt.state[f"residual.sigma_idx_{v}"]) for v in n]
+            means = [np.asarray(ckpt.state[f"residual.mean_{v}"], np.float64) for v in n]
+            colours = [np.asarray(ckpt.state[f"residual.colour_{v}"], np.float64) for v in n]
+            layer = BlockDCTResidual(shapes, meta["residual"]["block"], sigma, means, colours)
+            codec.set_residual(layer, meta["residual"]["gain"])
+        return codec
+
+    def set_residual(self, residual: BlockDCTResidual | None, gain: int = 0) -> None:
+        """Install (or remove, with None) the residual layer; the session fingerprint changes."""
+        if residual is not None and residual.shapes != [tuple(v.shape) for v in self.views]:
+            raise ValueError(f"residual layer for views {residual.shapes}, the codec has {self.view_shapes}")
+        self.residual = residual
+        self.residual_gain = int(gain)
+        self.__dict__.pop("_group_cache", None)
+        self.__dict__.pop("_fingerprint", None)
+
+    def fit_residual(
+        self,
+        frames: Mapping[str, np.ndarray],
+        max_frames: int = 400,
+        block: int | None = None,
+        gain: int | None = None,
+    ) -> LatentCodec:
+        """Fit the residual layer on training frames ``{view: (N, H, W, C) uint8}`` (in place).
+
+        The scale of each DCT frequency and channel is the RMS of that coefficient of the residual
+        ``x - D(z)`` (every latent component unquantised) over up to ``max_frames`` evenly spaced
+        frames. The step offset ``gain`` defaults to ``scale_index(1 / a)``, ``a**2`` the pixel
+        variance of the transform's output per unit of latent variance, so a step costs about the
+        same pixel error in both layers.
+
+        Args:
+            frames: training frames, rows aligned across views.
+            max_frames: frames used at most.
+            block: DCT block side (default: the first of 8, 12, 7, 6, 4 dividing both sides).
+            gain: step offset (default: fitted as above).
+
+        Returns:
+            self, with :attr:`residual` set.
+        """
+        if not all(_is_image(spec) for spec in self.views):
+            raise ValueError("the residual layer is for image views (uint8 (H, W, C)) only")
+        shapes = [tuple(v.shape) for v in self.views]
+        if block is None:
+            block = next(b for b in _DCT_BLOCKS if all(h % b == 0 and w % b == 0 for h, w, _ in shapes))
+        n = len(next(iter(frames.values())))
+        rows = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
+        residuals: list[list[np.ndarray]] = [[] for _ in self.views]
+        outputs, lat_var = [], 0.0
+        for i in rows:
+            views = {spec.name: np.asarray(frames[spec.name][i]) for spec in self.views}
+            vectors = [self._to_vectors(spec, views[spec.name][None])[0] for spec in self.views]
+            coeffs = self._analyse(vectors)
+            lat_var += sum(float(np.sum(c**2)) for c in coeffs)
+            full = [
+                _upsample(spec, rec, self.downsample)
+                for spec, rec in zip(self.views, self._synthesise(coeffs), strict=True)
+            ]
+            outputs.append(np.concatenate([f.ravel() for f in full]))
+            for v, spec in enumerate(self.views):
+                residuals[v].append((views[spec.name].astype(np.float64) - full[v]).astype(np.float32))
+        # the mean residual image is stored as float16: fit the scales around exactly that
+        means = [np.mean(r, axis=0).astype(np.float16).astype(np.float64) for r in residuals]
+        colours = []
+        for r, m, shape in zip(residuals, means, shapes, strict=True):
+            pixels = (np.stack(r) - m).reshape(-1, shape[2])
+            _, vecs = np.linalg.eigh(pixels.T @ pixels)
+            vecs = vecs[:, ::-1]
+            vecs *= np.where(vecs[np.argmax(np.abs(vecs), axis=0), range(shape[2])] < 0, -1.0, 1.0)
+            colours.append(vecs)
+        zero = [np.zeros(block * block * s[2], np.int64) for s in shapes]
+        layer = BlockDCTResidual(shapes, block, zero, means, colours)
+        sigma = []
+        for v, res in enumerate(residuals):
+            sq = sum(np.sum(layer.transform(v, r - means[v]) ** 2, axis=0) for r in res)
+            sigma.append(scale_index(np.sqrt(sq / (len(res) * layer.n_blocks[v]))))
+        if gain is None:
+            out = np.stack(outputs)
+            out_var = float(np.sum((out - out.mean(0)) ** 2))
+            a = math.sqrt(out_var / lat_var) if lat_var > 0 and out_var > 0 else 1.0
+            gain = int(scale_index(1.0 / a))
+        self.set_residual(BlockDCTResidual(shapes, block, sigma, means, colours), gain)
+        return self
 
     @classmethod
     def _from_parts(

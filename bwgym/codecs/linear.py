@@ -9,7 +9,7 @@ Example::
     codec = LinearDPCACodec.train(frames, max_components=32, env_id="bwgym/LocateLift-v0")
     payload = codec.compress({"arm": img_a, "side": img_b}, budget_bits=2_000)
     assert payload.nbits <= 2_000
-    decoded = codec.decompress(Payload.from_bytes(payload.to_bytes()))
+    decoded = codec.decompress(Payload.from_bytes(payload.to_bytes(), session=codec.session))
     codec.save("linear_dpca.ckpt")
 """
 
@@ -41,6 +41,7 @@ class _LinearCodec(LatentCodec):
         env_id: str = "",
         family: str = "gaussian",
         variant: str | None = None,
+        residual: bool = True,
         **unused: Any,
     ) -> _LinearCodec:
         """Fit on training frames.
@@ -54,6 +55,9 @@ class _LinearCodec(LatentCodec):
             env_id: recorded in the checkpoint.
             family: entropy model family.
             variant: the registered name (default the class's).
+            residual: fit the residual layer (a block DCT of the full-resolution pixel residual,
+                :meth:`~bwgym.codecs.latent.LatentCodec.fit_residual`) for image views, so the
+                codec spans every rate.
             **unused: training options of the learned codecs (task model, steps...), ignored.
         """
         specs = []
@@ -70,8 +74,12 @@ class _LinearCodec(LatentCodec):
             "max_components": max_components,
             "downsample": downsample,
             "frames": int(len(next(iter(frames.values())))),
+            "residual": bool(residual),
         }
-        return cls(model, specs, downsample, env_id, family, variant=variant, train_config=config)
+        codec = cls(model, specs, downsample, env_id, family, variant=variant, train_config=config)
+        if residual and all(len(s.shape) == 3 and s.dtype == "uint8" for s in specs):
+            codec.fit_residual(frames)
+        return codec
 
     fit = train
 
@@ -87,8 +95,8 @@ class LinearDPCACodec(_LinearCodec):
     """DPCA directly on (downsampled) pixels: each view projected on its own principal directions.
 
     The distributed linear baseline of the NDPCA paper: each view's encoder needs only its own
-    frame and the fitted model; the receiver learns from the payload header how many components
-    each view sent. Build with :meth:`train` or load with :func:`bwgym.codecs.load_codec`.
+    frame and the fitted model; the receiver learns from the frame's header byte (the step) how
+    many components each view sent. Build with :meth:`train` or load with :func:`bwgym.codecs.load_codec`.
     """
 
     name = "linear_dpca"

@@ -11,27 +11,30 @@ views from all latents::
                                                                      > D(z_hat) <
     x_side -> E_side -> z_side -> V_side[:, :m_side]^T -> q -> bytes /            \\ x_side_hat
 
-bwgym sends real bytes, not dimensions: ``compress(views, budget_bits)`` searches ``m`` and one
-uniform quantisation step (entropy model: zero-mean Gaussian per coefficient with the DPCA
-variance, :mod:`bwgym.codecs.entropy`) for the lowest latent distortion whose payload fits, and
-writes the step index and ``m_k`` per view into the payload header. :attr:`NDPCACodec.last_allocation`
-(or :meth:`NDPCACodec.allocation_of` on a payload) reports the split, e.g. how much of the link
-the arm camera got.
+bwgym sends real bytes, not dimensions: ``compress(views, budget_bits)`` searches one uniform
+quantisation step (entropy model: zero-mean Gaussian per coefficient with the DPCA variance,
+:mod:`bwgym.codecs.entropy`), the finest whose lean frame fits; every component whose variance
+clears the step is sent, so the pooled DPCA variances decide ``m_k`` per view, and the frame's one
+header byte (the step index) tells the receiver all of it. A residual layer (a block DCT of the
+decoder's pixel residual, :class:`~bwgym.codecs.latent.BlockDCTResidual`) takes over where the
+latents stop paying, so one checkpoint spans ~24 bits to tens of kbit per step.
+:attr:`NDPCACodec.last_allocation` (or :meth:`NDPCACodec.allocation_of` on a payload) reports the
+latent split, e.g. how much of the link the arm camera got.
 
 Training (:func:`bwgym.codecs.train.train_codec`, eq. 8) minimises
 ``lambda_task * ||agent(x_hat) - agent(x)||^2 + lambda_rec * ||x_hat - x||^2`` through the frozen
 behaviour-cloning agent, with Alg. 1's random-dimension DPCA projection and straight-through
 quantisation (paper 003, Sec. 3.4) between encoder and decoder. ``lambda_task = 0`` gives the
 task-agnostic variant. Afterwards the DPCA is refitted on the training latents and stored in the
-checkpoint; evaluation never refits. Two checkpoints ship in ``bwgym/codecs/checkpoints/``:
-``ndpca_locate_lift.ckpt`` (task-aware) and ``ndpca_agnostic_locate_lift.ckpt``.
+checkpoint; evaluation never refits. Two checkpoints ship per env in ``bwgym/codecs/checkpoints/``:
+``ndpca_locate_lift[_v1].ckpt`` (task-aware) and ``ndpca_agnostic_locate_lift[_v1].ckpt``.
 
 Example::
 
-    codec = make_codec("ndpca", views, env_id="bwgym/LocateLift-v0")   # task-aware, 84x84
+    codec = make_codec("ndpca", views, env_id="bwgym/LocateLift-v1")   # task-aware, 84x84
     payload = codec.compress({"arm": arm, "side": side}, budget_bits=300)
     codec.last_allocation                                   # e.g. {'arm': 14, 'side': 6}
-    views = codec.decompress(Payload.from_bytes(payload.to_bytes()))
+    views = codec.decompress(Payload.from_bytes(payload.to_bytes(), session=codec.session))
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ and training recipe. The CLI, the scenario factory, :func:`make_codec` and train
 only. Codec modules of the ``bwgym.codecs`` package are imported on the first lookup of a name that
 is not registered yet, so the table is complete without a list of modules anywhere.
 
+Shipped checkpoints are per env: ``ndpca_locate_lift.ckpt`` serves ``bwgym/LocateLift-v0`` (and
+callers that name no env), ``ndpca_locate_lift_v1.ckpt`` serves ``bwgym/LocateLift-v1``
+(:func:`shipped_file`); ``make_codec(name, views, env_id=...)`` picks the file of that env.
+
 Wire ids are the numbers in the payload header: fixed, never reused, never renumbered. Reserved:
 1-9 image and LocateLift codecs, 10-19 vector (sensor network) codecs, 200-254 tests and users.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +46,7 @@ __all__ = [
     "load_codec",
     "make_codec",
     "register_codec",
+    "shipped_file",
 ]
 
 #: Where shipped codec checkpoints live.
@@ -81,10 +87,40 @@ class CodecEntry:
         """The shipped checkpoint's path (which may be missing from a broken install), or None."""
         return CHECKPOINT_DIR / self.checkpoint if self.checkpoint else None
 
+    def shipped_path_for(self, env_id: str | None) -> Path | None:
+        """The shipped checkpoint of this codec for ``env_id`` (see :func:`shipped_file`), or None."""
+        return CHECKPOINT_DIR / shipped_file(self.checkpoint, env_id) if self.checkpoint else None
+
     @property
     def trainable(self) -> bool:
         """True when the class can train or fit this name (it has a ``train`` classmethod)."""
         return callable(getattr(self.cls, "train", None))
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def shipped_file(checkpoint: str, env_id: str | None) -> str:
+    """The shipped checkpoint file of ``env_id`` for a codec whose base file is ``checkpoint``.
+
+    A base file named for an env (``<codec>_<env name in snake case>.ckpt``, e.g.
+    ``ndpca_locate_lift.ckpt``) serves version 0 of that env; version ``N >= 1`` has its own file
+    ``<stem>_vN.ckpt``. Other files, and ``env_id=None``, are returned unchanged.
+
+    Example:
+        >>> shipped_file("ndpca_locate_lift.ckpt", "bwgym/LocateLift-v1")
+        'ndpca_locate_lift_v1.ckpt'
+        >>> shipped_file("ndpca_locate_lift.ckpt", "bwgym/LocateLift-v0")
+        'ndpca_locate_lift.ckpt'
+    """
+    if env_id is None:
+        return checkpoint
+    match = re.fullmatch(r"(?:.*/)?([A-Za-z0-9_]+)-v(\d+)", env_id)
+    stem = checkpoint.removesuffix(".ckpt")
+    if match is None or int(match.group(2)) == 0 or not stem.endswith("_" + _snake(match.group(1))):
+        return checkpoint
+    return f"{stem}_v{int(match.group(2))}.ckpt"
 
 
 _ENTRIES: dict[str, CodecEntry] = {}
@@ -217,7 +253,8 @@ def make_codec(
         name: a registered codec name.
         views: the views the env sends over the link.
         env_id: the env they come from; a checkpoint for another env is refused.
-        checkpoint: a checkpoint file; default the shipped one of ``name``.
+        checkpoint: a checkpoint file; default the shipped one of ``name`` for ``env_id``
+            (:func:`shipped_file`).
         **kwargs: codec options, passed to ``from_views`` / ``from_checkpoint``.
 
     Raises:
@@ -228,7 +265,7 @@ def make_codec(
     from bwgym.common.checkpoint import load_checkpoint
 
     entry = codec_entry(name)
-    path = Path(checkpoint) if checkpoint is not None else entry.shipped_path
+    path = Path(checkpoint) if checkpoint is not None else entry.shipped_path_for(env_id)
     if path is None:
         if entry.needs_checkpoint:
             raise ValueError(
@@ -237,6 +274,8 @@ def make_codec(
         return entry.cls.from_views(tuple(views), **kwargs)
     if not path.is_file():
         fix = f"`bwgym train codec --codec {name} --out {path}`" if entry.trainable else "another checkpoint"
+        if checkpoint is None and env_id is not None and entry.trainable:
+            fix += f" (every shipped codec of this env: `bwgym train codec --all --env {env_id}`)"
         if path.is_dir():
             raise ValueError(f"codec checkpoint {path} is a directory, expected a file; train one with {fix}")
         raise FileNotFoundError(f"codec checkpoint {path} does not exist; train one with {fix}")

@@ -10,6 +10,10 @@
   (``bwgym train codec --all``, ``make checkpoints``): the task-aware codecs are fine-tuned from the
   task-agnostic NDPCA (their recipe's ``init``), so all three start from the same network.
 
+Every trained or fitted codec then gets the residual layer (``TrainConfig.residual``): a block DCT
+of the pixel residual with scales fitted on the training frames, so one checkpoint spans every
+rate from ~24 bits to tens of kbit per step.
+
 Training of one step, for a batch ``x`` of views and the frozen agent ``phi``::
 
     z = E(x)                                     # per view (NDPCA, DAE) or joint (JAE)
@@ -84,6 +88,9 @@ class TrainConfig:
             "<path> sha256:<digest>".
         agent: record of the frozen agent the task loss went through (its checkpoint and the
             file's sha256; filled by :func:`train_variant`, not read by the training).
+        residual: fit the residual layer (:meth:`~bwgym.codecs.latent.LatentCodec.fit_residual`,
+            a block DCT of the pixel residual) after training, so the codec spans every rate.
+        residual_frames: training frames the residual layer's scales are fitted on, at most.
 
     """
 
@@ -109,6 +116,8 @@ class TrainConfig:
     threads: int = 1
     init: str | None = None
     agent: str | None = None
+    residual: bool = True
+    residual_frames: int = 400
 
     @classmethod
     def for_variant(cls, variant: str, **overrides: Any) -> TrainConfig:
@@ -481,6 +490,10 @@ def train_codec(
         train_config=cfg,
         metrics=metrics,
     )
+    if config.residual:
+        codec.fit_residual(
+            {v: np.asarray(a)[train_rows] for v, a in frames.items()}, max_frames=config.residual_frames
+        )
     if writer is not None:
         writer.close()
     return codec
@@ -567,7 +580,7 @@ def train_registered(
 #: task-aware codecs (NDPCA, DAE, JAE) fine-tuned from it with eq. 8 (``finetune``), so they start
 #: from the same network and train for the same steps.
 SHIPPED_RECIPE: dict[str, Any] = dict(
-    env_id="bwgym/LocateLift-v0",
+    env_id="bwgym/LocateLift-v0",  # the default; `bwgym train codec --all --env ...` names another
     episodes=150,
     seed=0,
     pretrain=dict(steps=5000, batch_size=8, lr=2e-3),

@@ -8,6 +8,13 @@ One env step is one link step of ``step_seconds`` (the env's control period by d
         --link.transmit (budget, loss, latency)--> bytes --Payload.from_bytes--> codec.decompress
         --> the agent sees each delivered view decoded, and every other view as last shown
 
+Codecs that send lean frames (the latent codecs, ``codec.session`` is not None) first send a
+session header (:class:`~bwgym.codecs.base.Session`, 88 bits): it is charged to the link at the
+first step of every episode, together with that step's frame, and sent again with every frame until
+a transmission carrying it is not lost (the sender learns of losses, as a link layer's
+acknowledgements would tell it) or the session changes (an allocator switching between the codec's
+own split and an explicit one). The receiver decodes frames only under the session it received.
+
 The views that cross the link are exactly the codec's views (``codec.view_names``); any other key of
 the observation (e.g. a ``proprio`` vector when the codec was built with
 ``JpegCodec.from_observation_space``) is forwarded to the agent unchanged and is not charged to the
@@ -26,7 +33,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
-from bwgym.codecs.base import Codec, Payload
+from bwgym.codecs.base import Codec, Payload, Session
 from bwgym.envs.allocators import Allocator, make_allocator
 from bwgym.traces.link import Link, LinkStep
 from bwgym.traces.trace import BandwidthTrace
@@ -100,7 +107,10 @@ class BandwidthLimited(
     ``bits_sent``       dict stream -> int, bits of that stream in the payload the link
                         carried this step (0 for a stream not sent; all 0 when over budget)
     ``bits_sent_total`` int, bits the link carried this step: the whole payload, container headers
-                        included, when transmitted (delivered, in flight or lost), else 0
+                        and any session header included, when transmitted (delivered, in flight or
+                        lost), else 0
+    ``session_bits``    int, bits of the session header sent this step (lean-frame codecs: 88 at
+                        the first step of an episode, and again after a lost one; else 0)
     ``allocation``      dict stream -> float, the split actually sent: each stream's share of the
                         bits of all streams (all 0 when nothing was sent)
     ``requested_allocation``  dict view -> float, the allocator's fractions (normalised), or None
@@ -246,6 +256,10 @@ class BandwidthLimited(
         }
         self._shown: dict[str, np.ndarray] = dict(self._zeros)
         self._shown_step: dict[str, int] = dict.fromkeys(self._view_names, -1)
+        #: Session the sender knows the receiver holds (None: none yet this episode).
+        self._tx_session: Session | None = None
+        #: Session the receiver got (None: frames cannot be decoded yet).
+        self._rx_session: Session | None = None
 
     # -- gymnasium API ---------------------------------------------------------------------------------
     def reset(
@@ -271,6 +285,7 @@ class BandwidthLimited(
         self.allocator.reset()
         self._shown = dict(self._zeros)
         self._shown_step = dict.fromkeys(self._view_names, -1)
+        self._tx_session = self._rx_session = None
         return self._send(obs, info)
 
     def step(self, action: Any) -> tuple[ObsDict, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -297,13 +312,25 @@ class BandwidthLimited(
         }
         requested = self.allocator(true_views, budget, context)
         allocation = None if requested is None else self._normalise(requested)
-        payload = codec.compress(true_views, budget, allocation)
-        result: LinkStep = link.transmit(payload, payload.nbits)
+        session = codec.session_for(allocation)
+        header = b"" if session is None or session == self._tx_session else session.to_bytes()
+        if 8 * len(header) > budget:
+            header, payload = b"", Payload.empty(codec.name, session)  # cannot open the session yet
+        else:
+            payload = codec.compress(true_views, budget - 8 * len(header), allocation)
+        session_bits = 8 * len(header)
+        nbits = session_bits + payload.nbits
+        result: LinkStep = link.transmit((header, payload.to_bytes()), nbits)
+        if header and result.bits_sent and not result.lost:
+            self._tx_session = session
 
         refreshed: set[str] = set()
         for delivery in result.delivered:
             # Through the wire format on purpose: what the agent sees is what the bytes decode to.
-            received = Payload.from_bytes(delivery.item.to_bytes(), codec=codec.name)
+            session_wire, wire = delivery.item
+            if session_wire:
+                self._rx_session = Session.from_bytes(session_wire)
+            received = Payload.from_bytes(wire, codec=codec.name, session=self._rx_session)
             for name, frame in codec.decompress(received).items():
                 if delivery.step >= self._shown_step[name]:
                     self._shown[name] = frame
@@ -324,6 +351,7 @@ class BandwidthLimited(
             budget_bits=int(result.budget_bits),
             bits_sent=stream_bits,
             bits_sent_total=int(result.bits_sent),
+            session_bits=session_bits if result.bits_sent else 0,
             allocation={k: (b / body_bits if body_bits else 0.0) for k, b in stream_bits.items()},
             requested_allocation=allocation,
             dropped={name: name not in refreshed for name in names},

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bwgym.codecs import load_codec, make_codec
-from bwgym.codecs.base import Payload, PayloadError, ViewSpec, _get_varint
+from bwgym.codecs.base import Payload, PayloadError, ViewSpec
 from bwgym.codecs.dpca import DPCA
 from bwgym.codecs.latent import JOINT
 from bwgym.codecs.linear import LinearDPCACodec, PCACodec
@@ -71,11 +71,14 @@ def test_budget_sweep_fits_and_quality_grows(name: str, codecs, test_views) -> N
             payload = codec.compress(views, budget)
             assert payload.nbits <= budget
             assert payload.codec == name
-            if budget <= 50:  # below the smallest payload (container ~13 bytes): nothing is sent
+            if budget < 16:  # below the smallest lean frame (header byte + CRC-8): nothing is sent
                 assert payload.is_empty and payload.to_bytes() == b""
                 assert codec.decompress(payload) == {}
                 continue
-            decoded = codec.decompress(Payload.from_bytes(payload.to_bytes(), codec=name))
+            assert not payload.is_empty and payload.nbits - sum(payload.stream_bits) == 16
+            decoded = codec.decompress(
+                Payload.from_bytes(payload.to_bytes(), codec=name, session=codec.session)
+            )
             assert set(decoded) == set(views)
             assert all(decoded[k].dtype == np.uint8 and decoded[k].shape == views[k].shape for k in views)
             psnrs.append(_psnr(views, decoded))
@@ -91,7 +94,7 @@ def test_round_trip_and_determinism(name: str, codecs, test_views) -> None:
     wire = payload.to_bytes()
     assert codec.compress({k: v.copy() for k, v in views.items()}, 2_000).to_bytes() == wire
     direct = codec.decompress(payload)
-    parsed = codec.decompress(Payload.from_bytes(wire))
+    parsed = codec.decompress(Payload.from_bytes(wire, session=codec.session))
     assert all(np.array_equal(direct[k], parsed[k]) for k in views)
 
 
@@ -105,14 +108,13 @@ def test_codec_pickles_for_subprocess_envs(codecs, test_views) -> None:
 def test_dpca_header_reports_allocation_per_view(codecs, test_views) -> None:
     codec = codecs["linear_dpca"]
     payload = codec.compress(test_views[0], 1_000)
-    _, pos = _get_varint(payload.meta, 0)  # step index
-    dims = []
-    for _ in codec.views:
-        n, pos = _get_varint(payload.meta, pos)
-        dims.append(n)
-    assert pos == len(payload.meta) and len(payload.streams) == 2
-    assert dims == list(codec.latent_model.allocate(sum(dims)).values())  # DPCA's own split of m
-    assert all((n == 0) == (s == b"") or n > 0 for n, s in zip(dims, payload.streams, strict=False))
+    step_idx, dims = codec.read_header(payload)
+    assert len(payload.meta) == 1 and len(payload.streams) == 1 and payload.session.split == 0
+    # every component whose scale is at least a quarter of the step, in DPCA order per view
+    for name, sigma in zip(codec.stream_names, codec.latent_model.sigma_idx, strict=True):
+        assert dims[name] == int(np.sum(sigma >= max(step_idx, 0) - 16))
+    assert all((n == 0) == (b == 0) for n, b in zip(dims.values(), payload.stream_bits, strict=True))
+    assert sum(payload.stream_bits) == 8 * len(payload.streams[0])
 
 
 def test_view_with_no_components_decodes_to_its_mean(codecs, test_views) -> None:
@@ -124,9 +126,9 @@ def test_view_with_no_components_decodes_to_its_mean(codecs, test_views) -> None
     mean_side = np.clip(np.rint(codec.latent_model.means[1]), 0, 255).astype(np.uint8).reshape(SIZE, SIZE, 3)
     assert set(decoded) == {"arm", "side"}
     assert np.array_equal(decoded["side"], mean_side)
-    assert payload.streams[1] == b""
+    assert payload.stream_bits[1] == 0 and payload.session.split == 1
     split = codec.compress(views, 10_000, allocation={"arm": 0.5, "side": 0.5})
-    assert split.nbits <= 10_000 and all(split.streams)
+    assert split.nbits <= 10_000 and all(split.stream_bits)
 
 
 def test_save_load_round_trip_and_spec_checks(codecs, test_views, tmp_path) -> None:
@@ -186,25 +188,34 @@ def test_bad_views_raise_value_error(codecs, test_views) -> None:
 
 def test_corrupt_payloads_raise_payload_error(codecs, test_views) -> None:
     codec = codecs["linear_dpca"]
+    session = codec.session
     payload = codec.compress(test_views[0], 1_000)
     wire = payload.to_bytes()
-    for i in range(len(wire)):
+    for bit in range(8 * len(wire)):  # every single-bit error
+        flipped = bytearray(wire)
+        flipped[bit // 8] ^= 1 << (bit % 8)
         with pytest.raises(PayloadError):
-            codec.decompress(Payload.from_bytes(wire[:i] + bytes([wire[i] ^ 0x10]) + wire[i + 1 :]))
+            codec.decompress(Payload.from_bytes(bytes(flipped), session=session))
     with pytest.raises(PayloadError):
-        Payload.from_bytes(wire[:-3])
-    # well-formed containers with a header the model cannot have
-    too_many = bytearray(payload.meta)
-    too_many[-1] = 0x7F  # 127 components, the model has 64
+        codec.decompress(Payload.from_bytes(wire[:-3], session=session))
+    # well-formed frames with a header or body the model cannot have
     for bad in [
-        Payload("linear_dpca", payload.streams, bytes(too_many)),
-        Payload("linear_dpca", payload.streams[:1], payload.meta),
-        Payload("linear_dpca", payload.streams, payload.meta + b"\x00"),
-        Payload("linear_dpca", payload.streams, payload.meta[:1]),
-        Payload("pca", payload.streams, payload.meta),
+        Payload("linear_dpca", payload.streams, bytes([255]), session),
+        Payload("linear_dpca", (payload.streams[0] + b"\x07",), payload.meta, session),
     ]:
         with pytest.raises(PayloadError):
-            codec.decompress(Payload.from_bytes(bad.to_bytes()))
+            codec.decompress(Payload.from_bytes(bad.to_bytes(), session=session))
+    with pytest.raises(PayloadError, match="session mismatch"):
+        codecs["pca"].decompress(
+            Payload(
+                "pca",
+                payload.streams,
+                payload.meta,
+                codecs["pca"].session.__class__("pca", session.fingerprint, 1, 0),
+            )
+        )
+    with pytest.raises(PayloadError, match="no session"):
+        codec.decompress(Payload.from_bytes(wire, codec="linear_dpca"))
 
 
 def test_float_vector_views_and_downsampling(train) -> None:
