@@ -117,10 +117,24 @@ def plot_run(out_dir: str | Path, scenario=None) -> list[Path]:
         written.append(plots / "psnr.png")
         fig.savefig(written[-1], dpi=110)
 
-    if scenario is not None and scenario.codec.name != "none":
+    if scenario is not None and scenario.codec.name != "none" and _image_views(scenario):
         budget = float(episodes.mean_budget_bits.mean()) if "mean_budget_bits" in episodes else 20_000.0
         written.append(plot_frames(scenario, plots / "frames.png", budgets_bits=_budgets_around(budget)))
     return written
+
+
+def _image_views(scenario) -> bool:
+    """Whether the scenario's env sends images (frames.png draws images; vector views have none)."""
+    import gymnasium as gym
+
+    import bwgym  # noqa: F401
+    from bwgym.envs.views import link_views
+
+    env = gym.make(scenario.env.id, **scenario.env.kwargs)
+    try:
+        return all(len(v.shape) == 3 for v in link_views(env))
+    finally:
+        env.close()
 
 
 def _budgets_around(budget_bits: float) -> list[int]:
