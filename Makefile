@@ -44,10 +44,17 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/bwgym bench
 
-# Retrain every shipped codec checkpoint from scratch (~10 min on one core, Gray-Wyner last); the BC agent with:
-#   .venv/bin/bwgym train agent --algo bc --episodes 200 --out bwgym/agents/checkpoints/bc_locate_lift.ckpt
+# Regenerate every shipped model from scratch, in dependency order (~35 min on one core): the v1
+# BC agent (the frozen task model of the task-aware codecs), the v1 codec set with Gray-Wyner, the
+# learned Wyner-Ziv codec, then the v0 set (kept for bwgym/LocateLift-v0 users). The v0 BC agent:
+#   .venv/bin/bwgym train agent --algo bc --env bwgym/LocateLift-v0 --episodes 200 --out bwgym/agents/checkpoints/bc_locate_lift.ckpt
 checkpoints: $(STAMP)
-	$(VENV)/bin/bwgym train codec --all
+	$(VENV)/bin/bwgym train agent --algo bc --env bwgym/LocateLift-v1 --episodes 400 --noise-std 0.1 \
+		--out bwgym/agents/checkpoints/bc_locate_lift_v1.ckpt
+	$(VENV)/bin/bwgym train codec --all --env bwgym/LocateLift-v1
+	$(PY) -m bwgym.codecs.wyner_ziv --ship
+	$(VENV)/bin/bwgym train codec --all --env bwgym/LocateLift-v0 \
+		--only ndpca_agnostic ndpca dae jae linear_dpca pca
 
 clean:
 	rm -rf $(VENV) runs

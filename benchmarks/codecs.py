@@ -42,7 +42,8 @@ import bwgym  # noqa: F401  (first: it selects the headless GL backend before mu
 from bwgym.codecs import codec_entry, load_codec
 from bwgym.codecs.base import Payload, PayloadError
 from bwgym.codecs.image import JpegCodec
-from bwgym.codecs.registry import CHECKPOINT_DIR, shipped_file
+from bwgym.codecs.registry import CHECKPOINT_DIR
+from bwgym.common.checkpoint import shipped_file
 
 ENV_ID = "bwgym/LocateLift-v1"
 HELDOUT_SEED = 100_000

@@ -58,7 +58,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bwgym.agents.base import rollout
-from bwgym.common.checkpoint import CheckpointError, check_spec, load_checkpoint, save_checkpoint
+from bwgym.common.checkpoint import (
+    CheckpointError,
+    check_spec,
+    load_checkpoint,
+    save_checkpoint,
+    shipped_file,
+)
 from bwgym.common.device import resolve_device
 
 if TYPE_CHECKING:
@@ -437,16 +443,20 @@ class BCAgent(nn.Module):
         image_shape: Sequence[int] | None = None,
         device: str | torch.device = "cpu",
     ) -> BCAgent:
-        """Load the shipped LocateLift agent (``checkpoints/bc_locate_lift.ckpt``: 84x84 arm + side views)."""
-        if not SHIPPED_CHECKPOINT.is_file():
+        """Load the shipped LocateLift agent of ``env_id`` (84x84 arm + side views).
+
+        ``bc_locate_lift.ckpt`` serves ``bwgym/LocateLift-v0`` (and ``env_id=None``),
+        ``bc_locate_lift_v1.ckpt`` serves ``bwgym/LocateLift-v1``
+        (:func:`~bwgym.common.checkpoint.shipped_file`).
+        """
+        path = SHIPPED_CHECKPOINT.with_name(shipped_file(SHIPPED_CHECKPOINT.name, env_id))
+        if not path.is_file():
             raise FileNotFoundError(
-                f"{SHIPPED_CHECKPOINT} is missing from this install; retrain it with "
-                "`bwgym train agent --algo bc --env bwgym/LocateLift-v0 --episodes 200 "
-                f"--out {SHIPPED_CHECKPOINT}`"
+                f"{path} is missing from this install; retrain it with the command recorded in "
+                f"{path.with_suffix('.json').name} (`bwgym train agent --algo bc --env "
+                f"{env_id or 'bwgym/LocateLift-v0'} ... --out {path}`)"
             )
-        return cls.load(
-            SHIPPED_CHECKPOINT, env_id=env_id, views=views, image_shape=image_shape, device=device
-        )
+        return cls.load(path, env_id=env_id, views=views, image_shape=image_shape, device=device)
 
     def env_kwargs(self) -> dict[str, Any]:
         """LocateLift keyword arguments that produce the observations this agent expects."""

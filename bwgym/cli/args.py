@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 #: The env every command uses unless ``--env`` names another.
-DEFAULT_ENV = "bwgym/LocateLift-v0"
+DEFAULT_ENV = "bwgym/LocateLift-v1"
 
 
 def positive_int(text: str) -> int:

@@ -91,7 +91,7 @@ def load_frames(
 def _task_model(env_id: str, frames: Mapping[str, np.ndarray], agent_path: str | None) -> tuple[Any, Path]:
     """The frozen BC agent whose actions task-aware codecs preserve, and its file."""
     from bwgym.agents.bc import SHIPPED_CHECKPOINT, BCAgent
-    from bwgym.codecs.registry import shipped_file
+    from bwgym.common.checkpoint import shipped_file
 
     # the shipped agent of that env: bc_locate_lift.ckpt (v0), bc_locate_lift_v1.ckpt (v1), ...
     default = SHIPPED_CHECKPOINT.with_name(shipped_file(SHIPPED_CHECKPOINT.name, env_id))
@@ -226,8 +226,8 @@ def _regenerate_locate_lift(
 ) -> dict[str, Path]:
     """The shipped LocateLift codecs of ``names`` (in :data:`~bwgym.codecs.train.SHIPPED_ORDER`)."""
     from bwgym.codecs import codec_entry
-    from bwgym.codecs.registry import shipped_file
     from bwgym.codecs.train import SHIPPED_RECIPE, train_registered
+    from bwgym.common.checkpoint import shipped_file
 
     env_id, seed = env_id or SHIPPED_RECIPE["env_id"], SHIPPED_RECIPE["seed"]
     frames, episode_index = load_frames(

@@ -472,7 +472,6 @@ class Codec(abc.ABC):
         """The view names in the codec's stream order."""
         return tuple(v.name for v in self.views)
 
-    @abc.abstractmethod
     def compress(
         self,
         views: Mapping[str, np.ndarray],
@@ -481,13 +480,37 @@ class Codec(abc.ABC):
     ) -> Payload:
         """Encode ``views`` into a payload of at most ``budget_bits`` bits (headers included).
 
+        Checks the views against the codec's spec and the budget, then calls the codec's
+        :meth:`_compress`; every codec thus refuses bad input the same way.
+
         Args:
             views: one array per view name of :attr:`views`.
             budget_bits: the bits the link carries this step; the payload never exceeds it, and is
                 empty when even the lowest rate does not fit.
             allocation: optional share of the budget per view (fractions summing to 1) from an
                 allocation policy; codecs that allocate internally (DPCA) may ignore it.
+
+        Raises:
+            ValueError: views of another name, shape or dtype, or a negative budget.
         """
+        self.check_views(views)
+        if not isinstance(budget_bits, (int, np.integer)) and not float(budget_bits).is_integer():
+            raise ValueError(f"budget_bits must be a whole number of bits, got {budget_bits!r}")
+        budget_bits = int(budget_bits)
+        if budget_bits < 0:
+            raise ValueError(f"budget_bits must be >= 0, got {budget_bits}")
+        payload = self._compress(views, budget_bits, allocation)
+        if payload.nbits > budget_bits:  # a broken codec, not bad input: never put it on the link
+            raise RuntimeError(
+                f"{type(self).__name__} wrote {payload.nbits} bits for a {budget_bits}-bit budget"
+            )
+        return payload
+
+    @abc.abstractmethod
+    def _compress(
+        self, views: Mapping[str, np.ndarray], budget_bits: int, allocation: Mapping[str, float] | None
+    ) -> Payload:
+        """:meth:`compress` after its checks (``budget_bits`` is an ``int >= 0``)."""
 
     @abc.abstractmethod
     def decompress(self, payload: Payload) -> dict[str, np.ndarray]:

@@ -703,17 +703,13 @@ class GrayWynerCodec(Codec):
         meta = _Meta(self.model_hash, step, rate_idx, _LAYOUT_FULL)
         return Payload(self.name, streams, meta.to_bytes()), estimate
 
-    def compress(
-        self,
-        views: Mapping[str, np.ndarray],
-        budget_bits: int,
-        allocation: Mapping[str, float] | None = None,
+    def _compress(
+        self, views: Mapping[str, np.ndarray], budget_bits: int, allocation: Mapping[str, float] | None
     ) -> Payload:
         """Send the finest rate point whose full payload fits ``budget_bits``; empty when none does.
 
         ``allocation`` is ignored (the split over the three channels is the model's).
         """
-        self.check_views(views)
         step = self._step
         self._step = (self._step + 1) & 0xFF
         for rate_idx in range(self.n_rates):

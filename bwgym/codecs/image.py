@@ -166,11 +166,8 @@ class ImageCodec(Codec):
         """Decode one non-empty stream; raise :class:`PayloadError` when it is not valid."""
 
     # -- Codec API ---------------------------------------------------------------------------------
-    def compress(
-        self,
-        views: Mapping[str, np.ndarray],
-        budget_bits: int,
-        allocation: Mapping[str, float] | None = None,
+    def _compress(
+        self, views: Mapping[str, np.ndarray], budget_bits: int, allocation: Mapping[str, float] | None
     ) -> Payload:
         """Encode every view that fits its share of ``budget_bits`` (see the module docs).
 
@@ -185,10 +182,6 @@ class ImageCodec(Codec):
         Raises:
             ValueError: wrong view names, shapes or dtypes, a negative budget or a bad allocation.
         """
-        self.check_views(views)
-        budget_bits = int(budget_bits)
-        if budget_bits < 0:
-            raise ValueError(f"budget_bits must be >= 0, got {budget_bits}")
         names = self.view_names
         usable = budget_bits - header_bits(len(names))
         if usable <= 0:

@@ -658,11 +658,8 @@ class LatentCodec(Codec):
             self.__dict__["_fingerprint"] = cached
         return cached
 
-    def compress(
-        self,
-        views: Mapping[str, np.ndarray],
-        budget_bits: int,
-        allocation: Mapping[str, float] | None = None,
+    def _compress(
+        self, views: Mapping[str, np.ndarray], budget_bits: int, allocation: Mapping[str, float] | None
     ) -> Payload:
         """Encode ``views`` into one lean frame of at most ``budget_bits`` bits (16 bits of overhead).
 
@@ -690,10 +687,6 @@ class LatentCodec(Codec):
             The frame, or an empty payload when not even the coarsest step fits.
 
         """
-        self.check_views(views)
-        if budget_bits < 0:
-            raise ValueError(f"budget_bits must be >= 0, got {budget_bits}")
-        budget_bits = int(budget_bits)
         session = self.session_for(allocation)
         self.last_allocation = dict.fromkeys(self.stream_names, 0)
         if budget_bits < FRAME_OVERHEAD_BITS:

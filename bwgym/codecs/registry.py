@@ -27,11 +27,12 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from bwgym.common.checkpoint import shipped_file
 
 if TYPE_CHECKING:
     from bwgym.codecs.base import Codec, ViewSpec
@@ -95,32 +96,6 @@ class CodecEntry:
     def trainable(self) -> bool:
         """True when the class can train or fit this name (it has a ``train`` classmethod)."""
         return callable(getattr(self.cls, "train", None))
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-def shipped_file(checkpoint: str, env_id: str | None) -> str:
-    """The shipped checkpoint file of ``env_id`` for a codec whose base file is ``checkpoint``.
-
-    A base file named for an env (``<codec>_<env name in snake case>.ckpt``, e.g.
-    ``ndpca_locate_lift.ckpt``) serves version 0 of that env; version ``N >= 1`` has its own file
-    ``<stem>_vN.ckpt``. Other files, and ``env_id=None``, are returned unchanged.
-
-    Example:
-        >>> shipped_file("ndpca_locate_lift.ckpt", "bwgym/LocateLift-v1")
-        'ndpca_locate_lift_v1.ckpt'
-        >>> shipped_file("ndpca_locate_lift.ckpt", "bwgym/LocateLift-v0")
-        'ndpca_locate_lift.ckpt'
-    """
-    if env_id is None:
-        return checkpoint
-    match = re.fullmatch(r"(?:.*/)?([A-Za-z0-9_]+)-v(\d+)", env_id)
-    stem = checkpoint.removesuffix(".ckpt")
-    if match is None or int(match.group(2)) == 0 or not stem.endswith("_" + _snake(match.group(1))):
-        return checkpoint
-    return f"{stem}_v{int(match.group(2))}.ckpt"
 
 
 _ENTRIES: dict[str, CodecEntry] = {}

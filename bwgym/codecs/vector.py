@@ -390,17 +390,13 @@ class ScalarCodec(Codec):
         """The payload's one stream: every view's symbols in one range-coder pass."""
         return ("joint",)
 
-    def compress(
-        self,
-        views: Mapping[str, np.ndarray],
-        budget_bits: int,
-        allocation: Mapping[str, float] | None = None,
+    def _compress(
+        self, views: Mapping[str, np.ndarray], budget_bits: int, allocation: Mapping[str, float] | None
     ) -> Payload:
         """Finest step per view that its share of the budget affords; empty when nothing fits.
 
         Payload: one stream (all views' symbols), header = one rate byte per view (255: not sent).
         """
-        self.check_views(views)
         names = self.view_names
         overhead = Payload(self.name, (b"",), bytes(len(names))).nbits
 
@@ -717,18 +713,14 @@ class PredictiveCodec(Codec):
         R = self.system.R[sensor]
         return R + np.eye(R.shape[0]) * (step * step / 12.0)
 
-    def compress(
-        self,
-        views: Mapping[str, np.ndarray],
-        budget_bits: int,
-        allocation: Mapping[str, float] | None = None,
+    def _compress(
+        self, views: Mapping[str, np.ndarray], budget_bits: int, allocation: Mapping[str, float] | None
     ) -> Payload:
         """Code this step's innovations within ``budget_bits``; advance the sender one step.
 
         A key frame is sent when one is due (``key_interval`` steps since the last, or a drop was
         acknowledged) and fits; otherwise, or when it does not fit, an ordinary frame.
         """
-        self.check_views(views)
         tx = self._tx
         if tx.started:
             self._predict(tx)

@@ -410,14 +410,10 @@ class WynerZivCodec(Codec):
         data = self.encode_stream(views[self.views[0].name], rate_idx)
         return Payload(self.name, (data,), self.model_hash + bytes((rate_idx,)))
 
-    def compress(
-        self,
-        views: Mapping[str, np.ndarray],
-        budget_bits: int,
-        allocation: Mapping[str, float] | None = None,
+    def _compress(
+        self, views: Mapping[str, np.ndarray], budget_bits: int, allocation: Mapping[str, float] | None
     ) -> Payload:
         """The finest rate point whose payload fits ``budget_bits``; empty when none does."""
-        self.check_views(views)
         for rate_idx in reversed(range(self.n_rates)):
             payload = self.compress_at(views, rate_idx)
             if payload.nbits <= budget_bits:

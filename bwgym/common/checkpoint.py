@@ -27,6 +27,7 @@ import io
 import json
 import os
 import platform
+import re
 import sys
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,7 @@ __all__ = [
     "check_spec",
     "load_checkpoint",
     "save_checkpoint",
+    "shipped_file",
 ]
 
 CHECKPOINT_FORMAT = "bwgym.checkpoint/1"
@@ -243,3 +245,29 @@ def check_spec(what: str, saved: Mapping[str, Any], requested: Mapping[str, Any]
     if json.loads(json.dumps(jsonable(have))) != json.loads(json.dumps(jsonable(want))):
         message = f"{what} was trained for {_spec_text(have)}, but {_spec_text(want)} was requested"
         raise CheckpointError(message + (f"; {fix}" if fix else ""))
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def shipped_file(checkpoint: str, env_id: str | None) -> str:
+    """The shipped checkpoint file of ``env_id`` for a codec whose base file is ``checkpoint``.
+
+    A base file named for an env (``<codec>_<env name in snake case>.ckpt``, e.g.
+    ``ndpca_locate_lift.ckpt``) serves version 0 of that env; version ``N >= 1`` has its own file
+    ``<stem>_vN.ckpt``. Other files, and ``env_id=None``, are returned unchanged.
+
+    Example:
+        >>> shipped_file("ndpca_locate_lift.ckpt", "bwgym/LocateLift-v1")
+        'ndpca_locate_lift_v1.ckpt'
+        >>> shipped_file("ndpca_locate_lift.ckpt", "bwgym/LocateLift-v0")
+        'ndpca_locate_lift.ckpt'
+    """
+    if env_id is None:
+        return checkpoint
+    match = re.fullmatch(r"(?:.*/)?([A-Za-z0-9_]+)-v(\d+)", env_id)
+    stem = checkpoint.removesuffix(".ckpt")
+    if match is None or int(match.group(2)) == 0 or not stem.endswith("_" + _snake(match.group(1))):
+        return checkpoint
+    return f"{stem}_v{int(match.group(2))}.ckpt"

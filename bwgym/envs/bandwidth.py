@@ -9,11 +9,13 @@ One env step is one link step of ``step_seconds`` (the env's control period by d
         --> the agent sees each delivered view decoded, and every other view as last shown
 
 Codecs that send lean frames (the latent codecs, ``codec.session`` is not None) first send a
-session header (:class:`~bwgym.codecs.base.Session`, 88 bits): it is charged to the link at the
-first step of every episode, together with that step's frame, and sent again with every frame until
-a transmission carrying it is not lost (the sender learns of losses, as a link layer's
-acknowledgements would tell it) or the session changes (an allocator switching between the codec's
-own split and an explicit one). The receiver decodes frames only under the session it received.
+session header (:class:`~bwgym.codecs.base.Session`, 88 bits), charged to the link from the first
+step of every episode: with that step's frame when both fit, else alone, split over as many steps
+as the budget needs (on a 75-bit link it takes two steps and the frames start on the third). A
+fragment that is lost is sent again (the sender learns of losses, as a link layer's
+acknowledgements would tell it); the header is sent anew when the session changes (an allocator
+switching between the codec's own split and an explicit one). The receiver decodes frames only
+under the session it has received whole.
 
 The views that cross the link are exactly the codec's views (``codec.view_names``); any other key of
 the observation (e.g. a ``proprio`` vector when the codec was built with
@@ -33,7 +35,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
-from bwgym.codecs.base import Codec, Payload, Session
+from bwgym.codecs.base import FRAME_OVERHEAD_BITS, SESSION_BYTES, Codec, Payload, Session
 from bwgym.envs.allocators import Allocator, make_allocator
 from bwgym.traces.link import Link, LinkStep
 from bwgym.traces.trace import BandwidthTrace
@@ -109,8 +111,9 @@ class BandwidthLimited(
     ``bits_sent_total`` int, bits the link carried this step: the whole payload, container headers
                         and any session header included, when transmitted (delivered, in flight or
                         lost), else 0
-    ``session_bits``    int, bits of the session header sent this step (lean-frame codecs: 88 at
-                        the first step of an episode, and again after a lost one; else 0)
+    ``session_bits``    int, bits of the session header sent this step (lean-frame codecs: 88 in
+                        all from the first step of an episode, in fragments when the budget is
+                        small, and again after a lost one; else 0)
     ``allocation``      dict stream -> float, the split actually sent: each stream's share of the
                         bits of all streams (all 0 when nothing was sent)
     ``requested_allocation``  dict view -> float, the allocator's fractions (normalised), or None
@@ -260,6 +263,10 @@ class BandwidthLimited(
         self._tx_session: Session | None = None
         #: Session the receiver got (None: frames cannot be decoded yet).
         self._rx_session: Session | None = None
+        #: Bytes of the session header being sent that the receiver acknowledged, and what it holds.
+        self._tx_header_session: Session | None = None
+        self._tx_header_acked = 0
+        self._rx_header = b""
 
     # -- gymnasium API ---------------------------------------------------------------------------------
     def reset(
@@ -286,6 +293,7 @@ class BandwidthLimited(
         self._shown = dict(self._zeros)
         self._shown_step = dict.fromkeys(self._view_names, -1)
         self._tx_session = self._rx_session = None
+        self._tx_header_session, self._tx_header_acked, self._rx_header = None, 0, b""
         return self._send(obs, info)
 
     def step(self, action: Any) -> tuple[ObsDict, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -313,23 +321,44 @@ class BandwidthLimited(
         requested = self.allocator(true_views, budget, context)
         allocation = None if requested is None else self._normalise(requested)
         session = codec.session_for(allocation)
-        header = b"" if session is None or session == self._tx_session else session.to_bytes()
-        if 8 * len(header) > budget:
-            header, payload = b"", Payload.empty(codec.name, session)  # cannot open the session yet
+        if session is None or session == self._tx_session:
+            header, offset = b"", 0
+        else:
+            if session != self._tx_header_session:  # a new header starts from its first byte
+                self._tx_header_session, self._tx_header_acked = session, 0
+            offset = self._tx_header_acked
+            header = session.to_bytes()[offset:]
+        if 8 * len(header) > budget - FRAME_OVERHEAD_BITS:
+            # No room for a frame beside the rest of the header: send as much header as fits.
+            header = header[: budget // 8]
+            payload = Payload.empty(codec.name, session)
         else:
             payload = codec.compress(true_views, budget - 8 * len(header), allocation)
         session_bits = 8 * len(header)
         nbits = session_bits + payload.nbits
-        result: LinkStep = link.transmit((header, payload.to_bytes()), nbits)
+        result: LinkStep = link.transmit((header, offset, payload.to_bytes()), nbits)
         if header and result.bits_sent and not result.lost:
-            self._tx_session = session
+            self._tx_header_acked = offset + len(header)
+            if self._tx_header_acked == len(session.to_bytes()):
+                self._tx_session, self._tx_header_acked = session, 0
+
+        acknowledge = getattr(codec, "acknowledge", None)
+        if acknowledge is not None and not payload.is_empty:
+            # The same link-layer acknowledgement that tells the sender a session header was lost:
+            # a codec that predicts from past frames (predictive) resynchronises after a drop.
+            acknowledge(bool(result.bits_sent) and not result.lost)
 
         refreshed: set[str] = set()
         for delivery in result.delivered:
             # Through the wire format on purpose: what the agent sees is what the bytes decode to.
-            session_wire, wire = delivery.item
-            if session_wire:
-                self._rx_session = Session.from_bytes(session_wire)
+            fragment, offset, wire = delivery.item
+            if fragment:
+                # Fragments arrive in order and a lost one is re-sent, so the offset is implied.
+                self._rx_header = (self._rx_header if offset else b"") + fragment
+                if len(self._rx_header) == SESSION_BYTES:
+                    self._rx_session, self._rx_header = Session.from_bytes(self._rx_header), b""
+            if not wire:
+                continue
             received = Payload.from_bytes(wire, codec=codec.name, session=self._rx_session)
             for name, frame in codec.decompress(received).items():
                 if delivery.step >= self._shown_step[name]:

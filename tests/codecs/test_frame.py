@@ -240,10 +240,15 @@ def test_wrapper_charges_the_session_at_the_first_step(codecs) -> None:
     assert info["session_bits"] == 0 and info["bits_sent_total"] == 16 + sum(info["bits_sent"].values())
     assert not any(info["dropped"].values())
     env.reset(seed=1)  # every episode opens its session again
-    # too narrow for the session header: nothing is decodable until it fits
+    # Too narrow for the session header and a frame: the header goes alone, in fragments that use
+    # the whole budget, and frames follow once the receiver holds it whole.
     narrow = BandwidthLimited(Cams(), codec, constant(1_500, duration_s=10.0))  # 60 bits per step
     _, info = narrow.reset(seed=0)
-    assert info["bits_sent_total"] == 0 and all(info["dropped"].values())
+    infos = [info] + [narrow.step(0)[-1] for _ in range(4)]
+    assert [i["session_bits"] for i in infos[:2]] == [56, 32] and all(i["session_bits"] == 0 for i in infos[2:])
+    assert infos[0]["bits_sent_total"] == 56 and all(infos[0]["dropped"].values())
+    assert all(i["bits_sent_total"] <= 60 for i in infos)
+    assert not all(infos[2]["dropped"].values())  # the first whole frame decodes
 
 
 def test_wrapper_resends_a_lost_session_and_survives_latency(codecs) -> None:

@@ -45,12 +45,9 @@ class ToyCodec(Codec):
     def from_views(cls, views: Sequence[ViewSpec], **kwargs: Any) -> ToyCodec:
         return cls(views, **kwargs)
 
-    def compress(
-        self, views: Mapping[str, np.ndarray], budget_bits: int, allocation: Mapping[str, float] | None = None
+    def _compress(
+        self, views: Mapping[str, np.ndarray], budget_bits: int, allocation: Mapping[str, float] | None
     ) -> Payload:
-        self.check_views(views)
-        if budget_bits < 0:
-            raise ValueError(f"budget_bits must be >= 0, got {budget_bits}")
         streams = tuple(
             bytes(np.asarray(views[v.name]).reshape(-1, v.shape[-1]).mean(0).round().astype(np.uint8))
             for v in self.views

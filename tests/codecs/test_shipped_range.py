@@ -101,7 +101,7 @@ def test_v0_checkpoints_still_work_under_the_lean_frame(variant: str, frames) ->
 
 
 def test_shipped_file_per_env_version() -> None:
-    from bwgym.codecs.registry import shipped_file
+    from bwgym.common.checkpoint import shipped_file
 
     assert shipped_file("ndpca_locate_lift.ckpt", "bwgym/LocateLift-v1") == "ndpca_locate_lift_v1.ckpt"
     assert shipped_file("ndpca_locate_lift.ckpt", "bwgym/LocateLift-v0") == "ndpca_locate_lift.ckpt"

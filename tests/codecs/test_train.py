@@ -174,6 +174,8 @@ def test_cli_trains_a_codec_from_demos(demos, tmp_path, capsys) -> None:
             "codec",
             "--codec",
             "ndpca_agnostic",
+            "--env",
+            "bwgym/LocateLift-v0",
             "--demos",
             str(demos),
             "--out",
