@@ -40,7 +40,8 @@ from report import machine_line, write_section  # noqa: E402  (run as a script)
 
 import bwgym  # noqa: F401  (first: it selects the headless GL backend before mujoco loads)
 from bwgym.codecs import codec_entry, load_codec
-from bwgym.codecs.base import Payload, PayloadError
+from bwgym.codecs.base import Payload
+from bwgym.codecs.corruption import ERROR_KINDS, detection_rate
 from bwgym.codecs.image import JpegCodec
 from bwgym.codecs.registry import CHECKPOINT_DIR
 from bwgym.common.checkpoint import shipped_file
@@ -149,26 +150,6 @@ def time_codec(codec, frames, budget: int, repeats: int) -> tuple[float, float]:
     return 1e3 * enc / len(obs), 1e3 * dec / len(obs)
 
 
-def _corrupt(wire: bytes, kind: str, rng: np.random.Generator) -> bytes:
-    bits, out = 8 * len(wire), bytearray(wire)
-
-    def flip(i: int) -> None:
-        out[i // 8] ^= 0x80 >> (i % 8)
-
-    if kind == "single":
-        flip(int(rng.integers(bits)))
-    elif kind == "double":
-        for i in rng.choice(bits, 2, replace=False):
-            flip(int(i))
-    else:  # burst of 2..16 bits: first and last flipped, those between at random
-        length = int(rng.integers(2, 17))
-        start = int(rng.integers(0, max(bits - length, 0) + 1))
-        for i in range(start, min(bits, start + length)):
-            if i in (start, start + length - 1) or rng.random() < 0.5:
-                flip(i)
-    return bytes(out)
-
-
 def detection_rates(codec, frames, budgets=(64, 1_024, 8_192), trials: int = 2_000) -> dict:
     """Share of corrupted frames that raise PayloadError, per error kind and frame budget."""
     rng = np.random.default_rng(0)
@@ -180,16 +161,9 @@ def detection_rates(codec, frames, budgets=(64, 1_024, 8_192), trials: int = 2_0
             for i in range(0, n, max(1, n // 20))
         ]
         wires = [w for w in wires if w]
-        for kind in ("single", "double", "burst"):
-            detected = 0
-            for t in range(trials):
-                try:
-                    codec.decompress(
-                        Payload.from_bytes(_corrupt(wires[t % len(wires)], kind, rng), session=codec.session)
-                    )
-                except PayloadError:
-                    detected += 1
-            out[budget, kind] = (detected / trials, float(np.mean([8 * len(w) for w in wires])))
+        for kind in ERROR_KINDS:
+            detected = detection_rate(codec, wires, kind, trials, rng)
+            out[budget, kind] = (detected, float(np.mean([8 * len(w) for w in wires])))
     return out
 
 

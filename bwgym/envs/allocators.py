@@ -12,10 +12,20 @@ the codec split the budget itself::
   the latent codecs, an equal split for the image codecs;
 * :class:`UniformAllocator` (``"uniform"``) - the same share for every view, which every codec
   honours (for a latent codec, each view buys as many components as its share pays for);
-* :class:`FixedAllocator` - fixed weights per view, normalised;
+* :class:`FixedAllocator` (``"fixed"``) - fixed weights per view, normalised;
+* :class:`ProportionalAllocator` (``"proportional"``) - shares proportional to each view's
+  current latent energy (:func:`view_energy`);
+* :class:`OracleAllocator` (``"oracle"``) - a clairvoyant reference: every step it tries a grid
+  of splits through the codec and keeps the one whose decoded views make the task agent act
+  most like it does on the true views;
+* :class:`LearnedAllocator` (``"learned"``) - a policy (e.g. SB3's, trained on
+  ``bwgym/AllocateBandwidth-v0``) acting on :class:`AllocationObserver`'s observation; loading
+  one from a checkpoint lives a layer up (:func:`bwgym.agents.allocation.load_learned_allocator`);
 * :func:`make_allocator` - builds one from a name, a dict of weights, or an instance.
 
-Learned allocators implement the same :class:`Allocator` protocol.
+:data:`ALLOCATOR_KINDS` lists every name a scenario may give; :data:`ALLOCATORS` those that need no
+arguments. :func:`action_to_split` is the one mapping from a policy's action (a ``Box(-1, 1, (K,))``
+vector) onto the simplex, shared by the allocation env and :class:`LearnedAllocator`.
 """
 
 from __future__ import annotations
@@ -28,11 +38,19 @@ import numpy as np
 
 __all__ = [
     "ALLOCATORS",
+    "ALLOCATOR_KINDS",
     "Allocator",
+    "AllocationObserver",
     "CodecAllocator",
     "FixedAllocator",
+    "LearnedAllocator",
+    "OracleAllocator",
+    "ProportionalAllocator",
     "UniformAllocator",
+    "action_to_split",
     "make_allocator",
+    "simplex_grid",
+    "view_energy",
 ]
 
 
@@ -169,8 +187,521 @@ class FixedAllocator:
         return f"FixedAllocator({self.weights!r})"
 
 
+def view_energy(views: Mapping[str, np.ndarray], codec: Any = None) -> dict[str, float]:
+    """Energy of each view, as a sender can compute it before sending.
+
+    With a latent codec (one that has ``coefficients(views)`` with one stream per view, e.g.
+    NDPCA), the sum of the squares of the view's latent coefficients in its DPCA components;
+    otherwise the sum of squared deviations of the view's values from their mean (pixel energy).
+
+    Example:
+        >>> import numpy as np
+        >>> view_energy({"a": np.array([0.0, 2.0]), "b": np.zeros(2)})
+        {'a': 2.0, 'b': 0.0}
+    """
+    coeffs = _coefficients(views, codec)
+    if coeffs is not None:
+        return {name: float(np.sum(np.square(coeffs[name]))) for name in views}
+    out = {}
+    for name, view in views.items():
+        x = np.asarray(view, dtype=np.float64)
+        out[name] = float(np.sum(np.square(x - x.mean()))) if x.size else 0.0
+    return out
+
+
+def _coefficients(views: Mapping[str, np.ndarray], codec: Any) -> dict[str, np.ndarray] | None:
+    """The codec's latent coefficients per view, or None when it has none per view."""
+    coefficients = getattr(codec, "coefficients", None)
+    if coefficients is None or tuple(getattr(codec, "stream_names", ())) != tuple(views):
+        return None
+    coeffs = coefficients(views)
+    return {name: np.asarray(coeffs[name], dtype=np.float64).ravel() for name in views}
+
+
+class ProportionalAllocator:
+    """Each view's share is proportional to its current energy (:func:`view_energy`).
+
+    A view whose frame carries more latent energy (more, or larger, DPCA coefficients) gets more
+    of the link. All energies zero (or not finite): an equal split.
+
+    Args:
+        codec: the codec on the link; with a latent codec the energy is in its DPCA components,
+            without one (or with an image codec) it is the pixel energy.
+
+    Example:
+        >>> import numpy as np
+        >>> ProportionalAllocator()({"a": np.array([0.0, 3.0]), "b": np.array([0.0, 1.0])}, 100, {})
+        {'a': 0.9, 'b': 0.1}
+    """
+
+    def __init__(self, codec: Any = None) -> None:
+        self.codec = codec
+
+    def __call__(
+        self, views: Mapping[str, np.ndarray], budget_bits: int, info: Mapping[str, Any]
+    ) -> dict[str, float]:
+        """Shares proportional to :func:`view_energy`."""
+        if not views:
+            raise ValueError("expected at least one view to allocate to, got none")
+        energy = view_energy(views, self.codec)
+        total = sum(energy.values())
+        if not (math.isfinite(total) and total > 0):
+            return {name: 1.0 / len(views) for name in views}
+        return {name: round(e / total, 12) for name, e in energy.items()}
+
+    def reset(self) -> None:
+        """Stateless: nothing to do."""
+
+    def __repr__(self) -> str:
+        return f"ProportionalAllocator(codec={getattr(self.codec, 'name', None)!r})"
+
+
+def simplex_grid(n_views: int, levels: int = 4) -> list[tuple[float, ...]]:
+    """Every split of ``n_views`` shares in steps of ``1 / levels`` (the corners included).
+
+    Example:
+        >>> simplex_grid(2, 4)
+        [(0.0, 1.0), (0.25, 0.75), (0.5, 0.5), (0.75, 0.25), (1.0, 0.0)]
+        >>> len(simplex_grid(3, 4)), simplex_grid(1)
+        (15, [(1.0,)])
+    """
+    if isinstance(n_views, bool) or not isinstance(n_views, (int, np.integer)) or n_views < 1:
+        raise ValueError(f"n_views is expected to be an integer >= 1, got {n_views!r}")
+    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or not 1 <= levels <= 64:
+        raise ValueError(f"levels is expected to be an integer in [1, 64], got {levels!r}")
+
+    def parts(k: int, total: int) -> list[tuple[int, ...]]:
+        if k == 1:
+            return [(total,)]
+        return [(i, *rest) for i in range(total + 1) for rest in parts(k - 1, total - i)]
+
+    return [tuple(p / levels for p in split) for split in parts(int(n_views), int(levels))]
+
+
+class OracleAllocator:
+    """Clairvoyant reference: per step, the split of a grid whose decoded views best preserve the action.
+
+    Every step it compresses the true views with each split of the grid (the state is the same
+    for all: nothing is stepped, so no simulator copy is needed), decodes each payload, shows the
+    task agent what the receiver would then display (views the payload does not refresh hold the
+    oracle's own record of the last frame it chose; zeros before the first), and keeps the split
+    whose action is closest (L2) to the agent's action on the true views. It is an upper
+    reference for a one-step criterion, not for success itself: it peeks at the true views'
+    effect on the agent, which no sender can. With link latency or losses its record of the
+    receiver's frames is approximate. ``last_scores`` holds each split's distance of the last
+    step, so the oracle is never farther than any split it searched.
+
+    Args:
+        agent: the frozen task agent (``act(obs) -> action`` on the link views); it is called
+            ``1 + len(grid)`` times per step, so it must be memoryless (pass its own instance).
+        codec: the codec on the link (the same as the wrapper's).
+        levels: grid resolution, :func:`simplex_grid` (ignored when ``splits`` is given).
+        splits: the splits to search instead, each a dict ``{view: share}`` or a tuple in
+            ``codec.view_names`` order.
+        include_codec_split: also try the codec's own split (``"dpca"``, returned as None when
+            it wins), so the oracle is never below ``dpca`` on the same state either.
+
+    Raises:
+        ValueError: a split of the wrong length or not on the simplex.
+    """
+
+    def __init__(
+        self,
+        agent: Any,
+        codec: Any,
+        levels: int = 4,
+        splits: Sequence[Mapping[str, float] | Sequence[float]] | None = None,
+        include_codec_split: bool = False,
+    ) -> None:
+        if not callable(getattr(agent, "act", None)):
+            raise TypeError(f"agent is expected to have act(obs), got {type(agent).__name__}")
+        self.agent = agent
+        self.codec = codec
+        self.view_names: tuple[str, ...] = tuple(codec.view_names)
+        grid = simplex_grid(len(self.view_names), levels) if splits is None else splits
+        self.splits: list[tuple[float, ...]] = [self._as_tuple(s) for s in grid]
+        if not self.splits:
+            raise ValueError("expected at least one split to search")
+        self.include_codec_split = bool(include_codec_split)
+        #: Distance per split searched at the last step (the key None: the codec's own split).
+        self.last_scores: dict[tuple[float, ...] | None, float] = {}
+        self._shown: dict[str, np.ndarray] | None = None
+
+    def _as_tuple(self, split: Mapping[str, float] | Sequence[float]) -> tuple[float, ...]:
+        values = [split[n] for n in self.view_names] if isinstance(split, Mapping) else list(split)
+        arr = np.asarray(values, dtype=np.float64)
+        if arr.shape != (len(self.view_names),) or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+            raise ValueError(
+                f"each split is expected to give one finite share >= 0 per view {list(self.view_names)}, "
+                f"got {split!r}"
+            )
+        if arr.sum() <= 0:
+            raise ValueError(f"split {split!r} gives every view 0")
+        return tuple(float(v) for v in arr / arr.sum())
+
+    def reset(self) -> None:
+        """Forget the receiver's frames (a new episode starts from zeros)."""
+        self._shown = None
+        self.last_scores = {}
+
+    def _decoded(self, views: Mapping[str, np.ndarray], budget_bits: int, split: tuple[float, ...] | None):
+        allocation = None if split is None else dict(zip(self.view_names, split, strict=True))
+        payload = self.codec.compress(views, int(budget_bits), allocation)
+        if payload.is_empty or payload.nbits > budget_bits:
+            return {}
+        return self.codec.decompress(payload)
+
+    def score(
+        self,
+        views: Mapping[str, np.ndarray],
+        budget_bits: int,
+        split: Mapping[str, float] | Sequence[float] | None,
+    ) -> float:
+        """Distance of the agent's action on ``split``'s decoded views to its action on ``views``.
+
+        ``split`` None: the codec's own split.
+
+        Uses (and does not change) the oracle's record of the receiver's frames.
+        """
+        shown = self._shown if self._shown is not None else _zeros_like(views)
+        clean = np.asarray(self.agent.act(dict(views)), dtype=np.float64)
+        decoded = self._decoded(views, budget_bits, None if split is None else self._as_tuple(split))
+        action = np.asarray(self.agent.act({**shown, **decoded}), dtype=np.float64)
+        return float(np.linalg.norm(action - clean))
+
+    def __call__(
+        self, views: Mapping[str, np.ndarray], budget_bits: int, info: Mapping[str, Any]
+    ) -> dict[str, float] | None:
+        """The searched split whose decoded views move the agent's action least (None: the codec's)."""
+        if set(views) != set(self.view_names):
+            raise ValueError(f"expected views {list(self.view_names)}, got {sorted(views)}")
+        if self._shown is None:
+            self._shown = _zeros_like(views)
+        clean = np.asarray(self.agent.act(dict(views)), dtype=np.float64)
+        best: tuple[float, tuple[float, ...] | None, dict[str, np.ndarray]] | None = None
+        self.last_scores = {}
+        candidates: list[tuple[float, ...] | None] = [
+            *self.splits,
+            *([None] if self.include_codec_split else []),
+        ]
+        for split in candidates:
+            shown = {**self._shown, **self._decoded(views, budget_bits, split)}
+            action = np.asarray(self.agent.act(shown), dtype=np.float64)
+            distance = float(np.linalg.norm(action - clean))
+            self.last_scores[split] = distance
+            if best is None or distance < best[0]:
+                best = (distance, split, shown)
+        assert best is not None
+        self._shown = best[2]
+        return None if best[1] is None else dict(zip(self.view_names, best[1], strict=True))
+
+    def __repr__(self) -> str:
+        extra = " + the codec's" if self.include_codec_split else ""
+        return f"OracleAllocator(views={list(self.view_names)}, splits={len(self.splits)}{extra})"
+
+
+def _zeros_like(views: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: np.zeros_like(np.asarray(view)) for name, view in views.items()}
+
+
+#: Why :func:`action_to_split` replaced an action (the keys of the counts in ``info``).
+INVALID_ACTION_REASONS = ("non_finite", "out_of_bounds", "all_zero")
+
+
+def action_to_split(
+    action: Any, view_names: Sequence[str], codec_split: bool = False
+) -> tuple[dict[str, float] | None, str | None]:
+    """Map a policy's action in ``Box(-1, 1, (K,))`` onto the simplex: one share per view.
+
+    Each value ``a`` becomes the weight ``(a + 1) / 2`` (so -1 sends nothing of that view, +1 the
+    most), and the weights are normalised. Actions off the box are never passed on as they are:
+    a NaN or infinite value gives an equal split (reason ``"non_finite"``), values outside
+    ``[-1, 1]`` are clipped (``"out_of_bounds"``), and all weights 0 (every value -1) give an
+    equal split (``"all_zero"``).
+
+    With ``codec_split`` the action has ``K + 1`` values and a last value > 0 means "let the codec
+    split" (None, the ``"dpca"`` choice); the first ``K`` are then ignored.
+
+    Returns:
+        ``(split, reason)``: the shares (finite, >= 0, summing to 1; None for the codec's split)
+        and None, or the reason the action was replaced or clipped.
+
+    Raises:
+        ValueError: the action does not have one value per view (plus one with ``codec_split``).
+
+    Example:
+        >>> action_to_split([1.0, 0.0], ["arm", "side"])
+        ({'arm': 0.6666666666666666, 'side': 0.3333333333333333}, None)
+        >>> action_to_split([float("nan"), 0.0], ["arm", "side"])
+        ({'arm': 0.5, 'side': 0.5}, 'non_finite')
+        >>> action_to_split([-1.0, -3.0], ["arm", "side"])
+        ({'arm': 0.5, 'side': 0.5}, 'all_zero')
+        >>> action_to_split([1.0, 0.0, 0.5], ["arm", "side"], codec_split=True)
+        (None, None)
+    """
+    names = tuple(view_names)
+    size = len(names) + int(bool(codec_split))
+    try:
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"expected a numeric action of {size} values, got {action!r}") from err
+    if a.size != size or not names:
+        extra = " plus the codec-split switch" if codec_split else ""
+        raise ValueError(
+            f"expected an action of {size} values (one per view {list(names)}{extra}), got {a.size}"
+        )
+    equal = {n: 1.0 / len(names) for n in names}
+    if not np.all(np.isfinite(a)):
+        return equal, "non_finite"
+    reason = None
+    if np.any(a < -1.0) or np.any(a > 1.0):
+        reason, a = "out_of_bounds", np.clip(a, -1.0, 1.0)
+    if codec_split:
+        if a[-1] > 0:
+            return None, reason
+        a = a[:-1]
+    weights = (a + 1.0) / 2.0
+    total = float(weights.sum())
+    if total <= 1e-9:
+        return equal, "all_zero"
+    return {n: float(w / total) for n, w in zip(names, weights, strict=True)}, reason
+
+
+class AllocationObserver:
+    """What an allocation policy sees each step: only what a sender knows before it sends.
+
+    The observation is a ``Dict`` of float32 boxes, all in ``[0, 2]``:
+
+    ==========  ===========  ==============================================================
+    ``budget``  ``(H,)``     ``log2(1 + bits) / 16`` of the last ``H`` step budgets, the
+                             current one last (0 before the episode's first step)
+    ``views``   ``(K * 5,)`` per view (view-major): share of the total energy (:func:`view_energy`),
+                             ``log10(1 + energy) / 10``, the share it was given last step
+                             (0 for all when the codec split it),
+                             the fraction of last step's latent energy not sent (latent codecs
+                             with ``last_allocation``; else 0), frame age
+                             ``min(age, max_age) / max_age`` (1 while never shown)
+    ``step``    ``(1,)``     step index / ``max_steps``, clipped to 1
+    ==========  ===========  ==============================================================
+
+    Usage per step: ``observe(views, budget_bits, context)`` (no side effect but a cache), the
+    policy decides, then ``commit(split)`` records the decision; ``reset()`` per episode. The
+    ``context`` is :class:`~bwgym.envs.bandwidth.BandwidthLimited`'s allocator context (``step``,
+    ``frame_age_steps``), so a policy trained in the allocation env and one running inside a
+    scenario see the same numbers. :meth:`spec` is what a checkpoint records and a loader checks.
+
+    Args:
+        view_names: the K views, in order (the codec's).
+        codec: the codec on the link (latent energies and components sent); None: pixel energies.
+        history_steps: H, budgets in the history.
+        max_steps: steps of an episode (scales ``step``).
+        max_age_steps: frame ages at or above this read 1.
+    """
+
+    FEATURES = ("energy_share", "log_energy", "previous_share", "unsent_energy", "frame_age")
+    VERSION = 1
+
+    def __init__(
+        self,
+        view_names: Sequence[str],
+        codec: Any = None,
+        history_steps: int = 8,
+        max_steps: int = 50,
+        max_age_steps: int = 10,
+    ) -> None:
+        names = tuple(str(n) for n in view_names)
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"expected distinct view names, at least one, got {list(view_names)}")
+        for label, value in (
+            ("history_steps", history_steps),
+            ("max_steps", max_steps),
+            ("max_age_steps", max_age_steps),
+        ):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, np.integer))
+                or not 1 <= value <= 10_000
+            ):
+                raise ValueError(f"{label} is expected to be an integer in [1, 10000], got {value!r}")
+        self.view_names = names
+        self.codec = codec
+        self.history_steps = int(history_steps)
+        self.max_steps = int(max_steps)
+        self.max_age_steps = int(max_age_steps)
+        latent = (
+            getattr(codec, "coefficients", None) is not None
+            and tuple(getattr(codec, "stream_names", ())) == names
+        )
+        self.energy_source = "latent" if latent else "pixels"
+        self.reset()
+
+    @property
+    def observation_space(self) -> Any:
+        """The ``Dict`` space of :meth:`observe`."""
+        from gymnasium import spaces
+
+        k, f = len(self.view_names), len(self.FEATURES)
+        return spaces.Dict(
+            {
+                "budget": spaces.Box(0.0, 2.0, (self.history_steps,), np.float32),
+                "step": spaces.Box(0.0, 1.0, (1,), np.float32),
+                "views": spaces.Box(0.0, 2.0, (k * f,), np.float32),
+            }
+        )
+
+    def spec(self) -> dict[str, Any]:
+        """Plain JSON that identifies the observation (what a trained policy was built for)."""
+        return {
+            "version": self.VERSION,
+            "views": list(self.view_names),
+            "n_views": len(self.view_names),
+            "history_steps": self.history_steps,
+            "max_steps": self.max_steps,
+            "max_age_steps": self.max_age_steps,
+            "features": list(self.FEATURES),
+            "energy": self.energy_source,
+        }
+
+    def reset(self) -> None:
+        """Start an episode: empty history, no previous split."""
+        self._budgets: list[int] = []
+        self._previous_split = np.zeros(len(self.view_names))
+        self._previous_coeffs: dict[str, np.ndarray] | None = None
+        self._pending: tuple[int, dict[str, np.ndarray] | None] | None = None
+        self._steps = 0
+
+    def observe(
+        self, views: Mapping[str, np.ndarray], budget_bits: int, context: Mapping[str, Any] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The observation for the step about to be sent (``views``, ``budget_bits``)."""
+        context = context or {}
+        names = self.view_names
+        if set(views) != set(names):
+            raise ValueError(f"expected views {list(names)}, got {sorted(views)}")
+        coeffs = (
+            _coefficients({n: views[n] for n in names}, self.codec)
+            if self.energy_source == "latent"
+            else None
+        )
+        if coeffs is not None:
+            energy = np.array([float(np.sum(np.square(coeffs[n]))) for n in names])
+        else:
+            energies = view_energy({n: views[n] for n in names})
+            energy = np.array([energies[n] for n in names])
+        total = energy.sum()
+        share = energy / total if total > 0 and np.isfinite(total) else np.full(len(names), 1.0 / len(names))
+        log_energy = np.log10(1.0 + np.maximum(energy, 0.0)) / 10.0
+
+        unsent = np.zeros(len(names))
+        sent = getattr(self.codec, "last_allocation", None)
+        if self._previous_coeffs is not None and isinstance(sent, Mapping):
+            for i, n in enumerate(names):
+                c = self._previous_coeffs[n]
+                m = int(sent.get(n, 0))
+                whole = float(np.sum(np.square(c)))
+                unsent[i] = float(np.sum(np.square(c[m:]))) / whole if whole > 0 else 0.0
+
+        ages = context.get("frame_age_steps") or {}
+        age = np.array(
+            [
+                1.0
+                if int(ages.get(n, 0)) < 0
+                else min(int(ages.get(n, 0)), self.max_age_steps) / self.max_age_steps
+                for n in names
+            ]
+        )
+        per_view = np.stack([share, log_energy, self._previous_split, unsent, age], axis=1)
+
+        history = (
+            [*self._budgets[-(self.history_steps - 1) :], int(budget_bits)]
+            if self.history_steps > 1
+            else [int(budget_bits)]
+        )
+        budget = np.zeros(self.history_steps)
+        budget[-len(history) :] = np.log2(1.0 + np.maximum(np.asarray(history, dtype=np.float64), 0.0)) / 16.0
+        step = int(context.get("step", self._steps))
+        self._pending = (int(budget_bits), coeffs)
+        return {
+            "budget": np.clip(budget, 0.0, 2.0).astype(np.float32),
+            "step": np.array([min(max(step, 0) / self.max_steps, 1.0)], dtype=np.float32),
+            "views": np.clip(per_view, 0.0, 2.0).astype(np.float32).ravel(),
+        }
+
+    def commit(self, split: Mapping[str, float] | None) -> None:
+        """Record the split given to the last observed step (after :meth:`observe`; None: the codec's)."""
+        if self._pending is None:
+            raise RuntimeError("commit() before observe(): observe the step first")
+        budget, coeffs = self._pending
+        self._budgets = [*self._budgets[-(self.history_steps - 1) :], budget]
+        self._previous_split = np.array([float((split or {}).get(n, 0.0)) for n in self.view_names])
+        self._previous_coeffs = coeffs
+        self._pending = None
+        self._steps += 1
+
+
+class LearnedAllocator:
+    """A trained policy behind the :class:`Allocator` interface.
+
+    Each step it builds :class:`AllocationObserver`'s observation from the views about to be sent
+    and the link context, asks the policy for an action and maps it onto the simplex with
+    :func:`action_to_split` (an action off the box is replaced, never passed on: counted in
+    :attr:`invalid_actions`). Load a trained one with
+    :func:`bwgym.agents.allocation.load_learned_allocator`.
+
+    Args:
+        policy: anything with ``act(obs) -> action`` (e.g. :class:`bwgym.agents.rl.RLAgent`),
+            deterministic; ``reset()`` is called per episode when it has one.
+        observer: builds the observation; its spec must be the one the policy was trained on.
+        codec_split: the policy's action has a last "let the codec split" value
+            (:func:`action_to_split`).
+    """
+
+    def __init__(self, policy: Any, observer: AllocationObserver, codec_split: bool = False) -> None:
+        if not callable(getattr(policy, "act", None)):
+            raise TypeError(f"policy is expected to have act(obs), got {type(policy).__name__}")
+        self.policy = policy
+        self.observer = observer
+        self.codec_split = bool(codec_split)
+        self.invalid_actions: dict[str, int] = dict.fromkeys(INVALID_ACTION_REASONS, 0)
+
+    def __call__(
+        self, views: Mapping[str, np.ndarray], budget_bits: int, info: Mapping[str, Any]
+    ) -> dict[str, float] | None:
+        """The policy's split for this step (None: it chose the codec's own split)."""
+        obs = self.observer.observe(views, budget_bits, info)
+        split, reason = action_to_split(self.policy.act(obs), self.observer.view_names, self.codec_split)
+        if reason is not None:
+            self.invalid_actions[reason] += 1
+        self.observer.commit(split)
+        return split
+
+    def reset(self) -> None:
+        """Start an episode (the observer's history; the policy's, when it has one)."""
+        self.observer.reset()
+        reset = getattr(self.policy, "reset", None)
+        if callable(reset):
+            reset()
+
+    def __repr__(self) -> str:
+        return f"LearnedAllocator(views={list(self.observer.view_names)})"
+
+
 #: Allocators a scenario can name without arguments.
-ALLOCATORS: dict[str, type] = {"dpca": CodecAllocator, "uniform": UniformAllocator}
+ALLOCATORS: dict[str, type] = {
+    "dpca": CodecAllocator,
+    "uniform": UniformAllocator,
+    "proportional": ProportionalAllocator,
+}
+
+#: Every allocator name a scenario may give, with what it needs (``allocator: {name: ...}``).
+ALLOCATOR_KINDS: dict[str, str] = {
+    "dpca": "the codec's own split (DPCA's singular values for latent codecs)",
+    "uniform": "an equal share per view",
+    "proportional": "shares proportional to each view's current latent energy",
+    "fixed": "fixed shares: weights {view: weight}",
+    "oracle": "per step the grid split closest to the clean-view action (kwargs: levels)",
+    "learned": "a trained policy: checkpoint (a folder or policy.ckpt from `bwgym train allocator`)",
+}
 
 
 def make_allocator(
@@ -179,12 +710,15 @@ def make_allocator(
     """Build an allocator from a name of :data:`ALLOCATORS`, a dict of weights, or an instance.
 
     Args:
-        spec: ``"dpca"`` or ``"uniform"``; ``{view: weight}`` (a :class:`FixedAllocator`); or any
-            object with ``__call__(views, budget_bits, info)`` and ``reset()``, returned as is.
+        spec: ``"dpca"``, ``"uniform"`` or ``"proportional"`` (pixel energies: pass a
+            :class:`ProportionalAllocator` built with the codec for latent energies);
+            ``{view: weight}`` (a :class:`FixedAllocator`); or any object with
+            ``__call__(views, budget_bits, info)`` and ``reset()``, returned as is.
         views: the view names it will be called with, to validate a dict of weights now.
 
     Raises:
-        ValueError: an unknown name or bad weights.
+        ValueError: an unknown name, a name that needs arguments (``"oracle"``, ``"learned"``)
+            or bad weights.
         TypeError: ``spec`` is none of the above.
 
     Example:
@@ -196,6 +730,15 @@ def make_allocator(
     if isinstance(spec, str):
         if spec in ALLOCATORS:
             return ALLOCATORS[spec]()
+        if spec in ("oracle", "learned"):
+            what = (
+                "OracleAllocator(agent, codec)"
+                if spec == "oracle"
+                else "load_learned_allocator(checkpoint, ...)"
+            )
+            raise ValueError(
+                f"allocator {spec!r} needs arguments: build it with {what}, or name it in a scenario"
+            )
         raise ValueError(
             f"unknown allocator {spec!r}; expected one of {sorted(ALLOCATORS)}, a dict of weights or an Allocator"
         )

@@ -59,7 +59,7 @@ class ConfigError(ValueError):
 class EnvConfig:
     """The environment."""
 
-    id: str = "bwgym/LocateLift-v0"
+    id: str = "bwgym/LocateLift-v1"
     """A registered Gymnasium id (``bwgym/...`` ids are registered by ``import bwgym``)."""
     kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of ``gymnasium.make`` (e.g. ``image_size``, ``cameras``)."""
@@ -117,9 +117,18 @@ class AllocatorConfig:
 
     name: str = "dpca"
     """``dpca`` (the codec's own split: DPCA's for latent codecs, equal for image codecs),
-    ``uniform`` (equal shares, which latent codecs honour too) or ``fixed`` (with ``weights``)."""
+    ``uniform`` (equal shares, which latent codecs honour too), ``fixed`` (with ``weights``),
+    ``proportional`` (to each view's current latent energy), ``oracle`` (per step, the grid split
+    whose decoded views keep the agent's action closest to its clean-view action) or ``learned``
+    (with ``checkpoint``); see :data:`bwgym.envs.allocators.ALLOCATOR_KINDS`."""
     weights: dict[str, float] | None = None
     """Share per view for ``fixed``."""
+    checkpoint: str | None = None
+    """For ``learned``: the folder (or its ``policy.ckpt``) written by ``bwgym train allocator``
+    (relative paths: against the scenario file's folder)."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra constructor arguments (``oracle``: ``levels``, the grid's steps per unit share, and
+    ``include_codec_split``, to also try the codec's own split)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,7 @@ class AgentConfig:
 
     name: str = "bc"
     """``bc`` (behaviour cloning), ``sb3`` (a policy from ``bwgym train agent --algo ppo|sac``),
+    ``kalman`` (Kalman-filter fusion of the decoded sensor views, SensorNetwork in estimate mode),
     ``expert`` (scripted, reads the true state: an upper bound that ignores the views) or ``random``."""
     checkpoint: str | None = None
     """A checkpoint file (relative paths: against the scenario file's folder); None takes the
@@ -319,7 +329,7 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
 
     import bwgym  # noqa: F401  (registers the envs)
     from bwgym.codecs import codec_names
-    from bwgym.envs.allocators import ALLOCATORS
+    from bwgym.envs.allocators import ALLOCATOR_KINDS
     from bwgym.scenarios.factory import AGENTS
     from bwgym.traces import formats, generators
 
@@ -369,7 +379,12 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
         )
     _choose("codec.name", scenario.codec.name, ["none", *codec_names()])
     _choose("agent.name", scenario.agent.name, AGENTS)
-    _choose("allocator.name", scenario.allocator.name, [*ALLOCATORS, "fixed"])
+    _choose("allocator.name", scenario.allocator.name, ALLOCATOR_KINDS)
+    if scenario.allocator.name == "learned" and not scenario.allocator.checkpoint:
+        raise ConfigError(
+            f"{path}: allocator.checkpoint: required for allocator 'learned' "
+            "(a folder written by `bwgym train allocator`)"
+        )
     if scenario.trace.source is None and scenario.trace.generator is None:
         scenario = dataclasses.replace(
             scenario, trace=dataclasses.replace(scenario.trace, source="lte_drive")
@@ -386,6 +401,7 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
     for key, checkpoint in (
         ("codec.checkpoint", scenario.codec.checkpoint),
         ("agent.checkpoint", scenario.agent.checkpoint),
+        ("allocator.checkpoint", scenario.allocator.checkpoint),
     ):
         if checkpoint is not None and not (path.parent / checkpoint).exists():
             raise ConfigError(
@@ -406,6 +422,7 @@ def _resolve_relative(s: Scenario, folder: Path) -> Scenario:
         trace=dataclasses.replace(s.trace, source=resolve(s.trace.source)),
         codec=dataclasses.replace(s.codec, checkpoint=resolve(s.codec.checkpoint)),
         agent=dataclasses.replace(s.agent, checkpoint=resolve(s.agent.checkpoint)),
+        allocator=dataclasses.replace(s.allocator, checkpoint=resolve(s.allocator.checkpoint)),
     )
 
 

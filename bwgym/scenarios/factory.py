@@ -15,9 +15,9 @@ import gymnasium as gym
 from bwgym.agents.base import Agent, RandomAgent
 from bwgym.scenarios.config import ConfigError, Scenario
 
-__all__ = ["AGENTS", "make_agent", "make_codec", "make_env", "make_trace", "validate"]
+__all__ = ["AGENTS", "make_agent", "make_allocator", "make_codec", "make_env", "make_trace", "validate"]
 
-AGENTS = ("bc", "expert", "random", "sb3")
+AGENTS = ("bc", "expert", "kalman", "random", "sb3")
 
 
 def make_trace(scenario: Scenario) -> Any:
@@ -41,15 +41,20 @@ def make_trace(scenario: Scenario) -> Any:
 
 def make_codec(scenario: Scenario, env: gym.Env) -> Any:
     """The scenario's codec for ``env``'s link views, or None for ``codec.name: none``."""
+    from bwgym.codecs import codec_entry
     from bwgym.codecs import make_codec as registry_make_codec
     from bwgym.envs.views import link_views
 
     cfg = scenario.codec
     if cfg.name == "none":
         return None
+    kwargs = dict(cfg.kwargs)
+    model = getattr(getattr(env, "unwrapped", None), "model", None)
     try:
+        if model is not None and getattr(codec_entry(cfg.name).cls, "uses_system_model", False):
+            kwargs.setdefault("system", model)  # vector codecs that predict need the process model
         return registry_make_codec(
-            cfg.name, link_views(env), env_id=scenario.env.id, checkpoint=cfg.checkpoint, **cfg.kwargs
+            cfg.name, link_views(env), env_id=scenario.env.id, checkpoint=cfg.checkpoint, **kwargs
         )
     except FileNotFoundError as exc:
         raise ConfigError(f"codec.checkpoint: {exc}") from None
@@ -70,11 +75,7 @@ def make_env(scenario: Scenario) -> gym.Env:
     codec = make_codec(scenario, env)
     if codec is None:
         return env
-    allocator: Any = scenario.allocator.name
-    if scenario.allocator.name == "fixed":
-        if not scenario.allocator.weights:
-            raise ConfigError("allocator.weights: required for allocator 'fixed', e.g. {arm: 0.7, side: 0.3}")
-        allocator = dict(scenario.allocator.weights)
+    allocator = make_allocator(scenario, env, codec)
     try:
         return BandwidthLimited(
             env,
@@ -90,6 +91,46 @@ def make_env(scenario: Scenario) -> gym.Env:
         raise ConfigError(f"{key}: {exc}") from None
 
 
+def make_allocator(scenario: Scenario, env: gym.Env, codec: Any) -> Any:
+    """The scenario's allocator for ``codec`` on ``env`` (the bare env, before the link).
+
+    ``oracle`` gets its own instance of the scenario's agent; ``learned`` loads its checkpoint
+    (:func:`bwgym.agents.allocation.load_learned_allocator`), checked against the codec's views.
+    """
+    from bwgym.envs.allocators import OracleAllocator, ProportionalAllocator
+
+    cfg = scenario.allocator
+    if cfg.kwargs and cfg.name not in ("oracle", "proportional"):
+        raise ConfigError(f"allocator.kwargs: allocator {cfg.name!r} takes no kwargs, got {dict(cfg.kwargs)}")
+    if cfg.checkpoint is not None and cfg.name != "learned":
+        raise ConfigError(
+            f"allocator.checkpoint: only allocator 'learned' takes a checkpoint, not {cfg.name!r}"
+        )
+    try:
+        if cfg.name == "fixed":
+            if not cfg.weights:
+                raise ConfigError(
+                    "allocator.weights: required for allocator 'fixed', e.g. {arm: 0.7, side: 0.3}"
+                )
+            return dict(cfg.weights)
+        if cfg.name == "proportional":
+            return ProportionalAllocator(codec, **cfg.kwargs)
+        if cfg.name == "oracle":
+            return OracleAllocator(make_agent(scenario, env), codec, **cfg.kwargs)
+        if cfg.name == "learned":
+            from bwgym.agents.allocation import load_learned_allocator
+
+            if not cfg.checkpoint:
+                raise ConfigError("allocator.checkpoint: required for allocator 'learned'")
+            try:
+                return load_learned_allocator(cfg.checkpoint, codec)
+            except (FileNotFoundError, ValueError) as exc:
+                raise ConfigError(f"allocator.checkpoint: {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"allocator.kwargs: {exc}") from None
+    return cfg.name
+
+
 def make_agent(scenario: Scenario, env: gym.Env) -> Agent:
     """The scenario's agent, acting on ``env``'s (decoded) observations."""
     cfg = scenario.agent
@@ -99,6 +140,13 @@ def make_agent(scenario: Scenario, env: gym.Env) -> Agent:
         from bwgym.agents.expert import LiftExpert
 
         return LiftExpert(env)
+    if cfg.name == "kalman":
+        from bwgym.agents.kalman import KalmanFusionAgent
+
+        try:
+            return KalmanFusionAgent.for_env(env)
+        except ValueError as exc:
+            raise ConfigError(f"agent: {exc}") from None
     try:
         if cfg.name == "sb3":
             from bwgym.agents.rl import load_rl

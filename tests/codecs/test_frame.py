@@ -8,10 +8,12 @@ the same checks in ``test_autoencoders.py`` and, for the shipped checkpoints, in
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
 from bwgym.codecs.base import FRAME_OVERHEAD_BITS, SESSION_BYTES, Payload, PayloadError, Session, crc8
+from bwgym.codecs.corruption import corrupt_bits, detection_rate
 from bwgym.codecs.linear import LinearDPCACodec, PCACodec
 
 SIZE = 24
@@ -149,40 +151,6 @@ def test_session_header_round_trip_and_mismatches(codecs, views) -> None:
     }
 
 
-def _corrupt(wire: bytes, kind: str, rng: np.random.Generator) -> bytes:
-    bits = 8 * len(wire)
-    out = bytearray(wire)
-
-    def flip(i: int) -> None:
-        out[i // 8] ^= 0x80 >> (i % 8)
-
-    if kind == "single":
-        flip(int(rng.integers(bits)))
-    elif kind == "double":
-        for i in rng.choice(bits, 2, replace=False):
-            flip(int(i))
-    else:  # a burst of 2..16 bits: first and last flipped, those between at random
-        length = int(rng.integers(2, 17))
-        start = int(rng.integers(0, max(bits - length, 0) + 1))
-        for i in range(start, min(bits, start + length)):
-            if i in (start, start + length - 1) or rng.random() < 0.5:
-                flip(i)
-    return bytes(out)
-
-
-def detection_rate(codec, frames: list[bytes], kind: str, trials: int, seed: int = 0) -> float:
-    """Share of corrupted frames that raise PayloadError (parse or decode)."""
-    rng = np.random.default_rng(seed)
-    detected = 0
-    for t in range(trials):
-        bad = _corrupt(frames[t % len(frames)], kind, rng)
-        try:
-            codec.decompress(Payload.from_bytes(bad, session=codec.session))
-        except PayloadError:
-            detected += 1
-    return detected / trials
-
-
 def test_corruption_is_detected(codecs, views) -> None:
     codec = codecs["linear_dpca"]
     frames = [codec.compress(obs, b).to_bytes() for obs in views for b in (40, 300, 3000)]
@@ -192,9 +160,12 @@ def test_corruption_is_detected(codecs, views) -> None:
             bad[bit // 8] ^= 1 << (bit % 8)
             with pytest.raises(PayloadError):
                 codec.decompress(Payload.from_bytes(bytes(bad), session=codec.session))
-    assert detection_rate(codec, frames, "single", 300) == 1.0
-    assert detection_rate(codec, frames, "double", 600) >= 0.99
-    assert detection_rate(codec, frames, "burst", 600) >= 0.99
+    rng = np.random.default_rng(0)
+    assert detection_rate(codec, frames, "single", 300, rng) == 1.0
+    assert detection_rate(codec, frames, "double", 600, rng) >= 0.99
+    assert detection_rate(codec, frames, "burst", 600, rng) >= 0.99
+    with pytest.raises(ValueError, match="unknown error kind"):
+        corrupt_bits(frames[0], "triple", rng)
 
 
 def test_crc8_detects_every_odd_weight_error_and_short_burst() -> None:
@@ -207,31 +178,37 @@ def test_crc8_detects_every_odd_weight_error_and_short_burst() -> None:
             assert crc8(bad.to_bytes(len(data), "big")) != ref
 
 
-def test_wrapper_charges_the_session_at_the_first_step(codecs) -> None:
-    import gymnasium as gym
-    from gymnasium import spaces
+class _Replay(gym.Env):
+    """Replays recorded frames as observations, one per step, truncating after the last."""
 
+    action_space = gym.spaces.Discrete(2)
+    dt = 0.04
+
+    def __init__(self, frames: dict[str, np.ndarray]) -> None:
+        self.frames = frames
+        self.observation_space = gym.spaces.Dict(
+            {v: gym.spaces.Box(0, 255, (SIZE, SIZE, 3), np.uint8) for v in frames}
+        )
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return {v: f[0] for v, f in self.frames.items()}, {}
+
+    def step(self, action):
+        self.t += 1
+        last = len(next(iter(self.frames.values()))) - 1
+        return {v: f[self.t] for v, f in self.frames.items()}, 0.0, False, self.t >= last, {}
+
+
+def test_wrapper_charges_the_session_at_the_first_step(codecs) -> None:
     from bwgym.envs.bandwidth import BandwidthLimited
     from bwgym.traces.generators import constant
 
     frames = _frames(8, seed=2)
 
-    class Cams(gym.Env):
-        observation_space = spaces.Dict({v: spaces.Box(0, 255, (SIZE, SIZE, 3), np.uint8) for v in frames})
-        action_space = spaces.Discrete(2)
-        dt = 0.04
-
-        def reset(self, *, seed=None, options=None):
-            super().reset(seed=seed)
-            self.t = 0
-            return {v: f[0] for v, f in frames.items()}, {}
-
-        def step(self, action):
-            self.t += 1
-            return {v: f[self.t] for v, f in frames.items()}, 0.0, False, self.t >= 7, {}
-
     codec = codecs["linear_dpca"]
-    env = BandwidthLimited(Cams(), codec, constant(5_000, duration_s=10.0))  # 200 bits per step
+    env = BandwidthLimited(_Replay(frames), codec, constant(5_000, duration_s=10.0))  # 200 bits per step
     obs, info = env.reset(seed=0)
     assert info["session_bits"] == 88 and info["bits_sent_total"] <= 200
     assert info["bits_sent_total"] == 88 + 16 + sum(info["bits_sent"].values())
@@ -242,41 +219,26 @@ def test_wrapper_charges_the_session_at_the_first_step(codecs) -> None:
     env.reset(seed=1)  # every episode opens its session again
     # Too narrow for the session header and a frame: the header goes alone, in fragments that use
     # the whole budget, and frames follow once the receiver holds it whole.
-    narrow = BandwidthLimited(Cams(), codec, constant(1_500, duration_s=10.0))  # 60 bits per step
+    narrow = BandwidthLimited(_Replay(frames), codec, constant(1_500, duration_s=10.0))  # 60 bits per step
     _, info = narrow.reset(seed=0)
     infos = [info] + [narrow.step(0)[-1] for _ in range(4)]
-    assert [i["session_bits"] for i in infos[:2]] == [56, 32] and all(i["session_bits"] == 0 for i in infos[2:])
+    assert [i["session_bits"] for i in infos[:2]] == [56, 32] and all(
+        i["session_bits"] == 0 for i in infos[2:]
+    )
     assert infos[0]["bits_sent_total"] == 56 and all(infos[0]["dropped"].values())
     assert all(i["bits_sent_total"] <= 60 for i in infos)
     assert not all(infos[2]["dropped"].values())  # the first whole frame decodes
 
 
 def test_wrapper_resends_a_lost_session_and_survives_latency(codecs) -> None:
-    import gymnasium as gym
-    from gymnasium import spaces
-
     from bwgym.envs.bandwidth import BandwidthLimited
     from bwgym.traces.generators import constant
 
     frames = _frames(30, seed=4)
 
-    class Cams(gym.Env):
-        observation_space = spaces.Dict({v: spaces.Box(0, 255, (SIZE, SIZE, 3), np.uint8) for v in frames})
-        action_space = spaces.Discrete(2)
-        dt = 0.04
-
-        def reset(self, *, seed=None, options=None):
-            super().reset(seed=seed)
-            self.t = 0
-            return {v: f[0] for v, f in frames.items()}, {}
-
-        def step(self, action):
-            self.t += 1
-            return {v: f[self.t] for v, f in frames.items()}, 0.0, False, self.t >= 29, {}
-
     for allocator in ("dpca", "uniform"):
         env = BandwidthLimited(
-            Cams(),
+            _Replay(frames),
             codecs["linear_dpca"],
             constant(25_000, duration_s=10.0),
             allocator=allocator,

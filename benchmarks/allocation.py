@@ -1,0 +1,223 @@
+"""Allocation policies compared on traces the learned policy never trained on.
+
+    python benchmarks/allocation.py --learned runs/alloc_s0 --learned runs/alloc_s1 \\
+        --episodes 100 --budgets 130,180,260 --families lora_narrowband,satellite,gilbert_elliott
+
+The BC agent acts on LocateLift views (``--env``, v0 by default) sent through task-aware NDPCA; per
+trace family and mean budget (bits per 0.04 s step; the trace is scaled to it), every allocator
+runs the same seeded episodes (episode i: seed i, which also draws the trace offset), so the
+comparison is paired. Families: library traces in real formats (``lora_narrowband`` CSV,
+``satellite`` Sabre JSON, ``walk_100kbps`` Mahimahi, ...) and generators the training family does
+not use (``gilbert_elliott``, ``pensieve_markov``, drawn with held-out seeds). Allocators:
+``dpca`` (the codec's own split), ``uniform``, ``proportional``, ``oracle`` (grid of 5 splits per
+step, closest action to the clean-view one), ``oracle+dpca`` (the same grid plus the codec's own
+split) and every ``--learned`` checkpoint (one per training
+seed). Reported: success rate with its 95 % Wilson interval, and for learned policies how often
+they handed the split to the codec. Writes ``<out>/allocation.csv``, ``<out>/allocation.md``, a
+plot of one learned episode (``<out>/allocation_episode.png``: the split against the budget and
+the task phase) and, with ``--write``, the ``allocation`` section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+import bwgym  # noqa: F401  (first: headless GL before mujoco)
+
+STEP_S = 0.04
+ENV_ID = "bwgym/LocateLift-v0"
+GENERATED = {
+    "gilbert_elliott": {"good_bps": 10e3, "bad_bps": 1e3, "duration_s": 60.0},
+    "pensieve_markov": {"min_bps": 1e3, "max_bps": 20e3, "duration_s": 60.0},
+}
+#: Seeds of generated held-out traces: far from any seed a training family draws (< 2**31).
+HELD_OUT_SEED = 2**40 + 17
+
+
+def family_trace(family: str, bits_per_step: float):
+    """The family's trace scaled to ``bits_per_step`` on average."""
+    from bwgym.traces import generate, load_trace
+
+    if family in GENERATED:
+        trace = generate(family, seed=HELD_OUT_SEED, **GENERATED[family])
+    else:
+        trace = load_trace(family)
+    return trace.scale(bits_per_step / STEP_S / trace.mean_bps)
+
+
+def build_allocators(codec, learned: list[str], levels: int, env_id: str, agent_checkpoint: str | None):
+    from bwgym.agents.allocation import default_task_agent, load_learned_allocator
+    from bwgym.envs.allocators import OracleAllocator, ProportionalAllocator
+
+    out = {
+        "dpca": "dpca",
+        "uniform": "uniform",
+        "proportional": ProportionalAllocator(codec),
+        "oracle": OracleAllocator(default_task_agent(env_id, agent_checkpoint), codec, levels=levels),
+        "oracle+dpca": OracleAllocator(
+            default_task_agent(env_id, agent_checkpoint), codec, levels=levels, include_codec_split=True
+        ),
+    }
+    for i, path in enumerate(learned):
+        out[f"learned_{i}" if len(learned) > 1 else "learned"] = load_learned_allocator(path, codec)
+    return out
+
+
+def run_point(base_env, codec, agent, trace, allocator, episodes: int, record: int | None = None):
+    from bwgym.agents.base import rollout
+    from bwgym.envs.bandwidth import BandwidthLimited
+
+    env = BandwidthLimited(base_env, codec, trace, allocator=allocator)
+    successes, codec_choices, steps, trail = 0, 0, 0, []
+
+    def on_step(step, obs, action, reward, info):
+        nonlocal codec_choices, steps
+        steps += 1
+        codec_choices += info.get("requested_allocation") is None
+        if record is not None and episode == record:
+            trail.append(
+                dict(
+                    budget=info["budget_bits"],
+                    split=info.get("requested_allocation"),
+                    grasped=bool(info.get("grasped", False)),
+                    lift_m=float(info.get("lift_m", 0.0)),
+                )
+            )
+
+    for episode in range(episodes):
+        successes += rollout(env, agent, seed=episode, on_step=on_step).success
+    return successes, codec_choices / max(steps, 1), trail
+
+
+def plot_episode(trail, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = np.arange(len(trail))
+    budget = [r["budget"] for r in trail]
+    arm = [np.nan if r["split"] is None else r["split"].get("arm", np.nan) for r in trail]
+    codec = [r["split"] is None for r in trail]
+    phase = [2 if r["lift_m"] > 0.01 else 1 if r["grasped"] else 0 for r in trail]
+    fig, axes = plt.subplots(3, 1, figsize=(8, 6), sharex=True)
+    axes[0].step(t, budget, where="post")
+    axes[0].set_ylabel("budget (bits/step)")
+    axes[1].plot(t, arm, "o-", label="arm share (explicit split)")
+    axes[1].plot(t[codec], np.full(int(np.sum(codec)), 0.5), "x", label="codec's own split")
+    axes[1].set_ylim(-0.05, 1.05)
+    axes[1].set_ylabel("split")
+    axes[1].legend(loc="lower right", fontsize=8)
+    axes[2].step(t, phase, where="post")
+    axes[2].set_yticks([0, 1, 2], ["locating", "grasping", "lifting"])
+    axes[2].set_xlabel("step")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    import gymnasium as gym
+    import pandas as pd
+
+    from bwgym.agents.allocation import default_task_agent
+    from bwgym.codecs import make_codec
+    from bwgym.common.stats import wilson_interval
+    from bwgym.envs.views import link_views
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--learned", action="append", default=[], help="a `bwgym train allocator` folder")
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--budgets", default="130,180,260", help="mean bits per step, comma-separated")
+    parser.add_argument("--families", default="lora_narrowband,satellite,gilbert_elliott")
+    parser.add_argument("--allocators", default=None, help="subset to run, comma-separated")
+    parser.add_argument("--oracle-levels", type=int, default=4)
+    parser.add_argument("--env", default=ENV_ID, help="task env id")
+    parser.add_argument("--codec-checkpoint", help="NDPCA checkpoint (default: the shipped one)")
+    parser.add_argument("--agent-checkpoint", help="BC checkpoint (default: the shipped one of --env)")
+    parser.add_argument("--out", default="runs/allocation_benchmark")
+    parser.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
+    args = parser.parse_args()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    base_env = gym.make(args.env)
+    codec = make_codec("ndpca", link_views(base_env), env_id=args.env, checkpoint=args.codec_checkpoint)
+    agent = default_task_agent(args.env, args.agent_checkpoint)
+    allocators = build_allocators(codec, args.learned, args.oracle_levels, args.env, args.agent_checkpoint)
+    if args.allocators:
+        allocators = {k: v for k, v in allocators.items() if k in args.allocators.split(",")}
+    budgets = [float(b) for b in args.budgets.split(",")]
+    rows, trail, start = [], None, time.perf_counter()
+    for family in args.families.split(","):
+        for bits in budgets:
+            trace = family_trace(family, bits)
+            for name, allocator in allocators.items():
+                record = 0 if trail is None and name.startswith("learned") else None
+                t0 = time.perf_counter()
+                wins, codec_share, recorded = run_point(
+                    base_env, codec, agent, trace, allocator, args.episodes, record
+                )
+                if record is not None and recorded:
+                    trail = (recorded, f"{name} on {family} at {bits:.0f} bits/step, episode 0")
+                lo, hi = wilson_interval(wins, args.episodes)
+                rows.append(
+                    dict(
+                        family=family,
+                        bits_per_step=bits,
+                        allocator=name,
+                        episodes=args.episodes,
+                        successes=wins,
+                        success_rate=wins / args.episodes,
+                        ci_low=lo,
+                        ci_high=hi,
+                        codec_split_share=codec_share,
+                        seconds=round(time.perf_counter() - t0, 1),
+                    )
+                )
+                print(
+                    f"{family:16s} {bits:5.0f} {name:12s} {wins / args.episodes:.2f} [{lo:.2f}, {hi:.2f}] "
+                    f"codec split {codec_share:.2f}  {time.perf_counter() - t0:.0f} s",
+                    flush=True,
+                )
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "allocation.csv", index=False)
+    cells = table.assign(
+        cell=[f"{r.success_rate:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]" for r in table.itertuples()]
+    ).pivot_table(index=["family", "bits_per_step"], columns="allocator", values="cell", aggfunc="first")
+    cells = cells[[c for c in allocators if c in cells.columns]]
+    flat = cells.reset_index()
+    markdown = "\n".join(
+        ["| " + " | ".join(map(str, flat.columns)) + " |", "|" + "---|" * len(flat.columns)]
+        + ["| " + " | ".join(str(v) for v in row) + " |" for row in flat.itertuples(index=False)]
+    )
+    (out / "allocation.md").write_text(markdown + "\n")
+    print(markdown)
+    if trail is not None:
+        plot_episode(trail[0], out / "allocation_episode.png", trail[1])
+    print(f"{time.perf_counter() - start:.0f} s; {out / 'allocation.csv'}")
+    if args.write:
+        from report import machine_line, write_section  # noqa: E402  (run as a script)
+
+        command = "python benchmarks/allocation.py " + " ".join(
+            [f"--learned {p}" for p in args.learned]
+            + [f"--episodes {args.episodes}", f"--budgets {args.budgets}", f"--families {args.families}"]
+        )
+        write_section(
+            "allocation",
+            "## Allocation policies on held-out traces\n\n"
+            f"Command: `{command}`. {machine_line()}\n"
+            f"BC agent and task-aware NDPCA on {args.env}; traces scaled to the mean budget; "
+            f"{args.episodes} paired episodes per point. Success rate [95 % Wilson interval].\n\n" + markdown,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,384 @@
+"""Allocation policies as agents: the default allocation env, PPO training and loading a trained policy.
+
+The env (:class:`bwgym.envs.allocation.AllocateBandwidthEnv`) lives in the envs layer and takes
+its frozen task agent as an argument; this module, one layer up, supplies the agent:
+
+* :func:`make_allocation_env` - the entry point of ``bwgym/AllocateBandwidth-v0``:
+  ``gymnasium.make("bwgym/AllocateBandwidth-v0")`` with no arguments is LocateLift + the shipped
+  task-aware NDPCA + the shipped behaviour-cloning agent + :func:`~bwgym.envs.allocation.default_traces`;
+* :func:`train_allocator` - stock SB3 PPO on vectorised allocation envs, TensorBoard, periodic
+  evaluation on held-out traces, ``policy.ckpt`` in the project's checkpoint format (what
+  ``bwgym train allocator`` runs);
+* :func:`load_learned_allocator` - a :class:`~bwgym.envs.allocators.LearnedAllocator` from that
+  checkpoint, for a scenario (``allocator: {name: learned, checkpoint: ...}``). A checkpoint
+  trained for another number of views or another observation spec is a ``ValueError`` naming both.
+
+A trained allocator's ``policy.ckpt`` is an SB3 checkpoint of :mod:`bwgym.agents.rl` (kind
+``agent/sb3-ppo``, env id ``bwgym/AllocateBandwidth-v0``, never unpickled) whose metadata adds
+``allocation``: the observation spec (:meth:`~bwgym.envs.allocators.AllocationObserver.spec`),
+the codec, the task env and agent, and the training and held-out trace families.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bwgym.common.checkpoint import CheckpointError, check_spec, load_checkpoint, save_checkpoint
+from bwgym.envs.allocation import DEFAULT_TASK_ENV, AllocateBandwidthEnv, GeneratedTraces, default_traces
+from bwgym.envs.allocators import AllocationObserver, LearnedAllocator
+
+__all__ = [
+    "ALLOCATION_ENV_ID",
+    "AllocatorTrainConfig",
+    "default_task_agent",
+    "load_learned_allocator",
+    "make_allocation_env",
+    "train_allocator",
+]
+
+#: The allocation env's id (recorded in a trained allocator's checkpoint).
+ALLOCATION_ENV_ID = "bwgym/AllocateBandwidth-v0"
+_CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+
+
+def default_task_agent(
+    task_env_id: str = DEFAULT_TASK_ENV, checkpoint: str | os.PathLike[str] | None = None
+) -> Any:
+    """The behaviour-cloning agent for ``task_env_id``: ``checkpoint``, else the shipped one.
+
+    ``bwgym/LocateLift-v0`` has ``bc_locate_lift.ckpt``; ``bwgym/LocateLift-vN`` looks for
+    ``bc_locate_lift_vN.ckpt`` next to it.
+
+    Raises:
+        FileNotFoundError: no checkpoint for that env (the message says how to train or pass one).
+    """
+    from bwgym.agents.bc import BCAgent
+
+    if checkpoint is not None:
+        return BCAgent.load(checkpoint, env_id=task_env_id)
+    if task_env_id == DEFAULT_TASK_ENV:
+        return BCAgent.load_shipped(env_id=task_env_id)
+    match = re.fullmatch(r"bwgym/LocateLift-v(\d+)", task_env_id)
+    path = _CHECKPOINT_DIR / f"bc_locate_lift_v{match.group(1)}.ckpt" if match else None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(
+            f"no shipped behaviour-cloning agent for {task_env_id} ({path or 'none expected'}); pass "
+            f"task_agent=..., or train one with `bwgym train agent --algo bc --env {task_env_id} --out FILE`"
+        )
+    return BCAgent.load(path, env_id=task_env_id)
+
+
+def make_allocation_env(
+    task_agent: Any = None,
+    task_env_id: str = DEFAULT_TASK_ENV,
+    task_agent_checkpoint: str | None = None,
+    train_traces: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> AllocateBandwidthEnv:
+    """Build :class:`~bwgym.envs.allocation.AllocateBandwidthEnv`; the registered entry point.
+
+    Args:
+        task_agent: the frozen task agent; None: :func:`default_task_agent` of ``task_env_id``.
+        task_env_id: the task env.
+        task_agent_checkpoint: a BC checkpoint for the default agent instead of the shipped one.
+        train_traces: a :class:`~bwgym.envs.allocation.GeneratedTraces` spec (plain data, as
+            recorded in checkpoints) when ``traces`` is not given.
+        **kwargs: the env's other arguments (``codec``, ``traces``, ``bit_cost``, ...).
+    """
+    if task_agent is None:
+        task_agent = default_task_agent(task_env_id, task_agent_checkpoint)
+    if train_traces is not None and "traces" not in kwargs:
+        kwargs["traces"] = GeneratedTraces(**dict(train_traces))
+    return AllocateBandwidthEnv(task_agent, task_env_id=task_env_id, **kwargs)
+
+
+# ----------------------------------------------------------------------------------- loading
+def _policy_path(path: str | os.PathLike[str]) -> Path:
+    from bwgym.agents.rl import POLICY_FILE
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / POLICY_FILE
+    if not path.exists():
+        raise FileNotFoundError(
+            f"allocation policy {path} does not exist (expected a folder or {POLICY_FILE} written by "
+            "`bwgym train allocator`)"
+        )
+    return path
+
+
+def load_learned_allocator(path: str | os.PathLike[str], codec: Any, device: str = "cpu") -> LearnedAllocator:
+    """Load a policy written by :func:`train_allocator` as an allocator for ``codec``'s views.
+
+    Args:
+        path: the training folder or its ``policy.ckpt``.
+        codec: the codec on the link (its views are the K views; its latent model gives energies).
+        device: torch device of the policy.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        ValueError: (``CheckpointError``) not an allocation policy, or one trained for another
+            number of views or another observation spec: the message names both.
+    """
+    from bwgym.agents.rl import CHECKPOINT_KINDS, load_rl
+
+    ckpt_path = _policy_path(path)
+    ckpt = load_checkpoint(ckpt_path, kind=tuple(CHECKPOINT_KINDS.values()))
+    saved = ckpt.metadata.get("allocation")
+    if (
+        ckpt.env_id != ALLOCATION_ENV_ID
+        or not isinstance(saved, dict)
+        or not isinstance(saved.get("observation"), dict)
+    ):
+        raise CheckpointError(
+            f"{ckpt_path} is a policy for {ckpt.env_id!r}, not an allocation policy for {ALLOCATION_ENV_ID!r}; "
+            "train one with `bwgym train allocator --scenario ... --out FOLDER`"
+        )
+    observation = saved["observation"]
+    try:
+        observer = AllocationObserver(
+            codec.view_names,
+            codec,
+            history_steps=int(observation.get("history_steps", 8)),
+            max_steps=int(observation.get("max_steps", 50)),
+            max_age_steps=int(observation.get("max_age_steps", 10)),
+        )
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{ckpt_path}: damaged allocation metadata ({err})") from err
+    check_spec(
+        f"allocation policy {ckpt_path}",
+        observation,
+        observer.spec(),
+        "train an allocator for these views and this codec (`bwgym train allocator --scenario ...`)",
+    )
+    agent = load_rl(
+        ckpt_path, env_id=ALLOCATION_ENV_ID, observation_space=observer.observation_space, device=device
+    )
+    codec_split = bool((saved.get("env_kwargs") or {}).get("codec_split", False))
+    expected = len(observer.view_names) + int(codec_split)
+    got = agent.policy.action_space.shape
+    if tuple(got) != (expected,):
+        raise CheckpointError(
+            f"{ckpt_path}: damaged allocation policy: action shape {tuple(got)}, expected ({expected},)"
+        )
+    return LearnedAllocator(agent, observer, codec_split=codec_split)
+
+
+# ----------------------------------------------------------------------------------- training
+@dataclass(frozen=True)
+class AllocatorTrainConfig:
+    """What ``bwgym train allocator`` trains, and how."""
+
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Arguments of :func:`make_allocation_env` except the traces (plain JSON: task env, codec,
+    task agent checkpoint, link, reward terms)."""
+    train_traces: dict[str, Any] = field(default_factory=lambda: default_traces().spec())
+    """The training family, a :class:`~bwgym.envs.allocation.GeneratedTraces` spec."""
+    eval_traces: dict[str, Any] = field(default_factory=lambda: default_traces(seed_offset=1 << 40).spec())
+    """The held-out traces for periodic evaluation: a ``GeneratedTraces`` spec, or ``{"trace": {...}}``
+    for one trace (``source``/``format``/``scale`` or ``generator``/``params``/``scale``)."""
+    scenario: str | None = None
+    """The scenario the env was built from (a record)."""
+    total_timesteps: int = 20_000
+    """Allocation steps of training, over all envs."""
+    n_envs: int = 2
+    """Parallel envs."""
+    vec: str = "subproc"
+    """``subproc`` (one process per env, spawned) or ``dummy`` (in this process, in turn)."""
+    seed: int = 0
+    """Seed of PPO and of the envs."""
+    eval_freq_steps: int = 5_000
+    """Evaluate on the held-out traces every this many steps (over all envs)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments of SB3's PPO."""
+    out_dir: str = "runs/allocator"
+    """The run folder: ``policy.ckpt``, ``config.json``, ``eval/``, ``tensorboard/``."""
+    device: str = "cpu"
+    """torch device (the policy is a small MLP: the CPU is the right place)."""
+
+
+def _trace_family(spec: Mapping[str, Any]) -> Any:
+    """A trace family from plain data: a ``GeneratedTraces`` spec, or ``{"trace": {...}}`` for one trace.
+
+    One trace is ``{"source": name or path, "format": ..., "scale": ...}`` or
+    ``{"generator": kind, "params": {...}, "scale": ...}``.
+    """
+    if "trace" not in spec:
+        return GeneratedTraces(**dict(spec))
+    one = dict(spec["trace"])
+    if one.get("generator") is not None:
+        from bwgym.traces import generate
+
+        trace = generate(one["generator"], **dict(one.get("params") or {}))
+    else:
+        from bwgym.traces import load_trace
+
+        trace = load_trace(one["source"], format=one.get("format"))
+    scale = float(one.get("scale") or 1.0)
+    return trace.scale(scale) if scale != 1.0 else trace
+
+
+def _make_env(env_kwargs: Mapping[str, Any], traces: Mapping[str, Any], monitor: bool = True) -> Any:
+    """One allocation env (module level, so spawned workers can build it)."""
+    import bwgym  # noqa: F401
+
+    env = make_allocation_env(traces=_trace_family(traces), **dict(env_kwargs))
+    if not monitor:
+        return env
+    from stable_baselines3.common.monitor import Monitor
+
+    return Monitor(env, info_keywords=("is_success",))
+
+
+def _vec_env(config: AllocatorTrainConfig, traces: Mapping[str, Any], n_envs: int, seed: int) -> Any:
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    fn = functools.partial(_make_env, dict(config.env_kwargs), dict(traces))
+    fns = [fn] * n_envs
+    if config.vec == "subproc" and n_envs > 1:
+        venv = SubprocVecEnv(fns, start_method="spawn")  # forked children would share the EGL context
+    else:
+        venv = DummyVecEnv(fns)
+    venv.seed(seed)
+    return venv
+
+
+def _allocation_callback() -> Any:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class AllocationCallback(BaseCallback):
+        """Log the link and the split under ``bw/`` and ``alloc/``."""
+
+        def _on_step(self) -> bool:
+            for info in self.locals.get("infos", []):
+                if "split" not in info:
+                    continue
+                self.logger.record_mean("bw/budget_bits", info["budget_bits"])
+                self.logger.record_mean("bw/bits_sent_total", info["bits_sent_total"])
+                split = info["split"]
+                self.logger.record_mean("alloc/codec_split", float(split is None))
+                for view, share in (split or {}).items():
+                    self.logger.record_mean(f"alloc/share_{view}", share)
+                self.logger.record_mean("alloc/invalid_action", float(info["invalid_action"] is not None))
+            return True
+
+    return AllocationCallback()
+
+
+def train_allocator(config: AllocatorTrainConfig, progress: bool = False) -> Path:
+    """Train an allocation policy with PPO and write ``<out_dir>/policy.ckpt``; return its path.
+
+    Evaluation (SB3's ``EvalCallback``, deterministic actions) runs on envs built with
+    ``config.eval_traces``, which the training family never draws: ``eval/success_rate`` and
+    ``eval/mean_reward`` in TensorBoard and ``eval/evaluations.npz``.
+    """
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import CallbackList, EvalCallback
+
+    from bwgym.agents.rl import RLConfig, save_rl
+
+    if config.vec not in ("subproc", "dummy"):
+        raise ValueError(f"vec must be 'subproc' or 'dummy', got {config.vec!r}")
+    for label in ("total_timesteps", "n_envs", "eval_freq_steps", "eval_episodes"):
+        value = getattr(config, label)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
+    json.dumps(dataclasses.asdict(config))  # everything recorded must be plain JSON
+    _trace_family(config.train_traces)  # bad trace specs fail here, not inside a worker process
+    _trace_family(config.eval_traces)
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1, sort_keys=True))
+
+    venv = _vec_env(config, config.train_traces, config.n_envs, config.seed)
+    eval_env = _vec_env(dataclasses.replace(config, vec="dummy"), config.eval_traces, 1, config.seed + 10_000)
+    try:
+        n_steps = max(16, min(256, config.total_timesteps // config.n_envs))
+        defaults: dict[str, Any] = {"n_steps": n_steps, "batch_size": min(64, n_steps * config.n_envs)}
+        model = PPO(
+            "MultiInputPolicy",
+            venv,
+            seed=config.seed,
+            device=config.device,
+            verbose=0,
+            tensorboard_log=str(out / "tensorboard"),
+            **{**defaults, **config.hyperparams},
+        )
+        callbacks = CallbackList(
+            [
+                EvalCallback(
+                    eval_env,
+                    n_eval_episodes=config.eval_episodes,
+                    eval_freq=max(1, config.eval_freq_steps // config.n_envs),  # SB3 counts calls
+                    log_path=str(out / "eval"),
+                    deterministic=True,
+                    verbose=0,
+                ),
+                _allocation_callback(),
+            ]
+        )
+        with warnings.catch_warnings():
+            # Training envs in processes, the evaluation env in this one: the same envs all the same.
+            warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
+            model.learn(config.total_timesteps, callback=callbacks, progress_bar=progress, tb_log_name="ppo")
+        observation_spec = {
+            k: {"shape": list(s.shape), "dtype": str(s.dtype)}
+            for k, s in venv.observation_space.spaces.items()
+        }
+        env_kwargs = dict(config.env_kwargs)
+        rl_config = RLConfig(
+            algo="ppo",
+            env_id=ALLOCATION_ENV_ID,
+            env_kwargs=env_kwargs,
+            scenario=config.scenario,
+            total_timesteps=config.total_timesteps,
+            n_envs=config.n_envs,
+            seed=config.seed,
+            eval_freq_steps=config.eval_freq_steps,
+            eval_episodes=config.eval_episodes,
+            hyperparams=dict(config.hyperparams),
+            out_dir=str(out),
+            device=config.device,
+        )
+        path = save_rl(model, rl_config, out, observation_spec)
+        probe = venv.get_attr("observer", [0])[0]
+    finally:
+        venv.close()
+        eval_env.close()
+    # The allocation metadata joins the RL checkpoint (same kind, so load_rl reads it as before).
+    ckpt = load_checkpoint(path)
+    metadata = dict(ckpt.metadata)
+    metadata["allocation"] = {
+        "observation": probe.spec(),
+        "env_kwargs": env_kwargs,
+        "train_traces": dict(config.train_traces),
+        "eval_traces": dict(config.eval_traces),
+        "config": dataclasses.asdict(config),
+        "eval": _last_evaluation(out / "eval" / "evaluations.npz"),
+    }
+    return save_checkpoint(path, ckpt.kind, ckpt.state, metadata)
+
+
+def _last_evaluation(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    data = np.load(path, allow_pickle=False)
+    out: dict[str, Any] = {"timesteps": int(data["timesteps"][-1])}
+    out["mean_reward"] = float(np.mean(data["results"][-1]))
+    if "successes" in data.files and data["successes"].size:
+        out["success_rate"] = float(np.mean(data["successes"][-1]))
+    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in out.items()}

@@ -1,0 +1,199 @@
+"""``bwgym train allocator``: train a bandwidth allocation policy with PPO on a scenario's parts.
+
+::
+
+    bwgym train allocator --scenario lora_ndpca --total-timesteps 20000 --out runs/allocator
+    bwgym run my_scenario.yaml --set allocator.name=learned --set allocator.checkpoint=runs/allocator
+
+The scenario gives the task env, the codec, the task agent (``bc``, its checkpoint or the shipped
+one) and the link; the policy trains on a family of generated traces around the scenario's mean
+budget (``--train-generator``, ``--train-bits``; every episode a fresh trace) and is evaluated
+every ``--eval-freq`` steps on the scenario's own trace, which it never trains on (``eval/`` and
+TensorBoard's ``eval/success_rate``). The run folder gets ``policy.ckpt`` (the project's
+checkpoint format; a scenario loads it as ``allocator: {name: learned, checkpoint: FOLDER}``),
+``config.json``, ``eval/evaluations.npz`` and ``tensorboard/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["cmd_train_allocator", "register"]
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def _bits_range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH bits per step, got {text!r}") from None
+    if not 0 < low <= high:
+        raise argparse.ArgumentTypeError(f"expected 0 < LOW <= HIGH, got {text!r}")
+    return low, high
+
+
+def _fail(message: str) -> int:
+    print(f"bwgym train allocator: {message}", file=sys.stderr)
+    return 2
+
+
+def _scenario_parts(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], float, Any]:
+    """``(env kwargs, held-out trace spec, mean bits per step, scenario)`` from the scenario."""
+    from bwgym.scenarios.config import ConfigError, load_scenario
+    from bwgym.scenarios.factory import make_trace
+    from bwgym.traces.generators import derive_seed
+
+    overrides: dict[str, Any] = {}
+    if args.set:
+        import yaml
+
+        for pair in args.set:
+            if "=" not in pair:
+                raise ConfigError(f"--set expects key=value (e.g. trace.scale=0.5), got {pair!r}")
+            key, value = pair.split("=", 1)
+            overrides[key] = yaml.safe_load(value)
+    s = load_scenario(args.scenario, overrides)
+    if s.codec.name == "none":
+        raise ConfigError("codec.name: 'none' sends every view whole; an allocator needs a codec")
+    if s.agent.name != "bc":
+        raise ConfigError(f"agent.name: the allocation env's task agent must be 'bc', got {s.agent.name!r}")
+    step_s = s.link.step_seconds or 0.04
+    env_kwargs: dict[str, Any] = {
+        "task_env_id": s.env.id,
+        "task_env_kwargs": {"reward_type": "dense", **s.env.kwargs},
+        "codec": s.codec.name,
+        "codec_checkpoint": s.codec.checkpoint,
+        "codec_kwargs": dict(s.codec.kwargs),
+        "task_agent_checkpoint": s.agent.checkpoint,
+        "step_seconds": s.link.step_seconds,
+        "latency_steps": s.link.latency_steps,
+        "loss_prob": s.link.loss_prob,
+        "history_steps": args.history_steps,
+        "success_bonus": args.success_bonus,
+        "bit_cost": args.bit_cost,
+        "codec_split": args.codec_split,
+    }
+    if s.trace.generator is not None:
+        params = dict(s.trace.params)
+        params.setdefault("seed", derive_seed(s.run.seed, "trace", s.trace.generator))
+        held_out = {"trace": {"generator": s.trace.generator, "params": params, "scale": s.trace.scale}}
+    else:
+        held_out = {"trace": {"source": s.trace.source, "format": s.trace.format, "scale": s.trace.scale}}
+    mean_bits = make_trace(s).mean_bps * step_s
+    return env_kwargs, held_out, mean_bits, s
+
+
+def cmd_train_allocator(args: argparse.Namespace) -> int:
+    """Train an allocation policy on a scenario's parts; write ``<out>/policy.ckpt``."""
+    from bwgym.scenarios.config import ConfigError
+
+    try:
+        env_kwargs, held_out, mean_bits, scenario = _scenario_parts(args)
+    except ConfigError as err:
+        return _fail(str(err))
+    import torch
+
+    from bwgym.agents.allocation import AllocatorTrainConfig, train_allocator
+
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # spawned workers read it when torch loads
+    torch.set_num_threads(args.threads)
+    step_s = env_kwargs["step_seconds"] or 0.04
+    low, high = args.train_bits or (mean_bits / 2, mean_bits * 2)
+    train_traces = {
+        "generator": args.train_generator,
+        "mean_bits_per_step": [low, high],
+        "step_seconds": step_s,
+        "params": {"duration_s": 30.0},
+        "seed_offset": 0,
+    }
+    if args.train_generator == "lognormal_walk":
+        train_traces["params"].update(sigma=0.6, correlation_s=2.0, dt_s=0.2)
+    config = AllocatorTrainConfig(
+        env_kwargs=env_kwargs,
+        train_traces=train_traces,
+        eval_traces=held_out,
+        scenario=scenario.name,
+        total_timesteps=args.total_timesteps,
+        n_envs=args.n_envs,
+        vec=args.vec,
+        seed=args.seed,
+        eval_freq_steps=args.eval_freq,
+        eval_episodes=args.eval_episodes,
+        out_dir=args.out,
+        device=args.device,
+    )
+    print(
+        f"training an allocator for {scenario.name}: {env_kwargs['task_env_id']} + {env_kwargs['codec']}, "
+        f"{args.n_envs} envs, train traces {args.train_generator} at {low:.0f}-{high:.0f} bits/step, "
+        f"held-out: the scenario's trace ({mean_bits:.0f} bits/step)",
+        flush=True,
+    )
+    start = time.perf_counter()
+    try:
+        path = train_allocator(config, progress=args.progress)
+    except (ValueError, FileNotFoundError) as err:
+        return _fail(str(err))
+    from bwgym.common.checkpoint import load_checkpoint
+
+    evaluation = load_checkpoint(path).metadata["allocation"].get("eval") or {}
+    out = Path(args.out)
+    print(f"wrote {path} in {time.perf_counter() - start:.0f} s")
+    if evaluation:
+        print(
+            f"last held-out evaluation at {evaluation.get('timesteps')} steps: success rate "
+            f"{evaluation.get('success_rate')}, mean reward {evaluation.get('mean_reward')}"
+        )
+    print(f"evaluations: {out / 'eval' / 'evaluations.npz'}")
+    print(f"tensorboard --logdir {out / 'tensorboard'}")
+    print(f"use it: --set allocator.name=learned --set allocator.checkpoint={out}")
+    return 0
+
+
+def register(train_subparsers: Any) -> None:
+    """Add ``allocator`` to the sub-parsers of ``bwgym train``."""
+    p = train_subparsers.add_parser(
+        "allocator", help="train a bandwidth allocation policy (PPO on bwgym/AllocateBandwidth-v0)"
+    )
+    p.add_argument("--scenario", default="lora_ndpca", help="library name or YAML: env, codec, agent, link")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a scenario key")
+    p.add_argument("--total-timesteps", type=_positive_int, default=20_000)
+    p.add_argument("--n-envs", type=_positive_int, default=2)
+    p.add_argument(
+        "--vec", choices=("subproc", "dummy"), default="subproc", help="envs in processes or in turn"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-freq", type=_positive_int, default=5_000, help="env steps between evaluations")
+    p.add_argument("--eval-episodes", type=_positive_int, default=10)
+    p.add_argument(
+        "--train-generator", default="lognormal_walk", help="trace generator of the training family"
+    )
+    p.add_argument(
+        "--train-bits",
+        type=_bits_range,
+        help="LOW,HIGH mean bits per step (default: 1/2 to 2x the scenario's)",
+    )
+    p.add_argument("--history-steps", type=_positive_int, default=8, help="budgets the policy sees")
+    p.add_argument("--success-bonus", type=float, default=1.0)
+    p.add_argument("--bit-cost", type=float, default=0.0, help="reward subtracted per kbit sent")
+    p.add_argument(
+        "--codec-split",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="give the policy the choice of the codec's own split (dpca) besides explicit shares",
+    )
+    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads per process")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--progress", action="store_true", help="SB3's progress bar")
+    p.add_argument("--out", default="runs/allocator", help="run folder")
+    p.set_defaults(func=cmd_train_allocator)
