@@ -26,7 +26,6 @@ import functools
 import json
 import math
 import os
-import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,7 +49,6 @@ __all__ = [
 
 #: The allocation env's id (recorded in a trained allocator's checkpoint).
 ALLOCATION_ENV_ID = "bwgym/AllocateBandwidth-v0"
-_CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 
 
 def default_task_agent(
@@ -58,8 +56,8 @@ def default_task_agent(
 ) -> Any:
     """The behaviour-cloning agent for ``task_env_id``: ``checkpoint``, else the shipped one.
 
-    ``bwgym/LocateLift-v0`` has ``bc_locate_lift.ckpt``; ``bwgym/LocateLift-vN`` looks for
-    ``bc_locate_lift_vN.ckpt`` next to it.
+    The shipped agents: ``bc_locate_lift.ckpt`` (``bwgym/LocateLift-v0``) and
+    ``bc_locate_lift_vN.ckpt`` (``bwgym/LocateLift-vN``), see :meth:`BCAgent.load_shipped`.
 
     Raises:
         FileNotFoundError: no checkpoint for that env (the message says how to train or pass one).
@@ -68,16 +66,7 @@ def default_task_agent(
 
     if checkpoint is not None:
         return BCAgent.load(checkpoint, env_id=task_env_id)
-    if task_env_id == DEFAULT_TASK_ENV:
-        return BCAgent.load_shipped(env_id=task_env_id)
-    match = re.fullmatch(r"bwgym/LocateLift-v(\d+)", task_env_id)
-    path = _CHECKPOINT_DIR / f"bc_locate_lift_v{match.group(1)}.ckpt" if match else None
-    if path is None or not path.is_file():
-        raise FileNotFoundError(
-            f"no shipped behaviour-cloning agent for {task_env_id} ({path or 'none expected'}); pass "
-            f"task_agent=..., or train one with `bwgym train agent --algo bc --env {task_env_id} --out FILE`"
-        )
-    return BCAgent.load(path, env_id=task_env_id)
+    return BCAgent.load_shipped(env_id=task_env_id)
 
 
 def make_allocation_env(

@@ -55,7 +55,7 @@ __all__ = ["DEFAULT_TASK_ENV", "AllocateBandwidthEnv", "GeneratedTraces", "Trace
 
 ObsDict = dict[str, np.ndarray]
 #: The task env of the no-argument default.
-DEFAULT_TASK_ENV = "bwgym/LocateLift-v0"
+DEFAULT_TASK_ENV = "bwgym/LocateLift-v1"
 #: A trace family: draws one trace per episode from the env's generator.
 TraceFamily = Callable[[np.random.Generator], BandwidthTrace]
 #: Reset option: run this episode on this trace (e.g. a held-out trace) instead of drawing one.
@@ -245,7 +245,7 @@ class AllocateBandwidthEnv(gym.Env[ObsDict, np.ndarray]):
     | argument | default | meaning |
     |---|---|---|
     | task_agent | (required) | frozen agent: ``act(obs)``, optionally ``reset(seed)`` |
-    | task_env_id | ``bwgym/LocateLift-v0`` | the task env (any env with a Dict of views) |
+    | task_env_id | ``bwgym/LocateLift-v1`` | the task env (any env with a Dict of views) |
     | task_env_kwargs | ``{"reward_type": "dense"}`` | its ``gymnasium.make`` arguments |
     | codec | ``"ndpca"`` | a registered codec name or a :class:`~bwgym.codecs.base.Codec` |
     | codec_checkpoint | None | its checkpoint (None: the shipped one) |

@@ -212,6 +212,8 @@ def test_train_agent_command(tiny, tmp_path, capsys):
             "agent",
             "--algo",
             "bc",
+            "--env",
+            "bwgym/LocateLift-v0",
             "--demos",
             str(tiny.path),
             "--epochs",

@@ -373,7 +373,7 @@ def test_default_env_from_gymnasium_make():
     env = gym.make("bwgym/AllocateBandwidth-v0")
     inner = env.unwrapped
     assert isinstance(inner, AllocateBandwidthEnv)
-    assert inner.task_env_id == "bwgym/LocateLift-v0" and inner.codec.name == "ndpca"
+    assert inner.task_env_id == "bwgym/LocateLift-v1" and inner.codec.name == "ndpca"
     assert inner.view_names == ("arm", "side")
     check_env(inner, skip_render_check=True)
     sb3_check_env(inner)

@@ -20,7 +20,7 @@ def write(tmp_path, data, name="s.yaml"):
 def test_defaults_and_round_trip():
     scenario = scenario_from_dict({"name": "x"})
     assert isinstance(scenario, Scenario)
-    assert scenario.env.id == "bwgym/LocateLift-v0" and scenario.run.episodes == 20
+    assert scenario.env.id == "bwgym/LocateLift-v1" and scenario.run.episodes == 20
     assert scenario_from_dict(scenario_to_dict(scenario)) == scenario
 
 
