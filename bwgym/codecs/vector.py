@@ -70,9 +70,9 @@ from bwgym.codecs.entropy import (
     step_from_index,
 )
 from bwgym.codecs.registry import register_codec
-from bwgym.common.kalman import RiccatiError, kalman_steady_state
+from bwgym.common.kalman import LinearGaussianModel, RiccatiError, kalman_steady_state
 
-__all__ = ["LinearSystem", "PredictiveCodec", "ScalarCodec", "as_linear_system"]
+__all__ = ["PredictiveCodec", "ScalarCodec", "as_linear_system"]
 
 #: Rate byte of a view that was not sent.
 NOT_SENT = 255
@@ -101,28 +101,7 @@ def _float_views(views: Sequence[ViewSpec]) -> tuple[ViewSpec, ...]:
     return views
 
 
-@dataclass(frozen=True)
-class LinearSystem:
-    """The process model a codec may use: ``x' = A x + w``, ``y_k = C_k x + v_k`` (no input).
-
-    Built by :func:`as_linear_system` from the env's model (``env.unwrapped.model`` of
-    ``bwgym/SensorNetwork-v0``) or a mapping with the same keys.
-    """
-
-    A: np.ndarray
-    Q: np.ndarray
-    C: tuple[np.ndarray, ...]
-    R: tuple[np.ndarray, ...]
-    initial_mean: np.ndarray
-    initial_cov: np.ndarray
-
-    @property
-    def n_state(self) -> int:
-        """Dimension of the state."""
-        return self.A.shape[0]
-
-
-def as_linear_system(system: Any, views: Sequence[ViewSpec]) -> LinearSystem:
+def as_linear_system(system: Any, views: Sequence[ViewSpec]) -> LinearGaussianModel:
     """Validate a process model against the views: one ``C_k`` of ``d_k`` rows per view.
 
     Args:
@@ -170,7 +149,7 @@ def as_linear_system(system: Any, views: Sequence[ViewSpec]) -> LinearSystem:
                 f"system sensor {k} (view {v.name!r}, {d} values): C_k must be ({d}, {n}) and R_k "
                 f"({d}, {d}), got {c.shape} and {r.shape}"
             )
-    return LinearSystem(A, Q, tuple(Cs), tuple(Rs), mean, cov)
+    return LinearGaussianModel(A, np.zeros((n, 0)), Q, tuple(Cs), tuple(Rs), mean, cov)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -436,7 +415,9 @@ class ScalarCodec(Codec):
         return {n: d.astype(np.float32) for n, d in zip(names, decoded, strict=True) if d is not None}
 
 
-def _measurement_prior(system: LinearSystem, horizon: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _measurement_prior(
+    system: LinearGaussianModel, horizon: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Mean and largest std over the horizon of each sensor's measurement under the prior."""
     A, Q = system.A, system.Q
     mean, cov = system.initial_mean.copy(), system.initial_cov.copy()

@@ -17,10 +17,12 @@ against the receiver's prediction) both need it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = [
+    "LinearGaussianModel",
     "KalmanFilter",
     "RiccatiError",
     "discrete_lyapunov",
@@ -267,3 +269,61 @@ def _block_diag(blocks: Sequence[np.ndarray]) -> np.ndarray:
         out[i : i + d, i : i + d] = b
         i += d
     return out
+
+
+@dataclass(frozen=True)
+class LinearGaussianModel:
+    """The process and its sensors: ``x_{t+1} = A x_t + B u_t + w_t``, ``y_k = C_k x_t + v_k``.
+
+    Attributes:
+        A: state matrix (n, n).
+        B: input matrix (n, p).
+        Q: process noise covariance (n, n).
+        C: per-sensor measurement matrices, each (d_k, n).
+        R: per-sensor noise covariances, each ``r_k I`` of shape (d_k, d_k).
+        initial_mean: mean of x_0 (n,).
+        initial_cov: covariance of x_0 (n, n).
+
+    """
+
+    A: np.ndarray
+    B: np.ndarray
+    Q: np.ndarray
+    C: tuple[np.ndarray, ...]
+    R: tuple[np.ndarray, ...]
+    initial_mean: np.ndarray
+    initial_cov: np.ndarray
+
+    @property
+    def n_state(self) -> int:
+        """Dimension n of the state."""
+        return self.A.shape[0]
+
+    @property
+    def n_input(self) -> int:
+        """Dimension p of the control input."""
+        return self.B.shape[1]
+
+    @property
+    def sensor_dims(self) -> tuple[int, ...]:
+        """Measurement dimension d_k of each sensor."""
+        return tuple(c.shape[0] for c in self.C)
+
+    @property
+    def noise_variances(self) -> tuple[float, ...]:
+        """Measurement noise variance r_k of each sensor (per component)."""
+        return tuple(float(r[0, 0]) for r in self.R)
+
+    @property
+    def C_stacked(self) -> np.ndarray:
+        """All sensors' C_k stacked (m, n), m = sum d_k."""
+        return np.vstack(self.C)
+
+    @property
+    def R_stacked(self) -> np.ndarray:
+        """Block-diagonal noise covariance of the stacked measurement (m, m)."""
+        return np.diag(np.concatenate([np.diag(r) for r in self.R]))
+
+    def kalman_filter(self) -> KalmanFilter:
+        """Return a fresh fusion-node Kalman filter at the prior (before the first measurement)."""
+        return KalmanFilter(self.A, self.B, self.Q, self.C, self.R, self.initial_mean, self.initial_cov)

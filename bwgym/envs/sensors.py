@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from bwgym.common.kalman import KalmanFilter, RiccatiError, kalman_gain_sequence, lqr_gain
+from bwgym.common.kalman import (
+    LinearGaussianModel,
+    RiccatiError,
+    kalman_gain_sequence,
+    lqr_gain,
+)
 
 __all__ = ["MODES", "PRESETS", "LinearGaussianModel", "SensorNetworkEnv"]
 
@@ -29,64 +33,6 @@ _CV2D_DT_S = 0.1
 _CV2D_ACCEL_PSD = 1.0  # m^2/s^3, white-noise acceleration
 _CHUNK_STEPS = 256  # steps of noise, state and references computed at once
 _F32_MAX = float(np.finfo(np.float32).max)  # finite view bounds (the env checkers warn on infinite ones)
-
-
-@dataclass(frozen=True)
-class LinearGaussianModel:
-    """The process and its sensors: ``x_{t+1} = A x_t + B u_t + w_t``, ``y_k = C_k x_t + v_k``.
-
-    Attributes:
-        A: state matrix (n, n).
-        B: input matrix (n, p).
-        Q: process noise covariance (n, n).
-        C: per-sensor measurement matrices, each (d_k, n).
-        R: per-sensor noise covariances, each ``r_k I`` of shape (d_k, d_k).
-        initial_mean: mean of x_0 (n,).
-        initial_cov: covariance of x_0 (n, n).
-
-    """
-
-    A: np.ndarray
-    B: np.ndarray
-    Q: np.ndarray
-    C: tuple[np.ndarray, ...]
-    R: tuple[np.ndarray, ...]
-    initial_mean: np.ndarray
-    initial_cov: np.ndarray
-
-    @property
-    def n_state(self) -> int:
-        """Dimension n of the state."""
-        return self.A.shape[0]
-
-    @property
-    def n_input(self) -> int:
-        """Dimension p of the control input."""
-        return self.B.shape[1]
-
-    @property
-    def sensor_dims(self) -> tuple[int, ...]:
-        """Measurement dimension d_k of each sensor."""
-        return tuple(c.shape[0] for c in self.C)
-
-    @property
-    def noise_variances(self) -> tuple[float, ...]:
-        """Measurement noise variance r_k of each sensor (per component)."""
-        return tuple(float(r[0, 0]) for r in self.R)
-
-    @property
-    def C_stacked(self) -> np.ndarray:
-        """All sensors' C_k stacked (m, n), m = sum d_k."""
-        return np.vstack(self.C)
-
-    @property
-    def R_stacked(self) -> np.ndarray:
-        """Block-diagonal noise covariance of the stacked measurement (m, m)."""
-        return np.diag(np.concatenate([np.diag(r) for r in self.R]))
-
-    def kalman_filter(self) -> KalmanFilter:
-        """Return a fresh fusion-node Kalman filter at the prior (before the first measurement)."""
-        return KalmanFilter(self.A, self.B, self.Q, self.C, self.R, self.initial_mean, self.initial_cov)
 
 
 def _preset(name: str, n_sensors: int) -> dict[str, Any]:
