@@ -278,7 +278,7 @@ def train_allocator(config: AllocatorTrainConfig, progress: bool = False) -> Pat
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import CallbackList, EvalCallback
 
-    from bwgym.agents.rl import RLConfig, save_rl
+    from bwgym.agents.rl import RLConfig, _observation_spec, save_rl
 
     if config.vec not in ("subproc", "dummy"):
         raise ValueError(f"vec must be 'subproc' or 'dummy', got {config.vec!r}")
@@ -324,10 +324,7 @@ def train_allocator(config: AllocatorTrainConfig, progress: bool = False) -> Pat
             # Training envs in processes, the evaluation env in this one: the same envs all the same.
             warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
             model.learn(config.total_timesteps, callback=callbacks, progress_bar=progress, tb_log_name="ppo")
-        observation_spec = {
-            k: {"shape": list(s.shape), "dtype": str(s.dtype)}
-            for k, s in venv.observation_space.spaces.items()
-        }
+        observation_spec = _observation_spec(venv.observation_space)
         env_kwargs = dict(config.env_kwargs)
         rl_config = RLConfig(
             algo="ppo",

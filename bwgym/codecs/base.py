@@ -445,6 +445,12 @@ class Codec(abc.ABC):
         """The session a payload compressed with ``allocation`` is sent under (None: container v1)."""
         return self.session
 
+    def acknowledge(self, delivered: bool) -> None:  # noqa: B027  (optional hook, a no-op by default)
+        """The link's acknowledgement of the last non-empty payload (a stateless codec ignores it).
+
+        Codecs that predict from earlier frames (``predictive``) resynchronise after a loss.
+        """
+
     @classmethod
     def from_views(cls, views: Sequence[ViewSpec], **kwargs: Any) -> Codec:
         """Build the codec for ``views`` (codecs without weights)."""

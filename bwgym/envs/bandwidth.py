@@ -342,11 +342,9 @@ class BandwidthLimited(
             if self._tx_header_acked == len(session.to_bytes()):
                 self._tx_session, self._tx_header_acked = session, 0
 
-        acknowledge = getattr(codec, "acknowledge", None)
-        if acknowledge is not None and not payload.is_empty:
-            # The same link-layer acknowledgement that tells the sender a session header was lost:
-            # a codec that predicts from past frames (predictive) resynchronises after a drop.
-            acknowledge(bool(result.bits_sent) and not result.lost)
+        if not payload.is_empty:
+            # The same link-layer acknowledgement that tells the sender a session header was lost.
+            codec.acknowledge(bool(result.bits_sent) and not result.lost)
 
         refreshed: set[str] = set()
         for delivery in result.delivered:
