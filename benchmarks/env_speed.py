@@ -82,6 +82,19 @@ def vec_rate(size: int, steps: int, workers: int) -> float:
     return rate
 
 
+def size_row(size: int, steps: int) -> str:
+    """Measure every rate at ``size`` x ``size`` pixels; return the table row."""
+    physics = bare_mujoco(size, steps * 3, render=False)
+    bare = bare_mujoco(size, steps, render=True)
+    env = env_rate(size, steps)
+    one = vec_rate(size, steps, 1)
+    two = vec_rate(size, steps, 2)
+    return (
+        f"| {size}x{size} | {physics:,.0f} | {bare:,.0f} | {env:,.0f} | {env / bare:.2f} | "
+        f"{one:,.0f} | {two:,.0f} | {two / one:.2f} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -98,15 +111,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for size in (64, 84, 112):
-        physics = bare_mujoco(size, args.steps * 3, render=False)
-        bare = bare_mujoco(size, args.steps, render=True)
-        env = env_rate(size, args.steps)
-        one = vec_rate(size, args.steps, 1)
-        two = vec_rate(size, args.steps, 2)
-        row = (
-            f"| {size}x{size} | {physics:,.0f} | {bare:,.0f} | {env:,.0f} | {env / bare:.2f} | "
-            f"{one:,.0f} | {two:,.0f} | {two / one:.2f} |"
-        )
+        row = size_row(size, args.steps)
         print(row, flush=True)
         lines.append(row)
     lines += [

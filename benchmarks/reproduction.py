@@ -33,9 +33,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--env", default="bwgym/LocateLift-v1")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes per codec and budget")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of the sweep")
+    parser.add_argument("--env", default="bwgym/LocateLift-v1", help="env whose shipped agent and codecs run")
     parser.add_argument("--out", default=None, help="sweep folder (default: a temporary one)")
     args = parser.parse_args()
     base = {

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,10 +117,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return int(module.main(argv))
 
 
+def _add_command(
+    subparsers: Any, name: str, func: Callable[[argparse.Namespace], int], **texts: str
+) -> argparse.ArgumentParser:
+    """Add the sub-command ``name`` (``help`` and ``description`` in ``texts``) that runs ``func``."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, **texts)
+    parser.set_defaults(func=func)
+    return parser
+
+
 def register(subparsers: Any) -> None:
     """Add the ``sweep`` and ``bench`` sub-commands to an ``argparse`` sub-parsers object."""
-    sweep = subparsers.add_parser(
+    sweep = _add_command(
+        subparsers,
         "sweep",
+        cmd_sweep,
         help="run the cross product of scenario settings (local pool or Dask cluster)",
         description="Run every combination of --grid values of a scenario; each grid point gets its own run "
         "folder under the sweep folder, and one table (sweep.parquet/.csv) compares them. All points' "
@@ -155,13 +167,13 @@ def register(subparsers: Any) -> None:
         help="also draw every grid point's run plots (<point>/plots/*.png; seconds per point)",
     )
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
-    sweep.set_defaults(func=cmd_sweep)
 
-    bench = subparsers.add_parser(
+    bench = _add_command(
+        subparsers,
         "bench",
+        cmd_bench,
         help="run the benchmark scripts and rewrite BENCHMARKS.md",
         description="Run every benchmarks/*.py script (each in its own process, continuing past failures); "
         "each rewrites its section of BENCHMARKS.md.",
     )
     add_bench_options(bench)
-    bench.set_defaults(func=cmd_bench)

@@ -73,6 +73,25 @@ __all__ = [
 DEFAULT_CHANNELS = (32, 32, 32)
 
 SelfNeural = TypeVar("SelfNeural", bound="NeuralLatentCodec")
+_Class = TypeVar("_Class", bound=type)
+
+
+def neural_codec(
+    name: str, wire: int | str, description: str, lambda_task: float = 1.0
+) -> Callable[[_Class], _Class]:
+    """Register a learned latent codec whose shipped checkpoint is ``<name>_locate_lift.ckpt``.
+
+    Its recipe weighs the reconstruction loss 1 and the task loss ``lambda_task`` (0: task-agnostic);
+    ``wire`` is the id of a new wire format (an int) or the name of the wire format it shares.
+    """
+    wire_format: dict[str, Any] = {"wire_id": wire} if isinstance(wire, int) else {"wire_name": wire}
+    return register_codec(
+        name,
+        checkpoint=f"{name}_locate_lift.ckpt",
+        recipe={"lambda_task": lambda_task, "lambda_rec": 1.0},
+        description=description,
+        **wire_format,
+    )
 
 
 def round_to_float16(module: nn.Module) -> nn.Module:
@@ -625,13 +644,7 @@ class NeuralLatentCodec(LatentCodec):
         return DPCA.fit(latents)
 
 
-@register_codec(
-    "dae",
-    wire_id=6,
-    checkpoint="dae_locate_lift.ckpt",
-    recipe={"lambda_task": 1.0, "lambda_rec": 1.0},
-    description="distributed autoencoder, equal split: the NDPCA paper's lower-bound baseline",
-)
+@neural_codec("dae", 6, "distributed autoencoder, equal split: the NDPCA paper's lower-bound baseline")
 class DAECodec(NeuralLatentCodec):
     """Distributed autoencoder with an equal split: the NDPCA paper's lower-bound baseline.
 
@@ -666,13 +679,7 @@ class DAECodec(NeuralLatentCodec):
         return EqualSplitProjection(latent_dims, momentum)
 
 
-@register_codec(
-    "jae",
-    wire_id=7,
-    checkpoint="jae_locate_lift.ckpt",
-    recipe={"lambda_task": 1.0, "lambda_rec": 1.0},
-    description="joint autoencoder: one encoder over all views (the non-distributed reference)",
-)
+@neural_codec("jae", 7, "joint autoencoder: one encoder over all views (the non-distributed reference)")
 class JAECodec(NeuralLatentCodec):
     """Joint autoencoder: one encoder over all views (the non-distributed reference).
 

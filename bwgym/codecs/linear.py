@@ -15,8 +15,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -26,6 +26,20 @@ from bwgym.codecs.latent import JOINT, LatentCodec, _to_vectors
 from bwgym.codecs.registry import register_codec
 
 __all__ = ["LinearDPCACodec", "PCACodec"]
+
+
+_Class = TypeVar("_Class", bound=type)
+
+
+def _linear_codec(
+    name: str, wire_id: int, max_components: int, description: str
+) -> Callable[[_Class], _Class]:
+    """Register a linear codec fitted on 4x downsampled pixels, shipped as ``<name>_locate_lift.ckpt``."""
+    recipe = {"max_components": max_components, "downsample": 4}
+    checkpoint = f"{name}_locate_lift.ckpt"
+    return register_codec(
+        name, wire_id=wire_id, checkpoint=checkpoint, recipe=recipe, description=description
+    )
 
 
 class _LinearCodec(LatentCodec):
@@ -84,13 +98,7 @@ class _LinearCodec(LatentCodec):
     fit = train
 
 
-@register_codec(
-    "linear_dpca",
-    wire_id=4,
-    checkpoint="linear_dpca_locate_lift.ckpt",
-    recipe={"max_components": 32, "downsample": 4},
-    description="DPCA on downsampled pixels: the distributed linear baseline",
-)
+@_linear_codec("linear_dpca", 4, 32, "DPCA on downsampled pixels: the distributed linear baseline")
 class LinearDPCACodec(_LinearCodec):
     """DPCA directly on (downsampled) pixels: each view projected on its own principal directions.
 
@@ -102,13 +110,7 @@ class LinearDPCACodec(_LinearCodec):
     name = "linear_dpca"
 
 
-@register_codec(
-    "pca",
-    wire_id=9,
-    checkpoint="pca_locate_lift.ckpt",
-    recipe={"max_components": 64, "downsample": 4},
-    description="joint PCA over all views' pixels: the non-distributed linear reference",
-)
+@_linear_codec("pca", 9, 64, "joint PCA over all views' pixels: the non-distributed linear reference")
 class PCACodec(_LinearCodec):
     """Joint PCA over all views' pixels: the non-distributed linear reference (one joint stream).
 

@@ -39,26 +39,18 @@ Example::
 
 from __future__ import annotations
 
-from bwgym.codecs.autoencoders import NeuralLatentCodec
-from bwgym.codecs.registry import register_codec
+from bwgym.codecs.autoencoders import NeuralLatentCodec, neural_codec
 
 __all__ = ["NDPCACodec"]
 
 
-@register_codec(
+@neural_codec(
     "ndpca_agnostic",
-    wire_name="ndpca",
-    checkpoint="ndpca_agnostic_locate_lift.ckpt",
-    recipe={"lambda_task": 0.0, "lambda_rec": 1.0},
-    description="task-agnostic NDPCA: the same codec trained on reconstruction only",
-)
-@register_codec(
     "ndpca",
-    wire_id=5,
-    checkpoint="ndpca_locate_lift.ckpt",
-    recipe={"lambda_task": 1.0, "lambda_rec": 1.0},
-    description="task-aware NDPCA: per-view encoders, DPCA split, trained through the task model",
+    "task-agnostic NDPCA: the same codec trained on reconstruction only",
+    lambda_task=0.0,
 )
+@neural_codec("ndpca", 5, "task-aware NDPCA: per-view encoders, DPCA split, trained through the task model")
 class NDPCACodec(NeuralLatentCodec):
     """Per-view CNN encoders, DPCA over their latents, a joint decoder; one model for all rates.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_agent import SIZE, collect_lift_frames, tiny_config  # noqa: E402
 
 import bwgym  # noqa: F401  (registers the envs; before mujoco)
 from bwgym.codecs import codec_entry, load_codec, make_codec
@@ -16,37 +17,15 @@ from bwgym.codecs.base import Payload, ViewSpec
 from bwgym.codecs.ndpca import NDPCACodec
 from bwgym.codecs.train import TrainConfig, train_codec
 
-SIZE = 32
-
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    from bwgym.agents.demos import DemoDataset, collect_demos
-
-    path = collect_demos(
-        tmp_path_factory.mktemp("demos") / "d",
-        episodes=5,
-        seed=3,
-        env_kwargs={"image_size": SIZE},
-        progress=False,
-    )
-    obs, _, episode_index = DemoDataset(path).arrays()
-    return {"arm": obs["arm"], "side": obs["side"]}, episode_index
+    return collect_lift_frames(tmp_path_factory, episodes=5, seed=3)
 
 
 @pytest.fixture(scope="module")
 def codec(frames) -> NDPCACodec:
-    cfg = TrainConfig.for_variant(
-        "ndpca_agnostic",
-        steps=20,
-        batch_size=8,
-        latent_dim=8,
-        channels=(8, 8, 8),
-        device="cpu",
-        threads=1,
-        eval_every=1000,
-    )
-    out = train_codec(cfg, *frames, progress=False)
+    out = train_codec(tiny_config("ndpca_agnostic", steps=20), *frames, progress=False)
     assert isinstance(out, NDPCACodec)
     return out
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny_agent import SIZE, TinyAgent, tiny_agent  # noqa: E402,F401
+from tiny_agent import SIZE, TinyAgent, collect_lift_demos, tiny_agent, tiny_config, tiny_options  # noqa: E402,F401
 
 import bwgym  # noqa: F401  (registers the envs; before mujoco)
 from bwgym.codecs import codec_entry, codec_names, load_codec, make_codec
@@ -27,15 +27,7 @@ from bwgym.codecs.train import (
 
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory):
-    from bwgym.agents.demos import collect_demos
-
-    return collect_demos(
-        tmp_path_factory.mktemp("demos") / "d",
-        episodes=5,
-        seed=11,
-        env_kwargs={"image_size": SIZE},
-        progress=False,
-    )
+    return collect_lift_demos(tmp_path_factory, episodes=5, seed=11)
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +38,7 @@ def frames(demos) -> tuple[dict[str, np.ndarray], np.ndarray]:
 
 
 def test_tiny_training_lowers_the_loss_and_logs(frames, tmp_path) -> None:
-    cfg = TrainConfig.for_variant(
-        "ndpca",
-        steps=120,
-        batch_size=8,
-        latent_dim=8,
-        channels=(8, 8, 8),
-        device="cpu",
-        threads=1,
-        eval_every=60,
-        lr=3e-3,
-    )
+    cfg = tiny_config("ndpca", steps=120, eval_every=60, lr=3e-3)
     agent = tiny_agent()
     before = {k: v.clone() for k, v in agent.state_dict().items()}
     codec = train_codec(cfg, *frames, agent=agent, log_dir=tmp_path / "tb", progress=False)
@@ -114,13 +96,7 @@ def test_each_variant_trains_and_loads_through_load_codec(frames, tmp_path) -> N
             episode_index=frames[1],
             task_model=tiny_agent(),
             progress=False,
-            steps=3,
-            batch_size=4,
-            latent_dim=4,
-            channels=(4, 8, 8),
-            device="cpu",
-            threads=1,
-            init=first,
+            **tiny_options(steps=3, batch_size=4, latent_dim=4, channels=(4, 8, 8), init=first),
         )
         assert type(codec) is cls and path.is_file()
         first = first or str(path)

@@ -30,3 +30,47 @@ def tiny_agent(seed: int = 0) -> torch.nn.Module:
     agent = TinyAgent()
     agent(dict.fromkeys(agent.views, torch.zeros(1, 3, SIZE, SIZE)))  # materialise the lazy layer
     return agent.eval()
+
+
+#: Training options small enough for tests (the codecs come out poor, but every protocol property holds).
+TINY_TRAINING = {
+    "batch_size": 8,
+    "latent_dim": 8,
+    "channels": (8, 8, 8),
+    "device": "cpu",
+    "threads": 1,
+    "eval_every": 1000,
+}
+
+
+def tiny_options(**overrides):
+    """``TINY_TRAINING`` with ``overrides`` (e.g. ``steps``), as keyword options of the training."""
+    return {**TINY_TRAINING, **overrides}
+
+
+def tiny_config(variant: str, **overrides):
+    """The ``TrainConfig`` of the learned codec ``variant`` with :func:`tiny_options`."""
+    from bwgym.codecs.train import TrainConfig
+
+    return TrainConfig.for_variant(variant, **tiny_options(**overrides))
+
+
+def collect_lift_demos(tmp_path_factory, episodes: int, seed: int):
+    """Record ``episodes`` expert LocateLift episodes at ``SIZE`` x ``SIZE`` in a fresh folder; return its path."""
+    from bwgym.agents.demos import collect_demos
+
+    return collect_demos(
+        tmp_path_factory.mktemp("demos") / "d",
+        episodes=episodes,
+        seed=seed,
+        env_kwargs={"image_size": SIZE},
+        progress=False,
+    )
+
+
+def collect_lift_frames(tmp_path_factory, episodes: int, seed: int):
+    """The ``arm`` and ``side`` frames of :func:`collect_lift_demos` and the episode of each row."""
+    from bwgym.agents.demos import DemoDataset
+
+    obs, _, episode_index = DemoDataset(collect_lift_demos(tmp_path_factory, episodes, seed)).arrays()
+    return {"arm": obs["arm"], "side": obs["side"]}, episode_index

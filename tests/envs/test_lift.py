@@ -18,8 +18,9 @@ def yellow_pixels(image: np.ndarray) -> int:
     return int(((r > 170) & (g > 140) & (b < 90) & (r - b > 120)).sum())
 
 
-def test_gymnasium_check_env_passes_without_warnings():
-    env = gym.make(ENV_ID, render_mode="rgb_array").unwrapped
+@pytest.mark.parametrize("env_id", [ENV_ID, "bwgym/LocateLift-v1"])
+def test_gymnasium_check_env_passes_without_warnings(env_id):
+    env = gym.make(env_id, render_mode="rgb_array").unwrapped
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         check_env(env, skip_render_check=False)

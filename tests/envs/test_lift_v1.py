@@ -2,14 +2,12 @@
 
 import importlib.util
 import sys
-import warnings
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium.utils.env_checker import check_env
 
 import bwgym  # noqa: F401
 from bwgym.agents.bc import SHIPPED_CHECKPOINT, BCAgent, evaluate_agent
@@ -41,15 +39,6 @@ def ablation():
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def test_v1_passes_gymnasium_check_env_without_warnings():
-    env = gym.make(V1, render_mode="rgb_array").unwrapped
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        check_env(env, skip_render_check=False)
-    assert [str(w.message) for w in caught] == []
-    env.close()
 
 
 def test_v1_is_the_same_class_with_other_defaults():
