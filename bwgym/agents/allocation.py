@@ -26,7 +26,6 @@ import functools
 import json
 import math
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from bwgym.common.checkpoint import CheckpointError, check_spec, load_checkpoint, save_checkpoint
+from bwgym.agents.rl import CHECKPOINT_KINDS, POLICY_FILE, RLConfig, load_rl, train_rl
+from bwgym.common.checkpoint import CheckpointError, check_spec, load_checkpoint
 from bwgym.envs.allocation import DEFAULT_TASK_ENV, AllocateBandwidthEnv, GeneratedTraces, default_traces
 from bwgym.envs.allocators import AllocationObserver, LearnedAllocator
 
@@ -95,8 +95,6 @@ def make_allocation_env(
 
 # ----------------------------------------------------------------------------------- loading
 def _policy_path(path: str | os.PathLike[str]) -> Path:
-    from bwgym.agents.rl import POLICY_FILE
-
     path = Path(path)
     if path.is_dir():
         path = path / POLICY_FILE
@@ -121,8 +119,6 @@ def load_learned_allocator(path: str | os.PathLike[str], codec: Any, device: str
         ValueError: (``CheckpointError``) not an allocation policy, or one trained for another
             number of views or another observation spec: the message names both.
     """
-    from bwgym.agents.rl import CHECKPOINT_KINDS, load_rl
-
     ckpt_path = _policy_path(path)
     ckpt = load_checkpoint(ckpt_path, kind=tuple(CHECKPOINT_KINDS.values()))
     saved = ckpt.metadata.get("allocation")
@@ -166,38 +162,25 @@ def load_learned_allocator(path: str | os.PathLike[str], codec: Any, device: str
 
 
 # ----------------------------------------------------------------------------------- training
+def _default_rl() -> RLConfig:
+    return RLConfig(
+        algo="ppo", env_id=ALLOCATION_ENV_ID, env_kwargs={}, n_envs=2, device="cpu", out_dir="runs/allocator"
+    )
+
+
 @dataclass(frozen=True)
 class AllocatorTrainConfig:
     """What ``bwgym train allocator`` trains, and how."""
 
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Arguments of :func:`make_allocation_env` except the traces (plain JSON: task env, codec,
-    task agent checkpoint, link, reward terms)."""
+    rl: RLConfig = field(default_factory=_default_rl)
+    """The PPO run (:class:`~bwgym.agents.rl.RLConfig`, ``env_id`` the allocation env); its
+    ``env_kwargs`` are the arguments of :func:`make_allocation_env` except the traces (plain JSON:
+    task env, codec, task agent checkpoint, link, reward terms)."""
     train_traces: dict[str, Any] = field(default_factory=lambda: default_traces().spec())
     """The training family, a :class:`~bwgym.envs.allocation.GeneratedTraces` spec."""
     eval_traces: dict[str, Any] = field(default_factory=lambda: default_traces(seed_offset=1 << 40).spec())
     """The held-out traces for periodic evaluation: a ``GeneratedTraces`` spec, or ``{"trace": {...}}``
     for one trace (``source``/``format``/``scale`` or ``generator``/``params``/``scale``)."""
-    scenario: str | None = None
-    """The scenario the env was built from (a record)."""
-    total_timesteps: int = 20_000
-    """Allocation steps of training, over all envs."""
-    n_envs: int = 2
-    """Parallel envs."""
-    vec: str = "subproc"
-    """``subproc`` (one process per env, spawned) or ``dummy`` (in this process, in turn)."""
-    seed: int = 0
-    """Seed of PPO and of the envs."""
-    eval_freq_steps: int = 5_000
-    """Evaluate on the held-out traces every this many steps (over all envs)."""
-    eval_episodes: int = 10
-    """Episodes per evaluation."""
-    hyperparams: dict[str, Any] = field(default_factory=dict)
-    """Extra keyword arguments of SB3's PPO."""
-    out_dir: str = "runs/allocator"
-    """The run folder: ``policy.ckpt``, ``config.json``, ``eval/``, ``tensorboard/``."""
-    device: str = "cpu"
-    """torch device (the policy is a small MLP: the CPU is the right place)."""
 
 
 def _trace_family(spec: Mapping[str, Any]) -> Any:
@@ -221,29 +204,9 @@ def _trace_family(spec: Mapping[str, Any]) -> Any:
     return trace.scale(scale) if scale != 1.0 else trace
 
 
-def _make_env(env_kwargs: Mapping[str, Any], traces: Mapping[str, Any], monitor: bool = True) -> Any:
+def _make_env(env_kwargs: Mapping[str, Any], traces: Mapping[str, Any]) -> AllocateBandwidthEnv:
     """One allocation env (module level, so spawned workers can build it)."""
-    import bwgym  # noqa: F401
-
-    env = make_allocation_env(traces=_trace_family(traces), **dict(env_kwargs))
-    if not monitor:
-        return env
-    from stable_baselines3.common.monitor import Monitor
-
-    return Monitor(env, info_keywords=("is_success",))
-
-
-def _vec_env(config: AllocatorTrainConfig, traces: Mapping[str, Any], n_envs: int, seed: int) -> Any:
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
-
-    fn = functools.partial(_make_env, dict(config.env_kwargs), dict(traces))
-    fns = [fn] * n_envs
-    if config.vec == "subproc" and n_envs > 1:
-        venv = SubprocVecEnv(fns, start_method="spawn")  # forked children would share the EGL context
-    else:
-        venv = DummyVecEnv(fns)
-    venv.seed(seed)
-    return venv
+    return make_allocation_env(traces=_trace_family(traces), **dict(env_kwargs))
 
 
 def _allocation_callback() -> Any:
@@ -256,8 +219,6 @@ def _allocation_callback() -> Any:
             for info in self.locals.get("infos", []):
                 if "split" not in info:
                     continue
-                self.logger.record_mean("bw/budget_bits", info["budget_bits"])
-                self.logger.record_mean("bw/bits_sent_total", info["bits_sent_total"])
                 split = info["split"]
                 self.logger.record_mean("alloc/codec_split", float(split is None))
                 for view, share in (split or {}).items():
@@ -271,92 +232,44 @@ def _allocation_callback() -> Any:
 def train_allocator(config: AllocatorTrainConfig, progress: bool = False) -> Path:
     """Train an allocation policy with PPO and write ``<out_dir>/policy.ckpt``; return its path.
 
-    Evaluation (SB3's ``EvalCallback``, deterministic actions) runs on envs built with
+    The run is :func:`bwgym.agents.rl.train_rl`'s, with allocation envs on the training family
+    and evaluation (SB3's ``EvalCallback``, deterministic actions) on envs built with
     ``config.eval_traces``, which the training family never draws: ``eval/success_rate`` and
     ``eval/mean_reward`` in TensorBoard and ``eval/evaluations.npz``.
     """
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.callbacks import CallbackList, EvalCallback
-
-    from bwgym.agents.rl import RLConfig, _observation_spec, save_rl
-
-    if config.vec not in ("subproc", "dummy"):
-        raise ValueError(f"vec must be 'subproc' or 'dummy', got {config.vec!r}")
-    for label in ("total_timesteps", "n_envs", "eval_freq_steps", "eval_episodes"):
-        value = getattr(config, label)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
+    rl = config.rl
+    if rl.algo != "ppo" or rl.env_id != ALLOCATION_ENV_ID:
+        raise ValueError(
+            f"an allocator trains with algo 'ppo' on {ALLOCATION_ENV_ID}, got {rl.algo!r} on {rl.env_id!r}"
+        )
     json.dumps(dataclasses.asdict(config))  # everything recorded must be plain JSON
     _trace_family(config.train_traces)  # bad trace specs fail here, not inside a worker process
     _trace_family(config.eval_traces)
-    out = Path(config.out_dir)
+    out = Path(rl.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1, sort_keys=True))
 
-    venv = _vec_env(config, config.train_traces, config.n_envs, config.seed)
-    eval_env = _vec_env(dataclasses.replace(config, vec="dummy"), config.eval_traces, 1, config.seed + 10_000)
-    try:
-        n_steps = max(16, min(256, config.total_timesteps // config.n_envs))
-        defaults: dict[str, Any] = {"n_steps": n_steps, "batch_size": min(64, n_steps * config.n_envs)}
-        model = PPO(
-            "MultiInputPolicy",
-            venv,
-            seed=config.seed,
-            device=config.device,
-            verbose=0,
-            tensorboard_log=str(out / "tensorboard"),
-            **{**defaults, **config.hyperparams},
-        )
-        callbacks = CallbackList(
-            [
-                EvalCallback(
-                    eval_env,
-                    n_eval_episodes=config.eval_episodes,
-                    eval_freq=max(1, config.eval_freq_steps // config.n_envs),  # SB3 counts calls
-                    log_path=str(out / "eval"),
-                    deterministic=True,
-                    verbose=0,
-                ),
-                _allocation_callback(),
-            ]
-        )
-        with warnings.catch_warnings():
-            # Training envs in processes, the evaluation env in this one: the same envs all the same.
-            warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
-            model.learn(config.total_timesteps, callback=callbacks, progress_bar=progress, tb_log_name="ppo")
-        observation_spec = _observation_spec(venv.observation_space)
-        env_kwargs = dict(config.env_kwargs)
-        rl_config = RLConfig(
-            algo="ppo",
-            env_id=ALLOCATION_ENV_ID,
-            env_kwargs=env_kwargs,
-            scenario=config.scenario,
-            total_timesteps=config.total_timesteps,
-            n_envs=config.n_envs,
-            seed=config.seed,
-            eval_freq_steps=config.eval_freq_steps,
-            eval_episodes=config.eval_episodes,
-            hyperparams=dict(config.hyperparams),
-            out_dir=str(out),
-            device=config.device,
-        )
-        path = save_rl(model, rl_config, out, observation_spec)
-        probe = venv.get_attr("observer", [0])[0]
-    finally:
-        venv.close()
-        eval_env.close()
-    # The allocation metadata joins the RL checkpoint (same kind, so load_rl reads it as before).
-    ckpt = load_checkpoint(path)
-    metadata = dict(ckpt.metadata)
-    metadata["allocation"] = {
-        "observation": probe.spec(),
-        "env_kwargs": env_kwargs,
-        "train_traces": dict(config.train_traces),
-        "eval_traces": dict(config.eval_traces),
-        "config": dataclasses.asdict(config),
-        "eval": _last_evaluation(out / "eval" / "evaluations.npz"),
-    }
-    return save_checkpoint(path, ckpt.kind, ckpt.state, metadata)
+    def describe(venv: Any) -> dict[str, Any]:
+        observer = venv.get_attr("observer", [0])[0]
+        return {
+            "allocation": {
+                "observation": observer.spec(),
+                "env_kwargs": dict(rl.env_kwargs),
+                "train_traces": dict(config.train_traces),
+                "eval_traces": dict(config.eval_traces),
+                "eval": _last_evaluation(out / "eval" / "evaluations.npz"),
+            }
+        }
+
+    train_rl(
+        rl,
+        progress=progress,
+        env_factory=functools.partial(_make_env, dict(rl.env_kwargs), dict(config.train_traces)),
+        eval_env_factory=functools.partial(_make_env, dict(rl.env_kwargs), dict(config.eval_traces)),
+        callbacks=[_allocation_callback()],
+        describe=describe,
+    )
+    return out / POLICY_FILE
 
 
 def _last_evaluation(path: Path) -> dict[str, Any] | None:

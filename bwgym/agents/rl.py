@@ -34,7 +34,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,7 +102,9 @@ class RLConfig:
     total_timesteps: int = 20_000
     """Env steps of training, over all parallel envs."""
     n_envs: int = 1
-    """Parallel envs; above 1 they run in spawned subprocesses (``SubprocVecEnv``)."""
+    """Parallel envs."""
+    vec: str = "subproc"
+    """With ``n_envs > 1``: ``subproc`` (one spawned process per env) or ``dummy`` (in this process, in turn)."""
     seed: int = 0
     """Seed of the algorithm and of the envs."""
     eval_freq_steps: int = 5_000
@@ -145,7 +147,7 @@ def _vec_env(config: RLConfig, seed: int, env_factory: Callable[[], gym.Env] | N
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     fns = [lambda: make_rl_env(config, env_factory) for _ in range(config.n_envs)]
-    if config.n_envs > 1:
+    if config.n_envs > 1 and config.vec == "subproc":
         # spawn: forked children would inherit the parent's EGL context and can hang.
         venv = SubprocVecEnv(fns, start_method="spawn")
     else:
@@ -222,7 +224,12 @@ def _observation_spec(space: gym.spaces.Dict) -> dict[str, Any]:
 
 
 def train_rl(
-    config: RLConfig, progress: bool = True, env_factory: Callable[[], gym.Env] | None = None
+    config: RLConfig,
+    progress: bool = True,
+    env_factory: Callable[[], gym.Env] | None = None,
+    eval_env_factory: Callable[[], gym.Env] | None = None,
+    callbacks: Sequence[Any] = (),
+    describe: Callable[[Any], Mapping[str, Any]] | None = None,
 ) -> Any:
     """Train an SB3 policy as ``config`` says and write ``policy.ckpt`` into ``config.out_dir``.
 
@@ -230,7 +237,13 @@ def train_rl(
         config: what to train and how.
         progress: SB3's progress bar.
         env_factory: builds one training env (e.g. a scenario's env inside ``BandwidthLimited``);
-            None: ``gymnasium.make(config.env_id, **config.env_kwargs)``.
+            None: ``gymnasium.make(config.env_id, **config.env_kwargs)``. With ``vec="subproc"``
+            it is sent to spawned processes, so it must pickle (a module-level function or a
+            ``functools.partial`` of one).
+        eval_env_factory: builds the evaluation env (e.g. on held-out traces); None: ``env_factory``.
+        callbacks: more SB3 callbacks (the evaluation, checkpoint and ``bw/`` ones always run).
+        describe: called with the training ``VecEnv`` after training; what it returns joins the
+            checkpoint's metadata (e.g. an observation spec only the envs know).
 
     Returns:
         The trained SB3 model (its policy is what :func:`load_rl` gives back from the folder).
@@ -238,44 +251,49 @@ def train_rl(
     """
     from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback, EvalCallback
+    from stable_baselines3.common.vec_env import VecTransposeImage
 
     if config.algo not in ALGOS:
         raise ValueError(f"algo must be one of {ALGOS}, got {config.algo!r}")
+    if config.vec not in ("subproc", "dummy"):
+        raise ValueError(f"vec must be 'subproc' or 'dummy', got {config.vec!r}")
+    for label in ("total_timesteps", "n_envs", "eval_freq_steps", "eval_episodes", "checkpoint_freq_steps"):
+        value = getattr(config, label)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
     if config.bc_demos and config.algo != "ppo":
         raise ValueError(
             "bc_demos warm start is implemented for PPO (a stochastic actor-critic); use algo='ppo'"
         )
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from stable_baselines3.common.vec_env import VecTransposeImage
-
     venv = _vec_env(config, config.seed, env_factory)
     observation_spec = _observation_spec(venv.observation_space)  # as the env gives it, not transposed
     # Wrapped as SB3 wraps the training env, so EvalCallback sees the same kind of env.
-    eval_env = VecTransposeImage(
-        _vec_env(RLConfig(**{**asdict(config), "n_envs": 1}), config.seed + 10_000, env_factory)
-    )
-    algo = {"ppo": PPO, "sac": SAC}[config.algo]
-    defaults: dict[str, Any] = (
-        {"n_steps": 256, "batch_size": 64}
-        if config.algo == "ppo"
-        else {"buffer_size": 20_000, "learning_starts": 500}
-    )
-    model = algo(
-        "MultiInputPolicy",
-        venv,
-        seed=config.seed,
-        device=config.device,
-        verbose=0,
-        tensorboard_log=str(out / "tensorboard"),
-        **{**defaults, **config.hyperparams},
-    )
-    if config.bc_demos:
-        losses = bc_pretrain_policy(model, config.bc_demos, epochs=config.bc_epochs, seed=config.seed)
-        (out / "bc_pretrain.json").write_text(json.dumps({"epoch_losses": losses}))
-    per_env = lambda steps: max(1, steps // config.n_envs)  # noqa: E731  (SB3 counts callback calls)
-    callbacks = CallbackList(
-        [
+    eval_config = dataclasses.replace(config, n_envs=1)
+    eval_env = VecTransposeImage(_vec_env(eval_config, config.seed + 10_000, eval_env_factory or env_factory))
+    try:
+        algo = {"ppo": PPO, "sac": SAC}[config.algo]
+        n_steps = max(16, min(256, config.total_timesteps // config.n_envs))
+        defaults: dict[str, Any] = (
+            {"n_steps": n_steps, "batch_size": min(64, n_steps * config.n_envs)}
+            if config.algo == "ppo"
+            else {"buffer_size": 20_000, "learning_starts": 500}
+        )
+        model = algo(
+            "MultiInputPolicy",
+            venv,
+            seed=config.seed,
+            device=config.device,
+            verbose=0,
+            tensorboard_log=str(out / "tensorboard"),
+            **{**defaults, **config.hyperparams},
+        )
+        if config.bc_demos:
+            losses = bc_pretrain_policy(model, config.bc_demos, epochs=config.bc_epochs, seed=config.seed)
+            (out / "bc_pretrain.json").write_text(json.dumps({"epoch_losses": losses}))
+        per_env = lambda steps: max(1, steps // config.n_envs)  # noqa: E731  (SB3 counts callback calls)
+        every = [
             EvalCallback(
                 eval_env,
                 n_eval_episodes=config.eval_episodes,
@@ -288,12 +306,22 @@ def train_rl(
                 per_env(config.checkpoint_freq_steps), str(out / "checkpoints"), name_prefix=config.algo
             ),
             _bandwidth_callback(),
+            *callbacks,
         ]
-    )
-    model.learn(config.total_timesteps, callback=callbacks, progress_bar=progress, tb_log_name=config.algo)
-    save_rl(model, config, out, observation_spec)
-    venv.close()
-    eval_env.close()
+        with warnings.catch_warnings():
+            # Training envs in processes and the evaluation env in this one are the same envs.
+            warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
+            model.learn(
+                config.total_timesteps,
+                callback=CallbackList(every),
+                progress_bar=progress,
+                tb_log_name=config.algo,
+            )
+        extra = dict(describe(venv)) if describe is not None else {}
+        save_rl(model, config, out, observation_spec, extra)
+    finally:
+        venv.close()
+        eval_env.close()
     return model
 
 
@@ -457,7 +485,11 @@ def _json_default(value: Any) -> Any:
 
 
 def save_rl(
-    model: Any, config: RLConfig, out_dir: str | os.PathLike[str], observation_spec: dict[str, Any]
+    model: Any,
+    config: RLConfig,
+    out_dir: str | os.PathLike[str],
+    observation_spec: dict[str, Any],
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the policy of ``model`` as ``<out_dir>/policy.ckpt`` (what :func:`load_rl` reads).
 
@@ -467,6 +499,7 @@ def save_rl(
         out_dir: the run folder.
         observation_spec: ``{key: {"shape": [...], "dtype": ...}}`` as the env gives observations
             (before SB3 transposes images), which :func:`load_rl` checks.
+        extra: more metadata (plain JSON), e.g. what an allocation policy observes.
 
     Returns:
         The checkpoint's path.
@@ -505,6 +538,7 @@ def save_rl(
             "torch": torch.__version__,
             "gymnasium": gym.__version__,
         },
+        **dict(extra or {}),
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,21 @@ def _bits_range(text: str) -> tuple[float, float]:
     return low, high
 
 
+def _key_value(text: str) -> tuple[str, Any]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. learning_rate=1e-4), got {text!r}")
+    parsed = yaml.safe_load(value)
+    if isinstance(parsed, str):  # YAML 1.1 reads 1e-4 as a string
+        try:
+            parsed = float(parsed)
+        except ValueError:
+            pass
+    return key, parsed
+
+
 def _fail(message: str) -> int:
     print(f"bwgym train allocator: {message}", file=sys.stderr)
     return 2
@@ -104,7 +119,8 @@ def cmd_train_allocator(args: argparse.Namespace) -> int:
         return _fail(str(err))
     import torch
 
-    from bwgym.agents.allocation import AllocatorTrainConfig, train_allocator
+    from bwgym.agents.allocation import ALLOCATION_ENV_ID, AllocatorTrainConfig, train_allocator
+    from bwgym.agents.rl import RLConfig
 
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # spawned workers read it when torch loads
     torch.set_num_threads(args.threads)
@@ -119,19 +135,26 @@ def cmd_train_allocator(args: argparse.Namespace) -> int:
     }
     if args.train_generator == "lognormal_walk":
         train_traces["params"].update(sigma=0.6, correlation_s=2.0, dt_s=0.2)
+    hyperparams = {"policy_kwargs": {"log_std_init": args.log_std_init}, **dict(args.ppo)}
     config = AllocatorTrainConfig(
-        env_kwargs=env_kwargs,
+        rl=RLConfig(
+            algo="ppo",
+            env_id=ALLOCATION_ENV_ID,
+            env_kwargs=env_kwargs,
+            scenario=scenario.name,
+            total_timesteps=args.total_timesteps,
+            n_envs=args.n_envs,
+            vec=args.vec,
+            seed=args.seed,
+            eval_freq_steps=args.eval_freq,
+            eval_episodes=args.eval_episodes,
+            checkpoint_freq_steps=max(args.eval_freq, args.total_timesteps // 4),
+            hyperparams=hyperparams,
+            out_dir=args.out,
+            device=args.device,
+        ),
         train_traces=train_traces,
         eval_traces=held_out,
-        scenario=scenario.name,
-        total_timesteps=args.total_timesteps,
-        n_envs=args.n_envs,
-        vec=args.vec,
-        seed=args.seed,
-        eval_freq_steps=args.eval_freq,
-        eval_episodes=args.eval_episodes,
-        out_dir=args.out,
-        device=args.device,
     )
     print(
         f"training an allocator for {scenario.name}: {env_kwargs['task_env_id']} + {env_kwargs['codec']}, "
@@ -189,8 +212,20 @@ def register(train_subparsers: Any) -> None:
     p.add_argument(
         "--codec-split",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="give the policy the choice of the codec's own split (dpca) besides explicit shares",
+        default=False,
+        help="give the policy the choice of the codec's own split (dpca) besides explicit shares "
+        "(off by default: each switch between the two sends a new session header, 88 bits)",
+    )
+    p.add_argument(
+        "--log-std-init", type=float, default=-0.5, help="initial log std of PPO's Gaussian actions"
+    )
+    p.add_argument(
+        "--ppo",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="a keyword argument of SB3's PPO (YAML value), e.g. --ppo learning_rate=1e-4",
     )
     p.add_argument("--threads", type=_positive_int, default=1, help="torch threads per process")
     p.add_argument("--device", default="cpu")
