@@ -43,6 +43,7 @@ __all__ = [
     "AllocatorTrainConfig",
     "default_task_agent",
     "load_learned_allocator",
+    "shipped_allocator",
     "make_allocation_env",
     "train_allocator",
 ]
@@ -94,6 +95,32 @@ def make_allocation_env(
 
 
 # ----------------------------------------------------------------------------------- loading
+#: Where shipped allocation policies live: ``allocator_<codec>_<env>.ckpt``.
+SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
+
+
+def shipped_allocator(codec_name: str, env_id: str = DEFAULT_TASK_ENV) -> Path:
+    """The shipped allocation policy for ``codec_name`` on ``env_id``.
+
+    Example:
+        >>> shipped_allocator("ndpca", "bwgym/LocateLift-v1").name
+        'allocator_ndpca_locate_lift_v1.ckpt'
+
+    Raises:
+        FileNotFoundError: none is shipped for that pair (the message says how to train one).
+    """
+    from bwgym.common.checkpoint import shipped_file
+
+    path = SHIPPED_DIR / shipped_file(f"allocator_{codec_name}_locate_lift.ckpt", env_id)
+    if env_id.split("/")[-1].split("-v")[0] != "LocateLift" or not path.is_file():
+        raise FileNotFoundError(
+            f"no allocation policy is shipped for codec {codec_name!r} on {env_id!r} (shipped: "
+            f"{sorted(p.name for p in SHIPPED_DIR.glob('allocator_*.ckpt'))}); train one with "
+            "`bwgym train allocator --scenario ... --out FOLDER` and name the folder as the checkpoint"
+        )
+    return path
+
+
 def _policy_path(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.is_dir():
@@ -106,20 +133,24 @@ def _policy_path(path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def load_learned_allocator(path: str | os.PathLike[str], codec: Any, device: str = "cpu") -> LearnedAllocator:
+def load_learned_allocator(
+    path: str | os.PathLike[str] | None, codec: Any, device: str = "cpu", env_id: str = DEFAULT_TASK_ENV
+) -> LearnedAllocator:
     """Load a policy written by :func:`train_allocator` as an allocator for ``codec``'s views.
 
     Args:
-        path: the training folder or its ``policy.ckpt``.
+        path: the training folder or its ``policy.ckpt``; None: the shipped policy for ``codec``
+            on ``env_id`` (:func:`shipped_allocator`).
         codec: the codec on the link (its views are the K views; its latent model gives energies).
         device: torch device of the policy.
+        env_id: the task env (only to find the shipped policy).
 
     Raises:
-        FileNotFoundError: no checkpoint there.
+        FileNotFoundError: no checkpoint there (or none shipped).
         ValueError: (``CheckpointError``) not an allocation policy, or one trained for another
             number of views or another observation spec: the message names both.
     """
-    ckpt_path = _policy_path(path)
+    ckpt_path = _policy_path(path) if path is not None else shipped_allocator(codec.name, env_id)
     ckpt = load_checkpoint(ckpt_path, kind=tuple(CHECKPOINT_KINDS.values()))
     saved = ckpt.metadata.get("allocation")
     if (

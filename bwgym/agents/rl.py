@@ -71,10 +71,10 @@ _LEGACY_FILES = ("model.zip", "model.json")
 #: Policy constructor arguments that are classes: the module they are looked up in (by name only)
 #: and the base class they must derive from. Nothing else is ever imported from a checkpoint.
 _CLASS_KWARGS = {
-    "activation_fn": ("torch.nn", "torch.nn", "Module"),
-    "optimizer_class": ("torch.optim", "torch.optim", "Optimizer"),
+    "activation_fn": (("torch.nn",), "torch.nn", "Module"),
+    "optimizer_class": (("torch.optim",), "torch.optim", "Optimizer"),
     "features_extractor_class": (
-        "stable_baselines3.common.torch_layers",
+        ("stable_baselines3.common.torch_layers", "bwgym.agents.bc_prior"),
         "stable_baselines3.common.torch_layers",
         "BaseFeaturesExtractor",
     ),
@@ -117,6 +117,17 @@ class RLConfig:
     """A demonstration folder: pretrain the PPO policy on it by behaviour cloning first."""
     bc_epochs: int = 20
     """Epochs of that pretraining."""
+    bc_init: str | None = None
+    """A BC agent whose network becomes the policy's actor (:mod:`bwgym.agents.bc_prior`): a
+    checkpoint path, or ``"shipped"`` for the shipped agent of ``env_id``. Its spec must match
+    the env's views."""
+    initial_noise_std: float = 0.1
+    """With ``bc_init``: exploration noise (std before tanh) of the first policy."""
+    critic_warmup_steps: int = 0
+    """Env steps during which the actor is frozen and only the critic learns."""
+    resume: bool = False
+    """Continue from the newest ``checkpoints/<algo>_<n>_steps.zip`` of ``out_dir`` (SB3's own
+    format: resume only runs you made) up to ``total_timesteps``."""
     hyperparams: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments of the SB3 algorithm (e.g. ``n_steps``, ``buffer_size``)."""
     out_dir: str = "runs/rl"
@@ -223,6 +234,84 @@ def _observation_spec(space: gym.spaces.Dict) -> dict[str, Any]:
     return {k: {"shape": list(s.shape), "dtype": str(s.dtype)} for k, s in space.spaces.items()}
 
 
+def _latest_checkpoint(out: Path, algo: str) -> tuple[Path, int] | None:
+    """The newest ``checkpoints/<algo>_<n>_steps.zip`` in ``out`` and its step count."""
+    found = []
+    for path in (out / "checkpoints").glob(f"{algo}_*_steps.zip"):
+        middle = path.name[len(algo) + 1 : -len("_steps.zip")]
+        if middle.isdigit():
+            found.append((int(middle), path))
+    if not found:
+        return None
+    steps, path = max(found)
+    return path, steps
+
+
+def _bc_prior(config: RLConfig, venv: Any) -> Any:
+    """The BC agent of ``config.bc_init``, checked against the env's views (names, image size)."""
+    from bwgym.agents.bc import BCAgent
+
+    images = [k for k, sp in venv.observation_space.spaces.items() if len(sp.shape) == 3]
+    shape = list(venv.observation_space.spaces[images[0]].shape[:2]) if images else None
+    if config.bc_init == "shipped":
+        bc = BCAgent.load_shipped(env_id=config.env_id)
+    else:
+        bc = BCAgent.load(config.bc_init)
+    views = bc.view_names if set(images) == set(bc.view_names) else images  # the order is BC's
+    bc.check_spec(env_id=config.env_id, views=views, image_shape=shape, where=f"bc_init {config.bc_init}")
+    return bc
+
+
+def _build_model(config: RLConfig, venv: Any, out: Path) -> tuple[Any, int]:
+    """A new SB3 model (BC-initialised when asked), or the newest checkpoint's with ``resume``."""
+    from stable_baselines3 import PPO, SAC
+
+    algo = {"ppo": PPO, "sac": SAC}[config.algo]
+    if config.resume:
+        latest = _latest_checkpoint(out, config.algo)
+        if latest is None:
+            raise ValueError(
+                f"resume: no {config.algo}_<n>_steps.zip in {out / 'checkpoints'} to continue from; "
+                "start without --resume"
+            )
+        path, steps = latest
+        model = algo.load(path, env=venv, device=config.device, tensorboard_log=str(out / "tensorboard"))
+        return model, steps
+    n_steps = max(16, min(256, config.total_timesteps // config.n_envs))
+    kwargs: dict[str, Any] = (
+        {"n_steps": n_steps, "batch_size": min(64, n_steps * config.n_envs)}
+        if config.algo == "ppo"
+        else {"buffer_size": 20_000, "learning_starts": 500}
+    )
+    bc = None
+    if config.bc_init:
+        from bwgym.agents.bc_prior import bc_algo_kwargs, bc_policy_kwargs
+
+        bc = _bc_prior(config, venv)
+        kwargs.update(bc_algo_kwargs(config.algo), policy_kwargs=bc_policy_kwargs(bc, config.algo))
+    hyper = dict(config.hyperparams)
+    if "policy_kwargs" in hyper and "policy_kwargs" in kwargs:
+        hyper["policy_kwargs"] = {**kwargs["policy_kwargs"], **hyper["policy_kwargs"]}
+    model = algo(
+        "MultiInputPolicy",
+        venv,
+        seed=config.seed,
+        device=config.device,
+        verbose=0,
+        tensorboard_log=str(out / "tensorboard"),
+        **{**kwargs, **hyper},
+    )
+    if bc is not None:
+        from bwgym.agents.bc_prior import load_bc_weights
+
+        bc = bc.to(model.policy.device)
+        load_bc_weights(model.policy, bc, config.algo, venv.reset(), config.initial_noise_std)
+    if config.bc_demos:
+        losses = bc_pretrain_policy(model, config.bc_demos, epochs=config.bc_epochs, seed=config.seed)
+        (out / "bc_pretrain.json").write_text(json.dumps({"epoch_losses": losses}))
+    return model, 0
+
+
 def train_rl(
     config: RLConfig,
     progress: bool = True,
@@ -249,9 +338,10 @@ def train_rl(
         The trained SB3 model (its policy is what :func:`load_rl` gives back from the folder).
 
     """
-    from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback, EvalCallback
     from stable_baselines3.common.vec_env import VecTransposeImage
+
+    from bwgym.agents.bc_prior import CriticWarmup
 
     if config.algo not in ALGOS:
         raise ValueError(f"algo must be one of {ALGOS}, got {config.algo!r}")
@@ -261,6 +351,8 @@ def train_rl(
         value = getattr(config, label)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
+    if config.bc_demos and config.bc_init:
+        raise ValueError("give bc_demos (pretrain SB3's own network) or bc_init (the BC network), not both")
     if config.bc_demos and config.algo != "ppo":
         raise ValueError(
             "bc_demos warm start is implemented for PPO (a stochastic actor-critic); use algo='ppo'"
@@ -273,25 +365,7 @@ def train_rl(
     eval_config = dataclasses.replace(config, n_envs=1)
     eval_env = VecTransposeImage(_vec_env(eval_config, config.seed + 10_000, eval_env_factory or env_factory))
     try:
-        algo = {"ppo": PPO, "sac": SAC}[config.algo]
-        n_steps = max(16, min(256, config.total_timesteps // config.n_envs))
-        defaults: dict[str, Any] = (
-            {"n_steps": n_steps, "batch_size": min(64, n_steps * config.n_envs)}
-            if config.algo == "ppo"
-            else {"buffer_size": 20_000, "learning_starts": 500}
-        )
-        model = algo(
-            "MultiInputPolicy",
-            venv,
-            seed=config.seed,
-            device=config.device,
-            verbose=0,
-            tensorboard_log=str(out / "tensorboard"),
-            **{**defaults, **config.hyperparams},
-        )
-        if config.bc_demos:
-            losses = bc_pretrain_policy(model, config.bc_demos, epochs=config.bc_epochs, seed=config.seed)
-            (out / "bc_pretrain.json").write_text(json.dumps({"epoch_losses": losses}))
+        model, done_steps = _build_model(config, venv, out)
         per_env = lambda steps: max(1, steps // config.n_envs)  # noqa: E731  (SB3 counts callback calls)
         every = [
             EvalCallback(
@@ -306,6 +380,7 @@ def train_rl(
                 per_env(config.checkpoint_freq_steps), str(out / "checkpoints"), name_prefix=config.algo
             ),
             _bandwidth_callback(),
+            *([CriticWarmup(config.algo, config.critic_warmup_steps)] if config.critic_warmup_steps else []),
             *callbacks,
         ]
         with warnings.catch_warnings():
@@ -409,17 +484,18 @@ def _space_from_json(data: Any, what: str = "space") -> gym.Space:
 
 # ---------------------------------------------------------------------- policy kwargs <-> JSON
 def _allowed_class(key: str, name: Any) -> type:
-    """Return the class named ``name`` in the one module allowed for ``key`` (never an import path)."""
+    """Return the class named ``name`` in the modules allowed for ``key`` (never an import path)."""
     import importlib
 
-    module_name, base_module, base_name = _CLASS_KWARGS[key]
+    modules, base_module, base_name = _CLASS_KWARGS[key]
     if not isinstance(name, str) or not name.isidentifier():
         raise CheckpointError(f"policy kwarg {key}={name!r} is not a class name")
-    cls = getattr(importlib.import_module(module_name), name, None)
     base = getattr(importlib.import_module(base_module), base_name)
-    if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise CheckpointError(f"policy kwarg {key}={name!r} is not a {base_name} class of {module_name}")
-    return cls
+    for module_name in modules:
+        cls = getattr(importlib.import_module(module_name), name, None)
+        if isinstance(cls, type) and issubclass(cls, base):
+            return cls
+    raise CheckpointError(f"policy kwarg {key}={name!r} is not a {base_name} class of {' or '.join(modules)}")
 
 
 def _policy_kwargs(policy: Any) -> dict[str, Any]:
@@ -433,9 +509,9 @@ def _policy_kwargs(policy: Any) -> dict[str, Any]:
         if key in _CLASS_KWARGS:
             name = getattr(value, "__name__", None)
             if name is None or _allowed_class(key, name) is not value:
-                module = _CLASS_KWARGS[key][0]
+                modules = " or ".join(_CLASS_KWARGS[key][0])
                 raise ValueError(
-                    f"policy kwarg {key}={value!r}: save_rl stores classes of {module} only, by name"
+                    f"policy kwarg {key}={value!r}: save_rl stores classes of {modules} only, by name"
                 )
             out[key] = name
             continue

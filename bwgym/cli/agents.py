@@ -32,6 +32,7 @@ from bwgym.cli.args import (
     add_env_options,
     add_options,
     add_torch_options,
+    key_value,
     parse_env_kwargs,
     positive_int,
     values,
@@ -150,8 +151,24 @@ def _train_rl(args: argparse.Namespace) -> int:
         env_id=args.env,
         env_kwargs=env_kwargs,
         eval_episodes=max(1, min(args.eval_episodes, 20)),
+        eval_freq_steps=args.eval_freq,
+        checkpoint_freq_steps=args.checkpoint_freq,
+        hyperparams=dict(args.rl_kwarg),
         out_dir=args.out,
-        **values(args, "algo", "scenario", "total_timesteps", "n_envs", "seed", "bc_demos", "device"),
+        **values(
+            args,
+            "algo",
+            "scenario",
+            "total_timesteps",
+            "n_envs",
+            "seed",
+            "bc_demos",
+            "bc_init",
+            "initial_noise_std",
+            "critic_warmup_steps",
+            "resume",
+            "device",
+        ),
     )
     env_factory = None
     if args.scenario:
@@ -271,6 +288,10 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
 _TRAINING_OPTIONS = (
     ("--total-timesteps", positive_int, 20_000, "RL: env steps"),
     ("--n-envs", positive_int, 1, "RL: parallel envs in subprocesses"),
+    ("--eval-freq", positive_int, 5_000, "RL: env steps between evaluations"),
+    ("--checkpoint-freq", positive_int, 10_000, "RL: env steps between checkpoints (what --resume reads)"),
+    ("--initial-noise-std", float, 0.1, "RL with --bc-init: exploration noise (std before tanh)"),
+    ("--critic-warmup-steps", int, 0, "RL: env steps with the actor frozen while the critic learns"),
     ("--epochs", positive_int, 25, "maximum epochs"),
     ("--batch-size", positive_int, 64, "steps per gradient step"),
     ("--lr", float, 1e-3, "Adam learning rate"),
@@ -321,6 +342,22 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
     )
     agent.add_argument(
         "--bc-demos", default=None, help="RL (ppo): warm-start by BC on this demonstration folder"
+    )
+    agent.add_argument(
+        "--bc-init",
+        default=None,
+        help="RL: the actor is this BC agent's network ('shipped' or a .ckpt; see bwgym.agents.bc_prior)",
+    )
+    agent.add_argument(
+        "--resume", action="store_true", help="RL: continue from the newest checkpoint in --out"
+    )
+    agent.add_argument(
+        "--rl-kwarg",
+        action="append",
+        default=[],
+        type=key_value,
+        metavar="KEY=VALUE",
+        help="RL: a keyword argument of SB3's PPO/SAC (YAML value), e.g. --rl-kwarg learning_rate=1e-5",
     )
     add_env_options(agent, kwargs_help="JSON object of env arguments for collection")
     agent.add_argument(

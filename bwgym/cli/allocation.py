@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bwgym.cli.args import key_value
+
 __all__ = ["cmd_train_allocator", "register"]
 
 
@@ -41,21 +43,6 @@ def _bits_range(text: str) -> tuple[float, float]:
     if not 0 < low <= high:
         raise argparse.ArgumentTypeError(f"expected 0 < LOW <= HIGH, got {text!r}")
     return low, high
-
-
-def _key_value(text: str) -> tuple[str, Any]:
-    import yaml
-
-    key, sep, value = text.partition("=")
-    if not sep or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. learning_rate=1e-4), got {text!r}")
-    parsed = yaml.safe_load(value)
-    if isinstance(parsed, str):  # YAML 1.1 reads 1e-4 as a string
-        try:
-            parsed = float(parsed)
-        except ValueError:
-            pass
-    return key, parsed
 
 
 def _fail(message: str) -> int:
@@ -223,7 +210,7 @@ def register(train_subparsers: Any) -> None:
         "--ppo",
         action="append",
         default=[],
-        type=_key_value,
+        type=key_value,
         metavar="KEY=VALUE",
         help="a keyword argument of SB3's PPO (YAML value), e.g. --ppo learning_rate=1e-4",
     )

@@ -27,6 +27,7 @@ __all__ = [
     "add_run_options",
     "add_set_option",
     "add_torch_options",
+    "key_value",
     "parse_env_kwargs",
     "positive_int",
     "values",
@@ -45,6 +46,22 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
     return value
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` as ``(key, YAML value)``: an SB3 keyword argument from the command line."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. learning_rate=1e-4), got {text!r}")
+    parsed = yaml.safe_load(value)
+    if isinstance(parsed, str):  # YAML 1.1 reads 1e-4 as a string
+        try:
+            parsed = float(parsed)
+        except ValueError:
+            pass
+    return key, parsed
 
 
 def parse_env_kwargs(text: str | None) -> dict[str, Any]:

@@ -125,7 +125,8 @@ class AllocatorConfig:
     """Share per view for ``fixed``."""
     checkpoint: str | None = None
     """For ``learned``: the folder (or its ``policy.ckpt``) written by ``bwgym train allocator``
-    (relative paths: against the scenario file's folder)."""
+    (relative paths: against the scenario file's folder); None: the shipped policy of the codec
+    and env (:func:`bwgym.agents.allocation.shipped_allocator`)."""
     kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra constructor arguments (``oracle``: ``levels``, the grid's steps per unit share, and
     ``include_codec_split``, to also try the codec's own split)."""
@@ -381,10 +382,15 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
     _choose("agent.name", scenario.agent.name, AGENTS)
     _choose("allocator.name", scenario.allocator.name, ALLOCATOR_KINDS)
     if scenario.allocator.name == "learned" and not scenario.allocator.checkpoint:
-        raise ConfigError(
-            f"{path}: allocator.checkpoint: required for allocator 'learned' "
-            "(a folder written by `bwgym train allocator`)"
-        )
+        from bwgym.agents.allocation import shipped_allocator
+
+        try:
+            shipped_allocator(scenario.codec.name, scenario.env.id)
+        except FileNotFoundError as exc:
+            raise ConfigError(
+                f"{path}: allocator.checkpoint: required for allocator 'learned' unless one is shipped "
+                f"for the codec and env ({exc})"
+            ) from None
     if scenario.trace.source is None and scenario.trace.generator is None:
         scenario = dataclasses.replace(
             scenario, trace=dataclasses.replace(scenario.trace, source="lte_drive")

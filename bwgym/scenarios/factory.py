@@ -95,7 +95,8 @@ def make_allocator(scenario: Scenario, env: gym.Env, codec: Any) -> Any:
     """The scenario's allocator for ``codec`` on ``env`` (the bare env, before the link).
 
     ``oracle`` gets its own instance of the scenario's agent; ``learned`` loads its checkpoint
-    (:func:`bwgym.agents.allocation.load_learned_allocator`), checked against the codec's views.
+    (:func:`bwgym.agents.allocation.load_learned_allocator`; none: the shipped policy of the codec
+    and env), checked against the codec's views.
     """
     from bwgym.envs.allocators import OracleAllocator, ProportionalAllocator
 
@@ -120,10 +121,8 @@ def make_allocator(scenario: Scenario, env: gym.Env, codec: Any) -> Any:
         if cfg.name == "learned":
             from bwgym.agents.allocation import load_learned_allocator
 
-            if not cfg.checkpoint:
-                raise ConfigError("allocator.checkpoint: required for allocator 'learned'")
-            try:
-                return load_learned_allocator(cfg.checkpoint, codec)
+            try:  # no checkpoint: the shipped policy of this codec and env
+                return load_learned_allocator(cfg.checkpoint or None, codec, env_id=scenario.env.id)
             except (FileNotFoundError, ValueError) as exc:
                 raise ConfigError(f"allocator.checkpoint: {exc}") from None
     except TypeError as exc:
