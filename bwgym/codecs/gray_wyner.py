@@ -33,6 +33,14 @@ from ``common`` + ``private_k`` alone (:meth:`GrayWynerCodec.for_receiver`,
 :meth:`GrayWynerCodec.split_channels`, :meth:`GrayWynerCodec.decode_receiver`), bit-exactly the
 same output as from the full payload.
 
+Sources and tasks may have other sizes than ``n_elements`` (``x_dims``, ``z_dims``), a task's
+distortion may be measured after a fixed differentiable map (``distortion_maps``, e.g. a frozen
+policy head: a task loss on a receiver's actions), and ``common_dim = 0`` gives two codecs that
+share nothing. The LocateLift-v1 two-receiver model (BC policy + side-view monitor, on features of
+the two views) uses all three: :mod:`bwgym.scenarios.two_receivers`, shipped as
+``gray_wyner_locate_lift_v1.ckpt`` with its baseline ``gray_wyner_locate_lift_v1_separate.ckpt``
+(``python -m bwgym.scenarios.two_receivers --ship``).
+
 Train (:meth:`GrayWynerCodec.train`) and regenerate the shipped model (its registered recipe)::
 
     bwgym train codec --codec gray_wyner --kind shared --beta 1.5 --etas 0.01,0.05,0.2,0.5 --out gw.ckpt
@@ -79,6 +87,8 @@ MAX_MODEL_SCALE_INDEX = 80
 FIXED_POINT_BITS = 12
 _LAYOUT_FULL, _LAYOUT_RECEIVER, _LAYOUT_CHANNEL = 0, 1, 2
 CHANNELS = ("common", "private_1", "private_2")
+#: Optional fixed maps ``(h1, h2)`` the task distortions are measured after (None: identity).
+DistortionMaps = tuple[Any, Any] | None
 
 
 def _check_beta_eta(beta: float, etas: Sequence[float]) -> None:
@@ -106,7 +116,12 @@ class GrayWynerConfig:
         etas: rate weights ``1/lambda`` of the rate points, finest first (ascending), each >= 0.
         gamma: weight of the matching loss of eq. 15 (shared kind only).
         family: entropy-model family, ``"laplace"`` or ``"gaussian"``.
+        x_dims: elements of the two sources ``(x1, x2)`` when they differ (None: ``n_elements``
+            each); rates are still normalised by ``n_elements``.
+        z_dims: elements of the two task targets ``(z1, z2)`` (None: ``n_elements`` each).
 
+    ``common_dim = 0`` with a three-channel kind is two codecs, one per receiver, each seeing both
+    sources and sharing nothing (the baseline of the LocateLift two-receiver comparison).
     """
 
     kind: str = "shared"
@@ -119,6 +134,8 @@ class GrayWynerConfig:
     etas: tuple[float, ...] = (0.1,)
     gamma: float = 1.0
     family: str = "laplace"
+    x_dims: tuple[int, int] | None = None
+    z_dims: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -131,9 +148,28 @@ class GrayWynerConfig:
             raise ValueError(f"gamma must be >= 0, got {self.gamma}")
         if self.family not in ("laplace", "gaussian"):
             raise ValueError(f"family must be 'laplace' or 'gaussian', got {self.family!r}")
-        for name in ("n_elements", "private_dim", "common_dim", "hidden", "context_hidden"):
+        for name in ("n_elements", "private_dim", "hidden", "context_hidden"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.common_dim < 0:
+            raise ValueError(f"common_dim must be >= 0, got {self.common_dim}")
+        for name in ("x_dims", "z_dims"):
+            value = getattr(self, name)
+            if value is not None:
+                value = tuple(int(v) for v in value)
+                if len(value) != 2 or min(value) < 1:
+                    raise ValueError(f"{name} must be two sizes >= 1 (or None), got {value}")
+                object.__setattr__(self, name, value)
+
+    @property
+    def source_dims(self) -> tuple[int, int]:
+        """Elements of ``(x1, x2)``."""
+        return self.x_dims or (self.n_elements, self.n_elements)
+
+    @property
+    def task_dims(self) -> tuple[int, int]:
+        """Elements of ``(z1, z2)``."""
+        return self.z_dims or (self.n_elements, self.n_elements)
 
     @property
     def dims(self) -> tuple[int, int, int]:
@@ -231,22 +267,23 @@ class GrayWynerNet(nn.Module):
 
     def _build(self, config: GrayWynerConfig) -> None:
         c = config
-        n, h = c.n_elements, c.hidden
+        h = c.hidden
+        (n1, n2), (t1, t2) = c.source_dims, c.task_dims
         d0, d1, d2 = c.dims
         if c.kind == "shared":
-            self.f1 = _mlp(2 * n, h, d1 + d0)
-            self.f2 = _mlp(2 * n, h, d2 + d0)
+            self.f1 = _mlp(n1 + n2, h, d1 + d0)
+            self.f2 = _mlp(n1 + n2, h, d2 + d0)
         elif c.kind == "separated":
-            self.f0 = _mlp(2 * n, h, d0)
-            self.f1 = _mlp(2 * n, h, d1)
-            self.f2 = _mlp(2 * n, h, d2)
+            self.f0 = _mlp(n1 + n2, h, d0)
+            self.f1 = _mlp(n1 + n2, h, d1)
+            self.f2 = _mlp(n1 + n2, h, d2)
         elif c.kind in ("combined", "joint"):
-            self.f = _mlp(2 * n, h, d0 + d1 + d2)
+            self.f = _mlp(n1 + n2, h, d0 + d1 + d2)
         else:  # independent
-            self.f1 = _mlp(n, h, d1)
-            self.f2 = _mlp(n, h, d2)
-        self.g1 = _mlp(d1 + d0, h, n)
-        self.g2 = _mlp(d2 + d0, h, n)
+            self.f1 = _mlp(n1, h, d1)
+            self.f2 = _mlp(n2, h, d2)
+        self.g1 = _mlp(d1 + d0, h, t1)
+        self.g2 = _mlp(d2 + d0, h, t2)
         r = c.n_rates
         # gains 2**g (g in octaves, rounded to the 1/8-octave grid) per rate point and element;
         # coarser points start with smaller gains
@@ -336,15 +373,22 @@ class GrayWynerNet(nn.Module):
         }
 
     def loss(
-        self, batch: Mapping[str, torch.Tensor], rate_idx: int = 0
+        self,
+        batch: Mapping[str, torch.Tensor],
+        rate_idx: int = 0,
+        distortion_maps: DistortionMaps = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Eq. 12 scaled by ``eta`` plus eq. 15: ``eta (beta R0 + R1 + R2) + D1 + D2 + gamma match``."""
+        """Eq. 12 scaled by ``eta`` plus eq. 15: ``eta (beta R0 + R1 + R2) + D1 + D2 + gamma match``.
+
+        ``distortion_maps``: optional fixed differentiable maps ``(h1, h2)`` (None entries: identity);
+        ``D_k`` is then the RMSE of ``h_k(z_k_hat)`` against ``h_k(z_k)``, e.g. a frozen policy head
+        that turns receiver 1's decoded features into actions (a task loss on its actions).
+        """
         c = self.config
         out = self(batch["x1"], batch["x2"], rate_idx)
         n = c.n_elements
         r0, r1, r2 = (out[f"bits{k}"].mean() / n for k in range(3))
-        d1 = torch.sqrt(((out["z1"] - batch["z1"]) ** 2).mean())
-        d2 = torch.sqrt(((out["z2"] - batch["z2"]) ** 2).mean())
+        d1, d2 = (_distortion(out[f"z{k}"], batch[f"z{k}"], distortion_maps, k) for k in (1, 2))
         eta = c.etas[rate_idx]
         total = eta * (c.beta * r0 + r1 + r2) + d1 + d2 + c.gamma * out["match"]
         stats = {"R0": r0.item(), "R1": r1.item(), "R2": r2.item(), "D1": d1.item(), "D2": d2.item()}
@@ -356,6 +400,16 @@ class GrayWynerNet(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Training and evaluation
 # ---------------------------------------------------------------------------------------------
+
+
+def _distortion(pred: torch.Tensor, target: torch.Tensor, maps: DistortionMaps, task: int) -> torch.Tensor:
+    """RMSE of task ``task``'s prediction, after its distortion map when one is given."""
+    fn = None if maps is None else maps[task - 1]
+    if fn is not None:
+        with torch.no_grad():
+            target = fn(target)
+        pred = fn(pred)
+    return torch.sqrt(((pred - target) ** 2).mean())
 
 
 def make_dataset(name: str = "synthetic", **kwargs: Any) -> SyntheticGrayWyner | GaussianPairs:
@@ -380,6 +434,7 @@ def train_gray_wyner(
     seed: int = 0,
     log_dir: str | Path | None = None,
     progress: bool = False,
+    distortion_maps: DistortionMaps = None,
 ) -> GrayWynerNet:
     """Train a model from scratch on fresh batches (Adam, grad-norm clip 1, one-cycle cosine lr).
 
@@ -395,12 +450,14 @@ def train_gray_wyner(
         seed: seeds the weights and the batches.
         log_dir: TensorBoard folder (None: no logs).
         progress: print a line every 500 steps.
+        distortion_maps: fixed maps the distortions are measured after (:meth:`GrayWynerNet.loss`).
 
     """
     torch.manual_seed(seed)
     data = data if data is not None else SyntheticGrayWyner(n_elements=config.n_elements)
-    if data.n_elements != config.n_elements:
-        raise ValueError(f"data has {data.n_elements} elements per source, the config {config.n_elements}")
+    have = tuple(getattr(data, "x_dims", None) or (data.n_elements, data.n_elements))
+    if have != config.source_dims:
+        raise ValueError(f"data has sources of {have} elements, the config {config.source_dims}")
     net = GrayWynerNet(config)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     # OneCycleLR needs a warm-up of more than one step: a run of 20 steps or fewer keeps lr constant.
@@ -418,7 +475,7 @@ def train_gray_wyner(
     net.train()
     for step in range(steps):
         rate_idx = step % config.n_rates
-        loss, stats = net.loss(_torch_batch(data, batch_size, rng), rate_idx)
+        loss, stats = net.loss(_torch_batch(data, batch_size, rng), rate_idx, distortion_maps)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -438,7 +495,12 @@ def train_gray_wyner(
 
 @torch.no_grad()
 def evaluate_net(
-    net: GrayWynerNet, data: Any, n_samples: int = 2000, seed: int = 12345, rate_idx: int = 0
+    net: GrayWynerNet,
+    data: Any,
+    n_samples: int = 2000,
+    seed: int = 12345,
+    rate_idx: int = 0,
+    distortion_maps: DistortionMaps = None,
 ) -> dict[str, float]:
     """Model-estimated rates (bits per position, under the coder's rounded models) and RMSEs."""
     net.eval()
@@ -446,8 +508,7 @@ def evaluate_net(
     out = net(batch["x1"], batch["x2"], rate_idx)
     n = net.config.n_elements
     r = [float(out[f"bits{k}"].mean()) / n for k in range(3)]
-    d1 = float(torch.sqrt(((out["z1"] - batch["z1"]) ** 2).mean()))
-    d2 = float(torch.sqrt(((out["z2"] - batch["z2"]) ** 2).mean()))
+    d1, d2 = (float(_distortion(out[f"z{k}"], batch[f"z{k}"], distortion_maps, k)) for k in (1, 2))
     return {
         "R0": r[0],
         "R1": r[1],
@@ -517,8 +578,9 @@ class GrayWynerCodec(Codec):
         self.device = _resolve_device(device)
         self.net = net.to(self.device).eval()
         self.config = net.config
-        n = self.config.n_elements
-        self.views = tuple(ViewSpec(v, (n,), "float32") for v in view_names)
+        self.views = tuple(
+            ViewSpec(v, (n,), "float32") for v, n in zip(view_names, self.config.source_dims, strict=True)
+        )
         self.task_names = tuple(task_names)
         self.env_id = env_id
         self.metadata = dict(metadata or {})

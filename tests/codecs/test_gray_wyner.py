@@ -306,3 +306,75 @@ def test_all_regenerates_the_shipped_gray_wyner(tmp_path) -> None:
     assert codec.config.etas == tuple(entry.recipe["etas"])
     with pytest.raises(ValueError, match="unknown shipped codecs"):
         regenerate_shipped(tmp_path, names=["gray_wyner", "gzip"])
+
+
+# -- sources and tasks of different sizes, no common channel (the two-receiver LocateLift model) --
+
+
+def _feature_pairs(x_dims: tuple[int, int], z_dims: tuple[int, int], n: int = 256, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(size=(n, x_dims[0])).astype(np.float32)
+    x2 = np.concatenate([x1[:, :3], rng.normal(size=(n, x_dims[1] - 3))], axis=1).astype(np.float32)
+    both = np.concatenate([x1, x2], axis=1)
+    z1 = both[:, : z_dims[0]].copy()
+    z2 = both[:, -z_dims[1] :].copy()
+
+    class Data:
+        n_elements = 1
+
+        def __init__(self) -> None:
+            self.x_dims = x_dims
+
+        def sample(self, m: int, r: np.random.Generator) -> dict[str, np.ndarray]:
+            idx = r.integers(0, n, size=m)
+            return {"x1": x1[idx], "x2": x2[idx], "z1": z1[idx], "z2": z2[idx]}
+
+    return Data()
+
+
+@pytest.mark.parametrize("common_dim", [4, 0])
+def test_sources_and_tasks_of_other_sizes_code_exactly(common_dim: int, tmp_path) -> None:
+    torch.set_num_threads(1)
+    x_dims, z_dims = (6, 9), (12, 5)
+    cfg = GrayWynerConfig(
+        kind="shared" if common_dim else "separated",
+        n_elements=1,
+        x_dims=x_dims,
+        z_dims=z_dims,
+        common_dim=common_dim,
+        private_dim=4,
+        hidden=16,
+        context_hidden=8,
+        etas=(0.001, 0.01),
+    )
+    assert cfg.source_dims == x_dims and cfg.task_dims == z_dims
+    head = torch.nn.Linear(12, 2)  # a fixed map: receiver 1's distortion is measured after it
+    data = _feature_pairs(x_dims, z_dims)
+    net = train_gray_wyner(cfg, data, steps=30, batch_size=16, distortion_maps=(head, None))
+    codec = GrayWynerCodec(net, view_names=("arm", "side"), task_names=("a", "b"), device="cpu")
+    assert [v.shape for v in codec.views] == [(6,), (9,)]
+    sample = data.sample(1, np.random.default_rng(3))
+    views = {"arm": sample["x1"][0], "side": sample["x2"][0]}
+    for j in range(codec.n_rates):
+        full = codec.compress_at(views, j)
+        if common_dim == 0:
+            assert full.streams[0] == b""
+        out = codec.decompress(Payload.from_bytes(full.to_bytes()))
+        assert out["a"].shape == (12,) and out["b"].shape == (5,)
+        ch = codec.split_channels(full)
+        for k, name in ((1, "a"), (2, "b")):
+            np.testing.assert_array_equal(
+                codec.decode_receiver(k, ch["common"], ch[f"private_{k}"]), out[name]
+            )
+    loaded = GrayWynerCodec.load(codec.save(tmp_path / "gw.ckpt"), device="cpu")
+    assert loaded.config == cfg and loaded.model_hash == codec.model_hash
+
+
+def test_data_of_other_sizes_is_refused() -> None:
+    cfg = GrayWynerConfig(n_elements=1, x_dims=(6, 9), z_dims=(3, 3), common_dim=2, private_dim=2, hidden=8)
+    with pytest.raises(ValueError, match=r"sources of \(4, 4\) elements, the config \(6, 9\)"):
+        train_gray_wyner(cfg, SyntheticGrayWyner(n_elements=4), steps=1)
+    with pytest.raises(ValueError, match="x_dims must be two sizes"):
+        GrayWynerConfig(x_dims=(3,))
+    with pytest.raises(ValueError, match="common_dim must be >= 0"):
+        GrayWynerConfig(common_dim=-1)

@@ -1,0 +1,214 @@
+"""Gray-Wyner on LocateLift-v1 with two receivers: the BC policy and a side-view monitor.
+
+    python benchmarks/gray_wyner_two_receivers.py [--episodes 30] [--trace-episodes 10] [--no-write]
+
+Uses the shipped pair (regenerate both with ``python -m bwgym.scenarios.two_receivers --ship``):
+``gray_wyner_locate_lift_v1.ckpt`` (Shared, beta 1, six rate points) and
+``gray_wyner_locate_lift_v1_separate.ckpt`` (two independent codecs, one per receiver, each seeing
+both views, no common stream; same features, data, rate points and steps). Receiver 1 (the shipped
+v1 BC agent) drives the env with the actions it computes from its decoded features; receiver 2
+reconstructs the side view from its decoded coefficients (see :mod:`bwgym.scenarios.two_receivers`).
+
+1. Rate sweep: every rate point sent at every step of ``--episodes`` unseen seeded episodes
+   (seeds 10000..), for both codecs. Transmit rate = bits on the broadcast link + both private
+   links, as stream bits (the codecs' entropy-coded bytes, the paper's R0 + R1 + R2) and as wire bits
+   (each channel payload in bwgym's container, 112 bits of header and checksum per payload: three
+   payloads per step for Gray-Wyner, two for the baseline, which sends nothing on the broadcast link).
+2. BD-rate of Gray-Wyner against the baseline at equal task success (and at equal action error,
+   a less noisy task metric), from those curves (piecewise-linear, see
+   :func:`bwgym.scenarios.two_receivers.bd_rate`); negative = Gray-Wyner needs fewer bits.
+3. One trace-driven run per codec: three links, each its own generated trace
+   (:func:`~bwgym.scenarios.two_receivers.default_traces`), the codec picking the finest rate point
+   whose channels fit each step; the first steps of the per-step run table.
+
+Writes the ``gray_wyner_two_receivers`` block of BENCHMARKS.md, right after the ``gray_wyner`` one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+
+import numpy as np
+import torch
+from report import BENCHMARKS_MD, machine_line  # noqa: E402  (run as a script)
+
+from bwgym.scenarios.two_receivers import (
+    LINKS,
+    ViewFeatures,
+    bd_rate,
+    default_traces,
+    load_pair,
+    rate_sweep,
+    run_two_receivers,
+    summarise,
+)
+
+SECTION = "gray_wyner_two_receivers"
+EVAL_SEED = 10_000
+NAMES = ("Gray-Wyner (Shared)", "two independent codecs")
+
+
+def _write_after_gray_wyner(body: str) -> None:
+    """Replace the block, or insert it right after ``<!-- gray_wyner:end -->`` (else append)."""
+    start, end = f"<!-- {SECTION}:start -->", f"<!-- {SECTION}:end -->"
+    block = f"{start}\n{body.strip()}\n{end}\n"
+    text = BENCHMARKS_MD.read_text()
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1].lstrip("\n")
+    elif "<!-- gray_wyner:end -->\n" in text:
+        head, rest = text.split("<!-- gray_wyner:end -->\n", 1)
+        text = head + "<!-- gray_wyner:end -->\n" + block + rest
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    tmp = BENCHMARKS_MD.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(BENCHMARKS_MD)
+
+
+def _wilson(p: float, n: float) -> tuple[float, float]:
+    z = 1.96
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _pct(x: float) -> str:
+    return "n/a (no overlap)" if math.isnan(x) else f"{x:+.1f} %"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=30, help="episodes per rate point")
+    parser.add_argument("--trace-episodes", type=int, default=10, help="episodes of the trace-driven run")
+    parser.add_argument("--no-write", action="store_true", help="print, do not write BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    features = ViewFeatures.load_shipped()
+    codecs = load_pair(features)
+    sweeps = [rate_sweep(c, features, episodes=args.episodes, seed=EVAL_SEED) for c in codecs]
+    lines = [
+        "## Gray-Wyner with two receivers on LocateLift-v1 (issue 14, item 5)",
+        "",
+        f"Command: `python benchmarks/gray_wyner_two_receivers.py --episodes {args.episodes} "
+        f"--trace-episodes {args.trace_episodes}` (one CPU thread). {machine_line()}",
+        "",
+        "Receiver 1 is the shipped v1 BC agent: it acts in the env on the features it decodes (its "
+        "MLP head on both views' encoder features). Receiver 2 reconstructs the side view from 32 "
+        "linear-DPCA coefficients (4x-downsampled pixels; PSNR ceiling ~24 dB). The codecs work on "
+        "these features (arm: 128; side: 128 + 32), not on pixels. Gray-Wyner: "
+        "`gray_wyner_locate_lift_v1.ckpt` (Shared, beta 1, 16 common + 16 private latents per "
+        "receiver); baseline: `gray_wyner_locate_lift_v1_separate.ckpt`, two independent codecs (one "
+        "per receiver, each seeing both views, 32 latents each, nothing shared); same data (200 "
+        "episodes, seeds 0-199), rate points and steps. Regenerate both with "
+        "`python -m bwgym.scenarios.two_receivers --ship`.",
+        "",
+        f"**Rate sweep**: each rate point sent every step, {args.episodes} unseen episodes per point "
+        f"(seeds {EVAL_SEED}..). Bits per step: stream bits (the entropy-coded latents, R0 + R1 + R2) "
+        "and, in brackets, wire bits (each channel payload in its container: +112 bits per payload; "
+        "the baseline sends nothing on the broadcast link). Success with its 95 % Wilson interval; "
+        "action error: L2 distance to the agent's action on clean views, mean over steps.",
+        "",
+        "| codec | rate | broadcast (wire) | link 1 (wire) | link 2 (wire) | transmit: stream (wire) | success | action error | side PSNR (dB) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, sweep in zip(NAMES, sweeps, strict=True):
+        for r in sweep:
+            lo, hi = _wilson(r["success"], r["episodes"])
+            lines.append(
+                f"| {name} | {int(r['rate_idx'])} | {r['bits_broadcast']:.0f} | {r['bits_receiver_1']:.0f} | "
+                f"{r['bits_receiver_2']:.0f} | {r['transmit_stream_bits']:.0f} ({r['transmit_bits']:.0f}) | "
+                f"{r['success']:.2f} [{lo:.2f}, {hi:.2f}] | {r['r1_action_error']:.3f} | {r['r2_psnr']:.2f} |"
+            )
+    gw, base = sweeps
+    bd = {}
+    for rate_key in ("transmit_stream_bits", "transmit_bits"):
+        for q_key, sign in (("success", 1.0), ("r1_action_error", -1.0), ("r2_psnr", 1.0)):
+            bd[(rate_key, q_key)] = bd_rate(
+                [r[rate_key] for r in base],
+                [sign * r[q_key] for r in base],
+                [r[rate_key] for r in gw],
+                [sign * r[q_key] for r in gw],
+            )
+    lines += [
+        "",
+        "**Transmit-rate BD-rate of Gray-Wyner against the two independent codecs** (negative: "
+        "Gray-Wyner needs fewer bits at equal quality; piecewise-linear over the overlapping range):",
+        "",
+        "| at equal | stream bits | wire bits |",
+        "|---|---|---|",
+    ]
+    for q_key, label in (
+        ("success", "task success (receiver 1)"),
+        ("r1_action_error", "action error (receiver 1)"),
+        ("r2_psnr", "side PSNR (receiver 2)"),
+    ):
+        lines.append(
+            f"| {label} | {_pct(bd[('transmit_stream_bits', q_key)])} | {_pct(bd[('transmit_bits', q_key)])} |"
+        )
+    # trace-driven run
+    traces = default_traces(seed=7)
+    runs = [
+        run_two_receivers(c, features, episodes=args.trace_episodes, seed=EVAL_SEED, traces=traces)
+        for c in codecs
+    ]
+    lines += [
+        "",
+        f"**Trace-driven run**: {args.trace_episodes} episodes (seeds {EVAL_SEED}..), three links "
+        "with their own generated traces (`default_traces(seed=7)`: log-normal walks of 6, 5 and "
+        "5 kbit/s mean, i.e. ~240 / 200 / 200 bits per 0.04 s step), the codec picking per step "
+        "the finest rate point whose channels fit their links (a private channel that does not fit "
+        "is not sent: its receiver decodes from the common stream alone). Mean per step:",
+        "",
+        "| codec | success | broadcast bits | link 1 bits | link 2 bits | transmit bits | action error "
+        "| side PSNR (dB) | receiver 1 held | receiver 2 held |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, df in zip(NAMES, runs, strict=True):
+        s = summarise(df)
+        lo, hi = _wilson(s["success"], s["episodes"])
+        lines.append(
+            f"| {name} | {s['success']:.2f} [{lo:.2f}, {hi:.2f}] | {s['bits_broadcast']:.0f} | "
+            f"{s['bits_receiver_1']:.0f} | {s['bits_receiver_2']:.0f} | {s['transmit_bits']:.0f} | "
+            f"{s['r1_action_error']:.3f} | {s['r2_psnr']:.2f} | {df['r1_held'].mean():.2f} | "
+            f"{df['r2_held'].mean():.2f} |"
+        )
+    cols = [
+        "step",
+        "rate_idx",
+        *[f"budget_{k}" for k in LINKS],
+        *[f"bits_{k}" for k in LINKS],
+        "r1_action_error",
+        "r1_success",
+        "r2_psnr",
+    ]
+    head = runs[0][runs[0]["episode"] == 0][cols].head(8)
+    lines += [
+        "",
+        "First steps of the Gray-Wyner run table (episode 0; `run_two_receivers` returns every column "
+        "for every step, both receivers' metrics and each link's budget and bits):",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    for _, row in head.iterrows():
+        cells = []
+        for c in cols:
+            v = row[c]
+            cells.append(f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"Total time {time.perf_counter() - start:.0f} s.")
+    body = "\n".join(lines)
+    print(body)
+    if not args.no_write:
+        _write_after_gray_wyner(body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Two receivers on LocateLift-v1 through the shipped Gray-Wyner codec (issue 14, item 5)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bwgym.codecs.base import Payload, PayloadError
+from bwgym.scenarios.two_receivers import (
+    LINKS,
+    FeaturePairs,
+    ViewFeatures,
+    bd_rate,
+    collect_frames,
+    default_traces,
+    load_pair,
+    run_two_receivers,
+    summarise,
+    train_pair,
+)
+from bwgym.traces import generate
+
+
+@pytest.fixture(scope="module")
+def features() -> ViewFeatures:
+    torch.set_num_threads(1)
+    return ViewFeatures.load_shipped()
+
+
+@pytest.fixture(scope="module")
+def pair(features: ViewFeatures):
+    return load_pair(features)
+
+
+@pytest.fixture(scope="module")
+def frames(features: ViewFeatures) -> dict[str, np.ndarray]:
+    """Features of one expert episode of LocateLift-v1 (an unseen seed), every 4th frame."""
+    raw = collect_frames(1, seed=50_000)
+    return {k: v[::4] for k, v in features.batch(raw["arm"], raw["side"]).items()}
+
+
+def test_run_table_reports_both_receivers_per_step(pair, features: ViewFeatures) -> None:
+    gw, base = pair
+    df = run_two_receivers(gw, features, episodes=1, seed=3, traces=default_traces(seed=1), max_steps=6)
+    assert len(df) == 6 and list(df["step"]) == list(range(6))
+    for link in LINKS:
+        for col in ("budget", "bits", "stream_bits", "delivered"):
+            assert f"{col}_{link}" in df
+        assert (df[f"bits_{link}"] <= df[f"budget_{link}"]).all()
+    for col in (
+        "r1_action_error",
+        "r1_success",
+        "r1_held",
+        "r1_private",
+        "r2_psnr",
+        "r2_psnr_ceiling",
+        "r2_held",
+        "r2_private",
+        "episode_success",
+    ):
+        assert col in df
+    assert (df["transmit_bits"] == df[[f"bits_{k}" for k in LINKS]].sum(axis=1)).all()
+    assert (df["receive_bits_1"] == df["bits_broadcast"] + df["bits_receiver_1"]).all()
+    sent = df[df["delivered_broadcast"]]
+    assert len(sent) and sent["bits_broadcast"].gt(0).all() and not sent["r2_held"].any()
+    assert (df["r2_psnr"] > 15).all() and (df["r1_action_error"] >= 0).all()
+    s = summarise(df)
+    assert s["episodes"] == 1 and s["transmit_bits"] > 0
+    # the baseline has no common stream: nothing on the broadcast link, its receivers still decode
+    fixed = run_two_receivers(base, features, episodes=1, seed=3, rate_idx=0, max_steps=3)
+    assert (fixed["bits_broadcast"] == 0).all() and (fixed["bits_receiver_1"] > 0).all()
+    assert not fixed["r1_held"].any() and not fixed["r2_held"].any()
+    # a Gray-Wyner receiver whose private link is starved decodes from the common stream alone;
+    # the baseline's receiver holds its last output
+    starved = {**default_traces(seed=1), "receiver_2": generate("constant", bps=0.0)}
+    for codec, held in ((gw, False), (base, True)):
+        df = run_two_receivers(codec, features, episodes=1, seed=3, traces=starved, max_steps=3)
+        assert (df["bits_receiver_2"] == 0).all() and not df["r2_private"].any()
+        assert (df["r2_held"] == held).all()
+
+
+def test_receiver_decodes_from_common_and_its_private_stream_alone(pair, frames) -> None:
+    for codec in pair:
+        for i in range(0, len(frames["x1"]), 2):
+            views = {"arm": frames["x1"][i], "side": frames["x2"][i]}
+            for j in (0, codec.n_rates // 2, codec.n_rates - 1):
+                wire = Payload.from_bytes(codec.compress_at(views, j, step=i).to_bytes(), codec="gray_wyner")
+                both = codec.decompress(wire)
+                channels = {
+                    k: Payload.from_bytes(p.to_bytes()) for k, p in codec.split_channels(wire).items()
+                }
+                for k, task in ((1, "bc_features"), (2, "side_coefficients")):
+                    alone = codec.decompress(Payload.from_bytes(codec.for_receiver(wire, k).to_bytes()))
+                    assert set(alone) == {task}
+                    np.testing.assert_array_equal(alone[task], both[task])
+                    apart = codec.decode_receiver(k, channels["common"], channels[f"private_{k}"])
+                    np.testing.assert_array_equal(apart, both[task])
+
+
+def test_dropping_the_common_stream_names_what_is_missing(pair, frames) -> None:
+    gw = pair[0]
+    views = {"arm": frames["x1"][0], "side": frames["x2"][0]}
+    ch = gw.split_channels(gw.compress_at(views, 0))
+    with pytest.raises(
+        PayloadError, match=r"receiver 1 needs the common stream, which is missing \(private_1"
+    ):
+        gw.decode_receiver(1, None, ch["private_1"])
+    with pytest.raises(PayloadError, match="receiver 2 needs the common stream"):
+        gw.decode_receiver(2, Payload.empty("gray_wyner"), ch["private_2"])
+    with pytest.raises(PayloadError, match="private_2 arrived without the common stream"):
+        gw.decompress(Payload.from_bytes(ch["private_2"].to_bytes()))
+
+
+def test_shipped_pair_records_its_features_and_regeneration(pair, features: ViewFeatures) -> None:
+    gw, base = pair
+    assert gw.config.kind == "shared" and gw.config.dims[0] > 0 and gw.n_rates >= 4
+    assert base.config.dims[0] == 0 and base.config.etas == gw.config.etas
+    for codec in pair:
+        assert codec.env_id == "bwgym/LocateLift-v1"
+        assert codec.metadata["features"]["bc_sha256"] == features.describe()["bc_sha256"]
+        assert codec.metadata["command"] == "python -m bwgym.scenarios.two_receivers --ship"
+        assert codec.config.source_dims == features.x_dims and codec.config.task_dims == features.z_dims
+
+
+def test_side_coefficients_round_trip_to_the_pca_view(features: ViewFeatures) -> None:
+    raw = collect_frames(1, seed=50_001)
+    side = raw["side"][:3]
+    z2 = features.side_coefficients(side)
+    assert z2.shape == (3, 32)
+    img = features.side_image(z2[0])
+    assert img.shape == side[0].shape and img.dtype == np.uint8
+    assert np.abs(img.astype(float) - side[0]).mean() < 20
+
+
+def test_bd_rate() -> None:
+    q = [0.2, 0.5, 0.9]
+    assert bd_rate([100, 200, 400], q, [50, 100, 200], q) == pytest.approx(-50.0)
+    assert bd_rate([100, 200, 400], q, [200, 400, 800], q) == pytest.approx(100.0)
+    assert math.isnan(bd_rate([1, 2], [0.1, 0.2], [1, 2], [0.5, 0.6]))
+    # a non-monotone point is dropped, not interpolated through
+    assert bd_rate([100, 150, 200, 400], [0.2, 0.1, 0.5, 0.9], [50, 100, 200], q) == pytest.approx(-50.0)
+
+
+@pytest.mark.slow
+def test_train_pair_end_to_end(features: ViewFeatures) -> None:
+    raw = collect_frames(2, seed=60_000, features=features)
+    data = FeaturePairs(features.batch(raw["arm"], raw["side"]))
+    gw, base = train_pair(features, data, etas=(0.01, 0.1), steps=40, batch_size=16, hidden=32, heldout=data)
+    assert len(gw.metadata["metrics"]) == 2 and base.config.dims[0] == 0
+    df = run_two_receivers(gw, features, episodes=1, seed=5, max_steps=4)
+    assert len(df) == 4 and df["r2_psnr"].notna().all()
