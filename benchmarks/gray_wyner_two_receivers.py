@@ -11,9 +11,11 @@ reconstructs the side view from its decoded coefficients (see :mod:`bwgym.scenar
 
 1. Rate sweep: every rate point sent at every step of ``--episodes`` unseen seeded episodes
    (seeds 10000..), for both codecs. Transmit rate = bits on the broadcast link + both private
-   links, as stream bits (the codecs' entropy-coded bytes, the paper's R0 + R1 + R2) and as wire bits
-   (each channel payload in bwgym's container, 112 bits of header and checksum per payload: three
-   payloads per step for Gray-Wyner, two for the baseline, which sends nothing on the broadcast link).
+   links, as stream bits (the codecs' entropy-coded bytes, the paper's R0 + R1 + R2) and as wire bits:
+   lean channel frames (16 bits of header byte and CRC-8 per frame: three frames per step for
+   Gray-Wyner, two for the baseline, which sends nothing on the broadcast link) plus each used
+   link's 88-bit session header, sent at the first step of every episode. For reference, also the
+   wire bits the same streams cost in the v1 container (112 bits per channel payload, no session).
 2. BD-rate of Gray-Wyner against the baseline at equal task success (and at equal action error,
    a less noisy task metric), from those curves (piecewise-linear, see
    :func:`bwgym.scenarios.two_receivers.bd_rate`); negative = Gray-Wyner needs fewer bits.
@@ -109,12 +111,17 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"**Rate sweep**: each rate point sent every step, {args.episodes} unseen episodes per point "
         f"(seeds {EVAL_SEED}..). Bits per step: stream bits (the entropy-coded latents, R0 + R1 + R2) "
-        "and, in brackets, wire bits (each channel payload in its container: +112 bits per payload; "
-        "the baseline sends nothing on the broadcast link). Success with its 95 % Wilson interval; "
-        "action error: L2 distance to the agent's action on clean views, mean over steps.",
+        "and, in brackets, wire bits: one lean frame per channel and step (+16 bits: a header byte "
+        "with step tag, channel and rate point, and a CRC-8) and each used link's 88-bit session "
+        "header (codec, 4-byte fingerprint of the weights, kind and rate ladder), charged to that "
+        "link at the first step of every episode; the baseline sends nothing on the broadcast link. "
+        "`container v1`: the same streams in the per-payload container the codec used before "
+        "(+112 bits per channel payload, no session), for reference. Success with its 95 % Wilson "
+        "interval; action error: L2 distance to the agent's action on clean views, mean over steps.",
         "",
-        "| codec | rate | broadcast (wire) | link 1 (wire) | link 2 (wire) | transmit: stream (wire) | success | action error | side PSNR (dB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| codec | rate | broadcast (wire) | link 1 (wire) | link 2 (wire) | transmit: stream (wire) "
+        "| of which sessions | container v1 | success | action error | side PSNR (dB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, sweep in zip(NAMES, sweeps, strict=True):
         for r in sweep:
@@ -122,11 +129,12 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(
                 f"| {name} | {int(r['rate_idx'])} | {r['bits_broadcast']:.0f} | {r['bits_receiver_1']:.0f} | "
                 f"{r['bits_receiver_2']:.0f} | {r['transmit_stream_bits']:.0f} ({r['transmit_bits']:.0f}) | "
+                f"{r['transmit_session_bits']:.1f} | {r['transmit_container_bits']:.0f} | "
                 f"{r['success']:.2f} [{lo:.2f}, {hi:.2f}] | {r['r1_action_error']:.3f} | {r['r2_psnr']:.2f} |"
             )
     gw, base = sweeps
     bd = {}
-    for rate_key in ("transmit_stream_bits", "transmit_bits"):
+    for rate_key in ("transmit_stream_bits", "transmit_bits", "transmit_container_bits"):
         for q_key, sign in (("success", 1.0), ("r1_action_error", -1.0), ("r2_psnr", 1.0)):
             bd[(rate_key, q_key)] = bd_rate(
                 [r[rate_key] for r in base],
@@ -139,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         "**Transmit-rate BD-rate of Gray-Wyner against the two independent codecs** (negative: "
         "Gray-Wyner needs fewer bits at equal quality; piecewise-linear over the overlapping range):",
         "",
-        "| at equal | stream bits | wire bits |",
-        "|---|---|---|",
+        "| at equal | stream bits | wire bits (lean frames + sessions) | wire bits, container v1 (before) |",
+        "|---|---|---|---|",
     ]
     for q_key, label in (
         ("success", "task success (receiver 1)"),
@@ -148,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         ("r2_psnr", "side PSNR (receiver 2)"),
     ):
         lines.append(
-            f"| {label} | {_pct(bd[('transmit_stream_bits', q_key)])} | {_pct(bd[('transmit_bits', q_key)])} |"
+            f"| {label} | {_pct(bd[('transmit_stream_bits', q_key)])} | {_pct(bd[('transmit_bits', q_key)])} "
+            f"| {_pct(bd[('transmit_container_bits', q_key)])} |"
         )
     # trace-driven run
     traces = default_traces(seed=7)
@@ -160,9 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"**Trace-driven run**: {args.trace_episodes} episodes (seeds {EVAL_SEED}..), three links "
         "with their own generated traces (`default_traces(seed=7)`: log-normal walks of 6, 5 and "
-        "5 kbit/s mean, i.e. ~240 / 200 / 200 bits per 0.04 s step), the codec picking per step "
-        "the finest rate point whose channels fit their links (a private channel that does not fit "
-        "is not sent: its receiver decodes from the common stream alone). Mean per step:",
+        "5 kbit/s mean, i.e. ~240 / 200 / 200 bits per 0.04 s step), each link first carrying its "
+        "88-bit session header (in fragments when its budget is smaller; frames follow it), the "
+        "codec picking per step the finest rate point whose lean frames fit what their links have "
+        "left (a private channel that does not fit is not sent: its receiver decodes from the "
+        "common stream alone). Mean per step (wire bits, sessions included):",
         "",
         "| codec | success | broadcast bits | link 1 bits | link 2 bits | transmit bits | action error "
         "| side PSNR (dB) | receiver 1 held | receiver 2 held |",
@@ -190,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += [
         "",
         "First steps of the Gray-Wyner run table (episode 0; `run_two_receivers` returns every column "
-        "for every step, both receivers' metrics and each link's budget and bits):",
+        "for every step, both receivers' metrics and each link's budget and bits; step 0's bits "
+        "include each link's 88-bit session header, `session_bits_<link>` in the table):",
         "",
         "| " + " | ".join(cols) + " |",
         "|" + "---|" * len(cols),

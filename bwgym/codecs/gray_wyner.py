@@ -31,7 +31,27 @@ Payload (wire name ``gray_wyner``): streams ``(common, private_1, private_2)``; 
 2-byte model hash, the step (mod 256), the rate index and a layout byte. Receiver ``k`` decodes
 from ``common`` + ``private_k`` alone (:meth:`GrayWynerCodec.for_receiver`,
 :meth:`GrayWynerCodec.split_channels`, :meth:`GrayWynerCodec.decode_receiver`), bit-exactly the
-same output as from the full payload.
+same output as from the full payload. These payloads are container v1 (:mod:`bwgym.codecs.base`:
+112 bits of header and CRC-16 per channel payload), and :attr:`GrayWynerCodec.session` stays None.
+
+**Lean channel frames** (:meth:`GrayWynerCodec.compress_channels`, for links that carry one channel
+each, as in :mod:`bwgym.scenarios.two_receivers`): every link first carries the model's
+:attr:`GrayWynerCodec.channel_session` once per episode (a :class:`~bwgym.codecs.base.Session`
+header, 88 bits: codec id, 3 streams, and a 4-byte fingerprint hashing the weights, the config
+with its kind and rate-point ladder, and the view and task names), then per step and channel one
+lean frame (16 bits of overhead)::
+
+    header u8 = step tag (3 bits) << 5 | channel (2 bits) << 3 | rate index (3 bits)
+    | body: the channel's range-coder stream | crc8 (seeded with the session's identity)
+
+The channel (0 common, 1 private_1, 2 private_2) and the step tag (the step mod 8) let a receiver
+name what it got: a private frame without the common one, frames of different steps (or rate
+points), or a frame of another channel raise :class:`~bwgym.codecs.base.PayloadError`; a frame of
+another model fails the session check (parsed under its own session) or the CRC (parsed under the
+receiver's). Frames of steps 8 apart share a tag: a link that delays frames by a multiple of 8 steps
+would need a longer tag. The body must be exactly the encoding of what it decodes to (a second
+check behind the CRC-8). Lean frames need at most 8 rate points. Decode with
+:meth:`GrayWynerCodec.decompress_channels` or :meth:`GrayWynerCodec.decode_receiver`.
 
 Sources and tasks may have other sizes than ``n_elements`` (``x_dims``, ``z_dims``), a task's
 distortion may be measured after a fixed differentiable map (``distortion_maps``, e.g. a frozen
@@ -62,7 +82,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bwgym.codecs.base import Codec, Payload, PayloadError, ViewSpec
+from bwgym.codecs.base import Codec, Payload, PayloadError, Session, ViewSpec
 from bwgym.codecs.entropy import MIN_SCALE_INDEX, get_coder, quantize_ste, rate_bits
 from bwgym.codecs.gray_wyner_data import GaussianPairs, SyntheticGrayWyner
 from bwgym.codecs.registry import register_codec
@@ -87,6 +107,8 @@ MAX_MODEL_SCALE_INDEX = 80
 FIXED_POINT_BITS = 12
 _LAYOUT_FULL, _LAYOUT_RECEIVER, _LAYOUT_CHANNEL = 0, 1, 2
 CHANNELS = ("common", "private_1", "private_2")
+#: Lean channel frames: bits of the rate index and of the step tag in the header byte.
+LEAN_RATE_BITS, LEAN_TAG_BITS = 3, 3
 #: Optional fixed maps ``(h1, h2)`` the task distortions are measured after (None: identity).
 DistortionMaps = tuple[Any, Any] | None
 
@@ -548,6 +570,23 @@ class _Meta:
         return cls(bytes(meta[:2]), meta[2], meta[3], meta[4])
 
 
+@dataclass(frozen=True)
+class _LeanHeader:
+    """The header byte of a lean channel frame: step tag, channel and rate index."""
+
+    tag: int
+    channel: int
+    rate_idx: int
+
+    def to_byte(self) -> bytes:
+        return bytes((self.tag << (8 - LEAN_TAG_BITS) | self.channel << LEAN_RATE_BITS | self.rate_idx,))
+
+    @classmethod
+    def parse(cls, meta: bytes) -> _LeanHeader:
+        b = meta[0]
+        return cls(b >> (8 - LEAN_TAG_BITS), (b >> LEAN_RATE_BITS) & 3, b & ((1 << LEAN_RATE_BITS) - 1))
+
+
 @register_codec(
     "gray_wyner",
     wire_id=8,
@@ -811,7 +850,11 @@ class GrayWynerCodec(Codec):
     def decode_receiver(
         self, task: int, common: Payload | None, private: Payload | None = None
     ) -> np.ndarray:
-        """Receiver ``task``'s output from channel payloads (of :meth:`split_channels`) delivered apart.
+        """Receiver ``task``'s output from channel payloads delivered apart.
+
+        The payloads are those of :meth:`split_channels` (container v1) or lean frames of
+        :meth:`compress_channels` (parsed under :attr:`channel_session`; then a model without a
+        common channel needs only ``private``).
 
         Args:
             task: 1 or 2.
@@ -825,6 +868,18 @@ class GrayWynerCodec(Codec):
         """
         if task not in (1, 2):
             raise ValueError(f"task must be 1 or 2, got {task}")
+        lean = [p.is_lean for p in (common, private) if p is not None and not p.is_empty]
+        if any(lean):
+            if not all(lean):
+                raise PayloadError("a lean channel frame and a container payload cannot be decoded together")
+            if "common" in self.channels and (common is None or common.is_empty):
+                raise PayloadError(
+                    f"receiver {task} needs the common stream, which is missing (private_{task} arrived)"
+                )
+            out = self.decompress_channels({"common": common, f"private_{task}": private})
+            if self.task_names[task - 1] not in out:  # pragma: no cover - no common channel, no private
+                raise PayloadError(f"receiver {task} got no stream")
+            return out[self.task_names[task - 1]]
         if common is None or common.is_empty:
             have = f" (private_{task} arrived)" if private is not None and not private.is_empty else ""
             raise PayloadError(f"receiver {task} needs the common stream, which is missing{have}")
@@ -854,6 +909,8 @@ class GrayWynerCodec(Codec):
     def decompress(self, payload: Payload) -> dict[str, np.ndarray]:
         """Decode the tasks a payload serves: both (full), one (receiver), or ``Y0`` alone (common).
 
+        A lean channel frame decodes as :meth:`decompress_channels` of that frame alone.
+
         Raises:
             PayloadError: a payload of another codec, model, or a private channel alone.
 
@@ -862,6 +919,9 @@ class GrayWynerCodec(Codec):
             raise PayloadError(f"payload of codec {payload.codec!r}, expected {self.name!r}")
         if payload.is_empty:
             return {}
+        if payload.is_lean:  # one lean channel frame
+            head = self._lean_header(payload, None)
+            return self.decompress_channels({CHANNELS[head.channel]: payload})
         meta = _Meta.parse(payload.meta)
         self._check_meta(meta, "the payload")
         j, streams = meta.rate_idx, payload.streams
@@ -916,6 +976,148 @@ class GrayWynerCodec(Codec):
         if meta.layout != _LAYOUT_FULL or len(payload.streams) != 3:
             raise PayloadError("expected a full gray_wyner payload (common, private_1, private_2)")
         return (meta.model_hash, meta.step, meta.rate_idx, meta.layout)
+
+    # -- lean channel frames (one link per channel, a session per link and episode) ------------
+
+    @property
+    def fingerprint(self) -> bytes:
+        """4 bytes of the sha256 of the weights, config (kind, rate ladder, sizes), views and tasks."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            digest = hashlib.sha256()
+            spec = [self.name, asdict(self.config), [v.name for v in self.views], list(self.task_names)]
+            digest.update(repr(spec).encode())
+            for key, value in sorted(self.net.state_dict().items()):
+                arr = value.detach().cpu().numpy()
+                digest.update(f"{key}:{arr.dtype.str}:{arr.shape}".encode())
+                digest.update(arr.tobytes())
+            cached = digest.digest()[:4]
+            self.__dict__["_fingerprint"] = cached
+        return cached
+
+    @property
+    def channel_session(self) -> Session:
+        """The session header every link carrying lean channel frames sends once per episode.
+
+        Raises:
+            ValueError: the model has more rate points than a lean header holds (8).
+        """
+        if self.n_rates > 1 << LEAN_RATE_BITS:
+            raise ValueError(
+                f"lean channel frames hold at most {1 << LEAN_RATE_BITS} rate points, the model has "
+                f"{self.n_rates}; use the container payloads (compress_at, split_channels)"
+            )
+        return Session(self.name, self.fingerprint, len(CHANNELS), 0)
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The channels that carry latents for this kind (the baseline ``common_dim = 0``: no common)."""
+        return tuple(ch for ch, d in zip(CHANNELS, self.config.dims, strict=True) if d > 0)
+
+    def compress_channels(
+        self, views: Mapping[str, np.ndarray], rate_idx: int, step: int
+    ) -> dict[str, Payload]:
+        """One lean frame per channel of :attr:`channels` at rate point ``rate_idx``.
+
+        Each frame is ``header | body | crc8`` under :attr:`channel_session` (16 bits of overhead);
+        its body is the same range-coder stream as the container payload's.
+
+        Args:
+            views: one array per view.
+            rate_idx: the rate point.
+            step: the sender's step counter (its low 3 bits are sent: the step tag).
+        """
+        if not 0 <= rate_idx < self.n_rates:
+            raise ValueError(f"rate_idx must be in 0..{self.n_rates - 1}, got {rate_idx}")
+        session = self.channel_session
+        streams, _ = self.encode_streams(self.encode_symbols(views, rate_idx), rate_idx)
+        tag = int(step) & ((1 << LEAN_TAG_BITS) - 1)
+        return {
+            ch: Payload(self.name, (streams[i],), _LeanHeader(tag, i, rate_idx).to_byte(), session=session)
+            for i, ch in enumerate(CHANNELS)
+            if ch in self.channels
+        }
+
+    def _lean_header(self, payload: Payload, expected: str | None) -> _LeanHeader:
+        if payload.codec != self.name:
+            raise PayloadError(f"payload of codec {payload.codec!r}, expected {self.name!r}")
+        if payload.session is None:
+            raise PayloadError(
+                "expected a lean gray_wyner channel frame: parse its bytes with "
+                "Payload.from_bytes(data, session=...) using the session header received on its link"
+            )
+        payload.session.check(self.channel_session)
+        head = _LeanHeader.parse(payload.meta)
+        if head.channel >= len(CHANNELS) or CHANNELS[head.channel] not in self.channels:
+            raise PayloadError(f"lean frame header {payload.meta[0]:#04x}: no such channel (corrupt)")
+        if head.rate_idx >= self.n_rates:
+            raise PayloadError(
+                f"lean frame has rate index {head.rate_idx}, the model has {self.n_rates} rate points (corrupt)"
+            )
+        if expected is not None and CHANNELS[head.channel] != expected:
+            raise PayloadError(f"expected a {expected} channel frame, got a {CHANNELS[head.channel]} frame")
+        return head
+
+    def _decode_exact(self, body: bytes, symbols_of: Any, scale_idx: np.ndarray, what: str) -> np.ndarray:
+        """Decode ``body``; refuse it unless it is exactly the encoding of what it decodes to."""
+        x = self.coder.decode(body, scale_idx)
+        if self.coder.encode(x, scale_idx) != body:
+            raise PayloadError(f"{what} frame body is not the encoding of what it decodes to: corrupted")
+        return symbols_of(x)
+
+    def decompress_channels(self, frames: Mapping[str, Payload | None]) -> dict[str, np.ndarray]:
+        """Decode the tasks that lean channel frames serve.
+
+        With the common frame, both tasks (a task whose private frame is absent uses its conditional
+        mean given ``Y0``); without a common channel (``common_dim = 0``), the task of each private
+        frame present.
+
+        Args:
+            frames: ``{channel: frame}`` (None or empty: not received).
+
+        Raises:
+            PayloadError: a private frame without the common one (naming both), frames of different
+                steps or rate points, of another channel than their key, of another model (session),
+                or corrupted.
+        """
+        unknown = set(frames) - set(CHANNELS)
+        if unknown:
+            raise ValueError(f"frames are keyed by channel {CHANNELS}, got {sorted(unknown)}")
+        got = {ch: p for ch, p in frames.items() if p is not None and not p.is_empty}
+        heads = {ch: self._lean_header(p, ch) for ch, p in got.items()}
+        need_common = "common" in self.channels
+        if need_common and "common" not in got:
+            if got:
+                names = " and ".join(sorted(got))
+                tasks = " and ".join(f"receiver {ch[-1]}" for ch in sorted(got))
+                raise PayloadError(f"{names} arrived without the common stream; {tasks} needs both")
+            return {}
+        if not got:
+            return {}
+        ref_ch = "common" if need_common else next(iter(heads))
+        ref = heads[ref_ch]
+        for ch, h in heads.items():
+            if (h.tag, h.rate_idx) != (ref.tag, ref.rate_idx):
+                raise PayloadError(
+                    f"{ch} is from step tag {h.tag} rate {h.rate_idx}, {ref_ch} from step tag {ref.tag} "
+                    f"rate {ref.rate_idx}: streams of different steps"
+                )
+        j = ref.rate_idx
+        m0, s0 = self._prior0[j]
+        y0 = m0.copy()
+        if need_common:
+            y0 = self._decode_exact(got["common"].streams[0], lambda x: x + m0, s0, "common")
+        out = {}
+        for k in (1, 2):
+            ch = f"private_{k}"
+            if not need_common and ch not in got:
+                continue
+            mean, scale_idx = self._private_model(k, y0, j)
+            yk = mean
+            if ch in got:
+                yk = self._decode_exact(got[ch].streams[0], lambda x, m=mean: x + m, scale_idx, ch)
+            out[self.task_names[k - 1]] = self._synthesise(k, yk, y0, j)
+        return out
 
     def rate_bits(self, views: Mapping[str, np.ndarray], rate_idx: int) -> dict[str, float]:
         """Real stream bits per channel and the entropy models' estimate, for one sample."""

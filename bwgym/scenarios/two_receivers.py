@@ -10,6 +10,14 @@ receiver, each link with its own bandwidth trace (:class:`~bwgym.traces.Link`)::
     arm, side --> GW -+-- link 1 (trace 1): private_1 Y1 --------+
                       +-- link 2 (trace 2): private_2 Y2 --------+---> receiver 2: side view (PSNR)
 
+On the wire each link carries lean channel frames
+(:meth:`~bwgym.codecs.gray_wyner.GrayWynerCodec.compress_channels`): once per episode, at its
+first step, the model's 88-bit session header (codec, 4-byte fingerprint of the weights, kind and
+rate-point ladder), charged to that link's bits; then per step one frame of the channel's stream
+plus 16 bits (a header byte with the step tag, channel and rate point, and a CRC-8). A link whose
+budget cannot hold the header sends it in fragments over several steps, and carries frames only
+after it. A receiver decodes only frames parsed under the session it received whole.
+
 At a CPU-feasible size the transforms work on low-dimensional features of the two views
 (:class:`ViewFeatures`), not on 84x84 pixels:
 
@@ -60,8 +68,8 @@ from torch import nn
 
 from bwgym.agents.bc import BCAgent
 from bwgym.agents.expert import LiftExpert
-from bwgym.codecs.base import Payload, PayloadError
-from bwgym.codecs.gray_wyner import GrayWynerCodec, GrayWynerConfig, evaluate_net, train_gray_wyner
+from bwgym.codecs.base import Payload, PayloadError, Session
+from bwgym.codecs.gray_wyner import CHANNELS, GrayWynerCodec, GrayWynerConfig, evaluate_net, train_gray_wyner
 from bwgym.codecs.latent import LatentCodec
 from bwgym.codecs.registry import CHECKPOINT_DIR, load_codec
 from bwgym.envs.bandwidth import psnr
@@ -370,13 +378,50 @@ def load_pair(features: ViewFeatures | None = None) -> tuple[GrayWynerCodec, Gra
 def default_traces(seed: int = 0, mean_bps: Sequence[float] = (6e3, 5e3, 5e3)) -> dict[str, BandwidthTrace]:
     """One generated trace per link: log-normal walks with independent seeds.
 
-    About 240 / 200 / 200 bits per 0.04 s step on average (each channel payload costs 130-280
-    bits with its 112-bit container), several times lower at the troughs and higher at the peaks.
+    About 240 / 200 / 200 bits per 0.04 s step on average (a lean channel frame costs its 20-70
+    stream bits + 16; each link's 88-bit session header comes first in every episode), several
+    times lower at the troughs and higher at the peaks.
     """
     return {
         link: generate("lognormal_walk", seed=seed + 101 * i, mean_bps=bps, sigma=0.5, correlation_s=2.0)
         for i, (link, bps) in enumerate(zip(LINKS, mean_bps, strict=True))
     }
+
+
+class _LinkSession:
+    """One link's session header: sent once per episode before the frames, fragmented if need be.
+
+    The sender sends what is left of the header (as much as the budget holds); a frame goes only in
+    the transmission that completes the header, or after it. A lost transmission is sent again (a
+    link-layer acknowledgement tells the sender). The receiver parses frames only under the
+    session it has received whole.
+    """
+
+    def __init__(self, session: Session | None) -> None:
+        self.header = b"" if session is None else session.to_bytes()
+        self.acked = 0
+        self.rx_bytes = b""
+        self.rx_session: Session | None = None
+
+    def left_bits(self) -> int:
+        """Header bits still to send."""
+        return 8 * (len(self.header) - self.acked)
+
+    def fragment(self, budget: int) -> bytes:
+        """The header bytes to send this step under ``budget``."""
+        return self.header[self.acked : self.acked + max(budget, 0) // 8]
+
+    def sent(self, fragment: bytes, delivered: bool) -> None:
+        """Record the sender's acknowledgement of a transmission carrying ``fragment``."""
+        if delivered:
+            self.acked += len(fragment)
+
+    def receive(self, fragment: bytes) -> None:
+        """The receiver appends a delivered fragment; a whole header becomes its session."""
+        if fragment:
+            self.rx_bytes += fragment
+            if len(self.rx_bytes) == len(self.header):
+                self.rx_session = Session.from_bytes(self.rx_bytes)
 
 
 def _choose(
@@ -385,34 +430,24 @@ def _choose(
     budgets: Sequence[int],
     rate_idx: int | None,
     step: int,
-    no_common: bool,
 ) -> tuple[int | None, dict[str, Payload]]:
-    """The rate point and the channel payloads to send under per-link budgets.
+    """The rate point and the lean channel frames to send under per-link frame budgets.
 
-    The finest rate point whose three channel payloads each fit their link; else the finest whose
-    common payload fits (the private payloads that do not fit are not sent); else nothing.
-    A fixed ``rate_idx`` sends that point whatever the budgets (the link drops what does not fit).
+    ``budgets`` are what each link has left for a frame this step (after its session header;
+    negative: no frame fits). The finest rate point whose channel frames each fit their link; else
+    the finest whose common frame fits (the private frames that do not fit are not sent; a model
+    without a common channel: the finest point, the private frames that fit); else nothing. A
+    fixed ``rate_idx`` sends that point whatever the budgets.
     """
     candidates = range(codec.n_rates) if rate_idx is None else [rate_idx]
     fallback: tuple[int | None, dict[str, Payload]] = (None, {})
     for j in candidates:
-        channels = codec.split_channels(codec.compress_at(views, j, step=step))
-        sizes = [
-            0 if no_common else channels["common"].nbits,
-            channels["private_1"].nbits,
-            channels["private_2"].nbits,
-        ]
-        if rate_idx is not None or all(s <= b for s, b in zip(sizes, budgets, strict=True)):
-            return j, channels
-        if fallback[0] is None and sizes[0] <= budgets[0]:
-            fallback = (
-                j,
-                {
-                    k: p
-                    for k, p, s, b in zip(channels, channels.values(), sizes, budgets, strict=True)
-                    if s <= b
-                },
-            )
+        frames = codec.compress_channels(views, j, step)
+        fits = {ch: p.nbits <= budgets[CHANNELS.index(ch)] for ch, p in frames.items()}
+        if rate_idx is not None or all(fits.values()):
+            return j, frames
+        if fallback[0] is None and fits.get("common", True):
+            fallback = (j, {ch: p for ch, p in frames.items() if fits[ch]})
     return fallback
 
 
@@ -428,9 +463,15 @@ def run_two_receivers(
 ) -> Any:
     """Play seeded episodes with receiver 1 acting and receiver 2 watching; return the step table.
 
+    Each link that carries a channel first sends the codec's 88-bit session header
+    (:attr:`~bwgym.codecs.gray_wyner.GrayWynerCodec.channel_session`) at the start of every
+    episode, charged to that link's bits (``session_bits_<link>``), then one lean frame per step
+    (16 bits of overhead); the receivers parse the frames from their bytes under the session they
+    received.
+
     Args:
         codec: a two-receiver Gray-Wyner codec (:func:`load_pair`); with ``common_dim = 0`` (the
-            baseline) nothing goes on the broadcast link (its private headers carry the rate point).
+            baseline) nothing goes on the broadcast link, not even a session header.
         features: the feature maps the codec was trained on.
         episodes: episodes, seeds ``seed .. seed + episodes - 1``.
         seed: first seed (env, link clocks start at 0 every episode).
@@ -443,13 +484,16 @@ def run_two_receivers(
 
     Returns:
         A ``pandas.DataFrame``, one row per step: ``episode, seed, step, rate_idx``, per link
-        ``budget_<link>``, ``bits_<link>`` (wire bits sent), ``stream_bits_<link>``,
-        ``delivered_<link>``; ``transmit_bits``, ``receive_bits_1``, ``receive_bits_2``;
-        receiver ``k``: ``r<k>_private`` (its private stream arrived; without it a Gray-Wyner
-        receiver decodes from the common stream alone, the baseline's holds); receiver 1:
-        ``r1_held``, ``r1_action_error`` (L2 against the policy on clean views),
-        ``r1_success`` (the env's flag after the step), ``episode_success``; receiver 2:
-        ``r2_held``, ``r2_psnr``, ``r2_psnr_ceiling`` (the unquantised coefficients).
+        ``budget_<link>``, ``bits_<link>`` (wire bits sent: session header and frame),
+        ``session_bits_<link>``, ``stream_bits_<link>`` (the frame's body),
+        ``container_bits_<link>`` (what the frame would cost in the v1 container, 112 bits of
+        overhead, for reference), ``delivered_<link>``; ``transmit_bits``, ``receive_bits_1``,
+        ``receive_bits_2``, ``transmit_stream_bits``, ``transmit_container_bits``; receiver
+        ``k``: ``r<k>_private`` (its private stream arrived; without it a Gray-Wyner receiver
+        decodes from the common stream alone, the baseline's holds); receiver 1: ``r1_held``,
+        ``r1_action_error`` (L2 against the policy on clean views), ``r1_success`` (the env's flag
+        after the step), ``episode_success``; receiver 2: ``r2_held``, ``r2_psnr``,
+        ``r2_psnr_ceiling`` (the unquantised coefficients).
     """
     import pandas as pd
 
@@ -461,13 +505,15 @@ def run_two_receivers(
     if missing:
         raise ValueError(f"traces needs one trace per link {list(LINKS)}; missing {sorted(missing)}")
     links = [Link(traces[link], STEP_SECONDS) for link in LINKS]
-    no_common = codec.config.dims[0] == 0
+    session = codec.channel_session
     env = gym.make(env_id)
     rows: list[dict[str, Any]] = []
     zero_z1 = np.zeros(features.z_dims[0], np.float32)
     try:
         for e in range(episodes):
             obs, info = env.reset(seed=seed + e)
+            # a fresh session on every link that carries a channel (none for an unused channel)
+            sessions = [_LinkSession(session if ch in codec.channels else None) for ch in CHANNELS]
             # nothing received yet: the policy acts on all-zero features, the monitor shows the mean view
             held_action = features.action(zero_z1)
             held_side = features.side_image(np.zeros(features.z_dims[1]))
@@ -477,7 +523,8 @@ def run_two_receivers(
                 f = features.batch(obs["arm"], obs["side"])
                 views = {"arm": f["x1"][0], "side": f["x2"][0]}
                 budgets = [link.peek_budget_bits() for link in links]
-                j, channels = _choose(codec, views, budgets, rate_idx, t & 0xFF, no_common)
+                frame_budgets = [b - ls.left_bits() for b, ls in zip(budgets, sessions, strict=True)]
+                j, frames = _choose(codec, views, frame_budgets, rate_idx, t)
                 row: dict[str, Any] = {
                     "episode": e,
                     "seed": seed + e,
@@ -485,28 +532,36 @@ def run_two_receivers(
                     "rate_idx": -1 if j is None else j,
                 }
                 got: dict[str, Payload] = {}
-                for link_name, ch, link, budget in zip(
-                    LINKS, ("common", "private_1", "private_2"), links, budgets, strict=True
+                for link_name, ch, link, budget, ls in zip(
+                    LINKS, CHANNELS, links, budgets, sessions, strict=True
                 ):
-                    payload = channels.get(ch)
-                    nbits = 0 if payload is None or (ch == "common" and no_common) else payload.nbits
-                    res = link.transmit(payload, nbits)
-                    if ch == "common" and no_common and payload is not None:
-                        got[ch] = payload  # no symbols: nothing crosses the broadcast link
+                    fragment = ls.fragment(budget)
+                    frame = frames.get(ch)
+                    wire = frame.to_bytes() if frame is not None else b""
+                    res = link.transmit((fragment, wire), 8 * (len(fragment) + len(wire)))
+                    ls.sent(fragment, bool(res.bits_sent) and not res.lost)
                     for d in res.delivered:
-                        got[ch] = d.item
+                        frag, data = d.item
+                        ls.receive(frag)
+                        if data and ls.rx_session is not None:
+                            # through the wire bytes: what a receiver decodes is what the bytes hold
+                            got[ch] = Payload.from_bytes(data, codec=codec.name, session=ls.rx_session)
+                    sent = bool(res.bits_sent) and frame is not None
+                    body = len(frame.streams[0]) if sent else 0
                     row[f"budget_{link_name}"] = budget
                     row[f"bits_{link_name}"] = res.bits_sent
-                    row[f"stream_bits_{link_name}"] = (
-                        8 * len(payload.streams[0]) if res.bits_sent and payload is not None else 0
+                    row[f"session_bits_{link_name}"] = 8 * len(fragment) if res.bits_sent else 0
+                    row[f"stream_bits_{link_name}"] = 8 * body
+                    row[f"container_bits_{link_name}"] = (
+                        Payload(codec.name, (bytes(body),), bytes(5)).nbits if sent else 0
                     )
                     row[f"delivered_{link_name}"] = ch in got
                 r1_held = r2_held = True
                 for task in (1, 2):
                     has_private = f"private_{task}" in got
                     row[f"r{task}_private"] = has_private
-                    if no_common and not has_private:
-                        continue  # two independent codecs: nothing new for this receiver, hold
+                    if not has_private and "common" not in got:
+                        continue  # nothing new for this receiver: hold
                     try:
                         z = codec.decode_receiver(task, got.get("common"), got.get(f"private_{task}"))
                     except PayloadError:
@@ -536,17 +591,25 @@ def run_two_receivers(
     df["receive_bits_1"] = df["bits_broadcast"] + df["bits_receiver_1"]
     df["receive_bits_2"] = df["bits_broadcast"] + df["bits_receiver_2"]
     df["transmit_stream_bits"] = df[[f"stream_bits_{link}" for link in LINKS]].sum(axis=1)
+    df["transmit_container_bits"] = df[[f"container_bits_{link}" for link in LINKS]].sum(axis=1)
+    df["transmit_session_bits"] = df[[f"session_bits_{link}" for link in LINKS]].sum(axis=1)
     return df
 
 
 def summarise(steps: Any) -> dict[str, float]:
-    """Success rate, mean bits per step on each link and in total, mean action error and PSNR."""
+    """Success rate, mean bits per step on each link and in total, mean action error and PSNR.
+
+    Wire bits (``transmit_bits``, ``bits_<link>``) include the session headers; also the stream
+    bits, the session bits and, for reference, the bits of the same frames in the v1 container.
+    """
     episodes = steps.groupby("episode")["episode_success"].first()
     out = {
         "episodes": float(len(episodes)),
         "success": float(episodes.mean()),
         "transmit_bits": float(steps["transmit_bits"].mean()),
         "transmit_stream_bits": float(steps["transmit_stream_bits"].mean()),
+        "transmit_container_bits": float(steps["transmit_container_bits"].mean()),
+        "transmit_session_bits": float(steps["transmit_session_bits"].mean()),
         "r1_action_error": float(steps["r1_action_error"].mean()),
         "r2_psnr": float(steps["r2_psnr"].replace(math.inf, 99.0).mean()),
         "r2_psnr_ceiling": float(steps["r2_psnr_ceiling"].replace(math.inf, 99.0).mean()),

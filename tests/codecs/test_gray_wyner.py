@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bwgym.codecs.base import Payload, PayloadError, ViewSpec
+from bwgym.codecs.base import Payload, PayloadError, Session, ViewSpec
 from bwgym.codecs.gray_wyner import (
     KINDS,
     GrayWynerCodec,
@@ -157,6 +157,128 @@ def test_missing_common_and_mixed_streams_raise(tiny_codec: GrayWynerCodec) -> N
         other.decode_receiver(1, a["common"], a["private_1"])
     # the common stream alone still serves both receivers (private latents at their conditional mean)
     assert set(tiny_codec.decompress(a["common"])) == {"z1", "z2"}
+
+
+# -- lean channel frames -----------------------------------------------------------------------
+
+
+def _lean(codec: GrayWynerCodec, frames: dict[str, Payload]) -> dict[str, Payload]:
+    """The frames as a receiver parses them from their bytes under its link's session."""
+    session = Session.from_bytes(codec.channel_session.to_bytes())
+    return {
+        ch: Payload.from_bytes(p.to_bytes(), codec="gray_wyner", session=session) for ch, p in frames.items()
+    }
+
+
+def test_lean_channel_frames_decode_exactly_with_16_bits_of_overhead(tiny_codec: GrayWynerCodec) -> None:
+    session = tiny_codec.channel_session
+    assert session.nbits == 88 and session.n_streams == 3 and tiny_codec.session is None
+    for seed in range(3):
+        views = _views(seed)
+        for j in range(tiny_codec.n_rates):
+            full = tiny_codec.compress_at(views, j)
+            frames = tiny_codec.compress_channels(views, j, step=seed)
+            assert list(frames) == ["common", "private_1", "private_2"]
+            for i, frame in enumerate(frames.values()):
+                assert frame.is_lean and frame.overhead_bits == 16
+                assert frame.streams[0] == full.streams[i]  # the same range-coder streams
+                assert frame.nbits == full.stream_bits[i] + 16
+            both = tiny_codec.decompress(full)
+            wire = _lean(tiny_codec, frames)
+            out = tiny_codec.decompress_channels(wire)
+            for k, name in ((1, "z1"), (2, "z2")):
+                np.testing.assert_array_equal(out[name], both[name])
+                apart = tiny_codec.decode_receiver(k, wire["common"], wire[f"private_{k}"])
+                np.testing.assert_array_equal(apart, both[name])
+            # the common frame alone serves both receivers, exactly as the container's common payload
+            alone = tiny_codec.decompress(wire["common"])
+            ref = tiny_codec.decompress(tiny_codec.split_channels(full)["common"])
+            for name in ("z1", "z2"):
+                np.testing.assert_array_equal(alone[name], ref[name])
+
+
+def test_lean_frames_name_what_is_missing_or_mixed(tiny_codec: GrayWynerCodec) -> None:
+    a = _lean(tiny_codec, tiny_codec.compress_channels(_views(0), 0, step=0))
+    b = _lean(tiny_codec, tiny_codec.compress_channels(_views(1), 0, step=1))
+    c = _lean(tiny_codec, tiny_codec.compress_channels(_views(1), 1, step=0))
+    with pytest.raises(
+        PayloadError, match=r"receiver 1 needs the common stream, which is missing \(private_1"
+    ):
+        tiny_codec.decode_receiver(1, None, a["private_1"])
+    with pytest.raises(
+        PayloadError, match="private_2 arrived without the common stream; receiver 2 needs both"
+    ):
+        tiny_codec.decompress(a["private_2"])
+    with pytest.raises(PayloadError, match="without the common stream"):
+        tiny_codec.decompress_channels({"private_1": a["private_1"], "private_2": a["private_2"]})
+    with pytest.raises(PayloadError, match="step tag 1 rate 0, common from step tag 0 .*different steps"):
+        tiny_codec.decode_receiver(2, a["common"], b["private_2"])
+    with pytest.raises(PayloadError, match="different steps"):  # same tag, another rate point
+        tiny_codec.decode_receiver(2, a["common"], c["private_2"])
+    with pytest.raises(PayloadError, match="expected a private_1 channel frame, got a private_2 frame"):
+        tiny_codec.decode_receiver(1, a["common"], a["private_2"])
+    with pytest.raises(PayloadError, match="container payload cannot be decoded together"):
+        full = tiny_codec.split_channels(tiny_codec.compress_at(_views(0), 0))
+        tiny_codec.decode_receiver(1, full["common"], a["private_1"])
+    assert tiny_codec.decompress_channels({}) == {}
+    # tags repeat every 8 steps: the step counter's low 3 bits are sent
+    assert tiny_codec.compress_channels(_views(0), 0, step=8)["common"].meta == a["common"].meta
+
+
+def test_lean_frames_of_another_model_or_corrupted_are_refused(tiny_codec: GrayWynerCodec) -> None:
+    frames = tiny_codec.compress_channels(_views(2), 0, step=3)
+    other = GrayWynerCodec(GrayWynerNet(tiny_codec.config), device="cpu")
+    assert other.channel_session != tiny_codec.channel_session
+    wire = _lean(tiny_codec, frames)
+    with pytest.raises(PayloadError, match="session mismatch"):  # parsed under the sender's session
+        other.decode_receiver(1, wire["common"], wire["private_1"])
+    with pytest.raises(PayloadError, match="checksum mismatch"):  # parsed under the receiver's
+        Payload.from_bytes(frames["common"].to_bytes(), codec="gray_wyner", session=other.channel_session)
+    with pytest.raises(PayloadError):  # a lean frame is no container payload
+        Payload.from_bytes(frames["common"].to_bytes())
+    session = tiny_codec.channel_session
+    for frame in frames.values():
+        data = frame.to_bytes()
+        for bit in range(8 * len(data)):
+            bad = bytearray(data)
+            bad[bit // 8] ^= 1 << (bit % 8)
+            with pytest.raises(PayloadError):
+                tiny_codec.decompress(Payload.from_bytes(bytes(bad), codec="gray_wyner", session=session))
+        with pytest.raises(PayloadError):
+            tiny_codec.decompress(
+                Payload.from_bytes(data[:-2] + data[-1:], codec="gray_wyner", session=session)
+            )
+    # a header that passes the CRC but names no channel or no rate point of the model
+    for header in (0x18, 0x07):
+        body = frames["common"].streams[0]
+        forged = Payload("gray_wyner", (body,), bytes((header,)), session=session)
+        with pytest.raises(PayloadError, match="corrupt"):
+            tiny_codec.decompress(forged)
+
+
+def test_lean_frames_without_a_common_channel_and_too_many_rate_points() -> None:
+    cfg = GrayWynerConfig(
+        kind="separated",
+        n_elements=N,
+        common_dim=0,
+        private_dim=4,
+        hidden=8,
+        context_hidden=4,
+        etas=(0.1, 1.0),
+    )
+    codec = GrayWynerCodec(GrayWynerNet(cfg), device="cpu")
+    assert codec.channels == ("private_1", "private_2")
+    frames = codec.compress_channels(_views(0), 1, step=2)
+    assert set(frames) == {"private_1", "private_2"}
+    wire = _lean(codec, frames)
+    full = codec.decompress(codec.compress_at(_views(0), 1))
+    np.testing.assert_array_equal(codec.decode_receiver(2, None, wire["private_2"]), full["z2"])
+    assert set(codec.decompress(wire["private_1"])) == {"z1"}
+    many = GrayWynerConfig(
+        n_elements=N, private_dim=2, common_dim=2, hidden=8, context_hidden=4, etas=tuple(range(9))
+    )
+    with pytest.raises(ValueError, match="at most 8 rate points"):
+        _ = GrayWynerCodec(GrayWynerNet(many), device="cpu").channel_session
 
 
 def test_registered_with_wire_id_8_and_shipped_checkpoint() -> None:

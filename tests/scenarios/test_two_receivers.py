@@ -63,6 +63,17 @@ def test_run_table_reports_both_receivers_per_step(pair, features: ViewFeatures)
     ):
         assert col in df
     assert (df["transmit_bits"] == df[[f"bits_{k}" for k in LINKS]].sum(axis=1)).all()
+    # lean frames: each link's 88-bit session header at the first step, then 16 bits per frame
+    for link in LINKS:
+        assert list(df[f"session_bits_{link}"]) == [88] + [0] * 5
+        sent = df[df[f"stream_bits_{link}"] > 0]
+        assert (
+            len(sent)
+            and (
+                sent[f"bits_{link}"] == sent[f"stream_bits_{link}"] + 16 + sent[f"session_bits_{link}"]
+            ).all()
+        )
+        assert (sent[f"container_bits_{link}"] == sent[f"stream_bits_{link}"] + 112).all()
     assert (df["receive_bits_1"] == df["bits_broadcast"] + df["bits_receiver_1"]).all()
     sent = df[df["delivered_broadcast"]]
     assert len(sent) and sent["bits_broadcast"].gt(0).all() and not sent["r2_held"].any()
@@ -72,6 +83,9 @@ def test_run_table_reports_both_receivers_per_step(pair, features: ViewFeatures)
     # the baseline has no common stream: nothing on the broadcast link, its receivers still decode
     fixed = run_two_receivers(base, features, episodes=1, seed=3, rate_idx=0, max_steps=3)
     assert (fixed["bits_broadcast"] == 0).all() and (fixed["bits_receiver_1"] > 0).all()
+    assert (
+        list(fixed["session_bits_receiver_1"]) == [88, 0, 0] and (fixed["session_bits_broadcast"] == 0).all()
+    )
     assert not fixed["r1_held"].any() and not fixed["r2_held"].any()
     # a Gray-Wyner receiver whose private link is starved decodes from the common stream alone;
     # the baseline's receiver holds its last output
@@ -80,6 +94,42 @@ def test_run_table_reports_both_receivers_per_step(pair, features: ViewFeatures)
         df = run_two_receivers(codec, features, episodes=1, seed=3, traces=starved, max_steps=3)
         assert (df["bits_receiver_2"] == 0).all() and not df["r2_private"].any()
         assert (df["r2_held"] == held).all()
+
+
+def test_session_header_is_fragmented_on_a_thin_link_and_frames_follow_it(pair, features) -> None:
+    gw = pair[0]
+    # 60 bits per step: the header takes two steps (7 + 4 bytes); a frame goes only with its end
+    thin = {**default_traces(seed=1), "receiver_1": generate("constant", bps=60 / 0.04)}
+    df = run_two_receivers(gw, features, episodes=1, seed=3, traces=thin, max_steps=4)
+    assert list(df["session_bits_receiver_1"][:3]) == [56, 32, 0]
+    assert list(df["bits_receiver_1"][:1]) == [56] and not df["r1_private"][0]
+    assert (df["bits_receiver_1"] <= 60).all() and df["r1_private"][2:].any()
+    # the other receiver's links are not held back, and receiver 1 decodes from the common stream
+    assert df["r2_private"].all() and not df["r1_held"].any()
+    # 100 bits per step: the header alone at step 0, frames from step 1
+    roomy = {**default_traces(seed=1), "receiver_1": generate("constant", bps=100 / 0.04)}
+    df = run_two_receivers(gw, features, episodes=1, seed=3, traces=roomy, max_steps=3)
+    assert list(df["bits_receiver_1"][:1]) == [88] and not df["r1_private"][0]
+    assert df["r1_private"][1:].all()
+
+
+def test_lean_private_frame_without_the_common_one_names_it(pair, frames) -> None:
+    gw = pair[0]
+    views = {"arm": frames["x1"][0], "side": frames["x2"][0]}
+    session = gw.channel_session
+    lean = {
+        ch: Payload.from_bytes(p.to_bytes(), codec="gray_wyner", session=session)
+        for ch, p in gw.compress_channels(views, 2, step=0).items()
+    }
+    assert all(p.overhead_bits == 16 for p in lean.values())
+    with pytest.raises(
+        PayloadError, match=r"receiver 2 needs the common stream, which is missing \(private_2"
+    ):
+        gw.decode_receiver(2, None, lean["private_2"])
+    with pytest.raises(PayloadError, match="private_1 arrived without the common stream"):
+        gw.decompress(lean["private_1"])
+    with pytest.raises(PayloadError, match="session mismatch"):
+        pair[1].decode_receiver(1, None, lean["private_1"])  # the baseline's model
 
 
 def test_receiver_decodes_from_common_and_its_private_stream_alone(pair, frames) -> None:
