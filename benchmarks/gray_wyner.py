@@ -19,14 +19,13 @@ separately at the same eta. Writes the ``gray_wyner`` section of BENCHMARKS.md.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
 
 import numpy as np
 import torch
-from report import machine_line, write_section  # noqa: E402  (run as a script)
+from report import machine_line, parse_args, write_section  # noqa: E402  (run as a script)
 
 from bwgym.codecs.base import Payload
 from bwgym.codecs.gray_wyner import GrayWynerCodec, GrayWynerConfig, train_gray_wyner
@@ -176,11 +175,14 @@ def fmt(x: float | None, digits: int = 3) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1000, help="training steps per model")
-    parser.add_argument("--samples", type=int, default=100, help="held-out samples coded per model")
-    parser.add_argument("--no-write", action="store_true", help="print, do not write BENCHMARKS.md")
-    args = parser.parse_args(argv)
+    args = parse_args(
+        __doc__,
+        argv,
+        [
+            ("--steps", int, 1000, "training steps per model"),
+            ("--samples", int, 100, "held-out samples coded per model"),
+        ],
+    )
     torch.set_num_threads(1)
     t_start = time.perf_counter()
     data = SyntheticGrayWyner(n_elements=N_ELEMENTS, seed=0)

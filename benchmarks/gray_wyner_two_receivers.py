@@ -28,14 +28,13 @@ Writes the ``gray_wyner_two_receivers`` block of BENCHMARKS.md, right after the 
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
 
 import numpy as np
 import torch
-from report import BENCHMARKS_MD, machine_line  # noqa: E402  (run as a script)
+from report import BENCHMARKS_MD, machine_line, parse_args  # noqa: E402  (run as a script)
 
 from bwgym.scenarios.two_receivers import (
     LINKS,
@@ -83,11 +82,14 @@ def _pct(x: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--episodes", type=int, default=30, help="episodes per rate point")
-    parser.add_argument("--trace-episodes", type=int, default=10, help="episodes of the trace-driven run")
-    parser.add_argument("--no-write", action="store_true", help="print, do not write BENCHMARKS.md")
-    args = parser.parse_args(argv)
+    args = parse_args(
+        __doc__,
+        argv,
+        [
+            ("--episodes", int, 30, "episodes per rate point"),
+            ("--trace-episodes", int, 10, "episodes of the trace-driven run"),
+        ],
+    )
     torch.set_num_threads(1)
     start = time.perf_counter()
     features = ViewFeatures.load_shipped()

@@ -35,6 +35,17 @@ def machine_line() -> str:
     )
 
 
+def parse_args(doc: str, argv: list[str] | None, options: list[tuple[str, type, object, str]]):
+    """Parse a benchmark's ``options`` (flag, type, default, help) plus ``--no-write``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for flag, kind, default, text in options:
+        parser.add_argument(flag, type=kind, default=default, help=text)
+    parser.add_argument("--no-write", action="store_true", help="print, do not write BENCHMARKS.md")
+    return parser.parse_args(argv)
+
+
 def write_section(name: str, body: str) -> None:
     """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
