@@ -79,8 +79,7 @@ def scalar_points(x: np.ndarray, y: np.ndarray, noise_var: float) -> list[dict[s
     for b in (1, 2, 3, 4, 5, 6, 7, 8):
         payload = codec.compress({"x": x.astype(np.float32)}, int(b * n) + 200)
         xh = codec.decompress(payload)["x"].astype(np.float64)
-        rate_byte = payload.meta[0]
-        step = 2.0 ** ((0 - (rate_byte - 64)) / 8)  # ScalarCodec: step index = ref - (byte - 64), ref 0
+        step = codec.last_steps["x"]  # the step of the frame just decoded
         q_var = step * step / 12.0
         fused = (xh / q_var + y / noise_var) / (1 / q_var + 1 / noise_var)
         x32 = x.astype(np.float32).astype(np.float64)

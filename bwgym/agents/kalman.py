@@ -1,12 +1,15 @@
-"""A Kalman-filter fusion agent for ``bwgym/SensorNetwork-v0`` in estimate mode.
+"""A Kalman-filter fusion agent for ``bwgym/SensorNetwork-v0``: estimation, or Kalman + LQR control.
 
 The fusion node runs the Kalman filter of the env's process model on the (decoded) sensor views
-it is shown and acts with its filtered estimate ``x_{t|t}``::
+it is shown. In ``estimate`` mode it acts with its filtered estimate ``x_{t|t}``; in ``control``
+mode with the LQR input ``u_t = -L x_{t|t}`` (``L``: the env's infinite-horizon ``lqr_gain``), and
+its time update adds the input it applied, ``B u_t`` (certainty equivalence: on uncompressed views
+this is the env's LQG reference, up to the float32 rounding of the action)::
 
     agent = KalmanFusionAgent.for_env(env)       # env: SensorNetwork, bare or inside BandwidthLimited
     obs, info = env.reset(seed=0)
     agent.reset(0)
-    action = agent.act(obs)                      # the normalised estimate of x_t
+    action = agent.act(obs)                      # the normalised estimate of x_t, or input u_t
 
 Which views are new: the agent only sees observations, and ``BandwidthLimited`` shows a view that
 was not refreshed (dropped, over budget, not sent, in flight) as its last decoded frame, or as zeros
@@ -35,6 +38,9 @@ __all__ = ["KalmanFusionAgent"]
 class KalmanFusionAgent:
     """Kalman filter over K sensor views; a view that did not change is a dropped one (time update).
 
+    With ``lqr_gain`` the agent controls (``u = -L x_{t|t}``, applied to the filter's time update
+    as the env applies it: clipped to the action range); without it, it estimates.
+
     Args:
         model: the process model (``env.unwrapped.model`` of SensorNetwork: A, B, Q, C, R,
             initial_mean, initial_cov).
@@ -44,9 +50,12 @@ class KalmanFusionAgent:
         measurement_noise_extra: variance added to every ``R_k``.
         codec: the link's codec; when it reports ``last_steps`` (view -> quantisation step of the
             views it decoded last), a refreshed view's noise gets ``step^2 / 12`` more.
+        lqr_gain: the feedback gain ``L`` (p, n) of control mode (``env.unwrapped.lqr_gain``);
+            None: estimate mode.
 
     Raises:
-        ValueError: ``view_names`` and the model's sensors differ in number.
+        ValueError: ``view_names`` and the model's sensors differ in number, or ``lqr_gain`` does
+            not match the model's input and state dimensions.
     """
 
     def __init__(
@@ -56,6 +65,7 @@ class KalmanFusionAgent:
         action_scale: np.ndarray | float,
         measurement_noise_extra: float = 0.0,
         codec: Any = None,
+        lqr_gain: np.ndarray | None = None,
     ) -> None:
         self.model = model
         self.view_names = tuple(view_names)
@@ -69,6 +79,14 @@ class KalmanFusionAgent:
         self.action_scale = np.asarray(action_scale, dtype=np.float64)
         self._R = [np.asarray(r) + measurement_noise_extra * np.eye(np.shape(r)[0]) for r in model.R]
         self.codec = codec
+        self.lqr_gain = None if lqr_gain is None else np.atleast_2d(np.asarray(lqr_gain, dtype=np.float64))
+        if self.lqr_gain is not None:
+            want = (np.shape(model.B)[1], np.shape(model.A)[0])
+            if self.lqr_gain.shape != want:
+                raise ValueError(
+                    f"lqr_gain must be (inputs, states) = {want} for this model, got {self.lqr_gain.shape}"
+                )
+        self._u: np.ndarray | None = None  # the input applied at the last step (control mode)
         self.filter: KalmanFilter | None = None
         self._started = False
         self._last: dict[str, np.ndarray] = {}
@@ -76,18 +94,21 @@ class KalmanFusionAgent:
 
     @classmethod
     def for_env(cls, env: Any, **kwargs: Any) -> KalmanFusionAgent:
-        """The agent for a SensorNetwork env in estimate mode (bare or wrapped).
+        """The agent for a SensorNetwork env (bare or wrapped): estimation, or Kalman + LQR control.
 
         Raises:
-            ValueError: the env is not a SensorNetwork in estimate mode.
+            ValueError: the env is not a SensorNetwork (mode ``estimate`` or ``control``).
         """
         base = getattr(env, "unwrapped", env)
-        if not hasattr(base, "model") or getattr(base, "mode", None) != "estimate":
+        mode = getattr(base, "mode", None)
+        if not hasattr(base, "model") or mode not in ("estimate", "control"):
             raise ValueError(
-                f"the kalman agent acts in bwgym/SensorNetwork-v0 with mode='estimate', got "
-                f"{type(base).__name__} (mode {getattr(base, 'mode', None)!r})"
+                f"the kalman agent acts in bwgym/SensorNetwork-v0 (mode 'estimate' or 'control'), got "
+                f"{type(base).__name__} (mode {mode!r})"
             )
         kwargs.setdefault("codec", getattr(env, "codec", None))  # BandwidthLimited's codec, if any
+        if mode == "control":
+            kwargs.setdefault("lqr_gain", base.lqr_gain)
         return cls(base.model, tuple(base.link_views), base.action_scale, **kwargs)
 
     def reset(self, seed: int | None = None) -> None:
@@ -96,6 +117,7 @@ class KalmanFusionAgent:
         self.filter = KalmanFilter(m.A, m.B, m.Q, m.C, self._R, m.initial_mean, m.initial_cov)
         self._last = {}
         self._started = False
+        self._u = None
         self.updates = 0
 
     @property
@@ -124,7 +146,7 @@ class KalmanFusionAgent:
         if self.filter is None:
             self.reset()
         if self._started:
-            self.filter.predict()
+            self.filter.predict(self._u)
         self._started = True
         measurements = self.fresh(obs)
         steps = getattr(self.codec, "last_steps", None) or {}
@@ -135,4 +157,10 @@ class KalmanFusionAgent:
         for k in noisy:
             self.filter.R[k] = self._R[k]
         self.updates += len(measurements)
-        return np.clip(self.filter.mean / self.action_scale, -1.0, 1.0).astype(np.float32)
+        if self.lqr_gain is None:
+            return np.clip(self.filter.mean / self.action_scale, -1.0, 1.0).astype(np.float32)
+        action = np.clip(-(self.lqr_gain @ self.filter.mean) / self.action_scale, -1.0, 1.0).astype(
+            np.float32
+        )
+        self._u = action.astype(np.float64) * self.action_scale  # what the env applies
+        return action

@@ -1,8 +1,10 @@
 """Codecs for vector views (sensor measurements): per-sensor scalar quantisation and predictive coding.
 
-Both send every view's symbols in one entropy-coded stream (one range-coder pass, so a payload
-is byte-aligned once, not once per sensor) and emit real bytes through :mod:`bwgym.codecs.entropy`;
-``compress`` never exceeds the budget.
+Both send every view's symbols in one entropy-coded body (one range-coder pass) as a *lean frame*
+(:mod:`bwgym.codecs.base`): what does not change during an episode (the codec, its views and model)
+is agreed once in a :class:`~bwgym.codecs.base.Session` header that ``BandwidthLimited`` sends at
+the start of the episode (88 bits), and each step costs only a 16-bit overhead (one header byte and
+a CRC-8) on top of its body. ``compress`` never exceeds the budget.
 
 * :class:`ScalarCodec` (``scalar``, wire id 10): every component of every view is quantised with a
   uniform step and coded with a fixed zero-mean Gaussian model of the measurement's spread (its
@@ -15,14 +17,32 @@ is byte-aligned once, not once per sensor) and emit real bytes through :mod:`bwg
   modelled (estimate mode has none): in control mode the prediction misses it, which costs bits,
   never correctness (both ends share the same prediction).
 
-The budget left after the container's header is split over the views: by the allocation when one
-is given (``split_budget``); otherwise equally (scalar) or, for the predictive codec, greedily by
-where a bit most reduces the fusion node's posterior variance (the precise sensors first); each view takes the finest step whose *expected* bits fit its
-share (a share of 0: not sent, rate byte 255), then the stream is coded for real and every step
-made one notch coarser until it fits. Steps are powers ``2 ** (k / 8)`` on the entropy coder's
-scale grid, sent as one byte per view relative to the view's largest spread. After decoding,
-:attr:`ScalarCodec.last_steps` / :attr:`PredictiveCodec.last_steps` give each view's step, so a
-fusion node can weigh a decoded measurement by its quantisation noise.
+Steps are powers ``2 ** (k / 8)`` on the entropy coder's scale grid. A view's *relative rate*
+``rel = ref - k`` counts grid notches below its largest spread ``ref`` (a view's step is
+``2 ** (-rel / 8)`` times that spread).
+
+Frames (``header u8 | body | crc8``)
+------------------------------------
+**Codec split** (``allocation=None``, session split 0): the header byte alone sets every view's
+step, so a budget search is a search over one number and nothing else is sent about rates:
+
+* scalar: ``header = rel + 16`` (0..159), the same relative step for every view (rate 0: a step 4
+  times the view's spread);
+* predictive: ``header = key << 7 | parity << 6 | h``; ``h`` (0..63) sets a Lagrange multiplier
+  ``lambda = 2 ** (-h / 2) / (4 r_min)`` and sensor k's quantisation noise ``q_k`` solves
+  ``q_k / (r_k + q_k)^2 = lambda`` (the optimum of the fused information ``sum 1 / (r_k + q_k)``
+  for a total rate ``sum 1/2 log2(S_k / q_k)``): precise sensors get finer steps, and a sensor
+  with ``lambda > 1 / (4 r_k)`` is not sent. Its step is the grid step nearest ``sqrt(12 q_k)``.
+
+**Explicit split** (an allocator's fractions, session split 1): each view takes the finest step
+whose *expected* bits fit its share (``split_budget``), then every step is made one notch coarser
+until the real frame fits. The body starts with the views sent (a binary phase: their count, then
+one Bernoulli flag each) and each sent view's rate as an offset from the first one's (Gaussian,
+std 2 notches), whose rate is in the header (scalar: ``rel + 16``; predictive: bits 0-5,
+``(rel + 16) / 2``).
+
+After decoding, :attr:`ScalarCodec.last_steps` / :attr:`PredictiveCodec.last_steps` give each
+view's step, so a fusion node can weigh a decoded measurement by its quantisation noise.
 
 Predictive coding and drops
 ---------------------------
@@ -30,35 +50,54 @@ Decoding is only correct while the receiver's filter equals the sender's. The se
 filter with what it sent, so a payload the link drops (lost at random, or still in flight when
 the next one is decoded out of order) desynchronises them. The codec therefore:
 
-1. numbers every step (16 bits) and every non-empty frame (8 bits) in the payload header, so the
-   receiver *detects* a missing frame: a frame counter that is not the one it expects;
+1. numbers its non-empty frames (header bit 6: the frame counter's parity), so the receiver
+   *detects* a missing frame (an odd number of them; an even run goes unnoticed until the next key
+   frame), and starts every ordinary frame's body with the number of time updates since the last
+   frame, as its change from the previous frame's (after a reset or a key frame, which needs no
+   gap, the gap itself; ~0.25 bit when it
+   repeats, as on a link that carries a frame every step or every n-th, ~6-8 bits when it
+   changes: steps with nothing sent are not frames);
 2. after a detected gap, decodes nothing (its views are absent, so the wrapper holds the last
    ones and a Kalman fusion agent uses its time update) until a *key frame* arrives;
-3. sends a key frame every ``key_interval`` steps, and on the next step after the sender learns of
-   a drop through :meth:`PredictiveCodec.acknowledge` (a link-layer ack); a key frame carries the
-   sender's predicted state, quantised with step ``sigma / 8`` of the canonical covariance
-   ``P_key`` (the steady-state prediction covariance plus that quantisation noise), and both ends
-   restart from ``(x_key, P_key)``.
+3. sends a key frame every ``key_interval`` steps and after more than 8 steps without a frame
+   (an ordinary frame when the key frame does not fit), and after the sender learns of a drop through :meth:`PredictiveCodec.acknowledge` (a
+   link-layer ack) sends key frames only (nothing while none fits). A key frame (header bit 7)
+   carries the sender's predicted state, quantised with step ``sigma / 8`` of the canonical
+   covariance ``P_key`` (the steady-state prediction covariance plus that quantisation noise),
+   and both ends restart from ``(x_key, P_key)``.
 
-So a drop costs at most ``key_interval`` steps of held measurements without acks, and one step
-with them. Empty payloads (nothing fitted) never desynchronise: the sender did not update either.
-Sender and receiver state live in the same object (the wrapper compresses and decompresses with
-one codec); :meth:`PredictiveCodec.reset` restarts both at the prior (call it at an episode start
-when you can: without it the codec stays in sync and only pays a larger first innovation). The two
-ends compute the model scales from float covariances: they agree bit for bit when they run the
-same arithmetic (one process, as in bwgym's simulation); a decoder on other hardware would need
+So with acks a drop costs one step of held measurements when the key frame fits. Empty payloads
+(nothing fitted) never desynchronise: the sender did not update either. Sender and receiver state
+live in the same object (the wrapper compresses and decompresses with one codec);
+:meth:`PredictiveCodec.reset` restarts both at the prior (call it at an episode start when you can:
+without it the codec stays in sync and only pays a larger first innovation). The two ends compute
+the model scales and the sensors' steps from floats: they agree bit for bit when they run the same
+arithmetic (one process, as in bwgym's simulation); a decoder on other hardware would need
 fixed-point filters.
+
+Format history: until this version both codecs sent a self-describing container-v1 payload per
+step (~100-170 bits of headers and one rate byte per view, more than the measurements at
+narrowband budgets); wire ids 10 and 11 now name the lean frames only.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from bwgym.codecs.base import Codec, Payload, PayloadError, ViewSpec, split_budget
+from bwgym.codecs.base import (
+    FRAME_OVERHEAD_BITS,
+    Codec,
+    Payload,
+    PayloadError,
+    Session,
+    ViewSpec,
+    split_budget,
+)
 from bwgym.codecs.entropy import (
     MAX_SCALE_INDEX,
     MIN_SCALE_INDEX,
@@ -74,16 +113,33 @@ from bwgym.common.kalman import LinearGaussianModel, RiccatiError, kalman_steady
 
 __all__ = ["PredictiveCodec", "ScalarCodec", "as_linear_system"]
 
-#: Rate byte of a view that was not sent.
-NOT_SENT = 255
-#: Rate byte = (reference scale index - step index) + _REL_OFFSET, in 0..254: steps from
-#: ``2 ** 8`` times the view's largest spread (all zeros) down to ``2 ** -23.75`` of it.
-_REL_OFFSET = 64
-_REL_MAX = 254 - _REL_OFFSET
+#: Relative rate of header value 0: a step 2 octaves above the view's largest spread.
+_REL_OFFSET = 16
+#: Largest relative rate (finest step, 2 ** -17.9 of the spread) and the explicit split's smallest.
+_REL_MAX = 143
 _REL_MIN = -_REL_OFFSET
+#: Largest scalar header (codec split).
+_SCALAR_H_MAX = _REL_MAX + _REL_OFFSET
+#: Predictive header: key-frame flag, frame parity, 6-bit rate.
+_FLAG_KEY = 0x80
+_FLAG_PARITY = 0x40
+_H_MASK = 0x3F
+#: Lagrange multiplier grid of the predictive codec split: 2 ** (-h / 2) / (4 r_min), h = 0..63.
+_LAMBDA_STEPS_PER_OCTAVE = 2
 #: Key-frame state step: sigma / 8 of the canonical covariance (3 octaves finer).
 _KEY_REL = 3 * SCALE_STEPS_PER_OCTAVE
-_FLAG_KEY = 1
+#: Scale indices of the gap's change since the last frame: its sign (std 0.35: ~0.25 bit when the
+#: gap repeats, ~3.7 bits otherwise), then its size minus one when not 0 (std 1: 1.4 bits for 1, 2
+#: for 2, 4 for 3). Without a reference (after a reset or a key frame) the gap minus one is sent
+#: alone with std 1.
+_GAP_SCALE_IDX = -12
+_GAP_SIZE_SCALE_IDX = 0
+#: After more steps than this without a frame a key frame is tried first (it needs no gap).
+_MAX_KEY_GAP = 8
+#: Scale index of a view's rate offset in the explicit split (std 2 notches).
+_OFFSET_SCALE_IDX = SCALE_STEPS_PER_OCTAVE
+#: Finer rates tried once a frame fits.
+_MAX_TRIES = 12
 
 
 def _float_views(views: Sequence[ViewSpec]) -> tuple[ViewSpec, ...]:
@@ -153,135 +209,248 @@ def as_linear_system(system: Any, views: Sequence[ViewSpec]) -> LinearGaussianMo
 
 
 # ---------------------------------------------------------------------------------------------
-# Per-view coding: the finest step whose real stream fits
+# Frame coding shared by both codecs
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Coded:
-    """One frame's views, coded in one stream: rate byte, reconstruction and step per view."""
-
-    rate_bytes: tuple[int, ...]
-    data: bytes
-    decoded: tuple[np.ndarray | None, ...]  # float64 reconstruction (None: not sent)
-    steps: tuple[float, ...]
-
 
 _EXPECTED_BITS: np.ndarray | None = None
 
 
-def _choose_step(sigma_idx: np.ndarray, share_bits: float, lo: int, hi: int) -> int | None:
-    """Finest step index in ``[lo, hi]`` whose expected bits fit ``share_bits`` (one table lookup).
-
-    Same answer as :func:`bwgym.codecs.entropy.choose_step_index`, vectorised over every candidate.
-    """
+def _expected_table() -> np.ndarray:
     global _EXPECTED_BITS
     if _EXPECTED_BITS is None:
         _EXPECTED_BITS = get_coder("gaussian").expected_bits(np.arange(MIN_SCALE_INDEX, MAX_SCALE_INDEX + 1))
+    return _EXPECTED_BITS
+
+
+def _symbol_idx(sigma_idx: np.ndarray, k: int) -> np.ndarray:
+    """Scale indices of a view's symbols at step index ``k`` (clipped to the coder's grid)."""
+    return np.clip(np.asarray(sigma_idx, dtype=np.int64) - k, MIN_SCALE_INDEX, MAX_SCALE_INDEX)
+
+
+def _expected_bits(sigma_idx: Sequence[np.ndarray], ks: Sequence[int | None]) -> float:
+    """Expected bits of the views sent at step indices ``ks`` under their models."""
+    table = _expected_table()
+    return float(
+        sum(
+            table[_symbol_idx(s, k) - MIN_SCALE_INDEX].sum()
+            for s, k in zip(sigma_idx, ks, strict=True)
+            if k is not None
+        )
+    )
+
+
+def _choose_step(sigma_idx: np.ndarray, share_bits: float, lo: int, hi: int) -> int | None:
+    """Finest step index in ``[lo, hi]`` whose expected bits fit ``share_bits`` (one table lookup)."""
     ks = np.arange(lo, hi + 1)
     idx = np.clip(sigma_idx.reshape(-1, 1) - ks[None, :], MIN_SCALE_INDEX, MAX_SCALE_INDEX) - MIN_SCALE_INDEX
-    fits = np.flatnonzero(_EXPECTED_BITS[idx].sum(0) <= share_bits)
+    fits = np.flatnonzero(_expected_table()[idx].sum(0) <= share_bits)
     return None if fits.size == 0 else int(ks[fits[0]])
 
 
-def _encode_views(
+def _fingerprint(*parts: Any) -> bytes:
+    """4 bytes of the sha256 of ``parts`` (arrays by dtype, shape and bytes; the rest by repr)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            arr = np.ascontiguousarray(part)
+            digest.update(f"{arr.dtype.str}:{arr.shape}:".encode())
+            digest.update(arr.tobytes())
+        else:
+            digest.update(repr(part).encode())
+    return digest.digest()[:4]
+
+
+class _Frame:
+    """A coded frame: header byte, body, and per view the reconstruction and step (None / 0: not sent)."""
+
+    __slots__ = ("decoded", "header", "data", "steps")
+
+    def __init__(
+        self, header: int, data: bytes, decoded: list[np.ndarray | None], steps: list[float]
+    ) -> None:
+        self.header, self.data, self.decoded, self.steps = header, data, decoded, steps
+
+
+def _encode_body(
+    phases: list[tuple[Any, ...]],
     values: Sequence[np.ndarray],
     means: Sequence[np.ndarray],
     sigma_idx: Sequence[np.ndarray],
-    shares: Sequence[int],
-    body_bits: int,
-    prefix: tuple[np.ndarray, np.ndarray] | None = None,
-) -> _Coded | None:
-    """Quantise every view at the finest step its share affords, in one stream of <= ``body_bits``.
+    ks: Sequence[int | None],
+) -> tuple[bytes, list[np.ndarray | None], list[float]]:
+    """Code ``phases``, then every sent view's symbols (``k`` None: not sent), in one stream."""
+    steps = [0.0 if k is None else float(step_from_index(k)) for k in ks]
+    sent = [i for i, k in enumerate(ks) if k is not None]
+    symbols = [
+        quantize_symbols(np.asarray(values[i], dtype=np.float64).reshape(-1) - means[i], steps[i])
+        for i in sent
+    ]
+    phases = list(phases)
+    if sent:
+        idx = [_symbol_idx(sigma_idx[i], ks[i]) for i in sent]  # type: ignore[arg-type]
+        phases.append((np.concatenate(symbols), np.concatenate(idx)))
+    data = get_coder("gaussian").encode_phases(phases)
+    decoded: list[np.ndarray | None] = [None] * len(ks)
+    for i, sym in zip(sent, symbols, strict=True):
+        decoded[i] = means[i] + dequantize(sym, steps[i])
+    return data, decoded, steps
 
-    Each view's step is the finest whose *expected* bits fit its share (views with a share of 0 are
-    not sent); the stream is then coded for real and, while it is longer than ``body_bits``, every
-    step is made one grid notch coarser. ``prefix`` (symbols, scale indices) is coded first in the
-    same pass (a key frame's state). None when nothing at all fits.
+
+def _search(make: Any, expected: Any, room: int, lo: int, hi: int) -> _Frame | None:
+    """The largest real frame of header rate ``h`` in ``[lo, hi]`` whose body fits ``room`` bits.
+
+    ``expected(h)`` (non-decreasing in ``h``) predicts the body's bits; bisection finds the largest
+    ``h`` predicted to fit (with a byte of slack: the stream is byte-aligned and often shorter than
+    predicted). When that frame fits for real, finer rates are tried while they fit; when it does
+    not, a bisection over real frames below it finds one that does. ``make(h)`` returns a frame or
+    None (nothing to send at that rate).
     """
-    coder = get_coder("gaussian")
-    refs = [int(s.max()) for s in sigma_idx]
-    # Aim one byte above the body: the stream is byte-aligned and often shorter than the model's
-    # expected bits, so the finest steps that still fit are found by coarsening from there.
-    inflate = (body_bits + 8) / body_bits if body_bits > 0 else 1.0
+
+    def fits(frame: _Frame | None) -> bool:
+        return frame is not None and 8 * len(frame.data) <= room
+
+    a, b = lo - 1, hi + 1  # expected(a) fits (a = lo - 1: none known), expected(b) does not
+    while b - a > 1:
+        mid = (a + b) // 2
+        if expected(mid) <= room + 8:
+            a = mid
+        else:
+            b = mid
+    guess = max(a, lo)
+    frame = make(guess)
+    if fits(frame):
+        best = frame
+        for h in range(guess + 1, min(hi, guess + _MAX_TRIES) + 1):
+            frame = make(h)
+            if not fits(frame):
+                break
+            best = frame
+        return best
+    best, a, b = None, lo - 1, guess  # real frames: a fits (or none yet), b does not
+    while b - a > 1:
+        mid = (a + b) // 2
+        frame = make(mid)
+        if fits(frame):
+            a, best = mid, frame
+        else:
+            b = mid
+    return best
+
+
+def _gap_phases(gap: int, last_gap: int | None) -> list[tuple[Any, ...]]:
+    """The phases coding the gap: its change from ``last_gap`` (sign, then size when not 0), or itself."""
+    if last_gap is None:
+        return [(np.array([gap - 1], dtype=np.int64), np.array([_GAP_SIZE_SCALE_IDX], dtype=np.int64))]
+    change = gap - last_gap
+    sign = (change > 0) - (change < 0)
+    out = [(np.array([sign], dtype=np.int64), np.array([_GAP_SCALE_IDX], dtype=np.int64))]
+    if sign:
+        out.append(
+            (np.array([abs(change) - 1], dtype=np.int64), np.array([_GAP_SIZE_SCALE_IDX], dtype=np.int64))
+        )
+    return out
+
+
+def _split_head(ks: Sequence[int | None], refs: Sequence[int]) -> tuple[int, list[tuple[Any, ...]]]:
+    """Explicit split: the first sent view's relative rate, and the phases naming every view's rate."""
+    sent = [i for i, k in enumerate(ks) if k is not None]
+    rels = [refs[i] - ks[i] for i in sent]  # type: ignore[operator]
+    flags = np.array([k is not None for k in ks], dtype=np.int64)
+    offsets = np.array([r - rels[0] for r in rels[1:]], dtype=np.int64)
+    return (rels[0] if rels else 0), [("binary", flags), (offsets, np.full(offsets.size, _OFFSET_SCALE_IDX))]
+
+
+def _split_ks(flags: np.ndarray, offsets: np.ndarray, refs: Sequence[int], rel0: int) -> list[int | None]:
+    """Invert :func:`_split_head`: each view's step index (None: not sent)."""
+    sent = np.flatnonzero(flags)
+    rels = [rel0] + [rel0 + int(o) for o in offsets]
+    ks: list[int | None] = [None] * len(refs)
+    for i, rel in zip(sent.tolist(), rels, strict=False):
+        if not _REL_MIN <= rel <= _REL_MAX:
+            raise PayloadError(f"view {i}: relative rate {rel} outside [{_REL_MIN}, {_REL_MAX}] (corrupt)")
+        ks[i] = refs[i] - rel
+    return ks
+
+
+def _explicit_frame(
+    make: Any,
+    sigma_idx: Sequence[np.ndarray],
+    refs: Sequence[int],
+    shares: Sequence[int],
+    room: int,
+    rel_max: int,
+) -> _Frame | None:
+    """Explicit split: the finest step per view that its share affords, coarsened until the frame fits.
+
+    ``make(ks)`` codes a frame with step indices ``ks`` (None: not sent); ``rel_max`` is the finest
+    relative rate the header can name for the first sent view.
+    """
+    inflate = (room + 8) / room if room > 0 else 1.0
     ks: list[int | None] = []
     for sig, ref, share in zip(sigma_idx, refs, shares, strict=True):
         k = None
         if share > 0:
-            k = _choose_step(sig, share * inflate, ref - _REL_MAX, ref - _REL_MIN)
+            k = _choose_step(sig, share * inflate, ref - min(_REL_MAX, rel_max), ref - _REL_MIN)
         ks.append(k)
-    residuals = [np.asarray(v, dtype=np.float64).reshape(-1) - m for v, m in zip(values, means, strict=True)]
-    head = [] if prefix is None else [prefix]
     for _ in range(_REL_MAX - _REL_MIN + 2):
-        steps = [0.0 if k is None else float(step_from_index(k)) for k in ks]
-        sent = [i for i, k in enumerate(ks) if k is not None]
-        symbols = [quantize_symbols(residuals[i], steps[i]) for i in sent]
-        idx = [sigma_idx[i] - ks[i] for i in sent]  # type: ignore[operator]
-        if not head and not sent:
-            return None
-        data = coder.encode(
-            np.concatenate([h[0] for h in head] + symbols), np.concatenate([h[1] for h in head] + idx)
-        )
-        if 8 * len(data) <= body_bits:
-            decoded: list[np.ndarray | None] = [None] * len(ks)
-            for i, sym in zip(sent, symbols, strict=True):
-                decoded[i] = means[i] + dequantize(sym, steps[i])
-            rates = tuple(
-                NOT_SENT if k is None else ref - k + _REL_OFFSET for k, ref in zip(ks, refs, strict=True)
-            )
-            return _Coded(rates, data, tuple(decoded), tuple(steps))
+        frame = make(ks)
+        if frame is not None and 8 * len(frame.data) <= room:
+            return frame
         if all(k is None or k >= ref - _REL_MIN for k, ref in zip(ks, refs, strict=True)):
-            ks = [None] * len(ks)  # even the coarsest steps do not fit: send the prefix alone
+            if all(k is None for k in ks):
+                return None
+            ks = [None] * len(ks)  # even the coarsest steps do not fit: a key frame's state alone
         else:
             ks = [None if k is None else min(k + 1, ref - _REL_MIN) for k, ref in zip(ks, refs, strict=True)]
     return None
 
 
-def _decode_symbols(
-    data: bytes,
-    rate_bytes: Sequence[int],
-    sigma_idx: Sequence[np.ndarray],
-    prefix_idx: np.ndarray | None = None,
-) -> tuple[np.ndarray | None, list[np.ndarray | None], list[float]]:
-    """Invert :func:`_encode_views`' stream: prefix symbols, each view's symbols (None: not sent), steps."""
-    ks = [
-        None if r == NOT_SENT else int(s.max()) - (r - _REL_OFFSET)
-        for r, s in zip(rate_bytes, sigma_idx, strict=True)
-    ]
-    sent = [i for i, k in enumerate(ks) if k is not None]
-    out: list[np.ndarray | None] = [None] * len(ks)
-    steps = [0.0] * len(ks)
-    head = [] if prefix_idx is None else [np.asarray(prefix_idx, dtype=np.int64)]
-    if not sent and not head:
-        return None, out, steps
-    idx = np.concatenate(head + [sigma_idx[i] - ks[i] for i in sent])  # type: ignore[operator]
-    symbols = get_coder("gaussian").decode(data, idx)
-    pos = 0 if not head else head[0].size
-    for i in sent:
-        n = sigma_idx[i].size
-        steps[i] = float(step_from_index(ks[i]))  # type: ignore[arg-type]
-        out[i] = symbols[pos : pos + n]
-        pos += n
-    return (symbols[: head[0].size] if head else None), out, steps
+class _LeanVectorCodec(Codec):
+    """What both vector codecs share: lean frames under a session of one joint stream."""
 
+    uses_sessions: ClassVar[bool] = True
+    #: The scenario factory passes ``system=env.unwrapped.model`` to codecs that set this.
+    uses_system_model = True
 
-def _reconstruct(
-    symbols: Sequence[np.ndarray | None], steps: Sequence[float], means: Sequence[np.ndarray]
-) -> list[np.ndarray | None]:
-    return [
-        None if s is None else m + dequantize(s, st) for s, st, m in zip(symbols, steps, means, strict=True)
-    ]
+    @property
+    def stream_names(self) -> tuple[str, ...]:
+        """The payload's one stream: every view's symbols in one range-coder pass."""
+        return ("joint",)
 
+    @property
+    def session(self) -> Session:
+        """The session of frames the codec splits itself (``allocation=None``)."""
+        return Session(self.name, self.fingerprint, 1, 0)
 
-def _fit(make: Any, budget_bits: int) -> Payload | None:
-    """Call ``make(slack)`` with growing slack until its payload fits (varint lengths may grow)."""
-    slack = 0
-    for _ in range(6):
-        payload = make(slack)
-        if payload is None or payload.nbits <= budget_bits:
-            return payload
-        slack += payload.nbits - budget_bits + 8
-    return None
+    def session_for(self, allocation: Mapping[str, float] | None = None) -> Session:
+        """The session of frames compressed with ``allocation``: an explicit split when one is given."""
+        return Session(self.name, self.fingerprint, 1, int(allocation is not None))
+
+    @property
+    def fingerprint(self) -> bytes:
+        """4 bytes identifying the views and the model (the session id)."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            cached = self.__dict__["_fingerprint"] = _fingerprint(
+                self.name, [(v.name, tuple(v.shape), str(v.dtype)) for v in self.views], *self._model_arrays()
+            )
+        return cached
+
+    def _model_arrays(self) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def _check_session(self, payload: Payload) -> None:
+        if payload.codec != self.name:
+            raise PayloadError(f"payload of codec {payload.codec!r}, expected {self.name!r}")
+        if payload.session is None:
+            if payload.is_empty:
+                return
+            raise PayloadError(
+                f"codec {self.name!r} reads lean frames, and this payload has no session: parse the bytes "
+                "with Payload.from_bytes(data, session=...) using the session header received at the start "
+                "of the episode"
+            )
+        payload.session.check(Session(self.name, self.fingerprint, 1, payload.session.split))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,7 +463,7 @@ def _fit(make: Any, budget_bits: int) -> Payload | None:
     wire_id=10,
     description="vector views: per-sensor uniform scalar quantisation + Gaussian entropy coding (baseline)",
 )
-class ScalarCodec(Codec):
+class ScalarCodec(_LeanVectorCodec):
     """Per-sensor uniform scalar quantisation with a fixed Gaussian model of each component.
 
     Args:
@@ -304,11 +473,12 @@ class ScalarCodec(Codec):
 
     Build it with :meth:`from_views`; with ``system=`` (the env's process model) the mean and spread
     are the measurement's prior, largest over ``horizon`` steps (a random walk keeps growing).
+
+    Frame: ``header u8 | body | crc8`` (module docstring); codec split: ``header = rel + 16``,
+    the same relative step for every view.
     """
 
     name = "scalar"
-    #: The scenario factory passes ``system=env.unwrapped.model`` to codecs that set this.
-    uses_system_model = True
     #: Quantisation step of each view in the last decoded payload (a fusion node's noise model:
     #: the decoded value is the measurement plus ~uniform noise of variance step^2 / 12).
     last_steps: dict[str, float] = {}
@@ -364,55 +534,93 @@ class ScalarCodec(Codec):
             scale={v.name: scales[i] for i, v in enumerate(views)},
         )
 
-    @property
-    def stream_names(self) -> tuple[str, ...]:
-        """The payload's one stream: every view's symbols in one range-coder pass."""
-        return ("joint",)
+    def _model_arrays(self) -> list[np.ndarray]:
+        names = self.view_names
+        return [self._mean[n] for n in names] + [self._sigma_idx[n] for n in names]
 
     def _compress(
         self, views: Mapping[str, np.ndarray], budget_bits: int, allocation: Mapping[str, float] | None
     ) -> Payload:
-        """Finest step per view that its share of the budget affords; empty when nothing fits.
-
-        Payload: one stream (all views' symbols), header = one rate byte per view (255: not sent).
-        """
+        """The finest steps whose frame fits; empty when nothing fits (see the module docstring)."""
+        session = self.session_for(allocation)
+        room = budget_bits - FRAME_OVERHEAD_BITS
+        if room < 8:
+            return Payload.empty(self.name, session)
         names = self.view_names
-        overhead = Payload(self.name, (b"",), bytes(len(names))).nbits
+        values = [views[n] for n in names]
+        means = [self._mean[n] for n in names]
+        sig = [self._sigma_idx[n] for n in names]
+        refs = [int(s.max()) for s in sig]
+        if allocation is None:
 
-        def make(slack: int) -> Payload | None:
-            body = max(budget_bits - overhead - slack, 0)
-            shares = split_budget(body, names, allocation)
-            coded = _encode_views(
-                [views[n] for n in names],
-                [self._mean[n] for n in names],
-                [self._sigma_idx[n] for n in names],
-                [shares[n] for n in names],
-                body,
-            )
-            return None if coded is None else Payload(self.name, (coded.data,), bytes(coded.rate_bytes))
+            def at(h: int) -> list[int | None]:
+                return [ref + _REL_OFFSET - h for ref in refs]
 
-        payload = _fit(make, budget_bits)
-        return Payload.empty(self.name) if payload is None else payload
+            def make(h: int) -> _Frame:
+                return _Frame(h, *_encode_body([], values, means, sig, at(h)))
+
+            frame = _search(make, lambda h: _expected_bits(sig, at(h)), room, 0, _SCALAR_H_MAX)
+        else:
+
+            def make_split(ks: list[int | None]) -> _Frame | None:
+                if all(k is None for k in ks):
+                    return None
+                rel0, head = _split_head(ks, refs)
+                return _Frame(rel0 + _REL_OFFSET, *_encode_body(head, values, means, sig, ks))
+
+            shares = split_budget(room, names, allocation)
+            frame = _explicit_frame(make_split, sig, refs, [shares[n] for n in names], room, _REL_MAX)
+        if frame is None:
+            return Payload.empty(self.name, session)
+        return Payload(self.name, (frame.data,), bytes((frame.header,)), session, (8 * len(frame.data),))
 
     def decompress(self, payload: Payload) -> dict[str, np.ndarray]:
-        """Decode every view that was sent."""
-        if payload.codec != self.name:
-            raise PayloadError(f"payload of codec {payload.codec!r}, expected {self.name!r}")
+        """Decode every view that was sent.
+
+        Raises:
+            PayloadError: another codec or session, no session, or a corrupt header or body.
+        """
+        self._check_session(payload)
         if payload.is_empty:
             return {}
         names = self.view_names
-        if len(payload.streams) != 1 or len(payload.meta) != len(names):
-            raise PayloadError(
-                f"scalar payload has {len(payload.streams)} streams and {len(payload.meta)} rate bytes, "
-                f"expected 1 and {len(names)}"
-            )
-        _, symbols, steps = _decode_symbols(
-            payload.streams[0], payload.meta, [self._sigma_idx[n] for n in names]
-        )
-        decoded = _reconstruct(symbols, steps, [self._mean[n] for n in names])
+        sig = [self._sigma_idx[n] for n in names]
+        refs = [int(s.max()) for s in sig]
+        header, split = payload.meta[0], payload.session.split
+        ks: list[int | None] = []
+        if not split:
+            if header > _SCALAR_H_MAX:
+                raise PayloadError(
+                    f"scalar frame header {header}: rate finer than the codec's finest (corrupt)"
+                )
+            ks = [ref + _REL_OFFSET - header for ref in refs]
 
-        self.last_steps = {n: st for n, d, st in zip(names, decoded, steps, strict=True) if d is not None}
-        return {n: d.astype(np.float32) for n, d in zip(names, decoded, strict=True) if d is not None}
+        def phases(out: list[np.ndarray]) -> object | None:
+            if split and len(out) == 0:
+                return ("binary", len(names))
+            if split and len(out) == 1:
+                return np.full(max(int(out[0].sum()) - 1, 0), _OFFSET_SCALE_IDX)
+            if len(out) == (2 if split else 0):
+                if split:
+                    ks[:] = _split_ks(out[0], out[1], refs, header - _REL_OFFSET)
+                sent = [i for i, k in enumerate(ks) if k is not None]
+                if not sent:
+                    raise PayloadError("scalar frame sends no view (corrupt)")
+                return np.concatenate([_symbol_idx(sig[i], ks[i]) for i in sent])  # type: ignore[arg-type]
+            return None
+
+        decoded_phases = get_coder("gaussian").decode_phases(payload.streams[0], phases)
+        symbols = decoded_phases[-1]
+        out, self.last_steps, pos = {}, {}, 0
+        for i, (name, k) in enumerate(zip(names, ks, strict=True)):
+            if k is None:
+                continue
+            n = sig[i].size
+            step = float(step_from_index(k))
+            out[name] = (self._mean[name] + dequantize(symbols[pos : pos + n], step)).astype(np.float32)
+            self.last_steps[name] = step
+            pos += n
+        return out
 
 
 def _measurement_prior(
@@ -441,8 +649,10 @@ class _FilterState:
 
     mean: np.ndarray
     cov: np.ndarray
-    step: int = 0  # steps since reset (16-bit on the wire)
-    frame: int = 0  # next non-empty frame number (8-bit on the wire)
+    step: int = 0  # sender: steps since reset (for periodic key frames)
+    frame: int = 0  # sender: next non-empty frame number (its parity is on the wire); receiver: expected one
+    gap: int = 0  # sender: time updates since the last non-empty frame
+    last_gap: int | None = None  # both ends: the gap of the last frame (None after a reset or key frame)
     started: bool = False  # sender: a first step was coded; receiver: unused
     synced: bool = True  # receiver: its filter equals the sender's
     last_key: int = 0  # sender: step of the last key frame (or reset)
@@ -478,23 +688,23 @@ def _update(
     wire_id=11,
     description="vector views: innovation against the receiver's Kalman prediction, key frames resync",
 )
-class PredictiveCodec(Codec):
+class PredictiveCodec(_LeanVectorCodec):
     """Predictive coding of each sensor's innovation against the receiver's Kalman prediction.
 
-    See the module docstring for the scheme and its resynchronisation after drops.
+    See the module docstring for the scheme, the frame and the resynchronisation after drops.
 
     Args:
         views: 1-D float views, one per sensor, in the system's sensor order.
         system: the process model (:func:`as_linear_system`).
         key_interval: steps between key frames (0: only after acknowledged drops).
 
-    Payload: one range-coded stream (on key frames the quantised state first, then every sent
-    view's innovation symbols); header (meta) = flags (1 byte, bit 0: key frame) | step counter
-    (u16) | frame counter (u8) | one rate byte per view (255: not sent).
+    Frame: ``header u8 | body | crc8``; header = key flag (bit 7) | frame parity (bit 6) | rate
+    (bits 0-5); body = the gap since the last frame (ordinary frames only: its change, or itself),
+    [explicit split: views sent and their rates], [key frames: the quantised state], then every
+    sent view's innovation symbols.
     """
 
     name = "predictive"
-    uses_system_model = True
     #: Quantisation step of each view in the last decoded payload (see :attr:`ScalarCodec.last_steps`).
     last_steps: dict[str, float] = {}
 
@@ -525,7 +735,25 @@ class PredictiveCodec(Codec):
         # the key state's symbols: the state's prior spread in key steps (never finer than 8 steps)
         spread = np.sqrt(np.diag(s.initial_cov)) / key_step
         self._key_scale_idx = np.maximum(scale_index(spread), _KEY_REL).astype(np.int64)
+        self._h_ks = self._lagrange_steps()
         self.reset()
+
+    def _lagrange_steps(self) -> list[list[int | None]]:
+        """Each sensor's step index at every codec-split rate ``h`` (None: not sent); see the module docstring."""
+        r = np.array([float(np.max(np.diag(R))) for R in self.system.R])
+        out = []
+        for h in range(_H_MASK + 1):
+            lam = 2.0 ** (-h / _LAMBDA_STEPS_PER_OCTAVE) / (4.0 * float(r.min()))
+            ks: list[int | None] = []
+            for r_k in r.tolist():
+                x = lam * r_k
+                if x > 0.25:
+                    ks.append(None)
+                    continue
+                q = 2.0 * lam * r_k * r_k / ((1.0 - 2.0 * x) + np.sqrt(max(1.0 - 4.0 * x, 0.0)))
+                ks.append(int(np.rint(SCALE_STEPS_PER_OCTAVE * np.log2(np.sqrt(12.0 * q)))))
+            out.append(ks)
+        return out
 
     @classmethod
     def from_views(
@@ -548,10 +776,9 @@ class PredictiveCodec(Codec):
             )
         return cls(views, system, key_interval=key_interval)
 
-    @property
-    def stream_names(self) -> tuple[str, ...]:
-        """The payload's one stream: the key state (key frames only), then every view's innovation."""
-        return ("joint",)
+    def _model_arrays(self) -> list[np.ndarray]:
+        s = self.system
+        return [s.A, s.Q, s.initial_mean, s.initial_cov, *s.C, *s.R]
 
     def reset(self) -> None:
         """Restart sender and receiver at the prior (start of an episode)."""
@@ -575,119 +802,82 @@ class PredictiveCodec(Codec):
             state.mean = A @ state.mean
             state.cov = A @ state.cov @ A.T + Q
 
-    def _predicted_cov(self, state: _FilterState, steps: int) -> np.ndarray:
-        A, Q = self.system.A, self.system.Q
-        cov = state.cov
-        for _ in range(steps):
-            cov = A @ cov @ A.T + Q
-        return cov
-
-    def _innovation_model(self, mean: np.ndarray, cov: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        out = []
+    def _innovation_model(
+        self, mean: np.ndarray, cov: np.ndarray
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        preds, sig = [], []
         for C, R in zip(self.system.C, self.system.R, strict=True):
             S = C @ cov @ C.T + R
-            out.append((C @ mean, scale_index(np.sqrt(np.clip(np.diag(S), 1e-300, None))).astype(np.int64)))
-        return out
-
-    def _meta(self, key: bool, step: int, frame: int, rates: Sequence[int]) -> bytes:
-        return bytes((_FLAG_KEY if key else 0, (step >> 8) & 0xFF, step & 0xFF, frame & 0xFF, *rates))
+            preds.append(C @ mean)
+            sig.append(scale_index(np.sqrt(np.clip(np.diag(S), 1e-300, None))).astype(np.int64))
+        return preds, sig
 
     def _frame(
         self,
         views: Mapping[str, np.ndarray],
-        budget_bits: int,
+        room: int,
         allocation: Mapping[str, float] | None,
         key: bool,
-    ) -> tuple[Payload, np.ndarray, np.ndarray] | None:
+    ) -> tuple[_Frame, np.ndarray, np.ndarray] | None:
         """Build a frame from the sender's state; return it with the state after its update."""
         tx = self._tx
         names = self.view_names
         mean, cov = tx.mean, tx.cov
-        prefix = None
+        head: list[tuple[Any, ...]] = []
+        tail: list[tuple[Any, ...]] = []
+        prefix_bits = 0.0
         if key:
             symbols = quantize_symbols(mean, self._key_steps)
-            prefix = (symbols, self._key_scale_idx)
+            tail = [(symbols, self._key_scale_idx)]
+            prefix_bits = get_coder("gaussian").estimate_bits(symbols, self._key_scale_idx)
             mean, cov = dequantize(symbols, self._key_steps), self._P_key.copy()
-        overhead = Payload(self.name, (b"",), self._meta(key, 0, 0, [0] * len(names))).nbits
-        model = self._innovation_model(mean, cov)
-        best: list[_Coded] = []
+        else:
+            head = _gap_phases(tx.gap, tx.last_gap)
+        values = [views[n] for n in names]
+        preds, sig = self._innovation_model(mean, cov)
+        refs = [int(s.max()) for s in sig]
+        flags = (_FLAG_KEY if key else 0) | (_FLAG_PARITY if tx.frame & 1 else 0)
+        if allocation is None:
 
-        def make(slack: int) -> Payload | None:
-            body = max(budget_bits - overhead - slack, 0)
-            if allocation is None:  # the codec's own split: where a bit helps the fusion most
-                shares = dict(zip(names, self._fusion_shares(cov, body), strict=True))
-            else:
-                shares = split_budget(body, names, allocation)
-            coded = _encode_views(
-                [views[n] for n in names],
-                [pred for pred, _ in model],
-                [sig for _, sig in model],
-                [shares[n] for n in names],
-                body,
-                prefix=prefix,
+            def make(h: int) -> _Frame | None:
+                ks = self._h_ks[h]
+                if not key and all(k is None for k in ks):
+                    return None
+                return _Frame(flags | h, *_encode_body(head + tail, values, preds, sig, ks))
+
+            frame = _search(
+                make, lambda h: prefix_bits + _expected_bits(sig, self._h_ks[h]), room, 0, _H_MASK
             )
-            if coded is None:
-                return None
-            best[:] = [coded]
-            return Payload(self.name, (coded.data,), self._meta(key, tx.step, tx.frame, coded.rate_bytes))
+        else:
 
-        payload = _fit(make, budget_bits)
-        if payload is None:
+            def make_split(ks: list[int | None]) -> _Frame | None:
+                if not key and all(k is None for k in ks):
+                    return None
+                ks = list(ks)
+                sent = [i for i, k in enumerate(ks) if k is not None]
+                if sent:  # the header names the first sent view's rate in 2-notch units
+                    i = sent[0]
+                    rel = min(refs[i] - ks[i], 2 * _H_MASK - _REL_OFFSET)  # type: ignore[operator]
+                    ks[i] = refs[i] - (rel - (rel + _REL_OFFSET) % 2)
+                rel0, split_phases = _split_head(ks, refs)
+                h = (rel0 + _REL_OFFSET) // 2 if sent else 0
+                return _Frame(flags | h, *_encode_body(head + split_phases + tail, values, preds, sig, ks))
+
+            shares = split_budget(max(room - int(prefix_bits), 0), names, allocation)
+            frame = _explicit_frame(
+                make_split, sig, refs, [shares[n] for n in names], room, 2 * _H_MASK - _REL_OFFSET
+            )
+        if frame is None:
             return None
-        coded = best[0]
-        sent = [k for k, d in enumerate(coded.decoded) if d is not None]
+        sent = [k for k, d in enumerate(frame.decoded) if d is not None]
         mean, cov = _update(
             mean,
             cov,
             [self.system.C[k] for k in sent],
-            [self._noisy_R(k, coded.steps[k]) for k in sent],
-            [coded.decoded[k] for k in sent],
+            [self._noisy_R(k, frame.steps[k]) for k in sent],
+            [frame.decoded[k] for k in sent],
         )
-        return payload, mean, cov
-
-    def _fusion_shares(self, cov: np.ndarray, body_bits: int) -> list[int]:
-        """Split ``body_bits`` over the sensors greedily, one bit per component at a time.
-
-        Each bit goes to the sensor whose measurement, coded one bit finer, most reduces the
-        trace of the fused posterior covariance; a sensor coded with ``b`` bits per component is
-        modelled as its measurement plus noise ``S_kk (pi e / 6) 2^(-2b)`` (entropy-coded uniform
-        quantisation of its innovation, variance ``S_kk``). The decoder needs none of this: the
-        rate bytes carry each view's step.
-        """
-        s = self.system
-        K = len(s.C)
-        info0 = np.linalg.inv(cov)
-        S_diag = [np.diag(C @ cov @ C.T + R) for C, R in zip(s.C, s.R, strict=True)]
-        dims = [C.shape[0] for C in s.C]
-        bits = [0] * K
-
-        def trace_with(b: list[int]) -> float:
-            info = info0.copy()
-            for k in range(K):
-                if b[k] > 0:
-                    per = b[k] / dims[k]
-                    q = S_diag[k] * (np.pi * np.e / 6.0) * 2.0 ** (-2.0 * per)
-                    info += s.C[k].T @ np.linalg.inv(s.R[k] + np.diag(q)) @ s.C[k]
-            return float(np.trace(np.linalg.inv(info)))
-
-        left = int(body_bits)
-        current = trace_with(bits)
-        while left > 0:
-            best, best_trace = None, current
-            for k in range(K):
-                step = min(dims[k], left)
-                trial = list(bits)
-                trial[k] += step
-                value = trace_with(trial)
-                if value < best_trace - 1e-15:
-                    best, best_trace = k, value
-            if best is None:
-                break
-            take = min(dims[best], left)
-            bits[best] += take
-            left -= take
-            current = best_trace
-        return bits
+        return frame, mean, cov
 
     def _noisy_R(self, sensor: int, step: float) -> np.ndarray:
         """Noise of a decoded measurement: the sensor's own plus uniform quantisation noise."""
@@ -700,65 +890,141 @@ class PredictiveCodec(Codec):
         """Code this step's innovations within ``budget_bits``; advance the sender one step.
 
         A key frame is sent when one is due (``key_interval`` steps since the last, or a drop was
-        acknowledged) and fits; otherwise, or when it does not fit, an ordinary frame.
+        acknowledged) and fits. When a periodic one does not fit, an ordinary frame goes instead;
+        after an acknowledged drop nothing does (the receiver could not decode it).
         """
         tx = self._tx
         if tx.started:
             self._predict(tx)
             tx.step = (tx.step + 1) & 0xFFFF
+            tx.gap += 1
         tx.started = True
-        due = tx.key_pending or (
-            self.key_interval > 0 and (tx.step - tx.last_key) % 0x10000 >= self.key_interval
+        session = self.session_for(allocation)
+        room = budget_bits - FRAME_OVERHEAD_BITS
+        if room < 8:
+            return Payload.empty(self.name, session)
+        due = (
+            tx.key_pending
+            or tx.gap > _MAX_KEY_GAP  # after a long outage a key frame is cheaper than the gap
+            or (self.key_interval > 0 and (tx.step - tx.last_key) % 0x10000 >= self.key_interval)
         )
-        built = self._frame(views, budget_bits, allocation, key=True) if due else None
+        built = self._frame(views, room, allocation, key=True) if due else None
         if built is not None:
             tx.key_pending = False
             tx.last_key = tx.step
-        else:
-            built = self._frame(views, budget_bits, allocation, key=False)
+        elif not tx.key_pending:
+            built = self._frame(views, room, allocation, key=False)
         if built is None:
-            return Payload.empty(self.name)
-        payload, tx.mean, tx.cov = built
+            return Payload.empty(self.name, session)
+        frame, tx.mean, tx.cov = built
         tx.frame = (tx.frame + 1) & 0xFF
-        return payload
+        tx.last_gap = None if frame.header & _FLAG_KEY else tx.gap
+        tx.gap = 0
+        return Payload(self.name, (frame.data,), bytes((frame.header,)), session, (8 * len(frame.data),))
 
     def decompress(self, payload: Payload) -> dict[str, np.ndarray]:
-        """Decode a frame at the receiver; ``{}`` while desynchronised (until a key frame)."""
-        if payload.codec != self.name:
-            raise PayloadError(f"payload of codec {payload.codec!r}, expected {self.name!r}")
+        """Decode a frame at the receiver; ``{}`` while desynchronised (until a key frame).
+
+        Raises:
+            PayloadError: another codec or session, no session, or a corrupt header or body.
+        """
+        self._check_session(payload)
         if payload.is_empty:
             return {}
-        n_views = len(self.views)
-        meta = payload.meta
-        if len(meta) != 4 + n_views:
-            raise PayloadError(f"predictive payload header has {len(meta)} bytes, expected {4 + n_views}")
-        key = bool(meta[0] & _FLAG_KEY)
-        step, frame, rates = (meta[1] << 8) | meta[2], meta[3], meta[4:]
-        if len(payload.streams) != 1:
-            raise PayloadError(f"predictive payload has {len(payload.streams)} streams, expected 1")
+        header, split = payload.meta[0], payload.session.split
+        key, parity, h = bool(header & _FLAG_KEY), int(bool(header & _FLAG_PARITY)), header & _H_MASK
         rx = self._rx
-        if frame != rx.frame:
+        if parity != rx.frame & 1:
             rx.synced = False  # a non-empty frame was lost: our filter is not the sender's
-        gap = (step - rx.step) % 0x10000
-        rx.step, rx.frame = step, (frame + 1) & 0xFF
+        rx.frame = parity + 1
         if not (key or rx.synced):
             return {}
-        cov = self._P_key if key else self._predicted_cov(rx, gap)
-        sigma_idx = [sig for _, sig in self._innovation_model(rx.mean, cov)]  # scales: covariance only
-        head, symbols, steps = _decode_symbols(
-            payload.streams[0], rates, sigma_idx, self._key_scale_idx if key else None
+        n_views = len(self.views)
+        state: dict[str, Any] = {}
+
+        def plan_of(out: list[np.ndarray]) -> list[str]:
+            if key:
+                gap = []
+            elif rx.last_gap is None:
+                gap = ["gap_abs"]
+            else:
+                gap = ["gap"] + (["gap_size"] if out and int(out[0][0]) != 0 else [])
+            return gap + (["flags", "offsets"] if split else []) + (["prefix"] if key else [])
+
+        plan: list[str] = []
+
+        def phases(out: list[np.ndarray]) -> object | None:
+            i = len(out)
+            plan[:] = plan_of(out)
+            if i < len(plan):
+                part = plan[i]
+                if part == "gap":
+                    return np.array([_GAP_SCALE_IDX], dtype=np.int64)
+                if part in ("gap_size", "gap_abs"):
+                    return np.array([_GAP_SIZE_SCALE_IDX], dtype=np.int64)
+                if part == "flags":
+                    return ("binary", n_views)
+                if part == "offsets":
+                    return np.full(max(int(out[i - 1].sum()) - 1, 0), _OFFSET_SCALE_IDX)
+                return self._key_scale_idx
+            if i > len(plan):
+                return None
+            named = dict(zip(plan, out, strict=False))
+            if key:
+                mean, cov = dequantize(named["prefix"], self._key_steps), self._P_key.copy()
+                state["gap"] = None
+            else:
+                if rx.last_gap is None:
+                    gap = int(named["gap_abs"][0]) + 1
+                else:
+                    sign = int(named["gap"][0])
+                    if sign not in (-1, 0, 1):
+                        raise PayloadError(f"predictive frame: gap change sign {sign} (corrupt)")
+                    gap = rx.last_gap + (sign * (int(named["gap_size"][0]) + 1) if sign else 0)
+                state["gap"] = gap
+                if not 0 <= gap <= 0xFFFF:
+                    raise PayloadError(f"predictive frame: gap of {gap} steps (corrupt)")
+                probe = _FilterState(rx.mean, rx.cov)
+                self._predict(probe, gap)
+                mean, cov = probe.mean, probe.cov
+            preds, sig = self._innovation_model(mean, cov)
+            refs = [int(s.max()) for s in sig]
+            if split:
+                ks = _split_ks(named["flags"], named["offsets"], refs, 2 * h - _REL_OFFSET)
+            else:
+                ks = self._h_ks[h]
+            state.update(mean=mean, cov=cov, preds=preds, sig=sig, ks=ks)
+            sent = [j for j, k in enumerate(ks) if k is not None]
+            if not sent:
+                return None
+            return np.concatenate([_symbol_idx(sig[j], ks[j]) for j in sent])  # type: ignore[arg-type]
+
+        decoded_phases = get_coder("gaussian").decode_phases(payload.streams[0], phases)
+        if "ks" not in state:
+            raise PayloadError("predictive frame ends before its measurements (corrupt)")
+        ks, preds, sig = state["ks"], state["preds"], state["sig"]
+        symbols = decoded_phases[-1] if len(decoded_phases) > len(plan) else np.zeros(0, np.int64)
+        out: dict[str, np.ndarray] = {}
+        steps: dict[int, float] = {}
+        decoded: dict[int, np.ndarray] = {}
+        pos = 0
+        for j, k in enumerate(ks):
+            if k is None:
+                continue
+            n = sig[j].size
+            steps[j] = float(step_from_index(k))
+            decoded[j] = preds[j] + dequantize(symbols[pos : pos + n], steps[j])
+            out[self.view_names[j]] = decoded[j].astype(np.float32)
+            pos += n
+        self.last_steps = {self.view_names[j]: st for j, st in steps.items()}
+        rx.mean, rx.cov = _update(
+            state["mean"],
+            state["cov"],
+            [self.system.C[j] for j in decoded],
+            [self._noisy_R(j, steps[j]) for j in decoded],
+            list(decoded.values()),
         )
+        rx.last_gap = state["gap"]
         if key:
-            rx.mean, rx.cov = dequantize(head, self._key_steps), self._P_key.copy()
             rx.synced = True
-        else:
-            self._predict(rx, gap)
-        decoded = _reconstruct(symbols, steps, [pred for pred, _ in self._innovation_model(rx.mean, rx.cov)])
-        sent = [k for k, d in enumerate(decoded) if d is not None]
-        out = {self.view_names[k]: decoded[k].astype(np.float32) for k in sent}  # type: ignore[union-attr]
-        self.last_steps = {self.view_names[k]: steps[k] for k in sent}
-        Cs = [self.system.C[k] for k in sent]
-        Rs = [self._noisy_R(k, steps[k]) for k in sent]
-        ys = [decoded[k] for k in sent]
-        rx.mean, rx.cov = _update(rx.mean, rx.cov, Cs, Rs, ys)
         return out

@@ -36,9 +36,27 @@ def test_a_repeated_view_is_a_dropped_one():
     assert agent.filter.cov[0, 0] > 0.5 * before[0, 0]
 
 
-def test_refuses_control_mode_and_other_envs():
-    with pytest.raises(ValueError, match="estimate"):
-        KalmanFusionAgent.for_env(gym.make("bwgym/SensorNetwork-v0", mode="control"))
+@pytest.mark.parametrize("preset", ["ar1", "cv2d"])
+def test_kalman_lqr_matches_the_envs_lqg_reference_on_clean_views(preset):
+    env = gym.make("bwgym/SensorNetwork-v0", preset=preset, mode="control", n_sensors=3, horizon=80)
+    agent = KalmanFusionAgent.for_env(env)
+    assert agent.lqr_gain is not None
+    obs, _ = env.reset(seed=2)
+    agent.reset(2)
+    total = reference = 0.0
+    for _ in range(80):
+        obs, reward, _, truncated, info = env.step(agent.act(obs))
+        total, reference = total - reward, reference + info["lqg_cost"]
+        assert -reward == pytest.approx(info["lqg_cost"], rel=1e-3, abs=1e-5)  # float32 actions
+    assert truncated and total == pytest.approx(reference, rel=1e-4)
+
+
+def test_refuses_other_envs_and_mismatched_gains():
+    with pytest.raises(ValueError, match="mode"):
+        KalmanFusionAgent.for_env(gym.make("CartPole-v1"))
     with pytest.raises(ValueError, match="one view per sensor"):
         env = gym.make("bwgym/SensorNetwork-v0", n_sensors=2)
         KalmanFusionAgent(env.unwrapped.model, ("a",), 1.0)
+    env = gym.make("bwgym/SensorNetwork-v0", preset="cv2d", n_sensors=2, mode="control")
+    with pytest.raises(ValueError, match="lqr_gain"):
+        KalmanFusionAgent(env.unwrapped.model, env.unwrapped.link_views, 1.0, lqr_gain=np.ones((1, 4)))
