@@ -452,6 +452,20 @@ class _LeanVectorCodec(Codec):
             )
         payload.session.check(Session(self.name, self.fingerprint, 1, payload.session.split))
 
+    def decompress(self, payload: Payload) -> dict[str, np.ndarray]:
+        """Decode every view the frame carries (``{}`` for an empty payload, or while desynchronised).
+
+        Raises:
+            PayloadError: another codec or session, no session, or a corrupt header or body.
+        """
+        self._check_session(payload)
+        if payload.is_empty:
+            return {}
+        return self._decode(payload, payload.meta[0], payload.session.split)
+
+    def _decode(self, payload: Payload, header: int, split: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
 
 # ---------------------------------------------------------------------------------------------
 # Scalar quantisation (baseline)
@@ -574,19 +588,10 @@ class ScalarCodec(_LeanVectorCodec):
             return Payload.empty(self.name, session)
         return Payload(self.name, (frame.data,), bytes((frame.header,)), session, (8 * len(frame.data),))
 
-    def decompress(self, payload: Payload) -> dict[str, np.ndarray]:
-        """Decode every view that was sent.
-
-        Raises:
-            PayloadError: another codec or session, no session, or a corrupt header or body.
-        """
-        self._check_session(payload)
-        if payload.is_empty:
-            return {}
+    def _decode(self, payload: Payload, header: int, split: int) -> dict[str, np.ndarray]:
         names = self.view_names
         sig = [self._sigma_idx[n] for n in names]
         refs = [int(s.max()) for s in sig]
-        header, split = payload.meta[0], payload.session.split
         ks: list[int | None] = []
         if not split:
             if header > _SCALAR_H_MAX:
@@ -922,16 +927,8 @@ class PredictiveCodec(_LeanVectorCodec):
         tx.gap = 0
         return Payload(self.name, (frame.data,), bytes((frame.header,)), session, (8 * len(frame.data),))
 
-    def decompress(self, payload: Payload) -> dict[str, np.ndarray]:
-        """Decode a frame at the receiver; ``{}`` while desynchronised (until a key frame).
-
-        Raises:
-            PayloadError: another codec or session, no session, or a corrupt header or body.
-        """
-        self._check_session(payload)
-        if payload.is_empty:
-            return {}
-        header, split = payload.meta[0], payload.session.split
+    def _decode(self, payload: Payload, header: int, split: int) -> dict[str, np.ndarray]:
+        # {} while desynchronised (after a detected loss, until a key frame)
         key, parity, h = bool(header & _FLAG_KEY), int(bool(header & _FLAG_PARITY)), header & _H_MASK
         rx = self._rx
         if parity != rx.frame & 1:
