@@ -44,15 +44,22 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/bwgym bench
 
-# Regenerate every shipped model from scratch, in dependency order (~35 min on one core): the v1
+# Regenerate every shipped model from scratch, in dependency order (~60 min on one core): the v1
 # BC agent (the frozen task model of the task-aware codecs), the v1 codec set with Gray-Wyner, the
-# learned Wyner-Ziv codec, then the v0 set (kept for bwgym/LocateLift-v0 users). The v0 BC agent:
+# learned Wyner-Ziv codec, the two-receiver Gray-Wyner pair, the sensor-control SAC policy, the
+# learned allocator, then the v0 set (kept for bwgym/LocateLift-v0 users). The v0 BC agent:
 #   .venv/bin/bwgym train agent --algo bc --env bwgym/LocateLift-v0 --episodes 200 --out bwgym/agents/checkpoints/bc_locate_lift.ckpt
 checkpoints: $(STAMP)
 	$(VENV)/bin/bwgym train agent --algo bc --env bwgym/LocateLift-v1 --episodes 400 --noise-std 0.1 \
 		--out bwgym/agents/checkpoints/bc_locate_lift_v1.ckpt
 	$(VENV)/bin/bwgym train codec --all --env bwgym/LocateLift-v1
 	$(PY) -m bwgym.codecs.wyner_ziv --ship
+	$(PY) -m bwgym.scenarios.two_receivers --ship
+	$(PY) benchmarks/sensor_control.py --train --timesteps 30000 --episodes 100
+	$(VENV)/bin/bwgym train allocator --scenario lora_ndpca --set trace.scale=2.6 --train-bits 150,600 \
+		--total-timesteps 12000 --n-envs 1 --vec dummy --eval-freq 6000 --eval-episodes 10 \
+		--action-error-weight 2 --log-std-init -1 --seed 0 --out runs/allocator_ndpca_v1
+	cp runs/allocator_ndpca_v1/policy.ckpt bwgym/agents/checkpoints/allocator_ndpca_locate_lift_v1.ckpt
 	$(VENV)/bin/bwgym train codec --all --env bwgym/LocateLift-v0 \
 		--only ndpca_agnostic ndpca dae jae linear_dpca pca
 

@@ -1,9 +1,9 @@
 """Allocation policies compared on traces the learned policy never trained on.
 
     python benchmarks/allocation.py --learned runs/alloc_s0 --learned runs/alloc_s1 \\
-        --episodes 100 --budgets 130,180,260 --families lora_narrowband,satellite,gilbert_elliott
+        --episodes 100 --budgets 200,300,500 --families lora_narrowband,gilbert_elliott --workers 2
 
-The BC agent acts on LocateLift views (``--env``, v0 by default) sent through task-aware NDPCA; per
+The BC agent acts on LocateLift views (``--env``, v1 by default) sent through task-aware NDPCA; per
 trace family and mean budget (bits per 0.04 s step; the trace is scaled to it), every allocator
 runs the same seeded episodes (episode i: seed i, which also draws the trace offset), so the
 comparison is paired. Families: library traces in real formats (``lora_narrowband`` CSV,
@@ -12,7 +12,8 @@ not use (``gilbert_elliott``, ``pensieve_markov``, drawn with held-out seeds). A
 ``dpca`` (the codec's own split), ``uniform``, ``proportional``, ``oracle`` (grid of 5 splits per
 step, closest action to the clean-view one), ``oracle+dpca`` (the same grid plus the codec's own
 split) and every ``--learned`` checkpoint (one per training
-seed). Reported: success rate with its 95 % Wilson interval, and for learned policies how often
+seed). The oracle runs ``--oracle-episodes`` (it decodes every split of its grid each step, ~6x the
+cost of the others). Cells (family x budget x allocator) run in ``--workers`` processes. Reported: success rate with its 95 % Wilson interval, and for learned policies how often
 they handed the split to the codec. Writes ``<out>/allocation.csv``, ``<out>/allocation.md``, a
 plot of one learned episode (``<out>/allocation_episode.png``: the split against the budget and
 the task phase) and, with ``--write``, the ``allocation`` section of BENCHMARKS.md.
@@ -29,7 +30,7 @@ import numpy as np
 import bwgym  # noqa: F401  (first: headless GL before mujoco)
 
 STEP_S = 0.04
-ENV_ID = "bwgym/LocateLift-v0"
+ENV_ID = "bwgym/LocateLift-v1"
 GENERATED = {
     "gilbert_elliott": {"good_bps": 10e3, "bad_bps": 1e3, "duration_s": 60.0},
     "pensieve_markov": {"min_bps": 1e3, "max_bps": 20e3, "duration_s": 60.0},
@@ -49,22 +50,80 @@ def family_trace(family: str, bits_per_step: float):
     return trace.scale(bits_per_step / STEP_S / trace.mean_bps)
 
 
-def build_allocators(codec, learned: list[str], levels: int, env_id: str, agent_checkpoint: str | None):
+def build_allocator(
+    name: str, codec, learned: list[str], levels: int, env_id: str, agent_checkpoint: str | None
+):
+    """One allocator of the comparison by its column name."""
     from bwgym.agents.allocation import default_task_agent, load_learned_allocator
     from bwgym.envs.allocators import OracleAllocator, ProportionalAllocator
 
-    out = {
-        "dpca": "dpca",
-        "uniform": "uniform",
-        "proportional": ProportionalAllocator(codec),
-        "oracle": OracleAllocator(default_task_agent(env_id, agent_checkpoint), codec, levels=levels),
-        "oracle+dpca": OracleAllocator(
-            default_task_agent(env_id, agent_checkpoint), codec, levels=levels, include_codec_split=True
-        ),
-    }
-    for i, path in enumerate(learned):
-        out[f"learned_{i}" if len(learned) > 1 else "learned"] = load_learned_allocator(path, codec)
-    return out
+    if name in ("dpca", "uniform"):
+        return name
+    if name == "proportional":
+        return ProportionalAllocator(codec)
+    if name in ("oracle", "oracle+dpca"):
+        agent = default_task_agent(env_id, agent_checkpoint)
+        return OracleAllocator(agent, codec, levels=levels, include_codec_split=name == "oracle+dpca")
+    index = 0 if name == "learned" else int(name.removeprefix("learned_"))
+    return load_learned_allocator(learned[index], codec)
+
+
+def allocator_names(learned: list[str]) -> list[str]:
+    names = ["dpca", "uniform", "proportional", "oracle", "oracle+dpca"]
+    return names + (
+        [f"learned_{i}" for i in range(len(learned))] if len(learned) > 1 else ["learned"] * bool(learned)
+    )
+
+
+_WORKER: dict = {}
+
+
+def run_cell(cell: dict) -> dict:
+    """One (family, budget, allocator) cell, in a worker process that keeps its env, codec and agent."""
+    import gymnasium as gym
+    import torch
+
+    from bwgym.agents.allocation import default_task_agent
+    from bwgym.codecs import make_codec
+    from bwgym.common.stats import wilson_interval
+    from bwgym.envs.views import link_views
+
+    torch.set_num_threads(1)
+    key = (cell["env"], cell["codec_checkpoint"], cell["agent_checkpoint"])
+    if _WORKER.get("key") != key:
+        base_env = gym.make(cell["env"])
+        codec = make_codec(
+            "ndpca", link_views(base_env), env_id=cell["env"], checkpoint=cell["codec_checkpoint"]
+        )
+        _WORKER.update(
+            key=key,
+            env=base_env,
+            codec=codec,
+            agent=default_task_agent(cell["env"], cell["agent_checkpoint"]),
+        )
+    codec = _WORKER["codec"]
+    allocator = build_allocator(
+        cell["allocator"], codec, cell["learned"], cell["levels"], cell["env"], cell["agent_checkpoint"]
+    )
+    t0 = time.perf_counter()
+    trace = family_trace(cell["family"], cell["bits"])
+    wins, codec_share, trail = run_point(
+        _WORKER["env"], codec, _WORKER["agent"], trace, allocator, cell["episodes"], cell["record"]
+    )
+    lo, hi = wilson_interval(wins, cell["episodes"])
+    return dict(
+        family=cell["family"],
+        bits_per_step=cell["bits"],
+        allocator=cell["allocator"],
+        episodes=cell["episodes"],
+        successes=wins,
+        success_rate=wins / cell["episodes"],
+        ci_low=lo,
+        ci_high=hi,
+        codec_split_share=codec_share,
+        seconds=round(time.perf_counter() - t0, 1),
+        trail=trail,
+    )
 
 
 def run_point(base_env, codec, agent, trace, allocator, episodes: int, record: int | None = None):
@@ -122,100 +181,120 @@ def plot_episode(trail, path: Path, title: str) -> None:
 
 
 def main() -> None:
-    import gymnasium as gym
-    import pandas as pd
+    import multiprocessing
 
-    from bwgym.agents.allocation import default_task_agent
-    from bwgym.codecs import make_codec
-    from bwgym.common.stats import wilson_interval
-    from bwgym.envs.views import link_views
+    import pandas as pd
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--learned", action="append", default=[], help="a `bwgym train allocator` folder")
     parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--budgets", default="130,180,260", help="mean bits per step, comma-separated")
-    parser.add_argument("--families", default="lora_narrowband,satellite,gilbert_elliott")
+    parser.add_argument(
+        "--oracle-episodes", type=int, default=None, help="episodes of the oracles (default: --episodes)"
+    )
+    parser.add_argument("--budgets", default="200,300,500", help="mean bits per step, comma-separated")
+    parser.add_argument("--families", default="lora_narrowband,gilbert_elliott")
+    parser.add_argument(
+        "--points", default=None, help="FAMILY:BITS,... instead of every family at every budget"
+    )
     parser.add_argument("--allocators", default=None, help="subset to run, comma-separated")
     parser.add_argument("--oracle-levels", type=int, default=4)
     parser.add_argument("--env", default=ENV_ID, help="task env id")
     parser.add_argument("--codec-checkpoint", help="NDPCA checkpoint (default: the shipped one)")
     parser.add_argument("--agent-checkpoint", help="BC checkpoint (default: the shipped one of --env)")
+    parser.add_argument("--workers", type=int, default=1, help="processes running cells")
     parser.add_argument("--out", default="runs/allocation_benchmark")
     parser.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
     args = parser.parse_args()
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    base_env = gym.make(args.env)
-    codec = make_codec("ndpca", link_views(base_env), env_id=args.env, checkpoint=args.codec_checkpoint)
-    agent = default_task_agent(args.env, args.agent_checkpoint)
-    allocators = build_allocators(codec, args.learned, args.oracle_levels, args.env, args.agent_checkpoint)
+    names = allocator_names(args.learned)
     if args.allocators:
-        allocators = {k: v for k, v in allocators.items() if k in args.allocators.split(",")}
+        names = [n for n in names if n in args.allocators.split(",")]
     budgets = [float(b) for b in args.budgets.split(",")]
-    rows, trail, start = [], None, time.perf_counter()
-    for family in args.families.split(","):
-        for bits in budgets:
-            trace = family_trace(family, bits)
-            for name, allocator in allocators.items():
-                record = 0 if trail is None and name.startswith("learned") else None
-                t0 = time.perf_counter()
-                wins, codec_share, recorded = run_point(
-                    base_env, codec, agent, trace, allocator, args.episodes, record
+    points = [(f, b) for f in args.families.split(",") for b in budgets]
+    if args.points:
+        points = [(p.split(":")[0], float(p.split(":")[1])) for p in args.points.split(",")]
+    cells = []
+    for family, bits in points:
+        for name in names:
+            oracle = name.startswith("oracle")
+            cells.append(
+                dict(
+                    family=family,
+                    bits=bits,
+                    allocator=name,
+                    episodes=(args.oracle_episodes or args.episodes) if oracle else args.episodes,
+                    record=0 if name.startswith("learned") else None,
+                    learned=list(args.learned),
+                    levels=args.oracle_levels,
+                    env=args.env,
+                    codec_checkpoint=args.codec_checkpoint,
+                    agent_checkpoint=args.agent_checkpoint,
                 )
-                if record is not None and recorded:
-                    trail = (recorded, f"{name} on {family} at {bits:.0f} bits/step, episode 0")
-                lo, hi = wilson_interval(wins, args.episodes)
-                rows.append(
-                    dict(
-                        family=family,
-                        bits_per_step=bits,
-                        allocator=name,
-                        episodes=args.episodes,
-                        successes=wins,
-                        success_rate=wins / args.episodes,
-                        ci_low=lo,
-                        ci_high=hi,
-                        codec_split_share=codec_share,
-                        seconds=round(time.perf_counter() - t0, 1),
-                    )
-                )
-                print(
-                    f"{family:16s} {bits:5.0f} {name:12s} {wins / args.episodes:.2f} [{lo:.2f}, {hi:.2f}] "
-                    f"codec split {codec_share:.2f}  {time.perf_counter() - t0:.0f} s",
-                    flush=True,
-                )
-    table = pd.DataFrame(rows)
+            )
+    cells.sort(
+        key=lambda c: -c["episodes"] * (6 if c["allocator"].startswith("oracle") else 1)
+    )  # longest first
+    rows, trails, start = [], {}, time.perf_counter()
+    context = multiprocessing.get_context("spawn")  # forked children would share the EGL context
+    with context.Pool(max(1, args.workers), maxtasksperchild=None) as pool:
+        for row in pool.imap_unordered(run_cell, cells):
+            trail = row.pop("trail")
+            if trail:
+                trails[(row["allocator"], row["family"], row["bits_per_step"])] = trail
+            rows.append(row)
+            print(
+                f"{row['family']:16s} {row['bits_per_step']:5.0f} {row['allocator']:12s} "
+                f"{row['success_rate']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}] "
+                f"codec split {row['codec_split_share']:.2f}  {row['seconds']:.0f} s",
+                flush=True,
+            )
+            pd.DataFrame(rows).to_csv(out / "allocation.csv", index=False)  # finished cells survive a stop
+    table = pd.DataFrame(rows).sort_values(["family", "bits_per_step"])
     table.to_csv(out / "allocation.csv", index=False)
-    cells = table.assign(
+    cells_md = table.assign(
         cell=[f"{r.success_rate:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]" for r in table.itertuples()]
     ).pivot_table(index=["family", "bits_per_step"], columns="allocator", values="cell", aggfunc="first")
-    cells = cells[[c for c in allocators if c in cells.columns]]
-    flat = cells.reset_index()
+    cells_md = cells_md[[c for c in names if c in cells_md.columns]]
+    flat = cells_md.reset_index()
     markdown = "\n".join(
         ["| " + " | ".join(map(str, flat.columns)) + " |", "|" + "---|" * len(flat.columns)]
         + ["| " + " | ".join(str(v) for v in row) + " |" for row in flat.itertuples(index=False)]
     )
     (out / "allocation.md").write_text(markdown + "\n")
     print(markdown)
-    if trail is not None:
-        plot_episode(trail[0], out / "allocation_episode.png", trail[1])
+    if trails:
+        (name, family, bits), trail = sorted(trails.items(), key=lambda kv: (kv[0][2], kv[0][1]))[
+            len(trails) // 2
+        ]
+        plot_episode(
+            trail, out / "allocation_episode.png", f"{name} on {family} at {bits:.0f} bits/step, episode 0"
+        )
     print(f"{time.perf_counter() - start:.0f} s; {out / 'allocation.csv'}")
     if args.write:
         from report import machine_line, write_section  # noqa: E402  (run as a script)
 
         command = "python benchmarks/allocation.py " + " ".join(
             [f"--learned {p}" for p in args.learned]
-            + [f"--episodes {args.episodes}", f"--budgets {args.budgets}", f"--families {args.families}"]
+            + [f"--episodes {args.episodes}"]
+            + ([f"--oracle-episodes {args.oracle_episodes}"] if args.oracle_episodes else [])
+            + (
+                [f"--points {args.points}"]
+                if args.points
+                else [f"--budgets {args.budgets}", f"--families {args.families}"]
+            )
+            + [f"--workers {args.workers}"]
         )
         write_section(
             "allocation",
             "## Allocation policies on held-out traces\n\n"
             f"Command: `{command}`. {machine_line()}\n"
             f"BC agent and task-aware NDPCA on {args.env}; traces scaled to the mean budget; "
-            f"{args.episodes} paired episodes per point. Success rate [95 % Wilson interval].\n\n" + markdown,
+            f"paired episodes per point (episode i: seed i). Success rate [95 % Wilson interval].\n\n"
+            + markdown,
         )
 
 

@@ -84,6 +84,7 @@ def _scenario_parts(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
         "history_steps": args.history_steps,
         "success_bonus": args.success_bonus,
         "bit_cost": args.bit_cost,
+        "action_error_weight": args.action_error_weight,
         "codec_split": args.codec_split,
     }
     if s.trace.generator is not None:
@@ -196,6 +197,12 @@ def register(train_subparsers: Any) -> None:
     p.add_argument("--history-steps", type=_positive_int, default=8, help="budgets the policy sees")
     p.add_argument("--success-bonus", type=float, default=1.0)
     p.add_argument("--bit-cost", type=float, default=0.0, help="reward subtracted per kbit sent")
+    p.add_argument(
+        "--action-error-weight",
+        type=float,
+        default=0.0,
+        help="reward subtracted per unit of the task agent's action error (decoded vs true views)",
+    )
     p.add_argument(
         "--codec-split",
         action=argparse.BooleanOptionalAction,

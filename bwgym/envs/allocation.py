@@ -227,9 +227,15 @@ class AllocateBandwidthEnv(gym.Env[ObsDict, np.ndarray]):
     counts them over the episode.
 
     ## Rewards
-    ``reward = reward_task + reward_success + reward_bits`` (each in ``info``): the task env's
-    reward of this step (LocateLift's dense reward by default), ``success_bonus`` on the first step
-    the task succeeds, and ``-bit_cost`` per kbit the link carried this step.
+    ``reward = reward_task + reward_success + reward_bits + reward_action`` (each in ``info``): the
+    task env's reward of this step (LocateLift's dense reward by default), ``success_bonus`` on the
+    first step the task succeeds, ``-bit_cost`` per kbit the link carried this step, and
+    ``-action_error_weight`` times ``info["action_error"]``, the distance between the task agent's
+    action on the decoded views and on the true ones. That last term is a privileged training
+    signal (the simulator knows the true views; a deployed policy never needs them): unlike the
+    task reward, it says at every step how much this step's split cost, which makes the credit
+    assignment of PPO much easier. It calls the task agent twice per step, so the agent must be
+    memoryless (the shipped BC agents are).
 
     ## Episode end
     The task env's: terminated on success or failure, truncated by its time limit.
@@ -253,6 +259,7 @@ class AllocateBandwidthEnv(gym.Env[ObsDict, np.ndarray]):
     | history_steps | 8 | budgets in the observation |
     | success_bonus | 1.0 | reward on the first successful step |
     | bit_cost | 0.0 | reward per kbit sent (subtracted) |
+    | action_error_weight | 0.0 | reward per unit of action error (subtracted) |
     | step_seconds, latency_steps, loss_prob | None, 0, 0.0 | the link, as in ``BandwidthLimited`` |
     | codec_split | False | add the "let the codec split" action (see Action space) |
     | bank | False | "send nothing now, bank the bits": not supported by the link (refused) |
@@ -279,6 +286,7 @@ class AllocateBandwidthEnv(gym.Env[ObsDict, np.ndarray]):
         history_steps: int = 8,
         success_bonus: float = 1.0,
         bit_cost: float = 0.0,
+        action_error_weight: float = 0.0,
         step_seconds: float | None = None,
         latency_steps: int = 0,
         loss_prob: float = 0.0,
@@ -299,7 +307,11 @@ class AllocateBandwidthEnv(gym.Env[ObsDict, np.ndarray]):
                 "bank=True is not supported: bwgym.traces.Link gives each step the bits of its own "
                 "interval and never carries unused bits over to later steps"
             )
-        for label, value in (("success_bonus", success_bonus), ("bit_cost", bit_cost)):
+        for label, value in (
+            ("success_bonus", success_bonus),
+            ("bit_cost", bit_cost),
+            ("action_error_weight", action_error_weight),
+        ):
             if (
                 isinstance(value, bool)
                 or not isinstance(value, (int, float, np.number))
@@ -334,6 +346,7 @@ class AllocateBandwidthEnv(gym.Env[ObsDict, np.ndarray]):
         self.loss_prob = loss_prob
         self.success_bonus = float(success_bonus)
         self.bit_cost = float(bit_cost)
+        self.action_error_weight = float(action_error_weight)
         self._traces = _trace_family(traces, self.step_seconds)
         max_steps = getattr(task_env.spec, "max_episode_steps", None) or 50
         self.observer = AllocationObserver(
@@ -440,6 +453,12 @@ class AllocateBandwidthEnv(gym.Env[ObsDict, np.ndarray]):
 
         task_action = self.task_agent.act(shown)
         episode["task_action"] = task_action
+        action_error = 0.0
+        if self.action_error_weight:
+            clean = self.task_agent.act({**shown, **episode["views"]})
+            action_error = float(
+                np.linalg.norm(np.asarray(task_action, np.float64) - np.asarray(clean, np.float64))
+            )
         obs, task_reward, terminated, truncated, task_info = self._gate.prefetch_step(task_action)
         episode["views"] = {n: obs[n] for n in self.view_names}
 
@@ -447,7 +466,8 @@ class AllocateBandwidthEnv(gym.Env[ObsDict, np.ndarray]):
         reward_success = self.success_bonus if success and not episode["succeeded"] else 0.0
         episode["succeeded"] = episode["succeeded"] or success
         reward_bits = -self.bit_cost * send_info["bits_sent_total"] / 1000.0
-        reward = float(task_reward) + reward_success + reward_bits
+        reward_action = -self.action_error_weight * action_error
+        reward = float(task_reward) + reward_success + reward_bits + reward_action
 
         info = {k: v for k, v in send_info.items() if k not in task_info}
         info.update(task_info)
@@ -459,6 +479,8 @@ class AllocateBandwidthEnv(gym.Env[ObsDict, np.ndarray]):
             reward_task=float(task_reward),
             reward_success=reward_success,
             reward_bits=reward_bits,
+            reward_action=reward_action,
+            action_error=action_error,
             is_success=success,
         )
         done = bool(terminated or truncated)

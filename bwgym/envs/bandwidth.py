@@ -8,7 +8,7 @@ One env step is one link step of ``step_seconds`` (the env's control period by d
         --link.transmit (budget, loss, latency)--> bytes --Payload.from_bytes--> codec.decompress
         --> the agent sees each delivered view decoded, and every other view as last shown
 
-Codecs that send lean frames (the latent codecs, ``codec.session`` is not None) first send a
+Codecs that send lean frames (the latent and vector codecs, ``codec.session`` is not None) first send a
 session header (:class:`~bwgym.codecs.base.Session`, 88 bits), charged to the link from the first
 step of every episode: with that step's frame when both fit, else alone, split over as many steps
 as the budget needs (on a 75-bit link it takes two steps and the frames start on the third). A

@@ -138,7 +138,8 @@ class AgentConfig:
 
     name: str = "bc"
     """``bc`` (behaviour cloning), ``sb3`` (a policy from ``bwgym train agent --algo ppo|sac``),
-    ``kalman`` (Kalman-filter fusion of the decoded sensor views, SensorNetwork in estimate mode),
+    ``kalman`` (Kalman-filter fusion of the decoded sensor views on SensorNetwork; in control mode
+    with LQR on the estimate),
     ``expert`` (scripted, reads the true state: an upper bound that ignores the views) or ``random``."""
     checkpoint: str | None = None
     """A checkpoint file (relative paths: against the scenario file's folder); None takes the

@@ -86,6 +86,25 @@ def test_train_allocator_writes_a_checkpoint_evaluations_and_tensorboard(trained
     assert (trained / "config.json").is_file()
 
 
+def test_shipped_allocator_serves_the_library_scenario():
+    scenario = load_scenario("narrowband_ndpca_learned")
+    assert scenario.allocator.name == "learned" and scenario.allocator.checkpoint is None
+    env = make_env(scenario)
+    assert isinstance(env.allocator, LearnedAllocator)
+    seen = []
+    rollout(
+        env,
+        make_agent(scenario, env),
+        seed=0,
+        max_steps=4,
+        on_step=lambda step, obs, action, reward, info: seen.append(info["requested_allocation"]),
+    )
+    for split in seen:
+        _valid_or_codec(split, ("arm", "side"))
+    assert any(split is not None for split in seen)  # the policy's own shares, not the codec's
+    env.close()
+
+
 @pytest.mark.slow
 def test_learned_allocator_loads_into_a_scenario_and_runs(trained, tmp_path):
     from bwgym.scenarios.runner import run_scenario

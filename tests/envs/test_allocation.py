@@ -302,18 +302,23 @@ def test_env_passes_both_checkers(codecs, k, codec_split):
 
 
 def test_reward_is_the_sum_of_its_terms(codecs):
-    env = _env(codecs, bit_cost=0.5, success_bonus=2.0)
+    env = _env(codecs, bit_cost=0.5, success_bonus=2.0, action_error_weight=3.0)
     env.reset(seed=0)
-    charged = 0.0
+    charged = errors = 0.0
     for _ in range(5):
         _, reward, terminated, truncated, info = env.step(env.action_space.sample())
-        assert reward == pytest.approx(info["reward_task"] + info["reward_success"] + info["reward_bits"])
+        assert reward == pytest.approx(
+            info["reward_task"] + info["reward_success"] + info["reward_bits"] + info["reward_action"]
+        )
         assert info["reward_bits"] == pytest.approx(-0.5 * info["bits_sent_total"] / 1000)
+        assert info["reward_action"] == pytest.approx(-3.0 * info["action_error"])
+        errors += info["action_error"]
         assert info["reward_task"] == pytest.approx(
             info["reward_reach"] + info["reward_grasp"] + info["reward_lift"]
         )
         charged += info["reward_bits"]
     assert charged < 0  # bits were sent, so the bit cost was charged
+    assert errors > 0  # decoded views move the agent's action
 
 
 def test_env_counts_and_repairs_bad_actions(codecs):
