@@ -3,8 +3,10 @@
 The policy trains on any bwgym env, optionally inside ``BandwidthLimited`` (so it learns on what
 the codec and the link deliver), with SB3's own callbacks: evaluation (``eval/success_rate`` from
 ``info["is_success"]``), checkpoints, TensorBoard. bwgym adds one callback that logs the link
-(``bw/...``) and, for PPO, an optional warm start by behaviour cloning of the SB3 policy itself on
-expert demonstrations (BC-initialised PPO)::
+(``bw/...``) and two warm starts: ``bc_init``, the trained BC network itself as the actor of PPO
+or SAC, with a critic warm-up (:mod:`bwgym.agents.bc_prior`); or, for PPO, ``bc_demos``, behaviour
+cloning of SB3's own network on expert demonstrations. ``resume`` continues a stopped run from
+its newest periodic checkpoint::
 
     from bwgym.agents.rl import RLConfig, load_rl, train_rl
     model = train_rl(RLConfig(algo="ppo", total_timesteps=20_000, out_dir="runs/ppo"))
