@@ -22,6 +22,7 @@ the task phase) and, with ``--write``, the ``allocation`` section of BENCHMARKS.
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import numpy as np
 
 import bwgym  # noqa: F401  (first: headless GL before mujoco)
 
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 STEP_S = 0.04
 ENV_ID = "bwgym/LocateLift-v1"
 GENERATED = {
@@ -286,15 +288,32 @@ def main() -> None:
                 if args.points
                 else [f"--budgets {args.budgets}", f"--families {args.families}"]
             )
+            + ([f"--allocators {args.allocators}"] if args.allocators else [])
             + [f"--workers {args.workers}"]
         )
+        learned = table[table.allocator.str.startswith("learned")]
+        notes = (
+            f"Oracles: {args.oracle_episodes} episodes per point (the first of the same seeds). "
+            if args.oracle_episodes
+            else ""
+        )
+        if len(learned):
+            notes += (
+                "Learned policies handed the split to the codec in "
+                f"{learned.codec_split_share.mean():.0%} of steps (mean over points). "
+            )
+        figure = ""
+        if (out / "allocation_episode.png").is_file():
+            DOCS.mkdir(exist_ok=True)
+            shutil.copyfile(out / "allocation_episode.png", DOCS / "allocation_episode.png")
+            figure = "\n\n![one learned episode](docs/allocation_episode.png)"
         write_section(
             "allocation",
             "## Allocation policies on held-out traces\n\n"
             f"Command: `{command}`. {machine_line()}\n"
             f"BC agent and task-aware NDPCA on {args.env}; traces scaled to the mean budget; "
-            f"paired episodes per point (episode i: seed i). Success rate [95 % Wilson interval].\n\n"
-            + markdown,
+            f"paired episodes per point (episode i: seed i). Success rate [95 % Wilson interval]. "
+            f"{notes}\n\n" + markdown + figure,
         )
 
 

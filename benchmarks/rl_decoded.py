@@ -1,15 +1,16 @@
 """RL on decoded views against its BC prior: BC-initialised PPO on a low-budget NDPCA scenario.
 
-    python benchmarks/rl_decoded.py --run runs/ppo_bc_lora --episodes 100 --write
+    python benchmarks/rl_decoded.py --run runs/ppo_bc --episodes 100 --write
 
 ``--run`` is a folder written by ``bwgym train agent --algo ppo|sac --bc-init ... --scenario S``
 (its ``policy.ckpt`` and ``eval/evaluations.npz``). On the run's scenario, with the same seeded
-episodes for every row (seeds from ``--seed``, none of them a training or evaluation seed of the
-run), it measures the success rate with 95 % Wilson intervals of: the shipped BC agent on the
-decoded views (the RL agent's starting point), the RL agent, and the BC agent on uncompressed
-views (the ceiling). It plots the run's periodic evaluations (success against env steps, the BC
-level as a line) to ``docs/rl_decoded.png`` and, with ``--write``, the ``rl_decoded`` section of
-BENCHMARKS.md.
+episodes for every row (seeds from ``--seed``, none of them a training, DAgger or evaluation seed
+of the run), it measures the success rate with 95 % Wilson intervals of: the shipped
+(clean-trained) BC agent on the decoded views; the RL agent's prior when it is another BC
+checkpoint (e.g. one fine-tuned by DAgger on these views, ``--prior`` names it as shipped when
+the run read a copy); the RL agent; and the BC agent on uncompressed views (the ceiling). It plots
+the run's periodic evaluations (success against env steps, the BC levels as lines) to
+``docs/rl_decoded.png`` and, with ``--write``, the ``rl_decoded`` section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def success_rate(scenario, agent_cfg, seeds: list[int]) -> tuple[int, float]:
     return wins, time.perf_counter() - start
 
 
-def plot_curve(evaluations: Path, bc_level: float, path: Path, title: str) -> None:
+def plot_curve(evaluations: Path, levels: dict[str, float], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,13 +51,14 @@ def plot_curve(evaluations: Path, bc_level: float, path: Path, title: str) -> No
     steps = data["timesteps"]
     success = data["successes"].mean(axis=1) if data["successes"].size else np.full(len(steps), np.nan)
     returns = data["results"].mean(axis=1)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     axes[0].plot(steps, success, "o-", label="RL (periodic evaluation)")
-    axes[0].axhline(bc_level, color="k", ls="--", label=f"BC on decoded views ({bc_level:.2f})")
+    for (label, level), style in zip(levels.items(), ("--", ":"), strict=False):
+        axes[0].axhline(level, color="k", ls=style, label=f"{label} ({level:.2f}, held-out seeds)")
     axes[0].set_xlabel("env steps")
     axes[0].set_ylabel("success rate")
     axes[0].set_ylim(-0.02, 1.02)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=7, loc="lower left")
     axes[1].plot(steps, returns, "o-")
     axes[1].set_xlabel("env steps")
     axes[1].set_ylabel("mean return")
@@ -79,6 +81,11 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="a `bwgym train agent --algo ppo|sac` folder")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=50_000, help="first episode seed")
+    parser.add_argument(
+        "--prior",
+        default=None,
+        help="the BC prior's checkpoint as shipped, when the run read a copy (default: the run's bc_init)",
+    )
     parser.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -86,23 +93,32 @@ def main() -> None:
     run = Path(args.run)
     meta = load_checkpoint(run / "policy.ckpt").metadata
     config = meta["config"]
+    if args.prior:
+        config["bc_init"] = args.prior
     scenario = load_scenario(config["scenario"])
     seeds = list(range(args.seed, args.seed + args.episodes))
-    rows = []
-    for label, scen, agent_cfg in (
-        ("BC, decoded views", scenario, AgentConfig(name="bc")),
+    agents = [("BC, decoded views", scenario, AgentConfig(name="bc"))]
+    if config["bc_init"] != "shipped":  # a prior fine-tuned on decoded views (DAgger)
+        prior = AgentConfig(name="bc", checkpoint=str(Path(config["bc_init"]).resolve()))
+        agents.append(("BC + DAgger on decoded views (the RL prior)", scenario, prior))
+    agents += [
         ("RL, decoded views", scenario, AgentConfig(name="sb3", checkpoint=str(run.resolve()))),
         ("BC, uncompressed views", load_scenario("uncompressed"), AgentConfig(name="bc")),
-    ):
+    ]
+    rows = []
+    for label, scen, agent_cfg in agents:
         wins, seconds = success_rate(scen, agent_cfg, seeds)
         lo, hi = wilson_interval(wins, args.episodes)
         rows.append((label, wins, lo, hi))
         print(f"{label:24s} {wins / args.episodes:.2f} [{lo:.2f}, {hi:.2f}]  {seconds:.0f} s", flush=True)
-    bc_level = rows[0][1] / args.episodes
     DOCS.mkdir(exist_ok=True)
     plot_curve(
         run / "eval" / "evaluations.npz",
-        bc_level,
+        {
+            label: wins / args.episodes
+            for label, wins, _, _ in rows
+            if label.startswith("BC") and "decoded" in label
+        },
         DOCS / "rl_decoded.png",
         f"{config['algo'].upper()} from BC on {config['scenario']} (periodic evaluations, "
         f"{config['eval_episodes']} episodes each)",

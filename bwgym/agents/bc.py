@@ -48,7 +48,7 @@ import math
 import os
 import time
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +66,7 @@ from bwgym.common.checkpoint import (
     shipped_file,
 )
 from bwgym.common.device import resolve_device
+from bwgym.envs.views import link_views
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -626,8 +627,12 @@ def _fit(
     epoch0: int,
     progress: bool,
     desc: str,
+    best: float = math.inf,
 ) -> tuple[int, int, float]:
     """Train with Adam and early stopping; leaves the best-validation weights in ``agent``.
+
+    ``best`` is the validation MSE of the weights ``agent`` starts with when they must be beaten
+    (fine-tuning), else infinity.
 
     Returns:
         (global step, global epoch, best validation MSE) after training.
@@ -636,7 +641,7 @@ def _fit(
     from tqdm import tqdm
 
     optimizer = torch.optim.Adam(agent.parameters(), lr=lr, weight_decay=weight_decay)
-    best, best_state, since_best = math.inf, copy.deepcopy(agent.state_dict()), 0
+    best_state, since_best = copy.deepcopy(agent.state_dict()), 0
     step, epoch = step0, epoch0
     bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress)
     for _ in bar:
@@ -674,31 +679,40 @@ def _fit(
     return step, epoch, best
 
 
+def _fit_options(
+    seed: int, device: torch.device, writer: Any, progress: bool, **optimiser: Any
+) -> dict[str, Any]:
+    """The keyword arguments of :func:`_fit` shared by every round: seeded generators, device, log."""
+    return dict(
+        optimiser,
+        device=device,
+        rng=np.random.default_rng(seed),
+        generator=torch.Generator().manual_seed(seed),
+        writer=writer,
+        progress=progress,
+    )
+
+
 def _dagger_rollouts(
     agent: BCAgent,
-    env_id: str,
-    env_kwargs: Mapping[str, Any],
+    env: Any,
     episodes: int,
     seed: int,
     pad: int,
     progress: bool,
+    desc: str = "DAgger rollouts",
 ) -> tuple[_Data, float]:
-    """Run the agent, label every visited state with the (noise-free) expert; return data and success."""
-    import gymnasium as gym
+    """Run the agent in ``env``, label every visited state with the (noise-free) expert; return data and success."""
     from tqdm import tqdm
 
     from bwgym.agents.demos import ExpertLabeller
     from bwgym.agents.expert import LiftExpert
 
-    env = gym.make(env_id, **env_kwargs)
     keys = agent.view_names + ([PROPRIO_KEY] if agent.proprio_dim else [])
     labeller = ExpertLabeller(LiftExpert(env, noise_std=0.0), keys, policy=agent)
     successes = 0
-    try:
-        for i in tqdm(range(episodes), desc="DAgger rollouts", unit="ep", disable=not progress):
-            successes += int(rollout(env, labeller, seed + i).success)
-    finally:
-        env.close()
+    for i in tqdm(range(episodes), desc=desc, unit="ep", disable=not progress):
+        successes += int(rollout(env, labeller, seed + i).success)
     obs_arrays = {k: np.stack(v) for k, v in labeller.frames.items()}
     data = _Data(obs_arrays, np.stack(labeller.labels), agent.view_names, bool(agent.proprio_dim), pad)
     return data, successes / episodes
@@ -772,6 +786,8 @@ def train_bc(
         The trained agent (best validation weights), in eval mode, with ``train_config`` filled.
 
     """
+    import gymnasium as gym
+
     from bwgym.agents.demos import DemoDataset
 
     if num_threads is not None:
@@ -784,9 +800,7 @@ def train_bc(
             "env_kwargs={'proprio': True})"
         )
     dev = resolve_device(device)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # the agent's initial weights
 
     train_ids, val_ids = dataset.split(val_fraction, seed)
     obs, actions, _ = dataset.arrays(train_ids, progress=progress)
@@ -836,30 +850,27 @@ def train_bc(
         writer = SummaryWriter(str(log_dir))
         writer.add_text("config", "\n".join(f"| {k} | {v} |" for k, v in config.items()))
     start = time.perf_counter()
-    fit = dict(
+    fit = _fit_options(
+        seed,
+        dev,
+        writer,
+        progress,
         batch_size=batch_size,
         lr=lr,
         weight_decay=weight_decay,
         patience=patience,
-        device=dev,
-        rng=rng,
-        generator=generator,
-        writer=writer,
-        progress=progress,
     )
     step, epoch, best = _fit(agent, train, val, epochs=epochs, step0=0, epoch0=0, desc="BC", **fit)
     history = [dict(round=0, epochs=epoch, val_mse=best, train_steps=len(train))]
     env_kwargs = {**dataset.env_kwargs, **agent.env_kwargs()}
     for r in range(1, dagger_rounds + 1):
-        new, success = _dagger_rollouts(
-            agent,
-            dataset.env_id,
-            env_kwargs,
-            dagger_episodes,
-            DAGGER_SEED_BASE + 10_000 * r,
-            augment_shift_px,
-            progress,
-        )
+        env = gym.make(dataset.env_id, **env_kwargs)
+        try:
+            new, success = _dagger_rollouts(
+                agent, env, dagger_episodes, DAGGER_SEED_BASE + 10_000 * r, augment_shift_px, progress
+            )
+        finally:
+            env.close()
         train.extend(new)
         if writer is not None:
             writer.add_scalar("dagger/success_rate", success, r)
@@ -881,6 +892,182 @@ def train_bc(
     if writer is not None:
         writer.close()
     agent.train_config = config
+    agent.eval()
+    if out_path is not None:
+        agent.save(out_path)
+    return agent
+
+
+FINETUNE_SEED_BASE = 2_000_000
+
+
+def finetune_bc(
+    agent: BCAgent,
+    env_factory: Callable[[], Any],
+    out_path: str | os.PathLike[str] | None = None,
+    rounds: int = 4,
+    episodes: int = 40,
+    val_episodes: int = 20,
+    epochs: int = 8,
+    batch_size: int = 64,
+    lr: float = 3e-4,
+    weight_decay: float = 0.0,
+    patience: int = 3,
+    augment_shift_px: int = 4,
+    seed: int = 0,
+    log_dir: str | os.PathLike[str] | None = None,
+    describe: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> BCAgent:
+    """DAgger on the views a codec and a link deliver: imitation where the prior was never trained.
+
+    A BC agent trained on clean frames meets decoded views at low budgets (blur, coarse
+    components, dropped frames held). Here the agent drives ``env_factory()`` (e.g. a scenario's
+    ``BandwidthLimited`` env), the scripted expert labels every state it visits from the
+    simulator's true pose, and the agent trains on everything collected so far, from its current
+    weights, for ``rounds`` rounds (early stopping on ``val_episodes`` episodes of the starting
+    agent, other seeds). Round ``r`` plays seeds ``FINETUNE_SEED_BASE + 10_000 * r + i``.
+
+    Each round's rollouts also score the policy that played them (its success rate; the last
+    policy plays one more set of ``episodes`` that is not trained on), and the agent returned is
+    the policy with the highest score, the starting one included: the action error the fit lowers
+    is not the task success, and with views this coarse the two can part. Scores are logged as
+    ``dagger/success_rate``; the returned agent's ``train_config["finetune"]["history"]`` has them
+    per policy. Select on these seeds, report on others.
+
+    It is still imitation of the expert, not reinforcement learning: it needs the privileged
+    expert at training time, never at run time.
+
+    Args:
+        agent: the starting agent (trained by :func:`train_bc`); trained in place.
+        env_factory: builds the env the agent will run in (its observation spec must match).
+        out_path: where to save the agent (None: not saved).
+        rounds: DAgger rounds.
+        episodes: policy episodes per round.
+        val_episodes: episodes of the starting policy held out for early stopping.
+        epochs: maximum epochs per round.
+        batch_size: steps per gradient step.
+        lr: Adam learning rate (lower than from scratch: the prior is a good start).
+        weight_decay: Adam weight decay.
+        patience: epochs without validation improvement before a round stops.
+        augment_shift_px: maximum random shift in pixels.
+        seed: seed of batch order and augmentation.
+        log_dir: TensorBoard folder.
+        describe: extra entries for ``train_config`` (e.g. the scenario).
+        progress: tqdm progress bars.
+
+    Returns:
+        The selected agent, in eval mode.
+
+    Raises:
+        ValueError: a count below 1, or (``CheckpointError``) an agent whose spec (env id, views,
+            image size) is not the env's: the message names both.
+
+    """
+    if rounds < 1 or episodes < 1 or val_episodes < 1:
+        raise ValueError(
+            f"rounds, episodes and val_episodes must be >= 1, got {rounds}, {episodes}, {val_episodes}"
+        )
+    writer = None
+    if log_dir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(log_dir))
+    fit = _fit_options(
+        seed,
+        agent.device,
+        writer,
+        progress,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        patience=patience,
+    )
+    start = time.perf_counter()
+    env = env_factory()
+    history: list[dict[str, Any]] = []
+
+    def score(policy: int, success: float, n: int) -> None:
+        """Record a rollout success rate for the policy of round ``policy`` (0: the start)."""
+        entry = history[policy]
+        played = entry.get("rollout_episodes", 0)
+        entry["rollout_success"] = (entry.get("rollout_success", 0.0) * played + success * n) / (played + n)
+        entry["rollout_episodes"] = played + n
+        if writer is not None:
+            writer.add_scalar("dagger/success_rate", entry["rollout_success"], policy)
+
+    try:
+        views = link_views(env)
+        agent.check_spec(
+            getattr(env.spec, "id", None),
+            [v.name for v in views],
+            views[0].shape,
+            where="the agent to fine-tune",
+        )
+        val, val_success = _dagger_rollouts(
+            agent, env, val_episodes, FINETUNE_SEED_BASE, 0, progress, desc="validation rollouts"
+        )
+        best = _mse(agent, val, agent.device, 256)
+        history.append(dict(round=0, val_mse=best, train_steps=0))
+        score(0, val_success, val_episodes)
+        states = [copy.deepcopy(agent.state_dict())]
+        train = None
+        step = epoch = 0
+        for r in range(1, rounds + 2):
+            new, success = _dagger_rollouts(
+                agent,
+                env,
+                episodes,
+                FINETUNE_SEED_BASE + 10_000 * r,
+                augment_shift_px,
+                progress,
+                desc=f"DAgger {r}/{rounds} rollouts" if r <= rounds else "last policy's rollouts",
+            )
+            score(r - 1, success, episodes)
+            if r > rounds:
+                break
+            if train is None:
+                train = new
+            else:
+                train.extend(new)
+            step, epoch, best = _fit(
+                agent,
+                train,
+                val,
+                epochs=epochs,
+                step0=step,
+                epoch0=epoch,
+                desc=f"DAgger {r}/{rounds}",
+                best=best,
+                **fit,
+            )
+            history.append(dict(round=r, epochs=epoch, val_mse=best, train_steps=len(train)))
+            states.append(copy.deepcopy(agent.state_dict()))
+    finally:
+        env.close()
+        if writer is not None:
+            writer.close()
+    chosen = max(range(len(history)), key=lambda i: (history[i]["rollout_success"], i))
+    agent.load_state_dict(states[chosen])
+    agent.train_config = dict(
+        agent.train_config,
+        finetune=dict(
+            dict(describe or {}),
+            rounds=rounds,
+            episodes=episodes,
+            val_episodes=val_episodes,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            patience=patience,
+            augment_shift_px=augment_shift_px,
+            seed=seed,
+            history=history,
+            selected_round=chosen,
+            seconds=round(time.perf_counter() - start, 1),
+        ),
+    )
     agent.eval()
     if out_path is not None:
         agent.save(out_path)

@@ -50,6 +50,8 @@ def _train_command(args: argparse.Namespace) -> str:
     for name in (
         "algo",
         "env",
+        "scenario",
+        "bc_init",
         "episodes",
         "noise_std",
         "env_kwargs",
@@ -187,8 +189,80 @@ def _train_rl(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune_bc(args: argparse.Namespace, out: Path) -> int:
+    """``--algo bc --scenario S``: DAgger from ``--bc-init`` on the decoded views of the scenario."""
+    from bwgym.agents.base import rollout
+    from bwgym.agents.bc import BCAgent, finetune_bc
+    from bwgym.scenarios.config import ConfigError, load_scenario
+
+    start = time.perf_counter()
+    try:
+        env_kwargs = parse_env_kwargs(args.env_kwargs)
+        load_scenario(args.scenario)  # refuse a bad scenario before anything runs
+        if args.bc_init in (None, "shipped"):
+            agent = BCAgent.load_shipped(args.env, device=args.device)
+        else:
+            agent = BCAgent.load(args.bc_init, env_id=args.env, device=args.device)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        return _fail(str(err))
+    env_factory = functools.partial(_scenario_env, args.scenario, args.env, env_kwargs)
+    log_dir = (
+        Path(args.log_dir)
+        if args.log_dir
+        else Path("runs") / "train_agent" / f"{out.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    try:
+        finetune_bc(
+            agent,
+            env_factory,
+            rounds=args.dagger_rounds or 4,
+            episodes=args.dagger_episodes,
+            val_episodes=max(1, args.dagger_episodes // 2),
+            epochs=args.dagger_epochs or args.epochs,
+            log_dir=log_dir,
+            augment_shift_px=args.shift_px,
+            describe=dict(scenario=args.scenario, bc_init=args.bc_init or "shipped"),
+            **values(args, "batch_size", "lr", "seed", "patience"),
+        )
+    except ValueError as err:
+        return _fail(str(err))
+    result: dict[str, Any] = dict(
+        command=_train_command(args), train_seconds=round(time.perf_counter() - start, 1)
+    )
+    if args.eval_episodes > 0:
+        env = env_factory()
+        try:
+            wins = sum(
+                rollout(env, agent, seed=args.eval_seed + i).success for i in range(args.eval_episodes)
+            )
+        finally:
+            env.close()
+        result["eval"] = dict(
+            episodes=args.eval_episodes,
+            seeds=f"{args.eval_seed}..{args.eval_seed + args.eval_episodes - 1}",
+            success_rate=wins / args.eval_episodes,
+            success_ci95_wilson=_wilson(wins, args.eval_episodes),
+            views=f"decoded ({args.scenario})",
+        )
+        print(
+            f"success rate on {args.scenario}: {wins / args.eval_episodes:.3f} over {args.eval_episodes} episodes"
+        )
+    agent.extra_meta = dict(result)
+    agent.save(out)
+    report = dict(
+        result, checkpoint=out.name, spec=agent.spec, arch=agent.arch, train_config=agent.train_config
+    )
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    print(f"agent:  {out}\nreport: {out.with_suffix('.json')}\nlogs:   {log_dir}")
+    return 0
+
+
 def cmd_train_agent(args: argparse.Namespace) -> int:
-    """Train an agent (``--algo bc``), evaluate it and write ``<out>`` and ``<out>.json``."""
+    """Train an agent (``--algo bc``), evaluate it and write ``<out>`` and ``<out>.json``.
+
+    With ``--scenario``, ``--algo bc`` fine-tunes ``--bc-init`` (default: the shipped agent) by
+    DAgger on that scenario's decoded views (:func:`bwgym.agents.bc.finetune_bc`).
+    """
     if args.algo != "bc":
         return _train_rl(args)
     import torch
@@ -202,6 +276,8 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
         return _fail(f"--out must name a .ckpt file, got {out}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.scenario:
+        return _finetune_bc(args, out)
     try:
         env_kwargs = parse_env_kwargs(args.env_kwargs)
     except ValueError as err:
@@ -338,7 +414,9 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
         help="bc, or ppo/sac (stable-baselines3; --out is then a folder) (default: %(default)s)",
     )
     agent.add_argument(
-        "--scenario", default=None, help="RL: train on decoded views of this scenario's codec/trace"
+        "--scenario",
+        default=None,
+        help="train on decoded views of this scenario's codec/trace (bc: DAgger from --bc-init)",
     )
     agent.add_argument(
         "--bc-demos", default=None, help="RL (ppo): warm-start by BC on this demonstration folder"
@@ -346,7 +424,8 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
     agent.add_argument(
         "--bc-init",
         default=None,
-        help="RL: the actor is this BC agent's network ('shipped' or a .ckpt; see bwgym.agents.bc_prior)",
+        help="RL: the actor is this BC agent's network ('shipped' or a .ckpt; see bwgym.agents.bc_prior); "
+        "bc with --scenario: the agent to fine-tune",
     )
     agent.add_argument(
         "--resume", action="store_true", help="RL: continue from the newest checkpoint in --out"
