@@ -136,7 +136,9 @@ def main() -> None:
             "rl_decoded",
             "## RL on decoded views: BC-initialised "
             f"{config['algo'].upper()} against its BC prior\n\n"
-            f"Command: `python benchmarks/rl_decoded.py --run RUN --episodes {args.episodes} --write`. "
+            "Command: `python benchmarks/rl_decoded.py --run RUN"
+            + (f" --prior {args.prior}" if args.prior else "")
+            + f" --episodes {args.episodes} --write`. "
             f"{machine_line()}\n"
             f"RUN trained by `bwgym train agent --algo {config['algo']} --env {config['env_id']} --scenario "
             f'{config["scenario"]} --bc-init {config["bc_init"]} --env-kwargs \'{{"reward_type": '
