@@ -15,9 +15,9 @@ the codec split the budget itself::
 * :class:`FixedAllocator` (``"fixed"``) - fixed weights per view, normalised;
 * :class:`ProportionalAllocator` (``"proportional"``) - shares proportional to each view's
   current latent energy (:func:`view_energy`);
-* :class:`OracleAllocator` (``"oracle"``) - a clairvoyant reference: every step it tries a grid
-  of splits through the codec and keeps the one whose decoded views make the task agent act
-  most like it does on the true views;
+* :class:`OracleAllocator` (``"oracle"``) - a reference that runs the task agent at the sender:
+  every step it tries a grid of splits through the codec and keeps the one whose decoded views
+  make the task agent act most like it does on the true views;
 * :class:`LearnedAllocator` (``"learned"``) - a policy (e.g. SB3's, trained on
   ``bwgym/AllocateBandwidth-v0``) acting on :class:`AllocationObserver`'s observation; loading
   one from a checkpoint lives a layer up (:func:`bwgym.agents.allocation.load_learned_allocator`);
@@ -279,16 +279,18 @@ def simplex_grid(n_views: int, levels: int = 4) -> list[tuple[float, ...]]:
 
 
 class OracleAllocator:
-    """Clairvoyant reference: per step, the split of a grid whose decoded views best preserve the action.
+    """Per step, the split of a grid whose decoded views best preserve the task agent's action.
 
     Every step it compresses the true views with each split of the grid (the state is the same
     for all: nothing is stepped, so no simulator copy is needed), decodes each payload, shows the
     task agent what the receiver would then display (views the payload does not refresh hold the
     oracle's own record of the last frame it chose; zeros before the first), and keeps the split
     whose action is closest (L2) to the agent's action on the true views. It is an upper
-    reference for a one-step criterion, not for success itself: it peeks at the true views'
-    effect on the agent, which no sender can. With link latency or losses its record of the
-    receiver's frames is approximate. ``last_scores`` holds each split's distance of the last
+    reference for a one-step criterion, not for success itself. It sees nothing of the future:
+    what it needs is the task agent itself, so a sender holding a copy of the frozen agent (and
+    spending ``1 + len(grid)`` encodes, decodes and agent calls per step) could run it; a sender
+    without one cannot. With link latency or losses its record of the receiver's frames is
+    approximate. ``last_scores`` holds each split's distance of the last
     step, so the oracle is never farther than any split it searched.
 
     Args:
