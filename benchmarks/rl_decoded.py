@@ -8,7 +8,8 @@ episodes for every row (seeds from ``--seed``, none of them a training, DAgger o
 of the run), it measures the success rate with 95 % Wilson intervals of: the shipped
 (clean-trained) BC agent on the decoded views; the RL agent's prior when it is another BC
 checkpoint (e.g. one fine-tuned by DAgger on these views, ``--prior`` names it as shipped when
-the run read a copy); the RL agent; and the BC agent on uncompressed views (the ceiling). It plots
+the run read a copy); the RL agent; and the BC agent on uncompressed views (the ceiling), the
+prior too when it was fine-tuned (what tuning for one budget costs on clean views). It plots
 the run's periodic evaluations (success against env steps, the BC levels as lines) to
 ``docs/rl_decoded.png`` and, with ``--write``, the ``rl_decoded`` section of BENCHMARKS.md.
 """
@@ -105,6 +106,8 @@ def main() -> None:
         ("RL, decoded views", scenario, AgentConfig(name="sb3", checkpoint=str(run.resolve()))),
         ("BC, uncompressed views", load_scenario("uncompressed"), AgentConfig(name="bc")),
     ]
+    if config["bc_init"] != "shipped":  # what fine-tuning for one budget costs elsewhere
+        agents.append(("BC + DAgger, uncompressed views", load_scenario("uncompressed"), prior))
     rows = []
     for label, scen, agent_cfg in agents:
         wins, seconds = success_rate(scen, agent_cfg, seeds)
