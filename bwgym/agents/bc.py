@@ -695,27 +695,31 @@ def _fit_options(
 
 def _dagger_rollouts(
     agent: BCAgent,
-    env: Any,
+    envs: Sequence[Any],
     episodes: int,
     seed: int,
     pad: int,
     progress: bool,
     desc: str = "DAgger rollouts",
 ) -> tuple[_Data, float]:
-    """Run the agent in ``env``, label every visited state with the (noise-free) expert; return data and success."""
+    """Run the agent, label every visited state with the (noise-free) expert; return data and success.
+
+    Episode ``i`` (seed ``seed + i``) runs in ``envs[i % len(envs)]``.
+    """
     from tqdm import tqdm
 
     from bwgym.agents.demos import ExpertLabeller
     from bwgym.agents.expert import LiftExpert
 
     keys = agent.view_names + ([PROPRIO_KEY] if agent.proprio_dim else [])
-    labeller = ExpertLabeller(LiftExpert(env, noise_std=0.0), keys, policy=agent)
+    labellers = [ExpertLabeller(LiftExpert(env, noise_std=0.0), keys, policy=agent) for env in envs]
     successes = 0
     for i in tqdm(range(episodes), desc=desc, unit="ep", disable=not progress):
-        successes += int(rollout(env, labeller, seed + i).success)
-    obs_arrays = {k: np.stack(v) for k, v in labeller.frames.items()}
-    data = _Data(obs_arrays, np.stack(labeller.labels), agent.view_names, bool(agent.proprio_dim), pad)
-    return data, successes / episodes
+        k = i % len(envs)
+        successes += int(rollout(envs[k], labellers[k], seed + i).success)
+    obs_arrays = {k: np.stack([f for lab in labellers for f in lab.frames[k]]) for k in keys}
+    labels = np.stack([a for lab in labellers for a in lab.labels])
+    return _Data(obs_arrays, labels, agent.view_names, bool(agent.proprio_dim), pad), successes / episodes
 
 
 def train_bc(
@@ -867,7 +871,7 @@ def train_bc(
         env = gym.make(dataset.env_id, **env_kwargs)
         try:
             new, success = _dagger_rollouts(
-                agent, env, dagger_episodes, DAGGER_SEED_BASE + 10_000 * r, augment_shift_px, progress
+                agent, [env], dagger_episodes, DAGGER_SEED_BASE + 10_000 * r, augment_shift_px, progress
             )
         finally:
             env.close()
@@ -903,7 +907,7 @@ FINETUNE_SEED_BASE = 2_000_000
 
 def finetune_bc(
     agent: BCAgent,
-    env_factory: Callable[[], Any],
+    env_factory: Callable[[], Any] | Sequence[Callable[[], Any]],
     out_path: str | os.PathLike[str] | None = None,
     rounds: int = 4,
     episodes: int = 40,
@@ -923,10 +927,11 @@ def finetune_bc(
 
     A BC agent trained on clean frames meets decoded views at low budgets (blur, coarse
     components, dropped frames held). Here the agent drives ``env_factory()`` (e.g. a scenario's
-    ``BandwidthLimited`` env), the scripted expert labels every state it visits from the
-    simulator's true pose, and the agent trains on everything collected so far, from its current
-    weights, for ``rounds`` rounds (early stopping on ``val_episodes`` episodes of the starting
-    agent, other seeds). Round ``r`` plays seeds ``FINETUNE_SEED_BASE + 10_000 * r + i``.
+    ``BandwidthLimited`` env; with several factories, episode ``i`` runs in env ``i mod n``, so
+    one agent learns several budgets, clean views included), the scripted expert labels every
+    state it visits from the simulator's true pose, and the agent trains on everything collected
+    so far, from its current weights, for ``rounds`` rounds (early stopping on ``val_episodes``
+    episodes of the starting agent, other seeds). Round ``r`` plays seeds ``FINETUNE_SEED_BASE + 10_000 * r + i``.
 
     Each round's rollouts also score the policy that played them (its success rate; the last
     policy plays one more set of ``episodes`` that is not trained on), and the agent returned is
@@ -940,7 +945,8 @@ def finetune_bc(
 
     Args:
         agent: the starting agent (trained by :func:`train_bc`); trained in place.
-        env_factory: builds the env the agent will run in (its observation spec must match).
+        env_factory: builds the env the agent will run in (its observation spec must match), or
+            a sequence of them (a mixture: episodes take turns).
         out_path: where to save the agent (None: not saved).
         rounds: DAgger rounds.
         episodes: policy episodes per round.
@@ -984,7 +990,10 @@ def finetune_bc(
         patience=patience,
     )
     start = time.perf_counter()
-    env = env_factory()
+    factories = [env_factory] if callable(env_factory) else list(env_factory)
+    if not factories:
+        raise ValueError("env_factory: expected a callable or a non-empty sequence of them")
+    envs: list[Any] = []
     history: list[dict[str, Any]] = []
 
     def score(policy: int, success: float, n: int) -> None:
@@ -997,15 +1006,17 @@ def finetune_bc(
             writer.add_scalar("dagger/success_rate", entry["rollout_success"], policy)
 
     try:
-        views = link_views(env)
-        agent.check_spec(
-            getattr(env.spec, "id", None),
-            [v.name for v in views],
-            views[0].shape,
-            where="the agent to fine-tune",
-        )
+        for factory in factories:
+            envs.append(factory())
+            views = link_views(envs[-1])
+            agent.check_spec(
+                getattr(envs[-1].spec, "id", None),
+                [v.name for v in views],
+                views[0].shape,
+                where="the agent to fine-tune",
+            )
         val, val_success = _dagger_rollouts(
-            agent, env, val_episodes, FINETUNE_SEED_BASE, 0, progress, desc="validation rollouts"
+            agent, envs, val_episodes, FINETUNE_SEED_BASE, 0, progress, desc="validation rollouts"
         )
         best = _mse(agent, val, agent.device, 256)
         history.append(dict(round=0, val_mse=best, train_steps=0))
@@ -1016,7 +1027,7 @@ def finetune_bc(
         for r in range(1, rounds + 2):
             new, success = _dagger_rollouts(
                 agent,
-                env,
+                envs,
                 episodes,
                 FINETUNE_SEED_BASE + 10_000 * r,
                 augment_shift_px,
@@ -1044,7 +1055,8 @@ def finetune_bc(
             history.append(dict(round=r, epochs=epoch, val_mse=best, train_steps=len(train)))
             states.append(copy.deepcopy(agent.state_dict()))
     finally:
-        env.close()
+        for env in envs:
+            env.close()
         if writer is not None:
             writer.close()
     chosen = max(range(len(history)), key=lambda i: (history[i]["rollout_success"], i))

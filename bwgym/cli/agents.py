@@ -196,16 +196,18 @@ def _finetune_bc(args: argparse.Namespace, out: Path) -> int:
     from bwgym.scenarios.config import ConfigError, load_scenario
 
     start = time.perf_counter()
+    scenarios = [name.strip() for name in args.scenario.split(",")]
     try:
         env_kwargs = parse_env_kwargs(args.env_kwargs)
-        load_scenario(args.scenario)  # refuse a bad scenario before anything runs
+        for name in scenarios:
+            load_scenario(name)  # refuse a bad scenario before anything runs
         if args.bc_init in (None, "shipped"):
             agent = BCAgent.load_shipped(args.env, device=args.device)
         else:
             agent = BCAgent.load(args.bc_init, env_id=args.env, device=args.device)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         return _fail(str(err))
-    env_factory = functools.partial(_scenario_env, args.scenario, args.env, env_kwargs)
+    factories = [functools.partial(_scenario_env, name, args.env, env_kwargs) for name in scenarios]
     log_dir = (
         Path(args.log_dir)
         if args.log_dir
@@ -214,7 +216,7 @@ def _finetune_bc(args: argparse.Namespace, out: Path) -> int:
     try:
         finetune_bc(
             agent,
-            env_factory,
+            factories,
             rounds=args.dagger_rounds or 4,
             episodes=args.dagger_episodes,
             val_episodes=max(1, args.dagger_episodes // 2),
@@ -230,23 +232,28 @@ def _finetune_bc(args: argparse.Namespace, out: Path) -> int:
         command=_train_command(args), train_seconds=round(time.perf_counter() - start, 1)
     )
     if args.eval_episodes > 0:
-        env = env_factory()
-        try:
-            wins = sum(
-                rollout(env, agent, seed=args.eval_seed + i).success for i in range(args.eval_episodes)
+        evals = []
+        for name, factory in zip(scenarios, factories, strict=True):
+            env = factory()
+            try:
+                wins = sum(
+                    rollout(env, agent, seed=args.eval_seed + i).success for i in range(args.eval_episodes)
+                )
+            finally:
+                env.close()
+            evals.append(
+                dict(
+                    episodes=args.eval_episodes,
+                    seeds=f"{args.eval_seed}..{args.eval_seed + args.eval_episodes - 1}",
+                    success_rate=wins / args.eval_episodes,
+                    success_ci95_wilson=_wilson(wins, args.eval_episodes),
+                    views=f"decoded ({name})",
+                )
             )
-        finally:
-            env.close()
-        result["eval"] = dict(
-            episodes=args.eval_episodes,
-            seeds=f"{args.eval_seed}..{args.eval_seed + args.eval_episodes - 1}",
-            success_rate=wins / args.eval_episodes,
-            success_ci95_wilson=_wilson(wins, args.eval_episodes),
-            views=f"decoded ({args.scenario})",
-        )
-        print(
-            f"success rate on {args.scenario}: {wins / args.eval_episodes:.3f} over {args.eval_episodes} episodes"
-        )
+            print(
+                f"success rate on {name}: {wins / args.eval_episodes:.3f} over {args.eval_episodes} episodes"
+            )
+        result["eval"] = evals[0] if len(evals) == 1 else evals
     agent.extra_meta = dict(result)
     agent.save(out)
     report = dict(
@@ -416,7 +423,8 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
     agent.add_argument(
         "--scenario",
         default=None,
-        help="train on decoded views of this scenario's codec/trace (bc: DAgger from --bc-init)",
+        help="train on decoded views of this scenario's codec/trace (bc: DAgger from --bc-init; "
+        "several, comma-separated, take turns)",
     )
     agent.add_argument(
         "--bc-demos", default=None, help="RL (ppo): warm-start by BC on this demonstration folder"
