@@ -44,11 +44,12 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/bwgym bench
 
-# Regenerate every shipped model from scratch, in dependency order (~85 min on one core): the v1
+# Regenerate every shipped model from scratch, in dependency order (~90 min on one core): the v1
 # BC agent (the frozen task model of the task-aware codecs), the v1 codec set with Gray-Wyner, the
 # learned Wyner-Ziv codec, the two-receiver Gray-Wyner pair, the sensor-control SAC policy, the
-# learned allocator, the v1 agent fine-tuned on narrowband NDPCA views (DAgger) and PPO from it,
-# then the v0 set (kept for bwgym/LocateLift-v0 users). The v0 BC agent:
+# learned allocator, the v1 agents fine-tuned by DAgger (narrowband NDPCA views; those and clean
+# views) and PPO from the first, then the v0 set (kept for bwgym/LocateLift-v0 users). The v0 BC
+# agent:
 #   .venv/bin/bwgym train agent --algo bc --env bwgym/LocateLift-v0 --episodes 200 --out bwgym/agents/checkpoints/bc_locate_lift.ckpt
 checkpoints: $(STAMP)
 	$(VENV)/bin/bwgym train agent --algo bc --env bwgym/LocateLift-v1 --episodes 400 --noise-std 0.1 \
@@ -64,6 +65,9 @@ checkpoints: $(STAMP)
 	$(VENV)/bin/bwgym train agent --algo bc --env bwgym/LocateLift-v1 --scenario narrowband_ndpca \
 		--dagger-rounds 5 --dagger-episodes 60 --epochs 8 --patience 3 --lr 3e-4 --eval-seed 50000 \
 		--threads 1 --out bwgym/agents/checkpoints/bc_locate_lift_v1_narrowband_ndpca.ckpt
+	$(VENV)/bin/bwgym train agent --algo bc --env bwgym/LocateLift-v1 --scenario narrowband_ndpca,uncompressed \
+		--dagger-rounds 5 --dagger-episodes 60 --epochs 8 --patience 3 --lr 3e-4 --eval-seed 50000 \
+		--threads 1 --out bwgym/agents/checkpoints/bc_locate_lift_v1_narrowband_clean.ckpt
 	$(VENV)/bin/bwgym train agent --algo ppo --env bwgym/LocateLift-v1 --scenario narrowband_ndpca \
 		--bc-init bwgym/agents/checkpoints/bc_locate_lift_v1_narrowband_ndpca.ckpt \
 		--env-kwargs '{"reward_type": "sparse"}' --total-timesteps 20000 --eval-freq 5000 --eval-episodes 20 \
