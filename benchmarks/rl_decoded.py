@@ -30,15 +30,10 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 def success_rate(scenario, agent_cfg, seeds: list[int]) -> tuple[int, float]:
     """Successes of ``agent_cfg`` on ``scenario`` over ``seeds`` and seconds taken."""
-    from bwgym.agents.base import rollout
-    from bwgym.scenarios.factory import make_agent, make_env
+    from bwgym.scenarios.factory import count_successes
 
-    s = dataclasses.replace(scenario, agent=agent_cfg)
-    env = make_env(s)
-    agent = make_agent(s, env)
     start = time.perf_counter()
-    wins = sum(rollout(env, agent, seed=seed).success for seed in seeds)
-    env.close()
+    wins = count_successes(dataclasses.replace(scenario, agent=agent_cfg), seeds)
     return wins, time.perf_counter() - start
 
 
@@ -98,16 +93,16 @@ def main() -> None:
         config["bc_init"] = args.prior
     scenario = load_scenario(config["scenario"])
     seeds = list(range(args.seed, args.seed + args.episodes))
-    agents = [("BC, decoded views", scenario, AgentConfig(name="bc"))]
-    if config["bc_init"] != "shipped":  # a prior fine-tuned on decoded views (DAgger)
-        prior = AgentConfig(name="bc", checkpoint=str(Path(config["bc_init"]).resolve()))
-        agents.append(("BC + DAgger on decoded views (the RL prior)", scenario, prior))
-    agents += [
+    uncompressed = load_scenario("uncompressed")
+    agents = [
+        ("BC, decoded views", scenario, AgentConfig(name="bc")),
         ("RL, decoded views", scenario, AgentConfig(name="sb3", checkpoint=str(run.resolve()))),
-        ("BC, uncompressed views", load_scenario("uncompressed"), AgentConfig(name="bc")),
+        ("BC, uncompressed views", uncompressed, AgentConfig(name="bc")),
     ]
-    if config["bc_init"] != "shipped":  # what fine-tuning for one budget costs elsewhere
-        agents.append(("BC + DAgger, uncompressed views", load_scenario("uncompressed"), prior))
+    if config["bc_init"] != "shipped":  # a prior fine-tuned on decoded views (DAgger), and its cost
+        prior = AgentConfig(name="bc", checkpoint=str(Path(config["bc_init"]).resolve()))
+        agents.insert(1, ("BC + DAgger on decoded views (the RL prior)", scenario, prior))
+        agents.append(("BC + DAgger, uncompressed views", uncompressed, prior))
     rows = []
     for label, scen, agent_cfg in agents:
         wins, seconds = success_rate(scen, agent_cfg, seeds)

@@ -93,6 +93,7 @@ SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "bc_locat
 PROPRIO_KEY = "proprio"
 #: Seeds of DAgger rollouts start here, far from demonstration and evaluation seeds.
 DAGGER_SEED_BASE = 1_000_000
+FINETUNE_SEED_BASE = 2_000_000
 
 
 def _writable(value: Any) -> np.ndarray:
@@ -866,32 +867,32 @@ def train_bc(
     )
     step, epoch, best = _fit(agent, train, val, epochs=epochs, step0=0, epoch0=0, desc="BC", **fit)
     history = [dict(round=0, epochs=epoch, val_mse=best, train_steps=len(train))]
-    env_kwargs = {**dataset.env_kwargs, **agent.env_kwargs()}
-    for r in range(1, dagger_rounds + 1):
-        env = gym.make(dataset.env_id, **env_kwargs)
-        try:
+    env = gym.make(dataset.env_id, **{**dataset.env_kwargs, **agent.env_kwargs()}) if dagger_rounds else None
+    try:
+        for r in range(1, dagger_rounds + 1):
             new, success = _dagger_rollouts(
                 agent, [env], dagger_episodes, DAGGER_SEED_BASE + 10_000 * r, augment_shift_px, progress
             )
-        finally:
+            train.extend(new)
+            if writer is not None:
+                writer.add_scalar("dagger/success_rate", success, r)
+                writer.add_scalar("dagger/train_steps", len(train), r)
+            step, epoch, best = _fit(
+                agent,
+                train,
+                val,
+                epochs=dagger_epochs or epochs,
+                step0=step,
+                epoch0=epoch,
+                desc=f"DAgger {r}/{dagger_rounds}",
+                **fit,
+            )
+            history.append(
+                dict(round=r, epochs=epoch, val_mse=best, train_steps=len(train), rollout_success=success)
+            )
+    finally:
+        if env is not None:
             env.close()
-        train.extend(new)
-        if writer is not None:
-            writer.add_scalar("dagger/success_rate", success, r)
-            writer.add_scalar("dagger/train_steps", len(train), r)
-        step, epoch, best = _fit(
-            agent,
-            train,
-            val,
-            epochs=dagger_epochs or epochs,
-            step0=step,
-            epoch0=epoch,
-            desc=f"DAgger {r}/{dagger_rounds}",
-            **fit,
-        )
-        history.append(
-            dict(round=r, epochs=epoch, val_mse=best, train_steps=len(train), rollout_success=success)
-        )
     config.update(history=history, seconds=round(time.perf_counter() - start, 1))
     if writer is not None:
         writer.close()
@@ -900,9 +901,6 @@ def train_bc(
     if out_path is not None:
         agent.save(out_path)
     return agent
-
-
-FINETUNE_SEED_BASE = 2_000_000
 
 
 def finetune_bc(
@@ -931,7 +929,8 @@ def finetune_bc(
     one agent learns several budgets, clean views included), the scripted expert labels every
     state it visits from the simulator's true pose, and the agent trains on everything collected
     so far, from its current weights, for ``rounds`` rounds (early stopping on ``val_episodes``
-    episodes of the starting agent, other seeds). Round ``r`` plays seeds ``FINETUNE_SEED_BASE + 10_000 * r + i``.
+    episodes of the starting agent, other seeds). Round ``r`` plays seeds
+    ``FINETUNE_SEED_BASE + 10_000 * r + i``.
 
     Each round's rollouts also score the policy that played them (its success rate; the last
     policy plays one more set of ``episodes`` that is not trained on), and the agent returned is

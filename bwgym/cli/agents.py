@@ -121,18 +121,16 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scenario_env(scenario: str, env_id: str, env_kwargs: dict[str, Any]) -> Any:
-    """Build the scenario's env (with ``env_id`` and extra ``env_kwargs``) inside its codec and link."""
+def _scenario(name: str, env_id: str, env_kwargs: dict[str, Any]) -> Any:
+    """The scenario ``name`` with ``env_id`` and extra ``env_kwargs`` (its codec and link as they are)."""
     import dataclasses
 
     from bwgym.scenarios.config import load_scenario
-    from bwgym.scenarios.factory import make_env
 
-    s = load_scenario(scenario)
-    s = dataclasses.replace(
+    s = load_scenario(name)
+    return dataclasses.replace(
         s, env=dataclasses.replace(s.env, id=env_id, kwargs={**s.env.kwargs, **env_kwargs})
     )
-    return make_env(s)
 
 
 def _train_rl(args: argparse.Namespace) -> int:
@@ -174,13 +172,14 @@ def _train_rl(args: argparse.Namespace) -> int:
     )
     env_factory = None
     if args.scenario:
-        from bwgym.scenarios.config import ConfigError, load_scenario
+        from bwgym.scenarios.config import ConfigError
+        from bwgym.scenarios.factory import make_env
 
         try:
-            load_scenario(args.scenario)  # refuse a bad scenario before training starts
+            scenario = _scenario(args.scenario, args.env, env_kwargs)  # refused before training starts
         except ConfigError as err:
             return _fail(str(err))
-        env_factory = functools.partial(_scenario_env, args.scenario, args.env, env_kwargs)
+        env_factory = functools.partial(make_env, scenario)
     try:
         train_rl(config, env_factory=env_factory)
     except ValueError as err:
@@ -191,23 +190,21 @@ def _train_rl(args: argparse.Namespace) -> int:
 
 def _finetune_bc(args: argparse.Namespace, out: Path) -> int:
     """``--algo bc --scenario S``: DAgger from ``--bc-init`` on the decoded views of the scenario."""
-    from bwgym.agents.base import rollout
     from bwgym.agents.bc import BCAgent, finetune_bc
-    from bwgym.scenarios.config import ConfigError, load_scenario
+    from bwgym.scenarios.config import ConfigError
+    from bwgym.scenarios.factory import count_successes, make_env
 
     start = time.perf_counter()
-    scenarios = [name.strip() for name in args.scenario.split(",")]
+    names = [name.strip() for name in args.scenario.split(",")]
     try:
         env_kwargs = parse_env_kwargs(args.env_kwargs)
-        for name in scenarios:
-            load_scenario(name)  # refuse a bad scenario before anything runs
+        scenarios = [_scenario(name, args.env, env_kwargs) for name in names]  # refused before any run
         if args.bc_init in (None, "shipped"):
             agent = BCAgent.load_shipped(args.env, device=args.device)
         else:
             agent = BCAgent.load(args.bc_init, env_id=args.env, device=args.device)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         return _fail(str(err))
-    factories = [functools.partial(_scenario_env, name, args.env, env_kwargs) for name in scenarios]
     log_dir = (
         Path(args.log_dir)
         if args.log_dir
@@ -216,7 +213,7 @@ def _finetune_bc(args: argparse.Namespace, out: Path) -> int:
     try:
         finetune_bc(
             agent,
-            factories,
+            [functools.partial(make_env, scenario) for scenario in scenarios],
             rounds=args.dagger_rounds or 4,
             episodes=args.dagger_episodes,
             val_episodes=max(1, args.dagger_episodes // 2),
@@ -233,18 +230,13 @@ def _finetune_bc(args: argparse.Namespace, out: Path) -> int:
     )
     if args.eval_episodes > 0:
         evals = []
-        for name, factory in zip(scenarios, factories, strict=True):
-            env = factory()
-            try:
-                wins = sum(
-                    rollout(env, agent, seed=args.eval_seed + i).success for i in range(args.eval_episodes)
-                )
-            finally:
-                env.close()
+        seeds = range(args.eval_seed, args.eval_seed + args.eval_episodes)
+        for name, scenario in zip(names, scenarios, strict=True):
+            wins = count_successes(scenario, seeds, agent)
             evals.append(
                 dict(
                     episodes=args.eval_episodes,
-                    seeds=f"{args.eval_seed}..{args.eval_seed + args.eval_episodes - 1}",
+                    seeds=f"{seeds[0]}..{seeds[-1]}",
                     success_rate=wins / args.eval_episodes,
                     success_ci95_wilson=_wilson(wins, args.eval_episodes),
                     views=f"decoded ({name})",

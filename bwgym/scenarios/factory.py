@@ -8,14 +8,24 @@ everything once, so a scenario that cannot run is refused before its run folder 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import gymnasium as gym
 
-from bwgym.agents.base import Agent, RandomAgent
+from bwgym.agents.base import Agent, RandomAgent, rollout
 from bwgym.scenarios.config import ConfigError, Scenario
 
-__all__ = ["AGENTS", "make_agent", "make_allocator", "make_codec", "make_env", "make_trace", "validate"]
+__all__ = [
+    "AGENTS",
+    "count_successes",
+    "make_agent",
+    "make_allocator",
+    "make_codec",
+    "make_env",
+    "make_trace",
+    "validate",
+]
 
 AGENTS = ("bc", "expert", "kalman", "random", "sb3")
 
@@ -176,5 +186,24 @@ def validate(scenario: Scenario) -> None:
     env = make_env(scenario)
     try:
         make_agent(scenario, env)
+    finally:
+        env.close()
+
+
+def count_successes(scenario: Scenario, seeds: Iterable[int], agent: Agent | None = None) -> int:
+    """How many of the serial episodes of ``scenario`` (one per env seed) its agent succeeds in.
+
+    A quick count for training reports, benchmarks and tests; :func:`~bwgym.scenarios.runner.run_scenario`
+    is the full protocol (tables, workers, resume).
+
+    Args:
+        scenario: the env, codec, trace and agent to run.
+        seeds: the env seed of each episode.
+        agent: an agent to run instead of the scenario's (e.g. one just trained, in memory).
+    """
+    env = make_env(scenario)
+    try:
+        actor = agent if agent is not None else make_agent(scenario, env)
+        return sum(rollout(env, actor, seed=seed).success for seed in seeds)
     finally:
         env.close()

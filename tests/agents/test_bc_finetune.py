@@ -12,7 +12,7 @@ import bwgym  # noqa: F401
 from bwgym.agents.bc import SHIPPED_CHECKPOINT, BCAgent, finetune_bc
 from bwgym.cli import main
 from bwgym.scenarios.config import load_scenario
-from bwgym.scenarios.factory import make_env
+from bwgym.scenarios.factory import count_successes, make_env
 
 ENV_ID = "bwgym/LocateLift-v1"
 SHIPPED_DIR = SHIPPED_CHECKPOINT.parent
@@ -64,24 +64,11 @@ def test_shipped_fine_tuned_agents_beat_the_clean_trained_twin_on_decoded_views(
     ``bc_locate_lift_v1_narrowband_clean`` on narrowband and clean views in turn, and keeps the
     clean-view success.
     """
-    import dataclasses
-
-    from bwgym.agents.base import rollout
-    from bwgym.scenarios.config import AgentConfig
-    from bwgym.scenarios.factory import make_agent
-
     seeds = range(60_000, 60_030)  # neither a DAgger, a validation nor a reported evaluation seed
-    mixed = str(SHIPPED_DIR / "bc_locate_lift_v1_narrowband_clean.ckpt")
+    mixed = BCAgent.load(SHIPPED_DIR / "bc_locate_lift_v1_narrowband_clean.ckpt", env_id=ENV_ID)
 
-    def wins(name: str, checkpoint: str | None = None) -> int:
-        scenario = load_scenario(name)
-        if checkpoint is not None:
-            scenario = dataclasses.replace(scenario, agent=AgentConfig(name="bc", checkpoint=checkpoint))
-        env = make_env(scenario)
-        agent = make_agent(scenario, env)
-        total = sum(rollout(env, agent, seed=s).success for s in seeds)
-        env.close()
-        return total
+    def wins(name: str, agent: BCAgent | None = None) -> int:
+        return count_successes(load_scenario(name), seeds, agent)
 
     twin = wins("narrowband_ndpca")
     assert wins("narrowband_ndpca_dagger") >= twin + 5
