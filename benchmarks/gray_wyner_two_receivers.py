@@ -1,6 +1,7 @@
 """Gray-Wyner on LocateLift-v1 with two receivers: the BC policy and a side-view monitor.
 
-    python benchmarks/gray_wyner_two_receivers.py [--episodes 30] [--trace-episodes 10] [--no-write]
+    python benchmarks/gray_wyner_two_receivers.py [--episodes 30] [--trace-episodes 10]
+        [--pixel-budgets 32,64,128,256,512,1024,2048] [--no-write]
 
 Uses the shipped pair (regenerate both with ``python -m bwgym.scenarios.two_receivers --ship``):
 ``gray_wyner_locate_lift_v1.ckpt`` (Shared, beta 1, six rate points) and
@@ -8,6 +9,18 @@ Uses the shipped pair (regenerate both with ``python -m bwgym.scenarios.two_rece
 both views, no common stream; same features, data, rate points and steps). Receiver 1 (the shipped
 v1 BC agent) drives the env with the actions it computes from its decoded features; receiver 2
 reconstructs the side view from its decoded coefficients (see :mod:`bwgym.scenarios.two_receivers`).
+
+A second baseline works on pixels: **two independent NDPCA codecs**
+(:func:`~bwgym.scenarios.two_receivers.run_pixel_baseline`). Link 1 carries the shipped task-aware
+NDPCA codec's lean frames of both views (``ndpca_locate_lift_v1.ckpt``) and the BC agent acts on
+the decoded views; link 2 carries the shipped task-agnostic NDPCA codec's lean frames of the side
+view alone (``ndpca_agnostic_locate_lift_v1.ckpt``, the arm stream switched off by its explicit
+split; why this codec: the module's docstring). Link 2's frame budget is the smallest (8-bit
+grid) whose mean side PSNR, on frames of 6 calibration episodes (seeds 20000.., expert and noisy
+BC in turn), reaches the highest side PSNR Gray-Wyner's receiver 2 has at any rate point of the
+sweep (:func:`~bwgym.scenarios.two_receivers.side_budget`): the baseline's monitor is never worse
+than Gray-Wyner's. Both receivers' PSNR is taken against the same reference, the raw 84x84 side
+view the env renders at that step (``obs["side"]``), mean over steps.
 
 1. Rate sweep: every rate point sent at every step of ``--episodes`` unseen seeded episodes
    (seeds 10000..), for both codecs. Transmit rate = bits on the broadcast link + both private
@@ -19,7 +32,11 @@ reconstructs the side view from its decoded coefficients (see :mod:`bwgym.scenar
 2. BD-rate of Gray-Wyner against the baseline at equal task success (and at equal action error,
    a less noisy task metric), from those curves (piecewise-linear, see
    :func:`bwgym.scenarios.two_receivers.bd_rate`); negative = Gray-Wyner needs fewer bits.
-3. One trace-driven run per codec: three links, each its own generated trace
+3. The pixel baseline at receiver-1 frame budgets ``--pixel-budgets`` (the same episodes, link 2
+   fixed as above; wire bits = both links' real frame bytes and each link's 88-bit session header
+   at the first step of every episode, as for the other codecs), and the BD-rate of Gray-Wyner
+   against it at equal task success and action error.
+4. One trace-driven run per codec: three links, each its own generated trace
    (:func:`~bwgym.scenarios.two_receivers.default_traces`), the codec picking the finest rate point
    whose channels fit each step; the first steps of the per-step run table.
 
@@ -38,18 +55,26 @@ from report import BENCHMARKS_MD, machine_line, parse_args  # noqa: E402  (run a
 
 from bwgym.scenarios.two_receivers import (
     LINKS,
+    PIXEL_BASELINE,
     ViewFeatures,
     bd_rate,
+    collect_frames,
     default_traces,
     load_pair,
+    load_pixel_baseline,
     rate_sweep,
+    run_pixel_baseline,
     run_two_receivers,
+    side_budget,
     summarise,
 )
 
 SECTION = "gray_wyner_two_receivers"
 EVAL_SEED = 10_000
 NAMES = ("Gray-Wyner (Shared)", "two independent codecs")
+PIXEL_NAME = "two independent NDPCA codecs (pixels)"
+#: Calibration episodes of receiver 2's pixel budget (seeds far from training and evaluation).
+CALIBRATION_SEED, CALIBRATION_EPISODES = 20_000, 6
 
 
 def _write_after_gray_wyner(body: str) -> None:
@@ -88,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         [
             ("--episodes", int, 30, "episodes per rate point"),
             ("--trace-episodes", int, 10, "episodes of the trace-driven run"),
+            (
+                "--pixel-budgets",
+                str,
+                "32,64,128,256,512,1024,2048",
+                "receiver 1's frame budgets of the pixel baseline, bits per step (comma-separated)",
+            ),
         ],
     )
     torch.set_num_threads(1)
@@ -95,11 +126,31 @@ def main(argv: list[str] | None = None) -> int:
     features = ViewFeatures.load_shipped()
     codecs = load_pair(features)
     sweeps = [rate_sweep(c, features, episodes=args.episodes, seed=EVAL_SEED) for c in codecs]
+    # the pixel baseline: receiver 2's budget reaches Gray-Wyner's best side PSNR on calibration frames
+    pixel_codecs = load_pixel_baseline()
+    target_psnr = max(r["r2_psnr"] for r in sweeps[0])
+    calibration = collect_frames(CALIBRATION_EPISODES, seed=CALIBRATION_SEED, features=features)
+    budget_2, calibration_psnr = side_budget(pixel_codecs[1], calibration, target_psnr)
+    budgets_1 = [int(b) for b in args.pixel_budgets.split(",")]
+    pixel_start = time.perf_counter()
+    pixel = [
+        {
+            "budget_1": float(b),
+            **summarise(
+                run_pixel_baseline(
+                    pixel_codecs, features.agent, b, budget_2, episodes=args.episodes, seed=EVAL_SEED
+                )
+            ),
+        }
+        for b in budgets_1
+    ]
+    pixel_seconds = time.perf_counter() - pixel_start
     lines = [
         "## Gray-Wyner with two receivers on LocateLift-v1 (issue 14, item 5)",
         "",
         f"Command: `python benchmarks/gray_wyner_two_receivers.py --episodes {args.episodes} "
-        f"--trace-episodes {args.trace_episodes}` (one CPU thread). {machine_line()}",
+        f"--trace-episodes {args.trace_episodes} --pixel-budgets {args.pixel_budgets}` (one CPU "
+        f"thread). {machine_line()}",
         "",
         "Receiver 1 is the shipped v1 BC agent: it acts in the env on the features it decodes (its "
         "MLP head on both views' encoder features). Receiver 2 reconstructs the side view from 32 "
@@ -121,6 +172,21 @@ def main(argv: list[str] | None = None) -> int:
         "(+112 bits per channel payload, no session), for reference. Success with its 95 % Wilson "
         "interval; action error: L2 distance to the agent's action on clean views, mean over steps.",
         "",
+        f"**Pixel baseline: {PIXEL_NAME}**, nothing shared, no broadcast link. Link 1: the shipped "
+        f"task-aware NDPCA codec (`{PIXEL_BASELINE[0]}`, session fingerprint "
+        f"{pixel_codecs[0].fingerprint.hex()}) sends both views (84x84 pixels) in lean "
+        "frames of at most the budget in the `rate` column; the BC agent acts on the decoded views "
+        "and drives the env. Link 2: the shipped task-agnostic NDPCA codec "
+        f"(`{PIXEL_BASELINE[1]}`, {pixel_codecs[1].fingerprint.hex()}) sends the side view alone (its explicit split with the arm stream "
+        f"off) in frames of at most {budget_2} bits: the smallest budget whose mean side PSNR on "
+        f"{CALIBRATION_EPISODES} calibration episodes (seeds {CALIBRATION_SEED}.., expert and noisy "
+        f"BC in turn) reaches {target_psnr:.2f} dB, Gray-Wyner's best side PSNR over its rate points "
+        f"({calibration_psnr:.2f} dB there). Receiver 2's side PSNR is, for every codec, taken "
+        'against the raw 84x84 side view the env renders (`obs["side"]`), mean over steps. Wire '
+        "bits count the real frame bytes and each link's 88-bit session header at the first step of "
+        "every episode; `container v1`: the same frames (header byte and body) in the v1 container. "
+        "Same episodes and seeds as the sweep.",
+        "",
         "| codec | rate | broadcast (wire) | link 1 (wire) | link 2 (wire) | transmit: stream (wire) "
         "| of which sessions | container v1 | success | action error | side PSNR (dB) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -134,6 +200,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['transmit_session_bits']:.1f} | {r['transmit_container_bits']:.0f} | "
                 f"{r['success']:.2f} [{lo:.2f}, {hi:.2f}] | {r['r1_action_error']:.3f} | {r['r2_psnr']:.2f} |"
             )
+    for r in pixel:
+        lo, hi = _wilson(r["success"], r["episodes"])
+        lines.append(
+            f"| {PIXEL_NAME} | <= {int(r['budget_1'])} bits | {r['bits_broadcast']:.0f} | "
+            f"{r['bits_receiver_1']:.0f} | {r['bits_receiver_2']:.0f} | "
+            f"{r['transmit_stream_bits']:.0f} ({r['transmit_bits']:.0f}) | {r['transmit_session_bits']:.1f} | "
+            f"{r['transmit_container_bits']:.0f} | {r['success']:.2f} [{lo:.2f}, {hi:.2f}] | "
+            f"{r['r1_action_error']:.3f} | {r['r2_psnr']:.2f} |"
+        )
     gw, base = sweeps
     bd = {}
     for rate_key in ("transmit_stream_bits", "transmit_bits", "transmit_container_bits"):
@@ -161,6 +236,31 @@ def main(argv: list[str] | None = None) -> int:
             f"| {label} | {_pct(bd[('transmit_stream_bits', q_key)])} | {_pct(bd[('transmit_bits', q_key)])} "
             f"| {_pct(bd[('transmit_container_bits', q_key)])} |"
         )
+    lines += [
+        "",
+        f"**Transmit-rate BD-rate of Gray-Wyner against the {PIXEL_NAME}** (same conventions; the "
+        "baseline's receiver 2 sends at one fixed budget, so it has no PSNR curve):",
+        "",
+        "| at equal | stream bits | wire bits (lean frames + sessions) | wire bits, container v1 |",
+        "|---|---|---|---|",
+    ]
+    for q_key, sign, label in (
+        ("success", 1.0, "task success (receiver 1)"),
+        ("r1_action_error", -1.0, "action error (receiver 1)"),
+    ):
+        cells = [
+            _pct(
+                bd_rate(
+                    [r[rate_key] for r in pixel],
+                    [sign * r[q_key] for r in pixel],
+                    [r[rate_key] for r in gw],
+                    [sign * r[q_key] for r in gw],
+                )
+            )
+            for rate_key in ("transmit_stream_bits", "transmit_bits", "transmit_container_bits")
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("| side PSNR (receiver 2) | n/a (fixed) | n/a (fixed) | n/a (fixed) |")
     # trace-driven run
     traces = default_traces(seed=7)
     runs = [
@@ -216,7 +316,10 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"Total time {time.perf_counter() - start:.0f} s.")
+    lines.append(
+        f"Total time {time.perf_counter() - start:.0f} s (pixel baseline, calibration and sweep: "
+        f"{pixel_seconds:.0f} s)."
+    )
     body = "\n".join(lines)
     print(body)
     if not args.no_write:

@@ -8,16 +8,22 @@ import numpy as np
 import pytest
 import torch
 
-from bwgym.codecs.base import Payload, PayloadError
+from bwgym.codecs.base import Payload, PayloadError, Session
+from bwgym.envs.bandwidth import psnr
 from bwgym.scenarios.two_receivers import (
+    ENV_ID,
     LINKS,
+    SIDE_ONLY,
     FeaturePairs,
     ViewFeatures,
     bd_rate,
     collect_frames,
     default_traces,
     load_pair,
+    load_pixel_baseline,
+    run_pixel_baseline,
     run_two_receivers,
+    side_budget,
     summarise,
     train_pair,
 )
@@ -183,6 +189,73 @@ def test_side_coefficients_round_trip_to_the_pca_view(features: ViewFeatures) ->
     img = features.side_image(z2[0])
     assert img.shape == side[0].shape and img.dtype == np.uint8
     assert np.abs(img.astype(float) - side[0]).mean() < 20
+
+
+def test_pixel_baseline_acts_on_decoded_ndpca_frames_and_counts_their_bytes(features: ViewFeatures) -> None:
+    """Replay the run by hand: each step's bits are the frames' bytes, the action the decoded views'."""
+    import gymnasium as gym
+
+    codecs = load_pixel_baseline()
+    # task-aware NDPCA for receiver 1, task-agnostic NDPCA (no task loss) for receiver 2
+    assert [c.name for c in codecs] == ["ndpca", "ndpca"]
+    assert [c.metadata()["train_config"]["codec"] for c in codecs] == ["ndpca", "ndpca_agnostic"]
+    assert codecs[0].fingerprint != codecs[1].fingerprint
+    agent, budgets, steps = features.agent, (256, 32), 4
+    df = run_pixel_baseline(codecs, agent, *budgets, episodes=1, seed=7, max_steps=steps)
+    assert len(df) == steps and not df["r1_held"].any() and not df["r2_held"].any()
+    assert (df["bits_broadcast"] == 0).all() and (df["session_bits_broadcast"] == 0).all()
+    sessions = (codecs[0].session, codecs[1].session_for(SIDE_ONLY))
+    env = gym.make(ENV_ID)
+    try:
+        obs, _ = env.reset(seed=7)
+        for t, row in df.iterrows():
+            views = {"arm": obs["arm"], "side": obs["side"]}
+            decoded = []
+            for k, (codec, session, allocation) in enumerate(
+                zip(codecs, sessions, (None, SIDE_ONLY), strict=True)
+            ):
+                wire = codec.compress(views, budgets[k], allocation=allocation).to_bytes()
+                header = session.to_bytes() if t == 0 else b""
+                link = LINKS[k + 1]
+                assert row[f"session_bits_{link}"] == 8 * len(header) == (88 if t == 0 else 0)
+                assert row[f"bits_{link}"] == 8 * (len(wire) + len(header)) and len(wire) <= budgets[k] // 8
+                assert row[f"stream_bits_{link}"] == 8 * (len(wire) - 2)  # header byte and CRC-8
+                frame = Payload.from_bytes(
+                    wire, codec=codec.name, session=Session.from_bytes(session.to_bytes())
+                )
+                decoded.append(codec.decompress(frame))
+            # receiver 2's frames carry side symbols alone: no arm latent or residual coefficient
+            side_codec = codecs[1]
+            assert side_codec.allocation_of(frame)["arm"] == 0 and side_codec.allocation_of(frame)["side"] > 0
+            dims = side_codec._read(frame)[1]
+            arm = side_codec.view_names.index("arm")
+            assert all(n == 0 for g, n in zip(side_codec._groups, dims, strict=True) if g.stream == arm)
+            action = agent.act(decoded[0])
+            assert not np.array_equal(decoded[0]["arm"], obs["arm"])  # lossy pixels, not the clean views
+            assert row["r1_action_error"] == pytest.approx(
+                float(np.linalg.norm(action - agent.act(views))), abs=1e-6
+            )
+            assert row["r2_psnr"] == pytest.approx(psnr(decoded[1]["side"], obs["side"]))
+            obs, *_ = env.step(action)
+    finally:
+        env.close()
+    assert (df["transmit_bits"] == df["bits_receiver_1"] + df["bits_receiver_2"]).all()
+    s = summarise(df)
+    assert s["transmit_session_bits"] == pytest.approx(2 * 88 / steps)
+
+
+def test_side_budget_is_the_smallest_that_reaches_the_target() -> None:
+    codec = load_pixel_baseline()[1]
+    raw = collect_frames(1, seed=50_002)
+    frames = {k: raw[k][::10] for k in ("arm", "side")}
+    grid = list(range(16, 129, 8))
+    budget, reached = side_budget(codec, frames, 21.0, budgets=grid)
+    assert reached >= 21.0 and budget in grid
+    if budget > grid[0]:  # one step less does not reach it
+        with pytest.raises(ValueError, match="reaches 21.00 dB"):
+            side_budget(codec, frames, 21.0, budgets=[b for b in grid if b < budget])
+    with pytest.raises(ValueError, match="no budget up to 128 bits"):
+        side_budget(codec, frames, 60.0, budgets=grid)
 
 
 def test_bd_rate() -> None:
