@@ -76,19 +76,29 @@ SelfNeural = TypeVar("SelfNeural", bound="NeuralLatentCodec")
 _Class = TypeVar("_Class", bound=type)
 
 
+#: Weight of the reconstruction MSE in the task-aware recipe (the task term weighs 1). The task term,
+#: a squared action error summed over 4 dims, is ~0.3-0.8 where the pixel MSE (images in [0, 1]) is
+#: ~0.003: at weight 1 the latents drift away from the pixels (held-out PSNR 24.8 -> 17.3 dB) and
+#: the codec loses more action error at every budget above 32 bits than the task term saves.
+#: At 300 the two terms are of one size (BENCHMARKS.md, "Codecs", recipe note).
+TASK_AWARE_LAMBDA_REC = 300.0
+
+
 def neural_codec(
     name: str, wire: int | str, description: str, lambda_task: float = 1.0
 ) -> Callable[[_Class], _Class]:
     """Register a learned latent codec whose shipped checkpoint is ``<name>_locate_lift.ckpt``.
 
-    Its recipe weighs the reconstruction loss 1 and the task loss ``lambda_task`` (0: task-agnostic);
-    ``wire`` is the id of a new wire format (an int) or the name of the wire format it shares.
+    Its recipe weighs the task loss ``lambda_task`` (0: task-agnostic, reconstruction weight 1) and
+    the reconstruction loss :data:`TASK_AWARE_LAMBDA_REC` when task-aware; ``wire`` is the id of a
+    new wire format (an int) or the name of the wire format it shares.
     """
     wire_format: dict[str, Any] = {"wire_id": wire} if isinstance(wire, int) else {"wire_name": wire}
+    lambda_rec = TASK_AWARE_LAMBDA_REC if lambda_task > 0 else 1.0
     return register_codec(
         name,
         checkpoint=f"{name}_locate_lift.ckpt",
-        recipe={"lambda_task": lambda_task, "lambda_rec": 1.0},
+        recipe={"lambda_task": lambda_task, "lambda_rec": lambda_rec},
         description=description,
         **wire_format,
     )

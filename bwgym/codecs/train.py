@@ -584,7 +584,7 @@ SHIPPED_RECIPE: dict[str, Any] = dict(
     episodes=150,
     seed=0,
     pretrain=dict(steps=5000, batch_size=8, lr=2e-3),
-    finetune=dict(steps=1500, batch_size=8, lr=1e-3),
+    finetune=dict(steps=3000, batch_size=8, lr=1e-3),
 )
 #: Order of the shipped checkpoints: the pre-trained network comes before the codecs that start from it.
 SHIPPED_ORDER = ("linear_dpca", "pca", "ndpca_agnostic", "ndpca", "dae", "jae")
