@@ -1,7 +1,7 @@
 """Gray-Wyner on LocateLift-v1 with two receivers: the BC policy and a side-view monitor.
 
     python benchmarks/gray_wyner_two_receivers.py [--episodes 30] [--trace-episodes 10]
-        [--pixel-budgets 32,64,128,256,512,1024,2048] [--no-write]
+        [--pixel-budgets 32,45,64,91,128,181,256,362,512,724,1024,1448,2048] [--no-write]
 
 Uses the shipped pair (regenerate both with ``python -m bwgym.scenarios.two_receivers --ship``):
 ``gray_wyner_locate_lift_v1.ckpt`` (Shared, beta 1, six rate points) and
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             (
                 "--pixel-budgets",
                 str,
-                "32,64,128,256,512,1024,2048",
+                "32,45,64,91,128,181,256,362,512,724,1024,1448,2048",
                 "receiver 1's frame budgets of the pixel baseline, bits per step (comma-separated)",
             ),
         ],
