@@ -1,13 +1,16 @@
 """The NDPCA paper's locate-and-lift figure, reproduced: success rate against bandwidth per codec.
 
     python benchmarks/reproduction.py [--episodes 20] [--workers 2] [--env bwgym/LocateLift-v1]
+    python benchmarks/reproduction.py --episodes 100 --codecs ndpca,dae,jae   # rerun some columns
 
 The shipped BC agent of the env acts on views decoded by each shipped codec of that env, over a
 constant link whose budget per 0.04 s step is swept on a log grid from 16 to 16,384 bits;
 ``none`` is the uncompressed reference. Reported per point: success rate with its 95 % Wilson interval, mean bits sent per
 step, and the mean number of latent components (total m, and m per view: NDPCA's allocation
 between the arm and the side view). Writes ``docs/reproduction.png``, ``docs/reproduction.csv``
-and the ``reproduction`` section of BENCHMARKS.md.
+and the ``reproduction`` section of BENCHMARKS.md. With ``--codecs`` only those columns run (e.g.
+after retraining some checkpoints) and the other columns are kept from ``docs/reproduction.csv``
+(same seeds, same budgets; the section says which columns were rerun).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import yaml
 from report import machine_line, write_section  # noqa: E402  (run as a script)
 
@@ -37,7 +41,24 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes of the sweep")
     parser.add_argument("--env", default="bwgym/LocateLift-v1", help="env whose shipped agent and codecs run")
     parser.add_argument("--out", default=None, help="sweep folder (default: a temporary one)")
+    parser.add_argument(
+        "--codecs",
+        default=None,
+        help="comma-separated columns to rerun; the others come from docs/reproduction.csv",
+    )
     args = parser.parse_args()
+    rerun = args.codecs.split(",") if args.codecs else list(CODECS)
+    if unknown := set(rerun) - set(CODECS):
+        parser.error(f"--codecs: {sorted(unknown)} are not columns of this table ({', '.join(CODECS)})")
+    csv = DOCS / "reproduction.csv"
+    kept = pd.DataFrame()
+    if args.codecs:
+        if not csv.is_file():
+            parser.error(f"--codecs keeps the other columns from {csv}, which does not exist: run without it")
+        kept = pd.read_csv(csv)
+        kept = kept[~kept["codec.name"].isin(rerun)]
+        if set(kept["codec.name"]) | set(rerun) != set(CODECS):
+            parser.error(f"{csv} lacks columns {sorted(set(CODECS) - set(kept['codec.name']) - set(rerun))}")
     base = {
         "name": "repro",
         "description": "constant link, shipped BC agent",
@@ -51,12 +72,13 @@ def main() -> None:
         path = Path(tmp) / "repro.yaml"
         path.write_text(yaml.safe_dump(base))
         out = Path(args.out) if args.out else Path(tmp) / "sweep"
-        grid = {"trace.params.bps": [b / STEP_S for b in BUDGETS_BITS], "codec.name": list(CODECS)}
+        grid = {"trace.params.bps": [b / STEP_S for b in BUDGETS_BITS], "codec.name": rerun}
         table = run_sweep(path, grid, out, workers=args.workers, plots=False).table
         reference = run_sweep(
             path, {"codec.name": ["none"]}, Path(tmp) / "reference", workers=args.workers, plots=False
         ).table
     table["budget_bits"] = (table["trace.params.bps"] * STEP_S).round().astype(int)
+    table = pd.concat([table, kept], ignore_index=True)
     DOCS.mkdir(exist_ok=True)
     columns = [
         "codec.name",
@@ -68,7 +90,7 @@ def main() -> None:
     ]
     comps = [c for c in table.columns if c.startswith("mean_components.")]
     table = table.assign(m=table[comps].sum(axis=1) if comps else 0.0)
-    table[columns + ["m", *comps]].to_csv(DOCS / "reproduction.csv", index=False)
+    table[columns + ["m", *comps]].to_csv(csv, index=False)
     plot_success_vs_bandwidth(
         table,
         "budget_bits",
@@ -81,8 +103,14 @@ def main() -> None:
         "## Reproduction: success rate against bandwidth (NDPCA paper, locate and lift)",
         "",
         f"Command: `python benchmarks/reproduction.py --episodes {args.episodes} --workers {args.workers} "
-        f"--env {args.env}`. "
-        f"{machine_line()}",
+        f"--env {args.env}" + (f" --codecs {args.codecs}`" if args.codecs else "`") + ". "
+        f"{machine_line()}"
+        + (
+            f" Columns {', '.join(rerun)} measured in this run; the others kept from the previous full run "
+            "(same seeds and budgets, their checkpoints unchanged since)."
+            if args.codecs
+            else ""
+        ),
         f"{args.env}, its shipped BC agent and codecs, constant link; {args.episodes} seeded episodes per point "
         "(seeds 0..N-1, the same for every codec). Success rate [95 % Wilson interval]; in brackets below "
         "it, mean bits actually sent per step and mean latent components m (arm + side).",
