@@ -107,7 +107,7 @@ def main() -> None:
         f"{machine_line()}"
         + (
             f" Columns {', '.join(rerun)} measured in this run; the others kept from the previous full run "
-            "(same seeds and budgets, their checkpoints unchanged since)."
+            "(docs/reproduction.csv: same seeds and budgets)."
             if args.codecs
             else ""
         ),

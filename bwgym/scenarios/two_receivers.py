@@ -610,17 +610,29 @@ def run_two_receivers(
                 row["r2_held"] = r2_held
                 row["r2_psnr"] = psnr(held_side, obs["side"])
                 row["r2_psnr_ceiling"] = psnr(features.side_image(f["z2"][0]), obs["side"])
-                obs, _, terminated, truncated, info = env.step(held_action)
-                row["r1_success"] = bool(info.get("is_success", False))
-                done = terminated or truncated
-                rows.append(row)
+                obs, done = _step(env, held_action, row, rows)
                 t += 1
-            success = any(r["r1_success"] for r in rows[start:])
-            for r in rows[start:]:
-                r["episode_success"] = success
+            _mark_episode(rows[start:])
     finally:
         env.close()
     return _totals(pd.DataFrame(rows))
+
+
+def _step(
+    env: gym.Env, action: np.ndarray, row: dict[str, Any], rows: list[dict[str, Any]]
+) -> tuple[Any, bool]:
+    """Step the env with receiver 1's action, record its success in ``row`` and append the row."""
+    obs, _, terminated, truncated, info = env.step(action)
+    row["r1_success"] = bool(info.get("is_success", False))
+    rows.append(row)
+    return obs, bool(terminated or truncated)
+
+
+def _mark_episode(rows: list[dict[str, Any]]) -> None:
+    """Give every row of one episode the episode's success (any step succeeded)."""
+    success = any(r["r1_success"] for r in rows)
+    for r in rows:
+        r["episode_success"] = success
 
 
 def _totals(df: Any) -> Any:
@@ -860,14 +872,9 @@ def run_pixel_baseline(
                 row["r2_held"] = decoded[1] is None
                 row["r2_psnr"] = psnr(held_side, obs["side"])
                 row["r2_psnr_ceiling"] = math.nan
-                obs, _, terminated, truncated, info = env.step(held_action)
-                row["r1_success"] = bool(info.get("is_success", False))
-                done = terminated or truncated
-                rows.append(row)
+                obs, done = _step(env, held_action, row, rows)
                 t += 1
-            success = any(r["r1_success"] for r in rows[start:])
-            for r in rows[start:]:
-                r["episode_success"] = success
+            _mark_episode(rows[start:])
     finally:
         env.close()
     return _totals(pd.DataFrame(rows))
