@@ -63,10 +63,11 @@ def test_shipped_fine_tuned_agents_hold_the_clean_trained_twin_on_decoded_views(
     ``bc_locate_lift_v1_narrowband_ndpca`` is tuned on narrowband views only;
     ``bc_locate_lift_v1_narrowband_clean`` on narrowband and clean views in turn, and keeps the
     clean-view success. With the task-aware codec retrained (reconstruction weighted 300) the
-    clean-trained twin already succeeds in ~0.8 of narrowband episodes, and DAgger's gain is within
-    the noise of 60 episodes (measured 47 / 48 / 50 of 60 for twin / DAgger / mixture): what is
-    checked is that fine-tuning does not cost narrowband success and that the mixture keeps the
-    clean views. (With the first task-aware codec, whose PSNR was 8 dB lower, DAgger added 0.31.)
+    clean-trained twin already succeeds in ~0.8 of narrowband episodes, and DAgger's gain depends
+    on the seeds (here 47 / 48 / 50 of 60 for twin / DAgger / mixture; 76 / 92 of 100 on the
+    reported seeds 50000..): what is checked is that fine-tuning does not cost narrowband success,
+    that the scenario still costs the twin episodes, and that the mixture keeps the clean views.
+    (With the first task-aware codec, whose PSNR was 8 dB lower, DAgger added 0.31.)
     """
     seeds = range(60_000, 60_060)  # neither a DAgger, a validation nor a reported evaluation seed
     mixed = BCAgent.load(SHIPPED_DIR / "bc_locate_lift_v1_narrowband_clean.ckpt", env_id=ENV_ID)
