@@ -102,6 +102,17 @@ def _wilson(p: float, n: float) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def _sweep_row(name: str, rate: str, r: dict) -> str:
+    """One rate-sweep table row: bits per link, transmit bits, success with its interval, quality."""
+    lo, hi = _wilson(r["success"], r["episodes"])
+    return (
+        f"| {name} | {rate} | {r['bits_broadcast']:.0f} | {r['bits_receiver_1']:.0f} | "
+        f"{r['bits_receiver_2']:.0f} | {r['transmit_stream_bits']:.0f} ({r['transmit_bits']:.0f}) | "
+        f"{r['transmit_session_bits']:.1f} | {r['transmit_container_bits']:.0f} | "
+        f"{r['success']:.2f} [{lo:.2f}, {hi:.2f}] | {r['r1_action_error']:.3f} | {r['r2_psnr']:.2f} |"
+    )
+
+
 def _pct(x: float) -> str:
     return "n/a (no overlap)" if math.isnan(x) else f"{x:+.1f} %"
 
@@ -208,23 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, sweep in zip(NAMES, sweeps, strict=True):
-        for r in sweep:
-            lo, hi = _wilson(r["success"], r["episodes"])
-            lines.append(
-                f"| {name} | {int(r['rate_idx'])} | {r['bits_broadcast']:.0f} | {r['bits_receiver_1']:.0f} | "
-                f"{r['bits_receiver_2']:.0f} | {r['transmit_stream_bits']:.0f} ({r['transmit_bits']:.0f}) | "
-                f"{r['transmit_session_bits']:.1f} | {r['transmit_container_bits']:.0f} | "
-                f"{r['success']:.2f} [{lo:.2f}, {hi:.2f}] | {r['r1_action_error']:.3f} | {r['r2_psnr']:.2f} |"
-            )
-    for r in pixel:
-        lo, hi = _wilson(r["success"], r["episodes"])
-        lines.append(
-            f"| {PIXEL_NAME} | <= {int(r['budget_1'])} bits | {r['bits_broadcast']:.0f} | "
-            f"{r['bits_receiver_1']:.0f} | {r['bits_receiver_2']:.0f} | "
-            f"{r['transmit_stream_bits']:.0f} ({r['transmit_bits']:.0f}) | {r['transmit_session_bits']:.1f} | "
-            f"{r['transmit_container_bits']:.0f} | {r['success']:.2f} [{lo:.2f}, {hi:.2f}] | "
-            f"{r['r1_action_error']:.3f} | {r['r2_psnr']:.2f} |"
-        )
+        lines += [_sweep_row(name, str(int(r["rate_idx"])), r) for r in sweep]
+    lines += [_sweep_row(PIXEL_NAME, f"<= {int(r['budget_1'])} bits", r) for r in pixel]
     gw, base = sweeps
     bd = {}
     for rate_key in ("transmit_stream_bits", "transmit_bits", "transmit_container_bits"):

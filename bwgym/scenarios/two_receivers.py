@@ -604,18 +604,34 @@ def run_two_receivers(
                         held_action, r1_held = features.action(z), False
                     else:
                         held_side, r2_held = features.side_image(z), False
-                clean_action = features.action(f["z1"][0])
-                row["r1_held"] = r1_held
-                row["r1_action_error"] = float(np.linalg.norm(held_action - clean_action))
-                row["r2_held"] = r2_held
-                row["r2_psnr"] = psnr(held_side, obs["side"])
-                row["r2_psnr_ceiling"] = psnr(features.side_image(f["z2"][0]), obs["side"])
+                _record_receivers(
+                    row,
+                    (held_action, features.action(f["z1"][0]), r1_held),
+                    (held_side, obs["side"], r2_held),
+                    ceiling=psnr(features.side_image(f["z2"][0]), obs["side"]),
+                )
                 obs, done = _step(env, held_action, row, rows)
                 t += 1
             _mark_episode(rows[start:])
     finally:
         env.close()
     return _totals(pd.DataFrame(rows))
+
+
+def _record_receivers(
+    row: dict[str, Any],
+    receiver_1: tuple[np.ndarray, np.ndarray, bool],
+    receiver_2: tuple[np.ndarray, np.ndarray, bool],
+    ceiling: float,
+) -> None:
+    """Both receivers' metrics of one step: (action, clean-view action, held) and (side, true side, held)."""
+    action, clean_action, r1_held = receiver_1
+    side, true_side, r2_held = receiver_2
+    row["r1_held"] = r1_held
+    row["r1_action_error"] = float(np.linalg.norm(action - clean_action))
+    row["r2_held"] = r2_held
+    row["r2_psnr"] = psnr(side, true_side)
+    row["r2_psnr_ceiling"] = ceiling
 
 
 def _step(
@@ -867,11 +883,12 @@ def run_pixel_baseline(
                     held_action = agent.act(decoded[0])
                 if decoded[1] is not None:
                     held_side = decoded[1]["side"]
-                row["r1_held"] = decoded[0] is None
-                row["r1_action_error"] = float(np.linalg.norm(held_action - agent.act(views)))
-                row["r2_held"] = decoded[1] is None
-                row["r2_psnr"] = psnr(held_side, obs["side"])
-                row["r2_psnr_ceiling"] = math.nan
+                _record_receivers(
+                    row,
+                    (held_action, agent.act(views), decoded[0] is None),
+                    (held_side, obs["side"], decoded[1] is None),
+                    ceiling=math.nan,
+                )
                 obs, done = _step(env, held_action, row, rows)
                 t += 1
             _mark_episode(rows[start:])
