@@ -53,10 +53,13 @@ import numpy as np
 import torch
 from report import BENCHMARKS_MD, machine_line, parse_args  # noqa: E402  (run as a script)
 
+from bwgym.codecs.registry import codec_entry
 from bwgym.scenarios.two_receivers import (
+    ENV_ID,
     LINKS,
     PIXEL_BASELINE,
     ViewFeatures,
+    bd_overlap,
     bd_rate,
     collect_frames,
     default_traces,
@@ -118,18 +121,13 @@ def _pct(x: float) -> str:
 
 
 def _overlap(a: list[dict], b: list[dict], rate_key: str, q_key: str, sign: float) -> tuple[float, float]:
-    """The quality range ``bd_rate`` averages over: both curves, made monotone as it does, overlap there."""
-
-    def span(rows: list[dict]) -> tuple[float, float]:
-        best, kept = -math.inf, []
-        for r in sorted(rows, key=lambda r: r[rate_key]):
-            if sign * r[q_key] > best:
-                best = sign * r[q_key]
-                kept.append(best)
-        return kept[0], kept[-1]
-
-    (lo_a, hi_a), (lo_b, hi_b) = span(a), span(b)
-    lo, hi = max(lo_a, lo_b), min(hi_a, hi_b)
+    """The quality range ``bd_rate`` averages over (``sign`` -1: lower is better), in ``q_key``'s units."""
+    lo, hi = bd_overlap(
+        [r[rate_key] for r in a],
+        [sign * r[q_key] for r in a],
+        [r[rate_key] for r in b],
+        [sign * r[q_key] for r in b],
+    )
     return (lo, hi) if sign > 0 else (-hi, -lo)
 
 
@@ -155,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     sweeps = [rate_sweep(c, features, episodes=args.episodes, seed=EVAL_SEED) for c in codecs]
     # the pixel baseline: receiver 2's budget reaches Gray-Wyner's best side PSNR on calibration frames
     pixel_codecs = load_pixel_baseline()
+    pixel_files = [codec_entry(n).shipped_path_for(ENV_ID).name for n in PIXEL_BASELINE]
     target_psnr = max(r["r2_psnr"] for r in sweeps[0])
     calibration = collect_frames(CALIBRATION_EPISODES, seed=CALIBRATION_SEED, features=features)
     budget_2, calibration_psnr = side_budget(pixel_codecs[1], calibration, target_psnr)
@@ -200,11 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         "interval; action error: L2 distance to the agent's action on clean views, mean over steps.",
         "",
         f"**Pixel baseline: {PIXEL_NAME}**, nothing shared, no broadcast link. Link 1: the shipped "
-        f"task-aware NDPCA codec (`{PIXEL_BASELINE[0]}`, session fingerprint "
+        f"task-aware NDPCA codec (`{pixel_files[0]}`, session fingerprint "
         f"{pixel_codecs[0].fingerprint.hex()}) sends both views (84x84 pixels) in lean "
         "frames of at most the budget in the `rate` column; the BC agent acts on the decoded views "
         "and drives the env. Link 2: the shipped task-agnostic NDPCA codec "
-        f"(`{PIXEL_BASELINE[1]}`, {pixel_codecs[1].fingerprint.hex()}) sends the side view alone (its explicit split with the arm stream "
+        f"(`{pixel_files[1]}`, {pixel_codecs[1].fingerprint.hex()}) sends the side view alone (its explicit split with the arm stream "
         f"off) in frames of at most {budget_2} bits: the smallest budget whose mean side PSNR on "
         f"{CALIBRATION_EPISODES} calibration episodes (seeds {CALIBRATION_SEED}.., expert and noisy "
         f"BC in turn) reaches {target_psnr:.2f} dB, Gray-Wyner's best side PSNR over its rate points "

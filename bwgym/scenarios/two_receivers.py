@@ -95,7 +95,7 @@ from bwgym.agents.expert import LiftExpert
 from bwgym.codecs.base import Payload, PayloadError, Session
 from bwgym.codecs.gray_wyner import CHANNELS, GrayWynerCodec, GrayWynerConfig, evaluate_net, train_gray_wyner
 from bwgym.codecs.latent import LatentCodec
-from bwgym.codecs.registry import CHECKPOINT_DIR, load_codec
+from bwgym.codecs.registry import CHECKPOINT_DIR, codec_entry, load_codec
 from bwgym.envs.bandwidth import psnr
 from bwgym.traces import BandwidthTrace, Link, generate
 
@@ -108,6 +108,7 @@ __all__ = [
     "SIDE_ONLY",
     "FeaturePairs",
     "ViewFeatures",
+    "bd_overlap",
     "bd_rate",
     "collect_frames",
     "default_traces",
@@ -124,9 +125,9 @@ ENV_ID = "bwgym/LocateLift-v1"
 SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "gray_wyner_locate_lift_v1.ckpt"
 BASELINE_CHECKPOINT = CHECKPOINT_DIR / "gray_wyner_locate_lift_v1_separate.ckpt"
 PIXEL_CODEC = "linear_dpca_locate_lift_v1.ckpt"
-#: The pixel baseline: the shipped task-aware NDPCA codec (receiver 1, both views) and the shipped
-#: task-agnostic NDPCA codec (receiver 2, the side view alone).
-PIXEL_BASELINE = ("ndpca_locate_lift_v1.ckpt", "ndpca_agnostic_locate_lift_v1.ckpt")
+#: The pixel baseline's registered codecs: task-aware NDPCA (receiver 1, both views) and
+#: task-agnostic NDPCA (receiver 2, the side view alone), each the env's shipped checkpoint.
+PIXEL_BASELINE = ("ndpca", "ndpca_agnostic")
 #: Receiver 2's explicit split: the arm stream off, the side stream alone in the frame.
 SIDE_ONLY: Mapping[str, float] = {"arm": 0.0, "side": 1.0}
 LINKS = ("broadcast", "receiver_1", "receiver_2")
@@ -696,6 +697,29 @@ def rate_sweep(
     return out
 
 
+def _monotone_curve(rates: Sequence[float], quality: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(quality, log rate) sorted by rate, keeping only the points that raise the quality."""
+    q, r, best = [], [], -math.inf
+    for i in np.argsort(rates):
+        if quality[i] > best:
+            best = quality[i]
+            q.append(float(quality[i]))
+            r.append(math.log(float(rates[i])))
+    return np.asarray(q), np.asarray(r)
+
+
+def bd_overlap(
+    rates_a: Sequence[float], quality_a: Sequence[float], rates_b: Sequence[float], quality_b: Sequence[float]
+) -> tuple[float, float]:
+    """The quality range :func:`bd_rate` averages over: where both monotone curves have points.
+
+    ``lo >= hi`` when they do not overlap.
+    """
+    qa, _ = _monotone_curve(rates_a, quality_a)
+    qb, _ = _monotone_curve(rates_b, quality_b)
+    return max(qa[0], qb[0]), min(qa[-1], qb[-1])
+
+
 def bd_rate(
     rates_a: Sequence[float], quality_a: Sequence[float], rates_b: Sequence[float], quality_b: Sequence[float]
 ) -> float:
@@ -705,22 +729,11 @@ def bd_rate(
     interpolation instead of a cubic fit (a handful of noisy points); each curve is first made
     monotone (sorted by rate, points that do not raise the quality dropped). NaN without overlap.
     """
-
-    def curve(rates: Sequence[float], quality: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-        order = np.argsort(rates)
-        q, r, best = [], [], -math.inf
-        for i in order:
-            if quality[i] > best:
-                best = quality[i]
-                q.append(float(quality[i]))
-                r.append(math.log(float(rates[i])))
-        return np.asarray(q), np.asarray(r)
-
-    qa, ra = curve(rates_a, quality_a)
-    qb, rb = curve(rates_b, quality_b)
+    qa, ra = _monotone_curve(rates_a, quality_a)
+    qb, rb = _monotone_curve(rates_b, quality_b)
     if len(qa) < 2 or len(qb) < 2:
         return math.nan
-    lo, hi = max(qa[0], qb[0]), min(qa[-1], qb[-1])
+    lo, hi = bd_overlap(rates_a, quality_a, rates_b, quality_b)
     if not hi > lo:
         return math.nan
     grid = np.linspace(lo, hi, 201)
@@ -736,12 +749,12 @@ def bd_rate(
 def load_pixel_baseline(env_id: str = ENV_ID) -> tuple[LatentCodec, LatentCodec]:
     """The shipped pixel codecs of the pixel baseline: task-aware NDPCA (receiver 1), task-agnostic NDPCA (receiver 2).
 
-    Both are the env's shipped v1 checkpoints (:data:`PIXEL_BASELINE`); receiver 2's sends the
+    Both are the env's shipped checkpoints of the codecs named in :data:`PIXEL_BASELINE`; receiver 2's sends the
     side view alone (:data:`SIDE_ONLY`, see :func:`run_pixel_baseline`).
     """
     codecs = []
     for name in PIXEL_BASELINE:
-        codec = load_codec(CHECKPOINT_DIR / name)
+        codec = load_codec(codec_entry(name).shipped_path_for(env_id))
         if not isinstance(codec, LatentCodec):  # pragma: no cover - the shipped files' kind
             raise TypeError(f"{name} is not a latent codec")
         codec.check_spec(env_id)
