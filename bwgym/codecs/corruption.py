@@ -2,7 +2,7 @@
 
 The link model never corrupts bytes (a payload is delivered whole or lost); these helpers are for
 measuring what a receiver would do on a channel that does, as the tests and
-``benchmarks/codecs.py`` do for the lean frame's CRC-8::
+``benchmarks/codec_curves.py`` do for the lean frame's CRC-8::
 
     rng = np.random.default_rng(0)
     rate = detection_rate(codec, [codec.compress(views, 400).to_bytes()], "burst", 1_000, rng)

@@ -1,6 +1,6 @@
 """Rate-distortion and rate-task curves of every codec from 16 to 16,384 bits per step, with timings.
 
-    python benchmarks/codecs.py [--env bwgym/LocateLift-v1] [--episodes 20] [--frames 200] [--no-write]
+    python benchmarks/codec_curves.py [--env bwgym/LocateLift-v1] [--episodes 20] [--frames 200] [--no-write]
 
 For NDPCA (task-aware), task-agnostic NDPCA, DAE, JAE, linear DPCA, joint PCA (the shipped
 checkpoints of ``--env`` in ``bwgym/codecs/checkpoints/``) and JPEG, at budgets 16, 32, ..., 16,384
@@ -22,7 +22,7 @@ bit, double-bit and burst (2-16 bits) errors on NDPCA frames of several sizes.
 Held-out frames come from expert episodes with seeds far from the training seeds. Timing: mean
 encode + decode time per step at one budget per codec (single thread, after a warm-up), against the
 env's own step time measured in the same run. Writes the ``codecs`` section of BENCHMARKS.md and
-``benchmarks/codecs.png``.
+``benchmarks/codec_curves.png``.
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def main(argv=None) -> int:
     lines = [
         "## Codecs: distortion and task error against real bits, 16 to 16,384 bits per step",
         "",
-        f"Command: `python benchmarks/codecs.py --env {env_id} --episodes {args.episodes} --frames {args.frames}`. "
+        f"Command: `python benchmarks/codec_curves.py --env {env_id} --episodes {args.episodes} --frames {args.frames}`. "
         + machine_line(),
         f"{len(frames['arm'])} held-out frame pairs (arm + side, 84x84) of `{env_id}` from {args.episodes} expert "
         f"episodes (seeds from {HELDOUT_SEED}); the env's shipped checkpoints and BC agent. `bits` are the real "
@@ -338,7 +338,7 @@ def main(argv=None) -> int:
         f"Reference action errors: the agent on the mean held-out frame (nothing sent) {mean_err:.3f}; "
         "on the original frames 0 by definition.",
         "",
-        "![rate-distortion and rate-task curves](benchmarks/codecs.png)",
+        "![rate-distortion and rate-task curves](benchmarks/codec_curves.png)",
         "",
         f"Time per step (1 CPU thread, mean of {args.timing_repeats} frames) against the env's own step "
         f"({step_ms:.2f} ms, same run):",
@@ -353,7 +353,7 @@ def main(argv=None) -> int:
     md = "\n".join(lines)
     print(md)
     if not args.no_write:
-        plot(results, Path(__file__).resolve().parent / "codecs.png")
+        plot(results, Path(__file__).resolve().parent / "codec_curves.png")
         write_section("codecs", md)
     return 0
 
