@@ -36,6 +36,10 @@ Regenerate the shipped checkpoint (about 20 minutes on one CPU thread of a loade
 
     python -m bwgym.codecs.wyner_ziv --ship
 
+Block coding: :mod:`bwgym.codecs.slepian_wolf` codes a long block of this encoder's indices with
+LDPC syndromes of their bit-planes (Slepian-Wolf, BP with ``y`` at the decoder), spending close to
+``H(U | Y)`` instead of the one-shot ``H(U)``; ``benchmarks/wyner_ziv.py`` compares the two.
+
 Side information: the receiver gives ``y`` with :meth:`WynerZivCodec.set_side_information` (or
 calls :meth:`WynerZivCodec.decode` with it) before ``decompress``.
 """
