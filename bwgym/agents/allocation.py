@@ -8,10 +8,24 @@ its frozen task agent as an argument; this module, one layer up, supplies the ag
   task-aware NDPCA + the shipped behaviour-cloning agent + :func:`~bwgym.envs.allocation.default_traces`;
 * :func:`train_allocator` - stock SB3 PPO on vectorised allocation envs, TensorBoard, periodic
   evaluation on held-out traces, ``policy.ckpt`` in the project's checkpoint format (what
-  ``bwgym train allocator`` runs);
+  ``bwgym train allocator`` runs), optionally warm-started by distilling the oracle
+  (:class:`DistillConfig`, below);
 * :func:`load_learned_allocator` - a :class:`~bwgym.envs.allocators.LearnedAllocator` from that
   checkpoint, for a scenario (``allocator: {name: learned, checkpoint: ...}``). A checkpoint
   trained for another number of views or another observation spec is a ``ValueError`` naming both.
+
+Why distil: the task reward says little about one step's split (success comes at the end, and a
+split's effect on the agent's action is mostly quantisation luck), so PPO from scratch learns
+little in a budget of 10^4 steps. The simulator can do better: at every step
+:class:`~bwgym.envs.allocators.OracleAllocator` scores *every* split of its grid (and the codec's
+own) by how far the agent's action on the decoded views moves from its action on the true ones,
+so one step gives full information over the candidates instead of one noisy reward.
+:func:`collect_oracle_scores` records those scores beside the observation a sender has;
+:func:`fit_split_scorer` regresses each candidate's score on the observation (ridge, per-feature
+standardised), and the policy is fitted by maximum likelihood to the candidate of lowest
+predicted score at every recorded state before PPO starts (a contextual bandit solved by
+regression, then RL). The scores are privileged (they need the true views and the agent); the
+policy never sees them, only the sender's observation.
 
 A trained allocator's ``policy.ckpt`` is an SB3 checkpoint of :mod:`bwgym.agents.rl` (kind
 ``agent/sb3-ppo``, env id ``bwgym/AllocateBandwidth-v0``, never unpickled) whose metadata adds
@@ -26,14 +40,14 @@ import functools
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bwgym.agents.rl import CHECKPOINT_KINDS, POLICY_FILE, RLConfig, load_rl, train_rl
+from bwgym.agents.rl import CHECKPOINT_KINDS, POLICY_FILE, RLConfig, fit_policy_to_actions, load_rl, train_rl
 from bwgym.common.checkpoint import CheckpointError, check_spec, load_checkpoint
 from bwgym.envs.allocation import DEFAULT_TASK_ENV, AllocateBandwidthEnv, GeneratedTraces, default_traces
 from bwgym.envs.allocators import AllocationObserver, LearnedAllocator
@@ -41,7 +55,10 @@ from bwgym.envs.allocators import AllocationObserver, LearnedAllocator
 __all__ = [
     "ALLOCATION_ENV_ID",
     "AllocatorTrainConfig",
+    "DistillConfig",
+    "collect_oracle_scores",
     "default_task_agent",
+    "fit_split_scorer",
     "load_learned_allocator",
     "shipped_allocator",
     "make_allocation_env",
@@ -200,6 +217,24 @@ def _default_rl() -> RLConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """The oracle-distilled warm start of an allocation policy (module docstring, "Why distil")."""
+
+    episodes: int = 0
+    """Episodes of the oracle on the training traces (0: no warm start, PPO from scratch)."""
+    explore: float = 0.3
+    """Probability that the oracle sends a random split of its grid instead of its best, so the
+    recorded states include those a worse split leads to."""
+    levels: int = 4
+    """The oracle's grid, :func:`~bwgym.envs.allocators.simplex_grid` (the codec's own split is a
+    candidate too when the policy has the codec-split action)."""
+    ridge: float = 1.0
+    """Ridge penalty of the scorer, on standardised features."""
+    epochs: int = 30
+    """Maximum-likelihood epochs fitting the policy to the scorer's choices."""
+
+
+@dataclass(frozen=True)
 class AllocatorTrainConfig:
     """What ``bwgym train allocator`` trains, and how."""
 
@@ -212,6 +247,8 @@ class AllocatorTrainConfig:
     eval_traces: dict[str, Any] = field(default_factory=lambda: default_traces(seed_offset=1 << 40).spec())
     """The held-out traces for periodic evaluation: a ``GeneratedTraces`` spec, or ``{"trace": {...}}``
     for one trace (``source``/``format``/``scale`` or ``generator``/``params``/``scale``)."""
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    """The oracle-distilled warm start (off by default)."""
 
 
 def _trace_family(spec: Mapping[str, Any]) -> Any:
@@ -260,6 +297,196 @@ def _allocation_callback() -> Any:
     return AllocationCallback()
 
 
+# ----------------------------------------------------------------------------- distillation
+def _flat_features(obs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The observation's values in one vector (keys sorted, as SB3's ``Dict`` space orders them)."""
+    return np.concatenate([np.asarray(obs[k], np.float64).ravel() for k in sorted(obs)])
+
+
+class _RecordingOracle:
+    """An oracle allocator that records the sender's observation and every candidate's score."""
+
+    def __init__(self, oracle: Any, observer: AllocationObserver) -> None:
+        self.oracle, self.observer = oracle, observer
+        self.candidates = [*oracle.splits, *([None] if oracle.include_codec_split else [])]
+        self.observations: list[dict[str, np.ndarray]] = []
+        self.scores: list[list[float]] = []
+
+    def __call__(self, views: Mapping[str, np.ndarray], budget_bits: int, info: Mapping[str, Any]):
+        obs = self.observer.observe(views, budget_bits, info)
+        split = self.oracle(views, budget_bits, info)
+        self.observer.commit(split)
+        self.observations.append(obs)
+        self.scores.append([self.oracle.last_scores[c] for c in self.candidates])
+        return split
+
+    def reset(self) -> None:
+        self.oracle.reset()
+        self.observer.reset()
+
+
+def collect_oracle_scores(
+    env: AllocateBandwidthEnv, distill: DistillConfig, seed: int = 0, progress: bool = False
+) -> dict[str, Any]:
+    """Run the oracle on ``env``'s training traces and record what a distilled policy learns from.
+
+    Each of ``distill.episodes`` episodes draws a trace from the env's family and plays the task
+    with the env's frozen agent through :class:`~bwgym.envs.bandwidth.BandwidthLimited` (the
+    scenario runner's send, so the observation is the one a
+    :class:`~bwgym.envs.allocators.LearnedAllocator` builds there), with an
+    :class:`~bwgym.envs.allocators.OracleAllocator` choosing the splits.
+
+    Returns:
+        ``obs`` (one array per observation key, a row per step), ``scores`` (steps x candidates:
+        the distance of the agent's action on each candidate's decoded views to its action on
+        the true views), ``candidates`` (the splits as lists, None: the codec's), ``episode`` (the
+        episode of each step) and ``success`` (per episode).
+    """
+    import gymnasium as gym
+    from tqdm.auto import tqdm
+
+    from bwgym.agents.base import rollout
+    from bwgym.envs.allocators import OracleAllocator
+    from bwgym.envs.bandwidth import BandwidthLimited
+
+    oracle = OracleAllocator(
+        env.task_agent,
+        env.codec,
+        levels=distill.levels,
+        include_codec_split=env.codec_split,
+        explore=distill.explore,
+        seed=seed,
+    )
+    observer = AllocationObserver(
+        env.view_names,
+        env.codec,
+        history_steps=env.observer.history_steps,
+        max_steps=env.observer.max_steps,
+        max_age_steps=env.observer.max_age_steps,
+    )
+    recorder = _RecordingOracle(oracle, observer)
+    task_env = gym.make(env.task_env_id, **env.task_env_kwargs)
+    rng = np.random.default_rng(seed)
+    episodes, success = [], []
+    try:
+        for episode in tqdm(range(distill.episodes), desc="oracle", disable=not progress):
+            link = BandwidthLimited(
+                task_env,
+                env.codec,
+                env._traces(rng),
+                allocator=recorder,
+                step_seconds=env.step_seconds,
+                latency_steps=env.latency_steps,
+                loss_prob=env.loss_prob,
+            )
+            before = len(recorder.scores)
+            result = rollout(link, env.task_agent, seed=int(rng.integers(2**31 - 1)))
+            episodes += [episode] * (len(recorder.scores) - before)
+            success.append(bool(result.success))
+    finally:
+        task_env.close()
+    keys = list(recorder.observations[0]) if recorder.observations else []
+    return {
+        "obs": {k: np.stack([o[k] for o in recorder.observations]) for k in keys},
+        "scores": np.asarray(recorder.scores, np.float64),
+        "candidates": [None if c is None else list(c) for c in recorder.candidates],
+        "episode": np.asarray(episodes, np.int64),
+        "success": np.asarray(success, bool),
+    }
+
+
+def fit_split_scorer(
+    obs: Mapping[str, np.ndarray], scores: np.ndarray, ridge: float = 1.0
+) -> Callable[[Mapping[str, np.ndarray]], np.ndarray]:
+    """Ridge regression of each candidate's score on the observation; returns ``obs -> scores``.
+
+    ``obs`` holds a row per sample; so does what the returned function takes and gives back.
+    """
+    features = np.stack([_flat_features({k: v[i] for k, v in obs.items()}) for i in range(len(scores))])
+    mean, scale = features.mean(0), features.std(0) + 1e-6
+    design = np.c_[(features - mean) / scale, np.ones(len(features))]
+    penalty = float(ridge) * np.eye(design.shape[1])
+    penalty[-1, -1] = 0.0  # the intercept is not shrunk
+    weights = np.linalg.solve(design.T @ design + penalty, design.T @ np.asarray(scores, np.float64))
+
+    def predict(batch: Mapping[str, np.ndarray]) -> np.ndarray:
+        n = len(next(iter(batch.values())))
+        rows = np.stack([_flat_features({k: v[i] for k, v in batch.items()}) for i in range(n)])
+        return np.c_[(rows - mean) / scale, np.ones(n)] @ weights
+
+    return predict
+
+
+def _split_action(split: Sequence[float] | None, n_views: int, codec_split: bool) -> np.ndarray:
+    """The action in ``Box(-1, 1)`` that :func:`~bwgym.envs.allocators.action_to_split` maps to ``split``."""
+    if split is None:  # the codec's own split: the switch on, the shares ignored
+        return np.r_[np.zeros(n_views), 1.0]
+    shares = np.asarray(split, np.float64)
+    action = 2.0 * shares / shares.max() - 1.0
+    return np.r_[action, -1.0] if codec_split else action
+
+
+def _distill_report(data: Mapping[str, Any], distill: DistillConfig, folds: int = 5) -> dict[str, Any]:
+    """Mean score of the scorer's picks on held-out episodes (k-fold by episode) against references."""
+    scores, episode = data["scores"], data["episode"]
+    picks = np.zeros(len(scores), np.int64)
+    for fold in range(folds):
+        test = episode % folds == fold
+        if not test.any():
+            continue
+        train = ~test if (~test).any() else test  # a single episode: in-sample
+        predict = fit_split_scorer(
+            {k: v[train] for k, v in data["obs"].items()}, scores[train], distill.ridge
+        )
+        picks[test] = predict({k: v[test] for k, v in data["obs"].items()}).argmin(1)
+    chosen = scores[np.arange(len(scores)), picks]
+    report = {
+        "steps": len(scores),
+        "episodes": int(episode.max() + 1) if len(episode) else 0,
+        "oracle_success_rate": float(np.mean(data["success"])) if len(data["success"]) else None,
+        "candidates": data["candidates"],
+        "mean_score_per_candidate": [float(v) for v in scores.mean(0)],
+        "mean_score_scorer_cross_validated": float(chosen.mean()),
+        "mean_score_oracle": float(scores.min(1).mean()),
+        "scorer_choices": [int(v) for v in np.bincount(picks, minlength=scores.shape[1])],
+    }
+    return report
+
+
+def _distill(
+    env_kwargs: Mapping[str, Any],
+    traces: Mapping[str, Any],
+    distill: DistillConfig,
+    seed: int,
+    out: Path,
+    progress: bool,
+) -> Callable[[Any], None]:
+    """Collect the oracle's scores, fit the scorer and return the warm start of the PPO model."""
+    env = _make_env(env_kwargs, traces)
+    try:
+        data = collect_oracle_scores(env, distill, seed=seed, progress=progress)
+    finally:
+        env.close()
+    if not len(data["scores"]):
+        raise ValueError("distillation recorded no steps; raise --distill-episodes")
+    report = _distill_report(data, distill)
+    predict = fit_split_scorer(data["obs"], data["scores"], distill.ridge)
+    best = predict(data["obs"]).argmin(1)
+    codec_split = bool(env_kwargs.get("codec_split", False))
+    n_views = len(env.view_names)
+    actions = np.stack([_split_action(data["candidates"][i], n_views, codec_split) for i in best])
+    np.savez_compressed(
+        out / "distill.npz", scores=data["scores"], episode=data["episode"], actions=actions, **data["obs"]
+    )
+
+    def pretrain(model: Any) -> None:
+        losses = fit_policy_to_actions(model, data["obs"], actions, epochs=distill.epochs, seed=seed)
+        report["policy_fit_loss_per_epoch"] = losses
+        (out / "distill.json").write_text(json.dumps(report, indent=1))
+
+    return pretrain
+
+
 def train_allocator(config: AllocatorTrainConfig, progress: bool = False) -> Path:
     """Train an allocation policy with PPO and write ``<out_dir>/policy.ckpt``; return its path.
 
@@ -292,9 +519,13 @@ def train_allocator(config: AllocatorTrainConfig, progress: bool = False) -> Pat
             }
         }
 
+    pretrain = None
+    if config.distill.episodes:
+        pretrain = _distill(rl.env_kwargs, config.train_traces, config.distill, rl.seed, out, progress)
     train_rl(
         rl,
         progress=progress,
+        pretrain=pretrain,
         env_factory=functools.partial(_make_env, dict(rl.env_kwargs), dict(config.train_traces)),
         eval_env_factory=functools.partial(_make_env, dict(rl.env_kwargs), dict(config.eval_traces)),
         callbacks=[_allocation_callback()],

@@ -54,6 +54,7 @@ __all__ = [
     "RLAgent",
     "RLConfig",
     "bc_pretrain_policy",
+    "fit_policy_to_actions",
     "convert_legacy",
     "load_rl",
     "make_rl_env",
@@ -195,18 +196,35 @@ def bc_pretrain_policy(
 
     Returns the mean loss of each epoch. Only the views the policy observes are used.
     """
-    import torch
-
     from bwgym.agents.demos import DemoDataset
 
-    dataset = DemoDataset(demos)
-    obs, actions, _ = dataset.arrays()
+    obs, actions, _ = DemoDataset(demos).arrays()
     keys = list(model.observation_space.spaces)
     missing = [k for k in keys if k not in obs]
     if missing:
         raise ValueError(
             f"demonstrations in {demos} lack observation keys {missing}; the policy observes {keys}"
         )
+    return fit_policy_to_actions(model, obs, actions, epochs=epochs, batch_size=batch_size, seed=seed)
+
+
+def fit_policy_to_actions(
+    model: Any,
+    obs: Mapping[str, np.ndarray],
+    actions: np.ndarray,
+    epochs: int = 20,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> list[float]:
+    """Fit an SB3 actor-critic policy to target actions by maximum likelihood; the loss per epoch.
+
+    ``obs`` holds one array per key of the policy's observation space (the first axis: samples);
+    ``actions`` one target per sample, clipped just inside ``[-1, 1]`` (a Gaussian policy's
+    targets at the box's edge would pull its mean without bound).
+    """
+    import torch
+
+    keys = list(model.observation_space.spaces)
     policy = model.policy
     policy.set_training_mode(True)
     optimizer = torch.optim.Adam(policy.parameters(), lr=3e-4)
@@ -218,11 +236,9 @@ def bc_pretrain_policy(
         total = 0.0
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            batch_obs = {k: obs[k][idx] for k in keys}
-            obs_tensor, _ = policy.obs_to_tensor(batch_obs)
+            obs_tensor, _ = policy.obs_to_tensor({k: obs[k][idx] for k in keys})
             dist = policy.get_distribution(obs_tensor)
-            act = torch.as_tensor(target[idx], device=policy.device)
-            loss = -dist.log_prob(act).mean()
+            loss = -dist.log_prob(torch.as_tensor(target[idx], device=policy.device)).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -321,6 +337,7 @@ def train_rl(
     eval_env_factory: Callable[[], gym.Env] | None = None,
     callbacks: Sequence[Any] = (),
     describe: Callable[[Any], Mapping[str, Any]] | None = None,
+    pretrain: Callable[[Any], None] | None = None,
 ) -> Any:
     """Train an SB3 policy as ``config`` says and write ``policy.ckpt`` into ``config.out_dir``.
 
@@ -335,6 +352,8 @@ def train_rl(
         callbacks: more SB3 callbacks (the evaluation, checkpoint and ``bw/`` ones always run).
         describe: called with the training ``VecEnv`` after training; what it returns joins the
             checkpoint's metadata (e.g. an observation spec only the envs know).
+        pretrain: called with the new SB3 model before RL starts (not on ``resume``), e.g. to fit
+            its policy to a teacher's actions.
 
     Returns:
         The trained SB3 model (its policy is what :func:`load_rl` gives back from the folder).
@@ -368,6 +387,8 @@ def train_rl(
     eval_env = VecTransposeImage(_vec_env(eval_config, config.seed + 10_000, eval_env_factory or env_factory))
     try:
         model, done_steps = _build_model(config, venv, out)
+        if pretrain is not None and not config.resume:
+            pretrain(model)
         per_env = lambda steps: max(1, steps // config.n_envs)  # noqa: E731  (SB3 counts callback calls)
         every = [
             EvalCallback(

@@ -107,7 +107,12 @@ def cmd_train_allocator(args: argparse.Namespace) -> int:
         return _fail(str(err))
     import torch
 
-    from bwgym.agents.allocation import ALLOCATION_ENV_ID, AllocatorTrainConfig, train_allocator
+    from bwgym.agents.allocation import (
+        ALLOCATION_ENV_ID,
+        AllocatorTrainConfig,
+        DistillConfig,
+        train_allocator,
+    )
     from bwgym.agents.rl import RLConfig
 
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # spawned workers read it when torch loads
@@ -143,6 +148,9 @@ def cmd_train_allocator(args: argparse.Namespace) -> int:
         ),
         train_traces=train_traces,
         eval_traces=held_out,
+        distill=DistillConfig(
+            episodes=args.distill_episodes, explore=args.distill_explore, epochs=args.distill_epochs
+        ),
     )
     print(
         f"training an allocator for {scenario.name}: {env_kwargs['task_env_id']} + {env_kwargs['codec']}, "
@@ -210,6 +218,20 @@ def register(train_subparsers: Any) -> None:
         help="give the policy the choice of the codec's own split (dpca) besides explicit shares "
         "(off by default: each switch between the two sends a new session header, 88 bits)",
     )
+    p.add_argument(
+        "--distill-episodes",
+        type=int,
+        default=0,
+        help="warm start: episodes of the oracle whose per-split scores the policy is fitted to "
+        "before PPO (0: PPO from scratch; see bwgym.agents.allocation)",
+    )
+    p.add_argument(
+        "--distill-explore",
+        type=float,
+        default=0.3,
+        help="probability that the oracle sends a random split while its scores are recorded",
+    )
+    p.add_argument("--distill-epochs", type=_positive_int, default=30, help="epochs fitting the policy")
     p.add_argument(
         "--log-std-init", type=float, default=-0.5, help="initial log std of PPO's Gaussian actions"
     )

@@ -302,9 +302,13 @@ class OracleAllocator:
             ``codec.view_names`` order.
         include_codec_split: also try the codec's own split (``"dpca"``, returned as None when
             it wins), so the oracle is never below ``dpca`` on the same state either.
+        explore: probability of sending a split of the search drawn uniformly instead of the best
+            (``last_scores`` still holds every split's distance): data collection for a learned
+            allocator, which must also see the states a worse split leads to. 0 for the reference.
+        seed: seeds the draws of ``explore``.
 
     Raises:
-        ValueError: a split of the wrong length or not on the simplex.
+        ValueError: a split of the wrong length or not on the simplex, or ``explore`` outside [0, 1].
     """
 
     def __init__(
@@ -314,9 +318,15 @@ class OracleAllocator:
         levels: int = 4,
         splits: Sequence[Mapping[str, float] | Sequence[float]] | None = None,
         include_codec_split: bool = False,
+        explore: float = 0.0,
+        seed: int | None = None,
     ) -> None:
         if not callable(getattr(agent, "act", None)):
             raise TypeError(f"agent is expected to have act(obs), got {type(agent).__name__}")
+        if isinstance(explore, bool) or not isinstance(explore, (int, float)) or not 0.0 <= explore <= 1.0:
+            raise ValueError(f"explore is expected to be a probability in [0, 1], got {explore!r}")
+        self.explore = float(explore)
+        self._rng = np.random.default_rng(seed)
         self.agent = agent
         self.codec = codec
         self.view_names: tuple[str, ...] = tuple(codec.view_names)
@@ -380,22 +390,24 @@ class OracleAllocator:
         if self._shown is None:
             self._shown = _zeros_like(views)
         clean = np.asarray(self.agent.act(dict(views)), dtype=np.float64)
-        best: tuple[float, tuple[float, ...] | None, dict[str, np.ndarray]] | None = None
         self.last_scores = {}
         candidates: list[tuple[float, ...] | None] = [
             *self.splits,
             *([None] if self.include_codec_split else []),
         ]
+        shown_by, distances = [], []
         for split in candidates:
             shown = {**self._shown, **self._decoded(views, budget_bits, split)}
             action = np.asarray(self.agent.act(shown), dtype=np.float64)
-            distance = float(np.linalg.norm(action - clean))
-            self.last_scores[split] = distance
-            if best is None or distance < best[0]:
-                best = (distance, split, shown)
-        assert best is not None
-        self._shown = best[2]
-        return None if best[1] is None else dict(zip(self.view_names, best[1], strict=True))
+            distances.append(float(np.linalg.norm(action - clean)))
+            self.last_scores[split] = distances[-1]
+            shown_by.append(shown)
+        pick = int(np.argmin(distances))  # the first of equal distances
+        if self.explore and self._rng.random() < self.explore:
+            pick = int(self._rng.integers(len(candidates)))
+        self._shown = shown_by[pick]
+        split = candidates[pick]
+        return None if split is None else dict(zip(self.view_names, split, strict=True))
 
     def __repr__(self) -> str:
         extra = " + the codec's" if self.include_codec_split else ""

@@ -184,6 +184,31 @@ def test_oracle_with_the_codec_split_is_never_below_dpca_either(frames, codecs, 
         assert len(oracle.last_scores) == len(simplex_grid(3, 2)) + 1
 
 
+def test_oracle_explore_sends_other_splits_but_scores_them_all(frames, codecs):
+    codec = codecs[2]
+    agent = MeanAgent(codec.view_names)
+    sent = set()
+    for i in range(12):
+        views = _views(frames, 2, i)
+        # fresh oracles: both start from the same receiver frames
+        best = OracleAllocator(agent, codec, levels=4)(views, 600, {})
+        exploring = OracleAllocator(agent, codec, levels=4, explore=1.0, seed=i)
+        chosen = exploring(views, 600, {})
+        sent.add(tuple(chosen[n] for n in codec.view_names))
+        # every split is scored whatever is sent, so a learner gets full information
+        assert set(exploring.last_scores) == set(simplex_grid(2, 4))
+        assert exploring.last_scores[tuple(best[n] for n in codec.view_names)] == pytest.approx(
+            min(exploring.last_scores.values())
+        )
+    assert len(sent) >= 3  # random splits, not the best one each time
+    runs = [OracleAllocator(agent, codec, levels=4, explore=0.5, seed=3) for _ in range(2)]
+    assert [runs[0](_views(frames, 2, i), 600, {}) for i in range(8)] == [
+        runs[1](_views(frames, 2, i), 600, {}) for i in range(8)
+    ]  # the same seed, the same draws
+    with pytest.raises(ValueError, match="explore"):
+        OracleAllocator(agent, codec, explore=1.5)
+
+
 def test_oracle_runs_inside_bandwidth_limited(codecs):
     codec = codecs[2]
     env = gym.make("bwgym/LocateLift-v0", cameras=CAMERAS[:2], image_size=SIZE)
