@@ -109,9 +109,10 @@ def run_cell(cell: dict) -> dict:
     )
     t0 = time.perf_counter()
     trace = family_trace(cell["family"], cell["bits"])
-    wins, codec_share, trail = run_point(
+    outcomes, codec_share, trail = run_point(
         _WORKER["env"], codec, _WORKER["agent"], trace, allocator, cell["episodes"], cell["record"]
     )
+    wins = sum(outcomes)
     lo, hi = wilson_interval(wins, cell["episodes"])
     return dict(
         family=cell["family"],
@@ -123,6 +124,7 @@ def run_cell(cell: dict) -> dict:
         ci_low=lo,
         ci_high=hi,
         codec_split_share=codec_share,
+        outcomes="".join(str(int(o)) for o in outcomes),
         seconds=round(time.perf_counter() - t0, 1),
         trail=trail,
     )
@@ -133,7 +135,7 @@ def run_point(base_env, codec, agent, trace, allocator, episodes: int, record: i
     from bwgym.envs.bandwidth import BandwidthLimited
 
     env = BandwidthLimited(base_env, codec, trace, allocator=allocator)
-    successes, codec_choices, steps, trail = 0, 0, 0, []
+    outcomes, codec_choices, steps, trail = [], 0, 0, []
 
     def on_step(step, obs, action, reward, info):
         nonlocal codec_choices, steps
@@ -150,8 +152,34 @@ def run_point(base_env, codec, agent, trace, allocator, episodes: int, record: i
             )
 
     for episode in range(episodes):
-        successes += rollout(env, agent, seed=episode, on_step=on_step).success
-    return successes, codec_choices / max(steps, 1), trail
+        outcomes.append(bool(rollout(env, agent, seed=episode, on_step=on_step).success))
+    return outcomes, codec_choices / max(steps, 1), trail
+
+
+def paired_table(table, names: list[str], reference: str = "dpca") -> str:
+    """Markdown: each allocator's success minus ``reference``'s on the same episodes (the first n of both)."""
+    from bwgym.common.stats import paired_difference
+
+    lines = []
+    for (family, bits), group in table.groupby(["family", "bits_per_step"]):
+        ref = group[group.allocator == reference]
+        if ref.empty:
+            continue
+        cells = [family, f"{bits:.0f}"]
+        for name in names:
+            row = group[group.allocator == name]
+            if name == reference or row.empty:
+                continue
+            a, b = row.outcomes.iloc[0], ref.outcomes.iloc[0]
+            n = min(len(a), len(b))
+            d = paired_difference([c == "1" for c in a[:n]], [c == "1" for c in b[:n]])
+            cells.append(
+                f"{d['difference']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] p={d['p_value']:.2g} (n={n})"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    others = [n for n in names if n != reference and n in set(table.allocator)]
+    header = "| family | bits_per_step | " + " | ".join(others) + " |"
+    return "\n".join([header, "|" + "---|" * (len(others) + 2), *lines])
 
 
 def plot_episode(trail, path: Path, title: str) -> None:
@@ -266,6 +294,13 @@ def main() -> None:
         ["| " + " | ".join(map(str, flat.columns)) + " |", "|" + "---|" * len(flat.columns)]
         + ["| " + " | ".join(str(v) for v in row) + " |" for row in flat.itertuples(index=False)]
     )
+    if "outcomes" in table.columns and "dpca" in set(table.allocator):
+        table["outcomes"] = table.outcomes.astype(str)
+        markdown += (
+            "\n\nPaired difference to `dpca` on the same episodes (success rate of the allocator minus "
+            "dpca's; 95 % interval; McNemar's exact p; the oracles on their first n episodes):\n\n"
+            + paired_table(table, names)
+        )
     (out / "allocation.md").write_text(markdown + "\n")
     print(markdown)
     if trails:

@@ -232,6 +232,9 @@ class DistillConfig:
     """Ridge penalty of the scorer, on standardised features."""
     epochs: int = 30
     """Maximum-likelihood epochs fitting the policy to the scorer's choices."""
+    data: str | None = None
+    """A ``distill.npz`` of an earlier run to fit instead of running the oracle (``episodes``,
+    ``explore`` and ``levels`` are then ignored): refit or fine-tune longer without recollecting."""
 
 
 @dataclass(frozen=True)
@@ -453,6 +456,24 @@ def _distill_report(data: Mapping[str, Any], distill: DistillConfig, folds: int 
     return report
 
 
+def _load_distill_data(path: Path) -> dict[str, Any]:
+    """What :func:`collect_oracle_scores` returned, read back from a run's ``distill.npz``."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+        return {
+            "obs": {k.removeprefix("obs_"): v for k, v in data.items() if k.startswith("obs_")},
+            "scores": data["scores"],
+            "episode": data["episode"],
+            "success": data["success"],
+            "candidates": [None if np.isnan(c).any() else list(c) for c in data["candidates"]],
+        }
+    except (OSError, KeyError, ValueError) as err:
+        raise ValueError(
+            f"{path} is not a distill.npz written by `bwgym train allocator --distill-episodes N` ({err})"
+        ) from err
+
+
 def _distill(
     env_kwargs: Mapping[str, Any],
     traces: Mapping[str, Any],
@@ -464,19 +485,39 @@ def _distill(
     """Collect the oracle's scores, fit the scorer and return the warm start of the PPO model."""
     env = _make_env(env_kwargs, traces)
     try:
-        data = collect_oracle_scores(env, distill, seed=seed, progress=progress)
+        data = (
+            _load_distill_data(Path(distill.data))
+            if distill.data
+            else collect_oracle_scores(env, distill, seed=seed, progress=progress)
+        )
+        n_views = len(env.view_names)
+        codec_split = env.codec_split
     finally:
         env.close()
     if not len(data["scores"]):
         raise ValueError("distillation recorded no steps; raise --distill-episodes")
+    if len(data["candidates"]) != data["scores"].shape[1] or (
+        distill.data and len(data["candidates"][0] or [n_views]) != n_views
+    ):
+        raise ValueError(
+            f"distillation data of {len(data['candidates'])} candidates and {data['scores'].shape[1]} "
+            f"scores per step does not fit a policy for {n_views} views: collect it for this env again"
+        )
     report = _distill_report(data, distill)
     predict = fit_split_scorer(data["obs"], data["scores"], distill.ridge)
     best = predict(data["obs"]).argmin(1)
-    codec_split = bool(env_kwargs.get("codec_split", False))
-    n_views = len(env.view_names)
     actions = np.stack([_split_action(data["candidates"][i], n_views, codec_split) for i in best])
+    candidates = np.array(
+        [[np.nan] * n_views if c is None else c for c in data["candidates"]], dtype=np.float64
+    )
     np.savez_compressed(
-        out / "distill.npz", scores=data["scores"], episode=data["episode"], actions=actions, **data["obs"]
+        out / "distill.npz",
+        scores=data["scores"],
+        episode=data["episode"],
+        success=data["success"],
+        candidates=candidates,
+        actions=actions,
+        **{f"obs_{k}": v for k, v in data["obs"].items()},
     )
 
     def pretrain(model: Any) -> None:
@@ -520,7 +561,7 @@ def train_allocator(config: AllocatorTrainConfig, progress: bool = False) -> Pat
         }
 
     pretrain = None
-    if config.distill.episodes:
+    if config.distill.episodes or config.distill.data:
         pretrain = _distill(rl.env_kwargs, config.train_traces, config.distill, rl.seed, out, progress)
     train_rl(
         rl,

@@ -149,7 +149,10 @@ def cmd_train_allocator(args: argparse.Namespace) -> int:
         train_traces=train_traces,
         eval_traces=held_out,
         distill=DistillConfig(
-            episodes=args.distill_episodes, explore=args.distill_explore, epochs=args.distill_epochs
+            episodes=args.distill_episodes,
+            explore=args.distill_explore,
+            epochs=args.distill_epochs,
+            data=args.distill_data,
         ),
     )
     print(
@@ -232,6 +235,11 @@ def register(train_subparsers: Any) -> None:
         help="probability that the oracle sends a random split while its scores are recorded",
     )
     p.add_argument("--distill-epochs", type=_positive_int, default=30, help="epochs fitting the policy")
+    p.add_argument(
+        "--distill-data",
+        metavar="NPZ",
+        help="fit the distill.npz of an earlier run instead of running the oracle again",
+    )
     p.add_argument(
         "--log-std-init", type=float, default=-0.5, help="initial log std of PPO's Gaussian actions"
     )

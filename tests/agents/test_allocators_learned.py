@@ -243,9 +243,18 @@ def test_distilled_allocator_trains_from_the_cli_and_runs(tmp_path):
     losses = report["policy_fit_loss_per_epoch"]
     assert losses[-1] < losses[0]
     data = {**SCENARIO, "allocator": {"name": "learned", "checkpoint": str(out)}}
-    scenario = load_scenario(_write(tmp_path, data, "learned.yaml"))
-    env = make_env(scenario)
+    learned = load_scenario(_write(tmp_path, data, "learned.yaml"))
+    env = make_env(learned)
     assert isinstance(env.allocator, LearnedAllocator)
-    result = rollout(env, make_agent(scenario, env), seed=0, max_steps=4)
+    result = rollout(env, make_agent(learned, env), seed=0, max_steps=4)
     assert result.steps == 4
     env.close()
+    # refit from the recorded scores without running the oracle again; a bad file is refused
+    refit = tmp_path / "refit"
+    common = ["train", "allocator", "--scenario", str(scenario), "--total-timesteps", "64", "--n-envs", "1"]
+    common += ["--vec", "dummy", "--eval-freq", "64", "--eval-episodes", "1"]
+    assert main([*common, "--distill-data", str(out / "distill.npz"), "--out", str(refit)]) == 0
+    assert json.loads((refit / "distill.json").read_text())["steps"] == report["steps"]
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    assert main([*common, "--distill-data", str(bad), "--out", str(tmp_path / "bad")]) == 2
