@@ -97,7 +97,7 @@ def main() -> None:
         DOCS / "reproduction.png",
         group="codec.name",
         xlabel="link budget per 0.04 s step (bits)",
-        title=f"{args.env}, BC agent on decoded views (uncompressed: {reference.success_rate.iloc[0]:.2f})",
+        title=f"{args.env}, BC agent on decoded views\n(uncompressed: {reference.success_rate.iloc[0]:.2f})",
     )
     lines = [
         "## Reproduction: success rate against bandwidth (NDPCA paper, locate and lift)",
