@@ -46,9 +46,10 @@ bench: $(STAMP)
 
 # Regenerate every shipped model from scratch, in dependency order (~90 min on one core): the v1
 # BC agent (the frozen task model of the task-aware codecs), the v1 codec set with Gray-Wyner, the
-# learned Wyner-Ziv codec, the two-receiver Gray-Wyner pair, the sensor-control SAC policy, the
-# learned allocator, the v1 agents fine-tuned by DAgger (narrowband NDPCA views; those and clean
-# views) and PPO from the first, then the v0 set (kept for bwgym/LocateLift-v0 users). The v0 BC
+# learned Wyner-Ziv codec, the sensor-network DPCA / neural DPCA codecs, the two-receiver
+# Gray-Wyner pair, the sensor-control SAC policy, the learned allocator (oracle-distilled), the
+# v1 agents fine-tuned by DAgger (narrowband NDPCA views; those and clean views) and PPO from the
+# first, then the v0 set (kept for bwgym/LocateLift-v0 users). The v0 BC
 # agent:
 #   .venv/bin/bwgym train agent --algo bc --env bwgym/LocateLift-v0 --episodes 200 --out bwgym/agents/checkpoints/bc_locate_lift.ckpt
 checkpoints: $(STAMP)
@@ -56,11 +57,14 @@ checkpoints: $(STAMP)
 		--out bwgym/agents/checkpoints/bc_locate_lift_v1.ckpt
 	$(VENV)/bin/bwgym train codec --all --env bwgym/LocateLift-v1
 	$(PY) -m bwgym.codecs.wyner_ziv --ship
+	$(PY) benchmarks/sensors.py --train-dpca
+	$(PY) benchmarks/sensors.py --train-ndpca
+	$(PY) benchmarks/sensors.py --train-ndpca --preset ar1
 	$(PY) -m bwgym.scenarios.two_receivers --ship
 	$(PY) benchmarks/sensor_control.py --train --timesteps 30000 --episodes 100
-	$(VENV)/bin/bwgym train allocator --scenario lora_ndpca --set trace.scale=2.6 --train-bits 150,600 \
-		--total-timesteps 12000 --n-envs 1 --vec dummy --eval-freq 6000 --eval-episodes 10 \
-		--action-error-weight 2 --log-std-init -1 --seed 0 --out runs/allocator_ndpca_v1
+	$(VENV)/bin/bwgym train allocator --scenario lora_ndpca --set trace.scale=2.6 --train-bits 100,500 \
+		--distill-episodes 150 --total-timesteps 256 --n-envs 1 --vec dummy --eval-freq 256 \
+		--eval-episodes 10 --seed 0 --out runs/allocator_ndpca_v1
 	cp runs/allocator_ndpca_v1/policy.ckpt bwgym/agents/checkpoints/allocator_ndpca_locate_lift_v1.ckpt
 	$(VENV)/bin/bwgym train agent --algo bc --env bwgym/LocateLift-v1 --scenario narrowband_ndpca \
 		--dagger-rounds 5 --dagger-episodes 60 --epochs 8 --patience 3 --lr 3e-4 --eval-seed 50000 \

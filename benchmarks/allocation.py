@@ -294,12 +294,14 @@ def main() -> None:
         ["| " + " | ".join(map(str, flat.columns)) + " |", "|" + "---|" * len(flat.columns)]
         + ["| " + " | ".join(str(v) for v in row) + " |" for row in flat.itertuples(index=False)]
     )
-    if "outcomes" in table.columns and "dpca" in set(table.allocator):
-        table["outcomes"] = table.outcomes.astype(str)
+    for reference in ("dpca", "uniform"):  # the codec's split, and the simple rule to beat
+        if reference not in set(table.allocator):
+            continue
+        others = [n for n in names if n != "dpca"] if reference == "uniform" else names
         markdown += (
-            "\n\nPaired difference to `dpca` on the same episodes (success rate of the allocator minus "
-            "dpca's; 95 % interval; McNemar's exact p; the oracles on their first n episodes):\n\n"
-            + paired_table(table, names)
+            f"\n\nPaired difference to `{reference}` on the same episodes (success rate of the "
+            f"allocator minus {reference}'s; 95 % interval; McNemar's exact p; the oracles on their "
+            "first n episodes):\n\n" + paired_table(table, others, reference)
         )
     (out / "allocation.md").write_text(markdown + "\n")
     print(markdown)
