@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bwgym.codecs.base import PayloadError
+from bwgym.codecs.base import PayloadError, _get_varint, _put_varint
 
 if TYPE_CHECKING:
     from bwgym.codecs.wyner_ziv import WynerZivCodec
@@ -248,30 +248,6 @@ def decode_syndrome(
 # ---------------------------------------------------------------------------------------------
 # Bit-plane coding of Wyner-Ziv indices
 # ---------------------------------------------------------------------------------------------
-
-
-def _put_varint(out: bytearray, value: int) -> None:
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return
-
-
-def _get_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        if pos >= len(data):
-            raise PayloadError("slepian-wolf payload truncated inside its header")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise PayloadError("slepian-wolf payload header has an overlong varint")
 
 
 def _crc_bytes(indices: np.ndarray) -> bytes:
