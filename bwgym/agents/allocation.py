@@ -376,7 +376,7 @@ def collect_oracle_scores(
             link = BandwidthLimited(
                 task_env,
                 env.codec,
-                env._traces(rng),
+                env.traces(rng),
                 allocator=recorder,
                 step_seconds=env.step_seconds,
                 latency_steps=env.latency_steps,

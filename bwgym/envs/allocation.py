@@ -347,7 +347,8 @@ class AllocateBandwidthEnv(gym.Env[ObsDict, np.ndarray]):
         self.success_bonus = float(success_bonus)
         self.bit_cost = float(bit_cost)
         self.action_error_weight = float(action_error_weight)
-        self._traces = _trace_family(traces, self.step_seconds)
+        #: The trace family, ``rng -> BandwidthTrace``: one draw per episode.
+        self.traces: TraceFamily = _trace_family(traces, self.step_seconds)
         max_steps = getattr(task_env.spec, "max_episode_steps", None) or 50
         self.observer = AllocationObserver(
             self.view_names,
@@ -359,7 +360,7 @@ class AllocateBandwidthEnv(gym.Env[ObsDict, np.ndarray]):
         self._split = _PolicySplit(self.observer)
         self.codec_split = bool(codec_split)
         # Built once to validate codec and link arguments now; rebuilt per episode with its trace.
-        self._wrapper = self._bandwidth_limited(self._traces(np.random.default_rng(0)))
+        self._wrapper = self._bandwidth_limited(self.traces(np.random.default_rng(0)))
         self.observation_space = self.observer.observation_space
         self.action_space = spaces.Box(-1.0, 1.0, (len(self.view_names) + int(self.codec_split),), np.float32)
         self._episode: dict[str, Any] = {}
@@ -384,7 +385,7 @@ class AllocateBandwidthEnv(gym.Env[ObsDict, np.ndarray]):
         options = dict(options or {})
         rng = self.np_random
         trace = options.pop(TRACE_OPTION, None)
-        drawn = self._traces(rng)  # drawn even when pinned, so the rest of the stream is the same
+        drawn = self.traces(rng)  # drawn even when pinned, so the rest of the stream is the same
         trace = drawn if trace is None else trace
         if not isinstance(trace, BandwidthTrace):
             raise TypeError(
