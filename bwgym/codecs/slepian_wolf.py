@@ -75,8 +75,6 @@ SHORT_SYNDROME_DEGREES: Mapping[int, float] = {2: 0.5, 3: 0.3, 12: 0.2}
 #: Prior LLRs are clipped here: the model is exact, but a clipped prior lets BP still correct a
 #: sample whose y fell far in a tail, instead of locking it.
 _LLR_CLIP = 25.0
-#: Decoder window (side-information standard deviations around y), as in the codec's decoder.
-_WINDOW_SIGMAS = 6.0
 #: Quadrature over y given x for the encoder's rate estimate: z in [-6, 6].
 _Z_POINTS = 49
 
@@ -314,9 +312,7 @@ class SlepianWolfIndexCoder:
         self.index_of_code = np.argsort(self.code_of_index)
         self.cell_code = self.code_of_index[table]  # label of each grid cell
         self._xc = cfg.centres
-        self._prior = cfg.cell_prior()
         self._sn = math.sqrt(cfg.noise_var)
-        self._half = int(math.ceil(_WINDOW_SIGMAS * self._sn / cfg.dx))
         self._cell_info: np.ndarray | None = None
         self._codes: dict[tuple[int, int, int], ParityCheck] = {}
 
@@ -324,11 +320,7 @@ class SlepianWolfIndexCoder:
 
     def _window(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cells near each y: weights ``p(x) p(y | x)`` (rows, W) and their labels."""
-        cfg = self.codec.config
-        n_cells = self._xc.size
-        centre = np.clip(np.floor((y + cfg.half_range) / cfg.dx).astype(np.int64), 0, n_cells - 1)
-        cells = np.clip(centre[:, None] + np.arange(-self._half, self._half + 1)[None, :], 0, n_cells - 1)
-        w = self._prior[cells] * np.exp(-((y[:, None] - self._xc[cells]) ** 2) / (2 * cfg.noise_var))
+        cells, w = self.codec.window(y)
         return w, self.cell_code[cells]
 
     def cell_information_bits(self) -> np.ndarray:

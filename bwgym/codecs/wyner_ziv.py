@@ -369,17 +369,27 @@ class WynerZivCodec(Codec):
         )
         return self.tables[rate_idx, np.clip(cells, 0, self.tables.shape[1] - 1)]
 
+    def window(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The grid cells within a few side-information sigmas of each ``y``, and their weights.
+
+        Returns ``(cells, weights)``, both (samples, W): cell indices and ``p(x) p(y | x)`` at their
+        centres (unnormalised), what every decoder-side posterior over the cells is built from.
+        """
+        cfg = self.config
+        xc = cfg.centres
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        half = int(math.ceil(_WINDOW_SIGMAS * math.sqrt(cfg.noise_var) / cfg.dx))
+        centre = np.clip(np.floor((y + cfg.half_range) / cfg.dx).astype(np.int64), 0, xc.size - 1)
+        cells = np.clip(centre[:, None] + np.arange(-half, half + 1)[None, :], 0, xc.size - 1)
+        return cells, self._prior[cells] * np.exp(-((y[:, None] - xc[cells]) ** 2) / (2 * cfg.noise_var))
+
     def reconstruct(self, indices: np.ndarray, y: np.ndarray, rate_idx: int) -> np.ndarray:
         """The decoder: ``E[X | U = u, Y = y]`` for each sample."""
         cfg = self.config
         xc = cfg.centres
-        sn = math.sqrt(cfg.noise_var)
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         u = np.asarray(indices, dtype=np.int64).reshape(-1)
-        half = int(math.ceil(_WINDOW_SIGMAS * sn / cfg.dx))
-        centre = np.clip(np.floor((y + cfg.half_range) / cfg.dx).astype(np.int64), 0, xc.size - 1)
-        cells = np.clip(centre[:, None] + np.arange(-half, half + 1)[None, :], 0, xc.size - 1)
-        w = self._prior[cells] * np.exp(-((y[:, None] - xc[cells]) ** 2) / (2 * cfg.noise_var))
+        cells, w = self.window(y)
         w = np.where(self.tables[rate_idx, cells] == u[:, None], w, 0.0)
         den = w.sum(1)
         fallback = y * cfg.source_var / (cfg.source_var + cfg.noise_var)
