@@ -904,12 +904,15 @@ class LatentCodec(Codec):
         if views is not None:
             want["views"] = {n: list(s) for n, s in _shapes(views).items()}
         have = {"env_id": self.env_id, "views": {n: list(s) for n, s in self.view_shapes.items()}}
-        check_spec(
-            f"codec {self.variant!r}",
-            have,
-            want,
-            f"train one for it (`bwgym train codec --codec {self.variant} --env ...`) or load the matching checkpoint",
-        )
+        check_spec(f"codec {self.variant!r}{self._spec_detail()}", have, want, self._spec_fix())
+
+    def _spec_detail(self) -> str:
+        """Appended to the codec's name in :meth:`check_spec`'s message (what it was trained on)."""
+        return ""
+
+    def _spec_fix(self) -> str:
+        """How to get a codec for other views, for :meth:`check_spec`'s message."""
+        return f"train one for it (`bwgym train codec --codec {self.variant} --env ...`) or load the matching checkpoint"
 
     def metadata(self) -> dict[str, Any]:
         """The checkpoint's JSON metadata."""

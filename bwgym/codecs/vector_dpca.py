@@ -48,13 +48,13 @@ from typing import Any
 
 import numpy as np
 
-from bwgym.codecs.base import Payload, ViewSpec, view_shapes
+from bwgym.codecs.base import Payload, ViewSpec
 from bwgym.codecs.dpca import DPCA
 from bwgym.codecs.entropy import step_from_index
 from bwgym.codecs.linear import LinearDPCACodec
 from bwgym.codecs.registry import register_codec
 from bwgym.codecs.vector import _float_views, as_linear_system
-from bwgym.common.checkpoint import Checkpoint, check_spec
+from bwgym.common.checkpoint import Checkpoint
 
 __all__ = ["SHIPPED_CHECKPOINT", "SHIPPED_EPISODES", "SHIPPED_SEED", "VectorDPCACodec", "sensor_frames"]
 
@@ -142,18 +142,10 @@ class VectorDPCACodec(LinearDPCACodec):
             as_linear_system(system, codec.views)  # a process of other sensors is a clear error
         return codec  # type: ignore[return-value]
 
-    def check_spec(self, env_id: str | None = None, views: Any = None) -> None:
-        """Raise ``ValueError`` naming both specs when the codec was fitted for another env or views."""
-        want: dict[str, Any] = {"env_id": env_id}
-        if views is not None:
-            want["views"] = {n: list(s) for n, s in view_shapes(views).items()}
-        have = {"env_id": self.env_id, "views": {n: list(s) for n, s in self.view_shapes.items()}}
-        check_spec(
-            f"codec {self.variant!r}",
-            have,
-            want,
+    def _spec_fix(self) -> str:
+        return (
             "fit one on the env's rollouts (`python benchmarks/sensors.py --train-dpca PATH --preset P "
-            "--sensors K`) and pass checkpoint=PATH",
+            "--sensors K`) and pass checkpoint=PATH"
         )
 
     def decompress(self, payload: Payload) -> dict[str, np.ndarray]:

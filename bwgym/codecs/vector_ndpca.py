@@ -73,13 +73,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bwgym.codecs.base import Payload, ViewSpec, view_shapes
+from bwgym.codecs.base import Payload, ViewSpec
 from bwgym.codecs.dpca import DPCA, DPCAProjection
 from bwgym.codecs.entropy import quantize_ste, step_from_index
 from bwgym.codecs.latent import LatentCodec
 from bwgym.codecs.registry import register_codec
 from bwgym.codecs.vector import _float_views, as_linear_system
-from bwgym.common.checkpoint import Checkpoint, check_spec
+from bwgym.common.checkpoint import Checkpoint
 
 __all__ = ["SHIPPED_CHECKPOINT", "SHIPPED_CHECKPOINT_AR1", "SensorAutoencoder", "VectorNDPCACodec"]
 
@@ -305,16 +305,20 @@ class VectorNDPCACodec(LatentCodec):
         coeffs = model.encode(z, dims=dict(zip(self.view_names, model.ranks, strict=True)))
         table = np.zeros((self._h_limit() + 1, len(self.views)), np.float32)
         for h in range(table.shape[0]):
-            steps, dims = self._plan(h, 0)
-            sent = {}
-            for n, s, d in zip(self.view_names, steps, dims, strict=True):
-                step = float(step_from_index(int(s)))
-                sent[n] = np.rint(coeffs[n][:, :d] / step) * step
-            rec = self.reconstruct(model.decode(sent))
+            rec = self.reconstruct(model.decode(self._quantised(coeffs, h)))
             table[h] = [float(np.mean((rec[n] - y[n]) ** 2)) for n in self.view_names]
         self.calibration = table
         self.__dict__.pop("_fingerprint", None)
         return table
+
+    def _quantised(self, coeffs: Mapping[str, np.ndarray], header: int) -> dict[str, np.ndarray]:
+        """Rows of DPCA coefficients as a codec-split frame with this header carries them (dequantised)."""
+        steps, dims = self._plan(header, 0)
+        out = {}
+        for name, s, d in zip(self.view_names, steps, dims, strict=True):
+            step = float(step_from_index(int(s)))
+            out[name] = np.rint(coeffs[name][:, :d] / step) * step
+        return out
 
     def decompress(self, payload: Payload) -> dict[str, np.ndarray]:
         """Decode the views that sent at least one component (``{}`` for an empty payload).
@@ -356,10 +360,8 @@ class VectorNDPCACodec(LatentCodec):
         sent = {name: np.zeros_like(c) for name, c in coeffs.items()}
         for h in np.unique(headers):
             rows = headers == h
-            steps, dims = self._plan(int(h), 0)
-            for name, s, d in zip(self.view_names, steps, dims, strict=True):
-                step = float(step_from_index(int(s)))
-                sent[name][rows, :d] = np.rint(coeffs[name][rows, :d] / step) * step
+            for name, q in self._quantised({k: c[rows] for k, c in coeffs.items()}, int(h)).items():
+                sent[name][rows, : q.shape[1]] = q
         z_hat = model.decode(sent)
         dec = self.net.decoder
         with torch.no_grad():
@@ -382,19 +384,13 @@ class VectorNDPCACodec(LatentCodec):
 
     # -- spec and persistence -----------------------------------------------------------------------
 
-    def check_spec(self, env_id: str | None = None, views: Any = None) -> None:
-        """Raise ``ValueError`` naming both specs when the codec was trained for another env or views."""
-        want: dict[str, Any] = {"env_id": env_id}
-        if views is not None:
-            want["views"] = {n: list(s) for n, s in view_shapes(views).items()}
-        have = {"env_id": self.env_id, "views": {n: list(s) for n, s in self.view_shapes.items()}}
-        preset = self.train_config.get("preset", "?")
-        check_spec(
-            f"codec {self.variant!r} (trained on preset {preset!r}, K = {len(self.views)})",
-            have,
-            want,
+    def _spec_detail(self) -> str:
+        return f" (trained on preset {self.train_config.get('preset', '?')!r}, K = {len(self.views)})"
+
+    def _spec_fix(self) -> str:
+        return (
             "train one on the env's rollouts (`python benchmarks/sensors.py --train-ndpca PATH --preset P "
-            "--sensors K`) and pass checkpoint=PATH",
+            "--sensors K`) and pass checkpoint=PATH"
         )
 
     def metadata(self) -> dict[str, Any]:
