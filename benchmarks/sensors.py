@@ -314,10 +314,7 @@ def dpca_sentence(curves: dict[str, list[tuple[float, float]]]) -> str:
     dpca = [(b, r) for b, r in curves.pop(DPCA_LABEL) if r >= NEAR_FLOOR]
     scalar, predictive = curves["scalar"], curves["predictive, no key frames"]
     at = " / ".join(f"{r:.2f}" for _, r in dpca)
-    extra = {
-        name: " / ".join("-" if np.isnan(x := b - bits_at(c, r)) else f"{x:+.1f}" for b, r in dpca)
-        for name, c in (("scalar", scalar), ("predictive", predictive))
-    }
+    extra = {"scalar": extra_bits(dpca, scalar), "predictive": extra_bits(dpca, predictive)}
     return (
         "The `vector_dpca` rows: DPCA across the sensors (`bwgym/codecs/vector_dpca.py`, shipped checkpoint "
         "`vector_dpca_sensor_network.ckpt`): each sensor's own linear DPCA encoder, all sensors' components "
