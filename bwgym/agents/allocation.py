@@ -301,9 +301,10 @@ def _allocation_callback() -> Any:
 
 
 # ----------------------------------------------------------------------------- distillation
-def _flat_features(obs: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The observation's values in one vector (keys sorted, as SB3's ``Dict`` space orders them)."""
-    return np.concatenate([np.asarray(obs[k], np.float64).ravel() for k in sorted(obs)])
+def _feature_rows(obs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Batched observations (a row per sample under each key) as one feature matrix, keys sorted."""
+    n = len(next(iter(obs.values())))
+    return np.concatenate([np.asarray(obs[k], np.float64).reshape(n, -1) for k in sorted(obs)], axis=1)
 
 
 class _RecordingOracle:
@@ -405,7 +406,7 @@ def fit_split_scorer(
 
     ``obs`` holds a row per sample; so does what the returned function takes and gives back.
     """
-    features = np.stack([_flat_features({k: v[i] for k, v in obs.items()}) for i in range(len(scores))])
+    features = _feature_rows(obs)
     mean, scale = features.mean(0), features.std(0) + 1e-6
     design = np.c_[(features - mean) / scale, np.ones(len(features))]
     penalty = float(ridge) * np.eye(design.shape[1])
@@ -413,9 +414,8 @@ def fit_split_scorer(
     weights = np.linalg.solve(design.T @ design + penalty, design.T @ np.asarray(scores, np.float64))
 
     def predict(batch: Mapping[str, np.ndarray]) -> np.ndarray:
-        n = len(next(iter(batch.values())))
-        rows = np.stack([_flat_features({k: v[i] for k, v in batch.items()}) for i in range(n)])
-        return np.c_[(rows - mean) / scale, np.ones(n)] @ weights
+        rows = _feature_rows(batch)
+        return np.c_[(rows - mean) / scale, np.ones(len(rows))] @ weights
 
     return predict
 
