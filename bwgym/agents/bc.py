@@ -75,9 +75,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHECKPOINT_KIND",
+    "MAX_BC_IMAGE_SIDE_PIXELS",
     "SHIPPED_CHECKPOINT",
     "BCAgent",
+    "check_bc_arrays",
     "convert_legacy",
+    "encoder_state_shapes",
     "evaluate_agent",
     "random_shift",
     "resolve_device",
@@ -100,6 +103,121 @@ def _writable(value: Any) -> np.ndarray:
     """``value`` as an array torch can wrap without a warning (decoded views may be read-only)."""
     array = np.asarray(value)
     return array if array.flags.writeable else array.copy()
+
+
+#: Largest image side (pixels) a BC checkpoint may declare: building an encoder runs one zero
+#: image through it, so the side bounds that allocation (the envs render 84x84).
+MAX_BC_IMAGE_SIDE_PIXELS = 2048
+#: Defaults of ``arch`` entries a checkpoint may omit (those of :class:`BCAgent`).
+_ARCH_DEFAULTS: dict[str, Any] = {"channels": [32, 64, 64], "features": 128, "hidden": [256], "stem": 4}
+
+
+def _positive_ints(value: Any, what: str, where: str, allow_zero: bool = False) -> list[int]:
+    """``value`` as a list of positive integers (non-negative with ``allow_zero``), else a CheckpointError."""
+    items = value if isinstance(value, list) else None
+    low = 0 if allow_zero else 1
+    if items is None or not all(isinstance(n, int) and not isinstance(n, bool) and n >= low for n in items):
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise CheckpointError(
+            f"{where}: {what} must be a list of integers >= {low}, got {shown}; the file is damaged or "
+            "not one bwgym wrote"
+        )
+    return items
+
+
+def encoder_state_shapes(
+    view_names: Sequence[str],
+    image_shape: Sequence[int],
+    channels: Sequence[int],
+    features: int,
+    stem: int,
+    prefix: str = "encoders.",
+) -> dict[str, tuple[int, ...]]:
+    """The ``state_dict`` shapes of BC's per-view encoders, computed without building them.
+
+    Loading compares these with the arrays in a file before any module exists, so a checkpoint
+    whose metadata asks for more than its arrays hold allocates nothing.
+    """
+    h, w = int(image_shape[0]) // stem, int(image_shape[1]) // stem
+    for _ in channels[1:]:
+        h, w = (h - 1) // 2, (w - 1) // 2  # unpadded 3x3 stride-2 convolutions, as in _ViewEncoder
+    shapes: dict[str, tuple[int, ...]] = {}
+    for v in view_names:
+        base = f"{prefix}{v}."
+        in_ch = 3
+        for i, out_ch in enumerate(channels):
+            kernel = stem if i == 0 else 3
+            shapes[f"{base}convs.{2 * i}.weight"] = (out_ch, in_ch, kernel, kernel)
+            shapes[f"{base}convs.{2 * i}.bias"] = (out_ch,)
+            in_ch = out_ch
+        shapes[f"{base}head.1.weight"] = (features, channels[-1] * max(h, 0) * max(w, 0))
+        for key in ("head.1.bias", "head.2.weight", "head.2.bias"):
+            shapes[base + key] = (features,)
+    return shapes
+
+
+def check_bc_arrays(where: str, meta: Mapping[str, Any], state: Mapping[str, np.ndarray]) -> None:
+    """Refuse BC metadata whose architecture disagrees with the arrays in the file.
+
+    Runs before any torch module is built: every declared size must be a non-negative integer,
+    images at most :data:`MAX_BC_IMAGE_SIDE_PIXELS` a side, and the ``state_dict`` the metadata
+    describes must have exactly the keys and shapes of the file's arrays. The built agent then
+    takes no more memory than the file's arrays (which :func:`load_checkpoint` caps).
+
+    Raises:
+        CheckpointError: naming the field or the first array that disagrees, and the fix.
+    """
+    fix = "the file is damaged or crafted; retrain it (`bwgym train agent --algo bc ...`)"
+    arch_raw = meta.get("arch")
+    if not isinstance(arch_raw, dict) or set(arch_raw) - set(_ARCH_DEFAULTS):
+        raise CheckpointError(
+            f"{where}: BC checkpoint metadata 'arch' must be an object with keys among "
+            f"{sorted(_ARCH_DEFAULTS)}; {fix}"
+        )
+    arch = {**_ARCH_DEFAULTS, **arch_raw}
+    channels = _positive_ints(arch["channels"], "arch.channels", where)
+    hidden = _positive_ints(arch["hidden"], "arch.hidden (hidden layer sizes)", where)
+    (features,) = _positive_ints([arch["features"]], "arch.features", where)
+    (stem,) = _positive_ints([arch["stem"]], "arch.stem", where)
+    image_shape = _positive_ints(meta.get("image_shape"), "image_shape", where)
+    (action_dim,) = _positive_ints([meta.get("action_dim")], "action_dim", where)
+    (proprio_dim,) = _positive_ints([meta.get("proprio_dim")], "proprio_dim", where, allow_zero=True)
+    views = meta.get("view_names")
+    if not isinstance(views, list) or not views or not all(isinstance(v, str) for v in views):
+        raise CheckpointError(f"{where}: BC checkpoint metadata 'view_names' must be a list of names; {fix}")
+    if not channels or len(image_shape) != 2:
+        raise CheckpointError(
+            f"{where}: BC checkpoint needs >= 1 channel size and an (H, W) image_shape; {fix}"
+        )
+    if max(image_shape) > MAX_BC_IMAGE_SIDE_PIXELS:
+        raise CheckpointError(
+            f"{where}: image_shape {image_shape} exceeds MAX_BC_IMAGE_SIDE_PIXELS={MAX_BC_IMAGE_SIDE_PIXELS}; {fix}"
+        )
+    # Count the entries the metadata implies before listing them: a list of a million layers
+    # is refused by arithmetic, not by building a million names.
+    n_expected = len(views) * (2 * len(channels) + 4) + 2 * (len(hidden) + 1)
+    if n_expected != len(state):
+        raise CheckpointError(
+            f"{where}: BC metadata ({len(views)} views, {len(channels)} convolutions, hidden layer "
+            f"sizes {hidden[:8]}{'...' if len(hidden) > 8 else ''}) implies {n_expected} arrays, the file "
+            f"holds {len(state)}; {fix}"
+        )
+    expected = encoder_state_shapes(views, image_shape, channels, features, stem)
+    width = len(views) * features + proprio_dim
+    for j, size in enumerate([*hidden, action_dim]):
+        expected[f"mlp.{2 * j}.weight"] = (size, width)
+        expected[f"mlp.{2 * j}.bias"] = (size,)
+        width = size
+    for key, shape in expected.items():
+        got = state.get(key)
+        if got is None or tuple(got.shape) != shape:
+            got_text = "no such array" if got is None else f"shape {tuple(got.shape)}"
+            raise CheckpointError(
+                f"{where}: BC metadata (hidden layer sizes {hidden[:8]}, channels {channels[:8]}, "
+                f"features {features}, image_shape {image_shape}) needs {key} of shape {shape}, the "
+                f"file has {got_text}; {fix}"
+            )
 
 
 def _spec_text(env_id: Any, views: Any, image_shape: Any) -> str:
@@ -406,6 +524,8 @@ class BCAgent(nn.Module):
                 ) from err
             raise
         meta = ckpt.metadata
+        # Shapes first: a module is built only for metadata that the file's arrays confirm.
+        check_bc_arrays(f"BC agent {path}", meta, ckpt.state)
         agent = cls._from_meta(path, meta, meta.get("config"), meta.get("metrics"))
         agent.check_spec(env_id, views, image_shape, where=f"BC agent {path}")
         return agent._with_weights(path, ckpt.tensors()).to(resolve_device(device)).eval()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import platform
 import re
@@ -42,6 +43,10 @@ from bwgym.common.files import atomic_write
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "MAX_CHECKPOINT_BYTES",
+    "MAX_CHECKPOINT_ENTRIES",
+    "MAX_CHECKPOINT_ENTRY_BYTES",
+    "MAX_COMPRESSION_RATIO",
     "Checkpoint",
     "CheckpointError",
     "check_spec",
@@ -55,6 +60,22 @@ _HEADER = "checkpoint.json"
 _STATE_PREFIX = "state/"
 #: A header larger than this is not one bwgym wrote (it guards against a zip bomb in the header).
 _MAX_HEADER_BYTES = 4 << 20
+#: Largest uncompressed size of all entries of a checkpoint together (the shipped ones hold < 10 MB):
+#: every size is read from the zip's directory and each ``.npy`` header before anything is inflated.
+MAX_CHECKPOINT_BYTES = 512 << 20
+#: Largest uncompressed size of one entry (one array).
+MAX_CHECKPOINT_ENTRY_BYTES = 256 << 20
+#: Most entries (files) in one checkpoint: its directory is parsed only below this count.
+MAX_CHECKPOINT_ENTRIES = 10_000
+#: Largest ratio of uncompressed to compressed bytes over all entries; float weights deflate by
+#: about 1.1, while a zip bomb reaches ~1000. Checked once the total exceeds
+#: :data:`_RATIO_CHECKED_ABOVE_BYTES`, so small files of zeros (fresh biases) stay loadable.
+MAX_COMPRESSION_RATIO = 100
+_RATIO_CHECKED_ABOVE_BYTES = 16 << 20
+#: The end-of-central-directory record of a zip: signature, then counts and sizes (22 bytes + comment).
+_EOCD_SIGNATURE = b"PK\x05\x06"
+_EOCD_BYTES = 22
+_MAX_ZIP_COMMENT_BYTES = 0xFFFF
 
 
 class CheckpointError(ValueError):
@@ -161,8 +182,98 @@ def _kinds_text(kinds: Sequence[str]) -> str:
     return " or ".join(repr(k) for k in kinds)
 
 
+def _directory_entries(path: Path) -> int:
+    """The entry count that the zip's end record declares, read before ``zipfile`` parses the directory.
+
+    ``zipfile`` builds one object per entry of the central directory; a crafted file with millions
+    of entries would take gigabytes before any other check. A zip too damaged to have an end
+    record is left to ``zipfile``, which refuses it.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        tail_bytes = min(size, _EOCD_BYTES + _MAX_ZIP_COMMENT_BYTES)
+        f.seek(size - tail_bytes)
+        tail = f.read(tail_bytes)
+    at = tail.rfind(_EOCD_SIGNATURE)
+    if at < 0 or len(tail) - at < _EOCD_BYTES:
+        return 0
+    # Offsets 8 and 10: entries on this disk and in total; 0xFFFF means "see the ZIP64 record",
+    # which only archives of > 65,535 entries or > 4 GiB need: more than any checkpoint may hold.
+    total = int.from_bytes(tail[at + 10 : at + 12], "little")
+    return MAX_CHECKPOINT_ENTRIES + 1 if total == 0xFFFF else total
+
+
+def _check_sizes(path: Path, zf: zipfile.ZipFile) -> None:
+    """Refuse a checkpoint whose entries declare more bytes than the caps allow (before inflating)."""
+    infos = zf.infolist()
+    if len(infos) > MAX_CHECKPOINT_ENTRIES:
+        raise CheckpointError(
+            f"{path}: {len(infos)} entries, more than MAX_CHECKPOINT_ENTRIES={MAX_CHECKPOINT_ENTRIES}; "
+            "this is not a checkpoint bwgym wrote"
+        )
+    total = packed = 0
+    for info in infos:
+        if info.file_size > MAX_CHECKPOINT_ENTRY_BYTES:
+            raise CheckpointError(
+                f"{path}: entry {info.filename!r} declares {info.file_size} bytes uncompressed, more "
+                f"than MAX_CHECKPOINT_ENTRY_BYTES={MAX_CHECKPOINT_ENTRY_BYTES}; retrain a smaller model "
+                "or split its state"
+            )
+        total += info.file_size
+        packed += info.compress_size
+    if total > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(
+            f"{path}: entries declare {total} bytes uncompressed, more than "
+            f"MAX_CHECKPOINT_BYTES={MAX_CHECKPOINT_BYTES}; retrain a smaller model"
+        )
+    if total > _RATIO_CHECKED_ABOVE_BYTES and total > MAX_COMPRESSION_RATIO * max(packed, 1):
+        raise CheckpointError(
+            f"{path}: entries inflate {total / max(packed, 1):.0f}-fold ({packed} -> {total} bytes), "
+            f"more than MAX_COMPRESSION_RATIO={MAX_COMPRESSION_RATIO}: a zip bomb, not a bwgym checkpoint"
+        )
+
+
+def _read_array(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """One ``.npy`` entry, its header checked against the entry's declared size before reading the data."""
+    where = f"{path}: entry {info.filename!r}"
+    with zf.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:  # pragma: no cover - read_magic accepts only the versions numpy knows
+                raise ValueError(f"npy format version {version}")
+        except (ValueError, SyntaxError, TypeError, EOFError) as err:
+            raise CheckpointError(f"{where} has no valid .npy header ({err})") from err
+        header_bytes = f.tell()
+        if dtype.hasobject:
+            raise CheckpointError(f"{where} holds Python objects; checkpoints hold numeric or string arrays")
+        if any(not isinstance(n, int) or n < 0 for n in shape):
+            raise CheckpointError(f"{where}: .npy shape {shape} has a negative dimension")
+        # Python integers: a product of huge dims cannot overflow and pass as small.
+        data_bytes = math.prod(shape) * dtype.itemsize
+        if data_bytes > info.file_size - header_bytes or data_bytes > MAX_CHECKPOINT_ENTRY_BYTES:
+            raise CheckpointError(
+                f"{where}: .npy header claims shape {shape} of {dtype} ({data_bytes} bytes), more than "
+                f"the entry holds ({info.file_size - header_bytes} bytes) or "
+                f"MAX_CHECKPOINT_ENTRY_BYTES={MAX_CHECKPOINT_ENTRY_BYTES}; the file is damaged"
+            )
+        data = f.read(data_bytes)
+    if len(data) != data_bytes:
+        raise CheckpointError(f"{where}: {len(data)} data bytes for shape {shape}, expected {data_bytes}")
+    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    return array.copy(order="K")  # writable and owning its memory, like np.load
+
+
 def load_checkpoint(path: str | os.PathLike[str], kind: str | Sequence[str] | None = None) -> Checkpoint:
-    """Read a checkpoint without running any code from it.
+    """Read a checkpoint without running any code from it, within bounded memory.
+
+    Before anything is inflated, the entry count, each entry's declared size
+    (:data:`MAX_CHECKPOINT_ENTRY_BYTES`), their total (:data:`MAX_CHECKPOINT_BYTES`), the
+    compression ratio (:data:`MAX_COMPRESSION_RATIO`) and each ``.npy`` header's shape (against
+    its entry's size) are checked.
 
     Args:
         path: the checkpoint file.
@@ -171,7 +282,8 @@ def load_checkpoint(path: str | os.PathLike[str], kind: str | Sequence[str] | No
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        CheckpointError: a folder, not a bwgym checkpoint, damaged, or of another kind.
+        CheckpointError: a folder, not a bwgym checkpoint, damaged, over a size cap, or of
+            another kind (the message names the file and the entry).
     """
     path = Path(path)
     if not path.exists():
@@ -179,6 +291,12 @@ def load_checkpoint(path: str | os.PathLike[str], kind: str | Sequence[str] | No
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a directory; expected a bwgym checkpoint file")
     try:
+        n_entries = _directory_entries(path)
+        if n_entries > MAX_CHECKPOINT_ENTRIES:
+            raise CheckpointError(
+                f"{path}: the zip declares {n_entries} entries, more than "
+                f"MAX_CHECKPOINT_ENTRIES={MAX_CHECKPOINT_ENTRIES}; this is not a checkpoint bwgym wrote"
+            )
         with zipfile.ZipFile(path) as zf:
             info = zf.getinfo(_HEADER)
             if info.file_size > _MAX_HEADER_BYTES:
@@ -191,13 +309,12 @@ def load_checkpoint(path: str | os.PathLike[str], kind: str | Sequence[str] | No
                 raise CheckpointError(
                     f"{path}: checkpoint format {got!r}, this bwgym reads {CHECKPOINT_FORMAT!r}"
                 )
+            _check_sizes(path, zf)
             state = {}
-            for name in zf.namelist():
+            for entry in zf.infolist():
+                name = entry.filename
                 if name.startswith(_STATE_PREFIX) and name.endswith(".npy"):
-                    with zf.open(name) as f:
-                        state[name[len(_STATE_PREFIX) : -4]] = np.load(
-                            io.BytesIO(f.read()), allow_pickle=False
-                        )
+                    state[name[len(_STATE_PREFIX) : -4]] = _read_array(path, zf, entry)
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -205,21 +322,29 @@ def load_checkpoint(path: str | os.PathLike[str], kind: str | Sequence[str] | No
             f"{path} is not a bwgym checkpoint ({type(err).__name__}: {err}); "
             f"checkpoints are written by bwgym's train commands"
         ) from err
-    except (ValueError, OSError, EOFError, zipfile.LargeZipFile) as err:
+    except RecursionError as err:  # JSON nested thousands deep: not a header bwgym wrote
+        raise CheckpointError(f"{path}: checkpoint header nested too deeply to be one bwgym wrote") from err
+    except (ValueError, OSError, EOFError, zipfile.LargeZipFile, NotImplementedError) as err:
         raise CheckpointError(f"{path}: damaged checkpoint ({type(err).__name__}: {err})") from err
     got_kind = str(header.get("kind"))
     if kind is not None:
         kinds = [kind] if isinstance(kind, str) else list(kind)
         if not any(got_kind == k or (k.endswith("/") and got_kind.startswith(k)) for k in kinds):
             raise CheckpointError(f"{path} is a checkpoint of {got_kind!r}, expected {_kinds_text(kinds)}")
-    missing = set(header.get("state", [])) - set(state)
+    listed = header.get("state", [])
+    if not isinstance(listed, list) or not all(isinstance(k, str) for k in listed):
+        raise CheckpointError(f"{path}: damaged checkpoint, its header's state list is not a list of names")
+    missing = set(listed) - set(state)
     if missing:
-        raise CheckpointError(f"{path}: damaged checkpoint, state entries {sorted(missing)} are missing")
+        raise CheckpointError(f"{path}: damaged checkpoint, state entries {sorted(missing)[:10]} are missing")
+    metadata = header.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: damaged checkpoint, its metadata is not a JSON object")
     return Checkpoint(
         kind=got_kind,
-        metadata=dict(header.get("metadata") or {}),
+        metadata=dict(metadata),
         state=state,
-        versions=dict(header.get("versions") or {}),
+        versions=dict(header["versions"]) if isinstance(header.get("versions"), dict) else {},
         path=path,
     )
 
