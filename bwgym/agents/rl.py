@@ -84,8 +84,11 @@ _CLASS_KWARGS = {
 }
 #: Constructor parameters not stored as policy kwargs (spaces are stored apart, the rest is derived).
 _NOT_KWARGS = ("observation_space", "action_space", "lr_schedule", "features_extractor", "features_dim")
-#: Largest space (elements) rebuilt from a checkpoint: guards against a crafted shape.
-_MAX_SPACE_ELEMENTS = 1 << 26
+#: Largest space (elements) rebuilt from a checkpoint: guards against a crafted shape (its float64
+#: bounds take 8 bytes per element each; an 84x84x3 image has 21,168).
+_MAX_SPACE_ELEMENTS = 1 << 22
+#: Default ``net_arch`` of each algorithm's ``MultiInputPolicy`` when a checkpoint records none.
+_DEFAULT_NET_ARCH = {"ppo": [64, 64], "sac": [256, 256]}
 _DTYPE_KINDS = "uifb"
 
 
@@ -558,8 +561,14 @@ def _zero_schedule(_progress_remaining: float) -> float:
     return 0.0
 
 
-def _build_policy(algo: str, metadata: Mapping[str, Any], what: str) -> Any:
-    """Build a fresh ``MultiInputPolicy`` of ``algo`` from the checkpoint's JSON metadata."""
+def _build_policy(
+    algo: str, metadata: Mapping[str, Any], what: str, state: Mapping[str, np.ndarray] | None = None
+) -> Any:
+    """Build a fresh ``MultiInputPolicy`` of ``algo`` from the checkpoint's JSON metadata.
+
+    With ``state`` (the file's arrays), the recorded architecture is first checked against their
+    shapes (:func:`_check_policy_arrays`), so nothing is built that the file does not hold.
+    """
     observation_space = _space_from_json(metadata.get("observation_space"), f"{what}: observation_space")
     action_space = _space_from_json(metadata.get("action_space"), f"{what}: action_space")
     if not isinstance(observation_space, gym.spaces.Dict) or not isinstance(action_space, gym.spaces.Box):
@@ -568,12 +577,213 @@ def _build_policy(algo: str, metadata: Mapping[str, Any], what: str) -> Any:
     if not isinstance(raw, dict):
         raise CheckpointError(f"{what}: policy_kwargs missing")
     kwargs = {k: _allowed_class(k, v) if k in _CLASS_KWARGS else v for k, v in raw.items()}
+    if state is not None:
+        _check_policy_arrays(algo, raw, observation_space, action_space, state, what)
     try:
         return _policy_class(algo)(observation_space, action_space, _zero_schedule, **kwargs)
     except (TypeError, ValueError, KeyError, AssertionError) as err:
         raise CheckpointError(
             f"{what}: cannot rebuild the {algo} policy ({type(err).__name__}: {err})"
         ) from err
+
+
+# ---------------------------------------------------------------------- policy shape checks
+def _layer_sizes(value: Any, what: str, n_arrays: int) -> list[int]:
+    """``value`` as a list of positive layer sizes, no longer than the file has arrays."""
+    if not isinstance(value, list) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value
+    ):
+        shown = repr(value)
+        raise CheckpointError(
+            f"{what} must be a list of positive layer sizes, got {shown[:80]}{'...' if len(shown) > 80 else ''}"
+        )
+    if len(value) > n_arrays:
+        raise CheckpointError(f"{what} declares {len(value)} layers, the file holds {n_arrays} arrays")
+    return value
+
+
+def _net_arch(algo: str, raw: Any, what: str, n_arrays: int) -> tuple[list[int], list[int]]:
+    """The actor's and the critic's hidden sizes, as SB3 reads ``net_arch`` (a list: both)."""
+    if raw is None:
+        raw = _DEFAULT_NET_ARCH[algo]
+    critic_key = "vf" if algo == "ppo" else "qf"
+    if isinstance(raw, dict):
+        if set(raw) - {"pi", critic_key}:
+            raise CheckpointError(
+                f"{what}: net_arch keys must be among ['pi', {critic_key!r}], got {sorted(raw)}"
+            )
+        pi, critic = raw.get("pi", []), raw.get(critic_key, [])
+    else:
+        pi = critic = raw
+    return (
+        _layer_sizes(pi, f"{what}: net_arch pi", n_arrays),
+        _layer_sizes(critic, f"{what}: net_arch {critic_key}", n_arrays),
+    )
+
+
+def _check_mlp(
+    what: str, state: Mapping[str, np.ndarray], prefix: str, sizes: list[int], out_key: str, out_size: int
+) -> int | None:
+    """Check SB3's ``create_mlp`` layers (Linear at even indices) and the output layer against the file.
+
+    Returns the first layer's input width as the file records it (None without hidden layers).
+    """
+
+    def shape_of(key: str) -> tuple[int, ...]:
+        array = state.get(key)
+        if array is None:
+            raise CheckpointError(
+                f"{what}: net_arch {sizes[:8]} needs array {key!r}, the file has none; the file is damaged "
+                "or crafted; retrain it (`bwgym train agent --algo ppo|sac ...`)"
+            )
+        return tuple(array.shape)
+
+    width: int | None = None
+    first: int | None = None
+    for i, size in enumerate(sizes):
+        key = f"{prefix}{2 * i}.weight"
+        shape = shape_of(key)
+        if len(shape) != 2 or shape[0] != size or (width is not None and shape[1] != width):
+            raise CheckpointError(
+                f"{what}: net_arch {sizes[:8]} declares a layer of {size} units, the file's {key!r} has "
+                f"shape {shape}; the file is damaged or crafted; retrain it"
+            )
+        first = shape[1] if first is None else first
+        width = size
+    shape = shape_of(out_key)
+    if len(shape) != 2 or shape[0] != out_size or (width is not None and shape[1] != width):
+        raise CheckpointError(
+            f"{what}: output layer {out_key!r} should be ({out_size}, {width if width is not None else 'features'}), "
+            f"the file has {shape}; the file is damaged or crafted; retrain it"
+        )
+    return first if first is not None else shape[1]
+
+
+def _nature_cnn_flat(shape: tuple[int, ...]) -> int:
+    """Flattened size of SB3's ``NatureCNN`` trunk (8/4, 4/2, 3/1 unpadded convolutions, 64 channels)."""
+    h, w = shape[1], shape[2]
+    for kernel, stride in ((8, 4), (4, 2), (3, 1)):
+        h, w = (h - kernel) // stride + 1, (w - kernel) // stride + 1
+    return 64 * max(h, 0) * max(w, 0)
+
+
+def _features_dim(
+    kwargs: Mapping[str, Any],
+    observation_space: gym.spaces.Dict,
+    state: Mapping[str, np.ndarray],
+    what: str,
+) -> int | None:
+    """The features extractor's output width, checked against its arrays; None when unknown.
+
+    Known extractors (``CombinedExtractor``, ``FlattenExtractor``, ``BCFeatures``) are checked
+    array by array, so building them takes no more memory than the file's arrays.
+    """
+    from stable_baselines3.common.preprocessing import get_flattened_obs_dim, is_image_space
+
+    from bwgym.agents.bc import MAX_BC_IMAGE_SIDE_PIXELS, _positive_ints, encoder_state_shapes
+
+    name = kwargs.get("features_extractor_class", "CombinedExtractor")
+    extra = kwargs.get("features_extractor_kwargs") or {}
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"{what}: features_extractor_kwargs must be an object")
+    if name == "FlattenExtractor":
+        return int(gym.spaces.flatdim(observation_space))
+    if name == "CombinedExtractor":
+        cnn_dim = extra.get("cnn_output_dim", 256)
+        (cnn_dim,) = _positive_ints([cnn_dim], "features_extractor_kwargs.cnn_output_dim", what)
+        normalized = bool(kwargs.get("normalize_images", True)) is False or bool(
+            extra.get("normalized_image", False)
+        )
+        total = 0
+        for key, subspace in observation_space.spaces.items():
+            if is_image_space(subspace, normalized_image=normalized):
+                suffix = f"extractors.{key}.linear.0.weight"
+                want = (cnn_dim, _nature_cnn_flat(tuple(subspace.shape)))
+                found = [k for k in state if k.endswith(suffix)]
+                bad = [k for k in found if tuple(state[k].shape) != want]
+                if not found or bad:
+                    raise CheckpointError(
+                        f"{what}: the image extractor of {key!r} needs {suffix} of shape {want}, the file has "
+                        f"{tuple(state[bad[0]].shape) if bad else 'none'}; the file is damaged or crafted"
+                    )
+                total += cnn_dim
+            else:
+                total += int(get_flattened_obs_dim(subspace))
+        return total
+    if name == "BCFeatures":
+        views = extra.get("view_names", ["arm", "side"])
+        if not isinstance(views, list) or not all(isinstance(v, str) for v in views) or not views:
+            raise CheckpointError(f"{what}: features_extractor_kwargs.view_names must be a list of names")
+        image = _positive_ints(extra.get("image_shape", [84, 84]), "BCFeatures image_shape", what)
+        channels = _positive_ints(extra.get("channels", [32, 64, 64]), "BCFeatures channels", what)
+        (features,) = _positive_ints([extra.get("features", 128)], "BCFeatures features", what)
+        (stem,) = _positive_ints([extra.get("stem", 4)], "BCFeatures stem", what)
+        (proprio,) = _positive_ints(
+            [extra.get("proprio_dim", 0)], "BCFeatures proprio_dim", what, allow_zero=True
+        )
+        if len(image) != 2 or max(image) > MAX_BC_IMAGE_SIDE_PIXELS or not channels:
+            raise CheckpointError(
+                f"{what}: BCFeatures needs an (H, W) image_shape of at most "
+                f"MAX_BC_IMAGE_SIDE_PIXELS={MAX_BC_IMAGE_SIDE_PIXELS} and >= 1 channel size, got {image}"
+            )
+        if len(views) * len(channels) > len(state):
+            raise CheckpointError(f"{what}: BCFeatures declares more layers than the file holds arrays")
+        expected = encoder_state_shapes(views, image, channels, features, stem, prefix="encoders.")
+        prefixes = {k[: k.index("encoders.")] for k in state if "encoders." in k}
+        if not prefixes:
+            raise CheckpointError(f"{what}: BCFeatures declared but the file holds no encoder arrays")
+        for prefix in prefixes:
+            for key, shape in expected.items():
+                got = state.get(prefix + key)
+                if got is None or tuple(got.shape) != shape:
+                    raise CheckpointError(
+                        f"{what}: BCFeatures (channels {channels[:8]}, features {features}, image_shape "
+                        f"{image}) needs {prefix + key} of shape {shape}, the file has "
+                        f"{'none' if got is None else tuple(got.shape)}; the file is damaged or crafted"
+                    )
+        return len(views) * features + proprio
+    return None  # another extractor: its first MLP layer is still checked against the file
+
+
+def _check_policy_arrays(
+    algo: str,
+    kwargs: Mapping[str, Any],
+    observation_space: gym.spaces.Dict,
+    action_space: gym.spaces.Box,
+    state: Mapping[str, np.ndarray],
+    what: str,
+) -> None:
+    """Refuse recorded policy arguments that disagree with the arrays in the file, before building.
+
+    SB3 allocates every layer ``net_arch`` names when the policy is constructed (a ``net_arch``
+    of 200,000 units takes gigabytes), so each declared layer must match an array of the file,
+    and the features extractor's width must match the first layer's input.
+    """
+    pi, critic = _net_arch(algo, kwargs.get("net_arch"), what, len(state))
+    act_dim = int(np.prod(action_space.shape))
+    if algo == "ppo":
+        pi_in = _check_mlp(what, state, "mlp_extractor.policy_net.", pi, "action_net.weight", act_dim)
+        critic_in = [_check_mlp(what, state, "mlp_extractor.value_net.", critic, "value_net.weight", 1)]
+        critic_extra = 0
+    else:
+        n_critics = kwargs.get("n_critics", 2)
+        if not isinstance(n_critics, int) or isinstance(n_critics, bool) or not 1 <= n_critics <= len(state):
+            raise CheckpointError(
+                f"{what}: n_critics must be an integer in [1, {len(state)}], got {n_critics!r}"
+            )
+        pi_in = _check_mlp(what, state, "actor.latent_pi.", pi, "actor.mu.weight", act_dim)
+        critic_in = [
+            _check_mlp(what, state, f"{net}.qf{j}.", critic, f"{net}.qf{j}.{2 * len(critic)}.weight", 1)
+            for net in ("critic", "critic_target")
+            for j in range(n_critics)
+        ]
+        critic_extra = act_dim  # SAC's critics read the features and the action
+    features = _features_dim(kwargs, observation_space, state, what)
+    if features is not None and (pi_in != features or any(c != features + critic_extra for c in critic_in)):
+        raise CheckpointError(
+            f"{what}: the features extractor gives {features} features, the file's first layers read "
+            f"{pi_in} (actor) and {critic_in[0]} (critic); the file is damaged or crafted; retrain it"
+        )
 
 
 # ---------------------------------------------------------------------- save / load
@@ -743,7 +953,7 @@ def load_rl(
         requested,
         "train a policy for this env (`bwgym train agent --algo ppo|sac --env ... --out FOLDER`)",
     )
-    policy = _build_policy(algo, meta, str(ckpt_path))
+    policy = _build_policy(algo, meta, str(ckpt_path), ckpt.state)
     try:
         policy.load_state_dict(ckpt.tensors())
     except RuntimeError as err:
