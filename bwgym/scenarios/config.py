@@ -35,12 +35,17 @@ __all__ = [
     "CodecConfig",
     "ConfigError",
     "EnvConfig",
+    "MAX_SCENARIO_BYTES",
+    "MAX_SCENARIO_DEPTH",
+    "MAX_SCENARIO_NODES",
     "LinkConfig",
     "RunConfig",
     "Scenario",
     "TraceConfig",
     "library_scenarios",
     "load_scenario",
+    "parse_override",
+    "parse_yaml",
     "scenario_from_dict",
     "scenario_to_dict",
 ]
@@ -52,7 +57,157 @@ MAX_EPISODES = 10_000_000
 
 
 class ConfigError(ValueError):
-    """A scenario that cannot run: names the key path, the bad value and the valid choices."""
+    """A scenario that cannot run: names the key path, the bad value and the valid choices.
+
+    The message is one line of at most :data:`MAX_ERROR_CHARS` characters: a value echoed from a
+    hostile file is shortened (its middle elided), never printed whole.
+    """
+
+    def __init__(self, message: object = "") -> None:
+        text = " ".join(str(message).split("\n"))
+        if len(text) > MAX_ERROR_CHARS:
+            keep = MAX_ERROR_CHARS // 2 - 20
+            text = f"{text[:keep]} ...({len(text) - 2 * keep} chars elided)... {text[-keep:]}"
+        super().__init__(text)
+
+
+# ----------------------------------------------------------------------------- YAML loading
+#: Largest scenario file (bytes); scenarios are a few hundred bytes, and PyYAML's pure-Python
+#: loader (needed for the checks below) parses about 1 MB per second.
+MAX_SCENARIO_BYTES = 1 << 20
+#: Deepest nesting of mappings and lists in a scenario file (the deepest real one has 4 levels);
+#: deeper files hit Python's recursion limit in the YAML composer.
+MAX_SCENARIO_DEPTH = 32
+#: Most YAML nodes (scalars, lists, mappings) in a scenario file.
+MAX_SCENARIO_NODES = 100_000
+#: Longest echo of a value from the file in an error message (characters); the rest is elided.
+MAX_ECHO_CHARS = 200
+#: Longest error message (characters), whatever it echoes.
+MAX_ERROR_CHARS = 1_000
+#: Numbers YAML 1.1 leaves as strings but YAML 1.2 (and every user) reads as floats: ``1e7``,
+#: ``1.0e7`` (1.1 wants a dot and a signed exponent).
+_FLOAT_TEXT = re.compile(r"[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+")
+
+
+def _short(value: Any, limit: int = MAX_ECHO_CHARS) -> str:
+    """``repr(value)``, cut to ``limit`` characters with the count of those left out."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more chars)"
+
+
+class _ScenarioYAMLError(yaml.YAMLError):
+    """A YAML document beyond the scenario loader's bounds (aliases, depth, nodes, duplicate keys)."""
+
+    def __init__(self, problem: str, mark: Any = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.problem_mark = mark
+
+
+class _ScenarioLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with bounded resources and strict mappings.
+
+    Aliases are refused (a 500-byte "billion laughs" file expands to gigabytes through them),
+    nesting is capped at :data:`MAX_SCENARIO_DEPTH` and nodes at :data:`MAX_SCENARIO_NODES`
+    while composing (before anything is built), a key given twice in one mapping is an error
+    (YAML would keep the last one silently), and ``1e7`` is a float.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Compose one node, refusing aliases and counting depth and nodes."""
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _ScenarioYAMLError(
+                f"YAML aliases (*{event.anchor}) are not allowed in scenario files; write the value out",
+                event.start_mark,
+            )
+        self._nodes += 1
+        if self._nodes > MAX_SCENARIO_NODES:
+            raise _ScenarioYAMLError(
+                f"more than MAX_SCENARIO_NODES={MAX_SCENARIO_NODES} YAML nodes; a scenario needs a few dozen",
+                event.start_mark,
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_SCENARIO_DEPTH:
+                raise _ScenarioYAMLError(
+                    f"nested deeper than MAX_SCENARIO_DEPTH={MAX_SCENARIO_DEPTH} levels; scenarios need 4",
+                    event.start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        """A mapping whose keys are all distinct (a repeated key is an error naming both lines)."""
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: SafeLoader's own error says so
+                break
+            if first is not key_node:
+                raise _ScenarioYAMLError(
+                    f"duplicate key {_short(key)} (first at line {first.start_mark.line + 1}); "
+                    "give each key once",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+_ScenarioLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(f"^{_FLOAT_TEXT.pattern}$"), list("-+0123456789.")
+)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Parse scenario YAML (a file's text or a ``--set`` value) with the bounded loader.
+
+    Args:
+        text: the YAML text (at most :data:`MAX_SCENARIO_BYTES` when encoded).
+        where: what the text is, for messages (a path, or ``"override 'trace.scale'"``).
+
+    Raises:
+        ConfigError: one line naming ``where``, the line and column, the problem and the bound.
+    """
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_SCENARIO_BYTES:
+        raise ConfigError(f"{where}: more than MAX_SCENARIO_BYTES={MAX_SCENARIO_BYTES} bytes of YAML")
+    try:
+        return yaml.load(text, Loader=_ScenarioLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        valid = "" if isinstance(exc, _ScenarioYAMLError) else "not valid YAML, "
+        raise ConfigError(f"{where}: {valid}{at}{problem}") from None
+    except RecursionError:  # a safety net: the depth cap stops the composer long before this
+        raise ConfigError(
+            f"{where}: YAML nested too deeply (MAX_SCENARIO_DEPTH={MAX_SCENARIO_DEPTH})"
+        ) from None
+
+
+def parse_override(key: str, text: str) -> Any:
+    """The value of ``--set key=text``: YAML with the scenario loader's bounds, ``1e7`` a float.
+
+    Example:
+        >>> parse_override("trace.scale", "1e7"), parse_override("codec.name", "jpeg")
+        (10000000.0, 'jpeg')
+
+    Raises:
+        ConfigError: the text is not valid YAML; the message names the override and says to quote it.
+    """
+    try:
+        return parse_yaml(text, f"override {key}={_short(text)}")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; quote a string value, e.g. {key}='\"...\"'") from None
 
 
 @dataclass(frozen=True)
@@ -196,7 +351,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
                 return _coerce(value, option, path)
             except ConfigError:
                 continue
-        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {_short(value)}")
     if tp is type(None):
         if value is None:
             return None
@@ -217,24 +372,29 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            return float(value.replace("_", ""))  # "1e7": YAML 1.1 (and YAML from other tools) gives text
     elif tp is str:
         if isinstance(value, str):
             return value
-    raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+    raise ConfigError(f"{path}: expected {_type_name(tp)}, got {_short(value)}")
 
 
 def _from_dict(cls: type, data: Any, path: str) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path or 'scenario'}: expected a mapping of {cls.__name__} keys, got {data!r}")
+        raise ConfigError(
+            f"{path or 'scenario'}: expected a mapping of {cls.__name__} keys, got {_short(data)}"
+        )
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in names:
-            near = difflib.get_close_matches(str(key), names, n=1)
+            near = difflib.get_close_matches(str(key)[:MAX_ECHO_CHARS], names, n=1)
             hint = f" Did you mean {near[0]!r}?" if near else ""
-            where = f"{path}.{key}" if path else str(key)
+            shown = str(key) if len(str(key)) <= MAX_ECHO_CHARS else _short(key)
+            where = f"{path}.{shown}" if path else shown
             raise ConfigError(f"{where}: unknown key.{hint} Allowed keys: {', '.join(names)}")
     kwargs = {}
     for f in dataclasses.fields(cls):
@@ -311,9 +471,33 @@ def _check_values(s: Scenario) -> None:
 def _choose(path: str, value: str, choices: typing.Iterable[str]) -> None:
     choices = sorted(choices)
     if value not in choices:
-        near = difflib.get_close_matches(value, choices, n=1)
+        near = difflib.get_close_matches(value[:MAX_ECHO_CHARS], choices, n=1)
         hint = f" Did you mean {near[0]!r}?" if near else ""
-        raise ConfigError(f"{path}: unknown value {value!r}.{hint} Valid choices: {', '.join(choices)}")
+        raise ConfigError(f"{path}: unknown value {_short(value)}.{hint} Valid choices: {', '.join(choices)}")
+
+
+def _read_scenario_file(path: Path) -> Any:
+    """The YAML data of a scenario file, within :data:`MAX_SCENARIO_BYTES`; an empty file is an error."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_SCENARIO_BYTES + 1)  # never more, whatever the file claims to be
+        if len(raw) > MAX_SCENARIO_BYTES:
+            raise ConfigError(
+                f"{path}: scenario file larger than MAX_SCENARIO_BYTES={MAX_SCENARIO_BYTES} bytes; "
+                "scenarios are a few hundred bytes (is this a trace or data file?)"
+            )
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid YAML: the file is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the scenario file ({exc.strerror})") from exc
+    data = parse_yaml(text, str(path))
+    if data is None:
+        raise ConfigError(
+            f"{path}: the scenario file is empty (or only comments); write at least `name: ...` and the "
+            "sections to change, or run a library scenario by name"
+        )
+    return data
 
 
 def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
@@ -342,18 +526,8 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
             _choose("scenario", str(source), library)
         path = library[str(source)]
     if not path.is_file():
-        raise ConfigError(f"scenario file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not valid YAML: the file is not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the scenario file ({exc.strerror})") from exc
+        raise ConfigError(f"scenario file {_short(str(path))} does not exist")
+    data = _read_scenario_file(path)
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path}: expected a mapping of scenario keys (name, env, trace, ...), got {type(data).__name__}"
@@ -380,6 +554,13 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
             f"{', '.join(k for k in gym.registry if k.startswith('bwgym/'))}"
         )
     _choose("codec.name", scenario.codec.name, ["none", *codec_names()])
+    if scenario.codec.name == "none" and (scenario.codec.checkpoint is not None or scenario.codec.kwargs):
+        # 'none' sends the views raw: a checkpoint or kwargs given with it would be silently unused.
+        key = "codec.checkpoint" if scenario.codec.checkpoint is not None else "codec.kwargs"
+        raise ConfigError(
+            f"{path}: {key}: codec 'none' sends the views raw and takes no {key.split('.')[1]}; "
+            "drop it, or set codec.name to the codec it belongs to (e.g. codec.name=ndpca)"
+        )
     _choose("agent.name", scenario.agent.name, AGENTS)
     _choose("allocator.name", scenario.allocator.name, ALLOCATOR_KINDS)
     if scenario.allocator.name == "learned" and not scenario.allocator.checkpoint:
