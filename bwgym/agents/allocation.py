@@ -150,6 +150,26 @@ def _policy_path(path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _check_trained_for(path: Path, saved: Mapping[str, Any], codec_name: str | None, env_id: str) -> None:
+    """Refuse a policy trained for another codec or task env, naming both and the fix.
+
+    Its observations (latent energies of that codec, frames of that env) mean something else
+    there, and it would run without a word. Fields the checkpoint does not record (older files) are not compared.
+    """
+    recorded = saved.get("env_kwargs") if isinstance(saved.get("env_kwargs"), dict) else {}
+    trained = {"codec": recorded.get("codec"), "env": recorded.get("task_env_id")}
+    requested = {"codec": codec_name, "env": env_id}
+    if any(
+        trained[k] is not None and requested[k] is not None and trained[k] != requested[k] for k in trained
+    ):
+        raise CheckpointError(
+            f"allocation policy {path} was trained for codec {trained['codec']!r} on {trained['env']!r}, "
+            f"but codec {requested['codec']!r} on {requested['env']!r} was requested; train an allocator "
+            f"for them (`bwgym train allocator --scenario ... --set codec.name={requested['codec']}`) or use "
+            "allocator.name=proportional"
+        )
+
+
 def load_learned_allocator(
     path: str | os.PathLike[str] | None, codec: Any, device: str = "cpu", env_id: str = DEFAULT_TASK_ENV
 ) -> LearnedAllocator:
@@ -179,6 +199,7 @@ def load_learned_allocator(
             f"{ckpt_path} is a policy for {ckpt.env_id!r}, not an allocation policy for {ALLOCATION_ENV_ID!r}; "
             "train one with `bwgym train allocator --scenario ... --out FOLDER`"
         )
+    _check_trained_for(ckpt_path, saved, getattr(codec, "name", None), env_id)
     observation = saved["observation"]
     try:
         observer = AllocationObserver(
