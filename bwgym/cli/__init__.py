@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bwgym.cli import agents as agent_commands
 from bwgym.cli import allocation as allocation_commands
 from bwgym.cli import codecs as codec_commands
 from bwgym.cli import scenarios as scenario_commands
-from bwgym.cli.args import DEFAULT_ENV, add_run_options
+from bwgym.cli.args import (
+    DEFAULT_ENV,
+    MAX_DEMO_EPISODES,
+    MAX_SEED,
+    OneLineParser,
+    add_count_options,
+    add_run_options,
+    bounded_float,
+    bounded_int,
+    check_env_id,
+)
+from bwgym.scenarios.config import MAX_TRACE_SCALE
 from bwgym.traces import commands as trace_commands
 
 __all__ = ["main"]
@@ -30,7 +43,10 @@ def _cmd_expert(args: argparse.Namespace) -> int:
     from bwgym.agents.base import rollout
     from bwgym.agents.expert import LiftExpert
 
+    check_env_id("--env", args.env, expert=True)  # before the folder: the expert drives LocateLift only
     out = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a file; expected a folder")
     out.mkdir(parents=True, exist_ok=True)
     env = gym.make(args.env)
     expert = LiftExpert(env, noise_std=args.noise_std, seed=args.seed)
@@ -90,40 +106,96 @@ def _cmd_expert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_overrides(pairs: Sequence[str]) -> dict:
+#: Scenario keys that hold a file path: on the command line it is relative to the working directory.
+PATH_KEYS = ("trace.source", "codec.checkpoint", "agent.checkpoint", "allocator.checkpoint")
+
+
+def path_from_cwd(key: str, value: Any, flag: str) -> Any:
+    """A path given on the command line for scenario key ``key``, made absolute against the cwd.
+
+    Inside a scenario file paths are relative to the file; the README promises command-line paths
+    relative to the working directory, so they are resolved here, before the scenario sees them.
+    A ``trace.source`` without a suffix or a folder may be a library trace name and stays as it is.
+
+    Raises:
+        ConfigError: the path does not exist (named as the user wrote it).
+    """
+    from bwgym.scenarios.config import ConfigError
+
+    if not isinstance(value, str) or not value:
+        return value
+    path = Path(value).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    if key == "trace.source" and not path.suffix and "/" not in value and os.sep not in value:
+        return value  # a library trace name, checked by the scenario loader
+    raise ConfigError(
+        f"{flag}: {value!r} does not exist (paths on the command line are relative to the working "
+        f"directory, {Path.cwd()})"
+    )
+
+
+def parse_overrides(pairs: Sequence[str], flag: str = "--set") -> dict[str, Any]:
+    """``KEY=VALUE`` strings as ``{dotted key: value}``; values read as YAML, ``1e7`` as a number.
+
+    Paths (:data:`PATH_KEYS`) are resolved against the working directory (:func:`path_from_cwd`).
+
+    Raises:
+        ConfigError: a pair without ``=`` or key, a value that is not YAML, a missing path.
+    """
     import yaml
 
-    overrides = {}
+    from bwgym.scenarios.config import ConfigError
+    from bwgym.scenarios.sweep import parse_value
+
+    overrides: dict[str, Any] = {}
     for pair in pairs:
-        if "=" not in pair:
-            raise ValueError(f"--set expects key=value (e.g. run.episodes=5), got {pair!r}")
-        key, value = pair.split("=", 1)
-        overrides[key] = yaml.safe_load(value)
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{flag} expects key=value (e.g. run.episodes=5), got {pair!r}")
+        try:
+            parsed = parse_value(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise ConfigError(
+                f"{flag} {key}: the value is not valid YAML ({problem}); quote it, e.g. {key}='...'"
+            ) from None
+        overrides[key] = path_from_cwd(key, parsed, f"{flag} {key}") if key in PATH_KEYS else parsed
     return overrides
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     """Run a scenario and print its summary and where its files are."""
     from bwgym.scenarios.config import ConfigError, load_scenario
-    from bwgym.scenarios.runner import default_out_dir, run_scenario
+    from bwgym.scenarios.runner import WorkerDiedError, default_out_dir, run_scenario
 
-    overrides = _parse_overrides(args.set)
-    for key, value in (
-        ("run.episodes", args.episodes),
-        ("run.seed", args.seed),
-        ("run.workers", args.workers),
-    ):
-        if value is not None:
-            overrides[key] = value
+    command = getattr(args, "command_name", "run")
     try:
-        scenario = load_scenario(args.scenario, overrides)
-        out = Path(args.out) if args.out else default_out_dir(scenario)
+        overrides = parse_overrides(args.set)
+        for key, value in (
+            ("run.episodes", args.episodes),
+            ("run.seed", args.seed),
+            ("run.workers", args.workers),
+            ("run.num_envs", args.num_envs),
+        ):
+            if value is not None:
+                overrides[key] = value
         if args.resume and not args.out:
             raise ConfigError("--resume needs --out naming the run folder to continue")
+        scenario = load_scenario(args.scenario, overrides)
+        out = Path(args.out) if args.out else default_out_dir(scenario)
+        if args.video:  # refused before the run, not after it
+            from bwgym.scenarios.video import check_video
+
+            check_video(scenario)
         result = run_scenario(scenario, out, resume=args.resume)
     except ConfigError as exc:
-        print(f"bwgym run: {exc}", file=sys.stderr)
+        print(_one_line(f"bwgym {command}: {exc}"), file=sys.stderr)
         return 2
+    except WorkerDiedError as exc:
+        print(_one_line(f"bwgym {command}: {exc}"), file=sys.stderr)
+        return 1
     import pandas as pd
 
     with pd.option_context("display.width", 200, "display.max_columns", 30):
@@ -146,16 +218,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate an agent under a codec and a trace: a scenario built from flags, run like `bwgym run`."""
     from bwgym.scenarios.config import ConfigError, scenario_from_dict
 
-    def from_cwd(path: str | None) -> str | None:
-        # Paths on the command line are relative to the working directory (inside a scenario file
-        # they are relative to that file, and this scenario is written to a temporary folder).
-        return str(Path(path).resolve()) if path and Path(path).exists() else path
-
-    trace = {"source": from_cwd(args.trace), "scale": args.scale}
-    args.codec_checkpoint, args.agent_checkpoint = (
-        from_cwd(args.codec_checkpoint),
-        from_cwd(args.agent_checkpoint),
-    )
+    try:
+        trace = {
+            "source": path_from_cwd("trace.source", args.trace, "--trace"),
+            "scale": args.scale,
+        }
+        args.codec_checkpoint = path_from_cwd("codec.checkpoint", args.codec_checkpoint, "--codec-checkpoint")
+        args.agent_checkpoint = path_from_cwd("agent.checkpoint", args.agent_checkpoint, "--agent-checkpoint")
+    except ConfigError as exc:
+        print(_one_line(f"bwgym evaluate: {exc}"), file=sys.stderr)
+        return 2
     data = {
         "name": args.name or f"eval_{args.agent}_{args.codec}_{Path(args.trace).stem}",
         "description": "built by `bwgym evaluate`",
@@ -168,6 +240,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "workers": args.workers,
             "record_steps": not args.no_steps,
+            "num_envs": args.num_envs or 1,
         },
     }
     import tempfile
@@ -180,10 +253,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             scenario_from_dict(data)  # fail on bad flags before writing anything
             path.write_text(yaml.safe_dump(data))
         except ConfigError as exc:
-            print(f"bwgym evaluate: {exc}", file=sys.stderr)
+            print(_one_line(f"bwgym evaluate: {exc}"), file=sys.stderr)
             return 2
-        args.scenario, args.set = str(path), []
-        args.episodes = args.seed = args.workers = None
+        args.scenario, args.set, args.command_name = str(path), [], "evaluate"
+        args.episodes = args.seed = args.workers = args.num_envs = None
         return _cmd_run(args)
 
 
@@ -219,16 +292,25 @@ def _cmd_codecs(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bwgym`` command."""
-    parser = argparse.ArgumentParser(prog="bwgym", description=__doc__)
+    parser = OneLineParser(prog="bwgym", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     expert = sub.add_parser(
         "expert", help="run the scripted expert on LocateLift and write a table and views"
     )
-    expert.add_argument("--env", default=DEFAULT_ENV)
-    expert.add_argument("--episodes", type=int, default=20)
-    expert.add_argument("--seed", type=int, default=0)
-    expert.add_argument("--noise-std", type=float, default=0.0)
+    expert.add_argument("--env", default=DEFAULT_ENV, help="a LocateLift id (default: %(default)s)")
+    expert.add_argument(
+        "--episodes",
+        type=bounded_int("--episodes", 1, MAX_DEMO_EPISODES, "MAX_DEMO_EPISODES"),
+        default=20,
+        help="episodes to run (default: %(default)s)",
+    )
+    expert.add_argument(
+        "--seed", type=bounded_int("--seed", 0, MAX_SEED - MAX_DEMO_EPISODES), default=0, help="first seed"
+    )
+    expert.add_argument(
+        "--noise-std", type=bounded_float("--noise-std", 0.0, 10.0), default=0.0, help="action noise std"
+    )
     expert.add_argument("--out", default="runs/expert")
     expert.set_defaults(func=_cmd_expert)
 
@@ -246,10 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--codec", default="jpeg")
     evaluate.add_argument("--codec-checkpoint")
     evaluate.add_argument("--trace", default="lte_drive", help="library trace name or file")
-    evaluate.add_argument("--scale", type=float, default=1.0, help="multiply the trace's rates")
-    evaluate.add_argument("--episodes", type=int, default=100)
-    evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--workers", type=int, default=1)
+    evaluate.add_argument(
+        "--scale",
+        type=bounded_float("--scale", 0.0, MAX_TRACE_SCALE, low_open=True, why="MAX_TRACE_SCALE"),
+        default=1.0,
+        help="multiply the trace's rates",
+    )
+    add_count_options(evaluate, episodes=100, seed=0, workers=1)
     evaluate.add_argument("--no-steps", action="store_true", help="do not write steps.parquet")
     evaluate.add_argument("--name", help="run name (default from agent, codec and trace)")
     evaluate.add_argument("--out", help="run folder")
@@ -272,15 +357,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    """``text`` on one line: newlines from hostile values or file names escaped."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status.
 
     Bad input (a scenario, a flag, a file, a checkpoint) ends in one line on stderr naming the
     problem and exit status 2, never a traceback; set ``BWGYM_DEBUG=1`` to see the traceback.
     """
-    import os
-
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a refused flag (2, its one line already printed)
+        return exit_.code if isinstance(exit_.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except (
@@ -288,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         TypeError,
         OSError,
         KeyError,
+        EOFError,
     ) as exc:  # ConfigError, CheckpointError, TraceFormatError...
         if os.environ.get("BWGYM_DEBUG"):
             raise

@@ -28,13 +28,21 @@ from pathlib import Path
 from typing import Any
 
 from bwgym.cli.args import (
+    MAX_DEMO_EPISODES,
+    MAX_N_ENVS,
+    MAX_SEED,
     add_demo_options,
     add_env_options,
     add_options,
     add_torch_options,
+    bounded_float,
+    bounded_int,
+    check_device,
+    check_env_id,
+    check_rl_kwargs,
     key_value,
+    max_processes,
     parse_env_kwargs,
-    positive_int,
     values,
 )
 
@@ -42,6 +50,36 @@ __all__ = ["cmd_collect", "cmd_train_agent", "register"]
 
 #: Algorithms ``bwgym train agent`` accepts: behaviour cloning, or stable-baselines3 PPO/SAC.
 ALGOS = ("bc", "ppo", "sac")
+#: Most env steps (``--total-timesteps``, and the step counts of evaluations and checkpoints).
+MAX_TIMESTEPS = 10**9
+#: Most epochs of one BC or DAgger fit (``--epochs``, ``--patience``, ``--dagger-epochs``).
+MAX_EPOCHS = 100_000
+#: Largest minibatch (``--batch-size``): a batch of 84 px views is ~40 kB a sample.
+MAX_BATCH_SIZE = 65_536
+#: Largest random shift of the augmentation (``--shift-px``), in pixels.
+MAX_SHIFT_PX = 64
+#: Most DAgger rounds (``--dagger-rounds``).
+MAX_DAGGER_ROUNDS = 1_000
+
+
+def _max_n_envs() -> int:
+    """``--n-envs``: :data:`~bwgym.cli.args.MAX_N_ENVS`, and no more processes than the cores allow."""
+    return min(MAX_N_ENVS, max_processes())
+
+
+def remove_if_created(folder: Path, existed: bool) -> None:
+    """Remove ``folder`` after a refused command, if the command created it and it holds no model.
+
+    Some checks can only run once training is set up (SB3's, a codec's); a refusal then must not
+    leave an empty run folder behind, but it never deletes a checkpoint (``*.zip``, ``*.ckpt``).
+    """
+    import shutil
+
+    if existed or not folder.is_dir():
+        return
+    if any(p.suffix in (".zip", ".ckpt") for p in folder.rglob("*")):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _train_command(args: argparse.Namespace) -> str:
@@ -100,6 +138,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from bwgym.agents.demos import DemoDataset, collect_demos
 
     try:
+        check_env_id("--env", args.env, expert=True)  # collection runs the LocateLift expert
         path = collect_demos(
             args.out,
             env_id=args.env,
@@ -141,12 +180,16 @@ def _train_rl(args: argparse.Namespace) -> int:
 
     if Path(args.out).is_file() or Path(args.out).suffix:
         return _fail(f"--out must name a folder for --algo {args.algo} (it gets policy.ckpt), got {args.out}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
+    try:  # everything the user gave, before train_rl creates --out
         env_kwargs = {"reward_type": "dense", **parse_env_kwargs(args.env_kwargs)}
+        check_env_id("--env", args.env)
+        check_device(args.device)
+        check_rl_kwargs(args.algo, args.rl_kwarg)
+        _check_rl_paths(args)
     except ValueError as err:
         return _fail(str(err))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     config = RLConfig(
         env_id=args.env,
         env_kwargs=env_kwargs,
@@ -180,12 +223,26 @@ def _train_rl(args: argparse.Namespace) -> int:
         except ConfigError as err:
             return _fail(str(err))
         env_factory = functools.partial(make_env, scenario)
+    existed = Path(args.out).exists()
     try:
         train_rl(config, env_factory=env_factory)
     except ValueError as err:
+        remove_if_created(Path(args.out), existed)
         return _fail(str(err))
     print(f"wrote {Path(args.out) / 'policy.ckpt'}; evaluations in {Path(args.out) / 'eval'}")
     return 0
+
+
+def _check_rl_paths(args: argparse.Namespace) -> None:
+    """The files an RL run reads, checked before it creates ``--out``."""
+    if args.bc_init not in (None, "shipped") and not Path(args.bc_init).is_file():
+        raise ValueError(f"--bc-init: {args.bc_init!r} is not a file; give 'shipped' or a BC .ckpt")
+    if args.bc_demos is not None and not (Path(args.bc_demos) / "meta.json").is_file():
+        raise ValueError(f"--bc-demos: {args.bc_demos!r} is not a dataset written by `bwgym collect`")
+    if args.resume and not Path(args.out).is_dir():
+        raise ValueError(f"--resume: {args.out!r} holds no run to continue; drop --resume to start one")
+    if args.algo != "ppo" and args.bc_demos:
+        raise ValueError(f"--bc-demos warm-starts PPO only; use --algo ppo (got --algo {args.algo})")
 
 
 def _finetune_bc(args: argparse.Namespace, out: Path) -> int:
@@ -210,6 +267,7 @@ def _finetune_bc(args: argparse.Namespace, out: Path) -> int:
         if args.log_dir
         else Path("runs") / "train_agent" / f"{out.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
+    existed = log_dir.exists()
     try:
         finetune_bc(
             agent,
@@ -224,6 +282,7 @@ def _finetune_bc(args: argparse.Namespace, out: Path) -> int:
             **values(args, "batch_size", "lr", "seed", "patience"),
         )
     except ValueError as err:
+        remove_if_created(log_dir, existed)
         return _fail(str(err))
     result: dict[str, Any] = dict(
         command=_train_command(args), train_seconds=round(time.perf_counter() - start, 1)
@@ -264,6 +323,23 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
     """
     if args.algo != "bc":
         return _train_rl(args)
+    if args.rl_kwarg or args.bc_demos or args.resume:
+        given = [
+            f
+            for f, v in (
+                ("--rl-kwarg", args.rl_kwarg),
+                ("--bc-demos", args.bc_demos),
+                ("--resume", args.resume),
+            )
+            if v
+        ]
+        return _fail(f"{', '.join(given)} apply to --algo ppo or sac only, not --algo bc")
+    try:  # everything the user gave, before any folder is created
+        finished = bool(args.demos) and (Path(args.demos) / "meta.json").is_file()
+        check_env_id("--env", args.env, expert=not args.scenario and not finished)
+        check_device(args.device)
+    except ValueError as err:
+        return _fail(str(err))
     import torch
 
     from bwgym.agents.bc import evaluate_agent, train_bc
@@ -303,15 +379,20 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
         # Not next to the checkpoint: --out may point into the package (the shipped agent).
         stamp = time.strftime("%Y%m%d-%H%M%S")
         log_dir = Path(args.log_dir) if args.log_dir else Path("runs") / "train_agent" / f"{out.stem}-{stamp}"
-        agent = train_bc(
-            dataset,
-            None,
-            log_dir=log_dir,
-            augment_shift_px=args.shift_px,
-            use_proprio=args.proprio,
-            **values(args, "epochs", "batch_size", "lr", "val_fraction", "seed", "device", "patience"),
-            **values(args, "dagger_rounds", "dagger_episodes", "dagger_epochs"),
-        )
+        existed = log_dir.exists()
+        try:
+            agent = train_bc(
+                dataset,
+                None,
+                log_dir=log_dir,
+                augment_shift_px=args.shift_px,
+                use_proprio=args.proprio,
+                **values(args, "epochs", "batch_size", "lr", "val_fraction", "seed", "device", "patience"),
+                **values(args, "dagger_rounds", "dagger_episodes", "dagger_epochs"),
+            )
+        except ValueError as err:
+            remove_if_created(log_dir, existed)
+            return _fail(str(err))
         if not args.demos:
             agent.train_config["dataset"] = "temporary folder collected by this command (deleted)"
     train_s = time.perf_counter() - start
@@ -361,21 +442,66 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
 
 #: ``bwgym train agent`` options: (flag, type, default, help).
 _TRAINING_OPTIONS = (
-    ("--total-timesteps", positive_int, 20_000, "RL: env steps"),
-    ("--n-envs", positive_int, 1, "RL: parallel envs in subprocesses"),
-    ("--eval-freq", positive_int, 5_000, "RL: env steps between evaluations"),
-    ("--checkpoint-freq", positive_int, 10_000, "RL: env steps between checkpoints (what --resume reads)"),
-    ("--initial-noise-std", float, 0.1, "RL with --bc-init: exploration noise (std before tanh)"),
-    ("--critic-warmup-steps", int, 0, "RL: env steps with the actor frozen while the critic learns"),
-    ("--epochs", positive_int, 25, "maximum epochs"),
-    ("--batch-size", positive_int, 64, "steps per gradient step"),
-    ("--lr", float, 1e-3, "Adam learning rate"),
-    ("--val-fraction", float, 0.1, "held-out episodes"),
-    ("--patience", positive_int, 8, "early-stopping patience in epochs"),
-    ("--shift-px", int, 4, "random-shift augmentation in pixels"),
-    ("--dagger-rounds", int, 0, "DAgger rounds after BC"),
-    ("--dagger-episodes", positive_int, 50, "policy episodes per round"),
-    ("--eval-episodes", int, 100, "evaluation episodes, 0 for none"),
+    ("--total-timesteps", bounded_int("--total-timesteps", 1, MAX_TIMESTEPS), 20_000, "RL: env steps"),
+    (
+        "--n-envs",
+        bounded_int("--n-envs", 1, _max_n_envs, "each env is a process (MAX_N_ENVS, MAX_PROCESSES_PER_CORE)"),
+        1,
+        "RL: parallel envs in subprocesses",
+    ),
+    (
+        "--eval-freq",
+        bounded_int("--eval-freq", 1, MAX_TIMESTEPS),
+        5_000,
+        "RL: env steps between evaluations",
+    ),
+    (
+        "--checkpoint-freq",
+        bounded_int("--checkpoint-freq", 1, MAX_TIMESTEPS),
+        10_000,
+        "RL: env steps between checkpoints (what --resume reads)",
+    ),
+    (
+        "--initial-noise-std",
+        bounded_float("--initial-noise-std", 0.0, 10.0, low_open=True),
+        0.1,
+        "RL with --bc-init: exploration noise (std before tanh)",
+    ),
+    (
+        "--critic-warmup-steps",
+        bounded_int("--critic-warmup-steps", 0, MAX_TIMESTEPS),
+        0,
+        "RL: env steps with the actor frozen while the critic learns",
+    ),
+    ("--epochs", bounded_int("--epochs", 1, MAX_EPOCHS), 25, "maximum epochs"),
+    ("--batch-size", bounded_int("--batch-size", 1, MAX_BATCH_SIZE), 64, "steps per gradient step"),
+    ("--lr", bounded_float("--lr", 0.0, 1.0, low_open=True), 1e-3, "Adam learning rate"),
+    (
+        "--val-fraction",
+        bounded_float("--val-fraction", 0.0, 1.0, high_open=True),
+        0.1,
+        "held-out episodes",
+    ),
+    ("--patience", bounded_int("--patience", 1, MAX_EPOCHS), 8, "early-stopping patience in epochs"),
+    (
+        "--shift-px",
+        bounded_int("--shift-px", 0, MAX_SHIFT_PX),
+        4,
+        "random-shift augmentation in pixels",
+    ),
+    ("--dagger-rounds", bounded_int("--dagger-rounds", 0, MAX_DAGGER_ROUNDS), 0, "DAgger rounds after BC"),
+    (
+        "--dagger-episodes",
+        bounded_int("--dagger-episodes", 1, MAX_DEMO_EPISODES),
+        50,
+        "policy episodes per round",
+    ),
+    (
+        "--eval-episodes",
+        bounded_int("--eval-episodes", 0, MAX_DEMO_EPISODES),
+        100,
+        "evaluation episodes, 0 for none",
+    ),
 )
 
 
@@ -455,11 +581,14 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
     )
     add_options(agent, _TRAINING_OPTIONS)
     agent.add_argument(
-        "--dagger-epochs", type=positive_int, default=None, help="max epochs per round (default: --epochs)"
+        "--dagger-epochs",
+        type=bounded_int("--dagger-epochs", 1, MAX_EPOCHS),
+        default=None,
+        help="max epochs per round (default: --epochs)",
     )
     agent.add_argument(
         "--eval-seed",
-        type=int,
+        type=bounded_int("--eval-seed", 0, MAX_SEED - MAX_DEMO_EPISODES),
         default=10_000,
         help="env seed of the first evaluation episode "
         "(default: %(default)s, disjoint from the demonstrations')",

@@ -17,22 +17,45 @@ checkpoint format; a scenario loads it as ``allocator: {name: learned, checkpoin
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bwgym.cli.args import key_value
+from bwgym.cli.args import (
+    MAX_DEMO_EPISODES,
+    MAX_N_ENVS,
+    MAX_SEED,
+    bounded_float,
+    bounded_int,
+    check_device,
+    check_rl_kwargs,
+    key_value,
+    max_processes,
+)
 
-__all__ = ["cmd_train_allocator", "register"]
+__all__ = ["MAX_BITS_PER_STEP", "MAX_HISTORY_STEPS", "cmd_train_allocator", "register"]
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
+#: Most env steps of one training run (``--total-timesteps``, ``--eval-freq``).
+MAX_TIMESTEPS = 10**9
+#: Largest mean budget of the training traces (``--train-bits``), in bits per step: 1 Gbit.
+MAX_BITS_PER_STEP = 1e9
+#: Most past budgets the policy sees (``--history-steps``): its observation grows with them.
+MAX_HISTORY_STEPS = 1_024
+#: Most evaluation episodes per evaluation (``--eval-episodes``).
+MAX_EVAL_EPISODES = 10_000
+#: Most epochs fitting the policy to the oracle (``--distill-epochs``).
+MAX_DISTILL_EPOCHS = 100_000
+#: Range of ``--log-std-init``: std from e^-20 to e^2 (actions live in [-1, 1] before the simplex).
+LOG_STD_RANGE = (-20.0, 2.0)
+#: Largest magnitude of a reward weight (``--success-bonus``, ``--bit-cost``, ``--action-error-weight``).
+MAX_REWARD_WEIGHT = 1e6
+#: Largest ``--distill-data`` file read (it is a numpy archive of per-step scores): 4 GiB.
+MAX_DISTILL_BYTES = 4 << 30
+#: Arrays a ``distill.npz`` must hold.
+DISTILL_KEYS = ("scores", "episode", "success", "candidates")
 
 
 def _bits_range(text: str) -> tuple[float, float]:
@@ -40,9 +63,71 @@ def _bits_range(text: str) -> tuple[float, float]:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LOW,HIGH bits per step, got {text!r}") from None
-    if not 0 < low <= high:
-        raise argparse.ArgumentTypeError(f"expected 0 < LOW <= HIGH, got {text!r}")
+    if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high <= MAX_BITS_PER_STEP):
+        raise argparse.ArgumentTypeError(
+            f"expected 0 < LOW <= HIGH <= {MAX_BITS_PER_STEP:g} (MAX_BITS_PER_STEP), got {text!r}"
+        )
     return low, high
+
+
+def _max_n_envs(args: argparse.Namespace) -> int:
+    """``--n-envs``: subprocess envs are processes, bounded by the cores; in-process ones by MAX_N_ENVS."""
+    return MAX_N_ENVS if args.vec == "dummy" else min(MAX_N_ENVS, max_processes())
+
+
+def _check_distill_data(path: str) -> None:
+    """Refuse a ``--distill-data`` file that is not a readable, non-empty ``distill.npz``."""
+    import zipfile
+
+    import numpy as np
+
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"--distill-data: {path!r} is not a file; give the distill.npz of an earlier run")
+    if file.stat().st_size > MAX_DISTILL_BYTES:
+        raise ValueError(
+            f"--distill-data: {path!r} is {file.stat().st_size:,} bytes, more than {MAX_DISTILL_BYTES:,} "
+            "(MAX_DISTILL_BYTES)"
+        )
+    fix = "give the distill.npz written by `bwgym train allocator --distill-episodes N`"
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            missing = [k for k in DISTILL_KEYS if k not in data.files]
+            if missing:
+                raise ValueError(f"--distill-data: {path!r} lacks the arrays {missing}; {fix}")
+            scores = data["scores"]
+    except ValueError:
+        raise
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError, AttributeError) as err:
+        raise ValueError(
+            f"--distill-data: {path!r} is not a numpy archive ({type(err).__name__}); {fix}"
+        ) from None
+    if not isinstance(scores, np.ndarray) or scores.ndim != 2 or not scores.size:
+        raise ValueError(f"--distill-data: {path!r} holds no recorded steps; {fix}")
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Everything the user gave that can be checked before the run folder exists."""
+    from bwgym.traces import generators
+
+    if args.n_envs > _max_n_envs(args):
+        raise ValueError(
+            f"--n-envs: expected an integer in [1, {_max_n_envs(args)}], got {args.n_envs} "
+            f"(--vec {args.vec}: {'MAX_N_ENVS' if args.vec == 'dummy' else 'each env is a process; MAX_PROCESSES_PER_CORE per core'}); "
+            "lower --n-envs"
+        )
+    if args.train_generator not in generators.GENERATORS:
+        raise ValueError(
+            f"--train-generator: unknown generator {args.train_generator!r}; "
+            f"expected one of {', '.join(sorted(generators.GENERATORS))}"
+        )
+    check_device(args.device)
+    check_rl_kwargs("ppo", args.ppo, "--ppo")
+    if args.distill_data is not None:
+        _check_distill_data(args.distill_data)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {args.out} is a file; expected a folder")
 
 
 def _fail(message: str) -> int:
@@ -52,20 +137,12 @@ def _fail(message: str) -> int:
 
 def _scenario_parts(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], float, Any]:
     """``(env kwargs, held-out trace spec, mean bits per step, scenario)`` from the scenario."""
+    from bwgym.cli import parse_overrides
     from bwgym.scenarios.config import ConfigError, load_scenario
     from bwgym.scenarios.factory import make_trace
     from bwgym.traces.generators import derive_seed
 
-    overrides: dict[str, Any] = {}
-    if args.set:
-        import yaml
-
-        for pair in args.set:
-            if "=" not in pair:
-                raise ConfigError(f"--set expects key=value (e.g. trace.scale=0.5), got {pair!r}")
-            key, value = pair.split("=", 1)
-            overrides[key] = yaml.safe_load(value)
-    s = load_scenario(args.scenario, overrides)
+    s = load_scenario(args.scenario, parse_overrides(args.set))
     if s.codec.name == "none":
         raise ConfigError("codec.name: 'none' sends every view whole; an allocator needs a codec")
     if s.agent.name != "bc":
@@ -99,11 +176,10 @@ def _scenario_parts(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
 
 def cmd_train_allocator(args: argparse.Namespace) -> int:
     """Train an allocation policy on a scenario's parts; write ``<out>/policy.ckpt``."""
-    from bwgym.scenarios.config import ConfigError
-
     try:
+        _check_args(args)
         env_kwargs, held_out, mean_bits, scenario = _scenario_parts(args)
-    except ConfigError as err:
+    except ValueError as err:  # ConfigError included
         return _fail(str(err))
     import torch
 
@@ -162,9 +238,13 @@ def cmd_train_allocator(args: argparse.Namespace) -> int:
         flush=True,
     )
     start = time.perf_counter()
+    existed = Path(args.out).exists()
     try:
         path = train_allocator(config, progress=args.progress)
     except (ValueError, FileNotFoundError) as err:
+        from bwgym.cli.agents import remove_if_created
+
+        remove_if_created(Path(args.out), existed)  # no config.json left by a refused run
         return _fail(str(err))
     from bwgym.common.checkpoint import load_checkpoint
 
@@ -189,14 +269,26 @@ def register(train_subparsers: Any) -> None:
     )
     p.add_argument("--scenario", default="lora_ndpca", help="library name or YAML: env, codec, agent, link")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a scenario key")
-    p.add_argument("--total-timesteps", type=_positive_int, default=20_000)
-    p.add_argument("--n-envs", type=_positive_int, default=2)
+    p.add_argument(
+        "--total-timesteps", type=bounded_int("--total-timesteps", 1, MAX_TIMESTEPS), default=20_000
+    )
+    p.add_argument(
+        "--n-envs",
+        type=bounded_int("--n-envs", 1, MAX_N_ENVS, "MAX_N_ENVS"),
+        default=2,
+        help=f"training envs (at most {MAX_N_ENVS}; with --vec subproc at most 4 per core)",
+    )
     p.add_argument(
         "--vec", choices=("subproc", "dummy"), default="subproc", help="envs in processes or in turn"
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-freq", type=_positive_int, default=5_000, help="env steps between evaluations")
-    p.add_argument("--eval-episodes", type=_positive_int, default=10)
+    p.add_argument("--seed", type=bounded_int("--seed", 0, MAX_SEED - 10_000), default=0)
+    p.add_argument(
+        "--eval-freq",
+        type=bounded_int("--eval-freq", 1, MAX_TIMESTEPS),
+        default=5_000,
+        help="env steps between evaluations",
+    )
+    p.add_argument("--eval-episodes", type=bounded_int("--eval-episodes", 1, MAX_EVAL_EPISODES), default=10)
     p.add_argument(
         "--train-generator", default="lognormal_walk", help="trace generator of the training family"
     )
@@ -205,12 +297,26 @@ def register(train_subparsers: Any) -> None:
         type=_bits_range,
         help="LOW,HIGH mean bits per step (default: 1/2 to 2x the scenario's)",
     )
-    p.add_argument("--history-steps", type=_positive_int, default=8, help="budgets the policy sees")
-    p.add_argument("--success-bonus", type=float, default=1.0)
-    p.add_argument("--bit-cost", type=float, default=0.0, help="reward subtracted per kbit sent")
+    p.add_argument(
+        "--history-steps",
+        type=bounded_int("--history-steps", 1, MAX_HISTORY_STEPS, "MAX_HISTORY_STEPS"),
+        default=8,
+        help="budgets the policy sees",
+    )
+    p.add_argument(
+        "--success-bonus",
+        type=bounded_float("--success-bonus", -MAX_REWARD_WEIGHT, MAX_REWARD_WEIGHT),
+        default=1.0,
+    )
+    p.add_argument(
+        "--bit-cost",
+        type=bounded_float("--bit-cost", 0.0, MAX_REWARD_WEIGHT),
+        default=0.0,
+        help="reward subtracted per kbit sent",
+    )
     p.add_argument(
         "--action-error-weight",
-        type=float,
+        type=bounded_float("--action-error-weight", 0.0, MAX_REWARD_WEIGHT),
         default=0.0,
         help="reward subtracted per unit of the task agent's action error (decoded vs true views)",
     )
@@ -223,25 +329,33 @@ def register(train_subparsers: Any) -> None:
     )
     p.add_argument(
         "--distill-episodes",
-        type=int,
+        type=bounded_int("--distill-episodes", 0, MAX_DEMO_EPISODES, "MAX_DEMO_EPISODES"),
         default=0,
         help="warm start: episodes of the oracle whose per-split scores the policy is fitted to "
         "before PPO (0: PPO from scratch; see bwgym.agents.allocation)",
     )
     p.add_argument(
         "--distill-explore",
-        type=float,
+        type=bounded_float("--distill-explore", 0.0, 1.0, why="it is a probability"),
         default=0.3,
         help="probability that the oracle sends a random split while its scores are recorded",
     )
-    p.add_argument("--distill-epochs", type=_positive_int, default=30, help="epochs fitting the policy")
+    p.add_argument(
+        "--distill-epochs",
+        type=bounded_int("--distill-epochs", 1, MAX_DISTILL_EPOCHS),
+        default=30,
+        help="epochs fitting the policy",
+    )
     p.add_argument(
         "--distill-data",
         metavar="NPZ",
         help="fit the distill.npz of an earlier run instead of running the oracle again",
     )
     p.add_argument(
-        "--log-std-init", type=float, default=-0.5, help="initial log std of PPO's Gaussian actions"
+        "--log-std-init",
+        type=bounded_float("--log-std-init", *LOG_STD_RANGE, why="LOG_STD_RANGE"),
+        default=-0.5,
+        help="initial log std of PPO's Gaussian actions",
     )
     p.add_argument(
         "--ppo",
@@ -251,7 +365,12 @@ def register(train_subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="a keyword argument of SB3's PPO (YAML value), e.g. --ppo learning_rate=1e-4",
     )
-    p.add_argument("--threads", type=_positive_int, default=1, help="torch threads per process")
+    p.add_argument(
+        "--threads",
+        type=bounded_int("--threads", 1, max_processes, "MAX_PROCESSES_PER_CORE per core"),
+        default=1,
+        help="torch threads per process",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--progress", action="store_true", help="SB3's progress bar")
     p.add_argument("--out", default="runs/allocator", help="run folder")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -37,9 +38,33 @@ from typing import Any
 
 import numpy as np
 
-from bwgym.cli.args import add_env_options, add_torch_options, parse_env_kwargs, positive_int, values
+from bwgym.cli.args import (
+    MAX_DEMO_EPISODES,
+    MAX_SEED,
+    add_env_options,
+    add_torch_options,
+    bounded_float,
+    bounded_int,
+    check_device,
+    check_env_id,
+    parse_env_kwargs,
+    values,
+)
 
 __all__ = ["cmd_train_codec", "load_frames", "register", "regenerate_shipped"]
+
+#: Most optimiser steps of one codec training (``--steps``).
+MAX_STEPS = 10_000_000
+#: Largest minibatch of frames (``--batch-size``).
+MAX_BATCH_SIZE = 65_536
+#: Most latent features per view (``--latent-dim``): an 84 px RGB view has 21,168 values.
+MAX_LATENT_DIM = 4_096
+#: Largest factor on every shipped recipe's step count (``--scale-steps``).
+MAX_SCALE_STEPS = 1_000.0
+#: Most rate points of ``--etas`` (each trains its own rate weight).
+MAX_RATE_POINTS = 64
+#: Largest loss weight (``--lambda-task``, ``--lambda-rec``).
+MAX_LOSS_WEIGHT = 1e6
 
 
 def _fail(message: str) -> int:
@@ -336,6 +361,14 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
     from bwgym.codecs import codec_entry
 
     try:
+        check_device(args.device)
+        # Frames come from the LocateLift expert, unless the codec trains on its own synthetic data.
+        frames = args.all or (args.codec not in SYNTHETIC)
+        finished = bool(args.demos) and (Path(args.demos) / "meta.json").is_file()
+        if frames and not finished:
+            check_env_id("--env", args.env, expert=True)
+        elif frames:
+            check_env_id("--env", args.env)
         if args.all:
             regenerate_shipped(
                 args.out_dir,
@@ -385,10 +418,14 @@ def _float_list(text: str) -> tuple[float, ...]:
         numbers = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, e.g. 0.01,0.1,0.5, got {text!r}"
+            f"expected comma-separated numbers, e.g. 0.01,0.1,0.5, got {text[:80]!r}"
         ) from None
     if not numbers:
         raise argparse.ArgumentTypeError(f"expected at least one number, got {text!r}")
+    if len(numbers) > MAX_RATE_POINTS or not all(math.isfinite(v) and v >= 0 for v in numbers):
+        raise argparse.ArgumentTypeError(
+            f"expected 1 to {MAX_RATE_POINTS} finite numbers >= 0 (MAX_RATE_POINTS), got {text[:80]!r}"
+        )
     return numbers
 
 
@@ -404,24 +441,50 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
     p.add_argument("--all", action="store_true", help="retrain every shipped checkpoint from scratch")
     p.add_argument("--only", nargs="+", default=None, help="with --all: only these shipped codecs")
     p.add_argument("--out-dir", default=None, help="with --all: where to write (default: the package's)")
-    p.add_argument("--scale-steps", type=float, default=1.0, help="with --all: multiply every step count")
+    p.add_argument(
+        "--scale-steps",
+        type=bounded_float("--scale-steps", 0.0, MAX_SCALE_STEPS, low_open=True, why="MAX_SCALE_STEPS"),
+        default=1.0,
+        help="with --all: multiply every step count",
+    )
     add_env_options(p)
     p.add_argument(
         "--demos", default=None, help="demo folder from `bwgym collect` (default: collect --episodes)"
     )
     p.add_argument(
-        "--episodes", type=positive_int, default=150, help="episodes to collect without --demos (%(default)s)"
+        "--episodes",
+        type=bounded_int("--episodes", 1, MAX_DEMO_EPISODES, "MAX_DEMO_EPISODES"),
+        default=150,
+        help="episodes to collect without --demos (%(default)s)",
     )
     p.add_argument("--agent", default=None, help="frozen BC agent checkpoint (default: the shipped one)")
     p.add_argument("--out", default=None, help="checkpoint to write (.ckpt)")
     p.add_argument(
-        "--steps", type=positive_int, default=None, help="optimiser steps (default: the codec's recipe)"
+        "--steps",
+        type=bounded_int("--steps", 1, MAX_STEPS, "MAX_STEPS"),
+        default=None,
+        help="optimiser steps (default: the codec's recipe)",
     )
-    p.add_argument("--batch-size", type=positive_int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--latent-dim", type=positive_int, default=None, help="latent features per view")
-    p.add_argument("--lambda-task", type=float, default=None, help="weight of the task loss (eq. 8)")
-    p.add_argument("--lambda-rec", type=float, default=None, help="weight of the reconstruction loss (eq. 8)")
+    p.add_argument("--batch-size", type=bounded_int("--batch-size", 1, MAX_BATCH_SIZE), default=None)
+    p.add_argument("--lr", type=bounded_float("--lr", 0.0, 1.0, low_open=True), default=None)
+    p.add_argument(
+        "--latent-dim",
+        type=bounded_int("--latent-dim", 1, MAX_LATENT_DIM, "MAX_LATENT_DIM"),
+        default=None,
+        help="latent features per view",
+    )
+    p.add_argument(
+        "--lambda-task",
+        type=bounded_float("--lambda-task", 0.0, MAX_LOSS_WEIGHT),
+        default=None,
+        help="weight of the task loss (eq. 8)",
+    )
+    p.add_argument(
+        "--lambda-rec",
+        type=bounded_float("--lambda-rec", 0.0, MAX_LOSS_WEIGHT),
+        default=None,
+        help="weight of the reconstruction loss (eq. 8)",
+    )
     p.add_argument(
         "--init", default=None, help="start from this learned checkpoint's network (or a codec name)"
     )
@@ -433,7 +496,7 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
     )
     gw.add_argument(
         "--beta",
-        type=float,
+        type=bounded_float("--beta", 0.0, 2.0, low_open=True),
         default=None,
         help="weight of the common rate R0, in (0, 2] (1: transmit, 2: receive)",
     )
@@ -444,7 +507,7 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
         metavar="ETA,...",
         help="rate weights, one rate point each (>= 0), e.g. 0.01,0.1,0.5",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=bounded_int("--seed", 0, MAX_SEED - MAX_DEMO_EPISODES), default=0)
     add_torch_options(p, threads=None)
     p.add_argument("--logdir", default=None, help="TensorBoard folder (default: <out>.tb)")
     p.set_defaults(func=cmd_train_codec)

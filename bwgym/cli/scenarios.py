@@ -22,28 +22,32 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bwgym.cli.args import add_bench_options, add_run_options
+from bwgym.cli.args import add_bench_options, add_run_options, bounded_float
 
-__all__ = ["cmd_bench", "cmd_sweep", "find_benchmarks", "register"]
+__all__ = ["MAX_CONNECT_TIMEOUT_S", "cmd_bench", "cmd_sweep", "find_benchmarks", "register"]
+
+#: Longest wait for a Dask scheduler (``--connect-timeout``): an hour.
+MAX_CONNECT_TIMEOUT_S = 3600.0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run a sweep and print its table and where its files are."""
+    import yaml
+
+    from bwgym.cli import PATH_KEYS, parse_overrides, path_from_cwd
     from bwgym.scenarios import sweep
     from bwgym.scenarios.config import ConfigError
+    from bwgym.scenarios.runner import WorkerDiedError
 
     try:
-        overrides = {}
-        for pair in args.set:
-            key, sep, value = pair.partition("=")
-            if not sep or not key:
-                raise ConfigError(f"--set expects key=value (e.g. run.episodes=5), got {pair!r}")
-            overrides[key.strip()] = sweep.parse_value(value)
-        for key, value in (("run.episodes", args.episodes), ("run.seed", args.seed)):
+        overrides = parse_overrides(args.set)
+        for key, value in (
+            ("run.episodes", args.episodes),
+            ("run.seed", args.seed),
+            ("run.num_envs", args.num_envs),
+        ):
             if value is not None:
                 overrides[key] = value
-        if args.workers is not None and args.workers < 1:
-            raise ConfigError(f"--workers: expected an integer >= 1, got {args.workers}")
         if args.cluster is not None and args.workers is not None:
             raise ConfigError(
                 "--workers sizes the local process pool; with --cluster the cluster's workers "
@@ -51,7 +55,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             )
         if args.resume and not args.out:
             raise ConfigError("--resume needs --out naming the sweep folder to continue")
-        grid = sweep.parse_grid(args.grid)
+        try:
+            grid = sweep.parse_grid(args.grid)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise ConfigError(f"--grid: a value is not valid YAML ({problem}); quote it") from None
+        for key in PATH_KEYS:  # paths on the command line are relative to the working directory
+            if key in grid:
+                grid[key] = [path_from_cwd(key, value, f"--grid {key}") for value in grid[key]]
         out = Path(args.out) if args.out else sweep.default_sweep_dir(args.scenario)
         result = sweep.run_sweep(
             args.scenario,
@@ -66,8 +77,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             point_plots=args.point_plots,
         )
     except (ConfigError, sweep.ClusterError) as exc:
-        print(f"bwgym sweep: {exc}", file=sys.stderr)
+        print(f"bwgym sweep: {exc}".replace("\n", "\\n"), file=sys.stderr)
         return 2
+    except WorkerDiedError as exc:
+        print(f"bwgym sweep: {exc}", file=sys.stderr)
+        return 1
     import pandas as pd
 
     columns = [*grid, *(c for c in sweep.TABLE_COLUMNS if c in result.table)]
@@ -156,7 +170,7 @@ def register(subparsers: Any) -> None:
     )
     sweep.add_argument(
         "--connect-timeout",
-        type=float,
+        type=bounded_float("--connect-timeout", 0.0, MAX_CONNECT_TIMEOUT_S, low_open=True),
         default=5.0,
         metavar="S",
         help="seconds to try to reach the --cluster scheduler (default 5)",

@@ -17,7 +17,16 @@ from bwgym.common.kalman import (
     lqr_gain,
 )
 
-__all__ = ["MODES", "PRESETS", "LinearGaussianModel", "SensorNetworkEnv"]
+__all__ = [
+    "MAX_HORIZON",
+    "MAX_MEASUREMENT_DIMS",
+    "MAX_SENSORS",
+    "MAX_STATE_DIM",
+    "MODES",
+    "PRESETS",
+    "LinearGaussianModel",
+    "SensorNetworkEnv",
+]
 
 #: Built-in systems (see the env's docstring).
 PRESETS = ("ar1", "cv2d")
@@ -33,6 +42,25 @@ _CV2D_DT_S = 0.1
 _CV2D_ACCEL_PSD = 1.0  # m^2/s^3, white-noise acceleration
 _CHUNK_STEPS = 256  # steps of noise, state and references computed at once
 _F32_MAX = float(np.finfo(np.float32).max)  # finite view bounds (the env checkers warn on infinite ones)
+#: Most sensors (``n_sensors``): the centralised filter inverts a (sum of d_k)-square matrix per step
+#: until its gain converges; 1024 scalar sensors take ~1 s to build, 10^7 took 3.9 GB.
+MAX_SENSORS = 1024
+#: Most measurement values per step over all sensors (sum of the d_k rows of every C_k).
+MAX_MEASUREMENT_DIMS = 2048
+#: Largest state and input dimensions (``A`` is n x n, ``B`` n x p).
+MAX_STATE_DIM = 64
+#: Most actions per episode (``horizon``).
+MAX_HORIZON = 1_000_000
+#: Most bytes the filter's per-step gains and covariances may take if they never converge within
+#: the horizon (8 x (horizon + 1) x n x (m + 10 n)): what is held before the first step.
+MAX_FILTER_BYTES = 1 << 30
+
+
+def _is_count(value: Any, low: int, high: int) -> bool:
+    """Whether ``value`` is an integer (a float with an integer value counts) in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    return math.isfinite(value) and int(value) == value and low <= value <= high
 
 
 def _preset(name: str, n_sensors: int) -> dict[str, Any]:
@@ -178,7 +206,9 @@ class SensorNetworkEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     ``ValueError`` names the argument and its rule for: non-positive noise variances, matrices whose
     shapes do not match the state (A square; B, C_k, Q, W_x, W_u against n and p), an unstable system
     whose open-loop state variance exceeds ``MAX_STATE_VARIANCE`` within the horizon (the message
-    gives the longest horizon that fits), and in control mode an (A, B) that no LQR can stabilise.
+    gives the longest horizon that fits), in control mode an (A, B) that no LQR can stabilise, and
+    sizes above ``MAX_SENSORS``, ``MAX_MEASUREMENT_DIMS``, ``MAX_STATE_DIM``, ``MAX_HORIZON`` or a
+    filter larger than ``MAX_FILTER_BYTES``, refused before anything of that size is allocated.
 
     ## Version History
     * v0: initial release.
@@ -211,10 +241,15 @@ class SensorNetworkEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if isinstance(n_sensors, bool) or int(n_sensors) != n_sensors or n_sensors < 1:
-            raise ValueError(f"n_sensors must be an integer >= 1, got {n_sensors!r}")
-        if isinstance(horizon, bool) or int(horizon) != horizon or horizon < 1:
-            raise ValueError(f"horizon must be an integer >= 1 (actions per episode), got {horizon!r}")
+        if not _is_count(n_sensors, 1, MAX_SENSORS):
+            raise ValueError(
+                f"n_sensors must be an integer in [1, {MAX_SENSORS}] (MAX_SENSORS), got {n_sensors!r}"
+            )
+        if not _is_count(horizon, 1, MAX_HORIZON):
+            raise ValueError(
+                f"horizon must be an integer in [1, {MAX_HORIZON:,}] (actions per episode, MAX_HORIZON), "
+                f"got {horizon!r}"
+            )
         if not (math.isfinite(success_factor) and success_factor >= 1.0):
             raise ValueError(f"success_factor must be a finite number >= 1, got {success_factor}")
         if render_mode is not None:
@@ -237,6 +272,7 @@ class SensorNetworkEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         )
         m = self.model
         n, p = m.n_state, m.n_input
+        self._check_sizes()
         self.state_cost = _covariance(np.eye(n) if state_cost is None else state_cost, "state_cost", n)
         self.control_cost = _covariance(
             0.1 * np.eye(p) if control_cost is None else control_cost, "control_cost", p, definite=True
@@ -345,6 +381,28 @@ class SensorNetworkEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         for arr_ in (A, B, Q, mean, cov, *Cs, *R):
             arr_.flags.writeable = False
         return LinearGaussianModel(A, B, Q, tuple(Cs), R, mean, cov)
+
+    def _check_sizes(self) -> None:
+        """Refuse systems whose filter would not fit: before any per-step matrix is computed."""
+        m = self.model
+        n, p, dims = m.n_state, m.n_input, int(sum(m.sensor_dims))
+        if n > MAX_STATE_DIM or p > MAX_STATE_DIM:
+            raise ValueError(
+                f"A, B: state and input dimensions must be at most {MAX_STATE_DIM} (MAX_STATE_DIM), "
+                f"got n = {n}, p = {p}"
+            )
+        if dims > MAX_MEASUREMENT_DIMS:
+            raise ValueError(
+                f"C: the sensors measure {dims:,} values per step in all, more than {MAX_MEASUREMENT_DIMS:,} "
+                "(MAX_MEASUREMENT_DIMS); use fewer sensors or fewer rows per C_k"
+            )
+        worst = 8 * (self.horizon + 1) * n * (dims + 10 * n)
+        if worst > MAX_FILTER_BYTES:
+            raise ValueError(
+                f"horizon = {self.horizon:,} with n = {n} states and {dims} measurements may hold "
+                f"{worst / 2**30:.1f} GiB of filter gains (MAX_FILTER_BYTES = {MAX_FILTER_BYTES / 2**30:g} "
+                "GiB); lower horizon or the sizes"
+            )
 
     def _check_horizon(self) -> np.ndarray:
         """Propagate the open-loop prior over the horizon; return the estimate action scale.

@@ -54,6 +54,18 @@ LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.,=+\-]{0,199}")
 #: Most episodes one run may ask for; the runner streams over episodes, so this bounds disk, not memory.
 MAX_EPISODES = 10_000_000
+#: Most envs one worker may step together as one vector env (``run.num_envs``, ``--num-envs``).
+MAX_NUM_ENVS = 64
+#: Most worker processes a scenario may name (``run.workers``); the runner also holds a run to
+#: :data:`bwgym.scenarios.runner.MAX_WORKERS_PER_CORE` per core of the machine it runs on.
+MAX_WORKERS = 1024
+#: Longest trace time per env step (``link.step_seconds``): a day. Budgets are integer bits per
+#: step, and 1e300 s overflowed them.
+MAX_STEP_SECONDS = 86_400.0
+#: Longest link latency in steps (``link.latency_steps``): payloads in flight are held in memory.
+MAX_LATENCY_STEPS = 100_000
+#: Largest ``trace.scale``: a factor on every rate of the trace (1e6 turns 1 kbit/s into 1 Gbit/s).
+MAX_TRACE_SCALE = 1e6
 
 
 class ConfigError(ValueError):
@@ -246,9 +258,10 @@ class LinkConfig:
     """The link between sensors and agent."""
 
     step_seconds: float | None = None
-    """Trace time per env step; None takes the env's control period (``env.unwrapped.dt``)."""
+    """Trace time per env step (at most ``MAX_STEP_SECONDS``); None takes the env's control period
+    (``env.unwrapped.dt``)."""
     latency_steps: int = 0
-    """A payload arrives this many steps after it was sent."""
+    """A payload arrives this many steps after it was sent (at most ``MAX_LATENCY_STEPS``)."""
     loss_prob: float = 0.0
     """Probability that a payload is lost (the receiver holds its last frames)."""
 
@@ -310,9 +323,13 @@ class RunConfig:
     seed: int = 0
     """First episode seed."""
     workers: int = 1
-    """Worker processes (episodes are independent; tables do not depend on this)."""
+    """Worker processes (episodes are independent; tables do not depend on this); at most
+    ``MAX_WORKERS``, and at most 4 per CPU core of the machine that runs it."""
     record_steps: bool = True
     """Write ``steps.parquet`` (one row per step)."""
+    num_envs: int = 1
+    """Envs a worker steps together as one vector env, 1 to ``MAX_NUM_ENVS`` (tables do not depend
+    on this: episode i still uses seed ``seed + i``)."""
 
 
 @dataclass(frozen=True)
@@ -423,9 +440,29 @@ def _check_values(s: Scenario) -> None:
             raise ConfigError(f"{path}: invalid value {value!r}; expected {allowed}")
 
     check(s.run.episodes >= 1, "run.episodes", s.run.episodes, "an integer >= 1")
-    check(s.run.workers >= 1, "run.workers", s.run.workers, "an integer >= 1")
+    # Before run.seed: its bound depends on run.episodes, and an absurd episode count is the problem.
+    check(
+        s.run.episodes <= MAX_EPISODES, "run.episodes", s.run.episodes, f"an integer in [1, {MAX_EPISODES:,}]"
+    )
+    check(
+        1 <= s.run.workers <= MAX_WORKERS,
+        "run.workers",
+        s.run.workers,
+        f"an integer in [1, {MAX_WORKERS:,}] (MAX_WORKERS)",
+    )
+    check(
+        1 <= s.run.num_envs <= MAX_NUM_ENVS,
+        "run.num_envs",
+        s.run.num_envs,
+        f"an integer in [1, {MAX_NUM_ENVS}] (MAX_NUM_ENVS)",
+    )
     check(s.trace.scale > 0, "trace.scale", s.trace.scale, "a number > 0")
-    check(s.link.latency_steps >= 0, "link.latency_steps", s.link.latency_steps, "an integer >= 0")
+    check(
+        0 <= s.link.latency_steps <= MAX_LATENCY_STEPS,
+        "link.latency_steps",
+        s.link.latency_steps,
+        f"an integer in [0, {MAX_LATENCY_STEPS:,}] (MAX_LATENCY_STEPS)",
+    )
     check(0 <= s.link.loss_prob < 1, "link.loss_prob", s.link.loss_prob, "a probability in [0, 1)")
     check(
         s.link.step_seconds is None or s.link.step_seconds > 0,
@@ -446,19 +483,17 @@ def _check_values(s: Scenario) -> None:
         "an integer in [0, 2**31 - run.episodes) (episode i uses seed run.seed + i)",
     )
     check(
-        s.run.episodes <= MAX_EPISODES, "run.episodes", s.run.episodes, f"an integer in [1, {MAX_EPISODES:,}]"
-    )
-    check(
-        math.isfinite(s.trace.scale) and s.trace.scale <= 1e6,
+        math.isfinite(s.trace.scale) and s.trace.scale <= MAX_TRACE_SCALE,
         "trace.scale",
         s.trace.scale,
-        "a finite number in (0, 1e6]",
+        f"a finite number in (0, {MAX_TRACE_SCALE:g}] (MAX_TRACE_SCALE)",
     )
     check(
-        s.link.step_seconds is None or math.isfinite(s.link.step_seconds),
+        s.link.step_seconds is None
+        or (math.isfinite(s.link.step_seconds) and s.link.step_seconds <= MAX_STEP_SECONDS),
         "link.step_seconds",
         s.link.step_seconds,
-        "null or a finite number > 0",
+        f"null or a finite number in (0, {MAX_STEP_SECONDS:g}] seconds (MAX_STEP_SECONDS)",
     )
     check(
         bool(_SAFE_NAME.fullmatch(s.name)),

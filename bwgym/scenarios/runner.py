@@ -39,7 +39,10 @@ from bwgym.common.stats import wilson_interval
 from bwgym.scenarios.config import ConfigError, Scenario, scenario_from_dict, scenario_to_dict
 
 __all__ = [
+    "MAX_WORKERS_PER_CORE",
     "RunResult",
+    "WorkerDiedError",
+    "check_workers",
     "episode_seeds",
     "run_episodes",
     "run_scenario",
@@ -47,6 +50,33 @@ __all__ = [
     "summarize",
     "wilson_interval",
 ]
+
+#: Most worker processes a run or sweep starts per CPU core: each worker holds ~450 MB (MuJoCo,
+#: torch, a codec and an agent), and workers beyond the cores only queue while their memory adds up.
+MAX_WORKERS_PER_CORE = 4
+
+
+class WorkerDiedError(RuntimeError):
+    """A worker process ended without a result (killed, e.g. by the kernel's out-of-memory killer)."""
+
+
+def _cpu_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def check_workers(workers: int, what: str = "run.workers") -> None:
+    """Raise :class:`ConfigError` unless ``1 <= workers <=`` :data:`MAX_WORKERS_PER_CORE` x cores here."""
+    cores = _cpu_cores()
+    top = MAX_WORKERS_PER_CORE * cores
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= top:
+        raise ConfigError(
+            f"{what}: invalid value {workers!r}; expected an integer in [1, {top}] "
+            f"({MAX_WORKERS_PER_CORE} per core on {cores} cores, MAX_WORKERS_PER_CORE): each worker "
+            f"is a process of ~450 MB"
+        )
 
 
 def episode_seeds(scenario: Scenario) -> list[int]:
@@ -287,8 +317,9 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
 
 def _comparable(scenario: Scenario) -> dict[str, Any]:
     # The worker count does not change the table, so a run may resume on another one.
+    # Nor does the number of envs stepped together (episode i keeps seed run.seed + i).
     data = scenario_to_dict(scenario)
-    data["run"] = {k: v for k, v in data["run"].items() if k != "workers"}
+    data["run"] = {k: v for k, v in data["run"].items() if k not in ("workers", "num_envs")}
     return data
 
 
@@ -460,12 +491,18 @@ def run_scenarios(
         One :class:`RunResult` per run, in the order of ``runs``.
 
     Raises:
-        ConfigError: a folder holds another run (see :func:`run_scenario`), or a folder or a
-            scenario appears twice.
+        ConfigError: a folder holds another run (see :func:`run_scenario`), a folder or a
+            scenario appears twice, or more workers than :func:`check_workers` allows.
+        WorkerDiedError: a worker process died (e.g. out of memory); ``resume=True`` continues.
 
     """
     from tqdm import tqdm
 
+    if executor is None:  # a pool of our own: bound the processes it starts before anything else
+        check_workers(
+            workers if workers is not None else max((s.run.workers for s, _ in runs), default=1),
+            "run.workers" if workers is None else "workers",
+        )
     folders = [Path(out).resolve() for _, out in runs]
     if len(set(folders)) != len(folders):
         raise ConfigError("two runs share one output folder; give each run its own folder")
@@ -518,7 +555,7 @@ def run_scenarios(
         while pending:
             future = next(iter(as_completed(list(pending))))
             state = pending.pop(future)
-            for row, steps in future.result():
+            for row, steps in _result(future):
                 state.record(row, steps)
                 finished += 1
                 successes += row["success"]
@@ -541,6 +578,20 @@ def run_scenarios(
     for state in states:
         state.close()
     return [state.finish(plots) for state in states]
+
+
+def _result(future: Any) -> Any:
+    """``future.result()``, with a dead worker process reported as :class:`WorkerDiedError`."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise WorkerDiedError(
+            "a worker process died without finishing its episodes (killed, probably out of memory: "
+            "each worker holds ~450 MB; use fewer --workers); the finished episodes are on disk and "
+            "`--resume` with the same --out completes it"
+        ) from None
 
 
 def run_scenario(

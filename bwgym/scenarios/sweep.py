@@ -61,6 +61,7 @@ from bwgym.scenarios.runner import (
 )
 
 __all__ = [
+    "MAX_SWEEP_POINTS",
     "ClusterError",
     "SweepPoint",
     "SweepResult",
@@ -88,6 +89,9 @@ TABLE_COLUMNS = (
     "mean_bandwidth_bps",
     "episodes",
 )
+
+#: Most grid points one sweep may have: each is a scenario validated up front and a run folder.
+MAX_SWEEP_POINTS = 1_000
 
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
@@ -183,9 +187,21 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
         if len({_format(v) for v in parsed}) != len(parsed):
             raise ConfigError(f"--grid {key}: a value appears twice in {spec!r}")
         grid[key] = parsed
+        _check_points(grid)  # before parsing more values: a 1000 x 1000 grid stops at its second key
     if not grid:
         raise ConfigError("a sweep needs at least one --grid key=value1,value2")
     return grid
+
+
+def _check_points(grid: Mapping[str, Sequence[Any]]) -> None:
+    """Refuse a grid of more than :data:`MAX_SWEEP_POINTS` points."""
+    points = math.prod(len(values) for values in grid.values())
+    if points > MAX_SWEEP_POINTS:
+        sizes = " x ".join(str(len(values)) for values in grid.values())
+        raise ConfigError(
+            f"--grid: {sizes} = {points:,} grid points, more than the {MAX_SWEEP_POINTS:,} a sweep may run "
+            f"(MAX_SWEEP_POINTS); give fewer values or split the sweep"
+        )
 
 
 def _format(value: Any) -> str:
@@ -222,6 +238,7 @@ def expand_grid(
 
     """
     overrides = dict(overrides or {})
+    _check_points(grid)
     for key in grid:
         check_key(key)
         if key in overrides:
@@ -336,6 +353,12 @@ def open_executor(
             count = cluster.split(":", 1)[1]
             if not count.isdigit() or int(count) < 1:
                 raise ClusterError(f"--cluster {cluster}: expected local:N with N >= 1 workers, e.g. local:2")
+            from bwgym.scenarios.runner import check_workers
+
+            try:  # N local processes: the same bound as a local pool
+                check_workers(int(count), f"--cluster {cluster}")
+            except ConfigError as exc:
+                raise ClusterError(str(exc)) from None
             local = distributed.LocalCluster(
                 n_workers=int(count),
                 threads_per_worker=1,
@@ -393,11 +416,18 @@ def run_sweep(
         The sweep's folder, its table (one row per point), each point's run and the sweep plots.
 
     Raises:
-        ConfigError: a bad grid or scenario, or a folder holding another sweep or run.
+        ConfigError: a bad grid or scenario, more than :data:`MAX_SWEEP_POINTS` points or more
+            workers than :func:`bwgym.scenarios.runner.check_workers` allows, or a folder holding
+            another sweep or run.
         ClusterError: see :func:`open_executor`.
+        WorkerDiedError: a worker process died (e.g. out of memory); ``resume=True`` continues.
 
     """
     out_dir = Path(out_dir)
+    if executor is None and cluster is None and workers is not None:
+        from bwgym.scenarios.runner import check_workers
+
+        check_workers(workers, "--workers")  # before any scenario is loaded or process started
     points = expand_grid(scenario, grid, overrides)
     base = load_scenario(scenario, dict(overrides or {}))
     _check_folders(out_dir, points, resume)

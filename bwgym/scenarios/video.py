@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from bwgym.agents.base import rollout
-from bwgym.scenarios.config import Scenario
+from bwgym.scenarios.config import ConfigError, Scenario
 
-__all__ = ["episode_frames", "write_episode_video"]
+__all__ = ["check_video", "episode_frames", "write_episode_video"]
 
 _BG = (255, 255, 255)
 _TEXT = (20, 20, 20)
@@ -102,6 +102,42 @@ def _rollout(scenario: Scenario, episode: int) -> tuple[list[dict[str, Any]], li
     finally:
         env.close()
     return records, views, step_s
+
+
+def check_video(scenario: Scenario) -> None:
+    """Raise :class:`ConfigError` unless the scenario's env has camera views a video can show.
+
+    Builds the bare env once (no codec, no agent) and reads its observation space, so ``bwgym run
+    --video`` is refused before the run rather than failing after it.
+    """
+    import gymnasium as gym
+
+    import bwgym  # noqa: F401  (registers the envs)
+    from bwgym.envs.views import link_view_names
+
+    try:
+        env = gym.make(scenario.env.id, **scenario.env.kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"env.kwargs: {exc}") from None
+    try:
+        space = env.observation_space
+        names = list(link_view_names(env)) if scenario.codec.name != "none" else list(space.spaces)
+    finally:
+        env.close()
+
+    def is_image(name: str) -> bool:
+        shape = space[name].shape or ()
+        return space[name].dtype == np.uint8 and len(shape) == 3 and shape[2] == 3
+
+    # Without a codec the video draws the env's camera views; with one, every view it sends.
+    bad = [] if scenario.codec.name == "none" else [n for n in names if not is_image(n)]
+    if bad or not any(is_image(n) for n in names):
+        flat = bad or names
+        raise ConfigError(
+            f"--video: env {scenario.env.id} sends views that are not camera images "
+            f"({', '.join(flat[:4])}{'...' if len(flat) > 4 else ''}); a video needs uint8 (H, W, 3) "
+            f"views: drop --video or run a camera env such as bwgym/LocateLift-v1"
+        )
 
 
 def _upscale(image: np.ndarray, factor: int) -> np.ndarray:

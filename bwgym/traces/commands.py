@@ -222,6 +222,16 @@ def _output_format(path: str, fmt: str | None, flag: str = "--format") -> str:
     return found
 
 
+def _unit(unit: str | None, fmt: str) -> str:
+    """The CSV rate unit of ``--unit``; refused for formats whose unit is fixed, rather than ignored."""
+    if unit is not None and fmt != "csv":
+        raise ValueError(
+            f"--unit {unit} applies to CSV output only; {fmt} has a fixed unit, expected no --unit "
+            f"or a .csv output"
+        )
+    return unit or "bps"
+
+
 @_friendly("show")
 def cmd_show(args: argparse.Namespace) -> int:
     """Print a statistics table of one or more traces (files or library names)."""
@@ -238,8 +248,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert a trace file (or library trace) to another format."""
     to = _output_format(args.dst, args.to, "--to")
+    unit = _unit(args.unit, to)
     trace, fmt = _load(args.src, args.from_format, args.bin_ms)
-    out = save_trace(trace, args.dst, to, unit=args.unit)
+    out = save_trace(trace, args.dst, to, unit=unit)
     print(
         f"wrote {out} ({to}, from {fmt}): {len(trace)} segments, "
         f"{trace.duration_s:g} s, mean {trace.mean_bps:.6g} bit/s"
@@ -328,13 +339,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise ValueError(f"--param {key} is given twice, expected each parameter once")
         params[key] = value
     fmt = _output_format(args.out, args.format)
+    unit = _unit(args.unit, fmt)
     if args.duration_s is not None:
         params.setdefault("duration_s", args.duration_s)
     params.setdefault("seed", args.seed)  # generate() ignores it for deterministic kinds
     if args.name is not None:
         params.setdefault("name", args.name)
     trace = generate(args.kind, **params)
-    out = save_trace(trace, args.out, fmt, unit=args.unit)
+    out = save_trace(trace, args.out, fmt, unit=unit)
     print(
         f"wrote {out}: {args.kind}, {len(trace)} segments, {trace.duration_s:g} s, "
         f"mean {trace.mean_bps:.6g} bit/s"
@@ -410,9 +422,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--unit",
-            default="bps",
+            default=None,
             choices=("bps", "kbps", "mbps", "bytes_per_s"),
-            help="CSV output: rate unit (default bps)",
+            help="CSV output: rate unit (default bps); other formats have a fixed unit",
         )
 
     def step_option(p: argparse.ArgumentParser) -> None:

@@ -39,7 +39,13 @@ import numpy as np
 
 from bwgym.traces.trace import BandwidthTrace
 
-__all__ = ["Delivery", "Link", "LinkStep"]
+__all__ = ["MAX_LATENCY_STEPS", "MAX_STEP_SECONDS", "Delivery", "Link", "LinkStep"]
+
+#: Longest trace time per step a link accepts: a day. Budgets are integer bits per step, and a
+#: step of 1e300 s overflowed them.
+MAX_STEP_SECONDS = 86_400.0
+#: Longest latency in steps: every payload in flight is held in memory until it arrives.
+MAX_LATENCY_STEPS = 100_000
 
 
 @dataclass(frozen=True)
@@ -125,14 +131,20 @@ class Link:
             or not isinstance(step_seconds, (int, float, np.integer, np.floating))
             or not math.isfinite(step_seconds)
             or step_seconds <= 0
+            or step_seconds > MAX_STEP_SECONDS
         ):
-            raise ValueError(f"expected step_seconds > 0 (finite), got {step_seconds!r}")
+            raise ValueError(
+                f"expected step_seconds in (0, {MAX_STEP_SECONDS:g}] (MAX_STEP_SECONDS), got {step_seconds!r}"
+            )
         if (
             isinstance(latency_steps, bool)
             or not isinstance(latency_steps, (int, np.integer))
-            or latency_steps < 0
+            or not 0 <= latency_steps <= MAX_LATENCY_STEPS
         ):
-            raise ValueError(f"expected latency_steps to be an integer >= 0, got {latency_steps!r}")
+            raise ValueError(
+                f"expected latency_steps to be an integer in [0, {MAX_LATENCY_STEPS:,}] (MAX_LATENCY_STEPS), "
+                f"got {latency_steps!r}"
+            )
         if (
             isinstance(loss_prob, bool)
             or not isinstance(loss_prob, (int, float, np.integer, np.floating))

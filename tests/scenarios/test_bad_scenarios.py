@@ -200,8 +200,8 @@ def test_wrong_checkpoint_is_refused_naming_both_sides(tmp_path, capsys, make, k
 FLAG_CASES = [
     ("run-set-no-equals", ["run", "{scenario}", "--set", "codec.name"], "--set"),
     ("run-set-name-escape", ["run", "{scenario}", "--set", "name=..", "--out", "{out}"], "name"),
-    ("run-episodes-zero", ["run", "{scenario}", "--episodes", "0", "--out", "{out}"], "run.episodes"),
-    ("run-workers-zero", ["run", "{scenario}", "--workers", "0", "--out", "{out}"], "run.workers"),
+    ("run-episodes-zero", ["run", "{scenario}", "--episodes", "0", "--out", "{out}"], "--episodes"),
+    ("run-workers-zero", ["run", "{scenario}", "--workers", "0", "--out", "{out}"], "--workers"),
     ("run-resume-without-out", ["run", "{scenario}", "--resume"], "--resume"),
     ("run-library-unknown", ["run", "lora_ndcpa", "--out", "{out}"], "scenario"),
     ("run-out-is-a-file", ["run", "{scenario}", "--out", "{file}"], "file"),

@@ -152,9 +152,14 @@ def test_reset_start_time_and_no_loop() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"step_seconds": 0.0}, "expected step_seconds > 0"),
-        ({"step_seconds": float("inf")}, "expected step_seconds > 0"),
-        ({"step_seconds": 0.04, "latency_steps": -1}, "expected latency_steps to be an integer >= 0, got -1"),
+        ({"step_seconds": 0.0}, r"expected step_seconds in \(0, 86400\]"),
+        ({"step_seconds": float("inf")}, "expected step_seconds in"),
+        ({"step_seconds": 1e300}, "MAX_STEP_SECONDS"),
+        (
+            {"step_seconds": 0.04, "latency_steps": -1},
+            r"expected latency_steps to be an integer in \[0, 100,000\]",
+        ),
+        ({"step_seconds": 0.04, "latency_steps": 10**9}, "MAX_LATENCY_STEPS"),
         ({"step_seconds": 0.04, "latency_steps": 1.5}, "latency_steps"),
         ({"step_seconds": 0.04, "loss_prob": 1.0}, r"expected 0 <= loss_prob < 1, got 1.0"),
         ({"step_seconds": 0.04, "loss_prob": -0.1}, "loss_prob"),
