@@ -199,7 +199,6 @@ def load_learned_allocator(
             f"{ckpt_path} is a policy for {ckpt.env_id!r}, not an allocation policy for {ALLOCATION_ENV_ID!r}; "
             "train one with `bwgym train allocator --scenario ... --out FOLDER`"
         )
-    _check_trained_for(ckpt_path, saved, getattr(codec, "name", None), env_id)
     observation = saved["observation"]
     try:
         observer = AllocationObserver(
@@ -217,6 +216,8 @@ def load_learned_allocator(
         observer.spec(),
         "train an allocator for these views and this codec (`bwgym train allocator --scenario ...`)",
     )
+    # After the views: a policy for other views is refused for that, the clearer reason.
+    _check_trained_for(ckpt_path, saved, getattr(codec, "name", None), env_id)
     agent = load_rl(
         ckpt_path, env_id=ALLOCATION_ENV_ID, observation_space=observer.observation_space, device=device
     )
