@@ -112,6 +112,8 @@ _TILTS: tuple[tuple[int | None, int | None], ...] = (
 #: Bits added to the ideal body length when predicting whether a frame fits (the range coder's
 #: flush and byte alignment cost ~3 bits on average).
 _SLACK_BITS = 3.0
+#: Float rounding between two summation orders of a frame's ideal bits stays far below this.
+_SUM_TOLERANCE_BITS = 1e-6
 #: Real encodings tried per compress call at most.
 _MAX_TRIES = 6
 
@@ -216,6 +218,11 @@ def _upsample(spec: ViewSpec, vector: np.ndarray, downsample: int) -> np.ndarray
 _DCT_BLOCKS = (8, 12, 7, 6, 4, 5, 3, 2, 1)
 
 
+#: The contraction order ``optimize=True`` picks for the block DCT (rows, then columns), fixed:
+#: searching it again costs more than the transform, and a fixed order fixes the float rounding.
+_DCT_PATH = ["einsum_path", (0, 1), (0, 1)]
+
+
 def _dct_matrix(n: int) -> np.ndarray:
     """Orthonormal DCT-II matrix (rows are the basis functions)."""
     k, i = np.arange(n)[:, None], np.arange(n)[None, :]
@@ -282,7 +289,7 @@ class BlockDCTResidual:
         x = (np.asarray(residual, np.float64).reshape(h, w, c) @ self.colours[v]).reshape(
             h // b, b, w // b, b, c
         )
-        y = np.einsum("ki,abijc,lj->abklc", self._c, x.transpose(0, 2, 1, 3, 4), self._c, optimize=True)
+        y = np.einsum("ki,abijc,lj->abklc", self._c, x.transpose(0, 2, 1, 3, 4), self._c, optimize=_DCT_PATH)
         return y.reshape(self.n_blocks[v], b * b * c)
 
     def forward(self, v: int, residual: np.ndarray) -> np.ndarray:
@@ -297,13 +304,90 @@ class BlockDCTResidual:
         h, w, c = self.shapes[v]
         b, nb = self.block, self.n_blocks[v]
         coeffs = np.asarray(coeffs, np.float64).reshape(-1, nb)
+        if not coeffs.shape[0]:  # nothing sent (every low-rate frame): the mean residual exactly
+            return self.means[v].copy()
         full = np.zeros((b * b * c, nb))
         full[: coeffs.shape[0]] = coeffs
         y = np.empty((nb, b * b * c))
         y[:, self.order[v]] = full.T
         y = y.reshape(h // b, w // b, b, b, c)
-        x = np.einsum("ki,abklc,lj->abijc", self._c, y, self._c, optimize=True)
+        x = np.einsum("ki,abklc,lj->abijc", self._c, y, self._c, optimize=_DCT_PATH)
         return x.transpose(0, 2, 1, 3, 4).reshape(h, w, c) @ self.colours[v].T + self.means[v]
+
+
+class _FrameSearch:
+    """One observation's coefficients and the frames considered for it in one ``compress`` call.
+
+    The latent coefficients come from one pass of the transform's analysis (the encoders). The
+    residual layer's need a synthesis pass (the decoder) and a block DCT per view, so they are
+    computed only when a header the search evaluates sends residual frequencies and its latent
+    symbols alone leave room for them, which low budgets never reach. :meth:`latent_bits` predicts
+    the latent streams' code length at every header in one vectorised evaluation; it is a lower
+    bound of the frame's, so a header it rules out is never quantised. Each header's symbols are
+    quantised at most once, for its prediction and its real encoding alike: the frames, and hence
+    the bytes, are those of the plain search.
+    """
+
+    def __init__(self, codec: LatentCodec, views: Mapping[str, np.ndarray]) -> None:
+        self.codec = codec
+        self.views = views
+        self.latent = codec._latent_coefficients(views)
+        self._residual: list[np.ndarray] | None = None
+        self._coded: dict[tuple[int, int], _Coded] = {}
+
+    def coefficients(self, residual: bool) -> list[np.ndarray | None]:
+        """Coefficients of every group (residual groups None unless ``residual``)."""
+        n_residual = len(self.codec._groups) - len(self.latent)
+        if not residual or not n_residual:
+            return [*self.latent, *([None] * n_residual)]
+        if self._residual is None:
+            self._residual = self.codec._residual_coefficients(self.views, self.latent)
+        return [*self.latent, *self._residual]
+
+    def coded(self, header: int, split: int) -> _Coded:
+        """The symbols of the frame with this header (quantised once per call)."""
+        coded = self._coded.get((header, split))
+        if coded is None:
+            codec = self.codec
+            steps, dims = codec._plan(header, split)
+            coded = codec._code(self.coefficients(self._sends_residual(header, split)), steps, dims)
+            self._coded[(header, split)] = coded
+        return coded
+
+    def latent_bits(self, headers: tuple[int, ...], split: int) -> np.ndarray:
+        """Ideal bits of the latent streams' symbols, ``(len(headers), streams)``, in one evaluation."""
+        codec = self.codec
+        steps, dims = codec._plans(headers, split)
+        out = np.zeros((len(headers), len(codec.stream_names)))
+        for j, (g, c) in enumerate(zip(codec._groups, self.latent, strict=False)):
+            r = g.sigma.size
+            n = dims[:, j]
+            if not r or not n.any():
+                continue
+            s = steps[:, j]
+            sym = quantize_symbols(np.broadcast_to(c[:r], (len(headers), r)), step_from_index(s)[:, None])
+            bits = codec.coder.symbol_bits(sym, g.sigma[None, :r] - s[:, None])
+            out[:, g.stream] += np.where(np.arange(r)[None, :] < n[:, None], bits, 0.0).sum(axis=1)
+        return out
+
+    def fits(self, header: int, split: int, room: int, latent_bits: float) -> bool:
+        """Whether the frame's predicted size (ideal bits + slack) fits ``room`` body bits.
+
+        ``latent_bits`` (from :meth:`latent_bits`) decides without quantising the header unless
+        it sends residual frequencies or lies within :data:`_SUM_TOLERANCE_BITS` of the boundary,
+        where its different summation order could decide otherwise than the frame's own sum.
+        """
+        if latent_bits + _SLACK_BITS > room + _SUM_TOLERANCE_BITS:
+            return False
+        if latent_bits + _SLACK_BITS <= room - _SUM_TOLERANCE_BITS and not self._sends_residual(
+            header, split
+        ):
+            return True
+        return float(self.coded(header, split).bits.sum()) + _SLACK_BITS <= room
+
+    def _sends_residual(self, header: int, split: int) -> bool:
+        codec = self.codec
+        return any(n for g, n in zip(codec._groups, codec._plan(header, split)[1], strict=True) if g.residual)
 
 
 SelfCodec = TypeVar("SelfCodec", bound="LatentCodec")
@@ -430,15 +514,27 @@ class LatentCodec(Codec):
             self.latent_model.decode(dict(zip(self.stream_names, coeffs, strict=True)))
         )
 
+    def _latent_coefficients(self, views: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Coefficients of the latent streams (one pass of the transform's analysis)."""
+        return self._analyse([self._to_vectors(spec, views[spec.name][None])[0] for spec in self.views])
+
+    def _residual_coefficients(
+        self, views: Mapping[str, np.ndarray], latent: list[np.ndarray]
+    ) -> list[np.ndarray]:
+        """Each view's residual-layer coefficients, given its latent ones (one synthesis pass)."""
+        full = self._synthesise(latent)
+        return [
+            self.residual.forward(
+                v, np.asarray(views[spec.name], np.float64) - _upsample(spec, rec, self.downsample)
+            )
+            for v, (spec, rec) in enumerate(zip(self.views, full, strict=True))
+        ]
+
     def _all_coefficients(self, views: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Coefficients of every group: the latent streams, then each view's residual layer."""
-        vectors = [self._to_vectors(spec, views[spec.name][None])[0] for spec in self.views]
-        coeffs = self._analyse(vectors)
+        coeffs = self._latent_coefficients(views)
         if self.residual is not None:
-            full = self._synthesise(coeffs)
-            for v, (spec, rec) in enumerate(zip(self.views, full, strict=True)):
-                r = np.asarray(views[spec.name], np.float64) - _upsample(spec, rec, self.downsample)
-                coeffs.append(self.residual.forward(v, r))
+            coeffs += self._residual_coefficients(views, coeffs)
         return coeffs
 
     def coefficients(self, views: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -523,8 +619,26 @@ class LatentCodec(Codec):
         return dims
 
     def _plan(self, header: int, split: int) -> tuple[np.ndarray, list[int]]:
-        steps, offsets, excess = self._steps(header, split)
-        return steps, self._dims(steps, offsets, split, excess)
+        """Step index and components sent per group of a frame with this header (cached: content-free)."""
+        cache = self.__dict__.setdefault("_plan_cache", {})
+        plan = cache.get((header, split))
+        if plan is None:
+            steps, offsets, excess = self._steps(header, split)
+            plan = cache[(header, split)] = (steps, self._dims(steps, offsets, split, excess))
+        return plan
+
+    def _plans(self, headers: Sequence[int], split: int) -> tuple[np.ndarray, np.ndarray]:
+        """Steps and components per group of every header, as ``(len(headers), groups)`` arrays (cached)."""
+        cache = self.__dict__.setdefault("_plans_cache", {})
+        key = (tuple(headers), split)
+        plans = cache.get(key)
+        if plans is None:
+            rows = [self._plan(h, split) for h in headers]
+            plans = cache[key] = (
+                np.asarray([r[0] for r in rows], np.int64).reshape(len(rows), len(self._groups)),
+                np.asarray([r[1] for r in rows], np.int64).reshape(len(rows), len(self._groups)),
+            )
+        return plans
 
     def _code(self, coeffs: list[np.ndarray], steps: np.ndarray, dims: list[int]) -> _Coded:
         """What a frame codes: latent symbols, each residual group's block flags and active blocks."""
@@ -558,10 +672,9 @@ class LatentCodec(Codec):
         steps, dims = self._plan(header, split)
         return self._code(coeffs, steps, dims).bits
 
-    def _frame(self, coeffs: list[np.ndarray], header: int, split: int, session: Session) -> Payload:
+    def _frame(self, search: _FrameSearch, header: int, split: int, session: Session) -> Payload:
         """Encode the frame with this header for real."""
-        steps, dims = self._plan(header, split)
-        coded = self._code(coeffs, steps, dims)
+        coded = search.coded(header, split)
         body = self.coder.encode_phases(coded.phases())
         return Payload(self.name, (body,), bytes((header,)), session, _shares(coded.bits, 8 * len(body)))
 
@@ -691,12 +804,12 @@ class LatentCodec(Codec):
         self.last_allocation = dict.fromkeys(self.stream_names, 0)
         if budget_bits < FRAME_OVERHEAD_BITS:
             return Payload.empty(self.name, session)
-        coeffs = self._all_coefficients(views)
+        search = _FrameSearch(self, views)
         room = budget_bits - FRAME_OVERHEAD_BITS
         if session.split:
-            payload = self._search_explicit(coeffs, room, allocation, session)
+            payload = self._search_explicit(search, room, allocation, session)
         else:
-            payload = self._search(coeffs, room, session, range(0, self._h_limit() + 1))
+            payload = self._search(search, room, session, range(0, self._h_limit() + 1))
         if payload is None:
             return Payload.empty(self.name, session)
         self.last_allocation = self.allocation_of(payload)
@@ -709,14 +822,15 @@ class LatentCodec(Codec):
         return min(255, _FINEST_OCTAVES * SCALE_STEPS_PER_OCTAVE + _COARSEST_OCTAVES * SCALE_STEPS_PER_OCTAVE)
 
     def _search(
-        self, coeffs: list[np.ndarray], room: int, session: Session, headers: Sequence[int]
+        self, search: _FrameSearch, room: int, session: Session, headers: Sequence[int]
     ) -> Payload | None:
         """The largest real frame that fits ``room`` body bits, over header values ordered coarse to fine."""
-        headers = list(headers)
+        headers = tuple(headers)
         split = session.split
+        latent_bits = search.latent_bits(headers, split).sum(axis=1)
 
         def fits(i: int) -> bool:
-            return float(self._predict(coeffs, headers[i], split).sum()) + _SLACK_BITS <= room
+            return search.fits(headers[i], split, room, latent_bits[i])
 
         if not fits(0):
             lo = -1
@@ -733,7 +847,7 @@ class LatentCodec(Codec):
         tried = 0
         while 0 <= i < len(headers) and tried < _MAX_TRIES:
             tried += 1
-            frame = self._frame(coeffs, headers[i], split, session)
+            frame = self._frame(search, headers[i], split, session)
             if 8 * len(frame.streams[0]) <= room:
                 if best is None or frame.nbits >= best.nbits:
                     best = frame
@@ -747,7 +861,7 @@ class LatentCodec(Codec):
         return best
 
     def _search_explicit(
-        self, coeffs: list[np.ndarray], room: int, allocation: Mapping[str, float], session: Session
+        self, search: _FrameSearch, room: int, allocation: Mapping[str, float], session: Session
     ) -> Payload | None:
         """Explicit split of two streams: the tilt whose share is closest to the requested one."""
         weights = [max(float(allocation.get(n, 0.0)), 0.0) for n in self.view_names]
@@ -756,14 +870,16 @@ class LatentCodec(Codec):
             raise ValueError(f"allocation weights must be finite and sum to > 0, got {dict(allocation)}")
         want = weights[0] / total
         best_key, best_tilt = None, 0
+        every = tuple(range(len(_TILTS) << 5))
+        latent_bits = search.latent_bits(every, 1).sum(axis=1)
         for tilt in range(len(_TILTS)):
             # bisection for the finest step whose predicted frame fits (the size grows with c)
             lo, hi, b = -1, 32, None
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                bits = self._predict(coeffs, tilt << 5 | mid, 1)
-                if bits.sum() + _SLACK_BITS <= room:
-                    lo, b = mid, bits
+                header = tilt << 5 | mid
+                if search.fits(header, 1, room, latent_bits[header]):
+                    lo, b = mid, search.coded(header, 1).bits
                 else:
                     hi = mid
             if b is None:
@@ -773,7 +889,7 @@ class LatentCodec(Codec):
             if best_key is None or key < best_key:
                 best_key, best_tilt = key, tilt
         headers = [best_tilt << 5 | c for c in range(32)]
-        return self._search(coeffs, room, session, headers)
+        return self._search(search, room, session, headers)
 
     # -- decompress -----------------------------------------------------------------------------
 
@@ -975,8 +1091,8 @@ class LatentCodec(Codec):
             raise ValueError(f"residual layer for views {residual.shapes}, the codec has {self.view_shapes}")
         self.residual = residual
         self.residual_gain = int(gain)
-        self.__dict__.pop("_group_cache", None)
-        self.__dict__.pop("_fingerprint", None)
+        for cached in ("_group_cache", "_plan_cache", "_plans_cache", "_fingerprint"):
+            self.__dict__.pop(cached, None)
 
     def fit_residual(
         self,
