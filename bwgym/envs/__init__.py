@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import gymnasium as gym
@@ -35,6 +37,25 @@ def register_envs() -> None:
     for env_id, kwargs in specs.items():
         if env_id not in gym.registry:
             gym.register(id=env_id, **kwargs)
+
+
+def _single_torch_thread_after_fork() -> None:
+    """In a forked child, run torch on one intra-op thread (a no-op where torch is not imported).
+
+    Torch's CPU ops run on an OpenMP thread pool; a child forked after the parent used it inherits
+    the pool's bookkeeping but not its threads, and its first parallel op waits for them forever
+    (``AllocateBandwidth-v0`` under ``make_vec(..., "async")`` loads its torch task agent in each
+    worker). With one thread torch never enters an OpenMP region; that is also what torch's own
+    DataLoader workers do, and N worker processes are the parallelism.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "set_num_threads"):  # a half-imported torch has none
+        torch.set_num_threads(1)
+
+
+# Once per process (this module is imported once); only fork runs it, spawn starts a fresh torch.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_single_torch_thread_after_fork)
 
 
 def __getattr__(name: str) -> Any:

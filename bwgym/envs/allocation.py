@@ -258,8 +258,8 @@ class AllocateBandwidthEnv(gym.Env[ObsDict, np.ndarray]):
     | traces | :func:`default_traces` | a trace, a sequence of traces (one drawn per episode) or a family ``rng -> trace`` |
     | history_steps | 8 | budgets in the observation |
     | success_bonus | 1.0 | reward on the first successful step |
-    | bit_cost | 0.0 | reward per kbit sent (subtracted) |
-    | action_error_weight | 0.0 | reward per unit of action error (subtracted) |
+    | bit_cost | 0.0 | reward per kbit sent (subtracted; >= 0) |
+    | action_error_weight | 0.0 | reward per unit of action error (subtracted; >= 0) |
     | step_seconds, latency_steps, loss_prob | None, 0, 0.0 | the link, as in ``BandwidthLimited`` |
     | codec_split | False | add the "let the codec split" action (see Action space) |
     | bank | False | "send nothing now, bank the bits": not supported by the link (refused) |
@@ -318,6 +318,10 @@ class AllocateBandwidthEnv(gym.Env[ObsDict, np.ndarray]):
                 or not math.isfinite(value)
             ):
                 raise ValueError(f"{label} is expected to be a finite number, got {value!r}")
+        # The two costs are subtracted: a negative one would pay the policy for bits or for errors.
+        for label, value in (("bit_cost", bit_cost), ("action_error_weight", action_error_weight)):
+            if value < 0:
+                raise ValueError(f"{label} is expected to be >= 0 (it is a cost, subtracted), got {value!r}")
         kwargs = {"reward_type": "dense"} if task_env_kwargs is None else dict(task_env_kwargs)
         self.task_env_id = task_env_id
         self.task_env_kwargs = kwargs
