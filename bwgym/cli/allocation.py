@@ -90,18 +90,17 @@ def _check_distill_data(path: str) -> None:
             "(MAX_DISTILL_BYTES)"
         )
     fix = "give the distill.npz written by `bwgym train allocator --distill-episodes N`"
+    if file.stat().st_size == 0:
+        raise ValueError(f"--distill-data: {path!r} is empty; {fix}")
     try:
         with np.load(file, allow_pickle=False) as data:
-            missing = [k for k in DISTILL_KEYS if k not in data.files]
-            if missing:
-                raise ValueError(f"--distill-data: {path!r} lacks the arrays {missing}; {fix}")
-            scores = data["scores"]
-    except ValueError:
-        raise
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError, AttributeError) as err:
-        raise ValueError(
-            f"--distill-data: {path!r} is not a numpy archive ({type(err).__name__}); {fix}"
-        ) from None
+            files = list(getattr(data, "files", []))
+            scores = data["scores"] if "scores" in files else None
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError, AttributeError):
+        raise ValueError(f"--distill-data: {path!r} is not a numpy archive (.npz); {fix}") from None
+    missing = [k for k in DISTILL_KEYS if k not in files]
+    if missing:
+        raise ValueError(f"--distill-data: {path!r} lacks the arrays {', '.join(missing)}; {fix}")
     if not isinstance(scores, np.ndarray) or scores.ndim != 2 or not scores.size:
         raise ValueError(f"--distill-data: {path!r} holds no recorded steps; {fix}")
 
