@@ -451,11 +451,13 @@ class BCAgent(nn.Module):
     def act_batch(self, obs: Mapping[str, Any]) -> np.ndarray:
         """Actions ``float32 (B, action_dim)`` for a batch of observations (eval mode, no grad)."""
         was_training = self.training
-        self.eval()
+        if was_training:  # a module-tree walk each way: skipped when already in eval mode
+            self.eval()
         try:
             return self(self.preprocess(obs)).cpu().numpy().astype(np.float32)
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train()
 
     def act(self, obs: Mapping[str, Any]) -> np.ndarray:
         """Return the action ``float32 (action_dim,)`` for one env observation."""

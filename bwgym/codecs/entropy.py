@@ -60,7 +60,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import ClassVar
 
@@ -357,17 +357,29 @@ def _tables(family: str) -> _Tables:
 
 @dataclass(frozen=True)
 class _Plan:
-    """How each symbol is split: table row, low bits, and where escapes go."""
+    """How each symbol is split: table row, low bits, and where escapes go (read-only arrays)."""
 
     table: np.ndarray  # row into the stacked tables (scale index - MIN_SCALE_INDEX after split)
     shift: np.ndarray  # number of uniformly coded low bits
     half_width: np.ndarray  # support half-width of the symbol's table
+    _groups: list[tuple[int, np.ndarray]] = field(default_factory=list, compare=False, repr=False)
 
     def groups(self) -> list[tuple[int, np.ndarray]]:
         """(table row, positions) per row, rows ascending: the order symbols are coded in."""
-        order = np.argsort(self.table, kind="stable")
-        rows, starts = np.unique(self.table[order], return_index=True)
-        return [(int(r), seg) for r, seg in zip(rows, np.split(order, starts[1:]), strict=False)]
+        if not self._groups and self.table.size:
+            order = np.argsort(self.table, kind="stable")
+            rows, starts = np.unique(self.table[order], return_index=True)
+            self._groups.extend(
+                (int(r), seg) for r, seg in zip(rows, np.split(order, starts[1:]), strict=False)
+            )
+        return self._groups
+
+
+#: Plans kept per coder (keyed by the scale indices' bytes): a codec asks for the same few
+#: hundred index vectors every step, one per header and group.
+_PLAN_CACHE_SIZE = 4096
+#: Index vectors longer than this are planned afresh (hashing them would cost about as much).
+_PLAN_CACHE_MAX_SYMBOLS = 1024
 
 
 def _chunks(nbits: np.ndarray) -> list[np.ndarray]:
@@ -468,6 +480,7 @@ class EntropyCoder:
 
     def __init__(self) -> None:
         self._models: dict[int, object] = {}
+        self._plans: dict[tuple[str, bytes], _Plan] = {}
 
     # constriction models do not pickle; they are a cache rebuilt on first use (codecs get pickled
     # when vector envs start subprocesses)
@@ -476,6 +489,7 @@ class EntropyCoder:
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self._models = {}
+        self._plans = {}
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -500,10 +514,23 @@ class EntropyCoder:
                 f"scale_idx must be integers (got {idx.dtype}); convert scales once with scale_index() "
                 "and keep the integers, so the decoder uses the very same model"
             )
+        key = None
+        if idx.size <= _PLAN_CACHE_MAX_SYMBOLS:
+            key = (idx.dtype.str, idx.tobytes())
+            cached = self._plans.get(key)
+            if cached is not None:
+                return cached
         idx = np.clip(idx.astype(np.int64).ravel(), MIN_SCALE_INDEX, MAX_SCALE_INDEX)
         shift = np.maximum(0, -(-(idx - TABLE_MAX_INDEX) // SCALE_STEPS_PER_OCTAVE))
         row = idx - SCALE_STEPS_PER_OCTAVE * shift - MIN_SCALE_INDEX
-        return _Plan(row, shift, self.tables.half_width[row])
+        plan = _Plan(row, shift, self.tables.half_width[row])
+        for arr in (plan.table, plan.shift, plan.half_width):
+            arr.flags.writeable = False
+        if key is not None:
+            if len(self._plans) >= _PLAN_CACHE_SIZE:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
 
     @staticmethod
     def _split(x: np.ndarray, plan: _Plan) -> tuple[np.ndarray, np.ndarray]:
