@@ -90,8 +90,8 @@ MAX_SCENARIO_BYTES = 1 << 20
 #: Deepest nesting of mappings and lists in a scenario file (the deepest real one has 4 levels);
 #: deeper files hit Python's recursion limit in the YAML composer.
 MAX_SCENARIO_DEPTH = 32
-#: Most YAML nodes (scalars, lists, mappings) in a scenario file.
-MAX_SCENARIO_NODES = 100_000
+#: Most YAML nodes (scalars, lists, mappings) in a scenario file; a scenario has about 50.
+MAX_SCENARIO_NODES = 10_000
 #: Longest echo of a value from the file in an error message (characters); the rest is elided.
 MAX_ECHO_CHARS = 200
 #: Longest error message (characters), whatever it echoes.
