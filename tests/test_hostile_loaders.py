@@ -275,6 +275,27 @@ def test_caps_are_consistent():
     assert MAX_CHECKPOINT_ENTRY_BYTES <= MAX_CHECKPOINT_BYTES < 1 << 30
 
 
+@pytest.mark.parametrize(
+    "cap, state, metadata, words",
+    [
+        ("MAX_CHECKPOINT_ENTRY_BYTES", {"w": np.zeros(10_000, np.float32)}, {}, ("'w' alone",)),
+        ("MAX_CHECKPOINT_BYTES", {f"w{i}": np.zeros(600, np.float32) for i in range(4)}, {}, ("4 arrays",)),
+        ("MAX_CHECKPOINT_ENTRIES", {f"w{i}": np.zeros(1) for i in range(5)}, {}, ("5 arrays",)),
+        (None, {}, {"notes": "x" * (5 << 20)}, ("metadata of more than",)),
+    ],
+    ids=["entry", "total", "entries", "header"],
+)
+def test_save_refuses_what_load_would_refuse(tmp_path, monkeypatch, cap, state, metadata, words):
+    from bwgym.common import checkpoint as checkpoint_module
+
+    if cap is not None:  # lowered so the test needs kilobytes, not the real hundreds of megabytes
+        monkeypatch.setattr(checkpoint_module, cap, {"MAX_CHECKPOINT_ENTRIES": 4}.get(cap, 20_000))
+    _refused(
+        lambda: save_checkpoint(tmp_path / "x.ckpt", "agent/bc", state, metadata), CheckpointError, words
+    )
+    assert not (tmp_path / "x.ckpt").exists()
+
+
 # ------------------------------------------------------------------------------- BC metadata
 @pytest.fixture(scope="module")
 def bc_ckpt():

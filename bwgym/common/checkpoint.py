@@ -154,6 +154,10 @@ def save_checkpoint(
         kind: what it holds, ``"<family>/<name>"``, e.g. ``"codec/ndpca"`` or ``"agent/bc"``.
         state: named numeric or string arrays (numpy arrays or torch tensors).
         metadata: plain JSON: ``env_id``, ``views``, ``config`` and whatever the owner needs.
+
+    Raises:
+        CheckpointError: ``path`` is a folder, or the state or metadata exceeds what
+            :func:`load_checkpoint` reads (:data:`MAX_CHECKPOINT_BYTES` and the other caps).
     """
     path = Path(path)
     if path.is_dir():
@@ -166,10 +170,25 @@ def save_checkpoint(
         "state": sorted(state),
     }
     arrays = {key: _to_numpy(value) for key, value in state.items()}
+    header_text = json.dumps(header, indent=1, sort_keys=True)
+    # The loader's caps, checked here too: a file bwgym writes is one bwgym can read back.
+    sizes = {key: a.nbytes + 4096 for key, a in arrays.items()}  # 4096: room for the .npy header
+    too_big = [key for key, n in sizes.items() if n > MAX_CHECKPOINT_ENTRY_BYTES]
+    if too_big or sum(sizes.values()) > MAX_CHECKPOINT_BYTES or len(arrays) + 1 > MAX_CHECKPOINT_ENTRIES:
+        raise CheckpointError(
+            f"{path}: state of {len(arrays)} arrays, {sum(sizes.values())} bytes"
+            f"{f' ({too_big[0]!r} alone {sizes[too_big[0]]})' if too_big else ''} exceeds what checkpoints "
+            f"hold (MAX_CHECKPOINT_ENTRIES={MAX_CHECKPOINT_ENTRIES}, MAX_CHECKPOINT_ENTRY_BYTES="
+            f"{MAX_CHECKPOINT_ENTRY_BYTES}, MAX_CHECKPOINT_BYTES={MAX_CHECKPOINT_BYTES})"
+        )
+    if len(header_text.encode("utf-8")) > _MAX_HEADER_BYTES:
+        raise CheckpointError(
+            f"{path}: metadata of more than {_MAX_HEADER_BYTES} bytes of JSON; store arrays as state"
+        )
 
     def write(f: Any) -> None:
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr(_HEADER, json.dumps(header, indent=1, sort_keys=True))
+            zf.writestr(_HEADER, header_text)
             for key in sorted(arrays):
                 buf = io.BytesIO()
                 np.save(buf, arrays[key], allow_pickle=False)
