@@ -26,6 +26,7 @@ import pytest
 
 import bwgym
 from bwgym.agents import bc as bc_module
+from bwgym.agents import rl as rl_module
 from bwgym.agents.bc import BCAgent, encoder_state_shapes
 from bwgym.agents.rl import load_rl
 from bwgym.common.checkpoint import (
@@ -446,11 +447,18 @@ SB3_CASES: list[tuple[str, str, Callable[[dict], None], tuple[str, ...]]] = [
 
 
 @pytest.mark.parametrize("which, edit, words", [c[1:] for c in SB3_CASES], ids=[c[0] for c in SB3_CASES])
-def test_crafted_sb3_policy_is_refused_before_it_is_built(sac_ckpt, ppo_ckpt, tmp_path, which, edit, words):
+def test_crafted_sb3_policy_is_refused_before_it_is_built(
+    sac_ckpt, ppo_ckpt, tmp_path, monkeypatch, which, edit, words
+):
     base = sac_ckpt if which == "sac" else ppo_ckpt
     meta = copy.deepcopy(base.metadata)
     edit(meta)
     save_checkpoint(tmp_path / "policy.ckpt", base.kind, base.state, meta)
+
+    def built(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("SB3 was asked to build a policy the file's arrays do not confirm")
+
+    monkeypatch.setattr(rl_module, "_policy_class", built)
     _refused_within_memory(lambda: load_rl(tmp_path, device="cpu"), CheckpointError, (str(tmp_path), *words))
 
 
@@ -475,13 +483,57 @@ CODEC_CASES: list[tuple[str, Callable[[dict], None], tuple[str, ...]]] = [
 
 
 @pytest.mark.parametrize("edit, words", [c[1:] for c in CODEC_CASES], ids=[c[0] for c in CODEC_CASES])
-def test_crafted_codec_network_is_refused_before_it_is_built(dae_ckpt, tmp_path, edit, words):
+def test_crafted_codec_network_is_refused_before_it_is_built(dae_ckpt, tmp_path, monkeypatch, edit, words):
+    from bwgym.codecs import autoencoders
     from bwgym.codecs.registry import load_codec
 
     meta = copy.deepcopy(dae_ckpt.metadata)
     edit(meta["arch"])
     path = save_checkpoint(tmp_path / "dae.ckpt", dae_ckpt.kind, dae_ckpt.state, meta)
+
+    def built(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a network was built for an arch the file's arrays do not confirm")
+
+    monkeypatch.setattr(autoencoders.LatentAutoencoder, "__init__", built)
     _refused_within_memory(lambda: load_codec(path), ValueError, words)
+
+
+RSS_SCRIPT = """
+import resource, sys
+from bwgym.agents.bc import BCAgent
+from bwgym.agents.rl import load_rl
+from bwgym.common.checkpoint import load_checkpoint
+from bwgym.scenarios.config import load_scenario
+for load, path in zip((BCAgent.load, load_rl, load_checkpoint, load_scenario), sys.argv[1:]):
+    try:
+        load(path)
+    except ValueError as exc:
+        print(type(exc).__name__)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+"""
+
+
+def test_headline_refusals_stay_far_below_1gb_of_resident_memory(tmp_path, bc_ckpt, sac_ckpt):
+    """Resident memory of a fresh process (torch included) refusing the inputs of the issue."""
+    import subprocess
+    import sys
+
+    meta = copy.deepcopy(bc_ckpt.metadata)
+    meta["arch"]["hidden"] = [10**6]
+    bc_path = save_checkpoint(tmp_path / "bc.ckpt", "agent/bc", bc_ckpt.state, meta)
+    meta = copy.deepcopy(sac_ckpt.metadata)
+    meta["policy_kwargs"]["net_arch"] = [200_000]
+    (tmp_path / "sac").mkdir()
+    save_checkpoint(tmp_path / "sac" / "policy.ckpt", sac_ckpt.kind, sac_ckpt.state, meta)
+    bomb = _bomb(tmp_path)
+    laughs = _scenario(tmp_path, BILLION_LAUGHS)
+    args = [str(bc_path), str(tmp_path / "sac"), str(bomb), str(laughs)]
+    done = subprocess.run(
+        [sys.executable, "-c", RSS_SCRIPT, *args], capture_output=True, text=True, timeout=300, check=True
+    )
+    lines = done.stdout.split()
+    assert lines[:4] == ["CheckpointError", "CheckpointError", "CheckpointError", "ConfigError"], done.stdout
+    assert int(lines[4]) * 1024 < 1 << 30, f"peak resident memory {int(lines[4]) / 1024:.0f} MiB"
 
 
 # ------------------------------------------------------------------------------ scenario YAML
