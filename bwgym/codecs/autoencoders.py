@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bwgym.codecs.base import ViewSpec
+from bwgym.codecs.base import Payload, ViewSpec, _batch_allocations
 from bwgym.codecs.dpca import DPCA, DPCAProjection
 from bwgym.codecs.latent import JOINT, LatentCodec
 from bwgym.codecs.registry import register_codec
@@ -586,6 +586,11 @@ class NeuralLatentCodec(LatentCodec):
         self.device = resolve_device(device)
         self.net = net.to(self.device).eval()
         self.net.requires_grad_(False)
+        #: Run the networks once for all N view sets of :meth:`compress_batch` and
+        #: :meth:`decompress_batch` (default: on CUDA). On CPU each view set gets its own pass: a
+        #: batched pass rounds its floats differently from N single ones (measured: latents differ
+        #: in their last bits), and a table must not depend on how many envs ran together.
+        self.batch_networks: bool = self.device.type != "cpu"
 
     @property
     def latent_dims(self) -> dict[str, int]:
@@ -612,6 +617,53 @@ class NeuralLatentCodec(LatentCodec):
             z = self.net.encode(x)
         return {k: t.double().cpu().numpy() for k, t in z.items()}
 
+    def compress_batch(
+        self,
+        views: Sequence[Mapping[str, np.ndarray]],
+        budget_bits: Sequence[int],
+        allocations: Sequence[Mapping[str, float] | None] | None = None,
+    ) -> list[Payload]:
+        """Compress N view sets; with :attr:`batch_networks`, the encoders run once for all N.
+
+        The rate search, the residual layer and the entropy coding stay per view set. Without
+        :attr:`batch_networks` (the CPU default) the bytes are exactly those of N :meth:`compress`
+        calls; with it, up to the float rounding of a batched forward pass.
+        """
+        if not self.batch_networks or len(views) < 2:
+            return super().compress_batch(views, budget_bits, allocations)
+        allocations = _batch_allocations(views, budget_bits, allocations)
+        budgets = [self._check_input(v, b) for v, b in zip(views, budget_bits, strict=True)]
+        z = self.latents({n: np.stack([np.asarray(v[n]) for v in views]) for n in self.view_names})
+        model = self.latent_model
+        ranks = dict(zip(self.stream_names, model.ranks, strict=True))
+        out = []
+        for i, (v, b, a) in enumerate(zip(views, budgets, allocations, strict=True)):
+            coeffs = model.encode({k: z[k][i] for k in self.stream_names}, dims=ranks)
+            latent = [coeffs[n] for n in self.stream_names]
+            out.append(self._check_output(self._compress_with(v, b, a, latent), b))
+        return out
+
+    def decompress_batch(self, payloads: Sequence[Payload]) -> list[dict[str, np.ndarray]]:
+        """Decode N payloads; with :attr:`batch_networks`, the decoder runs once for all frames."""
+        if not self.batch_networks or len(payloads) < 2:
+            return super().decompress_batch(payloads)
+        out: list[dict[str, np.ndarray]] = [{} for _ in payloads]
+        frames = []
+        for i, payload in enumerate(payloads):
+            self._check_session(payload)
+            if not payload.is_empty:
+                frames.append((i, self._frame_coefficients(payload)))
+        if frames:
+            n = len(self.stream_names)
+            latents = [
+                self.latent_model.decode(dict(zip(self.stream_names, c[:n], strict=True))) for _, c in frames
+            ]
+            stacked = {k: np.stack([z[k] for z in latents]) for k in self.stream_names}
+            decoded = self._decode_latents(stacked)
+            for j, (i, coeffs) in enumerate(frames):
+                out[i] = self._views(coeffs, [decoded[v][j] for v in self.view_names])
+        return out
+
     def _latents(self, vectors: list[np.ndarray]) -> dict[str, np.ndarray]:
         views = {
             spec.name: np.asarray(v, dtype=np.float32).reshape(1, *spec.shape)
@@ -620,16 +672,21 @@ class NeuralLatentCodec(LatentCodec):
         return {k: z[0] for k, z in self.latents(views).items()}
 
     def _views_from_latents(self, latents: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        decoded = self._decode_latents({k: np.asarray(latents[k]).reshape(1, -1) for k in self.stream_names})
+        return [decoded[v][0] for v in self.view_names]
+
+    def _decode_latents(self, latents: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Latents ``{group: (B, d)}`` -> flattened views ``{view: (B, H * W * 3)}`` in [0, 255] (float64)."""
         with _inference(self.device):
             z = {
-                k: torch.as_tensor(latents[k], dtype=torch.float32, device=self.device).reshape(1, -1)
+                k: torch.as_tensor(latents[k], dtype=torch.float32, device=self.device)
                 for k in self.stream_names
             }
             x = self.net.decode(z)
-            return [
-                x[v][0].permute(1, 2, 0).mul(255.0).double().cpu().numpy().reshape(-1)
+            return {
+                v: x[v].permute(0, 2, 3, 1).mul(255.0).double().cpu().numpy().reshape(len(x[v]), -1)
                 for v in self.view_names
-            ]
+            }
 
     # -- persistence ----------------------------------------------------------------------------
 

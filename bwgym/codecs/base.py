@@ -435,6 +435,10 @@ class Codec(abc.ABC):
     env_id: str | None = None
     #: True for codecs that send lean frames under a :class:`Session` (the latent codecs).
     uses_sessions: ClassVar[bool] = False
+    #: True when nothing of one call's compress or decompress is read after the next (no
+    #: prediction from earlier frames, no per-call outputs for an agent): one instance can then
+    #: serve many envs at once (:class:`~bwgym.envs.bandwidth.VectorBandwidthLimited`).
+    stateless: ClassVar[bool] = False
 
     @property
     def session(self) -> Session | None:
@@ -499,13 +503,20 @@ class Codec(abc.ABC):
         Raises:
             ValueError: views of another name, shape or dtype, or a negative budget.
         """
+        budget_bits = self._check_input(views, budget_bits)
+        return self._check_output(self._compress(views, budget_bits, allocation), budget_bits)
+
+    def _check_input(self, views: Mapping[str, np.ndarray], budget_bits: Any) -> int:
+        """The views checked against the codec's spec; the budget as an ``int >= 0``."""
         self.check_views(views)
         if not isinstance(budget_bits, (int, np.integer)) and not float(budget_bits).is_integer():
             raise ValueError(f"budget_bits must be a whole number of bits, got {budget_bits!r}")
         budget_bits = int(budget_bits)
         if budget_bits < 0:
             raise ValueError(f"budget_bits must be >= 0, got {budget_bits}")
-        payload = self._compress(views, budget_bits, allocation)
+        return budget_bits
+
+    def _check_output(self, payload: Payload, budget_bits: int) -> Payload:
         if payload.nbits > budget_bits:  # a broken codec, not bad input: never put it on the link
             raise RuntimeError(
                 f"{type(self).__name__} wrote {payload.nbits} bits for a {budget_bits}-bit budget"
@@ -522,6 +533,24 @@ class Codec(abc.ABC):
     def decompress(self, payload: Payload) -> dict[str, np.ndarray]:
         """Decode a payload; views that were not sent are absent from the result."""
 
+    def compress_batch(
+        self,
+        views: Sequence[Mapping[str, np.ndarray]],
+        budget_bits: Sequence[int],
+        allocations: Sequence[Mapping[str, float] | None] | None = None,
+    ) -> list[Payload]:
+        """Compress N view sets (one per env) in one call: the bytes of N :meth:`compress` calls.
+
+        This default makes those N calls; a codec with a batched path (one network pass for all
+        N, :class:`~bwgym.codecs.autoencoders.NeuralLatentCodec` on CUDA) overrides it.
+        """
+        allocations = _batch_allocations(views, budget_bits, allocations)
+        return [self.compress(v, b, a) for v, b, a in zip(views, budget_bits, allocations, strict=True)]
+
+    def decompress_batch(self, payloads: Sequence[Payload]) -> list[dict[str, np.ndarray]]:
+        """Decode N payloads in one call: what N :meth:`decompress` calls give (this default makes them)."""
+        return [self.decompress(p) for p in payloads]
+
     def check_views(self, views: Mapping[str, np.ndarray]) -> None:
         """Raise ``ValueError`` naming the expected spec when ``views`` does not match it."""
         expected = {v.name: v for v in self.views}
@@ -534,6 +563,19 @@ class Codec(abc.ABC):
                     f"view {name!r}: expected {spec.dtype} array of shape {spec.shape}, "
                     f"got {arr.dtype} of shape {tuple(arr.shape)}"
                 )
+
+
+def _batch_allocations(
+    views: Sequence[Any], budget_bits: Sequence[int], allocations: Sequence[Any] | None
+) -> list[Any]:
+    """``allocations`` (None: one None per view set), after checking one budget per view set."""
+    if len(budget_bits) != len(views) or (allocations is not None and len(allocations) != len(views)):
+        raise ValueError(
+            f"compress_batch needs one budget and one allocation (or none) per view set: got {len(views)} "
+            f"view sets, {len(budget_bits)} budgets, "
+            f"{'no' if allocations is None else len(allocations)} allocations"
+        )
+    return [None] * len(views) if allocations is None else list(allocations)
 
 
 def split_budget(

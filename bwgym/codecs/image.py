@@ -114,6 +114,7 @@ class ImageCodec(Codec):
 
     #: Whether :meth:`__init__` accepts only image views (uint8, (H, W, 1|3)).
     images_only: ClassVar[bool] = True
+    stateless: ClassVar[bool] = True
 
     def __init__(self, views: Sequence[ViewSpec]) -> None:
         views = tuple(views)

@@ -328,10 +328,12 @@ class _FrameSearch:
     the bytes, are those of the plain search.
     """
 
-    def __init__(self, codec: LatentCodec, views: Mapping[str, np.ndarray]) -> None:
+    def __init__(
+        self, codec: LatentCodec, views: Mapping[str, np.ndarray], latent: list[np.ndarray] | None = None
+    ) -> None:
         self.codec = codec
         self.views = views
-        self.latent = codec._latent_coefficients(views)
+        self.latent = codec._latent_coefficients(views) if latent is None else latent
         self._residual: list[np.ndarray] | None = None
         self._coded: dict[tuple[int, int], _Coded] = {}
 
@@ -427,6 +429,7 @@ class LatentCodec(Codec):
     joint: ClassVar[bool] = False
     #: Latent codecs send lean frames under a session (see :mod:`bwgym.codecs.base`).
     uses_sessions: ClassVar[bool] = True
+    stateless: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -800,11 +803,21 @@ class LatentCodec(Codec):
             The frame, or an empty payload when not even the coarsest step fits.
 
         """
+        return self._compress_with(views, budget_bits, allocation)
+
+    def _compress_with(
+        self,
+        views: Mapping[str, np.ndarray],
+        budget_bits: int,
+        allocation: Mapping[str, float] | None,
+        latent: list[np.ndarray] | None = None,
+    ) -> Payload:
+        """:meth:`_compress`, with the latent coefficients given when already computed (batches)."""
         session = self.session_for(allocation)
         self.last_allocation = dict.fromkeys(self.stream_names, 0)
         if budget_bits < FRAME_OVERHEAD_BITS:
             return Payload.empty(self.name, session)
-        search = _FrameSearch(self, views)
+        search = _FrameSearch(self, views, latent)
         room = budget_bits - FRAME_OVERHEAD_BITS
         if session.split:
             payload = self._search_explicit(search, room, allocation, session)
@@ -929,14 +942,21 @@ class LatentCodec(Codec):
         self._check_session(payload)
         if payload.is_empty:
             return {}
+        coeffs = self._frame_coefficients(payload)
+        return self._views(coeffs, self._synthesise(coeffs[: len(self.stream_names)]))
+
+    def _frame_coefficients(self, payload: Payload) -> list[np.ndarray]:
+        """Dequantised coefficients of every group of a (non-empty, session-checked) frame."""
         steps, dims, _ = self._read(payload)
-        coeffs = self._decode_body(payload.streams[0], steps, dims)
-        n_latent = len(self.stream_names)
-        vectors = self._synthesise(coeffs[:n_latent])
+        return self._decode_body(payload.streams[0], steps, dims)
+
+    def _views(self, coeffs: list[np.ndarray], vectors: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """The decoded views: the synthesised ``vectors`` plus each view's residual layer."""
         if self.residual is None:
             return {
                 spec.name: self._from_vector(spec, v) for spec, v in zip(self.views, vectors, strict=False)
             }
+        n_latent = len(self.stream_names)
         out = {}
         for v, (spec, rec) in enumerate(zip(self.views, vectors, strict=True)):
             x = _upsample(spec, rec, self.downsample) + self.residual.inverse(v, coeffs[n_latent + v])

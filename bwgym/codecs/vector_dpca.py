@@ -106,6 +106,8 @@ class VectorDPCACodec(LinearDPCACodec):
     """
 
     name = "vector_dpca"
+    #: :attr:`last_steps` of each decode is read by the fusion agent after it: one instance per env.
+    stateless = False
 
     def __init__(self, latent_model: DPCA, views: Sequence[ViewSpec], *args: Any, **kwargs: Any) -> None:
         super().__init__(latent_model, _float_views(views), *args, **kwargs)

@@ -226,6 +226,8 @@ class VectorNDPCACodec(LatentCodec):
 
     name = "vector_ndpca"
     _coefficients_in_pixel_units = False
+    #: The per-decode outputs (``last_steps``, ...) are read by the fusion agent: one instance per env.
+    stateless = False
 
     def __init__(
         self,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -46,6 +47,22 @@ ObsDict = dict[str, np.ndarray]
 
 #: Reset option that pins the link clock's start (seconds into the trace) instead of drawing it.
 START_OPTION = "trace_start_s"
+
+
+@dataclass
+class _Pending:
+    """One env's step between :meth:`BandwidthLimited._prepare` and :meth:`BandwidthLimited._finish`."""
+
+    obs: Mapping[str, np.ndarray]
+    env_info: dict[str, Any]
+    step_index: int
+    true_views: dict[str, np.ndarray]
+    allocation: dict[str, float] | None
+    session: Session | None
+    header: bytes
+    offset: int
+    frame_budget: int | None  # bits left for the frame; None: only (part of) the header fits
+    result: LinkStep | None = None
 
 
 def psnr(shown: np.ndarray, true: np.ndarray, peak: float | None = None) -> float:
@@ -303,9 +320,26 @@ class BandwidthLimited(
         return obs, reward, terminated, truncated, info
 
     # -- the link ------------------------------------------------------------------------------------
+    # One step of the link in three phases, so that :class:`VectorBandwidthLimited` can run the
+    # codec on every env's views in one batched call between them: ``_prepare`` (allocator, session
+    # header, the budget left for the frame), the codec's compress, ``_transmit`` (the link, the
+    # acknowledgements, the payloads received), the codec's decompress, ``_finish`` (held frames,
+    # the info dict).
     def _send(
         self, obs: Mapping[str, np.ndarray], env_info: dict[str, Any]
     ) -> tuple[ObsDict, dict[str, Any]]:
+        pending = self._prepare(obs, env_info)
+        payload = (
+            Payload.empty(self.codec.name, pending.session)
+            if pending.frame_budget is None
+            else self.codec.compress(pending.true_views, pending.frame_budget, pending.allocation)
+        )
+        received = self._transmit(pending, payload)
+        decoded = [self.codec.decompress(p) for _, p in received]
+        return self._finish(pending, payload, received, decoded)
+
+    def _prepare(self, obs: Mapping[str, np.ndarray], env_info: dict[str, Any]) -> _Pending:
+        """Budget, allocation and session header of this step; ``frame_budget`` None: no frame fits."""
         codec, link, names = self.codec, self.link, self._view_names
         step_index = link.step_index
         true_views = {name: obs[name] for name in names}
@@ -328,15 +362,20 @@ class BandwidthLimited(
                 self._tx_header_session, self._tx_header_acked = session, 0
             offset = self._tx_header_acked
             header = session.to_bytes()[offset:]
+        frame_budget: int | None = budget - 8 * len(header)
         if 8 * len(header) > budget - FRAME_OVERHEAD_BITS:
             # No room for a frame beside the rest of the header: send as much header as fits.
-            header = header[: budget // 8]
-            payload = Payload.empty(codec.name, session)
-        else:
-            payload = codec.compress(true_views, budget - 8 * len(header), allocation)
-        session_bits = 8 * len(header)
-        nbits = session_bits + payload.nbits
-        result: LinkStep = link.transmit((header, offset, payload.to_bytes()), nbits)
+            header, frame_budget = header[: budget // 8], None
+        return _Pending(
+            obs, env_info, step_index, true_views, allocation, session, header, offset, frame_budget
+        )
+
+    def _transmit(self, pending: _Pending, payload: Payload) -> list[tuple[int, Payload]]:
+        """Put the step's header fragment and frame on the link; the frames received, with their send step."""
+        codec, header, offset, session = self.codec, pending.header, pending.offset, pending.session
+        nbits = 8 * len(header) + payload.nbits
+        result: LinkStep = self.link.transmit((header, offset, payload.to_bytes()), nbits)
+        pending.result = result
         if header and result.bits_sent and not result.lost:
             self._tx_header_acked = offset + len(header)
             if self._tx_header_acked == len(session.to_bytes()):
@@ -346,7 +385,7 @@ class BandwidthLimited(
             # The same link-layer acknowledgement that tells the sender a session header was lost.
             codec.acknowledge(bool(result.bits_sent) and not result.lost)
 
-        refreshed: set[str] = set()
+        received = []
         for delivery in result.delivered:
             # Through the wire format on purpose: what the agent sees is what the bytes decode to.
             fragment, offset, wire = delivery.item
@@ -355,13 +394,27 @@ class BandwidthLimited(
                 self._rx_header = (self._rx_header if offset else b"") + fragment
                 if len(self._rx_header) == SESSION_BYTES:
                     self._rx_session, self._rx_header = Session.from_bytes(self._rx_header), b""
-            if not wire:
-                continue
-            received = Payload.from_bytes(wire, codec=codec.name, session=self._rx_session)
-            for name, frame in codec.decompress(received).items():
-                if delivery.step >= self._shown_step[name]:
+            if wire:
+                received.append(
+                    (delivery.step, Payload.from_bytes(wire, codec=codec.name, session=self._rx_session))
+                )
+        return received
+
+    def _finish(
+        self,
+        pending: _Pending,
+        payload: Payload,
+        received: list[tuple[int, Payload]],
+        decoded: list[Mapping[str, np.ndarray]],
+    ) -> tuple[ObsDict, dict[str, Any]]:
+        """Hold or refresh each view from the decoded frames; the observation and info of the step."""
+        codec, names, result, obs = self.codec, self._view_names, pending.result, pending.obs
+        refreshed: set[str] = set()
+        for (sent_step, _), views in zip(received, decoded, strict=True):
+            for name, frame in views.items():
+                if sent_step >= self._shown_step[name]:
                     self._shown[name] = frame
-                    self._shown_step[name] = delivery.step
+                    self._shown_step[name] = sent_step
                     refreshed.add(name)
 
         shown_obs = {
@@ -372,7 +425,8 @@ class BandwidthLimited(
         if result.bits_sent:  # transmitted (delivered, in flight or lost), not over budget
             stream_bits.update(zip(streams, payload.stream_bits, strict=False))
         body_bits = sum(stream_bits.values())
-        info = dict(env_info)
+        session_bits = 8 * len(pending.header)
+        info = dict(pending.env_info)
         info.update(
             bandwidth_bps=float(result.bandwidth_bps),
             budget_bits=int(result.budget_bits),
@@ -380,10 +434,12 @@ class BandwidthLimited(
             bits_sent_total=int(result.bits_sent),
             session_bits=session_bits if result.bits_sent else 0,
             allocation={k: (b / body_bits if body_bits else 0.0) for k, b in stream_bits.items()},
-            requested_allocation=allocation,
+            requested_allocation=pending.allocation,
             dropped={name: name not in refreshed for name in names},
-            distortion={name: psnr(self._shown[name], np.asarray(true_views[name])) for name in names},
-            frame_age_steps=self._ages(step_index),
+            distortion={
+                name: psnr(self._shown[name], np.asarray(pending.true_views[name])) for name in names
+            },
+            frame_age_steps=self._ages(pending.step_index),
             lost=bool(result.lost),
             over_budget=bool(result.over_budget),
         )
