@@ -6,7 +6,7 @@ the codec and the link deliver), with SB3's own callbacks: evaluation (``eval/su
 (``bw/...``) and two warm starts: ``bc_init``, the trained BC network itself as the actor of PPO
 or SAC, with a critic warm-up (:mod:`bwgym.agents.bc_prior`); or, for PPO, ``bc_demos``, behaviour
 cloning of SB3's own network on expert demonstrations. ``resume`` continues a stopped run from
-its newest periodic checkpoint::
+its newest periodic training state (see below)::
 
     from bwgym.agents.rl import RLConfig, load_rl, train_rl
     model = train_rl(RLConfig(algo="ppo", total_timesteps=20_000, out_dir="runs/ppo"))
@@ -21,12 +21,22 @@ SB3/torch versions, the :class:`RLConfig`). :func:`load_rl` rebuilds SB3's ``Mul
 from that metadata and loads the weights into it: it never calls ``PPO.load``/``SAC.load`` and
 unpickles nothing from the folder, so loading a folder someone sent you runs none of its code.
 
-SB3's own callbacks still write zips during training (``checkpoints/<algo>_<n>_steps.zip``,
-``best/best_model.zip``). Those are SB3's pickled format, meant for resuming training with SB3 on
-files you made yourself; :func:`load_rl` never reads them. A folder of the earlier layout (a
+**Resuming** reads the same format only. Every ``checkpoint_freq_steps`` and at the end,
+:func:`save_training_state` writes ``checkpoints/<algo>_<n>_steps.ckpt`` (kind
+``agent/sb3-<algo>-train``): the policy's ``state_dict``, each optimiser's state as arrays (its
+settings as JSON numbers), SAC's entropy coefficient, the step and update counts, the learning
+rate and clip range as numbers, the torch/numpy/Python RNG states and the :class:`RLConfig`; for
+SAC also ``checkpoints/<algo>_<n>_steps.replay.ckpt``, the filled rows of the replay buffer (only
+the newest is kept). ``resume`` rebuilds the SB3 model from the config exactly as a new run would
+and loads those arrays into it: it never calls SB3's ``load``, ``torch.load`` or ``pickle``, so
+resuming a folder someone sent you runs none of its code. The env's own state is not saved: the
+resumed run starts new episodes.
+
+SB3's ``EvalCallback`` still writes ``best/best_model.zip`` (SB3's pickled format, for your own
+use with SB3 on runs you made); nothing in bwgym reads it. A folder of the earlier layout (a
 pickled ``model.zip`` and ``model.json``, no ``policy.ckpt``) is refused with a message;
 :func:`convert_legacy` rewrites such a folder once you trust it (it unpickles, and warns so), or
-retrain.
+retrain. Runs of earlier versions kept SB3 zips in ``checkpoints/``; resume refuses them.
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ __all__ = [
     "ALGOS",
     "CHECKPOINT_KINDS",
     "POLICY_FILE",
+    "REPLAY_BUFFER_KIND",
     "RLAgent",
     "RLConfig",
     "bc_pretrain_policy",
@@ -59,6 +70,8 @@ __all__ = [
     "load_rl",
     "make_rl_env",
     "save_rl",
+    "save_training_state",
+    "TRAIN_STATE_KINDS",
     "train_rl",
 ]
 
@@ -132,13 +145,14 @@ class RLConfig:
     critic_warmup_steps: int = 0
     """Env steps during which the actor is frozen and only the critic learns."""
     resume: bool = False
-    """Continue from the newest ``checkpoints/<algo>_<n>_steps.zip`` of ``out_dir`` (SB3's own
-    format: resume only runs you made) up to ``total_timesteps``."""
+    """Continue from the newest ``checkpoints/<algo>_<n>_steps.ckpt`` of ``out_dir`` (the project's
+    format, nothing unpickled) up to ``total_timesteps``; ``algo``, ``env_id``, ``env_kwargs``,
+    ``hyperparams``, ``bc_init`` (and for SAC ``n_envs``) must be the stopped run's."""
     hyperparams: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments of the SB3 algorithm (e.g. ``n_steps``, ``buffer_size``)."""
     out_dir: str = "runs/rl"
-    """The run folder: ``policy.ckpt`` (what :func:`load_rl` reads), SB3's ``checkpoints/`` and ``best/``
-    zips, ``eval/`` and ``tensorboard/``."""
+    """The run folder: ``policy.ckpt`` (what :func:`load_rl` reads), ``checkpoints/`` (what ``resume``
+    reads), SB3's ``best/`` zip, ``eval/`` and ``tensorboard/``."""
     device: str = "auto"
     """torch device (CUDA when present)."""
 
@@ -255,19 +269,6 @@ def _observation_spec(space: gym.spaces.Dict) -> dict[str, Any]:
     return {k: {"shape": list(s.shape), "dtype": str(s.dtype)} for k, s in space.spaces.items()}
 
 
-def _latest_checkpoint(out: Path, algo: str) -> tuple[Path, int] | None:
-    """The newest ``checkpoints/<algo>_<n>_steps.zip`` in ``out`` and its step count."""
-    found = []
-    for path in (out / "checkpoints").glob(f"{algo}_*_steps.zip"):
-        middle = path.name[len(algo) + 1 : -len("_steps.zip")]
-        if middle.isdigit():
-            found.append((int(middle), path))
-    if not found:
-        return None
-    steps, path = max(found)
-    return path, steps
-
-
 def _bc_prior(config: RLConfig, venv: Any) -> Any:
     """The BC agent of ``config.bc_init``, checked against the env's views (names, image size)."""
     from bwgym.agents.bc import BCAgent
@@ -284,20 +285,14 @@ def _bc_prior(config: RLConfig, venv: Any) -> Any:
 
 
 def _build_model(config: RLConfig, venv: Any, out: Path) -> tuple[Any, int]:
-    """A new SB3 model (BC-initialised when asked), or the newest checkpoint's with ``resume``."""
+    """A new SB3 model (BC-initialised when asked) and 0; with ``resume``, the newest training state's.
+
+    A resumed model is built exactly as a new one of the same config (without the warm starts,
+    whose weights are overwritten anyway) and then loaded from the project's own files.
+    """
     from stable_baselines3 import PPO, SAC
 
     algo = {"ppo": PPO, "sac": SAC}[config.algo]
-    if config.resume:
-        latest = _latest_checkpoint(out, config.algo)
-        if latest is None:
-            raise ValueError(
-                f"resume: no {config.algo}_<n>_steps.zip in {out / 'checkpoints'} to continue from; "
-                "start without --resume"
-            )
-        path, steps = latest
-        model = algo.load(path, env=venv, device=config.device, tensorboard_log=str(out / "tensorboard"))
-        return model, steps
     n_steps = max(16, min(256, config.total_timesteps // config.n_envs))
     kwargs: dict[str, Any] = (
         {"n_steps": n_steps, "batch_size": min(64, n_steps * config.n_envs)}
@@ -322,6 +317,8 @@ def _build_model(config: RLConfig, venv: Any, out: Path) -> tuple[Any, int]:
         tensorboard_log=str(out / "tensorboard"),
         **{**kwargs, **hyper},
     )
+    if config.resume:
+        return model, _resume_from(model, config, out)
     if bc is not None:
         from bwgym.agents.bc_prior import load_bc_weights
 
@@ -362,7 +359,7 @@ def train_rl(
         The trained SB3 model (its policy is what :func:`load_rl` gives back from the folder).
 
     """
-    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback, EvalCallback
+    from stable_baselines3.common.callbacks import CallbackList, EvalCallback
     from stable_baselines3.common.vec_env import VecTransposeImage
 
     from bwgym.agents.bc_prior import CriticWarmup
@@ -402,9 +399,7 @@ def train_rl(
                 log_path=str(out / "eval"),
                 verbose=0,
             ),
-            CheckpointCallback(
-                per_env(config.checkpoint_freq_steps), str(out / "checkpoints"), name_prefix=config.algo
-            ),
+            _training_state_callback(config, out, per_env(config.checkpoint_freq_steps)),
             _bandwidth_callback(),
             *([CriticWarmup(config.algo, config.critic_warmup_steps)] if config.critic_warmup_steps else []),
             *callbacks,
@@ -412,12 +407,18 @@ def train_rl(
         with warnings.catch_warnings():
             # Training envs in processes and the evaluation env in this one are the same envs.
             warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
-            model.learn(
-                config.total_timesteps,
-                callback=CallbackList(every),
-                progress_bar=progress,
-                tb_log_name=config.algo,
-            )
+            # On resume SB3 adds the steps done to what it is asked for: ask for the rest only,
+            # so that the run ends at total_timesteps and the schedules continue where they were.
+            remaining = config.total_timesteps - done_steps
+            if remaining > 0:
+                model.learn(
+                    remaining,
+                    callback=CallbackList(every),
+                    progress_bar=progress,
+                    tb_log_name=config.algo,
+                    reset_num_timesteps=not config.resume,
+                )
+        save_training_state(model, config, out)  # a finished run can be resumed to more steps
         extra = dict(describe(venv)) if describe is not None else {}
         save_rl(model, config, out, observation_spec, extra)
     finally:
@@ -1006,3 +1007,414 @@ def convert_legacy(folder: str | os.PathLike[str], overwrite: bool = False) -> P
     config = RLConfig(**{k: v for k, v in dict(meta.get("config") or {}).items() if k in fields})
     config = dataclasses.replace(config, algo=algo, env_id=meta.get("env_id", config.env_id))
     return save_rl(model, config, folder, meta["observation_spec"])
+
+
+# ---------------------------------------------------------------------- training state (resume)
+#: Checkpoint kind of the training state :func:`save_training_state` writes and ``resume`` reads.
+TRAIN_STATE_KINDS = {algo: f"agent/sb3-{algo}-train" for algo in ALGOS}
+#: Checkpoint kind of an off-policy algorithm's replay buffer (a file of its own: it is large).
+REPLAY_BUFFER_KIND = "agent/sb3-replay-buffer"
+#: Folder of the run that holds the training states.
+CHECKPOINT_DIR = "checkpoints"
+_REPLAY_SUFFIX = "_steps.replay.ckpt"
+#: RLConfig fields a resumed run must share with the run it continues: they decide the model that
+#: is rebuilt (its architecture, its optimisers, its replay buffer). The rest (total_timesteps,
+#: evaluation, checkpoints, device, seed: the RNG state is restored) may change on resume.
+_RESUME_FIELDS = ("algo", "env_id", "env_kwargs", "hyperparams", "bc_init")
+_REPLAY_FIELDS = ("actions", "rewards", "dones", "timeouts")
+
+
+def _training_state_path(out: Path, algo: str, steps: int) -> Path:
+    return out / CHECKPOINT_DIR / f"{algo}_{steps}_steps.ckpt"
+
+
+def _optimizers(model: Any) -> dict[str, Any]:
+    """The torch optimisers of an SB3 model, by a stable name."""
+    if hasattr(model, "actor") and hasattr(model, "critic"):  # SAC
+        found = {"actor": model.actor.optimizer, "critic": model.critic.optimizer}
+        if getattr(model, "ent_coef_optimizer", None) is not None:
+            found["ent_coef"] = model.ent_coef_optimizer
+        return found
+    return {"policy": model.policy.optimizer}
+
+
+def _plain_number_or_list(value: Any) -> bool:
+    """None, a number or flag, or a list of them: all an optimiser setting may be in a checkpoint."""
+    number = (bool, int, float)
+    return (
+        value is None
+        or isinstance(value, number)
+        or (isinstance(value, list) and all(isinstance(v, number) for v in value))
+    )
+
+
+def _group_to_json(group: Mapping[str, Any]) -> dict[str, Any]:
+    """An optimiser's param group as plain JSON (numbers, flags, lists of numbers)."""
+    out = {}
+    for key, value in group.items():
+        value = list(value) if isinstance(value, tuple) else value
+        value = value.item() if hasattr(value, "item") and getattr(value, "ndim", 1) == 0 else value
+        if not _plain_number_or_list(value):  # e.g. a tensor learning rate: not a setting we store
+            raise ValueError(f"optimiser setting {key}={value!r} cannot be stored as JSON numbers")
+        out[key] = value
+    return out
+
+
+def _rng_state() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The torch, numpy and Python RNG states of this process: arrays and JSON numbers."""
+    import random
+
+    import torch
+
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    arrays = {
+        "rng/torch": torch.get_rng_state().numpy(),
+        "rng/numpy": np.asarray(keys, dtype=np.uint32),
+        "rng/python": np.asarray(internal, dtype=np.uint32),
+    }
+    meta = {
+        "numpy": {"name": str(name), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": {"version": int(version), "gauss_next": gauss_next},
+    }
+    return arrays, meta
+
+
+def _set_rng_state(state: Mapping[str, np.ndarray], meta: Any, what: str) -> None:
+    """Restore what :func:`_rng_state` saved; anything malformed is a :class:`CheckpointError`."""
+    import random
+
+    import torch
+
+    try:
+        torch_state = state["rng/torch"]
+        if torch_state.dtype != np.uint8 or torch_state.shape != tuple(torch.get_rng_state().shape):
+            raise ValueError(f"torch RNG state of {torch_state.dtype} {torch_state.shape}")
+        np_meta, py_meta = meta["numpy"], meta["python"]
+        numpy_state = (
+            str(np_meta["name"]),
+            np.asarray(state["rng/numpy"], dtype=np.uint32),
+            int(np_meta["pos"]),
+            int(np_meta["has_gauss"]),
+            float(np_meta["cached"]),
+        )
+        gauss = py_meta["gauss_next"]
+        python_state = (
+            int(py_meta["version"]),
+            tuple(int(v) for v in state["rng/python"]),
+            None if gauss is None else float(gauss),
+        )
+        # Each setter validates its own state (sizes, positions) and raises before changing anything.
+        np.random.RandomState().set_state(numpy_state)
+        random.Random().setstate(python_state)
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as err:
+        raise CheckpointError(f"{what}: damaged RNG state ({type(err).__name__}: {err})") from err
+    torch.set_rng_state(torch.from_numpy(np.array(torch_state, copy=True)))
+    np.random.set_state(numpy_state)
+    random.setstate(python_state)
+
+
+def _replay_arrays(buffer: Any) -> dict[str, np.ndarray]:
+    """The SB3 replay buffer's arrays by name (observations per key for a dict buffer)."""
+    arrays: dict[str, np.ndarray] = {}
+    for name in ("observations", "next_observations"):
+        value = getattr(buffer, name, None)
+        if isinstance(value, dict):
+            arrays.update({f"{name}/{k}": v for k, v in value.items()})
+        elif value is not None:  # None: optimize_memory_usage keeps next observations in place
+            arrays[name] = value
+    arrays.update({name: getattr(buffer, name) for name in _REPLAY_FIELDS})
+    return arrays
+
+
+def _save_replay_buffer(model: Any, out: Path, algo: str, steps: int) -> Path | None:
+    """Write the filled rows of the replay buffer next to the training state (None: too large)."""
+    from bwgym.common.checkpoint import MAX_CHECKPOINT_BYTES, MAX_CHECKPOINT_ENTRY_BYTES
+
+    buffer = model.replay_buffer
+    rows = buffer.buffer_size if buffer.full else buffer.pos
+    arrays = {k: v[:rows] for k, v in _replay_arrays(buffer).items()}
+    total = sum(a.nbytes for a in arrays.values())
+    if total > MAX_CHECKPOINT_BYTES or any(a.nbytes > MAX_CHECKPOINT_ENTRY_BYTES for a in arrays.values()):
+        warnings.warn(
+            f"the replay buffer ({total} bytes) exceeds MAX_CHECKPOINT_BYTES={MAX_CHECKPOINT_BYTES} or "
+            f"MAX_CHECKPOINT_ENTRY_BYTES={MAX_CHECKPOINT_ENTRY_BYTES} and is not saved: a resumed run "
+            "refills it from scratch (use a smaller buffer_size to keep it)",
+            UserWarning,
+            stacklevel=3,
+        )
+        return None
+    meta = {
+        "num_timesteps": steps,
+        "pos": int(buffer.pos),
+        "full": bool(buffer.full),
+        "buffer_size": int(buffer.buffer_size),
+        "n_envs": int(buffer.n_envs),
+    }
+    path = out / CHECKPOINT_DIR / f"{algo}_{steps}{_REPLAY_SUFFIX}"
+    save_checkpoint(path, REPLAY_BUFFER_KIND, arrays, meta)
+    for old in (out / CHECKPOINT_DIR).glob(f"{algo}_*{_REPLAY_SUFFIX}"):
+        if old != path:  # one buffer is enough: it is the largest file of the run
+            old.unlink(missing_ok=True)
+    return path
+
+
+def _load_replay_buffer(model: Any, path: Path, steps: int) -> None:
+    """Fill the model's (fresh) replay buffer from :func:`_save_replay_buffer`'s file."""
+    ckpt = load_checkpoint(path, kind=REPLAY_BUFFER_KIND)
+    meta, buffer = ckpt.metadata, model.replay_buffer
+    pos, full = meta.get("pos"), meta.get("full")
+    if (
+        meta.get("num_timesteps") != steps
+        or not isinstance(full, bool)
+        or not isinstance(pos, int)
+        or isinstance(pos, bool)
+        or not 0 <= pos < buffer.buffer_size
+        or (full and meta.get("buffer_size") != buffer.buffer_size)
+    ):
+        raise CheckpointError(
+            f"{path}: replay buffer of step {meta.get('num_timesteps')!r} (pos {pos!r}, full {full!r}, "
+            f"size {meta.get('buffer_size')!r}) does not fit this run's buffer of {buffer.buffer_size} at "
+            f"step {steps}"
+        )
+    rows = buffer.buffer_size if full else pos
+    targets = _replay_arrays(buffer)
+    if set(ckpt.state) != set(targets):
+        raise CheckpointError(
+            f"{path}: replay buffer holds {sorted(ckpt.state)}, this run's buffer has {sorted(targets)}"
+        )
+    for name, target in targets.items():
+        saved = ckpt.state[name]
+        if saved.shape != (rows, *target.shape[1:]) or saved.dtype != target.dtype:
+            raise CheckpointError(
+                f"{path}: replay buffer entry {name!r} is {saved.dtype} {saved.shape}, this run's needs "
+                f"{target.dtype} {(rows, *target.shape[1:])}"
+            )
+    for name, target in targets.items():
+        target[:rows] = ckpt.state[name]
+    buffer.pos, buffer.full = pos, full
+
+
+def save_training_state(model: Any, config: RLConfig, out_dir: str | os.PathLike[str]) -> Path:
+    """Write what resuming ``model`` needs as ``<out_dir>/checkpoints/<algo>_<n>_steps.ckpt``.
+
+    Everything is in the project's checkpoint format (:mod:`bwgym.common.checkpoint`: JSON and
+    ``.npy``, nothing pickled): the policy's ``state_dict``, each optimiser's state tensors (its
+    settings as JSON numbers), SAC's entropy coefficient, the step and update counts, the current
+    learning rate and clip range as numbers, the torch/numpy/Python RNG states and the
+    :class:`RLConfig`. An off-policy model's replay buffer goes into
+    ``<algo>_<n>_steps.replay.ckpt`` (only the newest is kept; one over the checkpoint size caps
+    is skipped with a warning).
+
+    Args:
+        model: the SB3 ``PPO`` or ``SAC`` being trained.
+        config: its run's configuration (``resume`` checks the next run against it).
+        out_dir: the run folder.
+
+    Returns:
+        The training state's path.
+    """
+    algo = config.algo
+    if algo not in ALGOS:
+        raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
+    out = Path(out_dir)
+    (out / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+    steps = int(model.num_timesteps)
+    state: dict[str, Any] = {f"policy/{k}": v for k, v in model.policy.state_dict().items()}
+    groups = {}
+    for name, optimizer in _optimizers(model).items():
+        saved = optimizer.state_dict()
+        for index, entries in saved["state"].items():
+            for key, value in entries.items():
+                state[f"optim/{name}/{index}/{key}"] = value
+        groups[name] = [_group_to_json(g) for g in saved["param_groups"]]
+    if getattr(model, "log_ent_coef", None) is not None:
+        state["sac/log_ent_coef"] = model.log_ent_coef
+    rng_arrays, rng_meta = _rng_state()
+    state.update(rng_arrays)
+    progress = float(getattr(model, "_current_progress_remaining", 1.0))
+    schedules = {"learning_rate": float(model.lr_schedule(progress))}
+    if callable(getattr(model, "clip_range", None)):
+        schedules["clip_range"] = float(model.clip_range(progress))
+    metadata = {
+        "algo": algo,
+        "env_id": config.env_id,
+        "num_timesteps": steps,
+        "n_updates": int(getattr(model, "_n_updates", 0)),
+        "episode_num": int(getattr(model, "_episode_num", 0)),
+        "progress_remaining": progress,
+        "schedules": schedules,
+        "optimizers": groups,
+        "rng": rng_meta,
+        "config": json.loads(json.dumps(asdict(config), default=_json_default)),
+    }
+    path = save_checkpoint(_training_state_path(out, algo, steps), TRAIN_STATE_KINDS[algo], state, metadata)
+    if getattr(model, "replay_buffer", None) is not None:
+        _save_replay_buffer(model, out, algo, steps)
+    return path
+
+
+def _comparable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=_json_default, sort_keys=True))
+
+
+def _check_resumable(meta: Mapping[str, Any], config: RLConfig, what: str) -> None:
+    """Refuse a training state whose run differs from ``config`` where the rebuilt model depends on it."""
+    saved = meta.get("config")
+    if not isinstance(saved, dict) or meta.get("algo") != config.algo:
+        raise CheckpointError(f"{what}: damaged training state (algo {meta.get('algo')!r}, no config)")
+    now = _comparable(asdict(config))
+    fields = _RESUME_FIELDS + (("n_envs",) if config.algo == "sac" else ())  # the buffer is per env
+    differ = [f for f in fields if _comparable(saved.get(f)) != now[f]]
+    if differ:
+        was = ", ".join(f"{f}={saved.get(f)!r}" for f in differ)
+        asked = ", ".join(f"{f}={now[f]!r}" for f in differ)
+        raise CheckpointError(
+            f"resume: {what} was trained with {was}, this run asks for {asked}; resume with the run's "
+            "own settings, or start a new run in another folder"
+        )
+
+
+def _load_state_dict(module: Any, state: Mapping[str, Any], what: str, label: str) -> None:
+    """``module.load_state_dict`` after checking names and shapes (a clear error, not a traceback)."""
+    own = module.state_dict()
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    bad = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or extra or bad:
+        detail = (
+            f"missing {missing[:3]}"
+            if missing
+            else f"unexpected {extra[:3]}"
+            if extra
+            else f"{bad[0]} is {tuple(state[bad[0]].shape)}, the model's {tuple(own[bad[0]].shape)}"
+        )
+        raise CheckpointError(f"{what}: {label} does not fit the rebuilt model ({detail}); start a new run")
+    module.load_state_dict(state)
+
+
+def _load_optimizer(optimizer: Any, ckpt: Any, name: str, groups: Any, what: str) -> None:
+    """Load one optimiser's state saved by :func:`save_training_state` into a fresh optimiser."""
+    import torch
+
+    fresh = optimizer.state_dict()
+    if not isinstance(groups, list) or len(groups) != len(fresh["param_groups"]):
+        raise CheckpointError(f"{what}: optimiser {name!r} has no matching param groups")
+    merged = []
+    for saved, group in zip(groups, fresh["param_groups"], strict=True):
+        if not isinstance(saved, dict) or saved.get("params") != group["params"]:
+            raise CheckpointError(f"{what}: optimiser {name!r} param groups do not fit the rebuilt model")
+        group = dict(group)
+        for key, value in saved.items():
+            if key == "params" or key not in group:
+                continue
+            if not _plain_number_or_list(value):
+                raise CheckpointError(f"{what}: optimiser {name!r} setting {key}={value!r} is not a number")
+            group[key] = tuple(value) if isinstance(group[key], tuple) and isinstance(value, list) else value
+        merged.append(group)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    prefix = f"optim/{name}/"
+    entries: dict[int, dict[str, Any]] = {}
+    for key, array in ckpt.state.items():
+        if not key.startswith(prefix):
+            continue
+        index, _, field_name = key[len(prefix) :].partition("/")
+        if not index.isdigit() or int(index) >= len(params) or not field_name.isidentifier():
+            raise CheckpointError(f"{what}: optimiser entry {key!r} names no parameter of the model")
+        param = params[int(index)]
+        if field_name != "step" and tuple(array.shape) != tuple(param.shape):
+            raise CheckpointError(
+                f"{what}: optimiser entry {key!r} is {tuple(array.shape)}, its parameter {tuple(param.shape)}"
+            )
+        if array.dtype.kind not in "fiub" or (field_name == "step" and array.size != 1):
+            raise CheckpointError(f"{what}: optimiser entry {key!r} is not a numeric state of its parameter")
+        entries.setdefault(int(index), {})[field_name] = torch.from_numpy(np.array(array, copy=True))
+    optimizer.load_state_dict({"state": entries, "param_groups": merged})
+
+
+def _latest_training_state(out: Path, algo: str) -> tuple[Path, int] | None:
+    """The newest ``checkpoints/<algo>_<n>_steps.ckpt`` in ``out`` and its step count."""
+    found = []
+    for path in (out / CHECKPOINT_DIR).glob(f"{algo}_*_steps.ckpt"):
+        middle = path.name[len(algo) + 1 : -len("_steps.ckpt")]
+        if middle.isdigit():
+            found.append((int(middle), path))
+    if not found:
+        return None
+    steps, path = max(found)
+    return path, steps
+
+
+def _resume_from(model: Any, config: RLConfig, out: Path) -> int:
+    """Load the newest training state of ``out`` into the freshly built ``model``; its step count.
+
+    Only the project's own files are read (JSON and ``.npy``); SB3 zips in the folder are never
+    opened, so a run folder from someone else runs none of its code on resume.
+    """
+    import torch
+
+    latest = _latest_training_state(out, config.algo)
+    if latest is None:
+        zips = sorted(p.name for p in (out / CHECKPOINT_DIR).glob(f"{config.algo}_*_steps.zip"))
+        if zips:
+            raise CheckpointError(
+                f"resume: {out / CHECKPOINT_DIR} holds only SB3 zips ({zips[0]}, ...), which are pickles "
+                f"bwgym never loads (they can run code); bwgym resumes from its own "
+                f"{config.algo}_<n>_steps.ckpt files, so start a new run"
+            )
+        raise CheckpointError(
+            f"resume: no {config.algo}_<n>_steps.ckpt in {out / CHECKPOINT_DIR} to continue from; "
+            "start without --resume"
+        )
+    path, steps = latest
+    what = str(path)
+    ckpt = load_checkpoint(path, kind=TRAIN_STATE_KINDS[config.algo])
+    meta = ckpt.metadata
+    _check_resumable(meta, config, what)
+    if meta.get("num_timesteps") != steps:
+        raise CheckpointError(f"{what}: records step {meta.get('num_timesteps')!r}, its name says {steps}")
+    _load_state_dict(model.policy, ckpt.tensors("policy/"), what, "the policy")
+    optimizers = _optimizers(model)
+    saved_groups = meta.get("optimizers")
+    if not isinstance(saved_groups, dict) or set(saved_groups) != set(optimizers):
+        raise CheckpointError(
+            f"{what}: optimisers {sorted(saved_groups or {})}, the model has {sorted(optimizers)}"
+        )
+    for name, optimizer in optimizers.items():
+        _load_optimizer(optimizer, ckpt, name, saved_groups[name], what)
+    if getattr(model, "log_ent_coef", None) is not None:
+        value = ckpt.state.get("sac/log_ent_coef")
+        if value is None or value.shape != tuple(model.log_ent_coef.shape) or not np.all(np.isfinite(value)):
+            raise CheckpointError(f"{what}: SAC's entropy coefficient is missing or damaged")
+        with torch.no_grad():
+            model.log_ent_coef.copy_(torch.from_numpy(np.array(value, copy=True)))
+    _set_rng_state(ckpt.state, meta.get("rng"), what)
+    for attr, key in (("_n_updates", "n_updates"), ("_episode_num", "episode_num")):
+        value = meta.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise CheckpointError(f"{what}: {key} {value!r} is not a count")
+        setattr(model, attr, value)
+    model.num_timesteps = steps
+    if getattr(model, "replay_buffer", None) is not None:
+        replay = out / CHECKPOINT_DIR / f"{config.algo}_{steps}{_REPLAY_SUFFIX}"
+        if replay.is_file():
+            _load_replay_buffer(model, replay, steps)
+        else:
+            warnings.warn(
+                f"resume: {replay.name} is missing; the replay buffer starts empty", UserWarning, stacklevel=3
+            )
+    return steps
+
+
+def _training_state_callback(config: RLConfig, out: Path, every_calls: int) -> Any:
+    """An SB3 callback that writes :func:`save_training_state` every ``every_calls`` calls."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class TrainingStateCallback(BaseCallback):
+        """Save the training state in the project's format (what ``resume`` reads)."""
+
+        def _on_step(self) -> bool:
+            if self.n_calls % every_calls == 0:
+                save_training_state(self.model, config, out)
+            return True
+
+    return TrainingStateCallback()
