@@ -1090,6 +1090,9 @@ def _set_rng_state(state: Mapping[str, np.ndarray], meta: Any, what: str) -> Non
         torch_state = state["rng/torch"]
         if torch_state.dtype != np.uint8 or torch_state.shape != tuple(torch.get_rng_state().shape):
             raise ValueError(f"torch RNG state of {torch_state.dtype} {torch_state.shape}")
+        # MT19937 keeps 624 words (Python adds its position): checked before any tuple is built.
+        if state["rng/numpy"].shape != (624,) or state["rng/python"].shape != (625,):
+            raise ValueError(f"RNG states of {state['rng/numpy'].shape} and {state['rng/python'].shape}")
         np_meta, py_meta = meta["numpy"], meta["python"]
         numpy_state = (
             str(np_meta["name"]),

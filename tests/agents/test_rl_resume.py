@@ -207,7 +207,29 @@ def test_resume_with_other_settings_names_both(stopped_ppo, tmp_path):
         train_rl(config, progress=False)
 
 
-def test_crafted_training_state_is_refused_before_loading(stopped_ppo, tmp_path):
+def _exp_avg_of_other_shape(state: dict) -> None:
+    key = next(k for k in state if k.startswith("optim/policy/") and k.endswith("/exp_avg"))
+    state[key] = np.zeros((7, 7), np.float32)
+
+
+def _huge_rng_state(state: dict) -> None:
+    state["rng/python"] = np.zeros(10**6, np.uint32)  # would be a tuple of a million ints
+
+
+def _policy_of_other_shape(state: dict) -> None:
+    key = next(k for k in state if k.startswith("policy/") and k.endswith(".weight"))
+    state[key] = np.zeros((3, 3), np.float32)
+
+
+@pytest.mark.parametrize(
+    ("craft", "message"),
+    [
+        (_exp_avg_of_other_shape, r"optimiser entry .* is \(7, 7\)"),
+        (_huge_rng_state, r"damaged RNG state"),
+        (_policy_of_other_shape, r"the policy does not fit the rebuilt model"),
+    ],
+)
+def test_crafted_training_state_is_refused_before_loading(stopped_ppo, tmp_path, craft, message):
     import shutil
 
     from bwgym.common.checkpoint import save_checkpoint
@@ -215,18 +237,23 @@ def test_crafted_training_state_is_refused_before_loading(stopped_ppo, tmp_path)
     out = tmp_path / "crafted"
     shutil.copytree(stopped_ppo, out)
     path = out / "checkpoints" / "ppo_32_steps.ckpt"
-    # An optimiser entry whose shape is not its parameter's: rewritten with the format's own writer.
     ckpt = load_checkpoint(path)
     state = dict(ckpt.state)
-    key = next(k for k in state if k.startswith("optim/policy/") and k.endswith("/exp_avg"))
-    state[key] = np.zeros((7, 7), np.float32)
-    save_checkpoint(path, ckpt.kind, state, ckpt.metadata)
+    craft(state)
+    save_checkpoint(path, ckpt.kind, state, ckpt.metadata)  # rewritten with the format's own writer
     config = dataclasses.replace(_config("ppo", out), total_timesteps=64, resume=True)
-    with pytest.raises(CheckpointError, match=r"optimiser entry .* is \(7, 7\)"):
+    with pytest.raises(CheckpointError, match=message) as info:
         train_rl(config, progress=False)
-    # A pickle named like a training state is not a checkpoint: nothing runs.
-    marker = tmp_path / "marker"
-    path.write_bytes(pickle.dumps(_Touch(marker)))
+    assert "\n" not in str(info.value)
+
+
+def test_pickle_named_like_a_training_state_runs_nothing(stopped_ppo, tmp_path):
+    import shutil
+
+    out, marker = tmp_path / "crafted", tmp_path / "marker"
+    shutil.copytree(stopped_ppo, out)
+    (out / "checkpoints" / "ppo_32_steps.ckpt").write_bytes(pickle.dumps(_Touch(marker)))
+    config = dataclasses.replace(_config("ppo", out), total_timesteps=64, resume=True)
     with pytest.raises(CheckpointError, match="is not a bwgym checkpoint"):
         train_rl(config, progress=False)
     assert not marker.exists()
