@@ -607,7 +607,8 @@ class AllocationObserver:
         log_energy = np.log10(1.0 + np.maximum(energy, 0.0)) / 10.0
 
         unsent = np.zeros(len(names))
-        sent = getattr(self.codec, "last_allocation", None)
+        # this env's last frame (BandwidthLimited says; a codec may serve several envs)
+        sent = context.get("components_sent", getattr(self.codec, "last_allocation", None))
         if self._previous_coeffs is not None and isinstance(sent, Mapping):
             for i, n in enumerate(names):
                 c = self._previous_coeffs[n]

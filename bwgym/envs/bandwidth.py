@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, SupportsFloat
 
@@ -41,7 +42,7 @@ from bwgym.envs.allocators import Allocator, make_allocator
 from bwgym.traces.link import Link, LinkStep
 from bwgym.traces.trace import BandwidthTrace
 
-__all__ = ["BandwidthLimited", "psnr"]
+__all__ = ["BandwidthLimited", "VectorBandwidthLimited", "psnr"]
 
 ObsDict = dict[str, np.ndarray]
 
@@ -284,12 +285,20 @@ class BandwidthLimited(
         self._tx_header_session: Session | None = None
         self._tx_header_acked = 0
         self._rx_header = b""
+        #: Latent components per stream of this episode's last frame compressed (None: none yet).
+        self._components_sent: dict[str, int] | None = None
 
     # -- gymnasium API ---------------------------------------------------------------------------------
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[ObsDict, dict[str, Any]]:
         """Reset the env and the link (clock at a seeded random offset), and send the first frame."""
+        return self._send(*self._reset_state(seed, options))
+
+    def _reset_state(
+        self, seed: int | None, options: dict[str, Any] | None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Reset the env, the link and both ends' state; the env's first observation, not yet sent."""
         start_s = None
         if options and START_OPTION in options:
             options = dict(options)
@@ -311,7 +320,8 @@ class BandwidthLimited(
         self._shown_step = dict.fromkeys(self._view_names, -1)
         self._tx_session = self._rx_session = None
         self._tx_header_session, self._tx_header_acked, self._rx_header = None, 0, b""
-        return self._send(obs, info)
+        self._components_sent = None
+        return obs, info
 
     def step(self, action: Any) -> tuple[ObsDict, SupportsFloat, bool, bool, dict[str, Any]]:
         """Step the env and send its observation over the link."""
@@ -334,6 +344,7 @@ class BandwidthLimited(
             if pending.frame_budget is None
             else self.codec.compress(pending.true_views, pending.frame_budget, pending.allocation)
         )
+        self._compressed(pending, payload)
         received = self._transmit(pending, payload)
         decoded = [self.codec.decompress(p) for _, p in received]
         return self._finish(pending, payload, received, decoded)
@@ -350,6 +361,7 @@ class BandwidthLimited(
             "bandwidth_bps": budget / self.step_seconds,
             "budget_bits": budget,
             "frame_age_steps": self._ages(step_index),
+            "components_sent": self._components_sent,
             "env_info": env_info,
         }
         requested = self.allocator(true_views, budget, context)
@@ -369,6 +381,10 @@ class BandwidthLimited(
         return _Pending(
             obs, env_info, step_index, true_views, allocation, session, header, offset, frame_budget
         )
+
+    def _compressed(self, pending: _Pending, payload: Payload) -> None:
+        if pending.frame_budget is not None and hasattr(self.codec, "allocation_of"):
+            self._components_sent = dict(self.codec.allocation_of(payload))
 
     def _transmit(self, pending: _Pending, payload: Payload) -> list[tuple[int, Payload]]:
         """Put the step's header fragment and frame on the link; the frames received, with their send step."""
@@ -482,3 +498,160 @@ def _resolve_trace(trace: BandwidthTrace | str | os.PathLike[str]) -> BandwidthT
     raise TypeError(
         f"trace is expected to be a BandwidthTrace, a path or a library name, got {type(trace).__name__}"
     )
+
+
+class VectorBandwidthLimited(gym.vector.VectorEnv):
+    """N :class:`BandwidthLimited` envs stepped together, their codec work done in batched calls.
+
+    Every env keeps all that is its own: the env, the trace phase and link (budget, losses,
+    latency), the session header, the held frames and the allocator. Each step the N envs step in
+    turn; then one :meth:`~bwgym.codecs.base.Codec.compress_batch` call codes every env's views
+    under its own budget and split, the N links carry the frames, and one
+    :meth:`~bwgym.codecs.base.Codec.decompress_batch` call decodes every frame received. That
+    needs one codec instance for all N envs, which a :attr:`~bwgym.codecs.base.Codec.stateless`
+    codec can be (:func:`bwgym.scenarios.factory.make_vector_env` builds the envs so); otherwise
+    each env compresses with its own codec in turn, and the constructor warns once. The bytes, and
+    hence each env's episode, are those of the env stepped alone with the same seed.
+
+    Gymnasium's vector API (``gymnasium.make_vec`` conventions): observations are the views
+    stacked on a first axis of N; autoreset is ``NEXT_STEP`` (the step after an env's episode
+    ends resets it, that env's action is ignored, its reward is 0); ``reset(seed=s)`` seeds env
+    ``i`` with ``s + i`` (or ``seed=[s_0, ..., s_N-1]``), and ``options={"reset_mask": mask}``
+    resets only the envs where ``mask`` is True. Infos follow gymnasium's ``key`` / ``_key``
+    convention; :attr:`env_infos` keeps the last info dict of each env as the env gave it.
+
+    Args:
+        envs: the envs, all with the same observation and action spaces.
+
+    Example::
+
+        venv = make_vector_env(load_scenario("lora_ndpca"), num_envs=8)
+        obs, infos = venv.reset(seed=0)
+        obs, rewards, terminations, truncations, infos = venv.step(venv.action_space.sample())
+    """
+
+    metadata: dict[str, Any] = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+
+    def __init__(self, envs: Sequence[BandwidthLimited]) -> None:
+        envs = list(envs)
+        if not envs:
+            raise ValueError("VectorBandwidthLimited needs at least one env")
+        first = envs[0]
+        for i, env in enumerate(envs):
+            if not isinstance(env, BandwidthLimited):
+                raise TypeError(f"env {i} is a {type(env).__name__}, not a BandwidthLimited")
+            if env.observation_space != first.observation_space or env.action_space != first.action_space:
+                raise ValueError(f"env {i} has other observation or action spaces than env 0")
+        self.envs = envs
+        self.num_envs = len(envs)
+        self.single_observation_space = first.observation_space
+        self.single_action_space = first.action_space
+        self.observation_space = gym.vector.utils.batch_space(first.observation_space, self.num_envs)
+        self.action_space = gym.vector.utils.batch_space(first.action_space, self.num_envs)
+        self.shared_codec: Codec | None = first.codec if all(e.codec is first.codec for e in envs) else None
+        if self.shared_codec is None and self.num_envs > 1:
+            warnings.warn(
+                f"codec {first.codec.name!r}: the {self.num_envs} envs have their own codec instances "
+                "(it keeps state between calls, or the envs were built apart), so they compress one "
+                "after another instead of in one batched call",
+                stacklevel=2,
+            )
+        #: The last info dict of each env, as :class:`BandwidthLimited` gives it.
+        self.env_infos: list[dict[str, Any]] = [{} for _ in envs]
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._obs: list[ObsDict] = [{} for _ in envs]
+
+    def reset(
+        self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[ObsDict, dict[str, Any]]:
+        """Reset every env (or those of ``options["reset_mask"]``) and send their first frames."""
+        options = dict(options or {})
+        mask = np.asarray(options.pop("reset_mask", np.ones(self.num_envs, dtype=bool)), dtype=bool)
+        if mask.shape != (self.num_envs,):
+            raise ValueError(f"reset_mask must be {self.num_envs} booleans, got shape {mask.shape}")
+        if seed is None or isinstance(seed, (int, np.integer)):
+            seeds = [None if seed is None else int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"reset needs {self.num_envs} seeds (one per env), got {len(seeds)}")
+        indices = np.flatnonzero(mask).tolist()
+        raw = [self.envs[i]._reset_state(seeds[i], options or None) for i in indices]
+        for i, (obs, info) in zip(indices, self._send(indices, raw), strict=True):
+            self._obs[i], self.env_infos[i] = obs, info
+            self._autoreset[i] = False
+        infos: dict[str, Any] = {}
+        for i in indices:
+            infos = self._add_info(infos, self.env_infos[i], i)
+        return self._stacked(), infos
+
+    def step(self, actions: Any) -> tuple[ObsDict, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every env with its action (autoresetting those whose episode ended last step)."""
+        rewards = np.zeros(self.num_envs, dtype=np.float64)
+        terminations = np.zeros(self.num_envs, dtype=bool)
+        truncations = np.zeros(self.num_envs, dtype=bool)
+        raw = []
+        for i, env in enumerate(self.envs):
+            if self._autoreset[i]:
+                raw.append(env._reset_state(None, None))
+                continue
+            obs, reward, terminated, truncated, info = env.env.step(actions[i])
+            rewards[i], terminations[i], truncations[i] = float(reward), bool(terminated), bool(truncated)
+            raw.append((obs, info))
+        infos: dict[str, Any] = {}
+        for i, (obs, info) in enumerate(self._send(list(range(self.num_envs)), raw)):
+            self._obs[i], self.env_infos[i] = obs, info
+            infos = self._add_info(infos, info, i)
+        self._autoreset = terminations | truncations
+        return self._stacked(), rewards, terminations, truncations, infos
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Close every env."""
+        for env in self.envs:
+            env.close()
+
+    def _stacked(self) -> ObsDict:
+        keys = self._obs[0].keys() if self._obs[0] else self.single_observation_space.spaces.keys()
+        return {
+            k: np.stack(
+                [o[k] if o else np.zeros_like(self.single_observation_space[k].sample()) for o in self._obs]
+            )
+            for k in keys
+        }
+
+    def _send(
+        self, indices: list[int], raw: list[tuple[Mapping[str, np.ndarray], dict[str, Any]]]
+    ) -> list[tuple[ObsDict, dict[str, Any]]]:
+        """:meth:`BandwidthLimited._send` for the envs ``indices``, with batched codec calls."""
+        envs = [self.envs[i] for i in indices]
+        pending = [env._prepare(obs, info) for env, (obs, info) in zip(envs, raw, strict=True)]
+        payloads = [Payload.empty(env.codec.name, p.session) for env, p in zip(envs, pending, strict=True)]
+        coded = [j for j, p in enumerate(pending) if p.frame_budget is not None]
+        if self.shared_codec is not None:
+            batch = self.shared_codec.compress_batch(
+                [pending[j].true_views for j in coded],
+                [pending[j].frame_budget for j in coded],
+                [pending[j].allocation for j in coded],
+            )
+            for j, payload in zip(coded, batch, strict=True):
+                payloads[j] = payload
+        else:
+            for j in coded:
+                p = pending[j]
+                payloads[j] = envs[j].codec.compress(p.true_views, p.frame_budget, p.allocation)
+        received = []
+        for env, p, payload in zip(envs, pending, payloads, strict=True):
+            env._compressed(p, payload)
+            received.append(env._transmit(p, payload))
+        if self.shared_codec is not None:
+            flat = iter(self.shared_codec.decompress_batch([payload for r in received for _, payload in r]))
+            decoded = [[next(flat) for _ in r] for r in received]
+        else:
+            decoded = [
+                [env.codec.decompress(payload) for _, payload in r]
+                for env, r in zip(envs, received, strict=True)
+            ]
+        return [
+            env._finish(p, payload, r, d)
+            for env, p, payload, r, d in zip(envs, pending, payloads, received, decoded, strict=True)
+        ]

@@ -24,6 +24,7 @@ __all__ = [
     "make_codec",
     "make_env",
     "make_trace",
+    "make_vector_env",
     "validate",
 ]
 
@@ -73,8 +74,14 @@ def make_codec(scenario: Scenario, env: gym.Env) -> Any:
         raise ConfigError(f"{key}: {exc}") from None
 
 
-def make_env(scenario: Scenario) -> gym.Env:
-    """``gymnasium.make`` the scenario's env and put its codec and link in front of the agent."""
+def make_env(scenario: Scenario, codec: Any = None) -> gym.Env:
+    """``gymnasium.make`` the scenario's env and put its codec and link in front of the agent.
+
+    Args:
+        scenario: the scenario.
+        codec: the codec instance to use (one stateless codec may serve several envs); None:
+            the scenario's, built anew.
+    """
     import bwgym  # noqa: F401  (registers the envs)
     from bwgym.envs.bandwidth import BandwidthLimited
 
@@ -82,7 +89,8 @@ def make_env(scenario: Scenario) -> gym.Env:
         env = gym.make(scenario.env.id, **scenario.env.kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"env.kwargs: {exc}") from None
-    codec = make_codec(scenario, env)
+    if codec is None:
+        codec = make_codec(scenario, env)
     if codec is None:
         return env
     allocator = make_allocator(scenario, env, codec)
@@ -99,6 +107,26 @@ def make_env(scenario: Scenario) -> gym.Env:
     except (TypeError, ValueError) as exc:
         key = "allocator" if "weight" in str(exc) or "allocat" in str(exc) else "link"
         raise ConfigError(f"{key}: {exc}") from None
+
+
+def make_vector_env(scenario: Scenario, num_envs: int | None = None) -> Any:
+    """``num_envs`` (default ``run.num_envs``) envs of the scenario stepped together.
+
+    A scenario with a codec gives a :class:`~bwgym.envs.bandwidth.VectorBandwidthLimited` whose envs
+    share one codec instance when the codec is stateless (so it codes them in batched calls), each
+    with its own link, session, held frames and allocator; ``codec: none`` gives gymnasium's
+    ``SyncVectorEnv``.
+    """
+    from bwgym.envs.bandwidth import BandwidthLimited, VectorBandwidthLimited
+
+    num_envs = scenario.run.num_envs if num_envs is None else int(num_envs)
+    if num_envs < 1:
+        raise ConfigError(f"run.num_envs: expected >= 1, got {num_envs}")
+    first = make_env(scenario)
+    if not isinstance(first, BandwidthLimited):
+        return gym.vector.SyncVectorEnv([lambda: first] + [lambda: make_env(scenario)] * (num_envs - 1))
+    shared = first.codec if first.codec.stateless else None
+    return VectorBandwidthLimited([first] + [make_env(scenario, shared) for _ in range(num_envs - 1)])
 
 
 def make_allocator(scenario: Scenario, env: gym.Env, codec: Any) -> Any:
