@@ -44,6 +44,9 @@ TOO_MANY = str(max_processes() + 1)
 TOO_MANY_ENVS = str(min(MAX_N_ENVS, max_processes()) + 1)
 HUGE = str(10**12)
 WIDE = ",".join(str(i) for i in range(1, 1001))  # 1000 grid values
+#: "Billion laughs" in block style (no commas, no braces): one value of --set or --grid, 9**9 leaves.
+ALIAS_BOMB = "".join(f"l{i}: &l{i}\n" + f"- {'lol' if i == 0 else f'*l{i - 1}'}\n" * 9 for i in range(9))
+DEEP_100 = "[" * 100 + "]" * 100  # 100 nested lists (the bound is MAX_SCENARIO_DEPTH=32)
 
 # (case id, argv, words the one line must hold; "!word" must NOT appear)
 # Placeholders: {scenario} {sensors} {empty_npz} {text_npz} {keyless_npz} {afile} (outside the cwd);
@@ -102,6 +105,21 @@ RUN = [
     ),
     ("run-set-invalid-yaml", ["run", "{scenario}", "--set", "trace.scale=[1"], ["--set trace.scale", "YAML"]),
     ("run-set-no-equals", ["run", "{scenario}", "--set", "codec.name"], ["--set", "key=value"]),
+    (
+        "run-set-alias-bomb",
+        ["run", "{scenario}", "--set", f"trace.params={ALIAS_BOMB}"],
+        ["--set trace.params", "aliases", "!lol"],
+    ),
+    (
+        "run-set-deep-100",
+        ["run", "{scenario}", "--set", f"env.kwargs={DEEP_100}"],
+        ["--set env.kwargs", "MAX_SCENARIO_DEPTH"],
+    ),
+    (
+        "run-set-duplicate-key",
+        ["run", "{scenario}", "--set", "env.kwargs={{image_size: 48, image_size: 64}}"],
+        ["--set env.kwargs", "duplicate key 'image_size'"],
+    ),
     (
         "run-set-checkpoint-missing",
         ["run", "{scenario}", "--set", "codec.checkpoint=nope.ckpt"],
@@ -181,6 +199,26 @@ SWEEP = [
         ["--grid codec.checkpoint", "a.ckpt", "working directory"],
     ),
     ("sweep-grid-invalid-yaml", ["sweep", "{scenario}", "--grid", "trace.scale=[1"], ["--grid", "YAML"]),
+    (
+        "sweep-grid-alias-bomb",
+        ["sweep", "{scenario}", "--grid", f"trace.params={ALIAS_BOMB}"],
+        ["--grid trace.params", "aliases", "!lol"],
+    ),
+    (
+        "sweep-grid-deep-100",
+        ["sweep", "{scenario}", "--grid", f"env.kwargs={DEEP_100},[]"],
+        ["--grid env.kwargs", "MAX_SCENARIO_DEPTH"],
+    ),
+    (
+        "sweep-set-alias-bomb",
+        ["sweep", "{scenario}", "--grid", "trace.scale=0.5,1", "--set", f"trace.params={ALIAS_BOMB}"],
+        ["--set trace.params", "aliases"],
+    ),
+    (
+        "sweep-set-deep-100",
+        ["sweep", "{scenario}", "--grid", "trace.scale=0.5,1", "--set", f"env.kwargs={DEEP_100}"],
+        ["--set env.kwargs", "MAX_SCENARIO_DEPTH"],
+    ),
     (
         "sweep-grid-step-seconds-1e300",
         ["sweep", "{scenario}", "--grid", "link.step_seconds=1e300,0.04"],
@@ -384,6 +422,8 @@ TRAIN_ALLOCATOR = [
     ("alloc-scenario-unknown", [*ALLOC, "--scenario", "nope"], ["scenario"]),
     ("alloc-step-seconds-1e300", [*ALLOC, "--set", "link.step_seconds=1e300"], ["link.step_seconds"]),
     ("alloc-scale-1e7", [*ALLOC, "--set", "trace.scale=1e7"], ["trace.scale"]),
+    ("alloc-set-alias-bomb", [*ALLOC, "--set", f"trace.params={ALIAS_BOMB}"], ["--set", "aliases"]),
+    ("alloc-set-deep-100", [*ALLOC, "--set", f"env.kwargs={DEEP_100}"], ["--set", "MAX_SCENARIO_DEPTH"]),
     ("alloc-total-zero", [*ALLOC, "--total-timesteps", "0"], ["--total-timesteps"]),
     ("alloc-bonus-inf", [*ALLOC, "--success-bonus", "inf"], ["--success-bonus"]),
     ("alloc-out-file", [*ALLOC, "--out", "{afile}"], ["--out"]),
@@ -543,6 +583,38 @@ def test_num_envs_does_not_stop_a_resume() -> None:
     one = scenario_config.scenario_from_dict(BASE)
     four = dataclasses.replace(one, run=dataclasses.replace(one.run, num_envs=4, workers=2))
     assert _comparable(one) == _comparable(four)
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (ALIAS_BOMB, ["damaged config.yaml", "aliases", "!lol"]),
+        (f"run: {DEEP_100}\n", ["damaged config.yaml", "MAX_SCENARIO_DEPTH"]),
+        ("name: a\nname: b\n", ["damaged config.yaml", "duplicate key 'name'"]),
+        ("#" * (scenario_config.MAX_SCENARIO_BYTES + 1), ["damaged config.yaml", "MAX_SCENARIO_BYTES"]),
+    ],
+    ids=["alias-bomb", "deep-100", "duplicate-key", "over-1mb"],
+)
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_resume_of_a_folder_with_a_hostile_config_writes_nothing(
+    command, content, words, inputs, tmp_path, monkeypatch, capsys
+) -> None:
+    """A run folder received from someone else is read with the scenario file's bounds on ``--resume``."""
+    monkeypatch.chdir(tmp_path)
+    if command == "run":
+        config = tmp_path / "o" / "config.yaml"
+        argv = ["run", inputs["scenario"], "--out", "o", "--resume"]
+    else:  # a sweep whose point folder holds the config
+        (tmp_path / "o").mkdir()
+        (tmp_path / "o" / "sweep.yaml").write_text("grid: {trace.scale: [0.5, 1.0]}\n")
+        config = tmp_path / "o" / "hostile_cli__trace.scale=0.5" / "config.yaml"
+        argv = ["sweep", inputs["scenario"], "--grid", "trace.scale=0.5,1.0", "--out", "o", "--resume"]
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(content)
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    refuse(capsys, tmp_path, argv, words)
+    assert config.read_text() == content
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == stamps
 
 
 class _DeadPool:

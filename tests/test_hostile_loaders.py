@@ -549,6 +549,9 @@ BILLION_LAUGHS = (
     "i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n"
 )
 
+#: The same in block style: no commas, so it is one value of ``--grid key=v1,v2`` too.
+BLOCK_LAUGHS = "".join(f"l{i}: &l{i}\n" + f"- {'lol' if i == 0 else f'*l{i - 1}'}\n" * 9 for i in range(9))
+
 # (id, file content (str or bytes), words)
 YAML_CASES: list[tuple[str, str | bytes, tuple[str, ...]]] = [
     ("billion-laughs", BILLION_LAUGHS, ("aliases", "line 2")),
@@ -644,6 +647,44 @@ def test_override_values_parse_as_yaml_with_exponent_floats():
     assert parse_override("trace.scale", "1e7") == 1e7
     assert parse_override("codec.name", "jpeg") == "jpeg"
     assert parse_override("env.kwargs", "{image_size: 48}") == {"image_size": 48}
+
+
+@pytest.mark.parametrize("flag", ["--set", "--grid"], ids=["set", "grid"])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (BLOCK_LAUGHS, ("aliases",)),
+        ("[" * 100 + "]" * 100, ("MAX_SCENARIO_DEPTH",)),
+        ("a: 1\na: 2", ("duplicate key",)),
+        ("x" * (MAX_SCENARIO_BYTES + 1), ("MAX_SCENARIO_BYTES",)),
+    ],
+    ids=["billion-laughs", "deep-100", "duplicate-key", "over-1mb"],
+)
+def test_command_line_values_have_the_scenario_bounds(flag, text, words):
+    from bwgym.cli import parse_overrides
+    from bwgym.scenarios.sweep import parse_grid
+
+    def parse() -> Any:
+        return (
+            parse_overrides([f"trace.params={text}"])
+            if flag == "--set"
+            else parse_grid([f"trace.params={text}"])
+        )
+
+    message = _refused_within_memory(parse, ConfigError, (f"{flag} trace.params", *words))
+    assert len(message) <= MAX_ERROR_CHARS
+
+
+def test_resumed_config_yaml_is_read_with_the_scenario_bounds(tmp_path):
+    from bwgym.scenarios.runner import check_run_folder
+
+    (tmp_path / "config.yaml").write_text(BILLION_LAUGHS)
+    scenario = load_scenario("lora_ndpca")
+    _refused_within_memory(
+        lambda: check_run_folder(scenario, tmp_path, resume=True),
+        ConfigError,
+        (str(tmp_path), "damaged config.yaml", "aliases"),
+    )
 
 
 # ------------------------------------------------------------------------ learned allocator

@@ -136,15 +136,17 @@ def path_from_cwd(key: str, value: Any, flag: str) -> Any:
 
 
 def parse_overrides(pairs: Sequence[str], flag: str = "--set") -> dict[str, Any]:
-    """``KEY=VALUE`` strings as ``{dotted key: value}``; values read as YAML, ``1e7`` as a number.
+    """``KEY=VALUE`` strings as ``{dotted key: value}``; values read as bounded YAML, ``1e7`` as a number.
 
-    Paths (:data:`PATH_KEYS`) are resolved against the working directory (:func:`path_from_cwd`).
+    Values go through the scenario file's bounded loader (:func:`bwgym.scenarios.sweep.parse_value`:
+    no aliases, bounded depth, nodes and size, no duplicate keys), so a value cannot ask for more
+    than a scenario file could. Paths (:data:`PATH_KEYS`) are resolved against the working
+    directory (:func:`path_from_cwd`).
 
     Raises:
-        ConfigError: a pair without ``=`` or key, a value that is not YAML, a missing path.
+        ConfigError: a pair without ``=`` or key, a value that is not YAML or breaks a bound, a
+            missing path.
     """
-    import yaml
-
     from bwgym.scenarios.config import ConfigError
     from bwgym.scenarios.sweep import parse_value
 
@@ -154,13 +156,7 @@ def parse_overrides(pairs: Sequence[str], flag: str = "--set") -> dict[str, Any]
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"{flag} expects key=value (e.g. run.episodes=5), got {pair!r}")
-        try:
-            parsed = parse_value(value)
-        except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or type(exc).__name__
-            raise ConfigError(
-                f"{flag} {key}: the value is not valid YAML ({problem}); quote it, e.g. {key}='...'"
-            ) from None
+        parsed = parse_value(value, key, flag)
         overrides[key] = path_from_cwd(key, parsed, f"{flag} {key}") if key in PATH_KEYS else parsed
     return overrides
 

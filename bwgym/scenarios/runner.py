@@ -36,7 +36,13 @@ import yaml
 from bwgym.agents.base import rollout
 from bwgym.common.files import atomic_write_text
 from bwgym.common.stats import wilson_interval
-from bwgym.scenarios.config import ConfigError, Scenario, scenario_from_dict, scenario_to_dict
+from bwgym.scenarios.config import (
+    ConfigError,
+    Scenario,
+    _read_scenario_file,
+    scenario_from_dict,
+    scenario_to_dict,
+)
 
 __all__ = [
     "MAX_WORKERS_PER_CORE",
@@ -341,8 +347,10 @@ def check_run_folder(scenario: Scenario, out_dir: Path, resume: bool) -> None:
         raise ConfigError(f"--out {out_dir} is a file; expected a folder")
     if config_path.exists():
         try:
-            previous = scenario_from_dict(yaml.safe_load(config_path.read_text()))
-        except (ConfigError, yaml.YAMLError) as exc:
+            # The scenario file's bounded reader (size, UTF-8, no aliases, depth, nodes, duplicate
+            # keys): a run folder received from someone else is as untrusted as a scenario file.
+            previous = scenario_from_dict(_read_scenario_file(config_path))
+        except ConfigError as exc:
             raise ConfigError(f"{out_dir} holds a damaged config.yaml ({exc}); use a new --out") from None
         if not resume:
             raise ConfigError(

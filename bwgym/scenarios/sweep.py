@@ -37,7 +37,6 @@ import itertools
 import logging
 import math
 import os
-import re
 import time
 import typing
 from collections.abc import Iterator, Mapping, Sequence
@@ -48,7 +47,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from bwgym.scenarios.config import ConfigError, Scenario, load_scenario
+from bwgym.scenarios.config import ConfigError, Scenario, load_scenario, parse_yaml
 from bwgym.scenarios.runner import (
     SWEEP_MARKER,
     RunResult,
@@ -93,8 +92,6 @@ TABLE_COLUMNS = (
 #: Most grid points one sweep may have: each is a scenario validated up front and a run folder.
 MAX_SWEEP_POINTS = 1_000
 
-_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-
 
 class ClusterError(RuntimeError):
     """The executor cannot be had: Dask is not installed, or the cluster cannot be reached."""
@@ -119,18 +116,30 @@ class SweepResult:
 
 
 # ------------------------------------------------------------------------------ the grid
-def parse_value(text: str) -> Any:
-    """Read a command-line value as YAML does, and ``1e-2``-style numbers as floats.
+def parse_value(text: str, key: str = "value", flag: str = "--grid") -> Any:
+    """Read one command-line value (of ``--grid`` or ``--set``) as bounded scenario YAML.
+
+    The value goes through :func:`bwgym.scenarios.config.parse_yaml`, the scenario file's loader:
+    aliases, nesting deeper than ``MAX_SCENARIO_DEPTH``, more than ``MAX_SCENARIO_NODES`` nodes
+    and duplicate keys are refused before anything is built (a 500-byte alias bomb on the command
+    line would otherwise expand to gigabytes), and ``1e-2``-style numbers are floats.
+
+    Args:
+        text: the value as typed.
+        key: the dotted key it is for, named in errors.
+        flag: the flag it came with, named in errors.
 
     Example:
         >>> parse_value("0.01"), parse_value("1e-2"), parse_value("jpeg"), parse_value("true")
         (0.01, 0.01, 'jpeg', True)
 
+    Raises:
+        ConfigError: one line naming ``flag``, ``key``, the problem and the bound.
     """
-    value = yaml.safe_load(text)
-    if isinstance(value, str) and _FLOAT.match(value.strip()):
-        return float(value)  # YAML 1.1 reads "1e-2" as a string
-    return value
+    try:
+        return parse_yaml(text, f"{flag} {key}")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; quote a string value, e.g. {flag} {key}='\"...\"'") from None
 
 
 def check_key(key: str) -> None:
@@ -183,7 +192,7 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
         if key == "name":
             raise ConfigError("--grid name: grid points are named after their values; sweep another key")
         check_key(key)
-        parsed = [parse_value(t) for t in texts]
+        parsed = [parse_value(t, key) for t in texts]
         if len({_format(v) for v in parsed}) != len(parsed):
             raise ConfigError(f"--grid {key}: a value appears twice in {spec!r}")
         grid[key] = parsed
