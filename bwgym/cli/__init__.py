@@ -174,6 +174,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             ("run.seed", args.seed),
             ("run.workers", args.workers),
             ("run.num_envs", args.num_envs),
+            ("run.device", args.device),
         ):
             if value is not None:
                 overrides[key] = value
@@ -237,6 +238,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             "workers": args.workers,
             "record_steps": not args.no_steps,
             "num_envs": args.num_envs or 1,
+            "device": args.device or "auto",
         },
     }
     import tempfile
@@ -252,7 +254,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             print(_one_line(f"bwgym evaluate: {exc}"), file=sys.stderr)
             return 2
         args.scenario, args.set, args.command_name = str(path), [], "evaluate"
-        args.episodes = args.seed = args.workers = args.num_envs = None
+        args.episodes = args.seed = args.workers = args.num_envs = args.device = None
         return _cmd_run(args)
 
 

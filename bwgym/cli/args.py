@@ -392,6 +392,12 @@ def add_count_options(
         default=None,
         help="envs a worker steps together as one vector env (default: the scenario's run.num_envs, 1)",
     )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="where the codec's and agent's networks run: auto (CUDA when present), cpu, cuda, cuda:N "
+        "(default: the scenario's run.device, auto)",
+    )
 
 
 def add_bench_options(parser: argparse.ArgumentParser) -> None:

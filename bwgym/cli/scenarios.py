@@ -45,6 +45,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             ("run.episodes", args.episodes),
             ("run.seed", args.seed),
             ("run.num_envs", args.num_envs),
+            ("run.device", args.device),
         ):
             if value is not None:
                 overrides[key] = value

@@ -42,7 +42,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -550,6 +550,8 @@ class NeuralLatentCodec(LatentCodec):
     """
 
     _coefficients_in_pixel_units = False
+    #: Built with a ``device`` argument (a scenario's ``run.device``).
+    uses_device: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -93,8 +93,10 @@ __all__ = [
     "GrayWynerCodec",
     "GrayWynerConfig",
     "GrayWynerNet",
+    "check_gray_wyner_arrays",
     "common_channel",
     "evaluate_net",
+    "gray_wyner_state_shapes",
     "train_gray_wyner",
 ]
 
@@ -255,6 +257,97 @@ class ConditionalPrior(nn.Module):
             np.rint(p.detach().cpu().double().numpy() * scale).astype(np.int64)
             for p in (self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias)
         )  # type: ignore[return-value]
+
+
+def gray_wyner_state_shapes(config: GrayWynerConfig) -> dict[str, tuple[int, ...]]:
+    """The ``state_dict`` shapes of the :class:`GrayWynerNet` of ``config`` (arithmetic only, no module built)."""
+    c = config
+    h, r = c.hidden, c.n_rates
+    (n1, n2), (t1, t2) = c.source_dims, c.task_dims
+    d0, d1, d2 = c.dims
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def mlp(name: str, n_in: int, n_out: int) -> None:  # the layers of _mlp: Linear, ELU, Linear, ELU, Linear
+        for i, (rows, cols) in enumerate(((h, n_in), (h, h), (n_out, h))):
+            shapes[f"{name}.{2 * i}.weight"] = (rows, cols)
+            shapes[f"{name}.{2 * i}.bias"] = (rows,)
+
+    if c.kind == "shared":
+        mlp("f1", n1 + n2, d1 + d0)
+        mlp("f2", n1 + n2, d2 + d0)
+    elif c.kind == "separated":
+        for name, d in (("f0", d0), ("f1", d1), ("f2", d2)):
+            mlp(name, n1 + n2, d)
+    elif c.kind in ("combined", "joint"):
+        mlp("f", n1 + n2, d0 + d1 + d2)
+    else:  # independent
+        mlp("f1", n1, d1)
+        mlp("f2", n2, d2)
+    mlp("g1", d1 + d0, t1)
+    mlp("g2", d2 + d0, t2)
+    for name, d in (("0", d0), ("1", d1), ("2", d2)):
+        shapes[f"enc_gain{name}"] = shapes[f"dec_gain{name}"] = (r, d)
+    shapes["prior0_mean"] = shapes["prior0_scale"] = (r, d0)
+    for k, d in ((1, d1), (2, d2)):
+        shapes[f"prior{k}.fc1.weight"] = (c.context_hidden, d0 + r)
+        shapes[f"prior{k}.fc1.bias"] = (c.context_hidden,)
+        shapes[f"prior{k}.fc2.weight"] = (2 * d, c.context_hidden)
+        shapes[f"prior{k}.fc2.bias"] = (2 * d,)
+    return shapes
+
+
+#: Fields of :class:`GrayWynerConfig` that size the network: integers, checked before any arithmetic.
+_SIZE_FIELDS = ("n_elements", "private_dim", "common_dim", "hidden", "context_hidden")
+
+
+def check_gray_wyner_arrays(ckpt: Checkpoint) -> GrayWynerConfig:
+    """The checkpoint's config, once its network arrays are confirmed; nothing is built before.
+
+    Reads ``metadata["config"]`` into a :class:`GrayWynerConfig` (its own range checks), computes
+    the shapes of the network it describes (:func:`gray_wyner_state_shapes`) and requires exactly
+    those keys and shapes in the file, so the :class:`GrayWynerNet` built afterwards takes no more
+    memory than the file's arrays (already capped by the checkpoint loader): metadata asking for a
+    million hidden units or rate points is refused here, not by the allocator.
+
+    Raises:
+        CheckpointError: naming the file, the field or the first array that disagrees.
+    """
+    where = ckpt.path or "gray_wyner checkpoint"
+    fix = "the file is damaged or crafted; retrain it (`bwgym train codec --codec gray_wyner ...`)"
+    raw = ckpt.metadata.get("config")
+    try:
+        if not isinstance(raw, dict):
+            raise TypeError("'config' must be an object of GrayWynerConfig fields")
+        for name in _SIZE_FIELDS:
+            value = raw.get(name, 0)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an integer, got {repr(value)[:80]}")
+        for name in ("x_dims", "z_dims"):
+            value = raw.get(name)
+            if value is not None and not (
+                isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            ):
+                raise TypeError(f"{name} must be a list of integers or null, got {repr(value)[:80]}")
+        config = GrayWynerConfig(**{**raw, "etas": tuple(raw["etas"])})
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"{where}: gray_wyner checkpoint without a valid config ({err}); {fix}"
+        ) from None
+    expected = gray_wyner_state_shapes(config)
+    if len(ckpt.state) != len(expected):
+        raise CheckpointError(
+            f"{where}: config (kind {config.kind!r}) implies {len(expected)} arrays, the file holds "
+            f"{len(ckpt.state)}; {fix}"
+        )
+    for key, shape in expected.items():
+        got = ckpt.state.get(key)
+        if got is None or tuple(got.shape) != shape:
+            raise CheckpointError(
+                f"{where}: config (kind {config.kind!r}, hidden {config.hidden}, context_hidden "
+                f"{config.context_hidden}, dims {config.dims}, {config.n_rates} rate points) needs {key} of "
+                f"shape {shape}, the file has {'none' if got is None else tuple(got.shape)}; {fix}"
+            )
+    return config
 
 
 def _round_shift(x: np.ndarray, bits: int) -> np.ndarray:
@@ -661,22 +754,23 @@ class GrayWynerCodec(Codec):
         if kwargs:
             raise TypeError(f"GrayWynerCodec.from_checkpoint got unexpected options {sorted(kwargs)}")
         meta = ckpt.metadata
-        try:
-            config = GrayWynerConfig(**{**meta["config"], "etas": tuple(meta["config"]["etas"])})
-        except (KeyError, TypeError, ValueError) as err:
-            raise CheckpointError(
-                f"{ckpt.path}: gray_wyner checkpoint without a valid config ({err})"
-            ) from err
+        config = check_gray_wyner_arrays(ckpt)  # before GrayWynerNet allocates what the config asks
+        views = list(meta.get("views", {"x1": {}, "x2": {}}))
+        tasks = list(meta.get("tasks", ("z1", "z2")))
+        for what, names in (("views", views), ("tasks", tasks)):
+            if len(names) != 2 or not all(isinstance(n, str) for n in names):
+                raise CheckpointError(
+                    f"{ckpt.path}: gray_wyner metadata {what} must name two {what}, got {repr(names)[:80]}"
+                )
         net = GrayWynerNet(config)
         try:
             net.load_state_dict(ckpt.tensors())
         except RuntimeError as err:
             raise CheckpointError(f"{ckpt.path}: weights do not match the recorded config ({err})") from err
-        views = list(meta.get("views", {"x1": {}, "x2": {}}))
         return cls(
             net,
             view_names=(views[0], views[1]),
-            task_names=tuple(meta.get("tasks", ("z1", "z2"))),  # type: ignore[arg-type]
+            task_names=(tasks[0], tasks[1]),
             env_id=meta.get("env_id"),
             device=device,
             metadata=meta,

@@ -79,9 +79,16 @@ from bwgym.codecs.entropy import quantize_ste, step_from_index
 from bwgym.codecs.latent import LatentCodec
 from bwgym.codecs.registry import register_codec
 from bwgym.codecs.vector import _float_views, as_linear_system
-from bwgym.common.checkpoint import Checkpoint
+from bwgym.common.checkpoint import Checkpoint, CheckpointError
 
-__all__ = ["SHIPPED_CHECKPOINT", "SHIPPED_CHECKPOINT_AR1", "SensorAutoencoder", "VectorNDPCACodec"]
+__all__ = [
+    "SHIPPED_CHECKPOINT",
+    "SHIPPED_CHECKPOINT_AR1",
+    "SensorAutoencoder",
+    "VectorNDPCACodec",
+    "check_sensor_network_arrays",
+    "sensor_network_state_shapes",
+]
 
 #: The shipped checkpoint (``bwgym/SensorNetwork-v0``, cv2d, K = 4).
 SHIPPED_CHECKPOINT = "vector_ndpca_sensor_network.ckpt"
@@ -200,6 +207,98 @@ class SensorAutoencoder(nn.Module):
             hidden=self.hidden,
             decoder_hidden=self.decoder_hidden,
         )
+
+
+#: The arguments of :class:`SensorAutoencoder` a checkpoint's ``arch`` may hold (the input means
+#: and scale travel as buffers).
+_ARCH_KEYS = frozenset({"view_names", "view_dims", "latent_dims", "hidden", "decoder_hidden"})
+
+
+def sensor_network_state_shapes(
+    view_dims: Sequence[int], latent_dims: Sequence[int], hidden: int, decoder_hidden: int
+) -> dict[str, tuple[int, ...]]:
+    """The ``state_dict`` shapes of the :class:`SensorAutoencoder` these sizes describe (no module built)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def linear_plus_mlp(prefix: str, n_in: int, n_out: int, width: int) -> None:
+        shapes[f"{prefix}.linear.weight"] = (n_out, n_in)
+        shapes[f"{prefix}.linear.bias"] = (n_out,)
+        shapes[f"{prefix}.mlp.0.weight"] = (width, n_in)
+        shapes[f"{prefix}.mlp.0.bias"] = (width,)
+        shapes[f"{prefix}.mlp.2.weight"] = (n_out, width)
+        shapes[f"{prefix}.mlp.2.bias"] = (n_out,)
+
+    for i, (d, w) in enumerate(zip(view_dims, latent_dims, strict=True)):
+        linear_plus_mlp(f"encoders.{i}", d, w, hidden)
+    linear_plus_mlp("decoder", sum(latent_dims), sum(view_dims), decoder_hidden)
+    shapes["input_mean"] = (sum(view_dims),)
+    shapes["input_scale"] = ()
+    return shapes
+
+
+def _network_error(ckpt: Checkpoint, detail: str) -> CheckpointError:
+    return CheckpointError(
+        f"{ckpt.path or 'vector_ndpca checkpoint'}: network metadata {detail}; the file is damaged or "
+        "crafted, retrain it (`python benchmarks/sensors.py --train-ndpca PATH`)"
+    )
+
+
+def _positive_ints(ckpt: Checkpoint, value: Any, what: str) -> list[int]:
+    if not isinstance(value, list) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value
+    ):
+        raise _network_error(ckpt, f"{what} must be a list of positive integers, got {repr(value)[:80]}")
+    return value
+
+
+def check_sensor_network_arrays(ckpt: Checkpoint, prefix: str = "net.") -> dict[str, Any]:
+    """Refuse a checkpoint whose ``arch`` disagrees with its network arrays, before building anything.
+
+    Computes the shapes of the :class:`SensorAutoencoder` that ``arch`` describes (integer
+    arithmetic only, :func:`sensor_network_state_shapes`) and requires exactly those keys and
+    shapes under ``prefix``, so the network built afterwards takes no more memory than the file's
+    arrays (which the checkpoint loader has already capped): metadata asking for a million hidden
+    units is refused here, not by the allocator.
+
+    Returns:
+        The checked ``arch``: keyword arguments of :class:`SensorAutoencoder`.
+
+    Raises:
+        CheckpointError: naming the field or the first array that disagrees.
+    """
+    arch = ckpt.metadata.get("arch")
+    if not isinstance(arch, dict) or set(arch) - _ARCH_KEYS:
+        raise _network_error(ckpt, "'arch' must be an object of SensorAutoencoder arguments")
+    views = arch.get("view_names")
+    if not isinstance(views, list) or not views or not all(isinstance(v, str) for v in views):
+        raise _network_error(ckpt, "arch.view_names must be a list of names")
+    view_dims = _positive_ints(ckpt, arch.get("view_dims"), "arch.view_dims")
+    latent_dims = _positive_ints(ckpt, arch.get("latent_dims", view_dims), "arch.latent_dims")
+    hidden, decoder_hidden = _positive_ints(
+        ckpt, [arch.get("hidden", 32), arch.get("decoder_hidden", 64)], "arch.hidden / arch.decoder_hidden"
+    )
+    if not len(views) == len(view_dims) == len(latent_dims):
+        raise _network_error(
+            ckpt, f"names {len(views)} views, {len(view_dims)} view_dims and {len(latent_dims)} latent_dims"
+        )
+    have = {k[len(prefix) :]: v for k, v in ckpt.state.items() if k.startswith(prefix)}
+    # Count first: arithmetic refuses a list of a million views without listing their arrays.
+    n_expected = 6 * len(views) + 6 + 2
+    if n_expected != len(have):
+        raise _network_error(
+            ckpt, f"({len(views)} views) implies {n_expected} arrays, the file holds {len(have)}"
+        )
+    expected = sensor_network_state_shapes(view_dims, latent_dims, hidden, decoder_hidden)
+    for key, shape in expected.items():
+        got = have.get(key)
+        if got is None or tuple(got.shape) != shape:
+            raise _network_error(
+                ckpt,
+                f"(view_dims {view_dims[:8]}, latent_dims {latent_dims[:8]}, hidden {hidden}, "
+                f"decoder_hidden {decoder_hidden}) needs {prefix}{key} of shape {shape}, the file has "
+                f"{'none' if got is None else tuple(got.shape)}",
+            )
+    return dict(arch)
 
 
 @register_codec(
@@ -420,7 +519,7 @@ class VectorNDPCACodec(LatentCodec):
         if kwargs:
             raise TypeError(f"{cls.__name__} takes no options {sorted(kwargs)}")
         meta = ckpt.metadata
-        net = SensorAutoencoder(**meta["arch"])
+        net = SensorAutoencoder(**check_sensor_network_arrays(ckpt))  # checked before it is built
         net.load_state_dict({k: v.float() for k, v in ckpt.tensors("net.").items()})
         codec = cls(
             net,

@@ -25,6 +25,7 @@ link. Build a :class:`~bwgym.codecs.image.RawCodec` that includes such a view to
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import warnings
@@ -544,8 +545,9 @@ class VectorBandwidthLimited(gym.vector.VectorEnv):
                 raise ValueError(f"env {i} has other observation or action spaces than env 0")
         self.envs = envs
         self.num_envs = len(envs)
-        self.single_observation_space = first.observation_space
-        self.single_action_space = first.action_space
+        # copies: sampling the vector's spaces must not draw from env 0's own generators
+        self.single_observation_space = copy.deepcopy(first.observation_space)
+        self.single_action_space = copy.deepcopy(first.action_space)
         self.observation_space = gym.vector.utils.batch_space(first.observation_space, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(first.action_space, self.num_envs)
         self.shared_codec: Codec | None = first.codec if all(e.codec is first.codec for e in envs) else None
@@ -585,13 +587,24 @@ class VectorBandwidthLimited(gym.vector.VectorEnv):
             infos = self._add_info(infos, self.env_infos[i], i)
         return self._stacked(), infos
 
-    def step(self, actions: Any) -> tuple[ObsDict, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Step every env with its action (autoresetting those whose episode ended last step)."""
+    def step(
+        self, actions: Any, active: np.ndarray | None = None
+    ) -> tuple[ObsDict, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every env with its action (autoresetting those whose episode ended last step).
+
+        Args:
+            actions: one action per env (batched action space).
+            active: optional mask of the envs to step; the others keep their observation and
+                pending autoreset, with reward 0 and no info (a runner whose episodes ran out).
+        """
+        active = np.ones(self.num_envs, dtype=bool) if active is None else np.asarray(active, dtype=bool)
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminations = np.zeros(self.num_envs, dtype=bool)
         truncations = np.zeros(self.num_envs, dtype=bool)
+        indices = np.flatnonzero(active).tolist()
         raw = []
-        for i, env in enumerate(self.envs):
+        for i in indices:
+            env = self.envs[i]
             if self._autoreset[i]:
                 raw.append(env._reset_state(None, None))
                 continue
@@ -599,10 +612,10 @@ class VectorBandwidthLimited(gym.vector.VectorEnv):
             rewards[i], terminations[i], truncations[i] = float(reward), bool(terminated), bool(truncated)
             raw.append((obs, info))
         infos: dict[str, Any] = {}
-        for i, (obs, info) in enumerate(self._send(list(range(self.num_envs)), raw)):
+        for i, (obs, info) in zip(indices, self._send(indices, raw), strict=True):
             self._obs[i], self.env_infos[i] = obs, info
             infos = self._add_info(infos, info, i)
-        self._autoreset = terminations | truncations
+        self._autoreset[active] = (terminations | truncations)[active]
         return self._stacked(), rewards, terminations, truncations, infos
 
     def close_extras(self, **kwargs: Any) -> None:

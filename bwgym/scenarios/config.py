@@ -29,6 +29,8 @@ from typing import Any, Union
 
 import yaml
 
+from bwgym.common.device import resolve_device
+
 __all__ = [
     "AgentConfig",
     "AllocatorConfig",
@@ -330,6 +332,10 @@ class RunConfig:
     num_envs: int = 1
     """Envs a worker steps together as one vector env, 1 to ``MAX_NUM_ENVS`` (tables do not depend
     on this: episode i still uses seed ``seed + i``)."""
+    device: str = "auto"
+    """Where the codec's and the agent's networks run: ``auto`` (CUDA when present, else CPU),
+    ``cpu``, ``cuda`` or ``cuda:N``. On CUDA the vector envs' codec runs its networks once for all
+    envs (:meth:`~bwgym.codecs.base.Codec.compress_batch`)."""
 
 
 @dataclass(frozen=True)
@@ -457,6 +463,11 @@ def _check_values(s: Scenario) -> None:
         f"an integer in [1, {MAX_NUM_ENVS}] (MAX_NUM_ENVS)",
     )
     check(s.trace.scale > 0, "trace.scale", s.trace.scale, "a number > 0")
+    if s.run.device not in ("auto", "cpu"):  # those need no torch to check
+        try:
+            resolve_device(s.run.device)
+        except ValueError as exc:
+            raise ConfigError(f"run.device: {exc}") from None
     check(
         0 <= s.link.latency_steps <= MAX_LATENCY_STEPS,
         "link.latency_steps",

@@ -14,6 +14,7 @@ from typing import Any
 import gymnasium as gym
 
 from bwgym.agents.base import Agent, RandomAgent, rollout
+from bwgym.common.device import resolve_device
 from bwgym.scenarios.config import ConfigError, Scenario
 
 __all__ = [
@@ -62,8 +63,11 @@ def make_codec(scenario: Scenario, env: gym.Env) -> Any:
     kwargs = dict(cfg.kwargs)
     model = getattr(getattr(env, "unwrapped", None), "model", None)
     try:
-        if model is not None and getattr(codec_entry(cfg.name).cls, "uses_system_model", False):
+        cls = codec_entry(cfg.name).cls
+        if model is not None and getattr(cls, "uses_system_model", False):
             kwargs.setdefault("system", model)  # vector codecs that predict need the process model
+        if getattr(cls, "uses_device", False):
+            kwargs.setdefault("device", scenario.run.device)
         return registry_make_codec(
             cfg.name, link_views(env), env_id=scenario.env.id, checkpoint=cfg.checkpoint, **kwargs
         )
@@ -197,7 +201,12 @@ def make_agent(scenario: Scenario, env: gym.Env) -> Agent:
         from bwgym.envs.views import link_view_names
 
         views = list(link_view_names(env))
-        kwargs = dict(env_id=scenario.env.id, views=views, image_shape=env.observation_space[views[0]].shape)
+        kwargs = dict(
+            env_id=scenario.env.id,
+            views=views,
+            image_shape=env.observation_space[views[0]].shape,
+            device=resolve_device(scenario.run.device),
+        )
         return BCAgent.load(cfg.checkpoint, **kwargs) if cfg.checkpoint else BCAgent.load_shipped(**kwargs)
     except FileNotFoundError as exc:
         raise ConfigError(f"agent.checkpoint: {exc}") from None

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bwgym.agents.base import rollout
+from bwgym.agents.base import EpisodeResult, rollout
 from bwgym.common.files import atomic_write_text
 from bwgym.common.stats import wilson_interval
 from bwgym.scenarios.config import (
@@ -129,6 +129,14 @@ def _run_one(scenario: Scenario, episode: int) -> tuple[dict[str, Any], list[dic
     result = rollout(
         env, agent, seed, on_step=lambda i, _obs, _a, reward, info: steps.append(_step_row(info, i, reward))
     )
+    return _episode_row(scenario, episode, result, steps)
+
+
+def _episode_row(
+    scenario: Scenario, episode: int, result: EpisodeResult, steps: list[dict[str, Any]]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The episode's row of ``episodes.parquet`` and its step rows (kept when ``run.record_steps``)."""
+    seed = scenario.run.seed + episode
     frame = pd.DataFrame(steps)
     row: dict[str, Any] = {
         "scenario": scenario.name,
@@ -162,12 +170,92 @@ def _run_one(scenario: Scenario, episode: int) -> tuple[dict[str, Any], list[dic
     return row, (steps if scenario.run.record_steps else [])
 
 
+def _vector_env_and_agents(scenario: Scenario) -> tuple[Any, list[Any]]:
+    from bwgym.scenarios.factory import make_agent, make_vector_env
+
+    key = "vector:" + yaml.safe_dump(scenario_to_dict(scenario), sort_keys=True)
+    if key not in _WORKER_CACHE:
+        for env, _ in _WORKER_CACHE.values():  # one scenario per process at a time
+            env.close()
+        _WORKER_CACHE.clear()
+        venv = make_vector_env(scenario)
+        _WORKER_CACHE[key] = (venv, [make_agent(scenario, env) for env in venv.envs])
+    return _WORKER_CACHE[key]
+
+
+def _run_vector(scenario: Scenario, episodes: Sequence[int]) -> list[tuple[dict, list[dict]]]:
+    """Episodes on ``run.num_envs`` envs stepped together; the rows :func:`_run_one` gives for each.
+
+    Each env plays the next episode of the list as soon as its last one ends, reset with that
+    episode's seed; its agent resets with the same seed, as in :func:`~bwgym.agents.base.rollout`.
+    """
+    venv, agents = _vector_env_and_agents(scenario)
+    todo = list(episodes)[::-1]
+    slots: list[tuple[int, EpisodeResult, list[dict[str, Any]]] | None] = [None] * venv.num_envs
+    out: dict[int, tuple[dict, list[dict]]] = {}
+    obs: dict[str, np.ndarray] = {}
+
+    def start(free: list[int]) -> None:
+        nonlocal obs
+        mask = np.zeros(venv.num_envs, dtype=bool)
+        seeds: list[int | None] = [None] * venv.num_envs
+        for i in free:
+            if todo:
+                episode = todo.pop()
+                slots[i], mask[i], seeds[i] = (
+                    (episode, EpisodeResult(), []),
+                    True,
+                    scenario.run.seed + episode,
+                )
+        if not mask.any():
+            return
+        obs, _ = venv.reset(seed=seeds, options={"reset_mask": mask})
+        for i in np.flatnonzero(mask):
+            episode, result, steps = slots[i]
+            if hasattr(agents[i], "reset"):
+                agents[i].reset(seeds[i])
+            result.info = venv.env_infos[i]
+            steps.append(_step_row(result.info, 0, 0.0))
+
+    start(list(range(venv.num_envs)))
+    while any(slot is not None for slot in slots):
+        active = np.array([slot is not None for slot in slots])
+        actions = np.stack(
+            [
+                agents[i].act({k: v[i] for k, v in obs.items()})
+                if active[i]
+                else np.zeros(venv.single_action_space.shape, venv.single_action_space.dtype)
+                for i in range(venv.num_envs)
+            ]
+        )
+        obs, rewards, terminations, truncations, _ = venv.step(actions, active)
+        ended = []
+        for i in np.flatnonzero(active):
+            episode, result, steps = slots[i]
+            info = venv.env_infos[i]
+            result.ret += float(rewards[i])
+            result.steps += 1
+            result.info = info
+            steps.append(_step_row(info, result.steps, float(rewards[i])))
+            if terminations[i] or truncations[i]:
+                result.success = bool(info.get("is_success", False))
+                out[episode] = _episode_row(scenario, episode, result, steps)
+                slots[i] = None
+                ended.append(int(i))
+        start(ended)
+    return [out[e] for e in episodes]
+
+
 def run_episodes(scenario_data: dict[str, Any], episodes: Sequence[int]) -> list[tuple[dict, list[dict]]]:
     """Run a batch of episodes of one scenario (the unit of work sent to a worker).
 
-    Takes plain data, not a :class:`Scenario`, so that every executor can ship it.
+    Takes plain data, not a :class:`Scenario`, so that every executor can ship it. With
+    ``run.num_envs > 1`` and a codec, the episodes run on that many envs stepped together
+    (:class:`~bwgym.envs.bandwidth.VectorBandwidthLimited`): the same rows as one env at a time.
     """
     scenario = scenario_from_dict(scenario_data)
+    if scenario.run.num_envs > 1 and scenario.codec.name != "none" and len(episodes) > 1:
+        return _run_vector(scenario, episodes)
     return [_run_one(scenario, e) for e in episodes]
 
 
@@ -533,6 +621,10 @@ def run_scenarios(
     workers = max(1, workers if workers is not None else max((s.run.workers for s, _ in runs), default=1))
     total_todo = sum(r.n_todo for r in states)
     batch = max(1, min(8, math.ceil(total_todo / (workers * 4)))) if workers > 1 else 1
+    # vector runs step run.num_envs envs at once: give each batch enough episodes to fill them
+    batch = max(
+        batch, 2 * max(s.run.num_envs for s, _ in runs) if any(s.run.num_envs > 1 for s, _ in runs) else 1
+    )
     own_executor = executor is None
     executor = executor or make_executor(workers)
     if desc is None:
