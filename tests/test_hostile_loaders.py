@@ -498,6 +498,150 @@ def test_crafted_codec_network_is_refused_before_it_is_built(dae_ckpt, tmp_path,
     _refused_within_memory(lambda: load_codec(path), ValueError, words)
 
 
+@pytest.fixture(scope="module")
+def vector_ndpca_ckpt():
+    return load_checkpoint(CODEC_CKPTS / "vector_ndpca_sensor_network.ckpt")
+
+
+# (id, edit of the shipped vector_ndpca checkpoint's arch, words)
+VECTOR_NDPCA_CASES: list[tuple[str, Callable[[dict], None], tuple[str, ...]]] = [
+    ("hidden-1e6", lambda a: a.update(hidden=10**6), ("hidden 1000000", "net.encoders.0.mlp.0.weight")),
+    ("decoder-hidden-1e6", lambda a: a.update(decoder_hidden=10**6), ("net.decoder.mlp.0.weight",)),
+    ("view-dims-1e6", lambda a: a.update(view_dims=[10**6, 2, 2, 2]), ("net.encoders.0.linear.weight",)),
+    ("latent-dims-1e6", lambda a: a.update(latent_dims=[2, 2, 2, 10**6]), ("net.encoders.3.",)),
+    (
+        "views-1e5",
+        lambda a: a.update(
+            view_names=[f"s{i}" for i in range(10**5)], view_dims=[2] * 10**5, latent_dims=[2] * 10**5
+        ),
+        ("implies", "arrays"),
+    ),
+    ("views-count-mismatch", lambda a: a.update(view_dims=[2, 2]), ("view_dims",)),
+    ("hidden-negative", lambda a: a.update(hidden=-32), ("arch.hidden",)),
+    ("hidden-zero", lambda a: a.update(decoder_hidden=0), ("arch.hidden",)),
+    ("hidden-text", lambda a: a.update(hidden="32"), ("arch.hidden",)),
+    ("hidden-bool", lambda a: a.update(hidden=True), ("arch.hidden",)),
+    ("view-dims-float", lambda a: a.update(view_dims=[2.0, 2, 2, 2]), ("arch.view_dims",)),
+    ("view-names-not-names", lambda a: a.update(view_names=[1, 2, 3, 4]), ("arch.view_names",)),
+    ("unknown-key", lambda a: a.update(dropout=0.5), ("arch",)),
+]
+
+
+@pytest.mark.parametrize(
+    "edit, words", [c[1:] for c in VECTOR_NDPCA_CASES], ids=[c[0] for c in VECTOR_NDPCA_CASES]
+)
+def test_crafted_vector_ndpca_network_is_refused_before_it_is_built(
+    vector_ndpca_ckpt, tmp_path, monkeypatch, edit, words
+):
+    from bwgym.codecs import vector_ndpca
+    from bwgym.codecs.registry import load_codec
+
+    meta = copy.deepcopy(vector_ndpca_ckpt.metadata)
+    edit(meta["arch"])
+    path = save_checkpoint(tmp_path / "vndpca.ckpt", vector_ndpca_ckpt.kind, vector_ndpca_ckpt.state, meta)
+
+    def built(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a network was built for an arch the file's arrays do not confirm")
+
+    monkeypatch.setattr(vector_ndpca.SensorAutoencoder, "__init__", built)
+    message = _refused_within_memory(lambda: load_codec(path), CheckpointError, words)
+    assert str(path) in message
+
+
+@pytest.fixture(scope="module")
+def gray_wyner_ckpts():
+    return {
+        "synthetic": load_checkpoint(CODEC_CKPTS / "gray_wyner_synthetic.ckpt"),
+        "lift": load_checkpoint(CODEC_CKPTS / "gray_wyner_locate_lift_v1.ckpt"),
+    }
+
+
+def _config(**changes: Any) -> Callable[[dict], None]:
+    def edit(meta: dict) -> None:
+        meta["config"].update(changes)
+
+    return edit
+
+
+# (id, which shipped checkpoint, edit of its metadata, words)
+GRAY_WYNER_CASES: list[tuple[str, str, Callable[[dict], None], tuple[str, ...]]] = [
+    ("hidden-1e6", "synthetic", _config(hidden=10**6), ("hidden 1000000", "f1.0.weight")),
+    ("context-hidden-1e6", "synthetic", _config(context_hidden=10**6), ("prior1.fc1.weight",)),
+    ("private-dim-1e6", "synthetic", _config(private_dim=10**6), ("f1.4.weight",)),
+    ("common-dim-1e6", "lift", _config(common_dim=10**6), ("f1.4.weight",)),
+    ("n-elements-1e6", "synthetic", _config(n_elements=10**6), ("f1.0.weight",)),
+    ("x-dims-1e6", "lift", _config(x_dims=[10**6, 160]), ("f1.0.weight",)),
+    ("z-dims-1e6", "lift", _config(z_dims=[256, 10**6]), ("g2.4.weight",)),
+    ("etas-1e5", "synthetic", _config(etas=[i * 1e-6 for i in range(10**5)]), ("100000 rate points",)),
+    ("kind-joint", "synthetic", _config(kind="joint"), ("implies",)),
+    ("kind-unknown", "synthetic", _config(kind="huge"), ("valid config", "kind")),
+    ("hidden-negative", "synthetic", _config(hidden=-128), ("valid config", "hidden")),
+    ("hidden-text", "synthetic", _config(hidden="128"), ("hidden must be an integer",)),
+    ("hidden-float", "synthetic", _config(hidden=128.0), ("hidden must be an integer",)),
+    ("hidden-bool", "synthetic", _config(hidden=True), ("hidden must be an integer",)),
+    ("x-dims-text", "lift", _config(x_dims="big"), ("x_dims",)),
+    ("etas-missing", "synthetic", lambda m: m["config"].pop("etas"), ("valid config", "etas")),
+    ("unknown-field", "synthetic", _config(depth=3), ("valid config", "depth")),
+    ("config-not-an-object", "synthetic", lambda m: m.update(config=[1, 2]), ("valid config",)),
+    ("views-three", "synthetic", lambda m: m.update(views={"a": {}, "b": {}, "c": {}}), ("views",)),
+    ("tasks-one", "synthetic", lambda m: m.update(tasks=["z1"]), ("tasks",)),
+    ("tasks-not-a-list", "synthetic", lambda m: m.update(tasks=5), ("tasks",)),
+]
+
+
+@pytest.mark.parametrize(
+    "which, edit, words", [c[1:] for c in GRAY_WYNER_CASES], ids=[c[0] for c in GRAY_WYNER_CASES]
+)
+def test_crafted_gray_wyner_network_is_refused_before_it_is_built(
+    gray_wyner_ckpts, tmp_path, monkeypatch, which, edit, words
+):
+    from bwgym.codecs import gray_wyner
+    from bwgym.codecs.registry import load_codec
+
+    base = gray_wyner_ckpts[which]
+    meta = copy.deepcopy(base.metadata)
+    edit(meta)
+    path = save_checkpoint(tmp_path / "gw.ckpt", base.kind, base.state, meta)
+
+    def built(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a network was built for a config the file's arrays do not confirm")
+
+    monkeypatch.setattr(gray_wyner.GrayWynerNet, "__init__", built)
+    message = _refused_within_memory(lambda: load_codec(path), CheckpointError, words)
+    assert str(path) in message
+
+
+@pytest.mark.parametrize("kind", ["shared", "separated", "combined", "joint", "independent"], ids=lambda k: k)
+@pytest.mark.parametrize("common_dim", [0, 5])
+def test_gray_wyner_computed_shapes_are_those_of_the_built_net(kind, common_dim):
+    from bwgym.codecs.gray_wyner import GrayWynerConfig, GrayWynerNet, gray_wyner_state_shapes
+
+    config = GrayWynerConfig(
+        kind=kind, n_elements=3, private_dim=4, common_dim=common_dim, hidden=6, context_hidden=7,
+        etas=(0.1, 0.2), x_dims=(3, 5), z_dims=(2, 9),
+    )  # fmt: skip
+    built = {k: tuple(v.shape) for k, v in GrayWynerNet(config).state_dict().items()}
+    assert gray_wyner_state_shapes(config) == built
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(view_names=["a", "b"], view_dims=[2, 3]),
+        dict(view_names=["a"], view_dims=[5], latent_dims=[2], hidden=7, decoder_hidden=9),
+    ],
+    ids=["default-widths", "narrow-latent"],
+)
+def test_sensor_network_computed_shapes_are_those_of_the_built_net(kwargs):
+    from bwgym.codecs.vector_ndpca import SensorAutoencoder, sensor_network_state_shapes
+
+    net = SensorAutoencoder(**kwargs)
+    built = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    assert (
+        sensor_network_state_shapes(net.view_dims, net.latent_dims, net.hidden, net.decoder_hidden) == built
+    )
+
+
 RSS_SCRIPT = """
 import resource, sys
 from bwgym.agents.bc import BCAgent

@@ -755,13 +755,17 @@ class GrayWynerCodec(Codec):
             raise TypeError(f"GrayWynerCodec.from_checkpoint got unexpected options {sorted(kwargs)}")
         meta = ckpt.metadata
         config = check_gray_wyner_arrays(ckpt)  # before GrayWynerNet allocates what the config asks
-        views = list(meta.get("views", {"x1": {}, "x2": {}}))
-        tasks = list(meta.get("tasks", ("z1", "z2")))
+        views, tasks = meta.get("views", {"x1": {}, "x2": {}}), meta.get("tasks", ["z1", "z2"])
         for what, names in (("views", views), ("tasks", tasks)):
-            if len(names) != 2 or not all(isinstance(n, str) for n in names):
+            if (
+                not isinstance(names, (dict, list))
+                or len(names) != 2
+                or not all(isinstance(n, str) for n in names)
+            ):
                 raise CheckpointError(
                     f"{ckpt.path}: gray_wyner metadata {what} must name two {what}, got {repr(names)[:80]}"
                 )
+        views, tasks = list(views), list(tasks)
         net = GrayWynerNet(config)
         try:
             net.load_state_dict(ckpt.tensors())
