@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import abc
 import binascii
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -58,6 +59,7 @@ import numpy as np
 from bwgym.codecs.registry import codec_wire_id, codec_wire_name
 
 __all__ = [
+    "CHECK_BITS",
     "FRAME_OVERHEAD_BITS",
     "Codec",
     "Payload",
@@ -78,6 +80,10 @@ LEAN_VERSION = 2
 SESSION_BYTES = 2 + 1 + 1 + 1 + 4 + 2
 #: Per-step overhead of a lean frame: the header byte and the CRC-8 byte.
 FRAME_OVERHEAD_BITS = 16
+#: Optional end-to-end checks a payload's bytes can carry for links without a check of their own
+#: (``Payload.to_bytes(check=...)`` / ``Payload.from_bytes(..., check=...)``): name -> bits the
+#: trailer adds to every non-empty payload. Off by default: the default wire bytes never change.
+CHECK_BITS: Mapping[str, int] = {"crc32": 32}
 
 
 class PayloadError(ValueError):
@@ -135,6 +141,42 @@ def crc8(data: bytes, crc: int = 0) -> int:
     for byte in data:
         crc = table[crc ^ byte]
     return crc
+
+
+def _check_name(check: str | None) -> None:
+    if check is not None and check not in CHECK_BITS:
+        raise ValueError(f"unknown payload check {check!r}; expected None or one of {sorted(CHECK_BITS)}")
+
+
+def _crc32_start(session: Session | None) -> int:
+    # A lean frame's CRC-32 starts from the session identity, as its CRC-8 does, so a frame checked
+    # under another session fails like a corrupted one (container v1 names its codec in its bytes).
+    return 0 if session is None else zlib.crc32(session.to_bytes()[2:-2])
+
+
+def _add_check(wire: bytes, check: str, session: Session | None) -> bytes:
+    """``wire`` with the ``check`` trailer (big-endian CRC-32); an empty payload stays empty."""
+    _check_name(check)
+    if not wire:
+        return wire  # nothing is sent, so there is nothing to protect (and it costs 0 bits)
+    return wire + zlib.crc32(wire, _crc32_start(session)).to_bytes(4, "big")
+
+
+def _strip_check(data: bytes, check: str, session: Session | None) -> bytes:
+    """``data`` without its ``check`` trailer; raise :class:`PayloadError` when the trailer disagrees."""
+    _check_name(check)
+    if not data:
+        return data
+    if len(data) < 4:
+        raise PayloadError(
+            f"payload of {len(data)} byte(s) is shorter than its 4-byte {check} check (truncated)"
+        )
+    if zlib.crc32(data[:-4], _crc32_start(session)) != int.from_bytes(data[-4:], "big"):
+        raise PayloadError(
+            f"{check} check mismatch: corrupted or truncated in transit"
+            + (f", or written under another session than ({session.describe()})" if session else "")
+        )
+    return data[:-4]
 
 
 @dataclass(frozen=True)
@@ -285,9 +327,20 @@ class Payload:
         out += binascii.crc_hqx(bytes(out), 0xFFFF).to_bytes(2, "big")
         return bytes(out)
 
-    def to_bytes(self) -> bytes:
-        """The exact bytes the link carries."""
-        return self._wire
+    def to_bytes(self, check: str | None = None) -> bytes:
+        """The exact bytes the link carries.
+
+        Args:
+            check: None (the default wire format, :attr:`nbits` of it) or a name of
+                :data:`CHECK_BITS`: ``"crc32"`` appends a CRC-32 of the bytes (for lean frames
+                continuing from the session identity) for links that have no check of their own.
+                The trailer adds ``CHECK_BITS[check]`` bits to every non-empty payload, outside
+                :attr:`nbits`: compress at ``budget_bits - CHECK_BITS[check]`` when the link
+                carries it. The receiver passes the same ``check`` to :meth:`from_bytes`.
+        """
+        if check is None:
+            return self._wire
+        return _add_check(self._wire, check, self.session)
 
     @property
     def nbytes(self) -> int:
@@ -316,7 +369,9 @@ class Payload:
         return self.nbits - sum(8 * len(s) for s in self.streams)
 
     @classmethod
-    def from_bytes(cls, data: bytes, codec: str | None = None, session: Session | None = None) -> Payload:
+    def from_bytes(
+        cls, data: bytes, codec: str | None = None, session: Session | None = None, check: str | None = None
+    ) -> Payload:
         """Parse wire bytes; raise :class:`PayloadError` when they are not a valid payload.
 
         Args:
@@ -324,8 +379,12 @@ class Payload:
             codec: when given, the codec the receiver expects; a payload of another codec is an error.
             session: the session header the receiver got at the start of the episode; required for
                 the lean frames of latent codecs (container v1 without it).
+            check: the check the sender appended (``to_bytes(check=...)``); verified and removed
+                before the frame is parsed.
         """
         data = bytes(data)
+        if check is not None:
+            data = _strip_check(data, check, session)
         if session is not None:
             return cls._from_lean(data, codec, session)
         if not data:

@@ -563,8 +563,11 @@ class EntropyCoder:
         Includes the uniformly coded low bits of wide scales and the escape code of out-of-support
         symbols. ``symbols`` and ``scale_idx`` may have any (equal) shape; the result has it too.
         """
-        shape = np.shape(symbols)
         x, plan = self._check_symbols(symbols, scale_idx)
+        return self._symbol_bits(x, plan).reshape(np.shape(symbols))
+
+    def _symbol_bits(self, x: np.ndarray, plan: _Plan) -> np.ndarray:
+        """:meth:`symbol_bits` of checked, flattened int64 symbols under a plan made by :meth:`_plan`."""
         high, _ = self._split(x, plan)
         magnitude = np.abs(high)
         escaped = magnitude > plan.half_width
@@ -573,7 +576,7 @@ class EntropyCoder:
         if escaped.any():
             nbits = _bit_length((magnitude - plan.half_width)[escaped])
             bits[escaped] += 1 + _LENGTH_FIELD_BITS + (nbits - 1)
-        return bits.reshape(shape)
+        return bits
 
     def estimate_bits(self, symbols: np.ndarray, scale_idx: np.ndarray) -> float:
         """Return the model's ideal code length of the message, ``-sum log2 p`` in bits.

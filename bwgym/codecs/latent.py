@@ -359,17 +359,16 @@ class _FrameSearch:
     def latent_bits(self, headers: tuple[int, ...], split: int) -> np.ndarray:
         """Ideal bits of the latent streams' symbols, ``(len(headers), streams)``, in one evaluation."""
         codec = self.codec
-        steps, dims = codec._plans(headers, split)
         out = np.zeros((len(headers), len(codec.stream_names)))
-        for j, (g, c) in enumerate(zip(codec._groups, self.latent, strict=False)):
-            r = g.sigma.size
-            n = dims[:, j]
-            if not r or not n.any():
+        for g, c, (steps, mask, plan) in zip(
+            codec._groups, self.latent, codec._latent_plans(headers, split), strict=False
+        ):
+            if plan is None:
                 continue
-            s = steps[:, j]
-            sym = quantize_symbols(np.broadcast_to(c[:r], (len(headers), r)), step_from_index(s)[:, None])
-            bits = codec.coder.symbol_bits(sym, g.sigma[None, :r] - s[:, None])
-            out[:, g.stream] += np.where(np.arange(r)[None, :] < n[:, None], bits, 0.0).sum(axis=1)
+            r = g.sigma.size
+            sym = quantize_symbols(np.broadcast_to(c[:r], (len(headers), r)), steps[:, None])
+            bits = codec.coder._symbol_bits(sym.ravel(), plan).reshape(len(headers), r)
+            out[:, g.stream] += np.where(mask, bits, 0.0).sum(axis=1)
         return out
 
     def fits(self, header: int, split: int, room: int, latent_bits: float) -> bool:
@@ -641,6 +640,32 @@ class LatentCodec(Codec):
                 np.asarray([r[0] for r in rows], np.int64).reshape(len(rows), len(self._groups)),
                 np.asarray([r[1] for r in rows], np.int64).reshape(len(rows), len(self._groups)),
             )
+        return plans
+
+    def _latent_plans(self, headers: tuple[int, ...], split: int) -> list[tuple[np.ndarray, np.ndarray, Any]]:
+        """Per latent group and header: step, components sent, the coder's plan of their scale indices.
+
+        The plan covers ``(H, r)`` indices (None: the group sends nothing at any header). Each step
+        is computed as :meth:`_code` computes it, one scalar at a time, so that both quantise alike.
+        Content-free, so cached.
+        """
+        cache = self.__dict__.setdefault("_plans_cache", {})
+        key = ("latent", tuple(headers), split)
+        plans = cache.get(key)
+        if plans is None:
+            steps, dims = self._plans(headers, split)
+            plans = []
+            for j, g in enumerate(self._groups):
+                if g.residual:
+                    break
+                r, n, s = g.sigma.size, dims[:, j], steps[:, j]
+                if not r or not n.any():
+                    plans.append((s, n, None))
+                    continue
+                plan = self.coder._plan(g.sigma[None, :r] - s[:, None])
+                step = np.array([float(step_from_index(int(k))) for k in s])
+                plans.append((step, np.arange(r)[None, :] < n[:, None], plan))
+            plans = cache[key] = plans
         return plans
 
     def _code(self, coeffs: list[np.ndarray], steps: np.ndarray, dims: list[int]) -> _Coded:
