@@ -31,7 +31,23 @@ and the model give each stream's symbol count); ``crc8`` is CRC-8 (polynomial 0x
 session's identity (version, codec id, streams and split mode, fingerprint; not sent again), the
 header and the body, so a frame checked under another session fails like a corrupted one. The fingerprint is a hash of the checkpoint (weights,
 latent model, view order), so "another checkpoint" and "another view order" are both another
-session. A lean :class:`Payload` holds its body as its single element of ``streams`` and each
+session.
+
+*What the CRC-8 misses.* It detects every error of odd weight (every single flipped bit), every
+burst of up to 8 bits (every single garbled byte) and every two flipped bits less than 127 bits
+apart; any other error passes it with probability about 2**-8. Measured on the shipped NDPCA
+codec's lean frames (60 frames of 6-511 bytes, 20,000 random corruptions per kind, seed 2026:
+``python tests/codecs/test_frame_corruption.py 20000``): no single bit or byte passes; of 2-8
+garbled bytes 0.38% pass the CRC-8, of 3-16 flipped bits 0.37% (1/256 = 0.39%), of two far-apart
+bits 0.32%. The decoder's own checks (a header byte naming no rate, a range-coder body not ending
+where the frame does) refuse most of those, leaving 0.065%, 0.025% and 0.010% that decode to
+other values without an error (27 of 120,000 over six kinds of corruption, 0.023%).
+The simulated link never corrupts bytes; a real link without a check of its own (a raw radio or
+serial link) can add an end-to-end CRC-32: ``payload.to_bytes(check="crc32")`` appends 4 bytes
+(:data:`CHECK_BITS`, outside :attr:`Payload.nbits`: compress at ``budget_bits - 32`` when the link
+carries them) and ``Payload.from_bytes(data, session=..., check="crc32")`` verifies and removes
+them; on the same corpus none of the 120,000 corruptions passes it. It is off by default, so the
+default wire bytes do not change. A lean :class:`Payload` holds its body as its single element of ``streams`` and each
 codec stream's share of the body bits in :attr:`Payload.stream_bits` (the sender's measure of
 each stream's ideal code length, scaled to the body).
 
@@ -605,6 +621,19 @@ class Codec(abc.ABC):
         """
         allocations = _batch_allocations(views, budget_bits, allocations)
         return [self.compress(v, b, a) for v, b, a in zip(views, budget_bits, allocations, strict=True)]
+
+    def compress_splits(
+        self,
+        views: Mapping[str, np.ndarray],
+        budget_bits: int,
+        allocations: Sequence[Mapping[str, float] | None],
+    ) -> list[Payload]:
+        """Compress one view set under each of several allocations: the bytes of one call each.
+
+        This default makes those calls; the latent codecs analyse the views once for all of them
+        (an oracle scoring candidate splits).
+        """
+        return [self.compress(views, budget_bits, a) for a in allocations]
 
     def decompress_batch(self, payloads: Sequence[Payload]) -> list[dict[str, np.ndarray]]:
         """Decode N payloads in one call: what N :meth:`decompress` calls give (this default makes them)."""
