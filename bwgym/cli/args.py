@@ -221,19 +221,19 @@ def positive_int(text: str) -> int:
 
 
 def key_value(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` as ``(key, YAML value)``: an SB3 keyword argument from the command line."""
-    import yaml
+    """``KEY=VALUE`` as ``(key, YAML value)``: an SB3 keyword argument from the command line.
+
+    The value is read by the scenario files' bounded loader (no aliases, bounded depth and size).
+    """
+    from bwgym.scenarios.config import ConfigError, parse_yaml
 
     key, sep, value = text.partition("=")
     if not sep or not key.isidentifier():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. learning_rate=1e-4), got {text!r}")
     try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise argparse.ArgumentTypeError(
-            f"{key}: the value is not valid YAML ({problem}); quote it"
-        ) from None
+        parsed = parse_yaml(value, key)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"{key}: {exc}; quote it") from None
     if isinstance(parsed, str):  # YAML 1.1 reads 1e-4 as a string
         try:
             parsed = float(parsed)

@@ -336,6 +336,7 @@ class _FrameSearch:
         self.latent = codec._latent_coefficients(views) if latent is None else latent
         self._residual: list[np.ndarray] | None = None
         self._coded: dict[tuple[int, int], _Coded] = {}
+        self._latent_bits: dict[tuple[tuple[int, ...], int], np.ndarray] = {}
 
     def coefficients(self, residual: bool) -> list[np.ndarray | None]:
         """Coefficients of every group (residual groups None unless ``residual``)."""
@@ -358,8 +359,11 @@ class _FrameSearch:
 
     def latent_bits(self, headers: tuple[int, ...], split: int) -> np.ndarray:
         """Ideal bits of the latent streams' symbols, ``(len(headers), streams)``, in one evaluation."""
+        cached = self._latent_bits.get((headers, split))
+        if cached is not None:
+            return cached
         codec = self.codec
-        out = np.zeros((len(headers), len(codec.stream_names)))
+        out = self._latent_bits[(headers, split)] = np.zeros((len(headers), len(codec.stream_names)))
         for g, c, (steps, mask, plan) in zip(
             codec._groups, self.latent, codec._latent_plans(headers, split), strict=False
         ):
@@ -830,19 +834,39 @@ class LatentCodec(Codec):
         """
         return self._compress_with(views, budget_bits, allocation)
 
+    def compress_splits(
+        self,
+        views: Mapping[str, np.ndarray],
+        budget_bits: int,
+        allocations: Sequence[Mapping[str, float] | None],
+    ) -> list[Payload]:
+        """Compress one view set under each allocation, analysing it once (the bytes of one call each).
+
+        A frame's symbols depend on its header alone, not on the split asked for, so every
+        allocation searches the same quantised frames.
+        """
+        budget_bits = self._check_input(views, budget_bits)
+        latent = self._latent_coefficients(views) if budget_bits >= FRAME_OVERHEAD_BITS else None
+        search = _FrameSearch(self, views, latent) if latent is not None else None
+        return [
+            self._check_output(self._compress_with(views, budget_bits, a, search=search), budget_bits)
+            for a in allocations
+        ]
+
     def _compress_with(
         self,
         views: Mapping[str, np.ndarray],
         budget_bits: int,
         allocation: Mapping[str, float] | None,
         latent: list[np.ndarray] | None = None,
+        search: _FrameSearch | None = None,
     ) -> Payload:
-        """:meth:`_compress`, with the latent coefficients given when already computed (batches)."""
+        """:meth:`_compress`, reusing the latent coefficients or a whole search when given (batches)."""
         session = self.session_for(allocation)
         self.last_allocation = dict.fromkeys(self.stream_names, 0)
         if budget_bits < FRAME_OVERHEAD_BITS:
             return Payload.empty(self.name, session)
-        search = _FrameSearch(self, views, latent)
+        search = search or _FrameSearch(self, views, latent)
         room = budget_bits - FRAME_OVERHEAD_BITS
         if session.split:
             payload = self._search_explicit(search, room, allocation, session)
@@ -912,16 +936,16 @@ class LatentCodec(Codec):
         latent_bits = search.latent_bits(every, 1).sum(axis=1)
         for tilt in range(len(_TILTS)):
             # bisection for the finest step whose predicted frame fits (the size grows with c)
-            lo, hi, b = -1, 32, None
+            lo, hi = -1, 32
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                header = tilt << 5 | mid
-                if search.fits(header, 1, room, latent_bits[header]):
-                    lo, b = mid, search.coded(header, 1).bits
+                if search.fits(tilt << 5 | mid, 1, room, latent_bits[tilt << 5 | mid]):
+                    lo = mid
                 else:
                     hi = mid
-            if b is None:
+            if lo < 0:
                 continue
+            b = search.coded(tilt << 5 | lo, 1).bits
             share = b[0] / b.sum() if b.sum() > 0 else (1.0 if _TILTS[tilt][1] is None else 0.0)
             key = (round(abs(share - want), 6), -float(b.sum()))
             if best_key is None or key < best_key:

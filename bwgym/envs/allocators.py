@@ -395,19 +395,32 @@ class OracleAllocator:
             *self.splits,
             *([None] if self.include_codec_split else []),
         ]
-        shown_by, distances = [], []
-        for split in candidates:
-            shown = {**self._shown, **self._decoded(views, budget_bits, split)}
-            action = np.asarray(self.agent.act(shown), dtype=np.float64)
-            distances.append(float(np.linalg.norm(action - clean)))
+        # every candidate from one analysis of the views, one batched decode, one batched act
+        allocations = [None if s is None else dict(zip(self.view_names, s, strict=True)) for s in candidates]
+        payloads = self.codec.compress_splits(views, int(budget_bits), allocations)
+        sent = [i for i, p in enumerate(payloads) if not p.is_empty and p.nbits <= budget_bits]
+        decoded: list[dict[str, np.ndarray]] = [{} for _ in candidates]
+        for i, views_i in zip(sent, self.codec.decompress_batch([payloads[i] for i in sent]), strict=True):
+            decoded[i] = views_i
+        shown_by = [{**self._shown, **d} for d in decoded]
+        actions = self._act_all(shown_by)
+        distances = []
+        for split, action in zip(candidates, actions, strict=True):
+            distances.append(float(np.linalg.norm(np.asarray(action, dtype=np.float64) - clean)))
             self.last_scores[split] = distances[-1]
-            shown_by.append(shown)
         pick = int(np.argmin(distances))  # the first of equal distances
         if self.explore and self._rng.random() < self.explore:
             pick = int(self._rng.integers(len(candidates)))
         self._shown = shown_by[pick]
         split = candidates[pick]
         return None if split is None else dict(zip(self.view_names, split, strict=True))
+
+    def _act_all(self, observations: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """The agent's action on each observation: one ``act_batch`` call when it has one."""
+        if hasattr(self.agent, "act_batch") and len(observations) > 1:
+            stacked = {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+            return list(self.agent.act_batch(stacked))
+        return [self.agent.act(o) for o in observations]
 
     def __repr__(self) -> str:
         extra = " + the codec's" if self.include_codec_split else ""

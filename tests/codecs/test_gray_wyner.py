@@ -401,8 +401,8 @@ def test_cli_trains_gray_wyner_with_its_flags(tmp_path, capsys) -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--codec", "gray_wyner", "--beta", "2.5"], "beta must be in (0, 2]"),
-        (["--codec", "gray_wyner", "--etas", "0.1,-1"], "eta must be >= 0"),
+        (["--codec", "gray_wyner", "--beta", "2.5"], "--beta: expected a finite number in (0, 2]"),
+        (["--codec", "gray_wyner", "--etas", "0.1,-1"], "--etas: expected 1 to 64 finite numbers >= 0"),
         (["--codec", "gray_wyner", "--kind", "stacked"], "kind must be one of"),
         (["--codec", "gray_wyner", "--demos", "d", "--lr", "0.1"], "--demos, --lr do not apply"),
         (["--codec", "ndpca", "--kind", "shared"], "--kind apply to --codec gray_wyner only"),
