@@ -367,7 +367,8 @@ class _Plan:
     def groups(self) -> list[tuple[int, np.ndarray]]:
         """(table row, positions) per row, rows ascending: the order symbols are coded in."""
         if not self._groups and self.table.size:
-            order = np.argsort(self.table, kind="stable")
+            # rows fit int16, whose stable sort is a radix sort: the same order, in linear time
+            order = np.argsort(self.table.astype(np.int16), kind="stable")
             rows, starts = np.unique(self.table[order], return_index=True)
             self._groups.extend(
                 (int(r), seg) for r, seg in zip(rows, np.split(order, starts[1:]), strict=False)
@@ -565,6 +566,16 @@ class EntropyCoder:
         """
         x, plan = self._check_symbols(symbols, scale_idx)
         return self._symbol_bits(x, plan).reshape(np.shape(symbols))
+
+    def _row_symbol_bits(self, symbols: np.ndarray, scale_idx: np.ndarray) -> np.ndarray:
+        """:meth:`symbol_bits` of an ``(n, m)`` int64 matrix whose row ``i`` has scale index ``scale_idx[i]``.
+
+        The plan is made (and cached) for the ``n`` indices alone and broadcast over the columns:
+        the same bits, element by element, as the tiled indices would give.
+        """
+        plan = self._plan(scale_idx)
+        rows = _Plan(plan.table[:, None], plan.shift[:, None], plan.half_width[:, None])
+        return self._symbol_bits(symbols, rows)
 
     def _symbol_bits(self, x: np.ndarray, plan: _Plan) -> np.ndarray:
         """:meth:`symbol_bits` of checked, flattened int64 symbols under a plan made by :meth:`_plan`."""

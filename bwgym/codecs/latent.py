@@ -690,12 +690,14 @@ class LatentCodec(Codec):
             sym = quantize_symbols(c[:n], step)  # (frequencies, blocks)
             active = np.any(sym != 0, axis=0)
             flags.append(active.astype(np.int32))
-            coded = sym[:, active].T.reshape(-1)  # block by block, frequencies in scale order
-            idx = np.tile(g.sigma[:n] - s, int(active.sum()))
-            res_sym.append(coded)
-            res_idx.append(idx)
+            kept = sym[:, active]
+            res_sym.append(kept.T.reshape(-1))  # block by block, frequencies in scale order
+            res_idx.append(np.tile(g.sigma[:n] - s, int(active.sum())))
+            # bits per (frequency, block) from the n frequencies' plan, summed in coding order
             bits[g.stream] += flag_bits(active) + (
-                float(self.coder.symbol_bits(coded, idx).sum()) if coded.size else 0.0
+                float(self.coder._row_symbol_bits(kept, g.sigma[:n] - s).T.ravel().sum())
+                if kept.size
+                else 0.0
             )
         return _Coded(lat_sym, lat_idx, flags, res_sym, res_idx, bits)
 
