@@ -137,7 +137,8 @@ def _vector_rate(name: str, num_envs: int, steps: int, seed: int = 0) -> float:
     """Env steps per second of ``num_envs`` envs of one VectorBandwidthLimited, each with its agent."""
     scenario = load_scenario(name)
     venv = make_vector_env(scenario, num_envs)
-    agents = [make_agent(scenario, env) for env in venv.envs]
+    agent = make_agent(scenario, venv.envs[0])  # BC is memoryless: one network for every env, as runs do
+    agents = [agent] * num_envs
     obs, _ = venv.reset(seed=seed)
     venv.step(np.zeros((num_envs, 4), np.float32))  # warm up
     start = time.perf_counter()

@@ -50,7 +50,7 @@ import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -271,6 +271,9 @@ class BCAgent(nn.Module):
     The agent carries its observation spec (env id, view names, image shape, proprio size), which
     :meth:`save` writes and :meth:`load` checks.
 
+    The policy is deterministic and memoryless (:attr:`memoryless`): one instance can act for
+    many envs at once.
+
     Args:
         view_names: camera views, in the order their features are concatenated.
         image_shape: (H, W) of every view.
@@ -284,6 +287,9 @@ class BCAgent(nn.Module):
         stem: kernel size and stride of the first convolution.
 
     """
+
+    #: Actions depend on the current observation only: one instance serves every env of a vector env.
+    memoryless: ClassVar[bool] = True
 
     def __init__(
         self,

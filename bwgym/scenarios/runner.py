@@ -179,7 +179,12 @@ def _vector_env_and_agents(scenario: Scenario) -> tuple[Any, list[Any]]:
             env.close()
         _WORKER_CACHE.clear()
         venv = make_vector_env(scenario)
-        _WORKER_CACHE[key] = (venv, [make_agent(scenario, env) for env in venv.envs])
+        first = make_agent(scenario, venv.envs[0])
+        if getattr(first, "memoryless", False):  # one network for all envs: less memory, warmer caches
+            agents = [first] * venv.num_envs
+        else:
+            agents = [first] + [make_agent(scenario, env) for env in venv.envs[1:]]
+        _WORKER_CACHE[key] = (venv, agents)
     return _WORKER_CACHE[key]
 
 
