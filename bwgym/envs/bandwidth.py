@@ -345,7 +345,6 @@ class BandwidthLimited(
             if pending.frame_budget is None
             else self.codec.compress(pending.true_views, pending.frame_budget, pending.allocation)
         )
-        self._compressed(pending, payload)
         received = self._transmit(pending, payload)
         decoded = [self.codec.decompress(p) for _, p in received]
         return self._finish(pending, payload, received, decoded)
@@ -383,13 +382,11 @@ class BandwidthLimited(
             obs, env_info, step_index, true_views, allocation, session, header, offset, frame_budget
         )
 
-    def _compressed(self, pending: _Pending, payload: Payload) -> None:
-        if pending.frame_budget is not None and hasattr(self.codec, "allocation_of"):
-            self._components_sent = dict(self.codec.allocation_of(payload))
-
     def _transmit(self, pending: _Pending, payload: Payload) -> list[tuple[int, Payload]]:
         """Put the step's header fragment and frame on the link; the frames received, with their send step."""
         codec, header, offset, session = self.codec, pending.header, pending.offset, pending.session
+        if pending.frame_budget is not None and hasattr(codec, "allocation_of"):
+            self._components_sent = dict(codec.allocation_of(payload))
         nbits = 8 * len(header) + payload.nbits
         result: LinkStep = self.link.transmit((header, offset, payload.to_bytes()), nbits)
         pending.result = result
@@ -624,12 +621,11 @@ class VectorBandwidthLimited(gym.vector.VectorEnv):
             env.close()
 
     def _stacked(self) -> ObsDict:
-        keys = self._obs[0].keys() if self._obs[0] else self.single_observation_space.spaces.keys()
+        """Every env's current observation stacked per key (zeros for an env not reset yet)."""
+        spaces_ = self.single_observation_space.spaces
         return {
-            k: np.stack(
-                [o[k] if o else np.zeros_like(self.single_observation_space[k].sample()) for o in self._obs]
-            )
-            for k in keys
+            k: np.stack([o[k] if o else np.zeros(space.shape, space.dtype) for o in self._obs])
+            for k, space in spaces_.items()
         }
 
     def _send(
@@ -652,10 +648,9 @@ class VectorBandwidthLimited(gym.vector.VectorEnv):
             for j in coded:
                 p = pending[j]
                 payloads[j] = envs[j].codec.compress(p.true_views, p.frame_budget, p.allocation)
-        received = []
-        for env, p, payload in zip(envs, pending, payloads, strict=True):
-            env._compressed(p, payload)
-            received.append(env._transmit(p, payload))
+        received = [
+            env._transmit(p, payload) for env, p, payload in zip(envs, pending, payloads, strict=True)
+        ]
         if self.shared_codec is not None:
             flat = iter(self.shared_codec.decompress_batch([payload for r in received for _, payload in r]))
             decoded = [[next(flat) for _ in r] for r in received]
