@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(f"| {budget:,} | {c:.2f} | {d:.2f} | {c + d:.2f} | {(c + d) / env_ms:.2f} |")
     lines += [
         "",
-        "`lora_ndpca` on vector envs (`VectorBandwidthLimited`; one agent per env), env steps/s "
+        "`lora_ndpca` on vector envs (`VectorBandwidthLimited`; one BC network shared by the envs), env steps/s "
         f"against the single env loop above ({single:,.0f} steps/s):",
         "",
         "| vector | env steps/s | vs single env loop |",
