@@ -66,6 +66,8 @@ RUN = [
     ("run-num-envs-negative", ["run", "{scenario}", "--num-envs", "-2"], ["--num-envs"]),
     ("run-num-envs-65", ["run", "{scenario}", "--num-envs", "65"], ["--num-envs", "[1, 64]"]),
     ("run-num-envs-word", ["run", "{scenario}", "--num-envs", "x"], ["--num-envs"]),
+    ("run-device-cuda-missing", ["run", "{scenario}", "--device", "cuda:7"], ["run.device", "cuda:7"]),
+    ("run-device-unknown", ["run", "{scenario}", "--device", "tpu"], ["run.device", "tpu"]),
     (
         "run-step-seconds-1e300",
         ["run", "{scenario}", "--set", "link.step_seconds=1e300"],
@@ -313,6 +315,12 @@ TRAIN_AGENT = [
     ("agent-ppo-env-unknown", [*AGENT, "--algo", "ppo", "--env", "nope", "--out", "r"], ["--env", "unknown"]),
     ("agent-ppo-device", [*AGENT, "--algo", "ppo", "--device", "nope", "--out", "r"], ["--device", "nope"]),
     ("agent-bc-device", [*AGENT, "--device", "nope", "--out", "a.ckpt"], ["--device"]),
+    (
+        "agent-vec-vector-no-scenario",
+        [*AGENT, "--algo", "ppo", "--vec", "vector", "--out", "r"],
+        ["--scenario"],
+    ),
+    ("agent-vec-unknown", [*AGENT, "--algo", "ppo", "--vec", "async", "--out", "r"], ["--vec", "async"]),
     (
         "agent-rl-kwarg-abc",
         [*AGENT, "--algo", "ppo", "--rl-kwarg", "learning_rate=abc", "--out", "r"],

@@ -42,6 +42,7 @@ retrain. Runs of earlier versions kept SB3 zips in ``checkpoints/``; resume refu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -123,7 +124,9 @@ class RLConfig:
     n_envs: int = 1
     """Parallel envs."""
     vec: str = "subproc"
-    """With ``n_envs > 1``: ``subproc`` (one spawned process per env) or ``dummy`` (in this process, in turn)."""
+    """With ``n_envs > 1``: ``subproc`` (one spawned process per env), ``dummy`` (in this process, in
+    turn) or ``vector`` (one vector env from :func:`train_rl`'s ``vector_factory``, e.g. a scenario's
+    :class:`~bwgym.envs.bandwidth.VectorBandwidthLimited`, whose codec calls are batched)."""
     seed: int = 0
     """Seed of the algorithm and of the envs."""
     eval_freq_steps: int = 5_000
@@ -174,9 +177,18 @@ def make_rl_env(config: RLConfig, env_factory: Callable[[], gym.Env] | None = No
     return Monitor(env, info_keywords=("is_success",))
 
 
-def _vec_env(config: RLConfig, seed: int, env_factory: Callable[[], gym.Env] | None = None):
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+def _vec_env(
+    config: RLConfig,
+    seed: int,
+    env_factory: Callable[[], gym.Env] | None = None,
+    vector_factory: Callable[[int], Any] | None = None,
+):
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
 
+    if config.vec == "vector" and vector_factory is not None:
+        venv = VecMonitor(sb3_vector_env(vector_factory(config.n_envs)), info_keywords=("is_success",))
+        venv.seed(seed)
+        return venv
     fns = [lambda: make_rl_env(config, env_factory) for _ in range(config.n_envs)]
     if config.n_envs > 1 and config.vec == "subproc":
         # spawn: forked children would inherit the parent's EGL context and can hang.
@@ -185,6 +197,95 @@ def _vec_env(config: RLConfig, seed: int, env_factory: Callable[[], gym.Env] | N
         venv = DummyVecEnv(fns)
     venv.seed(seed)
     return venv
+
+
+def sb3_vector_env(venv: Any) -> Any:
+    """SB3's ``VecEnv`` over a gymnasium vector env with ``NEXT_STEP`` autoreset.
+
+    SB3 expects an env whose episode ends to be reset within the same step, its last observation in
+    ``info["terminal_observation"]``; this resets those envs (``reset_mask``) right away, so PPO's
+    rollouts go through the vector env's batched codec calls
+    (:class:`~bwgym.envs.bandwidth.VectorBandwidthLimited`). ``seed(s)`` seeds env ``i`` with
+    ``s + i`` at the next ``reset``, as SB3's own vector envs do.
+
+    Args:
+        venv: the vector env; its ``envs`` (the single envs) answer ``get_attr`` and ``env_method``.
+    """
+    return _sb3_vector_env_class()(venv)
+
+
+@functools.cache
+def _sb3_vector_env_class() -> type:
+    from stable_baselines3.common.vec_env import VecEnv  # SB3 is imported on first use only
+
+    class SB3VectorEnv(VecEnv):
+        """See :func:`sb3_vector_env`."""
+
+        def __init__(self, venv: Any) -> None:
+            self.venv = venv  # first: SB3's constructor asks the envs for their render_mode
+            super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
+            self._actions: np.ndarray | None = None
+
+        def reset(self) -> Any:
+            """Reset every env (with the seeds given to :meth:`seed`, once)."""
+            seeds = [None if s is None else int(s) for s in self._seeds]
+            obs, _ = self.venv.reset(seed=seeds)
+            self.reset_infos = [dict(info) for info in self.venv.env_infos]
+            self._reset_seeds()
+            self._reset_options()
+            return obs
+
+        def step_async(self, actions: np.ndarray) -> None:
+            """Store the actions of the next :meth:`step_wait`."""
+            self._actions = actions
+
+        def step_wait(self) -> Any:
+            """Step every env; the ones whose episode ended are reset at once (SB3's convention)."""
+            obs, rewards, terminated, truncated, _ = self.venv.step(self._actions)
+            dones = terminated | truncated
+            infos = [dict(info) for info in self.venv.env_infos]
+            for i, info in enumerate(infos):
+                info["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+            if dones.any():
+                for i in np.flatnonzero(dones):
+                    infos[i]["terminal_observation"] = {k: v[i] for k, v in obs.items()}
+                obs, _ = self.venv.reset(options={"reset_mask": dones})
+                for i in np.flatnonzero(dones):
+                    self.reset_infos[i] = dict(self.venv.env_infos[i])
+            return obs, rewards.astype(np.float32), dones, infos
+
+        def close(self) -> None:
+            """Close the vector env."""
+            self.venv.close()
+
+        def _targets(self, indices: Any) -> list[Any]:
+            return [self.venv.envs[i] for i in self._get_indices(indices)]
+
+        def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+            """An attribute of each (single) env."""
+            return [env.get_wrapper_attr(attr_name) for env in self._targets(indices)]
+
+        def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+            """Set an attribute of each (single) env."""
+            for env in self._targets(indices):
+                env.set_wrapper_attr(attr_name, value)
+
+        def env_method(
+            self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any
+        ) -> list[Any]:
+            """Call a method of each (single) env."""
+            return [
+                env.get_wrapper_attr(method_name)(*method_args, **method_kwargs)
+                for env in self._targets(indices)
+            ]
+
+        def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+            """Whether each (single) env is wrapped in ``wrapper_class``."""
+            from stable_baselines3.common import env_util
+
+            return [env_util.is_wrapped(env, wrapper_class) for env in self._targets(indices)]
+
+    return SB3VectorEnv
 
 
 def _bandwidth_callback():
@@ -338,6 +439,7 @@ def train_rl(
     callbacks: Sequence[Any] = (),
     describe: Callable[[Any], Mapping[str, Any]] | None = None,
     pretrain: Callable[[Any], None] | None = None,
+    vector_factory: Callable[[int], Any] | None = None,
 ) -> Any:
     """Train an SB3 policy as ``config`` says and write ``policy.ckpt`` into ``config.out_dir``.
 
@@ -354,6 +456,9 @@ def train_rl(
             checkpoint's metadata (e.g. an observation spec only the envs know).
         pretrain: called with the new SB3 model before RL starts (not on ``resume``), e.g. to fit
             its policy to a teacher's actions.
+        vector_factory: with ``config.vec == "vector"``, builds the ``n_envs`` training envs as one
+            gymnasium vector env with ``NEXT_STEP`` autoreset (e.g.
+            ``functools.partial(make_vector_env, scenario)``); evaluation keeps ``env_factory``.
 
     Returns:
         The trained SB3 model (its policy is what :func:`load_rl` gives back from the folder).
@@ -366,8 +471,12 @@ def train_rl(
 
     if config.algo not in ALGOS:
         raise ValueError(f"algo must be one of {ALGOS}, got {config.algo!r}")
-    if config.vec not in ("subproc", "dummy"):
-        raise ValueError(f"vec must be 'subproc' or 'dummy', got {config.vec!r}")
+    if config.vec not in ("subproc", "dummy", "vector"):
+        raise ValueError(f"vec must be 'subproc', 'dummy' or 'vector', got {config.vec!r}")
+    if config.vec == "vector" and vector_factory is None:
+        raise ValueError(
+            "vec 'vector' needs a vector_factory (e.g. a scenario's make_vector_env): train with --scenario"
+        )
     for label in ("total_timesteps", "n_envs", "eval_freq_steps", "eval_episodes", "checkpoint_freq_steps"):
         value = getattr(config, label)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -380,10 +489,10 @@ def train_rl(
         )
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    venv = _vec_env(config, config.seed, env_factory)
+    venv = _vec_env(config, config.seed, env_factory, vector_factory)
     observation_spec = _observation_spec(venv.observation_space)  # as the env gives it, not transposed
     # Wrapped as SB3 wraps the training env, so EvalCallback sees the same kind of env.
-    eval_config = dataclasses.replace(config, n_envs=1)
+    eval_config = dataclasses.replace(config, n_envs=1, vec="dummy" if config.vec == "vector" else config.vec)
     eval_env = VecTransposeImage(_vec_env(eval_config, config.seed + 10_000, eval_env_factory or env_factory))
     try:
         model, done_steps = _build_model(config, venv, out)

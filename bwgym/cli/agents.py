@@ -198,6 +198,7 @@ def _train_rl(args: argparse.Namespace) -> int:
         checkpoint_freq_steps=args.checkpoint_freq,
         hyperparams=dict(args.rl_kwarg),
         out_dir=args.out,
+        vec=args.vec,
         **values(
             args,
             "algo",
@@ -213,19 +214,22 @@ def _train_rl(args: argparse.Namespace) -> int:
             "device",
         ),
     )
-    env_factory = None
+    env_factory = vector_factory = None
+    if args.vec == "vector" and not args.scenario:
+        return _fail("--vec vector: needs --scenario (the vector env is the scenario's, its codec batched)")
     if args.scenario:
         from bwgym.scenarios.config import ConfigError
-        from bwgym.scenarios.factory import make_env
+        from bwgym.scenarios.factory import make_env, make_vector_env
 
         try:
             scenario = _scenario(args.scenario, args.env, env_kwargs)  # refused before training starts
         except ConfigError as err:
             return _fail(str(err))
         env_factory = functools.partial(make_env, scenario)
+        vector_factory = functools.partial(make_vector_env, scenario)
     existed = Path(args.out).exists()
     try:
-        train_rl(config, env_factory=env_factory)
+        train_rl(config, env_factory=env_factory, vector_factory=vector_factory)
     except ValueError as err:
         remove_if_created(Path(args.out), existed)
         return _fail(str(err))
@@ -580,6 +584,13 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
         "--proprio", action="store_true", help="feed the proprio vector too (collect with proprio)"
     )
     add_options(agent, _TRAINING_OPTIONS)
+    agent.add_argument(
+        "--vec",
+        choices=("subproc", "vector"),
+        default="subproc",
+        help="RL with --n-envs > 1: envs in subprocesses, or (with --scenario) one vector env in this "
+        "process whose codec calls are batched (on CUDA, one network pass for all envs)",
+    )
     agent.add_argument(
         "--dagger-epochs",
         type=bounded_int("--dagger-epochs", 1, MAX_EPOCHS),
