@@ -648,12 +648,16 @@ from bwgym.agents.bc import BCAgent
 from bwgym.agents.rl import load_rl
 from bwgym.common.checkpoint import load_checkpoint
 from bwgym.scenarios.config import load_scenario
+rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+steps = [f"imports:{rss()}"]
 for load, path in zip((BCAgent.load, load_rl, load_checkpoint, load_scenario), sys.argv[1:]):
     try:
         load(path)
     except ValueError as exc:
         print(type(exc).__name__)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+    steps.append(f"{load.__name__}:{rss()}")
+print(rss())
+print(" ".join(steps), file=sys.stderr)
 """
 
 
@@ -677,7 +681,9 @@ def test_headline_refusals_stay_far_below_1gb_of_resident_memory(tmp_path, bc_ck
     )
     lines = done.stdout.split()
     assert lines[:4] == ["CheckpointError", "CheckpointError", "CheckpointError", "ConfigError"], done.stdout
-    assert int(lines[4]) * 1024 < 1 << 30, f"peak resident memory {int(lines[4]) / 1024:.0f} MiB"
+    assert int(lines[4]) * 1024 < 1 << 30, (
+        f"peak resident memory {int(lines[4]) / 1024:.0f} MiB (KiB after each step: {done.stderr.split()[-5:]})"
+    )
 
 
 # ------------------------------------------------------------------------------ scenario YAML
