@@ -642,13 +642,15 @@ def test_sensor_network_computed_shapes_are_those_of_the_built_net(kwargs):
     )
 
 
+# VmHWM, not getrusage's ru_maxrss: the latter survives exec, so a child of a big pytest process
+# would report its parent's peak.
 RSS_SCRIPT = """
-import resource, sys
+import re, sys
 from bwgym.agents.bc import BCAgent
 from bwgym.agents.rl import load_rl
 from bwgym.common.checkpoint import load_checkpoint
 from bwgym.scenarios.config import load_scenario
-rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+rss = lambda: int(re.search(r"VmHWM:\\s*(\\d+)", open("/proc/self/status").read()).group(1))  # KiB
 steps = [f"imports:{rss()}"]
 for load, path in zip((BCAgent.load, load_rl, load_checkpoint, load_scenario), sys.argv[1:]):
     try:
