@@ -337,6 +337,7 @@ class _FrameSearch:
         self._residual: list[np.ndarray] | None = None
         self._coded: dict[tuple[int, int], _Coded] = {}
         self._latent_bits: dict[tuple[tuple[int, ...], int], np.ndarray] = {}
+        self._groups_coded: dict[tuple[int, int, int], tuple] = {}
 
     def coefficients(self, residual: bool) -> list[np.ndarray | None]:
         """Coefficients of every group (residual groups None unless ``residual``)."""
@@ -353,7 +354,9 @@ class _FrameSearch:
         if coded is None:
             codec = self.codec
             steps, dims = codec._plan(header, split)
-            coded = codec._code(self.coefficients(self._sends_residual(header, split)), steps, dims)
+            coded = codec._code(
+                self.coefficients(self._sends_residual(header, split)), steps, dims, self._groups_coded
+            )
             self._coded[(header, split)] = coded
         return coded
 
@@ -672,34 +675,65 @@ class LatentCodec(Codec):
             plans = cache[key] = plans
         return plans
 
-    def _code(self, coeffs: list[np.ndarray], steps: np.ndarray, dims: list[int]) -> _Coded:
-        """What a frame codes: latent symbols, each residual group's block flags and active blocks."""
+    def _code(
+        self,
+        coeffs: list[np.ndarray],
+        steps: np.ndarray,
+        dims: list[int],
+        memo: dict[tuple[int, int, int], tuple] | None = None,
+    ) -> _Coded:
+        """What a frame codes: latent symbols, each residual group's block flags and active blocks.
+
+        ``memo`` keeps each group's coding by (group, step, components): frames of an explicit
+        split share the groups of the stream whose step offset they share.
+        """
         lat_sym, lat_idx, flags, res_sym, res_idx = [], [], [], [], []
         bits = np.zeros(len(self.stream_names))
-        for g, c, s, n in zip(self._groups, coeffs, steps, dims, strict=True):
-            step = step_from_index(int(s))
-            if not g.residual:
-                sym, idx = quantize_symbols(c[:n], step), g.sigma[:n] - s
-                lat_sym.append(sym)
-                lat_idx.append(idx)
-                if n:
-                    bits[g.stream] += float(self.coder.symbol_bits(sym, idx).sum())
+        for j, (g, c, s, n) in enumerate(zip(self._groups, coeffs, steps, dims, strict=True)):
+            if g.residual and n == 0:
                 continue
-            if n == 0:
-                continue
-            sym = quantize_symbols(c[:n], step)  # (frequencies, blocks)
-            active = np.any(sym != 0, axis=0)
-            flags.append(active.astype(np.int32))
-            kept = sym[:, active]
-            res_sym.append(kept.T.reshape(-1))  # block by block, frequencies in scale order
-            res_idx.append(np.tile(g.sigma[:n] - s, int(active.sum())))
-            # bits per (frequency, block) from the n frequencies' plan, summed in coding order
-            bits[g.stream] += flag_bits(active) + (
-                float(self.coder._row_symbol_bits(kept, g.sigma[:n] - s).T.ravel().sum())
-                if kept.size
-                else 0.0
-            )
+            key = (j, int(s), int(n))
+            part = memo.get(key) if memo is not None else None
+            if part is None:
+                part = self._code_group(g, c, int(s), int(n))
+                if memo is not None:
+                    memo[key] = part
+            group_bits, *arrays = part
+            if g.residual:
+                flags.append(arrays[0])
+                res_sym.append(arrays[1])
+                res_idx.append(arrays[2])
+            else:
+                lat_sym.append(arrays[0])
+                lat_idx.append(arrays[1])
+            if group_bits is not None:
+                bits[g.stream] += group_bits
         return _Coded(lat_sym, lat_idx, flags, res_sym, res_idx, bits)
+
+    def _code_group(self, g: _Group, c: np.ndarray, s: int, n: int) -> tuple:
+        """One group's coding: ``(ideal bits or None, *arrays)``.
+
+        The arrays are a latent group's ``(symbols, scale indices)``, or a residual group's
+        ``(block flags, symbols of the active blocks, their scale indices)``.
+        """
+        step = step_from_index(s)
+        if not g.residual:
+            sym, idx = quantize_symbols(c[:n], step), g.sigma[:n] - s
+            return (float(self.coder.symbol_bits(sym, idx).sum()) if n else None), sym, idx
+        sym = quantize_symbols(c[:n], step)  # (frequencies, blocks)
+        active = np.any(sym != 0, axis=0)
+        kept = sym[:, active]
+        # bits per (frequency, block) from the n frequencies' plan, summed in coding order
+        group_bits = flag_bits(active) + (
+            float(self.coder._row_symbol_bits(kept, g.sigma[:n] - s).T.ravel().sum()) if kept.size else 0.0
+        )
+        # block by block, frequencies in scale order
+        return (
+            group_bits,
+            active.astype(np.int32),
+            kept.T.reshape(-1),
+            np.tile(g.sigma[:n] - s, int(active.sum())),
+        )
 
     def _predict(self, coeffs: list[np.ndarray], header: int, split: int) -> np.ndarray:
         """Ideal bits per stream of the frame with this header (no encoding)."""
