@@ -37,6 +37,22 @@ def test_vector_lora_ndpca_matches_single_envs_row_by_row(tmp_path):
     assert one[0].mean_bits_sent.gt(0).all()
 
 
+def test_vector_run_with_losses_and_latency_gives_the_single_env_table(tmp_path, tiny_scenario):
+    """Each env's link draws its own losses and delays its own frames: held frames and sessions match."""
+    path = tiny_scenario(agent="random", episodes=4)
+    link = {
+        "link.loss_prob": 0.3,
+        "link.latency_steps": 2,
+        "codec.name": "linear_dpca",  # lean frames under a session, at 84 px
+        "env.kwargs": {"image_size": 84},
+    }
+    one = _tables(load_scenario(path, link), tmp_path / "one")
+    two = _tables(load_scenario(path, {**link, "run.num_envs": 2}), tmp_path / "two")
+    pd.testing.assert_frame_equal(one[0], two[0])
+    pd.testing.assert_frame_equal(one[1], two[1])
+    assert one[1]["lost"].any() and one[1]["dropped.arm"].any()
+
+
 def test_shared_stateless_codec_and_per_env_links(tiny_scenario):
     venv = make_vector_env(load_scenario(tiny_scenario(agent="random")), num_envs=3)
     assert isinstance(venv, VectorBandwidthLimited) and venv.shared_codec is venv.envs[0].codec
