@@ -38,8 +38,9 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
-from bwgym.codecs.base import FRAME_OVERHEAD_BITS, SESSION_BYTES, Codec, Payload, Session
+from bwgym.codecs.base import FRAME_OVERHEAD_BITS, Codec, Payload, Session
 from bwgym.envs.allocators import Allocator, make_allocator
+from bwgym.envs.transport import SessionTransport
 from bwgym.traces.link import Link, LinkStep
 from bwgym.traces.trace import BandwidthTrace
 
@@ -278,14 +279,8 @@ class BandwidthLimited(
         }
         self._shown: dict[str, np.ndarray] = dict(self._zeros)
         self._shown_step: dict[str, int] = dict.fromkeys(self._view_names, -1)
-        #: Session the sender knows the receiver holds (None: none yet this episode).
-        self._tx_session: Session | None = None
-        #: Session the receiver got (None: frames cannot be decoded yet).
-        self._rx_session: Session | None = None
-        #: Bytes of the session header being sent that the receiver acknowledged, and what it holds.
-        self._tx_header_session: Session | None = None
-        self._tx_header_acked = 0
-        self._rx_header = b""
+        #: The session header's transport over this env's link (both ends).
+        self.transport = SessionTransport()
         #: Latent components per stream of this episode's last frame compressed (None: none yet).
         self._components_sent: dict[str, int] | None = None
 
@@ -319,8 +314,7 @@ class BandwidthLimited(
         self.allocator.reset()
         self._shown = dict(self._zeros)
         self._shown_step = dict.fromkeys(self._view_names, -1)
-        self._tx_session = self._rx_session = None
-        self._tx_header_session, self._tx_header_acked, self._rx_header = None, 0, b""
+        self.transport.reset()
         self._components_sent = None
         return obs, info
 
@@ -367,13 +361,7 @@ class BandwidthLimited(
         requested = self.allocator(true_views, budget, context)
         allocation = None if requested is None else self._normalise(requested)
         session = codec.session_for(allocation)
-        if session is None or session == self._tx_session:
-            header, offset = b"", 0
-        else:
-            if session != self._tx_header_session:  # a new header starts from its first byte
-                self._tx_header_session, self._tx_header_acked = session, 0
-            offset = self._tx_header_acked
-            header = session.to_bytes()[offset:]
+        header, offset = self.transport.outgoing(session)
         frame_budget: int | None = budget - 8 * len(header)
         if 8 * len(header) > budget - FRAME_OVERHEAD_BITS:
             # No room for a frame beside the rest of the header: send as much header as fits.
@@ -390,10 +378,7 @@ class BandwidthLimited(
         nbits = 8 * len(header) + payload.nbits
         result: LinkStep = self.link.transmit((header, offset, payload.to_bytes()), nbits)
         pending.result = result
-        if header and result.bits_sent and not result.lost:
-            self._tx_header_acked = offset + len(header)
-            if self._tx_header_acked == len(session.to_bytes()):
-                self._tx_session, self._tx_header_acked = session, 0
+        self.transport.acknowledged(session, header, offset, bool(result.bits_sent) and not result.lost)
 
         if not payload.is_empty:
             # The same link-layer acknowledgement that tells the sender a session header was lost.
@@ -403,14 +388,13 @@ class BandwidthLimited(
         for delivery in result.delivered:
             # Through the wire format on purpose: what the agent sees is what the bytes decode to.
             fragment, offset, wire = delivery.item
-            if fragment:
-                # Fragments arrive in order and a lost one is re-sent, so the offset is implied.
-                self._rx_header = (self._rx_header if offset else b"") + fragment
-                if len(self._rx_header) == SESSION_BYTES:
-                    self._rx_session, self._rx_header = Session.from_bytes(self._rx_header), b""
+            self.transport.receive(fragment, offset)
             if wire:
                 received.append(
-                    (delivery.step, Payload.from_bytes(wire, codec=codec.name, session=self._rx_session))
+                    (
+                        delivery.step,
+                        Payload.from_bytes(wire, codec=codec.name, session=self.transport.rx_session),
+                    )
                 )
         return received
 

@@ -92,11 +92,12 @@ from torch import nn
 
 from bwgym.agents.bc import BCAgent
 from bwgym.agents.expert import LiftExpert
-from bwgym.codecs.base import Payload, PayloadError, Session
+from bwgym.codecs.base import Payload, PayloadError
 from bwgym.codecs.gray_wyner import CHANNELS, GrayWynerCodec, GrayWynerConfig, evaluate_net, train_gray_wyner
 from bwgym.codecs.latent import LatentCodec
 from bwgym.codecs.registry import CHECKPOINT_DIR, codec_entry, load_codec
 from bwgym.envs.bandwidth import psnr
+from bwgym.envs.transport import SessionTransport
 from bwgym.traces import BandwidthTrace, Link, generate
 
 __all__ = [
@@ -423,42 +424,6 @@ def default_traces(seed: int = 0, mean_bps: Sequence[float] = (6e3, 5e3, 5e3)) -
     }
 
 
-class _LinkSession:
-    """One link's session header: sent once per episode before the frames, fragmented if need be.
-
-    The sender sends what is left of the header (as much as the budget holds); a frame goes only in
-    the transmission that completes the header, or after it. A lost transmission is sent again (a
-    link-layer acknowledgement tells the sender). The receiver parses frames only under the
-    session it has received whole.
-    """
-
-    def __init__(self, session: Session | None) -> None:
-        self.header = b"" if session is None else session.to_bytes()
-        self.acked = 0
-        self.rx_bytes = b""
-        self.rx_session: Session | None = None
-
-    def left_bits(self) -> int:
-        """Header bits still to send."""
-        return 8 * (len(self.header) - self.acked)
-
-    def fragment(self, budget: int) -> bytes:
-        """The header bytes to send this step under ``budget``."""
-        return self.header[self.acked : self.acked + max(budget, 0) // 8]
-
-    def sent(self, fragment: bytes, delivered: bool) -> None:
-        """Record the sender's acknowledgement of a transmission carrying ``fragment``."""
-        if delivered:
-            self.acked += len(fragment)
-
-    def receive(self, fragment: bytes) -> None:
-        """The receiver appends a delivered fragment; a whole header becomes its session."""
-        if fragment:
-            self.rx_bytes += fragment
-            if len(self.rx_bytes) == len(self.header):
-                self.rx_session = Session.from_bytes(self.rx_bytes)
-
-
 def _choose(
     codec: GrayWynerCodec,
     views: Mapping[str, np.ndarray],
@@ -540,6 +505,7 @@ def run_two_receivers(
     if missing:
         raise ValueError(f"traces needs one trace per link {list(LINKS)}; missing {sorted(missing)}")
     links = [Link(traces[link], STEP_SECONDS) for link in LINKS]
+    transports = [SessionTransport() for _ in LINKS]
     session = codec.channel_session
     env = gym.make(env_id)
     rows: list[dict[str, Any]] = []
@@ -548,7 +514,9 @@ def run_two_receivers(
         for e in range(episodes):
             obs, info = env.reset(seed=seed + e)
             # a fresh session on every link that carries a channel (none for an unused channel)
-            sessions = [_LinkSession(session if ch in codec.channels else None) for ch in CHANNELS]
+            sessions = [session if ch in codec.channels else None for ch in CHANNELS]
+            for transport in transports:
+                transport.reset()
             # nothing received yet: the policy acts on all-zero features, the monitor shows the mean view
             held_action = features.action(zero_z1)
             held_side = features.side_image(np.zeros(features.z_dims[1]))
@@ -558,7 +526,8 @@ def run_two_receivers(
                 f = features.batch(obs["arm"], obs["side"])
                 views = {"arm": f["x1"][0], "side": f["x2"][0]}
                 budgets = [link.peek_budget_bits() for link in links]
-                frame_budgets = [b - ls.left_bits() for b, ls in zip(budgets, sessions, strict=True)]
+                headers = [t.outgoing(s) for t, s in zip(transports, sessions, strict=True)]
+                frame_budgets = [b - 8 * len(rest) for b, (rest, _) in zip(budgets, headers, strict=True)]
                 j, frames = _choose(codec, views, frame_budgets, rate_idx, t)
                 row: dict[str, Any] = {
                     "episode": e,
@@ -567,20 +536,20 @@ def run_two_receivers(
                     "rate_idx": -1 if j is None else j,
                 }
                 got: dict[str, Payload] = {}
-                for link_name, ch, link, budget, ls in zip(
-                    LINKS, CHANNELS, links, budgets, sessions, strict=True
+                for link_name, ch, link, budget, transport, ch_session, (rest, offset) in zip(
+                    LINKS, CHANNELS, links, budgets, transports, sessions, headers, strict=True
                 ):
-                    fragment = ls.fragment(budget)
+                    fragment = rest[: max(budget, 0) // 8]
                     frame = frames.get(ch)
                     wire = frame.to_bytes() if frame is not None else b""
-                    res = link.transmit((fragment, wire), 8 * (len(fragment) + len(wire)))
-                    ls.sent(fragment, bool(res.bits_sent) and not res.lost)
+                    res = link.transmit((fragment, offset, wire), 8 * (len(fragment) + len(wire)))
+                    transport.acknowledged(ch_session, fragment, offset, bool(res.bits_sent) and not res.lost)
                     for d in res.delivered:
-                        frag, data = d.item
-                        ls.receive(frag)
-                        if data and ls.rx_session is not None:
+                        frag, frag_offset, data = d.item
+                        transport.receive(frag, frag_offset)
+                        if data and transport.rx_session is not None:
                             # through the wire bytes: what a receiver decodes is what the bytes hold
-                            got[ch] = Payload.from_bytes(data, codec=codec.name, session=ls.rx_session)
+                            got[ch] = Payload.from_bytes(data, codec=codec.name, session=transport.rx_session)
                     sent = bool(res.bits_sent) and frame is not None
                     body = len(frame.streams[0]) if sent else 0
                     row[f"budget_{link_name}"] = budget
@@ -852,12 +821,14 @@ def run_pixel_baseline(
     sessions = (codecs[0].session_for(None), codecs[1].session_for(SIDE_ONLY))
     allocations: tuple[Mapping[str, float] | None, ...] = (None, SIDE_ONLY)
     budgets = (int(budget_1), int(budget_2))
+    transports = (SessionTransport(), SessionTransport())
     env = gym.make(env_id)
     rows: list[dict[str, Any]] = []
     try:
         for e in range(episodes):
             obs, info = env.reset(seed=seed + e)
-            received: list[Session | None] = [None, None]
+            for transport in transports:
+                transport.reset()
             zeros = {v.name: np.zeros(v.shape, np.dtype(v.dtype)) for v in codecs[0].views}
             held_action = agent.act(zeros)
             held_side = zeros["side"]
@@ -870,17 +841,18 @@ def run_pixel_baseline(
                     row[f"{col}_broadcast"] = 0
                 row["delivered_broadcast"] = False
                 decoded: list[dict[str, np.ndarray] | None] = [None, None]
-                for k, (codec, session, allocation, budget) in enumerate(
-                    zip(codecs, sessions, allocations, budgets, strict=True)
+                for k, (codec, session, allocation, budget, transport) in enumerate(
+                    zip(codecs, sessions, allocations, budgets, transports, strict=True)
                 ):
                     link = LINKS[k + 1]
-                    header = session.to_bytes() if received[k] is None else b""
-                    if header:  # unconstrained link: the whole header, first thing in the episode
-                        received[k] = Session.from_bytes(header)
+                    # an unconstrained link: the whole header, first thing in the episode
+                    header, offset = transport.outgoing(session)
+                    transport.acknowledged(session, header, offset, delivered=True)
+                    transport.receive(header, offset)
                     payload = codec.compress(views, budget, allocation=allocation)
                     wire = payload.to_bytes()
                     if wire:
-                        frame = Payload.from_bytes(wire, codec=codec.name, session=received[k])
+                        frame = Payload.from_bytes(wire, codec=codec.name, session=transport.rx_session)
                         decoded[k] = codec.decompress(frame)
                     body = payload.streams[0] if wire else b""
                     row[f"budget_{link}"] = budget

@@ -71,11 +71,11 @@ def test_autoreset_and_reset_mask_keep_links_and_sessions_apart():
     for _ in range(4):
         venv.step(actions)
     other = venv.envs[1]
-    before = (other.link.step_index, other._tx_session, other._shown_step.copy())
-    assert venv.envs[0]._tx_session is not None  # the session header went through
+    before = (other.link.step_index, other.transport.tx_session, other._shown_step.copy())
+    assert venv.envs[0].transport.tx_session is not None  # the session header went through
     venv.reset(seed=[9, None], options={"reset_mask": np.array([True, False])})
     assert venv.envs[0].link.step_index == 1 and venv.env_infos[0]["session_bits"] > 0
-    assert (other.link.step_index, other._tx_session, other._shown_step) == before
+    assert (other.link.step_index, other.transport.tx_session, other._shown_step) == before
     venv.step(actions)
     assert venv.env_infos[1]["session_bits"] == 0 and other.link.step_index == before[0] + 1
     # the single env with seed 9 sees what env 0 saw after its reset
