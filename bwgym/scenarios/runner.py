@@ -225,15 +225,9 @@ def _run_vector(scenario: Scenario, episodes: Sequence[int]) -> list[tuple[dict,
     start(list(range(venv.num_envs)))
     while any(slot is not None for slot in slots):
         active = np.array([slot is not None for slot in slots])
-        actions = np.stack(
-            [
-                agents[i].act({k: v[i] for k, v in obs.items()})
-                if active[i]
-                else np.zeros(venv.single_action_space.shape, venv.single_action_space.dtype)
-                for i in range(venv.num_envs)
-            ]
+        obs, rewards, terminations, truncations, _ = venv.step(
+            _act_all(agents, obs, active, venv.single_action_space), active
         )
-        obs, rewards, terminations, truncations, _ = venv.step(actions, active)
         ended = []
         for i in np.flatnonzero(active):
             episode, result, steps = slots[i]
@@ -249,6 +243,25 @@ def _run_vector(scenario: Scenario, episodes: Sequence[int]) -> list[tuple[dict,
                 ended.append(int(i))
         start(ended)
     return [out[e] for e in episodes]
+
+
+def _act_all(agents: list[Any], obs: dict[str, np.ndarray], active: np.ndarray, space: Any) -> np.ndarray:
+    """Each active env's action (zeros for the others).
+
+    One memoryless agent whose network runs off the CPU acts on the whole batch at once; on CPU
+    each env gets its own call, since a batched forward pass rounds differently and the table must
+    not depend on ``run.num_envs``.
+    """
+    first = agents[0]
+    device = getattr(getattr(first, "device", None), "type", "cpu")
+    if all(a is first for a in agents) and hasattr(first, "act_batch") and device != "cpu":
+        actions = np.asarray(first.act_batch(obs))
+        actions[~active] = 0
+        return actions
+    zero = np.zeros(space.shape, space.dtype)
+    return np.stack(
+        [agents[i].act({k: v[i] for k, v in obs.items()}) if active[i] else zero for i in range(len(agents))]
+    )
 
 
 def run_episodes(scenario_data: dict[str, Any], episodes: Sequence[int]) -> list[tuple[dict, list[dict]]]:

@@ -134,3 +134,34 @@ def test_vector_env_refuses_mixed_envs(tiny_scenario):
     with pytest.raises(TypeError, match="not a BandwidthLimited"):
         VectorBandwidthLimited([env, env.env])
     assert isinstance(Payload.empty("jpeg"), Payload)
+
+
+def test_agent_acts_on_the_batch_off_cpu_and_per_env_on_cpu():
+    from types import SimpleNamespace
+
+    from gymnasium import spaces
+
+    from bwgym.scenarios.runner import _act_all
+
+    class Agent:
+        memoryless = True
+
+        def __init__(self, device: str) -> None:
+            self.device, self.calls = SimpleNamespace(type=device), []
+
+        def act(self, obs):
+            self.calls.append("act")
+            return obs["x"].astype(np.float32)[:2]
+
+        def act_batch(self, obs):
+            self.calls.append("batch")
+            return obs["x"].astype(np.float32)[:, :2]
+
+    obs = {"x": np.arange(12).reshape(3, 4)}
+    active = np.array([True, False, True])
+    space = spaces.Box(-1, 1, (2,))
+    for device, calls in (("cuda", ["batch"]), ("cpu", ["act", "act"])):
+        agent = Agent(device)
+        actions = _act_all([agent] * 3, obs, active, space)
+        assert agent.calls == calls
+        np.testing.assert_array_equal(actions, [[0, 1], [0, 0], [8, 9]])
