@@ -61,6 +61,8 @@ from bwgym.agents.base import rollout
 from bwgym.common.checkpoint import (
     CheckpointError,
     check_spec,
+    first_shape_mismatch,
+    is_size_list,
     load_checkpoint,
     save_checkpoint,
     shipped_file,
@@ -114,16 +116,15 @@ _ARCH_DEFAULTS: dict[str, Any] = {"channels": [32, 64, 64], "features": 128, "hi
 
 def _positive_ints(value: Any, what: str, where: str, allow_zero: bool = False) -> list[int]:
     """``value`` as a list of positive integers (non-negative with ``allow_zero``), else a CheckpointError."""
-    items = value if isinstance(value, list) else None
     low = 0 if allow_zero else 1
-    if items is None or not all(isinstance(n, int) and not isinstance(n, bool) and n >= low for n in items):
+    if not is_size_list(value, low):
         shown = repr(value)
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
         raise CheckpointError(
             f"{where}: {what} must be a list of integers >= {low}, got {shown}; the file is damaged or "
             "not one bwgym wrote"
         )
-    return items
+    return value
 
 
 def encoder_state_shapes(
@@ -209,15 +210,15 @@ def check_bc_arrays(where: str, meta: Mapping[str, Any], state: Mapping[str, np.
         expected[f"mlp.{2 * j}.weight"] = (size, width)
         expected[f"mlp.{2 * j}.bias"] = (size,)
         width = size
-    for key, shape in expected.items():
-        got = state.get(key)
-        if got is None or tuple(got.shape) != shape:
-            got_text = "no such array" if got is None else f"shape {tuple(got.shape)}"
-            raise CheckpointError(
-                f"{where}: BC metadata (hidden layer sizes {hidden[:8]}, channels {channels[:8]}, "
-                f"features {features}, image_shape {image_shape}) needs {key} of shape {shape}, the "
-                f"file has {got_text}; {fix}"
-            )
+    mismatch = first_shape_mismatch(expected, state)
+    if mismatch is not None:
+        key, shape, got = mismatch
+        got_text = "no such array" if got is None else f"shape {got}"
+        raise CheckpointError(
+            f"{where}: BC metadata (hidden layer sizes {hidden[:8]}, channels {channels[:8]}, "
+            f"features {features}, image_shape {image_shape}) needs {key} of shape {shape}, the "
+            f"file has {got_text}; {fix}"
+        )
 
 
 def _spec_text(env_id: Any, views: Any, image_shape: Any) -> str:

@@ -55,7 +55,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from bwgym.common.checkpoint import CheckpointError, check_spec, load_checkpoint, save_checkpoint
+from bwgym.common.checkpoint import (
+    CheckpointError,
+    check_spec,
+    is_size_list,
+    load_checkpoint,
+    save_checkpoint,
+)
 from bwgym.common.device import resolve_device
 
 __all__ = [
@@ -700,9 +706,7 @@ def _build_policy(
 # ---------------------------------------------------------------------- policy shape checks
 def _layer_sizes(value: Any, what: str, n_arrays: int) -> list[int]:
     """``value`` as a list of positive layer sizes, no longer than the file has arrays."""
-    if not isinstance(value, list) or not all(
-        isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value
-    ):
+    if not is_size_list(value):
         shown = repr(value)
         raise CheckpointError(
             f"{what} must be a list of positive layer sizes, got {shown[:80]}{'...' if len(shown) > 80 else ''}"

@@ -52,7 +52,7 @@ from bwgym.codecs.base import Payload, ViewSpec, _batch_allocations
 from bwgym.codecs.dpca import DPCA, DPCAProjection
 from bwgym.codecs.latent import JOINT, LatentCodec
 from bwgym.codecs.registry import register_codec
-from bwgym.common.checkpoint import Checkpoint, CheckpointError
+from bwgym.common.checkpoint import Checkpoint, CheckpointError, first_shape_mismatch, is_size_list
 from bwgym.common.device import resolve_device
 
 __all__ = [
@@ -354,11 +354,8 @@ def _arch_error(ckpt: Checkpoint, detail: str) -> CheckpointError:
 
 
 def _sizes_list(ckpt: Checkpoint, value: Any, what: str) -> list[int]:
-    if not isinstance(value, list) or not all(
-        isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value
-    ):
-        shown = repr(value)
-        raise _arch_error(ckpt, f"{what} must be a list of positive integers, got {shown[:80]}")
+    if not is_size_list(value):
+        raise _arch_error(ckpt, f"{what} must be a list of positive integers, got {repr(value)[:80]}")
     return value
 
 
@@ -418,15 +415,14 @@ def check_network_arrays(ckpt: Checkpoint, prefix: str = "net.") -> None:
     for name, d in dims.items():
         expected[f"heads.{name}.weight"] = (d, n_feat * (n_views if joint else 1))
         expected[f"heads.{name}.bias"] = (d,)
-    for key, shape in expected.items():
-        got = have.get(key)
-        if got is None or tuple(got.shape) != shape:
-            raise _arch_error(
-                ckpt,
-                f"(image_size {image}, channels {channels[:8]}, latent_dims {dict(list(dims.items())[:4])}) "
-                f"needs {prefix}{key} of shape {shape}, the file has "
-                f"{'none' if got is None else tuple(got.shape)}",
-            )
+    mismatch = first_shape_mismatch(expected, have)
+    if mismatch is not None:
+        key, shape, got = mismatch
+        raise _arch_error(
+            ckpt,
+            f"(image_size {image}, channels {channels[:8]}, latent_dims {dict(list(dims.items())[:4])}) "
+            f"needs {prefix}{key} of shape {shape}, the file has {'none' if got is None else got}",
+        )
 
 
 # ---------------------------------------------------------------------------------------------

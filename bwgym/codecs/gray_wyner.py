@@ -86,7 +86,13 @@ from bwgym.codecs.base import Codec, Payload, PayloadError, Session, ViewSpec
 from bwgym.codecs.entropy import MIN_SCALE_INDEX, get_coder, quantize_ste, rate_bits
 from bwgym.codecs.gray_wyner_data import GaussianPairs, SyntheticGrayWyner
 from bwgym.codecs.registry import register_codec
-from bwgym.common.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from bwgym.common.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    first_shape_mismatch,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 __all__ = [
     "KINDS",
@@ -339,14 +345,14 @@ def check_gray_wyner_arrays(ckpt: Checkpoint) -> GrayWynerConfig:
             f"{where}: config (kind {config.kind!r}) implies {len(expected)} arrays, the file holds "
             f"{len(ckpt.state)}; {fix}"
         )
-    for key, shape in expected.items():
-        got = ckpt.state.get(key)
-        if got is None or tuple(got.shape) != shape:
-            raise CheckpointError(
-                f"{where}: config (kind {config.kind!r}, hidden {config.hidden}, context_hidden "
-                f"{config.context_hidden}, dims {config.dims}, {config.n_rates} rate points) needs {key} of "
-                f"shape {shape}, the file has {'none' if got is None else tuple(got.shape)}; {fix}"
-            )
+    mismatch = first_shape_mismatch(expected, ckpt.state)
+    if mismatch is not None:
+        key, shape, got = mismatch
+        raise CheckpointError(
+            f"{where}: config (kind {config.kind!r}, hidden {config.hidden}, context_hidden "
+            f"{config.context_hidden}, dims {config.dims}, {config.n_rates} rate points) needs {key} of "
+            f"shape {shape}, the file has {'none' if got is None else got}; {fix}"
+        )
     return config
 
 

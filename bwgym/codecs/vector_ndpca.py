@@ -79,7 +79,7 @@ from bwgym.codecs.entropy import quantize_ste, step_from_index
 from bwgym.codecs.latent import LatentCodec
 from bwgym.codecs.registry import register_codec
 from bwgym.codecs.vector import _float_views, as_linear_system
-from bwgym.common.checkpoint import Checkpoint, CheckpointError
+from bwgym.common.checkpoint import Checkpoint, CheckpointError, first_shape_mismatch, is_size_list
 
 __all__ = [
     "SHIPPED_CHECKPOINT",
@@ -244,9 +244,7 @@ def _network_error(ckpt: Checkpoint, detail: str) -> CheckpointError:
 
 
 def _positive_ints(ckpt: Checkpoint, value: Any, what: str) -> list[int]:
-    if not isinstance(value, list) or not all(
-        isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value
-    ):
+    if not is_size_list(value):
         raise _network_error(ckpt, f"{what} must be a list of positive integers, got {repr(value)[:80]}")
     return value
 
@@ -289,15 +287,15 @@ def check_sensor_network_arrays(ckpt: Checkpoint, prefix: str = "net.") -> dict[
             ckpt, f"({len(views)} views) implies {n_expected} arrays, the file holds {len(have)}"
         )
     expected = sensor_network_state_shapes(view_dims, latent_dims, hidden, decoder_hidden)
-    for key, shape in expected.items():
-        got = have.get(key)
-        if got is None or tuple(got.shape) != shape:
-            raise _network_error(
-                ckpt,
-                f"(view_dims {view_dims[:8]}, latent_dims {latent_dims[:8]}, hidden {hidden}, "
-                f"decoder_hidden {decoder_hidden}) needs {prefix}{key} of shape {shape}, the file has "
-                f"{'none' if got is None else tuple(got.shape)}",
-            )
+    mismatch = first_shape_mismatch(expected, have)
+    if mismatch is not None:
+        key, shape, got = mismatch
+        raise _network_error(
+            ckpt,
+            f"(view_dims {view_dims[:8]}, latent_dims {latent_dims[:8]}, hidden {hidden}, "
+            f"decoder_hidden {decoder_hidden}) needs {prefix}{key} of shape {shape}, the file has "
+            f"{'none' if got is None else got}",
+        )
     return dict(arch)
 
 

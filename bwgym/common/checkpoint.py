@@ -50,6 +50,8 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "check_spec",
+    "first_shape_mismatch",
+    "is_size_list",
     "load_checkpoint",
     "save_checkpoint",
     "shipped_file",
@@ -415,3 +417,27 @@ def shipped_file(checkpoint: str, env_id: str | None) -> str:
     if match is None or int(match.group(2)) == 0 or not stem.endswith("_" + _snake(match.group(1))):
         return checkpoint
     return f"{stem}_v{int(match.group(2))}.ckpt"
+
+
+# ------------------------------------------------------------------ checking metadata against arrays
+# Every loader that builds a network from a checkpoint's metadata first checks that metadata
+# against the arrays in the file (sizes, then every shape), so that nothing it builds takes more
+# memory than the file holds; these are the two checks they share.
+
+
+def is_size_list(value: Any, low: int = 1) -> bool:
+    """Whether ``value`` is a list of integers ``>= low`` (no booleans): layer or tensor sizes."""
+    return isinstance(value, list) and all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= low for n in value
+    )
+
+
+def first_shape_mismatch(
+    expected: Mapping[str, tuple[int, ...]], arrays: Mapping[str, Any]
+) -> tuple[str, tuple[int, ...], tuple[int, ...] | None] | None:
+    """The first ``(key, expected shape, shape in the file or None)`` that disagrees, else None."""
+    for key, shape in expected.items():
+        got = arrays.get(key)
+        if got is None or tuple(got.shape) != shape:
+            return key, shape, None if got is None else tuple(got.shape)
+    return None
