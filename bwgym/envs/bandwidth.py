@@ -66,6 +66,7 @@ class _Pending:
     offset: int
     frame_budget: int | None  # bits left for the frame; None: only (part of) the header fits
     result: LinkStep | None = None
+    components: dict[str, int] | None = None  # latent components per stream of the step's payload
 
 
 def psnr(shown: np.ndarray, true: np.ndarray, peak: float | None = None) -> float:
@@ -373,8 +374,10 @@ class BandwidthLimited(
     def _transmit(self, pending: _Pending, payload: Payload) -> list[tuple[int, Payload]]:
         """Put the step's header fragment and frame on the link; the frames received, with their send step."""
         codec, header, offset, session = self.codec, pending.header, pending.offset, pending.session
-        if pending.frame_budget is not None and hasattr(codec, "allocation_of"):
-            self._components_sent = dict(codec.allocation_of(payload))
+        if hasattr(codec, "allocation_of"):
+            pending.components = dict(codec.allocation_of(payload))
+            if pending.frame_budget is not None:
+                self._components_sent = pending.components
         nbits = 8 * len(header) + payload.nbits
         result: LinkStep = self.link.transmit((header, offset, payload.to_bytes()), nbits)
         pending.result = result
@@ -441,10 +444,8 @@ class BandwidthLimited(
             lost=bool(result.lost),
             over_budget=bool(result.over_budget),
         )
-        if hasattr(codec, "allocation_of"):
-            info["components"] = (
-                dict(codec.allocation_of(payload)) if result.bits_sent else dict.fromkeys(streams, 0)
-            )
+        if pending.components is not None:
+            info["components"] = dict(pending.components) if result.bits_sent else dict.fromkeys(streams, 0)
         return shown_obs, info
 
     def _ages(self, step_index: int) -> dict[str, int]:
