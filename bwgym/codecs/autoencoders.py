@@ -586,8 +586,9 @@ class NeuralLatentCodec(LatentCodec):
         self.net.requires_grad_(False)
         #: Run the networks once for all N view sets of :meth:`compress_batch` and
         #: :meth:`decompress_batch` (default: on CUDA). On CPU each view set gets its own pass: a
-        #: batched pass rounds its floats differently from N single ones (measured: latents differ
-        #: in their last bits), and a table must not depend on how many envs ran together.
+        #: batched pass rounds its floats differently from N single ones (its latents are not
+        #: bit-identical: benchmarks/loop_speed.py), and a table must not depend on how many envs
+        #: ran together.
         self.batch_networks: bool = self.device.type != "cpu"
 
     @property
