@@ -48,6 +48,7 @@ __all__ = [
     "load_scenario",
     "parse_override",
     "parse_yaml",
+    "read_scenario_file",
     "scenario_from_dict",
     "scenario_to_dict",
 ]
@@ -522,7 +523,7 @@ def _choose(path: str, value: str, choices: typing.Iterable[str]) -> None:
         raise ConfigError(f"{path}: unknown value {_short(value)}.{hint} Valid choices: {', '.join(choices)}")
 
 
-def _read_scenario_file(path: Path) -> Any:
+def read_scenario_file(path: Path) -> Any:
     """The YAML data of a scenario file, within :data:`MAX_SCENARIO_BYTES`; an empty file is an error."""
     try:
         with path.open("rb") as f:
@@ -573,7 +574,7 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
         path = library[str(source)]
     if not path.is_file():
         raise ConfigError(f"scenario file {_short(str(path))} does not exist")
-    data = _read_scenario_file(path)
+    data = read_scenario_file(path)
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path}: expected a mapping of scenario keys (name, env, trace, ...), got {type(data).__name__}"

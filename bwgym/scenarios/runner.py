@@ -39,7 +39,7 @@ from bwgym.common.stats import wilson_interval
 from bwgym.scenarios.config import (
     ConfigError,
     Scenario,
-    _read_scenario_file,
+    read_scenario_file,
     scenario_from_dict,
     scenario_to_dict,
 )
@@ -94,17 +94,25 @@ def episode_seeds(scenario: Scenario) -> list[int]:
 _WORKER_CACHE: dict[str, tuple[Any, Any]] = {}
 
 
-def _env_and_agent(scenario: Scenario) -> tuple[Any, Any]:
-    from bwgym.scenarios.factory import make_agent, make_env
-
-    key = yaml.safe_dump(scenario_to_dict(scenario), sort_keys=True)
+def _cached(kind: str, scenario: Scenario, build: Callable[[], tuple[Any, Any]]) -> tuple[Any, Any]:
+    """The worker's env (or vector env) and agent(s) of ``scenario``, built on first use."""
+    key = kind + yaml.safe_dump(scenario_to_dict(scenario), sort_keys=True)
     if key not in _WORKER_CACHE:
         for env, _ in _WORKER_CACHE.values():  # one scenario per process at a time
             env.close()
         _WORKER_CACHE.clear()
-        env = make_env(scenario)
-        _WORKER_CACHE[key] = (env, make_agent(scenario, env))
+        _WORKER_CACHE[key] = build()
     return _WORKER_CACHE[key]
+
+
+def _env_and_agent(scenario: Scenario) -> tuple[Any, Any]:
+    from bwgym.scenarios.factory import make_agent, make_env
+
+    def build() -> tuple[Any, Any]:
+        env = make_env(scenario)
+        return env, make_agent(scenario, env)
+
+    return _cached("", scenario, build)
 
 
 def _step_row(info: dict[str, Any], step: int, reward: float) -> dict[str, Any]:
@@ -173,19 +181,14 @@ def _episode_row(
 def _vector_env_and_agents(scenario: Scenario) -> tuple[Any, list[Any]]:
     from bwgym.scenarios.factory import make_agent, make_vector_env
 
-    key = "vector:" + yaml.safe_dump(scenario_to_dict(scenario), sort_keys=True)
-    if key not in _WORKER_CACHE:
-        for env, _ in _WORKER_CACHE.values():  # one scenario per process at a time
-            env.close()
-        _WORKER_CACHE.clear()
+    def build() -> tuple[Any, list[Any]]:
         venv = make_vector_env(scenario)
         first = make_agent(scenario, venv.envs[0])
         if getattr(first, "memoryless", False):  # one network for all envs: less memory, warmer caches
-            agents = [first] * venv.num_envs
-        else:
-            agents = [first] + [make_agent(scenario, env) for env in venv.envs[1:]]
-        _WORKER_CACHE[key] = (venv, agents)
-    return _WORKER_CACHE[key]
+            return venv, [first] * venv.num_envs
+        return venv, [first] + [make_agent(scenario, env) for env in venv.envs[1:]]
+
+    return _cached("vector:", scenario, build)
 
 
 def _run_vector(scenario: Scenario, episodes: Sequence[int]) -> list[tuple[dict, list[dict]]]:
@@ -455,7 +458,7 @@ def check_run_folder(scenario: Scenario, out_dir: Path, resume: bool) -> None:
         try:
             # The scenario file's bounded reader (size, UTF-8, no aliases, depth, nodes, duplicate
             # keys): a run folder received from someone else is as untrusted as a scenario file.
-            previous = scenario_from_dict(_read_scenario_file(config_path))
+            previous = scenario_from_dict(read_scenario_file(config_path))
         except ConfigError as exc:
             raise ConfigError(f"{out_dir} holds a damaged config.yaml ({exc}); use a new --out") from None
         if not resume:
