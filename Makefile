@@ -56,7 +56,7 @@ checkpoints: $(STAMP)
 	$(VENV)/bin/bwgym train agent --algo bc --env bwgym/LocateLift-v1 --episodes 400 --noise-std 0.1 \
 		--out bwgym/agents/checkpoints/bc_locate_lift_v1.ckpt
 	$(VENV)/bin/bwgym train codec --all --env bwgym/LocateLift-v1
-	$(PY) -m bwgym.codecs.wyner_ziv --ship
+	$(PY) -m bwgym.codecs.multiterminal.wyner_ziv --ship
 	$(PY) benchmarks/sensors.py --train-dpca
 	$(PY) benchmarks/sensors.py --train-ndpca
 	$(PY) benchmarks/sensors.py --train-ndpca --preset ar1

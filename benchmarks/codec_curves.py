@@ -40,10 +40,10 @@ from report import machine_line, write_section  # noqa: E402  (run as a script)
 
 import bwgym  # noqa: F401  (first: it selects the headless GL backend before mujoco loads)
 from bwgym.codecs import codec_entry, load_codec
-from bwgym.codecs.base import Payload
-from bwgym.codecs.corruption import ERROR_KINDS, detection_rate
-from bwgym.codecs.image import JpegCodec
-from bwgym.codecs.registry import CHECKPOINT_DIR
+from bwgym.codecs.core.corruption import ERROR_KINDS, detection_rate
+from bwgym.codecs.core.protocol import Payload
+from bwgym.codecs.core.registry import CHECKPOINT_DIR
+from bwgym.codecs.image.standard import JpegCodec
 from bwgym.common.checkpoint import shipped_file
 
 ENV_ID = "bwgym/LocateLift-v1"

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from report import machine_line, parse_args, write_section  # noqa: E402  (run as a script)
 
-from bwgym.codecs.base import Payload
-from bwgym.codecs.gray_wyner import GrayWynerCodec, GrayWynerConfig, train_gray_wyner
-from bwgym.codecs.gray_wyner_data import GaussianPairs, SyntheticGrayWyner
-from bwgym.codecs.registry import CHECKPOINT_DIR
+from bwgym.codecs.core.protocol import Payload
+from bwgym.codecs.core.registry import CHECKPOINT_DIR
+from bwgym.codecs.multiterminal.gray_wyner import GrayWynerCodec, GrayWynerConfig, train_gray_wyner
+from bwgym.codecs.multiterminal.gray_wyner_sources import GaussianPairs, SyntheticGrayWyner
 
 N_ELEMENTS = 32
 ETAS = (0.01, 0.1, 0.5)

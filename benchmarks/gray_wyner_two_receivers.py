@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from report import BENCHMARKS_MD, machine_line, parse_args  # noqa: E402  (run as a script)
 
-from bwgym.codecs.registry import codec_entry
+from bwgym.codecs.core.registry import codec_entry
 from bwgym.scenarios.two_receivers import (
     ENV_ID,
     LINKS,

@@ -58,23 +58,23 @@ from report import machine_line, write_section  # noqa: E402  (run as a script)
 
 import bwgym  # noqa: E402, F401  (registers the envs)
 from bwgym.codecs import make_codec  # noqa: E402
-from bwgym.codecs.base import FRAME_OVERHEAD_BITS, Payload  # noqa: E402
 from bwgym.codecs.bounds import (  # noqa: E402
     ceo_sum_rate_gaussian,
     rate_distortion_gaussian,
     wyner_ziv_gaussian,
 )
-from bwgym.codecs.registry import CHECKPOINT_DIR  # noqa: E402
-from bwgym.codecs.vector_dpca import (  # noqa: E402
+from bwgym.codecs.core.protocol import FRAME_OVERHEAD_BITS, Payload  # noqa: E402
+from bwgym.codecs.core.registry import CHECKPOINT_DIR  # noqa: E402
+from bwgym.codecs.sensor.dpca import (  # noqa: E402
     SHIPPED_CHECKPOINT,
     SHIPPED_EPISODES,
     SHIPPED_SEED,
     VectorDPCACodec,
     sensor_frames,
 )
-from bwgym.codecs.vector_ndpca import SHIPPED_CHECKPOINT as NDPCA_CHECKPOINT  # noqa: E402
-from bwgym.codecs.vector_ndpca import SHIPPED_CHECKPOINT_AR1 as NDPCA_CHECKPOINT_AR1  # noqa: E402
-from bwgym.codecs.vector_ndpca import VectorNDPCACodec  # noqa: E402
+from bwgym.codecs.sensor.ndpca import SHIPPED_CHECKPOINT as NDPCA_CHECKPOINT  # noqa: E402
+from bwgym.codecs.sensor.ndpca import SHIPPED_CHECKPOINT_AR1 as NDPCA_CHECKPOINT_AR1  # noqa: E402
+from bwgym.codecs.sensor.ndpca import VectorNDPCACodec  # noqa: E402
 from bwgym.common.kalman import KalmanFilter, kalman_steady_state  # noqa: E402
 from bwgym.envs.sensors import SensorNetworkEnv  # noqa: E402
 from bwgym.envs.views import link_views  # noqa: E402
@@ -316,7 +316,7 @@ def dpca_sentence(curves: dict[str, list[tuple[float, float]]]) -> str:
     at = " / ".join(f"{r:.2f}" for _, r in dpca)
     extra = {"scalar": extra_bits(dpca, scalar), "predictive": extra_bits(dpca, predictive)}
     return (
-        "The `vector_dpca` rows: DPCA across the sensors (`bwgym/codecs/vector_dpca.py`, shipped checkpoint "
+        "The `vector_dpca` rows: DPCA across the sensors (`bwgym/codecs/sensor/dpca.py`, shipped checkpoint "
         "`vector_dpca_sensor_network.ckpt`): each sensor's own linear DPCA encoder, all sensors' components "
         "pooled by variance under one quantisation step; the NDPCA paper's memoryless distributed codec. "
         "Extra body bits per step it needs at equal D (its bits minus the other codec's, interpolated along "
@@ -339,7 +339,7 @@ def ndpca_sentence(curves: dict[str, list[tuple[float, float]]]) -> str:
     ndpca = [(b, r) for b, r in curves.pop(NDPCA_LABEL) if r >= NEAR_FLOOR]
     at = " / ".join(f"{r:.2f}" for _, r in ndpca)
     return (
-        "The `vector_ndpca` rows: the neural variant (`bwgym/codecs/vector_ndpca.py`, checkpoint "
+        "The `vector_ndpca` rows: the neural variant (`bwgym/codecs/sensor/ndpca.py`, checkpoint "
         "`vector_ndpca_sensor_network_ar1.ckpt`): a small MLP encoder per sensor, DPCA over the latents, one "
         "joint MLP decoder of every sensor's measurement, trained on reconstruction with Alg. 1's random "
         "truncation and random quantisation steps; the fusion node adds its calibrated decoded-error variance "

@@ -25,7 +25,7 @@ import numpy as np
 from report import machine_line, write_section  # noqa: E402  (run as a script)
 
 import bwgym  # noqa: F401  (first: it selects the headless GL backend before mujoco loads)
-from bwgym.codecs.image import JpegCodec, RawCodec
+from bwgym.codecs.image.standard import JpegCodec, RawCodec
 from bwgym.envs.bandwidth import BandwidthLimited
 from bwgym.traces.generators import constant
 

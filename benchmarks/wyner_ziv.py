@@ -12,7 +12,7 @@ mean squared error the distortion. Beside them:
 * ``H(U|Y)``: the same encoder's indices at the Slepian-Wolf rate, an *estimate* (what an ideal
   code of long blocks of indices with y at the decoder would spend; no one-shot code reaches it);
 * ``SW``: the same indices coded by the Slepian-Wolf block code of
-  :mod:`bwgym.codecs.slepian_wolf` (LDPC syndromes of bit-planes, BP with y at the decoder, CRC
+  :mod:`bwgym.codecs.multiterminal.slepian_wolf` (LDPC syndromes of bit-planes, BP with y at the decoder, CRC
   so failures are detected); real bits include a failed block's fallback to the one-shot code;
   ``--sw-blocks`` more blocks per rate point measure the failure rate;
 * the scalar baseline: ``ScalarCodec`` (uniform quantiser + Gaussian entropy coding of x, the same
@@ -35,11 +35,11 @@ from pathlib import Path
 import numpy as np
 from report import machine_line, write_section  # (run as a script)
 
-from bwgym.codecs.base import ViewSpec
 from bwgym.codecs.bounds import rate_distortion_gaussian, wyner_ziv_gaussian
-from bwgym.codecs.slepian_wolf import SlepianWolfFailure, SlepianWolfIndexCoder
-from bwgym.codecs.vector import ScalarCodec
-from bwgym.codecs.wyner_ziv import SHIPPED_CHECKPOINT, WynerZivCodec, _frequencies
+from bwgym.codecs.core.protocol import ViewSpec
+from bwgym.codecs.multiterminal.slepian_wolf import SlepianWolfFailure, SlepianWolfIndexCoder
+from bwgym.codecs.multiterminal.wyner_ziv import SHIPPED_CHECKPOINT, WynerZivCodec, _frequencies
+from bwgym.codecs.sensor.predictive import ScalarCodec
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -321,7 +321,7 @@ def main() -> None:
         f"Command: `python benchmarks/wyner_ziv.py --samples {args.samples} --seed {args.seed}`. "
         f"{machine_line()} Model: `bwgym/codecs/checkpoints/{SHIPPED_CHECKPOINT}` "
         f"({cfg.n_labels} indices, grid dx = {cfg.dx}, {cfg.iterations} sweeps per rate point, trained in "
-        f"{meta.get('train_seconds', '?')} s by `python -m bwgym.codecs.wyner_ziv --ship`).",
+        f"{meta.get('train_seconds', '?')} s by `python -m bwgym.codecs.multiterminal.wyner_ziv --ship`).",
         "",
         "X ~ N(0, 1), Y = X + N, N ~ N(0, 0.01) at the decoder only, so sigma^2_{X|Y} = 0.0099 and "
         "R_WZ(D) = 1/2 log2(0.0099 / D). Rates are real bits: one payload of all samples per rate point, "
@@ -350,7 +350,7 @@ def main() -> None:
         f"the learned tables, never given that structure, reach a lower distortion at {wins} of the "
         f"{len(learned)} rate points.",
         "",
-        "Slepian-Wolf block code (`bwgym/codecs/slepian_wolf.py`, the `SW` columns): the same indices, "
+        "Slepian-Wolf block code (`bwgym/codecs/multiterminal/slepian_wolf.py`, the `SW` columns): the same indices, "
         "Gray-labelled bit-planes (most significant first), each sent as the syndrome of an irregular "
         "LDPC code and recovered by sum-product BP with the prior p(bit | y, planes above) from the "
         "source model; the encoder, which never sees y, sizes each syndrome from the model's "

@@ -484,8 +484,8 @@ CODEC_CASES: list[tuple[str, Callable[[dict], None], tuple[str, ...]]] = [
 
 @pytest.mark.parametrize("edit, words", [c[1:] for c in CODEC_CASES], ids=[c[0] for c in CODEC_CASES])
 def test_crafted_codec_network_is_refused_before_it_is_built(dae_ckpt, tmp_path, monkeypatch, edit, words):
-    from bwgym.codecs import autoencoders
-    from bwgym.codecs.registry import load_codec
+    from bwgym.codecs.image import neural as autoencoders
+    from bwgym.codecs.core.registry import load_codec
 
     meta = copy.deepcopy(dae_ckpt.metadata)
     edit(meta["arch"])
@@ -533,8 +533,8 @@ VECTOR_NDPCA_CASES: list[tuple[str, Callable[[dict], None], tuple[str, ...]]] = 
 def test_crafted_vector_ndpca_network_is_refused_before_it_is_built(
     vector_ndpca_ckpt, tmp_path, monkeypatch, edit, words
 ):
-    from bwgym.codecs import vector_ndpca
-    from bwgym.codecs.registry import load_codec
+    from bwgym.codecs.sensor import ndpca as vector_ndpca
+    from bwgym.codecs.core.registry import load_codec
 
     meta = copy.deepcopy(vector_ndpca_ckpt.metadata)
     edit(meta["arch"])
@@ -595,8 +595,8 @@ GRAY_WYNER_CASES: list[tuple[str, str, Callable[[dict], None], tuple[str, ...]]]
 def test_crafted_gray_wyner_network_is_refused_before_it_is_built(
     gray_wyner_ckpts, tmp_path, monkeypatch, which, edit, words
 ):
-    from bwgym.codecs import gray_wyner
-    from bwgym.codecs.registry import load_codec
+    from bwgym.codecs.multiterminal import gray_wyner
+    from bwgym.codecs.core.registry import load_codec
 
     base = gray_wyner_ckpts[which]
     meta = copy.deepcopy(base.metadata)
@@ -614,7 +614,7 @@ def test_crafted_gray_wyner_network_is_refused_before_it_is_built(
 @pytest.mark.parametrize("kind", ["shared", "separated", "combined", "joint", "independent"], ids=lambda k: k)
 @pytest.mark.parametrize("common_dim", [0, 5])
 def test_gray_wyner_computed_shapes_are_those_of_the_built_net(kind, common_dim):
-    from bwgym.codecs.gray_wyner import GrayWynerConfig, GrayWynerNet, gray_wyner_state_shapes
+    from bwgym.codecs.multiterminal.gray_wyner import GrayWynerConfig, GrayWynerNet, gray_wyner_state_shapes
 
     config = GrayWynerConfig(
         kind=kind, n_elements=3, private_dim=4, common_dim=common_dim, hidden=6, context_hidden=7,
@@ -633,7 +633,7 @@ def test_gray_wyner_computed_shapes_are_those_of_the_built_net(kind, common_dim)
     ids=["default-widths", "narrow-latent"],
 )
 def test_sensor_network_computed_shapes_are_those_of_the_built_net(kwargs):
-    from bwgym.codecs.vector_ndpca import SensorAutoencoder, sensor_network_state_shapes
+    from bwgym.codecs.sensor.ndpca import SensorAutoencoder, sensor_network_state_shapes
 
     net = SensorAutoencoder(**kwargs)
     built = {k: tuple(v.shape) for k, v in net.state_dict().items()}
@@ -922,7 +922,7 @@ def test_shipped_checkpoint_loads_as_before(path):
     elif ckpt.kind.startswith("agent/sb3-"):
         load_rl(path, device="cpu")
     else:
-        from bwgym.codecs.registry import load_codec
+        from bwgym.codecs.core.registry import load_codec
 
         load_codec(path)
 

@@ -19,7 +19,7 @@ prediction for that sensor (the time update only). A refreshed value that happen
 exactly (a coarse quantiser whose cell did not change) is skipped too: a small loss of information,
 never a wrong update. Decoded measurements are trusted with the sensor's own noise ``R_k`` plus
 ``measurement_noise_extra``, plus, when the link's codec reports the quantisation step of each view
-it decoded (``codec.last_steps``, the vector codecs of :mod:`bwgym.codecs.vector`), that step's
+it decoded (``codec.last_steps``, the vector codecs of :mod:`bwgym.codecs.sensor.predictive`), that step's
 uniform noise ``step^2 / 12``: :meth:`KalmanFusionAgent.for_env` finds the codec on a
 ``BandwidthLimited`` env.
 """

@@ -141,14 +141,14 @@ def train_gray_wyner(
     progress: bool = True,
     **options: Any,
 ) -> Any:
-    """Train a :class:`~bwgym.codecs.gray_wyner.GrayWynerCodec` on its synthetic data into ``out``.
+    """Train a :class:`~bwgym.codecs.multiterminal.gray_wyner.GrayWynerCodec` on its synthetic data into ``out``.
 
-    ``options`` are those of :meth:`~bwgym.codecs.gray_wyner.GrayWynerCodec.train` (``kind``,
+    ``options`` are those of :meth:`~bwgym.codecs.multiterminal.gray_wyner.GrayWynerCodec.train` (``kind``,
     ``beta``, ``etas``, ``steps``, ``seed``...); ``threads`` sets torch's CPU threads.
     """
     import torch
 
-    from bwgym.codecs.gray_wyner import GrayWynerCodec
+    from bwgym.codecs.multiterminal.gray_wyner import GrayWynerCodec
 
     if threads:
         torch.set_num_threads(int(threads))
@@ -190,12 +190,12 @@ def regenerate_shipped(
 
     The task-aware codecs are fine-tuned from the task-agnostic NDPCA written first into ``out_dir``.
     ``env_id`` (default the recipe's) selects the LocateLift version, its frames, its BC agent and
-    its files (``*_locate_lift_v1.ckpt`` for v1, :func:`~bwgym.codecs.registry.shipped_file`).
+    its files (``*_locate_lift_v1.ckpt`` for v1, :func:`~bwgym.codecs.core.registry.shipped_file`).
     Then the codecs of :data:`SYNTHETIC` (``gray_wyner``, about a minute) train with their registered
     recipe on their own data; ``scale_steps`` scales their steps too.
     """
     from bwgym.codecs import codec_entry
-    from bwgym.codecs.registry import CHECKPOINT_DIR
+    from bwgym.codecs.core.registry import CHECKPOINT_DIR
     from bwgym.codecs.train import SHIPPED_ORDER
 
     shipped = (*SHIPPED_ORDER, *SYNTHETIC)

@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from bwgym.codecs.autoencoders import DEFAULT_CHANNELS, NeuralLatentCodec, round_to_float16
-from bwgym.codecs.base import Codec, ViewSpec
-from bwgym.codecs.entropy import quantize_ste
-from bwgym.codecs.registry import CHECKPOINT_DIR, codec_entry, codec_names, load_codec
+from bwgym.codecs.core.entropy import quantize_ste
+from bwgym.codecs.core.protocol import Codec, ViewSpec
+from bwgym.codecs.core.registry import CHECKPOINT_DIR, codec_entry, codec_names, load_codec
+from bwgym.codecs.image.neural import DEFAULT_CHANNELS, NeuralLatentCodec, round_to_float16
 from bwgym.common.device import resolve_device
 
 __all__ = [
@@ -88,7 +88,7 @@ class TrainConfig:
             "<path> sha256:<digest>".
         agent: record of the frozen agent the task loss went through (its checkpoint and the
             file's sha256; filled by :func:`train_variant`, not read by the training).
-        residual: fit the residual layer (:meth:`~bwgym.codecs.latent.LatentCodec.fit_residual`,
+        residual: fit the residual layer (:meth:`~bwgym.codecs.core.latent.LatentCodec.fit_residual`,
             a block DCT of the pixel residual) after training, so the codec spans every rate.
         residual_frames: training frames the residual layer's scales are fitted on, at most.
 
@@ -247,7 +247,7 @@ def codec_loss(
     """Eq. 8 on one batch, through Alg. 1's projection to ``m`` components and STE quantisation.
 
     Args:
-        net: the :class:`~bwgym.codecs.autoencoders.LatentAutoencoder`.
+        net: the :class:`~bwgym.codecs.image.neural.LatentAutoencoder`.
         projection: its training projection (``cls.training_projection(...)``).
         x: float views ``{view: (B, 3, H, W)}`` in [0, 1].
         m: total components kept.

@@ -25,7 +25,7 @@ Layering: envs never import agents, so the frozen task agent is an argument (any
 with no arguments goes through :func:`bwgym.agents.allocation.make_allocation_env` (the
 registered entry point, one layer up), which loads the shipped behaviour-cloning agent.
 
-Why the ``codec_split`` switch: given explicit shares, :class:`~bwgym.codecs.latent.LatentCodec`
+Why the ``codec_split`` switch: given explicit shares, :class:`~bwgym.codecs.core.latent.LatentCodec`
 sets aside a generous header allowance before splitting (``8 * (7 + 3 + 3 K)`` bits, 128 for two
 views), while its own split (``"dpca"``) fits the real header; at NDPCA's lowest budgets (~110-180
 bits per step) an explicit split then sends nothing at all. The switch lets a policy fall back to
@@ -253,7 +253,7 @@ class AllocateBandwidthEnv(gym.Env[ObsDict, np.ndarray]):
     | task_agent | (required) | frozen agent: ``act(obs)``, optionally ``reset(seed)`` |
     | task_env_id | ``bwgym/LocateLift-v1`` | the task env (any env with a Dict of views) |
     | task_env_kwargs | ``{"reward_type": "dense"}`` | its ``gymnasium.make`` arguments |
-    | codec | ``"ndpca"`` | a registered codec name or a :class:`~bwgym.codecs.base.Codec` |
+    | codec | ``"ndpca"`` | a registered codec name or a :class:`~bwgym.codecs.core.protocol.Codec` |
     | codec_checkpoint | None | its checkpoint (None: the shipped one) |
     | traces | :func:`default_traces` | a trace, a sequence of traces (one drawn per episode) or a family ``rng -> trace`` |
     | history_steps | 8 | budgets in the observation |
@@ -295,7 +295,7 @@ class AllocateBandwidthEnv(gym.Env[ObsDict, np.ndarray]):
         bank: bool = False,
     ) -> None:
         import bwgym  # noqa: F401  (registers the task envs)
-        from bwgym.codecs.base import Codec
+        from bwgym.codecs.core.protocol import Codec
         from bwgym.envs.views import link_views
 
         if not callable(getattr(task_agent, "act", None)):

@@ -9,7 +9,7 @@ One env step is one link step of ``step_seconds`` (the env's control period by d
         --> the agent sees each delivered view decoded, and every other view as last shown
 
 Codecs that send lean frames (the latent and vector codecs, ``codec.session`` is not None) first send a
-session header (:class:`~bwgym.codecs.base.Session`, 88 bits), charged to the link from the first
+session header (:class:`~bwgym.codecs.core.protocol.Session`, 88 bits), charged to the link from the first
 step of every episode: with that step's frame when both fit, else alone, split over as many steps
 as the budget needs (on a 75-bit link it takes two steps and the frames start on the third). A
 fragment that is lost is sent again (the sender learns of losses, as a link layer's
@@ -20,7 +20,7 @@ under the session it has received whole.
 The views that cross the link are exactly the codec's views (``codec.view_names``); any other key of
 the observation (e.g. a ``proprio`` vector when the codec was built with
 ``JpegCodec.from_observation_space``) is forwarded to the agent unchanged and is not charged to the
-link. Build a :class:`~bwgym.codecs.image.RawCodec` that includes such a view to charge it.
+link. Build a :class:`~bwgym.codecs.image.standard.RawCodec` that includes such a view to charge it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
-from bwgym.codecs.base import FRAME_OVERHEAD_BITS, Codec, Payload, Session
+from bwgym.codecs.core.protocol import FRAME_OVERHEAD_BITS, Codec, Payload, Session
 from bwgym.envs.allocators import Allocator, make_allocator
 from bwgym.envs.transport import SessionTransport
 from bwgym.traces.link import Link, LinkStep
@@ -106,7 +106,7 @@ class BandwidthLimited(
 
     On every ``reset`` and ``step`` the wrapper asks the link for this step's budget, lets the
     allocator split it over the codec's views, compresses the true views into a
-    :class:`~bwgym.codecs.base.Payload` that fits, and transmits it. Each payload the link
+    :class:`~bwgym.codecs.core.protocol.Payload` that fits, and transmits it. Each payload the link
     delivers this step (with ``latency_steps`` it was sent that many steps ago) is serialised to its
     wire bytes, parsed and decoded; a delivered view replaces what the agent sees of that view. A
     view not refreshed this step (not sent, over budget, lost, or still in flight) holds its last
@@ -156,7 +156,7 @@ class BandwidthLimited(
 
     Args:
         env: an env with a ``Dict`` observation space holding every view of ``codec``.
-        codec: the :class:`~bwgym.codecs.base.Codec` on the link; its views must match the space.
+        codec: the :class:`~bwgym.codecs.core.protocol.Codec` on the link; its views must match the space.
         trace: a :class:`~bwgym.traces.BandwidthTrace`, or a path or library name for
             :func:`bwgym.traces.load_trace`.
         allocator: ``"dpca"`` (the codec's own split), ``"uniform"``, a dict of weights per view,
@@ -175,7 +175,7 @@ class BandwidthLimited(
         >>> import numpy as np
         >>> import gymnasium as gym
         >>> from gymnasium import spaces
-        >>> from bwgym.codecs.image import RawCodec
+        >>> from bwgym.codecs.image.standard import RawCodec
         >>> from bwgym.traces.generators import constant
         >>> class Cam(gym.Env):
         ...     observation_space = spaces.Dict({"cam": spaces.Box(0, 255, (2, 2, 3), np.uint8)})
@@ -488,10 +488,10 @@ class VectorBandwidthLimited(gym.vector.VectorEnv):
 
     Every env keeps all that is its own: the env, the trace phase and link (budget, losses,
     latency), the session header, the held frames and the allocator. Each step the N envs step in
-    turn; then one :meth:`~bwgym.codecs.base.Codec.compress_batch` call codes every env's views
+    turn; then one :meth:`~bwgym.codecs.core.protocol.Codec.compress_batch` call codes every env's views
     under its own budget and split, the N links carry the frames, and one
-    :meth:`~bwgym.codecs.base.Codec.decompress_batch` call decodes every frame received. That
-    needs one codec instance for all N envs, which a :attr:`~bwgym.codecs.base.Codec.stateless`
+    :meth:`~bwgym.codecs.core.protocol.Codec.decompress_batch` call decodes every frame received. That
+    needs one codec instance for all N envs, which a :attr:`~bwgym.codecs.core.protocol.Codec.stateless`
     codec can be (:func:`bwgym.scenarios.factory.make_vector_env` builds the envs so); otherwise
     each env compresses with its own codec in turn, and the constructor warns once. The bytes, and
     hence each env's episode, are those of the env stepped alone with the same seed.

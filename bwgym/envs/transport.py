@@ -1,6 +1,6 @@
 """The link transport of a session header: one class for every link that carries lean frames.
 
-A codec that sends lean frames (:mod:`bwgym.codecs.base`) first sends its 88-bit session header
+A codec that sends lean frames (:mod:`bwgym.codecs.core.protocol`) first sends its 88-bit session header
 over each link, charged to that link's bits: with a frame when both fit, else alone, fragmented
 over as many steps as the budget needs. A fragment that is lost is sent again (a link layer's
 acknowledgements tell the sender), and the header is sent anew when the session changes (an
@@ -21,7 +21,7 @@ only under the session it has received whole.
 
 from __future__ import annotations
 
-from bwgym.codecs.base import SESSION_BYTES, Session
+from bwgym.codecs.core.protocol import SESSION_BYTES, Session
 
 __all__ = ["SessionTransport"]
 

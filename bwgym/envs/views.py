@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from bwgym.codecs.base import ViewSpec
+from bwgym.codecs.core.protocol import ViewSpec
 
 __all__ = ["link_view_names", "link_views"]
 
@@ -27,7 +27,7 @@ def _is_image(space: spaces.Space) -> bool:
 
 
 def link_views(env: Any) -> tuple[ViewSpec, ...]:
-    """The :class:`~bwgym.codecs.base.ViewSpec` of every view ``env`` sends over the link, in key order.
+    """The :class:`~bwgym.codecs.core.protocol.ViewSpec` of every view ``env`` sends over the link, in key order.
 
     Args:
         env: a gymnasium env (wrapped or not) with a ``Dict`` observation space, or such a space

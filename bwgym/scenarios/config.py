@@ -336,7 +336,7 @@ class RunConfig:
     device: str = "auto"
     """Where the codec's and the agent's networks run: ``auto`` (CUDA when present, else CPU),
     ``cpu``, ``cuda`` or ``cuda:N``. On CUDA the vector envs' codec runs its networks once for all
-    envs (:meth:`~bwgym.codecs.base.Codec.compress_batch`)."""
+    envs (:meth:`~bwgym.codecs.core.protocol.Codec.compress_batch`)."""
 
 
 @dataclass(frozen=True)

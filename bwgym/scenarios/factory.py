@@ -1,6 +1,6 @@
 """Build the parts a scenario names: env (inside ``BandwidthLimited``), trace, codec, allocator, agent.
 
-Every name is looked up in the registry of its layer (codecs: :mod:`bwgym.codecs.registry`,
+Every name is looked up in the registry of its layer (codecs: :mod:`bwgym.codecs.core.registry`,
 allocators: :data:`bwgym.envs.allocators.ALLOCATORS`, agents: :data:`AGENTS`), so a codec
 registered anywhere is usable from a scenario file with no edit here. :func:`validate` builds
 everything once, so a scenario that cannot run is refused before its run folder exists.

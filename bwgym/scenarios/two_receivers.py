@@ -11,7 +11,7 @@ receiver, each link with its own bandwidth trace (:class:`~bwgym.traces.Link`)::
                       +-- link 2 (trace 2): private_2 Y2 --------+---> receiver 2: side view (PSNR)
 
 On the wire each link carries lean channel frames
-(:meth:`~bwgym.codecs.gray_wyner.GrayWynerCodec.compress_channels`): once per episode, at its
+(:meth:`~bwgym.codecs.multiterminal.gray_wyner.GrayWynerCodec.compress_channels`): once per episode, at its
 first step, the model's 88-bit session header (codec, 4-byte fingerprint of the weights, kind and
 rate-point ladder), charged to that link's bits; then per step one frame of the channel's stream
 plus 16 bits (a header byte with the step tag, channel and rate point, and a CRC-8). A link whose
@@ -92,10 +92,16 @@ from torch import nn
 
 from bwgym.agents.bc import BCAgent
 from bwgym.agents.expert import LiftExpert
-from bwgym.codecs.base import Payload, PayloadError
-from bwgym.codecs.gray_wyner import CHANNELS, GrayWynerCodec, GrayWynerConfig, evaluate_net, train_gray_wyner
-from bwgym.codecs.latent import LatentCodec
-from bwgym.codecs.registry import CHECKPOINT_DIR, codec_entry, load_codec
+from bwgym.codecs.core.latent import LatentCodec
+from bwgym.codecs.core.protocol import Payload, PayloadError
+from bwgym.codecs.core.registry import CHECKPOINT_DIR, codec_entry, load_codec
+from bwgym.codecs.multiterminal.gray_wyner import (
+    CHANNELS,
+    GrayWynerCodec,
+    GrayWynerConfig,
+    evaluate_net,
+    train_gray_wyner,
+)
 from bwgym.envs.bandwidth import psnr
 from bwgym.envs.transport import SessionTransport
 from bwgym.traces import BandwidthTrace, Link, generate
@@ -464,7 +470,7 @@ def run_two_receivers(
     """Play seeded episodes with receiver 1 acting and receiver 2 watching; return the step table.
 
     Each link that carries a channel first sends the codec's 88-bit session header
-    (:attr:`~bwgym.codecs.gray_wyner.GrayWynerCodec.channel_session`) at the start of every
+    (:attr:`~bwgym.codecs.multiterminal.gray_wyner.GrayWynerCodec.channel_session`) at the start of every
     episode, charged to that link's bits (``session_bits_<link>``), then one lean frame per step
     (16 bits of overhead); the receivers parse the frames from their bytes under the session they
     received.

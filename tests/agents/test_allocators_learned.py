@@ -143,7 +143,7 @@ def test_learned_allocator_loads_into_a_scenario_and_runs(trained, tmp_path):
 
 @pytest.mark.slow
 def test_learned_checkpoint_for_other_views_is_refused_naming_both(trained, tmp_path):
-    from bwgym.codecs.linear import LinearDPCACodec
+    from bwgym.codecs.image.linear import LinearDPCACodec
 
     rng = np.random.default_rng(0)
     frames = {v: rng.integers(0, 255, (12, 16, 16, 3), dtype=np.uint8) for v in ("arm", "side", "front")}

@@ -19,7 +19,11 @@ from tiny_agent import SIZE, TinyAgent, collect_lift_frames, tiny_agent, tiny_co
 
 import bwgym  # noqa: F401  (registers the envs; before mujoco)
 from bwgym.codecs import load_codec
-from bwgym.codecs.autoencoders import (
+from bwgym.codecs.core.dpca import DPCA
+from bwgym.codecs.core.latent import JOINT
+from bwgym.codecs.core.protocol import Payload, PayloadError
+from bwgym.codecs.image.ndpca import NDPCACodec
+from bwgym.codecs.image.neural import (
     DAECodec,
     EqualSplitProjection,
     JAECodec,
@@ -27,10 +31,6 @@ from bwgym.codecs.autoencoders import (
     NeuralLatentCodec,
     round_to_float16,
 )
-from bwgym.codecs.base import Payload, PayloadError
-from bwgym.codecs.dpca import DPCA
-from bwgym.codecs.latent import JOINT
-from bwgym.codecs.ndpca import NDPCACodec
 from bwgym.codecs.train import train_codec
 from bwgym.common.checkpoint import load_checkpoint
 
@@ -155,7 +155,7 @@ def test_decoder_in_fresh_process_reproduces_reconstruction(codecs, views, tmp_p
         "import glob, os, numpy as np, torch\n"
         "torch.set_num_threads(1)\n"
         "import bwgym\n"
-        "from bwgym.codecs.base import Payload\n"
+        "from bwgym.codecs.core.protocol import Payload\n"
         "from bwgym.codecs import load_codec\n"
         f"root = {str(tmp_path)!r}\n"
         "out = {}\n"
@@ -216,7 +216,7 @@ def test_corrupt_payloads_raise_payload_error(name: str, codecs, views) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_checkpoint_for_other_spec_raises_value_error(name: str, codecs, tmp_path) -> None:
     from bwgym.codecs import make_codec
-    from bwgym.codecs.base import ViewSpec
+    from bwgym.codecs.core.protocol import ViewSpec
 
     path = codecs[name].save(tmp_path / f"{name}.ckpt")
     cls = type(codecs[name])

@@ -7,8 +7,8 @@ import pytest
 from golden_wire import ENV_ID, frames
 
 from bwgym.codecs import make_codec
-from bwgym.codecs.base import FRAME_OVERHEAD_BITS, Payload
-from bwgym.codecs.latent import _SLACK_BITS, _FrameSearch
+from bwgym.codecs.core.latent import _SLACK_BITS, _FrameSearch
+from bwgym.codecs.core.protocol import FRAME_OVERHEAD_BITS, Payload
 
 VIEWS = {"arm": (84, 84, 3), "side": (84, 84, 3)}
 

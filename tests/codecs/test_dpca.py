@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from bwgym.codecs.dpca import DPCA, PCA, DPCAProjection
-from bwgym.codecs.entropy import quantize_ste, scale_index
+from bwgym.codecs.core.dpca import DPCA, PCA, DPCAProjection
+from bwgym.codecs.core.entropy import quantize_ste, scale_index
 
 # Two views, each a known linear map of a shared latent plus independent noise:
 #   x_k = Q_k diag(sqrt(lam_k)) y_k,  y_k = sqrt(rho) s[:d_k] + sqrt(1 - rho) n_k,  s, n_k ~ N(0, I)

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from bwgym.codecs import entropy
-from bwgym.codecs.base import Payload, PayloadError
-from bwgym.codecs.entropy import (
+from bwgym.codecs.core import entropy
+from bwgym.codecs.core.entropy import (
     MAX_ABS_SYMBOL,
     MAX_SCALE_INDEX,
     MIN_SCALE_INDEX,
@@ -28,6 +27,7 @@ from bwgym.codecs.entropy import (
     scale_from_index,
     scale_index,
 )
+from bwgym.codecs.core.protocol import Payload, PayloadError
 
 FAMILIES = ["gaussian", "laplace"]
 

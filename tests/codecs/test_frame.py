@@ -13,9 +13,16 @@ import numpy as np
 import pytest
 from budget_sweep import sweep_budgets  # noqa: E402
 
-from bwgym.codecs.base import FRAME_OVERHEAD_BITS, SESSION_BYTES, Payload, PayloadError, Session, crc8
-from bwgym.codecs.corruption import corrupt_bits, detection_rate
-from bwgym.codecs.linear import LinearDPCACodec, PCACodec
+from bwgym.codecs.core.corruption import corrupt_bits, detection_rate
+from bwgym.codecs.core.protocol import (
+    FRAME_OVERHEAD_BITS,
+    SESSION_BYTES,
+    Payload,
+    PayloadError,
+    Session,
+    crc8,
+)
+from bwgym.codecs.image.linear import LinearDPCACodec, PCACodec
 
 SIZE = 24
 BUDGETS = [

@@ -3,12 +3,12 @@
 The corpus: the shipped ``ndpca`` codec's lean frames of the stored LocateLift-v1 frames
 (``data/golden_frames.npz``) at six budgets, each corrupted at random (fixed seed) by one of
 :data:`KINDS`. A corrupted frame counts as *detected* when parsing or decoding it raises
-:class:`~bwgym.codecs.base.PayloadError`, and as *undetected* when it decodes to anything (no
+:class:`~bwgym.codecs.core.protocol.PayloadError`, and as *undetected* when it decodes to anything (no
 timing is measured). The frame's CRC-8 catches every error it guarantees to (single bits, bursts
 of up to 8 bits) and misses about 1 in 256 of the rest; with ``check="crc32"`` on both ends
-(:meth:`~bwgym.codecs.base.Payload.to_bytes`) the same corpus gives no undetected corruption.
+(:meth:`~bwgym.codecs.core.protocol.Payload.to_bytes`) the same corpus gives no undetected corruption.
 
-Print the table (the numbers quoted in :mod:`bwgym.codecs.base`)::
+Print the table (the numbers quoted in :mod:`bwgym.codecs.core.protocol`)::
 
     .venv/bin/python tests/codecs/test_frame_corruption.py [TRIALS_PER_KIND]
 """
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bwgym.codecs.base import CHECK_BITS, Codec, Payload, PayloadError
-from bwgym.codecs.corruption import corrupt_bits
+from bwgym.codecs.core.corruption import corrupt_bits
+from bwgym.codecs.core.protocol import CHECK_BITS, Codec, Payload, PayloadError
 
 DATA = Path(__file__).parent / "data"
 ENV_ID = "bwgym/LocateLift-v1"
@@ -60,7 +60,7 @@ def _one_byte(wire: bytes, rng: np.random.Generator) -> bytes:
 
 
 #: Kind -> corruption of one wire: single bit, two bits, a 2-16 bit burst
-#: (:func:`bwgym.codecs.corruption.corrupt_bits`), one byte, 2-8 bytes, 3-16 bits.
+#: (:func:`bwgym.codecs.core.corruption.corrupt_bits`), one byte, 2-8 bytes, 3-16 bits.
 KINDS: dict[str, Callable[[bytes, np.random.Generator], bytes]] = {
     "single": lambda w, rng: corrupt_bits(w, "single", rng),
     "double": lambda w, rng: corrupt_bits(w, "double", rng),

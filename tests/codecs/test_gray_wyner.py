@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from bwgym.codecs.base import Payload, PayloadError, Session, ViewSpec
-from bwgym.codecs.gray_wyner import (
+from bwgym.codecs.core.protocol import Payload, PayloadError, Session, ViewSpec
+from bwgym.codecs.core.registry import CHECKPOINT_DIR, codec_entry, codec_wire_id, make_codec
+from bwgym.codecs.multiterminal.gray_wyner import (
     KINDS,
     GrayWynerCodec,
     GrayWynerConfig,
@@ -17,14 +18,13 @@ from bwgym.codecs.gray_wyner import (
     common_channel,
     train_gray_wyner,
 )
-from bwgym.codecs.gray_wyner_data import (
+from bwgym.codecs.multiterminal.gray_wyner_sources import (
     GaussianPairs,
     SyntheticGrayWyner,
     quantized_normal_pmf,
     symbol_entropy_bits,
     wyner_common_information_bits,
 )
-from bwgym.codecs.registry import CHECKPOINT_DIR, codec_entry, codec_wire_id, make_codec
 from bwgym.common.checkpoint import load_checkpoint
 
 N = 8
@@ -375,7 +375,7 @@ def _train_codec(*flags: str) -> int:
 def test_cli_trains_gray_wyner_with_its_flags(tmp_path, capsys) -> None:
     import json
 
-    from bwgym.codecs.registry import load_codec
+    from bwgym.codecs.core.registry import load_codec
 
     out = tmp_path / "gw.ckpt"
     flags = ["--kind", "separated", "--beta", "1", "--etas", "0.5,0.05", "--steps", "6", "--seed", "3"]

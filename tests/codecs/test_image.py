@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from bwgym.codecs.base import Payload, PayloadError, ViewSpec
-from bwgym.codecs.image import (
+from bwgym.codecs.core.protocol import Payload, PayloadError, ViewSpec
+from bwgym.codecs.image.standard import (
     JpegCodec,
     PngCodec,
     RawCodec,

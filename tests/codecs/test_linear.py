@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from bwgym.codecs import load_codec, make_codec
-from bwgym.codecs.base import Payload, PayloadError, ViewSpec
-from bwgym.codecs.dpca import DPCA
-from bwgym.codecs.latent import JOINT
-from bwgym.codecs.linear import LinearDPCACodec, PCACodec
+from bwgym.codecs.core.dpca import DPCA
+from bwgym.codecs.core.latent import JOINT
+from bwgym.codecs.core.protocol import Payload, PayloadError, ViewSpec
+from bwgym.codecs.image.linear import LinearDPCACodec, PCACodec
 
 SIZE = 32
 BUDGETS = [0, 10, 50, 200, 1000, 10_000, 100_000]

@@ -13,8 +13,8 @@ from tiny_agent import SIZE, collect_lift_frames, tiny_config  # noqa: E402
 
 import bwgym  # noqa: F401  (registers the envs; before mujoco)
 from bwgym.codecs import codec_entry, load_codec, make_codec
-from bwgym.codecs.base import Payload, ViewSpec
-from bwgym.codecs.ndpca import NDPCACodec
+from bwgym.codecs.core.protocol import Payload, ViewSpec
+from bwgym.codecs.image.ndpca import NDPCACodec
 from bwgym.codecs.train import TrainConfig, train_codec
 
 
@@ -105,7 +105,7 @@ def test_shipped_learned_checkpoints_work_on_locate_lift(variant: str) -> None:
 
 
 def test_missing_shipped_checkpoint_names_the_retrain_command(monkeypatch, tmp_path) -> None:
-    import bwgym.codecs.registry as registry
+    import bwgym.codecs.core.registry as registry
 
     monkeypatch.setattr(registry, "CHECKPOINT_DIR", tmp_path)
     views = [ViewSpec("arm", (84, 84, 3)), ViewSpec("side", (84, 84, 3))]

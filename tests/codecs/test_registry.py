@@ -25,7 +25,7 @@ from bwgym.codecs import (
     make_codec,
     register_codec,
 )
-from bwgym.codecs.registry import codec_wire_id, codec_wire_name
+from bwgym.codecs.core.registry import codec_wire_id, codec_wire_name
 
 TOY = "toy_test_codec"
 TOY_WIRE_ID = 250
@@ -126,7 +126,7 @@ def test_unknown_codec_name_suggests_the_closest() -> None:
 @pytest.fixture
 def scratch_registry(monkeypatch):
     """Run a test on a copy of the registry's tables, so a refused registration cannot leak."""
-    from bwgym.codecs import registry
+    from bwgym.codecs.core import registry
 
     codec_names()  # discover every codec module first: discovery runs once per process
     for table in ("_ENTRIES", "_WIRE_IDS", "_WIRE_NAMES"):

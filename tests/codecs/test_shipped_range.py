@@ -13,7 +13,7 @@ import pytest
 
 import bwgym  # noqa: F401  (registers the envs; before mujoco)
 from bwgym.codecs import codec_entry, make_codec
-from bwgym.codecs.base import Payload, ViewSpec
+from bwgym.codecs.core.protocol import Payload, ViewSpec
 
 V1 = "bwgym/LocateLift-v1"
 VARIANTS = ["ndpca", "ndpca_agnostic", "dae", "jae", "linear_dpca", "pca"]

@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 
-from bwgym.codecs.base import PayloadError
-from bwgym.codecs.slepian_wolf import (
+from bwgym.codecs.core.protocol import PayloadError
+from bwgym.codecs.multiterminal.slepian_wolf import (
     SlepianWolfFailure,
     SlepianWolfIndexCoder,
     decode_syndrome,
     parity_check,
     syndrome,
 )
-from bwgym.codecs.wyner_ziv import WynerZivCodec
+from bwgym.codecs.multiterminal.wyner_ziv import WynerZivCodec
 
 N = 4000
 

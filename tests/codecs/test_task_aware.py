@@ -15,7 +15,7 @@ import torch
 import bwgym  # noqa: F401  (registers the envs; before mujoco)
 from bwgym.agents.bc import BCAgent
 from bwgym.codecs import make_codec
-from bwgym.codecs.base import Payload, ViewSpec
+from bwgym.codecs.core.protocol import Payload, ViewSpec
 
 V1 = "bwgym/LocateLift-v1"
 VIEWS = [ViewSpec("arm", (84, 84, 3)), ViewSpec("side", (84, 84, 3))]

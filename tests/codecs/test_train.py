@@ -12,10 +12,10 @@ from tiny_agent import SIZE, TinyAgent, collect_lift_demos, tiny_agent, tiny_con
 
 import bwgym  # noqa: F401  (registers the envs; before mujoco)
 from bwgym.codecs import codec_entry, codec_names, load_codec, make_codec
-from bwgym.codecs.autoencoders import DAECodec, JAECodec
-from bwgym.codecs.base import ViewSpec
-from bwgym.codecs.linear import LinearDPCACodec, PCACodec
-from bwgym.codecs.ndpca import NDPCACodec
+from bwgym.codecs.core.protocol import ViewSpec
+from bwgym.codecs.image.linear import LinearDPCACodec, PCACodec
+from bwgym.codecs.image.ndpca import NDPCACodec
+from bwgym.codecs.image.neural import DAECodec, JAECodec
 from bwgym.codecs.train import (
     SHIPPED_ORDER,
     TrainConfig,

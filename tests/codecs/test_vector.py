@@ -12,8 +12,8 @@ import pytest
 
 import bwgym  # noqa: F401
 from bwgym.codecs import make_codec
-from bwgym.codecs.base import FRAME_OVERHEAD_BITS, Payload, PayloadError, Session, ViewSpec
-from bwgym.codecs.vector import PredictiveCodec, ScalarCodec
+from bwgym.codecs.core.protocol import FRAME_OVERHEAD_BITS, Payload, PayloadError, Session, ViewSpec
+from bwgym.codecs.sensor.predictive import PredictiveCodec, ScalarCodec
 from bwgym.envs.views import link_views
 
 

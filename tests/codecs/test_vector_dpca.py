@@ -8,9 +8,9 @@ import pytest
 
 import bwgym  # noqa: F401  (registers the envs)
 from bwgym.codecs import make_codec
-from bwgym.codecs.base import Payload, ViewSpec
-from bwgym.codecs.registry import codec_entry
-from bwgym.codecs.vector_dpca import VectorDPCACodec, sensor_frames
+from bwgym.codecs.core.protocol import Payload, ViewSpec
+from bwgym.codecs.core.registry import codec_entry
+from bwgym.codecs.sensor.dpca import VectorDPCACodec, sensor_frames
 from bwgym.envs.views import link_views
 
 ENV_ID = "bwgym/SensorNetwork-v0"

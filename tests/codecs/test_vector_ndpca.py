@@ -8,10 +8,10 @@ import pytest
 
 import bwgym  # noqa: F401  (registers the envs)
 from bwgym.codecs import make_codec
-from bwgym.codecs.base import Payload, ViewSpec
-from bwgym.codecs.registry import CHECKPOINT_DIR, codec_entry, codec_wire_id
-from bwgym.codecs.vector_dpca import VectorDPCACodec, sensor_frames
-from bwgym.codecs.vector_ndpca import SHIPPED_CHECKPOINT_AR1, VectorNDPCACodec
+from bwgym.codecs.core.protocol import Payload, ViewSpec
+from bwgym.codecs.core.registry import CHECKPOINT_DIR, codec_entry, codec_wire_id
+from bwgym.codecs.sensor.dpca import VectorDPCACodec, sensor_frames
+from bwgym.codecs.sensor.ndpca import SHIPPED_CHECKPOINT_AR1, VectorNDPCACodec
 from bwgym.envs.views import link_views
 
 ENV_ID = "bwgym/SensorNetwork-v0"

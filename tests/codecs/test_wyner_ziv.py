@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from bwgym.codecs import make_codec
-from bwgym.codecs.base import Payload, PayloadError, ViewSpec
 from bwgym.codecs.bounds import rate_distortion_gaussian, wyner_ziv_gaussian
-from bwgym.codecs.vector import ScalarCodec
-from bwgym.codecs.wyner_ziv import WynerZivCodec, WynerZivConfig
+from bwgym.codecs.core.protocol import Payload, PayloadError, ViewSpec
+from bwgym.codecs.multiterminal.wyner_ziv import WynerZivCodec, WynerZivConfig
+from bwgym.codecs.sensor.predictive import ScalarCodec
 
 N = 4000
 

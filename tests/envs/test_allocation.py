@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import bwgym  # noqa: F401  (registers the envs)
-from bwgym.codecs.linear import LinearDPCACodec
+from bwgym.codecs.image.linear import LinearDPCACodec
 from bwgym.envs.allocation import AllocateBandwidthEnv, GeneratedTraces
 from bwgym.envs.allocators import (
     AllocationObserver,

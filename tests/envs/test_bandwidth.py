@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from bwgym.codecs.base import Payload
-from bwgym.codecs.image import JpegCodec, PngCodec, RawCodec
+from bwgym.codecs.core.protocol import Payload
+from bwgym.codecs.image.standard import JpegCodec, PngCodec, RawCodec
 from bwgym.envs.allocators import FixedAllocator
 from bwgym.envs.bandwidth import BandwidthLimited, psnr
 from bwgym.traces.generators import constant

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bwgym.codecs.base import SESSION_BYTES, Session
+from bwgym.codecs.core.protocol import SESSION_BYTES, Session
 from bwgym.envs.transport import SessionTransport
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bwgym.codecs.base import Payload, PayloadError, Session
+from bwgym.codecs.core.protocol import Payload, PayloadError, Session
 from bwgym.envs.bandwidth import psnr
 from bwgym.scenarios.two_receivers import (
     ENV_ID,

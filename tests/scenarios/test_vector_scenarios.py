@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bwgym.codecs.base import Payload
+from bwgym.codecs.core.protocol import Payload
 from bwgym.envs.bandwidth import BandwidthLimited, VectorBandwidthLimited
 from bwgym.scenarios.config import ConfigError, load_scenario
 from bwgym.scenarios.factory import make_env, make_vector_env

@@ -1,6 +1,6 @@
 """Slepian-Wolf block coding of the Wyner-Ziv codec's indices: LDPC syndromes of bit-planes.
 
-The learned Wyner-Ziv encoder (:mod:`bwgym.codecs.wyner_ziv`) maps each sample to an index ``u``
+The learned Wyner-Ziv encoder (:mod:`bwgym.codecs.multiterminal.wyner_ziv`) maps each sample to an index ``u``
 without seeing the side information ``y``. Range-coding ``u`` with its marginal ``q(u)`` (one-shot)
 spends ``H(U)``; the decoder, which holds ``y``, only needs ``H(U | Y)``. The practical way to spend
 close to ``H(U | Y)`` without showing ``y`` to the encoder is Slepian-Wolf coding of a long block of
@@ -17,7 +17,7 @@ The pieces:
   equal as the edge count allows, no repeated edges).
 * :func:`syndrome` and :func:`decode_syndrome`: the encoder's product ``H b`` (mod 2) and the
   decoder's sum-product belief propagation in the log domain, vectorised over edges in numpy.
-* :class:`SlepianWolfIndexCoder`: one rate point of a :class:`~bwgym.codecs.wyner_ziv.WynerZivCodec`.
+* :class:`SlepianWolfIndexCoder`: one rate point of a :class:`~bwgym.codecs.multiterminal.wyner_ziv.WynerZivCodec`.
   The indices are labelled in binary (Gray or natural: both keep prefixes, so each plane's
   conditional entropy is the same) and split into bit-planes, most significant first. The encoder picks each plane's syndrome length from the model's conditional entropy
   ``H(plane | Y, previous planes)`` averaged over *its own* samples (it knows ``x`` and the
@@ -44,10 +44,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bwgym.codecs.base import PayloadError, _get_varint, _put_varint
+from bwgym.codecs.core.protocol import PayloadError, _get_varint, _put_varint
 
 if TYPE_CHECKING:
-    from bwgym.codecs.wyner_ziv import WynerZivCodec
+    from bwgym.codecs.multiterminal.wyner_ziv import WynerZivCodec
 
 __all__ = [
     "DEFAULT_VARIABLE_DEGREES",

@@ -3,13 +3,13 @@
 Every learned or fitted codec of bwgym is a :class:`LatentCodec` (CompressAI's layers):
 
 * a **transform** between views and latents: identity on (downsampled) pixels for the linear
-  codecs (:mod:`bwgym.codecs.linear`), neural encoders and a joint decoder for NDPCA, DAE and JAE
-  (:mod:`bwgym.codecs.autoencoders`, :mod:`bwgym.codecs.ndpca`);
-* a **latent model**, always a fitted :class:`~bwgym.codecs.dpca.DPCA`: one stream per view for
+  codecs (:mod:`bwgym.codecs.image.linear`), neural encoders and a joint decoder for NDPCA, DAE and JAE
+  (:mod:`bwgym.codecs.image.neural`, :mod:`bwgym.codecs.image.ndpca`);
+* a **latent model**, always a fitted :class:`~bwgym.codecs.core.dpca.DPCA`: one stream per view for
   the distributed codecs, or one stream named ``"joint"`` over all views for the joint references
   (joint PCA is DPCA with one stream), whose components are sorted by variance so one model serves
   every bandwidth;
-* the **entropy model and coder** of :mod:`bwgym.codecs.entropy` (integer tables, constriction).
+* the **entropy model and coder** of :mod:`bwgym.codecs.core.entropy` (integer tables, constriction).
 
 An optional **residual layer** (:class:`BlockDCTResidual`) extends the range to any rate: the
 pixel residual ``x - D(z)`` of each view (every latent component unquantised) in an orthonormal
@@ -24,7 +24,7 @@ grid. Every component whose model scale is at least a quarter of its step is sen
 within each stream (reverse water-filling: a finer step buys more components and more precision
 at once), and the step is the finest whose *real* frame fits the budget.
 
-Wire format: a lean frame (:mod:`bwgym.codecs.base`) under the codec's :class:`~bwgym.codecs.base.Session`
+Wire format: a lean frame (:mod:`bwgym.codecs.core.protocol`) under the codec's :class:`~bwgym.codecs.core.protocol.Session`
 (its fingerprint hashes the checkpoint's arrays and the view order)::
 
     header u8 | body: one range-coder stream | crc8
@@ -69,9 +69,8 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from bwgym.codecs.base import FRAME_OVERHEAD_BITS, Codec, Payload, PayloadError, Session, ViewSpec
-from bwgym.codecs.dpca import DPCA
-from bwgym.codecs.entropy import (
+from bwgym.codecs.core.dpca import DPCA
+from bwgym.codecs.core.entropy import (
     SCALE_STEPS_PER_OCTAVE,
     EntropyCoder,
     dequantize,
@@ -81,6 +80,7 @@ from bwgym.codecs.entropy import (
     scale_index,
     step_from_index,
 )
+from bwgym.codecs.core.protocol import FRAME_OVERHEAD_BITS, Codec, Payload, PayloadError, Session, ViewSpec
 from bwgym.common.checkpoint import Checkpoint, check_spec, save_checkpoint
 
 __all__ = ["JOINT", "BlockDCTResidual", "LatentCodec"]
@@ -142,7 +142,7 @@ class _Coded:
     bits: np.ndarray  # ideal bits per stream
 
     def phases(self) -> list[tuple[object, ...]]:
-        """The body's phases in coding order (:meth:`~bwgym.codecs.entropy.EntropyCoder.encode_phases`)."""
+        """The body's phases in coding order (:meth:`~bwgym.codecs.core.entropy.EntropyCoder.encode_phases`)."""
         empty = np.zeros(0, np.int64)
         cat = lambda parts: np.concatenate(parts) if parts else empty  # noqa: E731
         out: list[tuple[object, ...]] = [(cat(self.lat_sym), cat(self.lat_idx))]
@@ -433,7 +433,7 @@ class LatentCodec(Codec):
     _coefficients_in_pixel_units: ClassVar[bool] = True
     #: One joint stream over all views (the non-distributed references) instead of one per view.
     joint: ClassVar[bool] = False
-    #: Latent codecs send lean frames under a session (see :mod:`bwgym.codecs.base`).
+    #: Latent codecs send lean frames under a session (see :mod:`bwgym.codecs.core.protocol`).
     uses_sessions: ClassVar[bool] = True
     stateless: ClassVar[bool] = True
 
@@ -848,7 +848,7 @@ class LatentCodec(Codec):
         component whose model scale is at least a quarter of its step is sent (reverse
         water-filling: a finer step buys more components and more precision at once), so a budget
         search is a search over the header byte alone. The finest step whose predicted size fits is
-        found by bisection on :meth:`~bwgym.codecs.entropy.EntropyCoder.symbol_bits` of the actual
+        found by bisection on :meth:`~bwgym.codecs.core.entropy.EntropyCoder.symbol_bits` of the actual
         coefficients, then confirmed by real encoding (a step finer is tried while it still fits),
         so the payload is the largest of the frames tried that fit, and its size grows with the
         budget.
@@ -1301,6 +1301,6 @@ class LatentCodec(Codec):
 
 
 def _shapes(views: Any) -> dict[str, tuple[int, ...]]:
-    from bwgym.codecs.base import view_shapes
+    from bwgym.codecs.core.protocol import view_shapes
 
     return view_shapes(views)

@@ -24,7 +24,7 @@ Which views. A codec sends exactly the views it was built with. ``from_observati
 the image views of a Dict space (``uint8`` Boxes of shape ``(H, W, 1)`` or ``(H, W, 3)``) and
 leaves vector views such as ``proprio`` out; :class:`~bwgym.envs.bandwidth.BandwidthLimited`
 forwards such views to the agent unchanged and does not charge them. To charge a vector view, build
-a :class:`RawCodec` whose views include its :class:`~bwgym.codecs.base.ViewSpec` (any dtype).
+a :class:`RawCodec` whose views include its :class:`~bwgym.codecs.core.protocol.ViewSpec` (any dtype).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from bwgym.codecs.base import Codec, Payload, PayloadError, ViewSpec, split_budget
-from bwgym.codecs.registry import register_codec
+from bwgym.codecs.core.protocol import Codec, Payload, PayloadError, ViewSpec, split_budget
+from bwgym.codecs.core.registry import register_codec
 
 __all__ = ["ImageCodec", "JpegCodec", "PngCodec", "RawCodec", "header_bits", "image_view_specs"]
 
@@ -425,7 +425,7 @@ class JpegCodec(ImageCodec):
 
     Example:
         >>> import numpy as np
-        >>> from bwgym.codecs.base import Payload
+        >>> from bwgym.codecs.core.protocol import Payload
         >>> codec = JpegCodec([ViewSpec("arm", (32, 32, 3)), ViewSpec("side", (32, 32, 3))])
         >>> rng = np.random.default_rng(0)
         >>> views = {k: rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for k in ("arm", "side")}

@@ -34,9 +34,9 @@ point; :meth:`WynerZivCodec.compress` sends the finest rate whose payload fits t
 
 Regenerate the shipped checkpoint (about 20 minutes on one CPU thread of a loaded machine)::
 
-    python -m bwgym.codecs.wyner_ziv --ship
+    python -m bwgym.codecs.multiterminal.wyner_ziv --ship
 
-Block coding: :mod:`bwgym.codecs.slepian_wolf` codes a long block of this encoder's indices with
+Block coding: :mod:`bwgym.codecs.multiterminal.slepian_wolf` codes a long block of this encoder's indices with
 LDPC syndromes of their bit-planes (Slepian-Wolf, BP with ``y`` at the decoder), spending close to
 ``H(U | Y)`` instead of the one-shot ``H(U)``; ``benchmarks/wyner_ziv.py`` compares the two.
 
@@ -58,9 +58,9 @@ from typing import Any
 import constriction
 import numpy as np
 
-from bwgym.codecs.base import Codec, Payload, PayloadError, ViewSpec
-from bwgym.codecs.entropy import PROBABILITY_BITS, _shortest_stream
-from bwgym.codecs.registry import CHECKPOINT_DIR, register_codec
+from bwgym.codecs.core.entropy import PROBABILITY_BITS, _shortest_stream
+from bwgym.codecs.core.protocol import Codec, Payload, PayloadError, ViewSpec
+from bwgym.codecs.core.registry import CHECKPOINT_DIR, register_codec
 from bwgym.common.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = ["WynerZivCodec", "WynerZivConfig", "train_wyner_ziv"]
@@ -322,7 +322,7 @@ class WynerZivCodec(Codec):
         """Learn a model (fields of :class:`WynerZivConfig` as keywords) and save it to ``out``.
 
         (Not named ``train``: ``bwgym train codec`` trains on LocateLift frames; this model learns
-        from its source model alone, with ``python -m bwgym.codecs.wyner_ziv``.)
+        from its source model alone, with ``python -m bwgym.codecs.multiterminal.wyner_ziv``.)
         """
         if "distortions" in config:
             config["distortions"] = tuple(sorted(config["distortions"], reverse=True))
@@ -479,7 +479,7 @@ class WynerZivCodec(Codec):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bwgym.codecs.wyner_ziv --ship``: regenerate the shipped checkpoint."""
+    """``python -m bwgym.codecs.multiterminal.wyner_ziv --ship``: regenerate the shipped checkpoint."""
     parser = argparse.ArgumentParser(
         description="Train the learned Wyner-Ziv codec (paper 001's Gaussian test)"
     )

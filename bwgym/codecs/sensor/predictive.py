@@ -1,8 +1,8 @@
 """Codecs for vector views (sensor measurements): per-sensor scalar quantisation and predictive coding.
 
 Both send every view's symbols in one entropy-coded body (one range-coder pass) as a *lean frame*
-(:mod:`bwgym.codecs.base`): what does not change during an episode (the codec, its views and model)
-is agreed once in a :class:`~bwgym.codecs.base.Session` header that ``BandwidthLimited`` sends at
+(:mod:`bwgym.codecs.core.protocol`): what does not change during an episode (the codec, its views and model)
+is agreed once in a :class:`~bwgym.codecs.core.protocol.Session` header that ``BandwidthLimited`` sends at
 the start of the episode (88 bits), and each step costs only a 16-bit overhead (one header byte and
 a CRC-8) on top of its body. ``compress`` never exceeds the budget.
 
@@ -89,16 +89,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from bwgym.codecs.base import (
-    FRAME_OVERHEAD_BITS,
-    Codec,
-    Payload,
-    PayloadError,
-    Session,
-    ViewSpec,
-    split_budget,
-)
-from bwgym.codecs.entropy import (
+from bwgym.codecs.core.entropy import (
     MAX_SCALE_INDEX,
     MIN_SCALE_INDEX,
     SCALE_STEPS_PER_OCTAVE,
@@ -108,7 +99,16 @@ from bwgym.codecs.entropy import (
     scale_index,
     step_from_index,
 )
-from bwgym.codecs.registry import register_codec
+from bwgym.codecs.core.protocol import (
+    FRAME_OVERHEAD_BITS,
+    Codec,
+    Payload,
+    PayloadError,
+    Session,
+    ViewSpec,
+    split_budget,
+)
+from bwgym.codecs.core.registry import register_codec
 from bwgym.common.kalman import LinearGaussianModel, RiccatiError, kalman_steady_state
 
 __all__ = ["PredictiveCodec", "ScalarCodec", "as_linear_system"]

@@ -1,12 +1,12 @@
 """DPCA on sensor vectors (``vector_dpca``): the NDPCA paper's memoryless distributed linear codec.
 
-:class:`VectorDPCACodec` is :class:`~bwgym.codecs.linear.LinearDPCACodec` on 1-D float views:
+:class:`VectorDPCACodec` is :class:`~bwgym.codecs.image.linear.LinearDPCACodec` on 1-D float views:
 each sensor ``k`` projects its measurement ``y_k`` (``d_k`` values) on its own principal
 directions, fitted on that sensor's training measurements alone (the encoders never talk to each
 other); the components of all sensors are pooled by variance, and one quantisation step, the
 frame's header byte, decides for every sensor how many components it sends and how finely
 (reverse water-filling). Entropy coding, the lean frame, the session and the budget search are
-those of :class:`~bwgym.codecs.latent.LatentCodec`, unchanged: one fitted model serves every
+those of :class:`~bwgym.codecs.core.latent.LatentCodec`, unchanged: one fitted model serves every
 bandwidth, and ``compress`` never exceeds the budget.
 
 What this adds for sensor views:
@@ -48,12 +48,12 @@ from typing import Any
 
 import numpy as np
 
-from bwgym.codecs.base import Payload, ViewSpec
-from bwgym.codecs.dpca import DPCA
-from bwgym.codecs.entropy import step_from_index
-from bwgym.codecs.linear import LinearDPCACodec
-from bwgym.codecs.registry import register_codec
-from bwgym.codecs.vector import _float_views, as_linear_system
+from bwgym.codecs.core.dpca import DPCA
+from bwgym.codecs.core.entropy import step_from_index
+from bwgym.codecs.core.protocol import Payload, ViewSpec
+from bwgym.codecs.core.registry import register_codec
+from bwgym.codecs.image.linear import LinearDPCACodec
+from bwgym.codecs.sensor.predictive import _float_views, as_linear_system
 from bwgym.common.checkpoint import Checkpoint
 
 __all__ = ["SHIPPED_CHECKPOINT", "SHIPPED_EPISODES", "SHIPPED_SEED", "VectorDPCACodec", "sensor_frames"]

@@ -40,9 +40,9 @@ one decoded to, and a phase may be binary flags (a count, then a Bernoulli code)
 lean frames use this to put every stream, and their residual layer's block flags, in one body with
 no length fields.
 
-Corruption is the container's job: :class:`~bwgym.codecs.base.Payload` carries a CRC that rejects
+Corruption is the container's job: :class:`~bwgym.codecs.core.protocol.Payload` carries a CRC that rejects
 every single-bit flip and truncation. :meth:`EntropyCoder.decode` raises
-:class:`~bwgym.codecs.base.PayloadError` for bytes it cannot decode, but an entropy code has
+:class:`~bwgym.codecs.core.protocol.PayloadError` for bytes it cannot decode, but an entropy code has
 almost no redundancy, so most corrupted streams decode to *some* symbols.
 
 Example::
@@ -68,7 +68,7 @@ import constriction
 import numpy as np
 import torch
 
-from bwgym.codecs.base import PayloadError
+from bwgym.codecs.core.protocol import PayloadError
 
 __all__ = [
     "MAX_ABS_SYMBOL",
@@ -715,7 +715,7 @@ class EntropyCoder:
         Raises:
             PayloadError: the bytes are undecodable, end in a zero byte (never emitted), or carry
                 an out-of-range escape. Most corrupted streams still decode to some symbols:
-                the :class:`~bwgym.codecs.base.Payload` CRC rejects them before they get here.
+                the :class:`~bwgym.codecs.core.protocol.Payload` CRC rejects them before they get here.
 
         """
         plan = self._plan(scale_idx)

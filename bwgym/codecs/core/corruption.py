@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bwgym.codecs.base import Codec, Payload, PayloadError
+from bwgym.codecs.core.protocol import Codec, Payload, PayloadError
 
 __all__ = ["ERROR_KINDS", "corrupt_bits", "detection_rate"]
 

@@ -57,7 +57,7 @@ first step of every episode (and sends it again until a transmission carrying it
 :class:`PayloadError` naming the mismatch; it never decodes such a frame.
 
 A payload with no streams is *empty*: it serialises to ``b""`` and costs 0 bits (nothing is sent,
-and the receiver holds its last frame). Codec ids are the fixed wire ids of :mod:`bwgym.codecs.registry`,
+and the receiver holds its last frame). Codec ids are the fixed wire ids of :mod:`bwgym.codecs.core.registry`,
 never dict order, so streams written by one version decode in the next.
 """
 
@@ -72,7 +72,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from bwgym.codecs.registry import codec_wire_id, codec_wire_name
+from bwgym.codecs.core.registry import codec_wire_id, codec_wire_name
 
 __all__ = [
     "CHECK_BITS",
@@ -278,7 +278,7 @@ class Payload:
     """What one step of one sender puts on the link: one byte stream per view or channel.
 
     Attributes:
-        codec: the codec's wire name (registered in :mod:`bwgym.codecs.registry`).
+        codec: the codec's wire name (registered in :mod:`bwgym.codecs.core.registry`).
         streams: container v1: one ``bytes`` per view or channel, in the codec's fixed order
             (``b""`` for a view that was not sent this step). Lean frame: one element, the body
             (one range-coder stream of every codec stream's symbols).
@@ -478,7 +478,7 @@ class Payload:
 
 def _uses_sessions(codec: str) -> bool:
     """True when the registered class writing wire format ``codec`` sends lean frames."""
-    from bwgym.codecs.registry import codec_entry
+    from bwgym.codecs.core.registry import codec_entry
 
     try:
         return bool(getattr(codec_entry(codec).cls, "uses_sessions", False))
@@ -498,7 +498,7 @@ class ViewSpec:
 class Codec(abc.ABC):
     """Base class of every codec: compress views under a bit budget, decompress payloads.
 
-    Subclasses set :attr:`name` (their wire name in :mod:`bwgym.codecs.registry`) and
+    Subclasses set :attr:`name` (their wire name in :mod:`bwgym.codecs.core.registry`) and
     :attr:`views`, implement :meth:`compress` and :meth:`decompress`, and a way to be built:
     :meth:`from_views` (codecs without weights) or ``from_checkpoint(ckpt, **kwargs)`` (learned
     codecs, which also set :attr:`env_id` and override :meth:`check_spec` when they need more).
@@ -617,7 +617,7 @@ class Codec(abc.ABC):
         """Compress N view sets (one per env) in one call: the bytes of N :meth:`compress` calls.
 
         This default makes those N calls; a codec with a batched path (one network pass for all
-        N, :class:`~bwgym.codecs.autoencoders.NeuralLatentCodec` on CUDA) overrides it.
+        N, :class:`~bwgym.codecs.image.neural.NeuralLatentCodec` on CUDA) overrides it.
         """
         allocations = _batch_allocations(views, budget_bits, allocations)
         return [self.compress(v, b, a) for v, b, a in zip(views, budget_bits, allocations, strict=True)]

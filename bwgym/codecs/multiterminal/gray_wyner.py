@@ -21,7 +21,7 @@ Entropy models: ``Y0`` factorised (a learned integer mean and scale index per el
 conditioned on ``Y0`` by a small ReLU network that predicts a mean and a scale index per element.
 The coder runs that network in *integer fixed-point* arithmetic on the integer symbols of ``Y0``,
 so the encoder and every receiver derive the same model on any machine, and the bytes are real
-``constriction`` range-coder streams (:mod:`bwgym.codecs.entropy`).
+``constriction`` range-coder streams (:mod:`bwgym.codecs.core.entropy`).
 
 Variable rate: one model holds a ladder of rate points, one per ``eta``, each with learned gain
 vectors (``2 ** (g / 8)`` per latent element, encoder and decoder side) and its own entropy-model
@@ -31,12 +31,12 @@ Payload (wire name ``gray_wyner``): streams ``(common, private_1, private_2)``; 
 2-byte model hash, the step (mod 256), the rate index and a layout byte. Receiver ``k`` decodes
 from ``common`` + ``private_k`` alone (:meth:`GrayWynerCodec.for_receiver`,
 :meth:`GrayWynerCodec.split_channels`, :meth:`GrayWynerCodec.decode_receiver`), bit-exactly the
-same output as from the full payload. These payloads are container v1 (:mod:`bwgym.codecs.base`:
+same output as from the full payload. These payloads are container v1 (:mod:`bwgym.codecs.core.protocol`:
 112 bits of header and CRC-16 per channel payload), and :attr:`GrayWynerCodec.session` stays None.
 
 **Lean channel frames** (:meth:`GrayWynerCodec.compress_channels`, for links that carry one channel
 each, as in :mod:`bwgym.scenarios.two_receivers`): every link first carries the model's
-:attr:`GrayWynerCodec.channel_session` once per episode (a :class:`~bwgym.codecs.base.Session`
+:attr:`GrayWynerCodec.channel_session` once per episode (a :class:`~bwgym.codecs.core.protocol.Session`
 header, 88 bits: codec id, 3 streams, and a 4-byte fingerprint hashing the weights, the config
 with its kind and rate-point ladder, and the view and task names), then per step and channel one
 lean frame (16 bits of overhead)::
@@ -46,7 +46,7 @@ lean frame (16 bits of overhead)::
 
 The channel (0 common, 1 private_1, 2 private_2) and the step tag (the step mod 8) let a receiver
 name what it got: a private frame without the common one, frames of different steps (or rate
-points), or a frame of another channel raise :class:`~bwgym.codecs.base.PayloadError`; a frame of
+points), or a frame of another channel raise :class:`~bwgym.codecs.core.protocol.PayloadError`; a frame of
 another model fails the session check (parsed under its own session) or the CRC (parsed under the
 receiver's). Frames of steps 8 apart share a tag: a link that delays frames by a multiple of 8 steps
 would need a longer tag. The body must be exactly the encoding of what it decodes to (a second
@@ -82,10 +82,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from bwgym.codecs.base import Codec, Payload, PayloadError, Session, ViewSpec
-from bwgym.codecs.entropy import MIN_SCALE_INDEX, get_coder, quantize_ste, rate_bits
-from bwgym.codecs.gray_wyner_data import GaussianPairs, SyntheticGrayWyner
-from bwgym.codecs.registry import register_codec
+from bwgym.codecs.core.entropy import MIN_SCALE_INDEX, get_coder, quantize_ste, rate_bits
+from bwgym.codecs.core.protocol import Codec, Payload, PayloadError, Session, ViewSpec
+from bwgym.codecs.core.registry import register_codec
+from bwgym.codecs.multiterminal.gray_wyner_sources import GaussianPairs, SyntheticGrayWyner
 from bwgym.common.checkpoint import (
     Checkpoint,
     CheckpointError,

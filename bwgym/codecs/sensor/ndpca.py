@@ -1,7 +1,7 @@
 r"""Neural DPCA on sensor vectors (``vector_ndpca``): the NDPCA paper's architecture for K sensors.
 
 Each sensor ``k`` has its own small MLP encoder ``E_k: y_k -> z_k`` (it sees only its own
-measurement); a :class:`~bwgym.codecs.dpca.DPCA` fitted on the training latents projects every
+measurement); a :class:`~bwgym.codecs.core.dpca.DPCA` fitted on the training latents projects every
 ``z_k`` on its own principal directions and pools the components of all sensors by variance; one
 joint MLP decoder ``D(z_1, ..., z_K) -> (y_1, ..., y_K)`` reconstructs every sensor's measurement
 from all the latents the frame carries::
@@ -12,13 +12,13 @@ from all the latents the frame carries::
 
 Encoders and decoder are a linear map plus a one-hidden-layer tanh MLP (the MLP's last layer
 starts at zero, so training starts from linear DPCA). Quantisation, entropy coding, the lean
-frame, the session and the budget search are those of :class:`~bwgym.codecs.latent.LatentCodec`:
+frame, the session and the budget search are those of :class:`~bwgym.codecs.core.latent.LatentCodec`:
 one quantisation step (the frame's header byte) decides how many components each sensor sends,
 so one trained model serves every bandwidth and ``compress`` never exceeds the budget.
 
 Training (:meth:`VectorNDPCACodec.train`, the recipe of :mod:`bwgym.codecs.train` without a task
 model) minimises the reconstruction MSE of all sensors' measurements through Alg. 1's
-random-dimension DPCA projection (:class:`~bwgym.codecs.dpca.DPCAProjection`: ``m`` components
+random-dimension DPCA projection (:class:`~bwgym.codecs.core.dpca.DPCAProjection`: ``m`` components
 drawn uniformly per batch, pooled over the sensors by variance) and straight-through
 quantisation at a random step ``sqrt(lambda_max) * 2 ** -u``. So the encoders learn both a
 representation and, through their latents' variances, the order in which the sensors' components
@@ -73,12 +73,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bwgym.codecs.base import Payload, ViewSpec
-from bwgym.codecs.dpca import DPCA, DPCAProjection
-from bwgym.codecs.entropy import quantize_ste, step_from_index
-from bwgym.codecs.latent import LatentCodec
-from bwgym.codecs.registry import register_codec
-from bwgym.codecs.vector import _float_views, as_linear_system
+from bwgym.codecs.core.dpca import DPCA, DPCAProjection
+from bwgym.codecs.core.entropy import quantize_ste, step_from_index
+from bwgym.codecs.core.latent import LatentCodec
+from bwgym.codecs.core.protocol import Payload, ViewSpec
+from bwgym.codecs.core.registry import register_codec
+from bwgym.codecs.sensor.predictive import _float_views, as_linear_system
 from bwgym.common.checkpoint import Checkpoint, CheckpointError, first_shape_mismatch, is_size_list
 
 __all__ = [
@@ -310,7 +310,7 @@ class VectorNDPCACodec(LatentCodec):
     """Per-sensor MLP encoders, DPCA over their latents, a joint MLP decoder (module doc).
 
     Build with :meth:`train` (``{view: (N, d) float}`` measurements, e.g.
-    :func:`~bwgym.codecs.vector_dpca.sensor_frames`) or by name with :func:`bwgym.codecs.make_codec`.
+    :func:`~bwgym.codecs.sensor.dpca.sensor_frames`) or by name with :func:`bwgym.codecs.make_codec`.
 
     Args:
         net: the trained :class:`SensorAutoencoder`.
@@ -318,7 +318,7 @@ class VectorNDPCACodec(LatentCodec):
         views: 1-D float view specs, in the network's order.
         calibration: ``(headers, K)`` mean squared error per value of each view's decoded
             measurement at each frame header (:meth:`calibrate`); None: not calibrated yet.
-        env_id, family, variant, train_config, metrics: as :class:`~bwgym.codecs.latent.LatentCodec`.
+        env_id, family, variant, train_config, metrics: as :class:`~bwgym.codecs.core.latent.LatentCodec`.
     """
 
     name = "vector_ndpca"

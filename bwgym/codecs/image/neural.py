@@ -1,10 +1,10 @@
 """Learned latent codecs: the networks, the shared neural codec base, and the DAE / JAE baselines.
 
-Every learned codec here and in :mod:`bwgym.codecs.ndpca` is a neural autoencoder whose latents go
-through a *fitted linear model* (DPCA or PCA, :mod:`bwgym.codecs.dpca`) before quantisation and
+Every learned codec here and in :mod:`bwgym.codecs.image.ndpca` is a neural autoencoder whose latents go
+through a *fitted linear model* (DPCA or PCA, :mod:`bwgym.codecs.core.dpca`) before quantisation and
 entropy coding, so one trained model serves every bandwidth: the linear model's components are
 sorted by variance, and ``compress`` sends as many as the bit budget buys (the budget search, wire
-format and coder are those of :class:`~bwgym.codecs.latent.LatentCodec`). They differ only in who
+format and coder are those of :class:`~bwgym.codecs.core.latent.LatentCodec`). They differ only in who
 sees what (NDPCA paper, Sec. 5 "Baselines")::
 
     codec   encoder                          latent model          bandwidth split
@@ -23,8 +23,8 @@ for DAE, over the joint latent for JAE), so the comparison isolates the bandwidt
 :func:`bwgym.codecs.make_codec` or :func:`bwgym.codecs.load_codec`.
 
 Layers (CompressAI's separation): :class:`LatentAutoencoder` holds the transforms ``g_a`` / ``g_s``
-(torch); the fitted :class:`~bwgym.codecs.dpca.DPCA` is the latent model (one joint stream for
-JAE); :mod:`bwgym.codecs.entropy` is the entropy model and byte coder. Checkpoints are the
+(torch); the fitted :class:`~bwgym.codecs.core.dpca.DPCA` is the latent model (one joint stream for
+JAE); :mod:`bwgym.codecs.core.entropy` is the entropy model and byte coder. Checkpoints are the
 project's one format (:mod:`bwgym.common.checkpoint`); weights are stored as float16 (see
 :func:`round_to_float16`).
 
@@ -48,10 +48,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bwgym.codecs.base import Payload, ViewSpec, _batch_allocations
-from bwgym.codecs.dpca import DPCA, DPCAProjection
-from bwgym.codecs.latent import JOINT, LatentCodec
-from bwgym.codecs.registry import register_codec
+from bwgym.codecs.core.dpca import DPCA, DPCAProjection
+from bwgym.codecs.core.latent import JOINT, LatentCodec
+from bwgym.codecs.core.protocol import Payload, ViewSpec, _batch_allocations
+from bwgym.codecs.core.registry import register_codec
 from bwgym.common.checkpoint import Checkpoint, CheckpointError, first_shape_mismatch, is_size_list
 from bwgym.common.device import resolve_device
 
@@ -455,7 +455,7 @@ class EqualSplitProjection(nn.Module):
 
     ``m`` is split as the inference codec splits it (components alternate between views, so the
     first views get one more when ``m`` is not a multiple of the number of views); each view runs
-    Alg. 1 on its own (:class:`~bwgym.codecs.dpca.DPCAProjection` with one view).
+    Alg. 1 on its own (:class:`~bwgym.codecs.core.dpca.DPCAProjection` with one view).
     """
 
     def __init__(self, latent_dims: Mapping[str, int], momentum: float = 0.1) -> None:
@@ -525,7 +525,7 @@ class NeuralLatentCodec(LatentCodec):
 
     ``compress``: views -> encoder(s) -> DPCA projection -> quantise with one step -> entropy-code,
     searching the number of components and the step for the lowest latent distortion whose real
-    payload fits the budget (:class:`~bwgym.codecs.latent.LatentCodec`). ``decompress`` ->
+    payload fits the budget (:class:`~bwgym.codecs.core.latent.LatentCodec`). ``decompress`` ->
     dequantise -> back-project -> joint decoder. A stream sent with 0 components decodes from the
     latent mean.
 

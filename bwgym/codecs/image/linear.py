@@ -2,7 +2,7 @@
 
 No network: each view is (optionally) downsampled, flattened and projected on principal
 directions fitted once on training frames (:meth:`LinearDPCACodec.train`); quantisation, the
-budget search and the wire format are those of :class:`~bwgym.codecs.latent.LatentCodec`.
+budget search and the wire format are those of :class:`~bwgym.codecs.core.latent.LatentCodec`.
 
 Example::
 
@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from bwgym.codecs.base import ViewSpec
-from bwgym.codecs.dpca import DPCA
-from bwgym.codecs.latent import JOINT, LatentCodec, _to_vectors
-from bwgym.codecs.registry import register_codec
+from bwgym.codecs.core.dpca import DPCA
+from bwgym.codecs.core.latent import JOINT, LatentCodec, _to_vectors
+from bwgym.codecs.core.protocol import ViewSpec
+from bwgym.codecs.core.registry import register_codec
 
 __all__ = ["LinearDPCACodec", "PCACodec"]
 
@@ -70,7 +70,7 @@ class _LinearCodec(LatentCodec):
             family: entropy model family.
             variant: the registered name (default the class's).
             residual: fit the residual layer (a block DCT of the full-resolution pixel residual,
-                :meth:`~bwgym.codecs.latent.LatentCodec.fit_residual`) for image views, so the
+                :meth:`~bwgym.codecs.core.latent.LatentCodec.fit_residual`) for image views, so the
                 codec spans every rate.
             **unused: training options of the learned codecs (task model, steps...), ignored.
         """

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bwgym.codecs.entropy import scale_index
+from bwgym.codecs.core.entropy import scale_index
 
 __all__ = ["DPCA", "PCA", "DPCAProjection", "DPCAProjectionOutput", "ViewData"]
 
@@ -120,7 +120,7 @@ class DPCA:
             components beyond ``r_k``.
         order: view index of each pooled component (length ``sum r_k``), by decreasing singular
             value; :meth:`allocate` counts its first ``m`` entries.
-        sigma_idx: per-view integer scale index (:func:`~bwgym.codecs.entropy.scale_index`) of each
+        sigma_idx: per-view integer scale index (:func:`~bwgym.codecs.core.entropy.scale_index`) of each
             component's standard deviation ``sqrt(variance)``, fixed at fit time so the entropy
             model is identical at both ends.
 

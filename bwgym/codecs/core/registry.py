@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from bwgym.common.checkpoint import shipped_file
 
 if TYPE_CHECKING:
-    from bwgym.codecs.base import Codec, ViewSpec
+    from bwgym.codecs.core.protocol import Codec, ViewSpec
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 #: Where shipped codec checkpoints live.
-CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 
 C = TypeVar("C", bound=type)
 
@@ -166,15 +166,16 @@ def register_codec(
 
 
 def _discover() -> None:
-    """Import every module of ``bwgym.codecs`` once, so their decorators have run."""
+    """Import every module of ``bwgym.codecs`` and its sub-packages once, so their decorators have run."""
     global _discovered
     if _discovered:
         return
     _discovered = True
     package = importlib.import_module("bwgym.codecs")
-    for module in pkgutil.iter_modules(package.__path__):
-        if not module.name.startswith("_") and module.name not in ("commands", "train"):
-            importlib.import_module(f"bwgym.codecs.{module.name}")
+    for module in pkgutil.walk_packages(package.__path__, prefix="bwgym.codecs."):
+        leaf = module.name.rsplit(".", 1)[-1]
+        if not module.ispkg and not leaf.startswith("_") and leaf != "train":
+            importlib.import_module(module.name)
 
 
 def codec_names() -> list[str]:

@@ -1,0 +1,1 @@
+"""Codecs for camera views: standard image codecs, linear codecs on pixels, learned autoencoders and NDPCA."""
