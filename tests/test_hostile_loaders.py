@@ -484,8 +484,8 @@ CODEC_CASES: list[tuple[str, Callable[[dict], None], tuple[str, ...]]] = [
 
 @pytest.mark.parametrize("edit, words", [c[1:] for c in CODEC_CASES], ids=[c[0] for c in CODEC_CASES])
 def test_crafted_codec_network_is_refused_before_it_is_built(dae_ckpt, tmp_path, monkeypatch, edit, words):
-    from bwgym.codecs.image import neural as autoencoders
     from bwgym.codecs.core.registry import load_codec
+    from bwgym.codecs.image import neural as autoencoders
 
     meta = copy.deepcopy(dae_ckpt.metadata)
     edit(meta["arch"])
@@ -533,8 +533,8 @@ VECTOR_NDPCA_CASES: list[tuple[str, Callable[[dict], None], tuple[str, ...]]] = 
 def test_crafted_vector_ndpca_network_is_refused_before_it_is_built(
     vector_ndpca_ckpt, tmp_path, monkeypatch, edit, words
 ):
-    from bwgym.codecs.sensor import ndpca as vector_ndpca
     from bwgym.codecs.core.registry import load_codec
+    from bwgym.codecs.sensor import ndpca as vector_ndpca
 
     meta = copy.deepcopy(vector_ndpca_ckpt.metadata)
     edit(meta["arch"])
@@ -595,8 +595,8 @@ GRAY_WYNER_CASES: list[tuple[str, str, Callable[[dict], None], tuple[str, ...]]]
 def test_crafted_gray_wyner_network_is_refused_before_it_is_built(
     gray_wyner_ckpts, tmp_path, monkeypatch, which, edit, words
 ):
-    from bwgym.codecs.multiterminal import gray_wyner
     from bwgym.codecs.core.registry import load_codec
+    from bwgym.codecs.multiterminal import gray_wyner
 
     base = gray_wyner_ckpts[which]
     meta = copy.deepcopy(base.metadata)
