@@ -39,6 +39,7 @@ from typing import Any, Generic, TypeVar
 __all__ = [
     "AGENTS",
     "ALLOCATORS",
+    "FLEET_ALLOCATORS",
     "TRACE_FORMATS",
     "TRACE_GENERATORS",
     "BuildContext",
@@ -51,6 +52,7 @@ __all__ = [
     "parse_options",
     "register_agent",
     "register_allocator",
+    "register_fleet_allocator",
     "register_trace_format",
     "register_trace_generator",
 ]
@@ -421,6 +423,8 @@ def options_from_signature(func: Callable[..., Any], name: str, skip: Sequence[s
 ALLOCATORS: Registry[Entry] = Registry(
     "allocator", discover=("bwgym.envs.allocators", "bwgym.agents.allocation")
 )
+#: Fleet allocators: how a shared link's budget is divided among a fleet's members (``fleet.allocator``).
+FLEET_ALLOCATORS: Registry[Entry] = Registry("fleet allocator", discover=("bwgym.envs.fleet",))
 #: Agents that act on (decoded) observations (``agent.name``).
 AGENTS: Registry[Entry] = Registry("agent", discover=("bwgym.agents",), skip=("demos",))
 #: Trace file formats (``trace.format``): readers and writers.
@@ -429,6 +433,7 @@ TRACE_FORMATS: Registry[Entry] = Registry("trace format", discover=("bwgym.trace
 TRACE_GENERATORS: Registry[Entry] = Registry("trace generator", discover=("bwgym.traces.generators",))
 
 register_allocator = ALLOCATORS.register
+register_fleet_allocator = FLEET_ALLOCATORS.register
 register_agent = AGENTS.register
 register_trace_format = TRACE_FORMATS.register
 register_trace_generator = TRACE_GENERATORS.register
