@@ -49,6 +49,7 @@ import numpy as np
 
 from bwgym.agents.rl import CHECKPOINT_KINDS, POLICY_FILE, RLConfig, fit_policy_to_actions, load_rl, train_rl
 from bwgym.common.checkpoint import CheckpointError, check_spec, load_checkpoint
+from bwgym.common.registry import BuildContext, InputError, register_allocator
 from bwgym.envs.allocation import DEFAULT_TASK_ENV, AllocateBandwidthEnv, GeneratedTraces, default_traces
 from bwgym.envs.allocators import AllocationObserver, LearnedAllocator
 
@@ -232,6 +233,27 @@ def load_learned_allocator(
 
 
 # ----------------------------------------------------------------------------------- training
+@register_allocator(
+    "learned",
+    description="a trained policy: checkpoint (a folder or policy.ckpt from `bwgym train allocator`; none: the shipped one)",
+    uses=("checkpoint",),
+)
+def learned_allocator(context: BuildContext, options: None) -> LearnedAllocator:
+    """The scenario's learned allocator: its checkpoint, or the policy shipped for its codec and env."""
+    if context.checkpoint is None:
+        try:
+            shipped_allocator(context.codec.name, context.env_id)
+        except FileNotFoundError as exc:
+            raise InputError(
+                "checkpoint",
+                f"required for allocator 'learned' unless one is shipped for the codec and env ({exc})",
+            ) from None
+    try:
+        return load_learned_allocator(context.checkpoint, context.codec, env_id=context.env_id)
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError("checkpoint", str(exc)) from None
+
+
 def _default_rl() -> RLConfig:
     return RLConfig(
         algo="ppo", env_id=ALLOCATION_ENV_ID, env_kwargs={}, n_envs=2, device="cpu", out_dir="runs/allocator"

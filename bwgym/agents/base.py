@@ -16,6 +16,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from bwgym.common.registry import BuildContext, register_agent
+
 __all__ = ["Agent", "EpisodeResult", "RandomAgent", "rollout"]
 
 
@@ -86,11 +88,17 @@ def rollout(
     return result
 
 
+@register_agent("random", description="uniformly random actions from the env's action space")
 class RandomAgent:
     """Uniformly random actions from the env's action space (seeded by ``reset``)."""
 
     def __init__(self, action_space: Any) -> None:
         self.space = action_space
+
+    @classmethod
+    def from_context(cls, context: BuildContext, options: None) -> RandomAgent:
+        """Random actions in the scenario env's action space."""
+        return cls(context.env.action_space)
 
     def reset(self, seed: int | None = None) -> None:
         """Seed the action space."""

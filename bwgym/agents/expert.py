@@ -7,9 +7,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from bwgym.common.registry import BuildContext, register_agent
+
 __all__ = ["LiftExpert"]
 
 
+@register_agent("expert", description="scripted LocateLift expert acting on the simulator's true state")
 class LiftExpert:
     """Approach, descend, grasp and lift, from the simulator's true brick pose.
 
@@ -26,6 +29,11 @@ class LiftExpert:
     hover_m = 0.10  # gripper height above the brick centre while aligning
     grasp_offset_m = 0.045  # gripper origin above the brick centre when the fingertips straddle it
     lift_m = 0.16
+
+    @classmethod
+    def from_context(cls, context: BuildContext, options: None) -> LiftExpert:
+        """The expert on the scenario's env (it reads the true state, not the decoded views)."""
+        return cls(context.env)
 
     def __init__(self, env: gym.Env, noise_std: float = 0.0, seed: int | None = None) -> None:
         if noise_std < 0 or not np.isfinite(noise_std):

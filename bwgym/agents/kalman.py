@@ -31,10 +31,14 @@ from typing import Any
 import numpy as np
 
 from bwgym.common.kalman import KalmanFilter
+from bwgym.common.registry import BuildContext, register_agent
 
 __all__ = ["KalmanFusionAgent"]
 
 
+@register_agent(
+    "kalman", description="Kalman-filter fusion of a SensorNetwork's views (+ LQR in control mode)"
+)
 class KalmanFusionAgent:
     """Kalman filter over K sensor views; a view that did not change is a dropped one (time update).
 
@@ -91,6 +95,11 @@ class KalmanFusionAgent:
         self._started = False
         self._last: dict[str, np.ndarray] = {}
         self.updates = 0  # measurements used this episode (for tests and diagnostics)
+
+    @classmethod
+    def from_context(cls, context: BuildContext, options: None) -> KalmanFusionAgent:
+        """The agent for the scenario's SensorNetwork env (:meth:`for_env`)."""
+        return cls.for_env(context.env)
 
     @classmethod
     def for_env(cls, env: Any, **kwargs: Any) -> KalmanFusionAgent:

@@ -63,6 +63,7 @@ from bwgym.common.checkpoint import (
     save_checkpoint,
 )
 from bwgym.common.device import resolve_device
+from bwgym.common.registry import BuildContext, InputError, register_agent
 
 __all__ = [
     "ALGOS",
@@ -1018,6 +1019,23 @@ def _checkpoint_path(path: str | os.PathLike[str]) -> Path:
         f"{path} is not an RL agent folder: {POLICY_FILE} is missing "
         "(written by `bwgym train agent --algo ppo|sac --out FOLDER`)"
     )
+
+
+@register_agent(
+    "sb3",
+    description="a stable-baselines3 policy (PPO/SAC) written by `bwgym train agent` (checkpoint)",
+    uses=("checkpoint",),
+)
+def sb3_agent(context: BuildContext, options: None) -> RLAgent:
+    """The scenario's SB3 policy, checked against its env id and observation space."""
+    if not context.checkpoint:
+        raise InputError("checkpoint", "required for agent 'sb3' (a folder written by `bwgym train agent`)")
+    try:
+        return load_rl(
+            context.checkpoint, env_id=context.env_id, observation_space=context.env.observation_space
+        )
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise InputError("checkpoint", str(exc).strip("'\"")) from None
 
 
 def load_rl(

@@ -45,6 +45,7 @@ __all__ = [
     "BuildContext",
     "DuplicateNameError",
     "Entry",
+    "InputError",
     "OptionError",
     "Registry",
     "UnknownNameError",
@@ -69,8 +70,22 @@ class DuplicateNameError(ValueError):
     """Two modules registered one name."""
 
 
-class OptionError(ValueError):
+class InputError(ValueError):
+    """A part cannot be built from what the scenario gives it.
+
+    ``key`` names the scenario key at fault (``"checkpoint"``, ``"weights"``, ``"kwargs"``).
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class OptionError(InputError):
     """An option an entry does not take, or a value of the wrong type."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("kwargs", message)
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,8 @@ class Entry:
         options: the dataclass of its options (None: it takes none).
         module: the module that registered it.
         checkpoints: shipped checkpoint file per env id (``""``: any env), relative to the package.
+        uses: the scenario keys besides its options that it reads (``"checkpoint"``, ``"weights"``);
+            a scenario giving any other is refused, naming the key.
     """
 
     kind: str
@@ -117,6 +134,7 @@ class Entry:
     options: type | None = None
     module: str = ""
     checkpoints: Mapping[str, str] = field(default_factory=dict)
+    uses: tuple[str, ...] = ()
 
     def make_options(self, values: Mapping[str, Any] | None = None, where: str = "") -> Any:
         """The options dataclass filled from ``values`` (validated), or None when it takes none.
@@ -314,7 +332,7 @@ def _hints(cls: type) -> dict[str, Any]:
 def _type_name(tp: Any) -> str:
     if isinstance(tp, type):
         return tp.__name__
-    return str(tp).replace("typing.", "")
+    return str(tp).replace("typing.", "").replace("collections.abc.", "")
 
 
 def _check_value(name: str, tp: Any, value: Any, where: str) -> Any:
@@ -389,6 +407,18 @@ def parse_options(options: type, values: Mapping[str, Any], where: str) -> Any:
         raise OptionError(f"{where}: {exc}") from None
 
 
+def _resolve_annotation(annotation: Any, namespace: Mapping[str, Any]) -> Any:
+    """An annotation as a type, or its string when it names something imported only for type checking."""
+    if annotation is inspect.Parameter.empty:
+        return Any
+    if not isinstance(annotation, str):
+        return annotation
+    try:
+        return eval(annotation, dict(namespace))  # noqa: S307 (a module's own annotation)
+    except Exception:
+        return annotation
+
+
 def options_from_signature(func: Callable[..., Any], name: str, skip: Sequence[str] = ()) -> type | None:
     """A frozen options dataclass made from ``func``'s keyword parameters with defaults.
 
@@ -398,22 +428,21 @@ def options_from_signature(func: Callable[..., Any], name: str, skip: Sequence[s
     """
     try:
         signature = inspect.signature(func)
-        hints = typing.get_type_hints(func)
-    except (TypeError, ValueError, NameError):
+    except (TypeError, ValueError):
         return None
+    namespace = getattr(inspect.unwrap(func), "__globals__", {})
     specs = []
     for p in signature.parameters.values():
         if p.name in skip or p.name in ("self", "cls") or p.default is inspect.Parameter.empty:
             continue
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
             continue
+        tp = _resolve_annotation(p.annotation, namespace)
         default = p.default
         if isinstance(default, (list, dict, set)):
-            specs.append(
-                (p.name, hints.get(p.name, Any), field(default_factory=lambda d=default: type(d)(d)))
-            )
+            specs.append((p.name, tp, field(default_factory=lambda d=default: type(d)(d))))
         else:
-            specs.append((p.name, hints.get(p.name, Any), field(default=default)))
+            specs.append((p.name, tp, field(default=default)))
     if not specs:
         return None
     return dataclasses.make_dataclass(name, specs, frozen=True)

@@ -23,22 +23,24 @@ the codec split the budget itself::
   one from a checkpoint lives a layer up (:func:`bwgym.agents.allocation.load_learned_allocator`);
 * :func:`make_allocator` - builds one from a name, a dict of weights, or an instance.
 
-:data:`ALLOCATOR_KINDS` lists every name a scenario may give; :data:`ALLOCATORS` those that need no
-arguments. :func:`action_to_split` is the one mapping from a policy's action (a ``Box(-1, 1, (K,))``
-vector) onto the simplex, shared by the allocation env and :class:`LearnedAllocator`.
+Each registers itself in :data:`bwgym.common.registry.ALLOCATORS` (``bwgym allocators`` lists
+them with their options). :func:`action_to_split` is the one mapping from a policy's action (a
+``Box(-1, 1, (K,))`` vector) onto the simplex, shared by the allocation env and
+:class:`LearnedAllocator`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from bwgym.common.registry import ALLOCATORS, BuildContext, InputError, register_allocator
+
 __all__ = [
-    "ALLOCATORS",
-    "ALLOCATOR_KINDS",
     "Allocator",
     "AllocationObserver",
     "CodecAllocator",
@@ -54,6 +56,7 @@ __all__ = [
 ]
 
 
+@register_allocator("dpca", description="the codec's own split (DPCA's singular values for latent codecs)")
 class CodecAllocator:
     """The codec's own split (``"dpca"``): no fractions are imposed.
 
@@ -96,6 +99,7 @@ class Allocator(Protocol):
         ...
 
 
+@register_allocator("uniform", description="an equal share per view")
 class UniformAllocator:
     """Every view gets ``1 / n_views`` of the budget.
 
@@ -120,6 +124,7 @@ class UniformAllocator:
         return "UniformAllocator()"
 
 
+@register_allocator("fixed", description="fixed shares per view: weights {view: weight}", uses=("weights",))
 class FixedAllocator:
     """Fixed, normalised weights per view; a view absent from ``weights`` gets 0 (is not sent).
 
@@ -186,6 +191,14 @@ class FixedAllocator:
     def __repr__(self) -> str:
         return f"FixedAllocator({self.weights!r})"
 
+    @classmethod
+    def from_context(cls, context: BuildContext, options: None) -> FixedAllocator:
+        """The scenario's ``weights`` over the codec's views."""
+        if not context.weights:
+            raise InputError("weights", "required for allocator 'fixed', e.g. {arm: 0.7, side: 0.3}")
+        views = getattr(context.codec, "view_names", None)
+        return cls(context.weights, views=views)
+
 
 def view_energy(views: Mapping[str, np.ndarray], codec: Any = None) -> dict[str, float]:
     """Energy of each view, as a sender can compute it before sending.
@@ -218,6 +231,7 @@ def _coefficients(views: Mapping[str, np.ndarray], codec: Any) -> dict[str, np.n
     return {name: np.asarray(coeffs[name], dtype=np.float64).ravel() for name in views}
 
 
+@register_allocator("proportional", description="shares proportional to each view's current latent energy")
 class ProportionalAllocator:
     """Each view's share is proportional to its current energy (:func:`view_energy`).
 
@@ -255,6 +269,11 @@ class ProportionalAllocator:
     def __repr__(self) -> str:
         return f"ProportionalAllocator(codec={getattr(self.codec, 'name', None)!r})"
 
+    @classmethod
+    def from_context(cls, context: BuildContext, options: None) -> ProportionalAllocator:
+        """Energies in the scenario codec's latents (pixels without a codec)."""
+        return cls(context.codec)
+
 
 def simplex_grid(n_views: int, levels: int = 4) -> list[tuple[float, ...]]:
     """Every split of ``n_views`` shares in steps of ``1 / levels`` (the corners included).
@@ -278,6 +297,25 @@ def simplex_grid(n_views: int, levels: int = 4) -> list[tuple[float, ...]]:
     return [tuple(p / levels for p in split) for split in parts(int(n_views), int(levels))]
 
 
+@dataclasses.dataclass(frozen=True)
+class OracleOptions:
+    """Options of the oracle allocator (``allocator.kwargs``)."""
+
+    levels: int = 4
+    """Grid steps per unit share (:func:`simplex_grid`)."""
+    include_codec_split: bool = False
+    """Also try the codec's own split."""
+    explore: float = 0.0
+    """Probability of sending a random grid split instead (for data collection)."""
+    seed: int | None = None
+    """Seed of the exploration draws."""
+
+
+@register_allocator(
+    "oracle",
+    description="per step the grid split whose decoded views keep the agent's action closest to its clean-view action",
+    options=OracleOptions,
+)
 class OracleAllocator:
     """Per step, the split of a grid whose decoded views best preserve the task agent's action.
 
@@ -338,6 +376,16 @@ class OracleAllocator:
         #: Distance per split searched at the last step (the key None: the codec's own split).
         self.last_scores: dict[tuple[float, ...] | None, float] = {}
         self._shown: dict[str, np.ndarray] | None = None
+
+    @classmethod
+    def from_context(cls, context: BuildContext, options: OracleOptions) -> OracleAllocator:
+        """The oracle with its own instance of the scenario's agent."""
+        if context.make_agent is None or context.codec is None:
+            raise ValueError(
+                "allocator 'oracle' needs arguments: build it with OracleAllocator(agent, codec), "
+                "or name it in a scenario"
+            )
+        return cls(context.make_agent(), context.codec, **dataclasses.asdict(options))
 
     def _as_tuple(self, split: Mapping[str, float] | Sequence[float]) -> tuple[float, ...]:
         values = [split[n] for n in self.view_names] if isinstance(split, Mapping) else list(split)
@@ -714,39 +762,22 @@ class LearnedAllocator:
         return f"LearnedAllocator(views={list(self.observer.view_names)})"
 
 
-#: Allocators a scenario can name without arguments.
-ALLOCATORS: dict[str, type] = {
-    "dpca": CodecAllocator,
-    "uniform": UniformAllocator,
-    "proportional": ProportionalAllocator,
-}
-
-#: Every allocator name a scenario may give, with what it needs (``allocator: {name: ...}``).
-ALLOCATOR_KINDS: dict[str, str] = {
-    "dpca": "the codec's own split (DPCA's singular values for latent codecs)",
-    "uniform": "an equal share per view",
-    "proportional": "shares proportional to each view's current latent energy",
-    "fixed": "fixed shares: weights {view: weight}",
-    "oracle": "per step the grid split closest to the clean-view action (kwargs: levels)",
-    "learned": "a trained policy: checkpoint (a folder or policy.ckpt from `bwgym train allocator`)",
-}
-
-
 def make_allocator(
     spec: str | Mapping[str, float] | Allocator, views: Sequence[str] | None = None
 ) -> Allocator:
-    """Build an allocator from a name of :data:`ALLOCATORS`, a dict of weights, or an instance.
+    """Build an allocator from a registered name, a dict of weights, or an instance.
 
     Args:
-        spec: ``"dpca"``, ``"uniform"`` or ``"proportional"`` (pixel energies: pass a
+        spec: a name of :data:`~bwgym.common.registry.ALLOCATORS` that needs nothing from a
+            scenario (``"dpca"``, ``"uniform"``, ``"proportional"`` on pixel energies: pass a
             :class:`ProportionalAllocator` built with the codec for latent energies);
             ``{view: weight}`` (a :class:`FixedAllocator`); or any object with
             ``__call__(views, budget_bits, info)`` and ``reset()``, returned as is.
         views: the view names it will be called with, to validate a dict of weights now.
 
     Raises:
-        ValueError: an unknown name, a name that needs arguments (``"oracle"``, ``"learned"``)
-            or bad weights.
+        ValueError: an unknown name (with the registered ones), a name that needs a scenario's
+            parts (``"oracle"``, ``"learned"``) or bad weights.
         TypeError: ``spec`` is none of the above.
 
     Example:
@@ -756,25 +787,12 @@ def make_allocator(
         FixedAllocator({'arm': 1.0, 'side': 0.0})
     """
     if isinstance(spec, str):
-        if spec in ALLOCATORS:
-            return ALLOCATORS[spec]()
-        if spec in ("oracle", "learned"):
-            what = (
-                "OracleAllocator(agent, codec)"
-                if spec == "oracle"
-                else "load_learned_allocator(checkpoint, ...)"
-            )
-            raise ValueError(
-                f"allocator {spec!r} needs arguments: build it with {what}, or name it in a scenario"
-            )
-        raise ValueError(
-            f"unknown allocator {spec!r}; expected one of {sorted(ALLOCATORS)}, a dict of weights or an Allocator"
-        )
+        return ALLOCATORS.get(spec).build(BuildContext(), where=f"allocator {spec!r}")
     if isinstance(spec, Mapping):
         return FixedAllocator(spec, views=views)
     if isinstance(spec, Allocator):
         return spec
     raise TypeError(
-        f"allocator is expected to be one of {sorted(ALLOCATORS)}, a dict of weights or an Allocator "
-        f"(callable with reset()), got {type(spec).__name__}"
+        f"allocator is expected to be a registered name ({', '.join(ALLOCATORS.names())}), a dict of "
+        f"weights or an Allocator (callable with reset()), got {type(spec).__name__}"
     )

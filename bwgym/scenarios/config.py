@@ -291,7 +291,7 @@ class AllocatorConfig:
     ``uniform`` (equal shares, which latent codecs honour too), ``fixed`` (with ``weights``),
     ``proportional`` (to each view's current latent energy), ``oracle`` (per step, the grid split
     whose decoded views keep the agent's action closest to its clean-view action) or ``learned``
-    (with ``checkpoint``); see :data:`bwgym.envs.allocators.ALLOCATOR_KINDS`."""
+    (with ``checkpoint``); ``bwgym allocators`` lists every registered one."""
     weights: dict[str, float] | None = None
     """Share per view for ``fixed``."""
     checkpoint: str | None = None
@@ -299,7 +299,7 @@ class AllocatorConfig:
     (relative paths: against the scenario file's folder); None: the shipped policy of the codec
     and env (:func:`bwgym.agents.allocation.shipped_allocator`)."""
     kwargs: dict[str, Any] = field(default_factory=dict)
-    """Extra constructor arguments (``oracle``: ``levels``, the grid's steps per unit share, and
+    """The allocator's options (``oracle``: ``levels``, the grid's steps per unit share, and
     ``include_codec_split``, to also try the codec's own split)."""
 
 
@@ -308,13 +308,14 @@ class AgentConfig:
     """The agent acting on decoded views."""
 
     name: str = "bc"
-    """``bc`` (behaviour cloning), ``sb3`` (a policy from ``bwgym train agent --algo ppo|sac``),
-    ``kalman`` (Kalman-filter fusion of the decoded sensor views on SensorNetwork; in control mode
-    with LQR on the estimate),
-    ``expert`` (scripted, reads the true state: an upper bound that ignores the views) or ``random``."""
+    """A registered agent (``bwgym agents`` lists them): ``bc`` (behaviour cloning), ``sb3`` (a
+    policy from ``bwgym train agent --algo ppo|sac``), ``kalman`` (Kalman-filter fusion of
+    SensorNetwork's decoded views), ``expert`` (scripted, reads the true state) or ``random``."""
     checkpoint: str | None = None
     """A checkpoint file (relative paths: against the scenario file's folder); None takes the
     shipped one."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """The agent's options (its entry's options dataclass)."""
 
 
 @dataclass(frozen=True)
@@ -562,8 +563,7 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
 
     import bwgym  # noqa: F401  (registers the envs)
     from bwgym.codecs import codec_names
-    from bwgym.envs.allocators import ALLOCATOR_KINDS
-    from bwgym.scenarios.factory import AGENTS
+    from bwgym.common.registry import AGENTS, ALLOCATORS
     from bwgym.traces import formats, generators
 
     path = Path(source)
@@ -608,18 +608,8 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
             f"{path}: {key}: codec 'none' sends the views raw and takes no {key.split('.')[1]}; "
             "drop it, or set codec.name to the codec it belongs to (e.g. codec.name=ndpca)"
         )
-    _choose("agent.name", scenario.agent.name, AGENTS)
-    _choose("allocator.name", scenario.allocator.name, ALLOCATOR_KINDS)
-    if scenario.allocator.name == "learned" and not scenario.allocator.checkpoint:
-        from bwgym.agents.allocation import shipped_allocator
-
-        try:
-            shipped_allocator(scenario.codec.name, scenario.env.id)
-        except FileNotFoundError as exc:
-            raise ConfigError(
-                f"{path}: allocator.checkpoint: required for allocator 'learned' unless one is shipped "
-                f"for the codec and env ({exc})"
-            ) from None
+    _choose("agent.name", scenario.agent.name, AGENTS.names())
+    _choose("allocator.name", scenario.allocator.name, ALLOCATORS.names())
     if scenario.trace.source is None and scenario.trace.generator is None:
         scenario = dataclasses.replace(
             scenario, trace=dataclasses.replace(scenario.trace, source="lte_drive")

@@ -1,8 +1,8 @@
 """Build the parts a scenario names: env (inside ``BandwidthLimited``), trace, codec, allocator, agent.
 
-Every name is looked up in the registry of its layer (codecs: :mod:`bwgym.codecs.core.registry`,
-allocators: :data:`bwgym.envs.allocators.ALLOCATORS`, agents: :data:`AGENTS`), so a codec
-registered anywhere is usable from a scenario file with no edit here. :func:`validate` builds
+Every name is looked up in its registry (codecs: :data:`bwgym.codecs.core.registry.CODECS`;
+allocators, agents, trace formats and generators: :mod:`bwgym.common.registry`), so a part
+registered anywhere, a user's own module included, is usable from a scenario file with no edit here. :func:`validate` builds
 everything once, so a scenario that cannot run is refused before its run folder exists.
 """
 
@@ -13,12 +13,13 @@ from typing import Any
 
 import gymnasium as gym
 
-from bwgym.agents.base import Agent, RandomAgent, rollout
+from bwgym.agents.base import Agent, rollout
 from bwgym.common.device import resolve_device
+from bwgym.common.registry import AGENTS, ALLOCATORS, BuildContext, InputError, OptionError, Registry
 from bwgym.scenarios.config import ConfigError, Scenario
 
 __all__ = [
-    "AGENTS",
+    "build_part",
     "count_successes",
     "make_agent",
     "make_allocator",
@@ -28,8 +29,6 @@ __all__ = [
     "make_vector_env",
     "validate",
 ]
-
-AGENTS = ("bc", "expert", "kalman", "random", "sb3")
 
 
 def make_trace(scenario: Scenario) -> Any:
@@ -63,7 +62,9 @@ def make_codec(scenario: Scenario, env: gym.Env) -> Any:
     kwargs = dict(cfg.kwargs)
     model = getattr(getattr(env, "unwrapped", None), "model", None)
     try:
-        cls = codec_entry(cfg.name).cls
+        entry = codec_entry(cfg.name)
+        entry.make_options(kwargs)  # unknown options and wrong types, named, before any weights load
+        cls = entry.cls
         if model is not None and getattr(cls, "uses_system_model", False):
             kwargs.setdefault("system", model)  # vector codecs that predict need the process model
         if getattr(cls, "uses_device", False):
@@ -74,7 +75,7 @@ def make_codec(scenario: Scenario, env: gym.Env) -> Any:
     except FileNotFoundError as exc:
         raise ConfigError(f"codec.checkpoint: {exc}") from None
     except (ValueError, TypeError) as exc:
-        key = "codec.kwargs" if isinstance(exc, TypeError) else "codec"
+        key = "codec.kwargs" if isinstance(exc, (TypeError, OptionError)) else "codec"
         raise ConfigError(f"{key}: {exc}") from None
 
 
@@ -133,85 +134,60 @@ def make_vector_env(scenario: Scenario, num_envs: int | None = None) -> Any:
     return VectorBandwidthLimited([first] + [make_env(scenario, shared) for _ in range(num_envs - 1)])
 
 
+def build_part(section: str, registry: Registry, name: str, context: BuildContext, options: Any) -> Any:
+    """Build the registered part ``name`` of a scenario ``section`` (``"agent"``, ``"allocator"``).
+
+    A scenario key the entry does not read (``checkpoint``, ``weights``) is refused; every error
+    of the build is a :class:`ConfigError` naming the key at fault.
+    """
+    try:
+        entry = registry.get(name)
+    except ValueError as exc:
+        raise ConfigError(f"{section}.name: {exc}") from None
+    for key in ("checkpoint", "weights"):
+        if getattr(context, key) and key not in entry.uses:
+            raise ConfigError(f"{section}.{key}: {registry.kind} {name!r} takes no {key}")
+    try:
+        return entry.build(context, options)
+    except InputError as exc:
+        raise ConfigError(f"{section}.{exc.key}: {exc}") from None
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{section}.checkpoint: {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"{section}.kwargs: {exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{section}: {exc}") from None
+
+
 def make_allocator(scenario: Scenario, env: gym.Env, codec: Any) -> Any:
     """The scenario's allocator for ``codec`` on ``env`` (the bare env, before the link).
 
-    ``oracle`` gets its own instance of the scenario's agent; ``learned`` loads its checkpoint
-    (:func:`bwgym.agents.allocation.load_learned_allocator`; none: the shipped policy of the codec
-    and env), checked against the codec's views.
+    Looked up in :data:`~bwgym.common.registry.ALLOCATORS`; an allocator that consults the task
+    agent (the oracle) gets its own instance of the scenario's agent.
     """
-    from bwgym.envs.allocators import OracleAllocator, ProportionalAllocator
-
     cfg = scenario.allocator
-    if cfg.kwargs and cfg.name not in ("oracle", "proportional"):
-        raise ConfigError(f"allocator.kwargs: allocator {cfg.name!r} takes no kwargs, got {dict(cfg.kwargs)}")
-    if cfg.checkpoint is not None and cfg.name != "learned":
-        raise ConfigError(
-            f"allocator.checkpoint: only allocator 'learned' takes a checkpoint, not {cfg.name!r}"
-        )
-    try:
-        if cfg.name == "fixed":
-            if not cfg.weights:
-                raise ConfigError(
-                    "allocator.weights: required for allocator 'fixed', e.g. {arm: 0.7, side: 0.3}"
-                )
-            return dict(cfg.weights)
-        if cfg.name == "proportional":
-            return ProportionalAllocator(codec, **cfg.kwargs)
-        if cfg.name == "oracle":
-            return OracleAllocator(make_agent(scenario, env), codec, **cfg.kwargs)
-        if cfg.name == "learned":
-            from bwgym.agents.allocation import load_learned_allocator
-
-            try:  # no checkpoint: the shipped policy of this codec and env
-                return load_learned_allocator(cfg.checkpoint or None, codec, env_id=scenario.env.id)
-            except (FileNotFoundError, ValueError) as exc:
-                raise ConfigError(f"allocator.checkpoint: {exc}") from None
-    except TypeError as exc:
-        raise ConfigError(f"allocator.kwargs: {exc}") from None
-    return cfg.name
+    context = BuildContext(
+        env=env,
+        env_id=scenario.env.id,
+        codec=codec,
+        checkpoint=cfg.checkpoint or None,
+        weights=dict(cfg.weights or {}),
+        device=resolve_device(scenario.run.device),
+        make_agent=lambda: make_agent(scenario, env),
+    )
+    return build_part("allocator", ALLOCATORS, cfg.name, context, cfg.kwargs)
 
 
 def make_agent(scenario: Scenario, env: gym.Env) -> Agent:
-    """The scenario's agent, acting on ``env``'s (decoded) observations."""
+    """The scenario's agent (:data:`~bwgym.common.registry.AGENTS`), acting on ``env``'s observations."""
     cfg = scenario.agent
-    if cfg.name == "random":
-        return RandomAgent(env.action_space)
-    if cfg.name == "expert":
-        from bwgym.agents.expert import LiftExpert
-
-        return LiftExpert(env)
-    if cfg.name == "kalman":
-        from bwgym.agents.kalman import KalmanFusionAgent
-
-        try:
-            return KalmanFusionAgent.for_env(env)
-        except ValueError as exc:
-            raise ConfigError(f"agent: {exc}") from None
-    try:
-        if cfg.name == "sb3":
-            from bwgym.agents.rl import load_rl
-
-            if not cfg.checkpoint:
-                raise ConfigError(
-                    "agent.checkpoint: required for agent 'sb3' (a folder written by `bwgym train agent`)"
-                )
-            return load_rl(cfg.checkpoint, env_id=scenario.env.id, observation_space=env.observation_space)
-        from bwgym.agents.bc import BCAgent
-        from bwgym.envs.views import link_view_names
-
-        views = list(link_view_names(env))
-        kwargs = dict(
-            env_id=scenario.env.id,
-            views=views,
-            image_shape=env.observation_space[views[0]].shape,
-            device=resolve_device(scenario.run.device),
-        )
-        return BCAgent.load(cfg.checkpoint, **kwargs) if cfg.checkpoint else BCAgent.load_shipped(**kwargs)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"agent.checkpoint: {exc}") from None
-    except (ValueError, KeyError) as exc:
-        raise ConfigError(f"agent.checkpoint: {exc}") from None
+    context = BuildContext(
+        env=env,
+        env_id=scenario.env.id,
+        checkpoint=cfg.checkpoint or None,
+        device=resolve_device(scenario.run.device),
+    )
+    return build_part("agent", AGENTS, cfg.name, context, cfg.kwargs)
 
 
 def validate(scenario: Scenario) -> None:

@@ -28,7 +28,7 @@ from bwgym.envs.allocators import (
     simplex_grid,
 )
 from bwgym.scenarios.config import ConfigError, load_scenario
-from bwgym.scenarios.factory import make_agent, make_env
+from bwgym.scenarios.factory import make_agent, make_env, validate
 
 SCENARIO = {
     "name": "alloc_small",
@@ -167,7 +167,7 @@ def test_learned_checkpoint_for_other_views_is_refused_naming_both(trained, tmp_
 def test_learned_needs_a_checkpoint_and_refuses_other_kinds(tmp_path):
     data = {**SCENARIO, "allocator": {"name": "learned"}}
     with pytest.raises(ConfigError, match="allocator.checkpoint: required"):
-        load_scenario(_write(tmp_path, data))
+        validate(load_scenario(_write(tmp_path, data)))
     codec_ckpt = Path(bwgym.__file__).parent / "codecs" / "checkpoints" / "pca_locate_lift.ckpt"
     with pytest.raises(CheckpointError, match="codec/pca"):
         load_learned_allocator(codec_ckpt, object())

@@ -129,8 +129,9 @@ def scratch_registry(monkeypatch):
     from bwgym.codecs.core import registry
 
     codec_names()  # discover every codec module first: discovery runs once per process
-    for table in ("_ENTRIES", "_WIRE_IDS", "_WIRE_NAMES"):
+    for table in ("_WIRE_IDS", "_WIRE_NAMES"):
         monkeypatch.setattr(registry, table, dict(getattr(registry, table)))
+    monkeypatch.setattr(registry.CODECS, "_entries", dict(registry.CODECS._entries))
     return registry
 
 
@@ -148,8 +149,12 @@ def test_duplicate_wire_id_is_refused(scratch_registry) -> None:
 
 
 def test_duplicate_name_is_refused_and_leaves_the_registry_unchanged(scratch_registry) -> None:
-    with pytest.raises(ValueError, match="name 'jpeg' already belongs"):
-        register_codec("jpeg", wire_id=251)(type("Jpeg2", (ToyCodec,), {"name": "jpeg"}))
+    class Jpeg2(ToyCodec):
+        name = "jpeg"
+
+    with pytest.raises(ValueError, match="registered twice") as err:
+        register_codec("jpeg", wire_id=251)(Jpeg2)
+    assert "bwgym.codecs.image.standard" in str(err.value) and __name__ in str(err.value)
     assert codec_entry("jpeg").cls.__name__ == "JpegCodec"
     assert codec_wire_id("jpeg") == 2 and codec_wire_name(251) is None
 

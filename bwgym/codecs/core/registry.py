@@ -24,21 +24,21 @@ Wire ids are the numbers in the payload header: fixed, never reused, never renum
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import pkgutil
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bwgym.common.checkpoint import shipped_file
+from bwgym.common.registry import Entry, Registry, options_from_signature
 
 if TYPE_CHECKING:
     from bwgym.codecs.core.protocol import Codec, ViewSpec
 
 __all__ = [
     "CHECKPOINT_DIR",
+    "CODECS",
     "CodecEntry",
     "codec_entry",
     "codec_names",
@@ -55,31 +55,33 @@ CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 
 C = TypeVar("C", bound=type)
 
+#: Keywords the scenario factory fills from the env and the run, never options a user sets.
+_FILLED_BY_FACTORY = ("system", "device")
 
-@dataclass(frozen=True)
-class CodecEntry:
-    """One registered codec name.
+
+@dataclass(frozen=True, kw_only=True)
+class CodecEntry(Entry):
+    """One registered codec name (a :class:`~bwgym.common.registry.Entry` with the wire format).
 
     Attributes:
-        name: what scenarios and the CLI call it (``codec: {name: ...}``).
-        cls: the codec class.
         wire_name: the payload's codec name (``name`` unless a variant shares a wire format).
         checkpoint: the shipped checkpoint file name in :data:`CHECKPOINT_DIR`, or None.
         needs_checkpoint: True when the codec cannot be built without weights.
         recipe: training recipe: keyword defaults for the codec's ``train`` classmethod.
-        description: one line for ``bwgym codecs`` and error messages.
     """
 
-    name: str
-    cls: type
     wire_name: str
     checkpoint: str | None = None
     needs_checkpoint: bool = False
     recipe: Mapping[str, Any] = field(default_factory=dict)
-    description: str = ""
 
     @property
-    def kind(self) -> str:
+    def cls(self) -> type:
+        """The codec class."""
+        return self.target
+
+    @property
+    def checkpoint_kind(self) -> str:
         """The checkpoint kind this name writes and accepts (``"codec/<name>"``)."""
         return f"codec/{self.name}"
 
@@ -98,10 +100,29 @@ class CodecEntry:
         return callable(getattr(self.cls, "train", None))
 
 
-_ENTRIES: dict[str, CodecEntry] = {}
+#: Every codec name. Codec modules of ``bwgym.codecs`` (sub-packages included, ``train`` not) are
+#: imported on the first lookup of a name that is not registered yet.
+CODECS: Registry[CodecEntry] = Registry(
+    "codec", discover=("bwgym.codecs",), entry_type=CodecEntry, skip=("train",)
+)
 _WIRE_IDS: dict[str, int] = {}
 _WIRE_NAMES: dict[int, str] = {}
-_discovered = False
+
+
+def _default_options(cls: type, checkpoint: str | None) -> type | None:
+    """The options of a codec that declares none: the keywords its constructors take with defaults.
+
+    A codec with weights takes those of ``from_checkpoint`` (the rest comes from the checkpoint);
+    one without, those of ``from_views`` and ``__init__``.
+    """
+    if checkpoint:
+        return options_from_signature(cls.from_checkpoint, f"{cls.__name__}Options", skip=_FILLED_BY_FACTORY)
+    specs: dict[str, tuple[str, Any, Any]] = {}
+    for func in (cls.from_views, cls.__init__):
+        made = options_from_signature(func, "_", skip=(*_FILLED_BY_FACTORY, "views"))
+        for f in dataclasses.fields(made) if made is not None else ():
+            specs.setdefault(f.name, (f.name, f.type, dataclasses.field(default=f.default)))
+    return dataclasses.make_dataclass(f"{cls.__name__}Options", list(specs.values()), frozen=True) if specs else None
 
 
 def register_codec(
@@ -113,6 +134,7 @@ def register_codec(
     needs_checkpoint: bool | None = None,
     recipe: Mapping[str, Any] | None = None,
     description: str = "",
+    options: type | None = None,
 ) -> Callable[[C], C]:
     """Class decorator: register a codec class under ``name``.
 
@@ -124,19 +146,18 @@ def register_codec(
         needs_checkpoint: the codec cannot be built from views alone (default: ``checkpoint`` given).
         recipe: keyword defaults passed to ``cls.train`` for this name.
         description: one line for listings.
+        options: the dataclass of ``codec.kwargs``; default: the keywords its constructors take
+            with defaults (``system`` and ``device`` are filled by the scenario).
 
     Raises:
-        ValueError: ``name`` or ``wire_id`` is taken by another codec, or neither/both wire
-            arguments are given.
+        ValueError: ``wire_id`` is taken by another codec, or neither/both wire arguments are given.
+        DuplicateNameError: ``name`` is taken by a class of another module.
     """
     if (wire_id is None) == (wire_name is None):
         raise ValueError(f"register_codec({name!r}): give exactly one of wire_id (new format) or wire_name")
 
     def decorate(cls: C) -> C:
         wire = name if wire_id is not None else str(wire_name)
-        old = _ENTRIES.get(name)
-        if old is not None and old.cls.__qualname__ != cls.__qualname__:
-            raise ValueError(f"register_codec: name {name!r} already belongs to {old.cls.__qualname__}")
         if wire_id is not None:
             if not 1 <= wire_id <= 254:
                 raise ValueError(f"register_codec({name!r}): wire_id must be in 1..254, got {wire_id}")
@@ -145,64 +166,47 @@ def register_codec(
                 raise ValueError(
                     f"register_codec({name!r}): wire id {wire_id} already belongs to codec {owner!r}"
                 )
-            _WIRE_IDS[name] = wire_id
-            _WIRE_NAMES[wire_id] = name
         elif wire not in _WIRE_IDS:
             raise ValueError(
                 f"register_codec({name!r}): wire format {wire!r} is not registered (register it first)"
             )
-        _ENTRIES[name] = CodecEntry(
-            name=name,
-            cls=cls,
+        CODECS.add(
+            name,
+            cls,
             wire_name=wire,
             checkpoint=checkpoint,
+            checkpoints={"": checkpoint} if checkpoint else {},
             needs_checkpoint=bool(checkpoint) if needs_checkpoint is None else needs_checkpoint,
             recipe=dict(recipe or {}),
-            description=description or (cls.__doc__ or "").strip().split("\n")[0],
+            options=options if options is not None else _default_options(cls, checkpoint),
+            **({"description": description} if description else {}),
         )
+        if wire_id is not None:
+            _WIRE_IDS[name] = wire_id
+            _WIRE_NAMES[wire_id] = name
         return cls
 
     return decorate
 
 
-def _discover() -> None:
-    """Import every module of ``bwgym.codecs`` and its sub-packages once, so their decorators have run."""
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
-    package = importlib.import_module("bwgym.codecs")
-    for module in pkgutil.walk_packages(package.__path__, prefix="bwgym.codecs."):
-        leaf = module.name.rsplit(".", 1)[-1]
-        if not module.ispkg and not leaf.startswith("_") and leaf != "train":
-            importlib.import_module(module.name)
-
-
 def codec_names() -> list[str]:
     """Every registered codec name, sorted."""
-    _discover()
-    return sorted(_ENTRIES)
+    return CODECS.names()
 
 
 def codec_entry(name: str) -> CodecEntry:
     """The entry of ``name``.
 
     Raises:
-        ValueError: no codec of that name, with the closest names and the full list.
+        UnknownNameError: (a ``ValueError``) no codec of that name, with the closest name and the list.
     """
-    if name not in _ENTRIES:
-        _discover()
-    if name not in _ENTRIES:
-        close = difflib.get_close_matches(str(name), list(_ENTRIES), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown codec {name!r}{hint}; expected one of {sorted(_ENTRIES)}")
-    return _ENTRIES[name]
+    return CODECS.get(name)
 
 
 def codec_wire_id(wire_name: str) -> int:
     """The payload id of a wire format; ``ValueError`` for an unknown one."""
     if wire_name not in _WIRE_IDS:
-        _discover()
+        CODECS.discover()
     if wire_name not in _WIRE_IDS:
         raise ValueError(f"unknown codec {wire_name!r}; expected one of {sorted(_WIRE_IDS)}")
     return _WIRE_IDS[wire_name]
@@ -211,7 +215,7 @@ def codec_wire_id(wire_name: str) -> int:
 def codec_wire_name(wire_id: int) -> str | None:
     """The wire format of a payload id, or None when no codec has it."""
     if wire_id not in _WIRE_NAMES:
-        _discover()
+        CODECS.discover()
     return _WIRE_NAMES.get(wire_id)
 
 
@@ -255,7 +259,7 @@ def make_codec(
         if path.is_dir():
             raise ValueError(f"codec checkpoint {path} is a directory, expected a file; train one with {fix}")
         raise FileNotFoundError(f"codec checkpoint {path} does not exist; train one with {fix}")
-    ckpt = load_checkpoint(path, kind=entry.kind)
+    ckpt = load_checkpoint(path, kind=entry.checkpoint_kind)
     codec = entry.cls.from_checkpoint(ckpt, **kwargs)
     codec.check_spec(env_id=env_id, views=views)
     return codec
