@@ -49,6 +49,7 @@ __all__ = [
     "OptionError",
     "Registry",
     "UnknownNameError",
+    "describe_entries",
     "options_from_signature",
     "parse_options",
     "register_agent",
@@ -446,6 +447,25 @@ def options_from_signature(func: Callable[..., Any], name: str, skip: Sequence[s
     if not specs:
         return None
     return dataclasses.make_dataclass(name, specs, frozen=True)
+
+
+def describe_entries(entries: Sequence[Entry], details: Callable[[Entry], str] | None = None) -> str:
+    """A plain-text listing: one line per entry (name, description), then its options indented.
+
+    Args:
+        entries: what to list (e.g. ``registry.entries()``).
+        details: an extra column per entry (e.g. a codec's wire format and shipped checkpoint).
+    """
+    width = max((len(e.name) for e in entries), default=4) + 2
+    lines = []
+    for e in entries:
+        extra = f"{details(e)}  " if details is not None else ""
+        lines.append(f"{e.name:{width}s}{extra}{e.description}")
+        for option, type_name, default in e.option_rows():
+            lines.append(f"{'':{width}s}  {option}: {type_name} = {default}")
+        if e.uses:
+            lines.append(f"{'':{width}s}  reads: {', '.join(e.uses)}")
+    return "\n".join(lines)
 
 
 #: Bandwidth allocators: how a step's budget is split over the views (``allocator.name``).
