@@ -3,8 +3,8 @@
 * :class:`~bwgym.agents.expert.LiftExpert` - the scripted LocateLift expert (privileged state);
 * :func:`~bwgym.agents.demos.collect_demos`, :class:`~bwgym.agents.demos.DemoDataset` - expert
   demonstrations on disk (lossless, one ``.npz`` per episode);
-* :class:`~bwgym.agents.bc.BCAgent`, :func:`~bwgym.agents.bc.train_bc`,
-  :func:`~bwgym.agents.bc.evaluate_agent` - the behaviour-cloning CNN policy
+* :class:`~bwgym.agents.bc.BCAgent`, :func:`~bwgym.agents.bc_training.train_bc`,
+  :func:`~bwgym.agents.evaluation.evaluate_agent` - the behaviour-cloning CNN policy
   (``BCAgent.load_shipped()`` is the trained LocateLift agent);
 * :mod:`bwgym.envs.allocators` - bandwidth allocation policies.
 
@@ -28,8 +28,8 @@ __all__ = [
 
 _WHERE = {
     "BCAgent": "bwgym.agents.bc",
-    "train_bc": "bwgym.agents.bc",
-    "evaluate_agent": "bwgym.agents.bc",
+    "train_bc": "bwgym.agents.bc_training",
+    "evaluate_agent": "bwgym.agents.evaluation",
     "DemoDataset": "bwgym.agents.demos",
     "DemoFormatError": "bwgym.agents.demos",
     "collect_demos": "bwgym.agents.demos",

@@ -13,11 +13,11 @@ images in [0, 1] and is differentiable with respect to them::
 
     action = agent.act(obs)                        # one env observation -> (4,) float32
 
-:func:`train_bc` trains one from a :class:`~bwgym.agents.demos.DemoDataset` with random-shift
-augmentation (pad and random crop, as in DrQ: the paper's "robust task model"), early stopping on
-held-out episodes, TensorBoard logs and optional DAgger rounds. :func:`evaluate_agent` measures
-its success rate. The command ``bwgym train agent --algo bc`` does all of it (see
-:mod:`bwgym.cli.agents`).
+:func:`~bwgym.agents.bc_training.train_bc` trains one from a
+:class:`~bwgym.agents.demos.DemoDataset` (random-shift augmentation, early stopping, optional DAgger
+rounds), :func:`~bwgym.agents.dagger.finetune_bc` fine-tunes it by DAgger on a scenario's decoded
+views, :func:`~bwgym.agents.evaluation.evaluate_agent` measures its success rate. The command
+``bwgym train agent --algo bc`` does all of it (see :mod:`bwgym.cli.agents`).
 
 The agent has no batch norm or dropout, so train and eval mode compute the same function: a
 frozen agent inside another model's training loop behaves exactly as it does when acting.
@@ -43,21 +43,17 @@ success rate on 100 seeded episodes (seeds 10000-10099) with uncompressed views.
 
 from __future__ import annotations
 
-import copy
-import math
 import os
-import time
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bwgym.agents.base import rollout
+from bwgym.agents.demos import spec_text
 from bwgym.common.checkpoint import (
     CheckpointError,
     check_spec,
@@ -68,12 +64,7 @@ from bwgym.common.checkpoint import (
     shipped_file,
 )
 from bwgym.common.device import resolve_device
-from bwgym.envs.views import link_views
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from bwgym.agents.demos import DemoDataset
+from bwgym.common.registry import BuildContext, InputError, register_agent
 
 __all__ = [
     "CHECKPOINT_KIND",
@@ -83,10 +74,7 @@ __all__ = [
     "check_bc_arrays",
     "convert_legacy",
     "encoder_state_shapes",
-    "evaluate_agent",
-    "random_shift",
     "resolve_device",
-    "train_bc",
 ]
 
 #: Kind of a BC checkpoint in the project's format (:mod:`bwgym.common.checkpoint`).
@@ -96,9 +84,6 @@ LEGACY_FORMAT = "bwgym.bc/1"
 #: The shipped LocateLift agent (see ``bc_locate_lift.json`` next to it for how it was made).
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "bc_locate_lift.ckpt"
 PROPRIO_KEY = "proprio"
-#: Seeds of DAgger rollouts start here, far from demonstration and evaluation seeds.
-DAGGER_SEED_BASE = 1_000_000
-FINETUNE_SEED_BASE = 2_000_000
 
 
 def _writable(value: Any) -> np.ndarray:
@@ -221,10 +206,6 @@ def check_bc_arrays(where: str, meta: Mapping[str, Any], state: Mapping[str, np.
         )
 
 
-def _spec_text(env_id: Any, views: Any, image_shape: Any) -> str:
-    return f"env_id={env_id!r}, views={list(views) if views is not None else None}, image_shape={image_shape}"
-
-
 class _ViewEncoder(nn.Module):
     """A patch stem, stride-2 convolutions, then linear + LayerNorm + tanh (DrQ's trunk).
 
@@ -266,6 +247,11 @@ class _ViewEncoder(nn.Module):
         return self.head(self.convs(x))
 
 
+@register_agent(
+    "bc",
+    description="behaviour cloning / DAgger CNN on the decoded views (checkpoint; none: the shipped one)",
+    uses=("checkpoint",),
+)
 class BCAgent(nn.Module):
     """A CNN per view, features concatenated (with ``proprio`` if used), an MLP, tanh actions.
 
@@ -320,7 +306,7 @@ class BCAgent(nn.Module):
             hidden=[int(h) for h in hidden],
             stem=int(stem),
         )
-        #: How the weights were trained (filled by :func:`train_bc`, saved with the weights).
+        #: How the weights were trained (filled by :func:`~bwgym.agents.bc_training.train_bc`, saved with the weights).
         self.train_config: dict[str, Any] = {}
         #: Anything else to keep with the weights (e.g. an evaluation result).
         self.extra_meta: dict[str, Any] = {}
@@ -357,7 +343,7 @@ class BCAgent(nn.Module):
         )
 
     def _spec_text(self) -> str:
-        return _spec_text(self.env_id, self.view_names, list(self.image_shape))
+        return spec_text(self.env_id, self.view_names, list(self.image_shape))
 
     def check_spec(
         self,
@@ -567,6 +553,25 @@ class BCAgent(nn.Module):
         return self
 
     @classmethod
+    def from_context(cls, context: BuildContext, options: None) -> BCAgent:
+        """The scenario's agent: its checkpoint (or its env's shipped one), checked against the env's views."""
+        from bwgym.envs.views import link_view_names
+
+        views = list(link_view_names(context.env))
+        kwargs = dict(
+            env_id=context.env_id,
+            views=views,
+            image_shape=context.env.observation_space[views[0]].shape,
+            device=context.device,
+        )
+        try:
+            if context.checkpoint:
+                return cls.load(context.checkpoint, **kwargs)
+            return cls.load_shipped(**kwargs)
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            raise InputError("checkpoint", str(exc).strip("'\"")) from None
+
+    @classmethod
     def load_shipped(
         cls,
         env_id: str | None = None,
@@ -645,637 +650,3 @@ def convert_legacy(
     meta = blob["meta"]
     agent = BCAgent._from_meta(path, meta, meta.get("train_config"), meta.get("extra"))
     return agent._with_weights(path, blob["state_dict"]).save(out)
-
-
-# ---------------------------------------------------------------------- training
-def random_shift(images: Tensor, pad: int, generator: torch.Generator | None = None) -> Tensor:
-    """Shift each image by up to ``pad`` pixels: replicate-pad, then crop at a random offset (DrQ).
-
-    Args:
-        images: ``(B, C, H, W)`` float.
-        pad: maximum shift in pixels (0: no-op).
-        generator: torch generator of the offsets (on the CPU), for reproducibility.
-
-    """
-    if pad <= 0:
-        return images
-    b, _, h, w = images.shape
-    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
-    offsets = torch.randint(0, 2 * pad + 1, (2, b), generator=generator).to(images.device)
-    rows = offsets[0, :, None] + torch.arange(h, device=images.device)[None]
-    cols = offsets[1, :, None] + torch.arange(w, device=images.device)[None]
-    batch = torch.arange(b, device=images.device)[:, None, None]
-    # Advanced indices around a slice: the result is (B, H, W, C).
-    return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-
-
-class _Data:
-    """Steps held as edge-padded uint8 tensors (N, 3, H + 2p, W + 2p) per view.
-
-    Padding once up front and cropping uint8 per sample is ~5x cheaper than padding and
-    gathering float batches every step, and the crops are the same as :func:`random_shift`'s.
-    """
-
-    def __init__(
-        self,
-        obs: Mapping[str, np.ndarray],
-        actions: np.ndarray,
-        views: Sequence[str],
-        proprio: bool,
-        pad: int,
-    ) -> None:
-        self.pad = int(pad)
-        width = ((0, 0), (self.pad, self.pad), (self.pad, self.pad), (0, 0))
-        self.images = {
-            v: torch.from_numpy(np.pad(np.asarray(obs[v]), width, mode="edge"))
-            .permute(0, 3, 1, 2)
-            .contiguous()
-            for v in views
-        }
-        self.proprio = torch.from_numpy(np.asarray(obs[PROPRIO_KEY], np.float32)) if proprio else None
-        self.actions = torch.from_numpy(np.asarray(actions, np.float32))
-
-    def __len__(self) -> int:
-        return int(self.actions.shape[0])
-
-    def extend(self, other: _Data) -> None:
-        self.images = {v: torch.cat([x, other.images[v]]) for v, x in self.images.items()}
-        if self.proprio is not None and other.proprio is not None:
-            self.proprio = torch.cat([self.proprio, other.proprio])
-        self.actions = torch.cat([self.actions, other.actions])
-
-    def batch(
-        self, idx: Tensor, device: torch.device, shift: bool, generator: torch.Generator | None
-    ) -> tuple[dict[str, Tensor], Tensor]:
-        """Float views in [0, 1] (randomly shifted by up to ``pad`` pixels when ``shift``) and targets."""
-        p, inputs = self.pad, {}
-        ids = idx.tolist()
-        for v, x in self.images.items():
-            h, w = x.shape[2] - 2 * p, x.shape[3] - 2 * p
-            if shift and p:
-                offsets = torch.randint(0, 2 * p + 1, (2, len(ids)), generator=generator).tolist()
-                crop = torch.stack(
-                    [x[i, :, dy : dy + h, dx : dx + w] for i, dy, dx in zip(ids, *offsets, strict=True)]
-                )
-            else:
-                crop = x[idx, :, p : p + h, p : p + w]
-            inputs[v] = crop.to(device).float().div_(255.0)
-        if self.proprio is not None:
-            inputs[PROPRIO_KEY] = self.proprio[idx].to(device)
-        return inputs, self.actions[idx].to(device)
-
-
-def _mse(agent: BCAgent, data: _Data, device: torch.device, batch_size: int) -> float:
-    """Mean squared action error over ``data`` (no augmentation, eval mode)."""
-    if len(data) == 0:
-        return float("nan")
-    agent.eval()
-    total = 0.0
-    with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            idx = torch.arange(start, min(start + batch_size, len(data)))
-            inputs, target = data.batch(idx, device, False, None)
-            total += float(F.mse_loss(agent(inputs), target, reduction="sum"))
-    return total / (len(data) * data.actions.shape[1])
-
-
-def _fit(
-    agent: BCAgent,
-    train: _Data,
-    val: _Data,
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    patience: int,
-    device: torch.device,
-    rng: np.random.Generator,
-    generator: torch.Generator,
-    writer: Any,
-    step0: int,
-    epoch0: int,
-    progress: bool,
-    desc: str,
-    best: float = math.inf,
-) -> tuple[int, int, float]:
-    """Train with Adam and early stopping; leaves the best-validation weights in ``agent``.
-
-    ``best`` is the validation MSE of the weights ``agent`` starts with when they must be beaten
-    (fine-tuning), else infinity.
-
-    Returns:
-        (global step, global epoch, best validation MSE) after training.
-
-    """
-    from tqdm import tqdm
-
-    optimizer = torch.optim.Adam(agent.parameters(), lr=lr, weight_decay=weight_decay)
-    best_state, since_best = copy.deepcopy(agent.state_dict()), 0
-    step, epoch = step0, epoch0
-    bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress)
-    for _ in bar:
-        agent.train()
-        order = torch.from_numpy(rng.permutation(len(train)))
-        losses = []
-        for start in range(0, len(train), batch_size):
-            idx = order[start : start + batch_size]
-            if len(idx) < 2:  # a single-sample batch breaks nothing but is pure noise
-                continue
-            inputs, target = train.batch(idx, device, True, generator)
-            loss = F.mse_loss(agent(inputs), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            step += 1
-            if writer is not None and step % 20 == 0:
-                writer.add_scalar("train/batch_loss", losses[-1], step)
-        epoch += 1
-        train_loss = float(np.mean(losses)) if losses else float("nan")
-        val_loss = _mse(agent, val, device, 256) if len(val) else train_loss
-        if writer is not None:
-            writer.add_scalar("train/loss", train_loss, epoch)
-            writer.add_scalar("val/loss", val_loss, epoch)
-        bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", best=f"{min(best, val_loss):.4f}")
-        if val_loss < best:
-            best, best_state, since_best = val_loss, copy.deepcopy(agent.state_dict()), 0
-        else:
-            since_best += 1
-            if since_best >= patience:
-                break
-    bar.close()
-    agent.load_state_dict(best_state)
-    return step, epoch, best
-
-
-def _fit_options(
-    seed: int, device: torch.device, writer: Any, progress: bool, **optimiser: Any
-) -> dict[str, Any]:
-    """The keyword arguments of :func:`_fit` shared by every round: seeded generators, device, log."""
-    return dict(
-        optimiser,
-        device=device,
-        rng=np.random.default_rng(seed),
-        generator=torch.Generator().manual_seed(seed),
-        writer=writer,
-        progress=progress,
-    )
-
-
-def _dagger_rollouts(
-    agent: BCAgent,
-    envs: Sequence[Any],
-    episodes: int,
-    seed: int,
-    pad: int,
-    progress: bool,
-    desc: str = "DAgger rollouts",
-) -> tuple[_Data, float]:
-    """Run the agent, label every visited state with the (noise-free) expert; return data and success.
-
-    Episode ``i`` (seed ``seed + i``) runs in ``envs[i % len(envs)]``.
-    """
-    from tqdm import tqdm
-
-    from bwgym.agents.demos import ExpertLabeller
-    from bwgym.agents.expert import LiftExpert
-
-    keys = agent.view_names + ([PROPRIO_KEY] if agent.proprio_dim else [])
-    labellers = [ExpertLabeller(LiftExpert(env, noise_std=0.0), keys, policy=agent) for env in envs]
-    successes = 0
-    for i in tqdm(range(episodes), desc=desc, unit="ep", disable=not progress):
-        k = i % len(envs)
-        successes += int(rollout(envs[k], labellers[k], seed + i).success)
-    obs_arrays = {k: np.stack([f for lab in labellers for f in lab.frames[k]]) for k in keys}
-    labels = np.stack([a for lab in labellers for a in lab.labels])
-    return _Data(obs_arrays, labels, agent.view_names, bool(agent.proprio_dim), pad), successes / episodes
-
-
-def train_bc(
-    dataset: DemoDataset | str | os.PathLike[str],
-    out_path: str | os.PathLike[str] | None = None,
-    epochs: int = 25,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    val_fraction: float = 0.1,
-    seed: int = 0,
-    device: str | torch.device = "auto",
-    log_dir: str | os.PathLike[str] | None = None,
-    augment_shift_px: int = 4,
-    dagger_rounds: int = 0,
-    dagger_episodes: int = 50,
-    dagger_epochs: int | None = None,
-    patience: int = 8,
-    weight_decay: float = 0.0,
-    use_proprio: bool = False,
-    channels: Sequence[int] = (32, 64, 64),
-    features: int = 128,
-    hidden: Sequence[int] = (256,),
-    stem: int = 4,
-    num_threads: int | None = None,
-    progress: bool = True,
-) -> BCAgent:
-    """Behaviour cloning of the expert's (noise-free) actions from a demonstration dataset.
-
-    Episodes are split into train and validation sets (:meth:`DemoDataset.split`); the loss is
-    the action MSE; each training image is shifted by up to ``augment_shift_px`` pixels (replicate
-    padding + random crop, per sample and view); training stops when the validation MSE has not
-    improved for ``patience`` epochs and keeps the best weights.
-
-    With ``dagger_rounds > 0`` (DAgger, Ross et al. 2011): the current policy runs
-    ``dagger_episodes`` episodes in the env (seeds from ``DAGGER_SEED_BASE``), the scripted expert
-    labels every state it visits, those steps join the training set, and training continues from
-    the current weights for ``dagger_epochs`` epochs. It is still imitation of the same expert;
-    it fixes the states plain BC never sees because its own small errors take it there.
-
-    Deterministic for a given ``seed``, device and thread count (torch and numpy generators are
-    seeded; batch order and shifts come from them).
-
-    Args:
-        dataset: a :class:`DemoDataset` or its folder.
-        out_path: where to save the agent (None: not saved).
-        epochs: maximum epochs of the first fit.
-        batch_size: steps per gradient step.
-        lr: Adam learning rate.
-        val_fraction: share of episodes held out for early stopping.
-        seed: seed of initialisation, split, batch order and augmentation.
-        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
-        log_dir: TensorBoard folder (``train/loss``, ``val/loss`` per epoch, ``dagger/success_rate``).
-        augment_shift_px: maximum random shift in pixels (0: no augmentation).
-        dagger_rounds: DAgger rounds after the first fit.
-        dagger_episodes: policy episodes per DAgger round.
-        dagger_epochs: maximum epochs per DAgger round (default: ``epochs``).
-        patience: epochs without validation improvement before stopping.
-        weight_decay: Adam weight decay.
-        use_proprio: feed the ``proprio`` vector too (the dataset must have it).
-        channels: convolution channels per view encoder (see :class:`BCAgent`).
-        features: features per view.
-        hidden: MLP hidden sizes.
-        stem: kernel size and stride of the first convolution.
-        num_threads: ``torch.set_num_threads`` for the run (None: leave as is).
-        progress: tqdm progress bars.
-
-    Returns:
-        The trained agent (best validation weights), in eval mode, with ``train_config`` filled.
-
-    """
-    import gymnasium as gym
-
-    from bwgym.agents.demos import DemoDataset
-
-    if num_threads is not None:
-        torch.set_num_threads(int(num_threads))
-    if not isinstance(dataset, DemoDataset):
-        dataset = DemoDataset(dataset)
-    if use_proprio and PROPRIO_KEY not in dataset.extra_names:
-        raise ValueError(
-            f"use_proprio=True but {dataset.path} has no {PROPRIO_KEY!r} (collect with "
-            "env_kwargs={'proprio': True})"
-        )
-    dev = resolve_device(device)
-    torch.manual_seed(seed)  # the agent's initial weights
-
-    train_ids, val_ids = dataset.split(val_fraction, seed)
-    obs, actions, _ = dataset.arrays(train_ids, progress=progress)
-    train = _Data(obs, actions, dataset.view_names, use_proprio, augment_shift_px)
-    obs, actions, _ = dataset.arrays(val_ids, progress=progress)
-    val = _Data(obs, actions, dataset.view_names, use_proprio, 0)
-    del obs, actions
-
-    proprio_dim = int(train.proprio.shape[1]) if train.proprio is not None else 0
-    agent = BCAgent(
-        dataset.view_names,
-        dataset.image_shape[:2],
-        proprio_dim,
-        train.actions.shape[1],
-        dataset.env_id,
-        channels,
-        features,
-        hidden,
-        stem,
-    ).to(dev)
-    config: dict[str, Any] = dict(
-        dataset=str(dataset.path),
-        dataset_episodes=dataset.n_episodes,
-        dataset_steps=dataset.n_steps,
-        demo_noise_std=dataset.meta.get("noise_std"),
-        train_episodes=len(train_ids),
-        val_episodes=len(val_ids),
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        val_fraction=val_fraction,
-        seed=seed,
-        augment_shift_px=augment_shift_px,
-        dagger_rounds=dagger_rounds,
-        dagger_episodes=dagger_episodes,
-        dagger_epochs=dagger_epochs,
-        patience=patience,
-        weight_decay=weight_decay,
-        use_proprio=use_proprio,
-        device=str(dev),
-        torch_threads=torch.get_num_threads(),
-    )
-    writer = None
-    if log_dir is not None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(log_dir))
-        writer.add_text("config", "\n".join(f"| {k} | {v} |" for k, v in config.items()))
-    start = time.perf_counter()
-    fit = _fit_options(
-        seed,
-        dev,
-        writer,
-        progress,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        patience=patience,
-    )
-    step, epoch, best = _fit(agent, train, val, epochs=epochs, step0=0, epoch0=0, desc="BC", **fit)
-    history = [dict(round=0, epochs=epoch, val_mse=best, train_steps=len(train))]
-    env = gym.make(dataset.env_id, **{**dataset.env_kwargs, **agent.env_kwargs()}) if dagger_rounds else None
-    try:
-        for r in range(1, dagger_rounds + 1):
-            new, success = _dagger_rollouts(
-                agent, [env], dagger_episodes, DAGGER_SEED_BASE + 10_000 * r, augment_shift_px, progress
-            )
-            train.extend(new)
-            if writer is not None:
-                writer.add_scalar("dagger/success_rate", success, r)
-                writer.add_scalar("dagger/train_steps", len(train), r)
-            step, epoch, best = _fit(
-                agent,
-                train,
-                val,
-                epochs=dagger_epochs or epochs,
-                step0=step,
-                epoch0=epoch,
-                desc=f"DAgger {r}/{dagger_rounds}",
-                **fit,
-            )
-            history.append(
-                dict(round=r, epochs=epoch, val_mse=best, train_steps=len(train), rollout_success=success)
-            )
-    finally:
-        if env is not None:
-            env.close()
-    config.update(history=history, seconds=round(time.perf_counter() - start, 1))
-    if writer is not None:
-        writer.close()
-    agent.train_config = config
-    agent.eval()
-    if out_path is not None:
-        agent.save(out_path)
-    return agent
-
-
-def finetune_bc(
-    agent: BCAgent,
-    env_factory: Callable[[], Any] | Sequence[Callable[[], Any]],
-    out_path: str | os.PathLike[str] | None = None,
-    rounds: int = 4,
-    episodes: int = 40,
-    val_episodes: int = 20,
-    epochs: int = 8,
-    batch_size: int = 64,
-    lr: float = 3e-4,
-    weight_decay: float = 0.0,
-    patience: int = 3,
-    augment_shift_px: int = 4,
-    seed: int = 0,
-    log_dir: str | os.PathLike[str] | None = None,
-    describe: Mapping[str, Any] | None = None,
-    progress: bool = True,
-) -> BCAgent:
-    """DAgger on the views a codec and a link deliver: imitation where the prior was never trained.
-
-    A BC agent trained on clean frames meets decoded views at low budgets (blur, coarse
-    components, dropped frames held). Here the agent drives ``env_factory()`` (e.g. a scenario's
-    ``BandwidthLimited`` env; with several factories, episode ``i`` runs in env ``i mod n``, so
-    one agent learns several budgets, clean views included), the scripted expert labels every
-    state it visits from the simulator's true pose, and the agent trains on everything collected
-    so far, from its current weights, for ``rounds`` rounds (early stopping on ``val_episodes``
-    episodes of the starting agent, other seeds). Round ``r`` plays seeds
-    ``FINETUNE_SEED_BASE + 10_000 * r + i``.
-
-    Each round's rollouts also score the policy that played them (its success rate; the last
-    policy plays one more set of ``episodes`` that is not trained on), and the agent returned is
-    the policy with the highest score, the starting one included: the action error the fit lowers
-    is not the task success, and with views this coarse the two can part. Scores are logged as
-    ``dagger/success_rate``; the returned agent's ``train_config["finetune"]["history"]`` has them
-    per policy. Select on these seeds, report on others.
-
-    It is still imitation of the expert, not reinforcement learning: it needs the privileged
-    expert at training time, never at run time.
-
-    Args:
-        agent: the starting agent (trained by :func:`train_bc`); trained in place.
-        env_factory: builds the env the agent will run in (its observation spec must match), or
-            a sequence of them (a mixture: episodes take turns).
-        out_path: where to save the agent (None: not saved).
-        rounds: DAgger rounds.
-        episodes: policy episodes per round.
-        val_episodes: episodes of the starting policy held out for early stopping.
-        epochs: maximum epochs per round.
-        batch_size: steps per gradient step.
-        lr: Adam learning rate (lower than from scratch: the prior is a good start).
-        weight_decay: Adam weight decay.
-        patience: epochs without validation improvement before a round stops.
-        augment_shift_px: maximum random shift in pixels.
-        seed: seed of batch order and augmentation.
-        log_dir: TensorBoard folder.
-        describe: extra entries for ``train_config`` (e.g. the scenario).
-        progress: tqdm progress bars.
-
-    Returns:
-        The selected agent, in eval mode.
-
-    Raises:
-        ValueError: a count below 1, or (``CheckpointError``) an agent whose spec (env id, views,
-            image size) is not the env's: the message names both.
-
-    """
-    if rounds < 1 or episodes < 1 or val_episodes < 1:
-        raise ValueError(
-            f"rounds, episodes and val_episodes must be >= 1, got {rounds}, {episodes}, {val_episodes}"
-        )
-    writer = None
-    if log_dir is not None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(log_dir))
-    fit = _fit_options(
-        seed,
-        agent.device,
-        writer,
-        progress,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        patience=patience,
-    )
-    start = time.perf_counter()
-    factories = [env_factory] if callable(env_factory) else list(env_factory)
-    if not factories:
-        raise ValueError("env_factory: expected a callable or a non-empty sequence of them")
-    envs: list[Any] = []
-    history: list[dict[str, Any]] = []
-
-    def score(policy: int, success: float, n: int) -> None:
-        """Record a rollout success rate for the policy of round ``policy`` (0: the start)."""
-        entry = history[policy]
-        played = entry.get("rollout_episodes", 0)
-        entry["rollout_success"] = (entry.get("rollout_success", 0.0) * played + success * n) / (played + n)
-        entry["rollout_episodes"] = played + n
-        if writer is not None:
-            writer.add_scalar("dagger/success_rate", entry["rollout_success"], policy)
-
-    try:
-        for factory in factories:
-            envs.append(factory())
-            views = link_views(envs[-1])
-            agent.check_spec(
-                getattr(envs[-1].spec, "id", None),
-                [v.name for v in views],
-                views[0].shape,
-                where="the agent to fine-tune",
-            )
-        val, val_success = _dagger_rollouts(
-            agent, envs, val_episodes, FINETUNE_SEED_BASE, 0, progress, desc="validation rollouts"
-        )
-        best = _mse(agent, val, agent.device, 256)
-        history.append(dict(round=0, val_mse=best, train_steps=0))
-        score(0, val_success, val_episodes)
-        states = [copy.deepcopy(agent.state_dict())]
-        train = None
-        step = epoch = 0
-        for r in range(1, rounds + 2):
-            new, success = _dagger_rollouts(
-                agent,
-                envs,
-                episodes,
-                FINETUNE_SEED_BASE + 10_000 * r,
-                augment_shift_px,
-                progress,
-                desc=f"DAgger {r}/{rounds} rollouts" if r <= rounds else "last policy's rollouts",
-            )
-            score(r - 1, success, episodes)
-            if r > rounds:
-                break
-            if train is None:
-                train = new
-            else:
-                train.extend(new)
-            step, epoch, best = _fit(
-                agent,
-                train,
-                val,
-                epochs=epochs,
-                step0=step,
-                epoch0=epoch,
-                desc=f"DAgger {r}/{rounds}",
-                best=best,
-                **fit,
-            )
-            history.append(dict(round=r, epochs=epoch, val_mse=best, train_steps=len(train)))
-            states.append(copy.deepcopy(agent.state_dict()))
-    finally:
-        for env in envs:
-            env.close()
-        if writer is not None:
-            writer.close()
-    chosen = max(range(len(history)), key=lambda i: (history[i]["rollout_success"], i))
-    agent.load_state_dict(states[chosen])
-    agent.train_config = dict(
-        agent.train_config,
-        finetune=dict(
-            dict(describe or {}),
-            rounds=rounds,
-            episodes=episodes,
-            val_episodes=val_episodes,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            patience=patience,
-            augment_shift_px=augment_shift_px,
-            seed=seed,
-            history=history,
-            selected_round=chosen,
-            seconds=round(time.perf_counter() - start, 1),
-        ),
-    )
-    agent.eval()
-    if out_path is not None:
-        agent.save(out_path)
-    return agent
-
-
-# ---------------------------------------------------------------------- evaluation
-def evaluate_agent(
-    agent: Any,
-    env_id: str = "bwgym/LocateLift-v0",
-    episodes: int = 100,
-    seed: int = 10_000,
-    env_kwargs: Mapping[str, Any] | None = None,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Run ``agent.act`` for ``episodes`` episodes with env seeds ``seed, seed + 1, ...``.
-
-    Serial :func:`~bwgym.agents.base.rollout` episodes on clean views (the full protocol with
-    codecs, traces and workers is ``bwgym evaluate``); ``agent.reset(seed)`` starts each episode.
-    The default seeds (10 000 onwards) are disjoint from the demonstration seeds (0 onwards) and
-    the DAgger rollouts' (1 000 000 onwards).
-
-    Args:
-        agent: a :class:`BCAgent` (or any :class:`~bwgym.agents.base.Agent`, or anything with
-            ``act(obs) -> action``).
-        env_id: the env to run.
-        episodes: number of episodes.
-        seed: env seed of the first episode.
-        env_kwargs: ``gymnasium.make`` keyword arguments; by default those matching a
-            :class:`BCAgent`'s views, image size and proprio flag.
-        progress: tqdm progress bar.
-
-    Returns:
-        One row per episode: ``episode, seed, success, steps, return``.
-
-    """
-    import gymnasium as gym
-    import pandas as pd
-    from tqdm import tqdm
-
-    if isinstance(agent, BCAgent):
-        agent.check_spec(env_id=env_id)
-        kwargs = {**agent.env_kwargs(), **(env_kwargs or {})}
-    else:
-        kwargs = dict(env_kwargs or {})
-    env = gym.make(env_id, **kwargs)
-    rows = []
-    try:
-        if isinstance(agent, BCAgent):
-            space = env.observation_space
-            views = [k for k, s in space.spaces.items() if len(s.shape) == 3]
-            shape = space.spaces[views[0]].shape[:2]
-            if not set(agent.view_names) <= set(views) or tuple(shape) != agent.image_shape:
-                raise ValueError(
-                    f"the agent was trained for {agent._spec_text()}, "
-                    f"the env gives {_spec_text(env_id, views, list(shape))}"
-                )
-        for i in tqdm(range(episodes), desc="evaluating", unit="ep", disable=not progress):
-            result = rollout(env, agent, seed + i)
-            rows.append(
-                {
-                    "episode": i,
-                    "seed": seed + i,
-                    "success": result.success,
-                    "steps": result.steps,
-                    "return": result.ret,
-                }
-            )
-    finally:
-        env.close()
-    return pd.DataFrame(rows, columns=["episode", "seed", "success", "steps", "return"])

@@ -244,7 +244,8 @@ def _run_episode(
     return record
 
 
-def _spec_text(env_id: Any, views: Any, image_shape: Any) -> str:
+def spec_text(env_id: Any, views: Any, image_shape: Any) -> str:
+    """``env_id=..., views=[...], image_shape=[...]``: a spec as error messages show it."""
     return f"env_id={env_id!r}, views={list(views) if views is not None else None}, image_shape={image_shape}"
 
 
@@ -316,8 +317,8 @@ class DemoDataset:
         if mismatch:
             raise DemoFormatError(
                 f"{meta_path} does not match: the dataset has "
-                f"{_spec_text(self.env_id, self.view_names, list(have_shape))}, expected "
-                f"{_spec_text(env_id, views, None if want_shape is None else list(want_shape))}"
+                f"{spec_text(self.env_id, self.view_names, list(have_shape))}, expected "
+                f"{spec_text(env_id, views, None if want_shape is None else list(want_shape))}"
             )
         for i in range(self.n_episodes):
             if not self.episode_path(i).is_file():
@@ -373,7 +374,7 @@ class DemoDataset:
     def __repr__(self) -> str:
         return (
             f"DemoDataset({str(self.path)!r}: {self.n_episodes} episodes, {self.n_steps} steps, "
-            f"{_spec_text(self.env_id, self.view_names, list(self.image_shape))})"
+            f"{spec_text(self.env_id, self.view_names, list(self.image_shape))})"
         )
 
     # ------------------------------------------------------------------ data

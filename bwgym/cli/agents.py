@@ -251,7 +251,8 @@ def _check_rl_paths(args: argparse.Namespace) -> None:
 
 def _finetune_bc(args: argparse.Namespace, out: Path) -> int:
     """``--algo bc --scenario S``: DAgger from ``--bc-init`` on the decoded views of the scenario."""
-    from bwgym.agents.bc import BCAgent, finetune_bc
+    from bwgym.agents.bc import BCAgent
+    from bwgym.agents.dagger import finetune_bc
     from bwgym.scenarios.config import ConfigError
     from bwgym.scenarios.factory import count_successes, make_env
 
@@ -323,7 +324,7 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
     """Train an agent (``--algo bc``), evaluate it and write ``<out>`` and ``<out>.json``.
 
     With ``--scenario``, ``--algo bc`` fine-tunes ``--bc-init`` (default: the shipped agent) by
-    DAgger on that scenario's decoded views (:func:`bwgym.agents.bc.finetune_bc`).
+    DAgger on that scenario's decoded views (:func:`bwgym.agents.dagger.finetune_bc`).
     """
     if args.algo != "bc":
         return _train_rl(args)
@@ -346,8 +347,9 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
         return _fail(str(err))
     import torch
 
-    from bwgym.agents.bc import evaluate_agent, train_bc
+    from bwgym.agents.bc_training import train_bc
     from bwgym.agents.demos import DemoDataset, collect_demos
+    from bwgym.agents.evaluation import evaluate_agent
 
     command = _train_command(args)
     out = Path(args.out)

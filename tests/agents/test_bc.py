@@ -6,17 +6,10 @@ import pytest
 import torch
 
 import bwgym  # noqa: F401  (registers the envs; before mujoco)
-from bwgym.agents.bc import (
-    CHECKPOINT_KIND,
-    LEGACY_FORMAT,
-    SHIPPED_CHECKPOINT,
-    BCAgent,
-    convert_legacy,
-    evaluate_agent,
-    random_shift,
-    train_bc,
-)
+from bwgym.agents.bc import CHECKPOINT_KIND, LEGACY_FORMAT, SHIPPED_CHECKPOINT, BCAgent, convert_legacy
+from bwgym.agents.bc_training import random_shift, train_bc
 from bwgym.agents.demos import DemoDataset, collect_demos
+from bwgym.agents.evaluation import evaluate_agent
 from bwgym.cli import build_parser as _parser
 from bwgym.common.checkpoint import CheckpointError, load_checkpoint
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import bwgym  # noqa: F401
-from bwgym.agents.bc import SHIPPED_CHECKPOINT, BCAgent, finetune_bc
+from bwgym.agents.bc import SHIPPED_CHECKPOINT, BCAgent
+from bwgym.agents.dagger import finetune_bc
 from bwgym.cli import main
 from bwgym.scenarios.config import load_scenario
 from bwgym.scenarios.factory import count_successes, make_env

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import bwgym  # noqa: F401
-from bwgym.agents.bc import SHIPPED_CHECKPOINT, BCAgent, evaluate_agent
+from bwgym.agents.bc import SHIPPED_CHECKPOINT, BCAgent
+from bwgym.agents.evaluation import evaluate_agent
 from bwgym.agents.expert import LiftExpert
 from bwgym.common.checkpoint import CheckpointError
 from bwgym.envs import LOCATE_LIFT_V1_KWARGS
