@@ -101,10 +101,6 @@ def collect_demos(
 
     """
     import gymnasium as gym
-    from tqdm import tqdm
-
-    import bwgym
-    from bwgym.agents.expert import LiftExpert
 
     if int(episodes) < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -112,7 +108,61 @@ def collect_demos(
         raise ValueError(f"noise_std must be finite and >= 0, got {noise_std}")
     episodes = int(episodes)
     max_attempts = 2 * episodes + 10 if max_attempts is None else int(max_attempts)
-    out = Path(out_dir)
+    out = _emptied_folder(Path(out_dir), overwrite)
+    env_kwargs = dict(env_kwargs or {})
+    env = gym.make(env_id, **env_kwargs)
+    try:
+        layout = _observation_layout(env, env_id)
+        kept = _stream_episodes(
+            env,
+            out,
+            layout[0] + layout[1],
+            episodes,
+            noise_std,
+            seed,
+            only_successful,
+            max_attempts,
+            progress,
+        )
+    finally:
+        env.close()
+    meta = _dataset_meta(env, env_id, env_kwargs, layout, kept, noise_std, only_successful)
+    atomic_write(out / _META, lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    return out
+
+
+def _dataset_meta(
+    env: Any,
+    env_id: str,
+    env_kwargs: Mapping[str, Any],
+    layout: tuple[list[str], list[str], list[int]],
+    kept: Mapping[str, Any],
+    noise_std: float,
+    only_successful: bool,
+) -> dict[str, Any]:
+    """``meta.json``: the env and its views, the episodes kept and how, the bwgym version."""
+    import bwgym
+
+    view_names, extra_names, image_shape = layout
+    return {
+        "format": FORMAT,
+        "env_id": env_id,
+        "env_kwargs": jsonable(env_kwargs),
+        "view_names": view_names,
+        "extra_names": extra_names,
+        "image_shape": image_shape,
+        "action_shape": list(env.action_space.shape),
+        "episodes": len(kept["seeds"]),
+        **kept,
+        "noise_std": float(noise_std),
+        "only_successful": bool(only_successful),
+        "labels": "noise-free expert action per state; executed_actions include the noise",
+        "bwgym_version": bwgym.__version__,
+    }
+
+
+def _emptied_folder(out: Path, overwrite: bool) -> Path:
+    """``out``, created; a dataset already there is removed with ``overwrite``, else refused."""
     out.mkdir(parents=True, exist_ok=True)
     if (out / _META).exists() or any(out.glob("episode_*.npz")):
         if not overwrite:
@@ -121,63 +171,67 @@ def collect_demos(
             )
         for old in [out / _META, *out.glob("episode_*.npz")]:
             old.unlink()
+    return out
 
-    env_kwargs = dict(env_kwargs or {})
-    env = gym.make(env_id, **env_kwargs)
-    try:
-        space = env.observation_space
-        if not isinstance(space, gym.spaces.Dict):
-            raise ValueError(f"{env_id} observations must be a Dict of views, got {space}")
-        view_names = [k for k, s in space.spaces.items() if len(s.shape) == 3]
-        extra_names = [k for k in space.spaces if k not in view_names]
-        image_shape = list(space.spaces[view_names[0]].shape)
-        expert = LiftExpert(env, noise_std=0.0)  # noise added here, so the clean label is known
-        seeds: list[int] = []
-        lengths: list[int] = []
-        successes = attempts = 0
-        bar = tqdm(total=episodes, desc="collecting demos", unit="ep", disable=not progress)
-        while len(seeds) < episodes:
-            if attempts >= max_attempts:
-                raise RuntimeError(
-                    f"only {len(seeds)} of {episodes} successful episodes after {attempts} attempts "
-                    f"(noise_std={noise_std}); lower the noise or pass only_successful=False"
-                )
-            episode_seed = seed + attempts
-            attempts += 1
-            record = _run_episode(env, expert, episode_seed, noise_std, view_names + extra_names)
-            successes += int(record["success"])
-            if only_successful and not record["success"]:
-                continue
-            target = out / _episode_name(len(seeds))
-            atomic_write(target, lambda f, r=record: np.savez_compressed(f, **r))
-            seeds.append(episode_seed)
-            lengths.append(int(record["actions"].shape[0]))
-            bar.update(1)
-            bar.set_postfix(success=f"{successes}/{attempts}", refresh=False)
-        bar.close()
-    finally:
-        env.close()
 
-    meta = {
-        "format": FORMAT,
-        "env_id": env_id,
-        "env_kwargs": jsonable(env_kwargs),
-        "view_names": view_names,
-        "extra_names": extra_names,
-        "image_shape": image_shape,
-        "action_shape": list(env.action_space.shape),
-        "episodes": episodes,
+def _observation_layout(env: Any, env_id: str) -> tuple[list[str], list[str], list[int]]:
+    """The env's image views, its other observation keys, and the image shape."""
+    import gymnasium as gym
+
+    space = env.observation_space
+    if not isinstance(space, gym.spaces.Dict):
+        raise ValueError(f"{env_id} observations must be a Dict of views, got {space}")
+    view_names = [k for k, s in space.spaces.items() if len(s.shape) == 3]
+    extra_names = [k for k in space.spaces if k not in view_names]
+    return view_names, extra_names, list(space.spaces[view_names[0]].shape)
+
+
+def _stream_episodes(
+    env: Any,
+    out: Path,
+    keys: Sequence[str],
+    episodes: int,
+    noise_std: float,
+    seed: int,
+    only_successful: bool,
+    max_attempts: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """Run attempts until ``episodes`` are kept, each written as it ends; ``meta.json``'s counts of them."""
+    from tqdm import tqdm
+
+    from bwgym.agents.expert import LiftExpert
+
+    expert = LiftExpert(env, noise_std=0.0)  # noise added here, so the clean label is known
+    seeds: list[int] = []
+    lengths: list[int] = []
+    successes = attempts = 0
+    bar = tqdm(total=episodes, desc="collecting demos", unit="ep", disable=not progress)
+    while len(seeds) < episodes:
+        if attempts >= max_attempts:
+            raise RuntimeError(
+                f"only {len(seeds)} of {episodes} successful episodes after {attempts} attempts "
+                f"(noise_std={noise_std}); lower the noise or pass only_successful=False"
+            )
+        episode_seed = seed + attempts
+        attempts += 1
+        record = _run_episode(env, expert, episode_seed, noise_std, keys)
+        successes += int(record["success"])
+        if only_successful and not record["success"]:
+            continue
+        target = out / _episode_name(len(seeds))
+        atomic_write(target, lambda f, r=record: np.savez_compressed(f, **r))
+        seeds.append(episode_seed)
+        lengths.append(int(record["actions"].shape[0]))
+        bar.update(1)
+        bar.set_postfix(success=f"{successes}/{attempts}", refresh=False)
+    bar.close()
+    return {
         "seeds": seeds,
         "lengths": lengths,
         "attempts": attempts,
         "expert_success_rate": successes / attempts,
-        "noise_std": float(noise_std),
-        "only_successful": bool(only_successful),
-        "labels": "noise-free expert action per state; executed_actions include the noise",
-        "bwgym_version": bwgym.__version__,
     }
-    atomic_write(out / _META, lambda f: f.write(json.dumps(meta, indent=1).encode()))
-    return out
 
 
 class ExpertLabeller:
