@@ -471,29 +471,10 @@ def train_rl(
         The trained SB3 model (its policy is what :func:`load_rl` gives back from the folder).
 
     """
-    from stable_baselines3.common.callbacks import CallbackList, EvalCallback
+    from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.vec_env import VecTransposeImage
 
-    from bwgym.agents.bc_prior import CriticWarmup
-
-    if config.algo not in ALGOS:
-        raise ValueError(f"algo must be one of {ALGOS}, got {config.algo!r}")
-    if config.vec not in ("subproc", "dummy", "vector"):
-        raise ValueError(f"vec must be 'subproc', 'dummy' or 'vector', got {config.vec!r}")
-    if config.vec == "vector" and vector_factory is None:
-        raise ValueError(
-            "vec 'vector' needs a vector_factory (e.g. a scenario's make_vector_env): train with --scenario"
-        )
-    for label in ("total_timesteps", "n_envs", "eval_freq_steps", "eval_episodes", "checkpoint_freq_steps"):
-        value = getattr(config, label)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
-    if config.bc_demos and config.bc_init:
-        raise ValueError("give bc_demos (pretrain SB3's own network) or bc_init (the BC network), not both")
-    if config.bc_demos and config.algo != "ppo":
-        raise ValueError(
-            "bc_demos warm start is implemented for PPO (a stochastic actor-critic); use algo='ppo'"
-        )
+    _check_rl_config(config, vector_factory)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     venv = _vec_env(config, config.seed, env_factory, vector_factory)
@@ -505,21 +486,7 @@ def train_rl(
         model, done_steps = _build_model(config, venv, out)
         if pretrain is not None and not config.resume:
             pretrain(model)
-        per_env = lambda steps: max(1, steps // config.n_envs)  # noqa: E731  (SB3 counts callback calls)
-        every = [
-            EvalCallback(
-                eval_env,
-                n_eval_episodes=config.eval_episodes,
-                eval_freq=per_env(config.eval_freq_steps),
-                best_model_save_path=str(out / "best"),
-                log_path=str(out / "eval"),
-                verbose=0,
-            ),
-            _training_state_callback(config, out, per_env(config.checkpoint_freq_steps)),
-            _bandwidth_callback(),
-            *([CriticWarmup(config.algo, config.critic_warmup_steps)] if config.critic_warmup_steps else []),
-            *callbacks,
-        ]
+        every = _rl_callbacks(config, out, eval_env, callbacks)
         with warnings.catch_warnings():
             # Training envs in processes and the evaluation env in this one are the same envs.
             warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
@@ -541,6 +508,51 @@ def train_rl(
         venv.close()
         eval_env.close()
     return model
+
+
+def _check_rl_config(config: RLConfig, vector_factory: Callable[[int], Any] | None) -> None:
+    """Refuse a config :func:`train_rl` cannot run, before any env is built."""
+    if config.algo not in ALGOS:
+        raise ValueError(f"algo must be one of {ALGOS}, got {config.algo!r}")
+    if config.vec not in ("subproc", "dummy", "vector"):
+        raise ValueError(f"vec must be 'subproc', 'dummy' or 'vector', got {config.vec!r}")
+    if config.vec == "vector" and vector_factory is None:
+        raise ValueError(
+            "vec 'vector' needs a vector_factory (e.g. a scenario's make_vector_env): train with --scenario"
+        )
+    for label in ("total_timesteps", "n_envs", "eval_freq_steps", "eval_episodes", "checkpoint_freq_steps"):
+        value = getattr(config, label)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
+    if config.bc_demos and config.bc_init:
+        raise ValueError("give bc_demos (pretrain SB3's own network) or bc_init (the BC network), not both")
+    if config.bc_demos and config.algo != "ppo":
+        raise ValueError(
+            "bc_demos warm start is implemented for PPO (a stochastic actor-critic); use algo='ppo'"
+        )
+
+
+def _rl_callbacks(config: RLConfig, out: Path, eval_env: Any, callbacks: Sequence[Any]) -> list[Any]:
+    """Evaluation, training state, ``bw/`` scalars, the critic's warm-up when asked, then ``callbacks``."""
+    from stable_baselines3.common.callbacks import EvalCallback
+
+    from bwgym.agents.bc_prior import CriticWarmup
+
+    per_env = lambda steps: max(1, steps // config.n_envs)  # noqa: E731  (SB3 counts callback calls)
+    return [
+        EvalCallback(
+            eval_env,
+            n_eval_episodes=config.eval_episodes,
+            eval_freq=per_env(config.eval_freq_steps),
+            best_model_save_path=str(out / "best"),
+            log_path=str(out / "eval"),
+            verbose=0,
+        ),
+        _training_state_callback(config, out, per_env(config.checkpoint_freq_steps)),
+        _bandwidth_callback(),
+        *([CriticWarmup(config.algo, config.critic_warmup_steps)] if config.critic_warmup_steps else []),
+        *callbacks,
+    ]
 
 
 # ---------------------------------------------------------------------- spaces <-> JSON
