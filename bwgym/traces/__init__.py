@@ -16,14 +16,25 @@ every loader failure is a :class:`TraceFormatError`, and sizes are bounded by
 :data:`MAX_TRACE_SAMPLES` (segments), :data:`MAX_TRACE_FILE_BYTES`, :data:`MAX_BPS` and
 :data:`MAX_TIME_S`. Seeded generators are reproducible in every process; :func:`derive_seed`
 derives a per-trace seed from a run's seed.
+
+File formats and generators are entries of the registries :data:`TRACE_FORMATS` and
+:data:`TRACE_GENERATORS` (``bwgym traces formats``, ``bwgym traces generators``); a module of your
+own adds one with :func:`register_trace_format` (a :class:`TraceFormat` subclass) or
+:func:`register_trace_generator`.
 """
 
+from bwgym.common.registry import (
+    TRACE_FORMATS,
+    TRACE_GENERATORS,
+    register_trace_format,
+    register_trace_generator,
+)
 from bwgym.traces.formats import (
-    FORMATS,
     LIBRARY_DIR,
     MAHIMAHI_BIN_MS,
     MAHIMAHI_PACKET_BITS,
     MAX_TRACE_FILE_BYTES,
+    TraceFormat,
     TraceFormatError,
     TraceNotFoundError,
     detect_format,
@@ -38,7 +49,6 @@ from bwgym.traces.link import Delivery, Link, LinkStep
 from bwgym.traces.trace import MAX_BPS, MAX_TIME_S, MAX_TRACE_SAMPLES, BandwidthTrace, concatenate
 
 __all__ = [
-    "FORMATS",
     "GENERATORS",
     "LIBRARY_DIR",
     "MAHIMAHI_BIN_MS",
@@ -47,10 +57,13 @@ __all__ = [
     "MAX_TIME_S",
     "MAX_TRACE_FILE_BYTES",
     "MAX_TRACE_SAMPLES",
+    "TRACE_FORMATS",
+    "TRACE_GENERATORS",
     "BandwidthTrace",
     "Delivery",
     "Link",
     "LinkStep",
+    "TraceFormat",
     "TraceFormatError",
     "TraceNotFoundError",
     "concatenate",
@@ -60,6 +73,8 @@ __all__ = [
     "library_path",
     "list_library",
     "load_trace",
+    "register_trace_format",
+    "register_trace_generator",
     "resolve_trace_path",
     "save_trace",
 ]

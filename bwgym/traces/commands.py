@@ -1,4 +1,4 @@
-"""The ``bwgym traces`` sub-command: ``show``, ``convert``, ``plot``, ``generate`` and ``list``.
+"""The ``bwgym traces`` sub-command: show, convert, plot, generate, list, formats, generators.
 
 ``bwgym/cli.py`` calls :func:`register` with its sub-parsers; each sub-command stores its handler
 as ``args.func``, a function ``(args) -> int`` (the process exit code)::
@@ -8,6 +8,8 @@ as ``args.func``, a function ``(args) -> int`` (the process exit code)::
     bwgym traces convert lte_drive lte.mahimahi
     bwgym traces plot satellite --out satellite.png
     bwgym traces generate gilbert_elliott --out ge.csv --seed 3 --param good_bps=5e5
+    bwgym traces formats
+    bwgym traces generators
 
 Errors in the user's input (a bad flag, a malformed, missing or unreadable file, an unknown
 generator or parameter, an unwritable output, a size beyond the limits of :mod:`bwgym.traces`)
@@ -24,24 +26,23 @@ import io
 import json
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from bwgym.common.files import atomic_write_bytes
+from bwgym.common.registry import TRACE_FORMATS, TRACE_GENERATORS, Entry
 from bwgym.traces.formats import (
-    _EXTENSIONS,
-    FORMATS,
     MAHIMAHI_BIN_MS,
     detect_format,
-    format_for_path,
     library_path,
     list_library,
     load_trace,
+    output_format,
     resolve_trace_path,
     save_trace,
 )
-from bwgym.traces.generators import GENERATORS, MAX_SEED, generate
+from bwgym.traces.generators import MAX_SEED, generate, takes_seed
 from bwgym.traces.trace import MAX_TIME_S, BandwidthTrace
 
 if TYPE_CHECKING:
@@ -51,11 +52,14 @@ __all__ = [
     "DEFAULT_STEP_S",
     "MAX_PLOT_SEGMENTS",
     "cmd_convert",
+    "cmd_formats",
     "cmd_generate",
+    "cmd_generators",
     "cmd_list",
     "cmd_plot",
     "cmd_show",
     "main",
+    "entry_table",
     "register",
     "trace_stats",
 ]
@@ -209,27 +213,17 @@ def _load(source: str, fmt: str | None, bin_ms: int) -> tuple[BandwidthTrace, st
     return load_trace(path, detected, bin_ms=bin_ms), detected
 
 
-def _output_format(path: str, fmt: str | None, flag: str = "--format") -> str:
-    """Return the format to write ``path`` in, checked before any work is done."""
-    if fmt is not None:
-        return fmt
-    found = format_for_path(path)
-    if found is None:
+def _unit(unit: str | None, fmt: str) -> dict[str, str]:
+    """The writing options of ``--unit``; refused for formats whose unit is fixed, rather than ignored."""
+    if unit is None:
+        return {}
+    takers = [e.name for e in TRACE_FORMATS.entries() if "unit" in (r[0] for r in e.option_rows())]
+    if fmt not in takers:
         raise ValueError(
-            f"{path}: cannot tell the output format from the extension, expected {flag} "
-            f"one of {', '.join(FORMATS)}, or an extension among {', '.join(sorted(_EXTENSIONS))}"
+            f"--unit {unit} applies to {', '.join(takers)} output only; {fmt} has a fixed unit, "
+            f"expected no --unit or an output in {', '.join(takers)}"
         )
-    return found
-
-
-def _unit(unit: str | None, fmt: str) -> str:
-    """The CSV rate unit of ``--unit``; refused for formats whose unit is fixed, rather than ignored."""
-    if unit is not None and fmt != "csv":
-        raise ValueError(
-            f"--unit {unit} applies to CSV output only; {fmt} has a fixed unit, expected no --unit "
-            f"or a .csv output"
-        )
-    return unit or "bps"
+    return {"unit": unit}
 
 
 @_friendly("show")
@@ -247,10 +241,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 @_friendly("convert")
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert a trace file (or library trace) to another format."""
-    to = _output_format(args.dst, args.to, "--to")
-    unit = _unit(args.unit, to)
+    to = output_format(args.dst, args.to, "--to")
+    options = _unit(args.unit, to)
     trace, fmt = _load(args.src, args.from_format, args.bin_ms)
-    out = save_trace(trace, args.dst, to, unit=unit)
+    out = save_trace(trace, args.dst, to, **options)
     print(
         f"wrote {out} ({to}, from {fmt}): {len(trace)} segments, "
         f"{trace.duration_s:g} s, mean {trace.mean_bps:.6g} bit/s"
@@ -338,15 +332,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if key in params:
             raise ValueError(f"--param {key} is given twice, expected each parameter once")
         params[key] = value
-    fmt = _output_format(args.out, args.format)
-    unit = _unit(args.unit, fmt)
+    fmt = output_format(args.out, args.format, "--format")
+    options = _unit(args.unit, fmt)
     if args.duration_s is not None:
         params.setdefault("duration_s", args.duration_s)
     params.setdefault("seed", args.seed)  # generate() ignores it for deterministic kinds
     if args.name is not None:
         params.setdefault("name", args.name)
     trace = generate(args.kind, **params)
-    out = save_trace(trace, args.out, fmt, unit=unit)
+    out = save_trace(trace, args.out, fmt, **options)
     print(
         f"wrote {out}: {args.kind}, {len(trace)} segments, {trace.duration_s:g} s, "
         f"mean {trace.mean_bps:.6g} bit/s"
@@ -379,75 +373,106 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``traces`` sub-command to an ``argparse`` sub-parsers object.
+def entry_table(entries: Sequence[Entry], columns: Mapping[str, Callable[[Entry], str]]) -> str:
+    """A plain aligned table of registry entries: one row per option, the entry's columns on its first.
 
     Args:
-        subparsers: What ``ArgumentParser.add_subparsers()`` returned.
+        entries: The entries, in the order to print.
+        columns: Extra columns between ``name`` and ``description``: header -> value of an entry.
 
     Returns:
-        The ``traces`` parser. Each leaf sets ``args.func``, a handler ``(args) -> int``.
+        Lines ``name  <columns>  description  option  type  default`` (``-`` for an entry without
+        options), without trailing spaces.
 
     """
-    parser = subparsers.add_parser(
-        "traces",
-        help="inspect, convert, plot and generate bandwidth traces",
-        description="Inspect, convert, plot and generate bandwidth traces. "
-        f"Traces are files ({', '.join(FORMATS)}) or library names (see `bwgym traces list`).",
-    )
-    # One-line errors, for the `traces` parser itself and for each of its sub-commands.
-    parser.error = functools.partial(_traces_error, parser)  # type: ignore[method-assign]
-    sub = parser.add_subparsers(
-        dest="traces_command", metavar="COMMAND", required=True, parser_class=_SubcommandParser
+    rows = [["name", *columns, "description", "option", "type", "default"]]
+    for entry in entries:
+        first = [entry.name, *(value(entry) for value in columns.values()), entry.description]
+        for i, option in enumerate(entry.option_rows() or [("-", "", "")]):
+            rows.append([*(first if i == 0 else [""] * len(first)), *option])
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
     )
 
-    def reading_options(p: argparse.ArgumentParser, flag: str = "--format") -> None:
-        p.add_argument(
-            flag,
-            dest="format" if flag == "--format" else "from_format",
-            choices=FORMATS,
-            default=None,
-            help="input format (default: from the extension or content)",
-        )
-        p.add_argument(
-            "--bin-ms",
-            type=_integer("--bin-ms", 1, 10**9),
-            default=MAHIMAHI_BIN_MS,
-            help=f"Mahimahi input: bin width in ms for the rate (default {MAHIMAHI_BIN_MS})",
-        )
 
-    def writing_options(p: argparse.ArgumentParser, flag: str = "--format") -> None:
-        p.add_argument(
-            flag, choices=FORMATS, default=None, help="output format (default: from the extension)"
-        )
-        p.add_argument(
-            "--unit",
-            default=None,
-            choices=("bps", "kbps", "mbps", "bytes_per_s"),
-            help="CSV output: rate unit (default bps); other formats have a fixed unit",
-        )
+@_friendly("formats")
+def cmd_formats(args: argparse.Namespace) -> int:
+    """List the registered trace file formats: extensions, whether they write, options."""
+    columns = {
+        "extensions": lambda e: " ".join(e.target.extensions) or "-",
+        "writes": lambda e: "yes" if e.target().writes else "no",
+    }
+    print(entry_table(TRACE_FORMATS.entries(), columns))
+    return 0
 
-    def step_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--step-s",
-            type=_number("--step-s", 0.0, True, MAX_TIME_S),
-            default=DEFAULT_STEP_S,
-            help=f"env step in seconds for the bits_per_step column (default {DEFAULT_STEP_S})",
-        )
 
+@_friendly("generators")
+def cmd_generators(args: argparse.Namespace) -> int:
+    """List the registered trace generators: whether they take a seed, options."""
+    print(
+        entry_table(TRACE_GENERATORS.entries(), {"seeded": lambda e: "yes" if takes_seed(e.name) else "no"})
+    )
+    return 0
+
+
+def _reading_options(p: argparse.ArgumentParser, flag: str = "--format") -> None:
+    p.add_argument(
+        flag,
+        dest="format" if flag == "--format" else "from_format",
+        default=None,
+        metavar="FORMAT",
+        help="input format (see `bwgym traces formats`; default: from the extension or content)",
+    )
+    p.add_argument(
+        "--bin-ms",
+        type=_integer("--bin-ms", 1, 10**9),
+        default=MAHIMAHI_BIN_MS,
+        help=f"Mahimahi input: bin width in ms for the rate (default {MAHIMAHI_BIN_MS})",
+    )
+
+
+def _writing_options(p: argparse.ArgumentParser, flag: str = "--format") -> None:
+    p.add_argument(
+        flag,
+        default=None,
+        metavar="FORMAT",
+        help="output format (see `bwgym traces formats`; default: from the extension)",
+    )
+    p.add_argument(
+        "--unit",
+        default=None,
+        help="CSV output: rate unit, one of bps, kbps, mbps, bytes_per_s (default bps)",
+    )
+
+
+def _step_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--step-s",
+        type=_number("--step-s", 0.0, True, MAX_TIME_S),
+        default=DEFAULT_STEP_S,
+        help=f"env step in seconds for the bits_per_step column (default {DEFAULT_STEP_S})",
+    )
+
+
+def _add_show(sub: Any) -> None:
     show = sub.add_parser("show", help="statistics table of traces")
     show.add_argument("traces", nargs="+", metavar="PATH_OR_NAME")
-    reading_options(show)
-    step_option(show)
+    _reading_options(show)
+    _step_option(show)
     show.set_defaults(func=cmd_show)
 
+
+def _add_convert(sub: Any) -> None:
     convert = sub.add_parser("convert", help="convert a trace to another format")
     convert.add_argument("src", metavar="SRC", help="trace file or library name")
     convert.add_argument("dst", metavar="DST", help="output file")
-    reading_options(convert, "--from")
-    writing_options(convert, "--to")
+    _reading_options(convert, "--from")
+    _writing_options(convert, "--to")
     convert.set_defaults(func=cmd_convert)
 
+
+def _add_plot(sub: Any) -> None:
     plot = sub.add_parser("plot", help="PNG of the rate over time")
     plot.add_argument("traces", nargs="+", metavar="PATH_OR_NAME")
     plot.add_argument("--out", required=True, metavar="PNG", help="output image")
@@ -458,13 +483,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="plot only [0, UNTIL_S) (loops past the end)",
     )
     plot.add_argument("--log", action="store_true", help="logarithmic rate axis")
-    reading_options(plot)
+    _reading_options(plot)
     plot.set_defaults(func=cmd_plot)
 
+
+def _add_generate(sub: Any) -> None:
     gen = sub.add_parser("generate", help="write a synthetic trace")
-    gen.add_argument(
-        "kind", choices=sorted(GENERATORS), metavar="KIND", help=f"one of {', '.join(GENERATORS)}"
-    )
+    gen.add_argument("kind", metavar="KIND", help="a generator (see `bwgym traces generators`)")
     gen.add_argument("--out", required=True, metavar="PATH", help="output file (format from its extension)")
     gen.add_argument(
         "--seed", type=_integer("--seed", 0, MAX_SEED), default=0, help="random seed (default 0)"
@@ -481,14 +506,45 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="generator parameter, value as JSON (repeatable), e.g. --param good_bps=5e5",
+        help="generator option, value as JSON (repeatable), e.g. --param good_bps=5e5",
     )
-    writing_options(gen)
+    _writing_options(gen)
     gen.set_defaults(func=cmd_generate)
 
+
+def _add_listings(sub: Any) -> None:
     lib = sub.add_parser("list", help="the shipped trace library")
-    step_option(lib)
+    _step_option(lib)
     lib.set_defaults(func=cmd_list)
+    formats = sub.add_parser("formats", help="the trace file formats and their options")
+    formats.set_defaults(func=cmd_formats)
+    generators = sub.add_parser("generators", help="the trace generators and their options")
+    generators.set_defaults(func=cmd_generators)
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``traces`` sub-command to an ``argparse`` sub-parsers object.
+
+    Args:
+        subparsers: What ``ArgumentParser.add_subparsers()`` returned.
+
+    Returns:
+        The ``traces`` parser. Each leaf sets ``args.func``, a handler ``(args) -> int``.
+
+    """
+    parser = subparsers.add_parser(
+        "traces",
+        help="inspect, convert, plot and generate bandwidth traces",
+        description="Inspect, convert, plot and generate bandwidth traces. Traces are files (see "
+        "`bwgym traces formats`) or library names (see `bwgym traces list`).",
+    )
+    # One-line errors, for the `traces` parser itself and for each of its sub-commands.
+    parser.error = functools.partial(_traces_error, parser)  # type: ignore[method-assign]
+    sub = parser.add_subparsers(
+        dest="traces_command", metavar="COMMAND", required=True, parser_class=_SubcommandParser
+    )
+    for add in (_add_show, _add_convert, _add_plot, _add_generate, _add_listings):
+        add(sub)
     return parser
 
 

@@ -29,9 +29,22 @@ sabre      ``*.json`` (Sabre)           ``[{"duration_ms": .., "bandwidth_kbps":
                                         but not read: bwgym models latency in :class:`~bwgym.traces.Link`.
 ========== =========================== ==================================================================
 
-``load_trace(path)`` picks the format from the file extension, else from the content (a ``[``
-starts Sabre JSON, a header row means CSV, and 1, 2 or 6 numeric columns mean Mahimahi, cooked
-or HSDPA). ``path`` may also name a trace of the shipped library (``load_trace("lte_drive")``).
+Each format is a :class:`TraceFormat` registered in :data:`~bwgym.common.registry.TRACE_FORMATS`
+(``bwgym traces formats`` lists them with their options): its reader, its writer, its file
+extensions and how its content looks. ``load_trace(path)`` picks the format from the file
+extension, else from the content (a ``[`` starts Sabre JSON, a header row means CSV, and 1, 2 or 6
+numeric columns mean Mahimahi, cooked or HSDPA). ``path`` may also name a trace of the shipped
+library (``load_trace("lte_drive")``). A format of your own, from your own module::
+
+    @register_trace_format("square", description="'seconds bps' pairs, comma separated")
+    class Square(TraceFormat):
+        extensions = (".square",)
+        expected = "'seconds,bps' per line"
+
+        def read(self, path, text, options):
+            ...  # return (n + 1 edges in seconds, n rates in bit/s); raise TraceFormatError
+
+Then ``load_trace("x.square")`` reads it, and ``save_trace`` refuses it until it has a ``write``.
 
 Every file is UTF-8 text; a leading byte-order mark is accepted in every format.
 
@@ -48,26 +61,35 @@ A missing file raises :class:`TraceNotFoundError`, both a ``TraceFormatError`` a
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import io
 import json
 import math
 import os
+import re
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
 from bwgym.common.files import atomic_write_text
+from bwgym.common.registry import TRACE_FORMATS, Entry, OptionError, UnknownNameError, register_trace_format
 from bwgym.traces.trace import MAX_BPS, MAX_TIME_S, MAX_TRACE_SAMPLES, BandwidthTrace, check_samples
 
 __all__ = [
-    "FORMATS",
     "LIBRARY_DIR",
     "MAHIMAHI_BIN_MS",
     "MAHIMAHI_PACKET_BITS",
     "MAX_TRACE_FILE_BYTES",
+    "CsvOptions",
+    "MahimahiOptions",
+    "SabreOptions",
+    "Segments",
+    "TraceFormat",
     "TraceFormatError",
     "TraceNotFoundError",
     "detect_format",
@@ -75,12 +97,10 @@ __all__ = [
     "library_path",
     "list_library",
     "load_trace",
+    "output_format",
     "resolve_trace_path",
     "save_trace",
 ]
-
-FORMATS: tuple[str, ...] = ("mahimahi", "cooked", "hsdpa", "csv", "sabre")
-"""Names accepted by ``format=``."""
 
 MAHIMAHI_PACKET_BITS = 1500 * 8
 """Bits per Mahimahi delivery opportunity (one MTU-sized packet)."""
@@ -102,31 +122,14 @@ files are refused before they are read, with their size and this limit in the me
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 """Folder of the shipped traces (regenerate with ``python -m bwgym.traces.make_library``)."""
 
-_EXTENSIONS = {
-    ".mahimahi": "mahimahi",
-    ".mm": "mahimahi",
-    ".up": "mahimahi",
-    ".down": "mahimahi",
-    ".cooked": "cooked",
-    ".hsdpa": "hsdpa",
-    ".csv": "csv",
-    ".json": "sabre",
-}
-
-_EXPECTED = {
-    "mahimahi": "one integer millisecond timestamp per line, non-decreasing (e.g. '12')",
-    "cooked": "'time_s Mbps' per line, whitespace separated (e.g. '1.0 4.25')",
-    "hsdpa": (
-        "6 whitespace columns: unix_time_s time_ms latitude longitude bytes elapsed_ms "
-        "(e.g. '1284372000 1000 59.9 10.7 125000 1000')"
-    ),
-    "csv": "a header naming the units (time_s and one of bps, kbps, mbps, bytes_per_s), then numbers",
-    "sabre": 'a JSON list of {"duration_ms": .., "bandwidth_kbps": .., "latency_ms": ..}',
-}
-
 # CSV rate columns (lower-cased header name) -> factor to bits per second.
 _CSV_RATE_UNITS = {"bps": 1.0, "kbps": 1e3, "mbps": 1e6, "bytes_per_s": 8.0, "throughput": 1e6}
 _CSV_TIME_UNITS = {"time_s": 1.0, "time_ms": 1e-3}
+# The units a CSV file is written in (Lumos5G's Throughput column is read only).
+_CSV_WRITE_UNITS = tuple(u for u in _CSV_RATE_UNITS if u != "throughput")
+
+Segments = tuple[np.ndarray, np.ndarray]
+"""What a reader returns: ``n + 1`` segment edges in seconds (from 0) and ``n`` rates in bit/s."""
 
 
 class TraceFormatError(ValueError):
@@ -154,6 +157,61 @@ class TraceNotFoundError(TraceFormatError, FileNotFoundError):
 
     Both a :class:`TraceFormatError` (so a ``ValueError``) and a ``FileNotFoundError``.
     """
+
+
+class TraceFormat:
+    """A trace file format: its reader, optionally its writer, and how to recognise its files.
+
+    Subclass it, set the class attributes, and register the class with
+    ``@register_trace_format(name, description=..., options=<frozen dataclass or None>)``. Every
+    use makes a fresh instance, so a format keeps no state between files. ``options`` is the
+    registered options dataclass, filled from ``load_trace``'s and ``save_trace``'s keywords (None
+    when the format takes none).
+
+    Attributes:
+        extensions: Lower-case file suffixes, dot included, that imply the format.
+        expected: One line on the layout; it ends the message of every error about a malformed file.
+        looks_like: What :meth:`sniff` recognises, for the message when no format does ("" if it
+            never sniffs).
+
+    """
+
+    extensions: ClassVar[tuple[str, ...]] = ()
+    expected: ClassVar[str] = "a trace file"
+    looks_like: ClassVar[str] = ""
+
+    def read(self, path: Path, text: str, options: Any) -> Segments:
+        """The segments of the file at ``path`` whose UTF-8 content is ``text``.
+
+        Raises:
+            TraceFormatError: Malformed content, naming the line and :attr:`expected`.
+
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not read")
+
+    def write(self, trace: BandwidthTrace, path: Path, options: Any) -> str:
+        """The text of ``trace`` in this format (``path`` is for messages). Optional.
+
+        Raises:
+            ValueError: The trace cannot be written in this format.
+
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not write")
+
+    def sniff(self, text: str, first_line: str) -> bool:
+        """Whether content detection should pick this format. Optional.
+
+        Args:
+            text: The whole file.
+            first_line: Its first line that is neither blank nor a ``#`` comment, stripped.
+
+        """
+        return False
+
+    @property
+    def writes(self) -> bool:
+        """Whether the format has a writer."""
+        return type(self).write is not TraceFormat.write
 
 
 # ---------------------------------------------------------------------------------------- library
@@ -272,11 +330,13 @@ def _iter_data_lines(text: str) -> Iterator[tuple[int, str]]:
             yield number, stripped
 
 
-def _empty_error(path: Path, fmt: str) -> TraceFormatError:
-    return TraceFormatError(path, 1, "the file is empty (no data lines)", _EXPECTED[fmt])
+def _empty_error(path: Path, expected: str) -> TraceFormatError:
+    return TraceFormatError(path, 1, "the file is empty (no data lines)", expected)
 
 
-def _numeric_table(path: Path, fmt: str, text: str, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def _numeric_table(
+    path: Path, expected: str, text: str, labels: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """Parse whitespace-separated numeric rows with one column per label.
 
     Returns:
@@ -290,18 +350,18 @@ def _numeric_table(path: Path, fmt: str, text: str, labels: Sequence[str]) -> tu
         fields = line.split()
         if len(fields) != k:
             raise TraceFormatError(
-                path, number, f"found {len(fields)} fields ({_clip(' '.join(fields))!r})", _EXPECTED[fmt]
+                path, number, f"found {len(fields)} fields ({_clip(' '.join(fields))!r})", expected
             )
         for label, field in zip(labels, fields, strict=True):
             try:
                 values.append(float(field))
             except ValueError:
                 raise TraceFormatError(
-                    path, number, f"{label} {_clip(field)!r} is not a number", _EXPECTED[fmt]
+                    path, number, f"{label} {_clip(field)!r} is not a number", expected
                 ) from None
         numbers.append(number)
     if not numbers:
-        raise _empty_error(path, fmt)
+        raise _empty_error(path, expected)
     return np.array(numbers, dtype=np.int64), np.array(values, dtype=np.float64).reshape(-1, k)
 
 
@@ -311,7 +371,7 @@ def _first_bad(mask: np.ndarray) -> int | None:
 
 
 def _check_rates(
-    path: Path, fmt: str, lines: Sequence[int], values: np.ndarray, label: str, to_bps: float = 1.0
+    path: Path, expected: str, lines: Sequence[int], values: np.ndarray, label: str, to_bps: float = 1.0
 ) -> None:
     """Refuse non-finite, negative or absurd (> :data:`MAX_BPS`) rates, naming the line."""
     with np.errstate(over="ignore", invalid="ignore"):
@@ -324,13 +384,13 @@ def _check_rates(
             path,
             lines[i],
             problem,
-            f"a finite rate >= 0 (0 is an outage) and <= MAX_BPS={MAX_BPS:g} bit/s; {_EXPECTED[fmt]}",
+            f"a finite rate >= 0 (0 is an outage) and <= MAX_BPS={MAX_BPS:g} bit/s; {expected}",
         )
 
 
 def _check_increasing(
     path: Path,
-    fmt: str,
+    expected: str,
     lines: Sequence[int],
     times: np.ndarray,
     label: str,
@@ -344,7 +404,7 @@ def _check_increasing(
             path,
             lines[i],
             f"{label} is {_num(times[i])}",
-            f"a finite {label} of at most MAX_TIME_S={MAX_TIME_S:g} s in magnitude; {_EXPECTED[fmt]}",
+            f"a finite {label} of at most MAX_TIME_S={MAX_TIME_S:g} s in magnitude; {expected}",
         )
     steps = np.diff(times)
     i = _first_bad(steps <= 0 if strict else steps < 0)
@@ -379,9 +439,41 @@ def _num(x: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------- detection
+def _all_numbers(fields: Sequence[str]) -> bool:
+    try:
+        [float(f) for f in fields]
+    except ValueError:
+        return False
+    return True
+
+
+def _count_numbers(line: str) -> int | None:
+    """How many whitespace-separated numbers ``line`` holds, or None when a field is not one."""
+    fields = line.split()
+    return len(fields) if _all_numbers(fields) else None
+
+
+def _is_json(text: str) -> bool:
+    return re.match(r"\s*[\[{]", text) is not None
+
+
 def format_for_path(path: str | os.PathLike[str]) -> str | None:
-    """Return the format implied by a file's extension, or ``None`` when it implies none."""
-    return _EXTENSIONS.get(Path(path).suffix.lower())
+    """Return the format implied by a file's extension, or ``None`` when it implies none.
+
+    Raises:
+        TraceFormatError: Two registered formats claim the extension.
+
+    """
+    suffix = Path(path).suffix.lower()
+    claims = [e.name for e in TRACE_FORMATS.entries() if suffix and suffix in e.target.extensions]
+    if len(claims) > 1:
+        raise TraceFormatError(
+            path,
+            None,
+            f"the extension {suffix!r} is claimed by {' and '.join(claims)}",
+            "format= one of them",
+        )
+    return claims[0] if claims else None
 
 
 def detect_format(path: str | os.PathLike[str], text: str | None = None) -> str:
@@ -392,7 +484,8 @@ def detect_format(path: str | os.PathLike[str], text: str | None = None) -> str:
         text: Its content, when already read.
 
     Raises:
-        TraceFormatError: Empty, unreadable or binary file, or a content that matches no format.
+        TraceFormatError: Empty, unreadable or binary file, or a content that no format (or more than
+            one) recognises.
 
     """
     path = Path(path)
@@ -401,136 +494,268 @@ def detect_format(path: str | os.PathLike[str], text: str | None = None) -> str:
         return by_extension
     if text is None:
         text = _read_text(path)
-    stripped = text.lstrip()
-    if not stripped:
-        raise TraceFormatError(path, 1, "the file is empty", f"one of the formats {', '.join(FORMATS)}")
-    if stripped[0] in "[{":
-        return "sabre"
+    names = TRACE_FORMATS.names()
+    if not text.strip():
+        raise TraceFormatError(path, 1, "the file is empty", f"one of the formats {', '.join(names)}")
     first = next(_iter_data_lines(text), None)
     if first is None:
         raise TraceFormatError(
-            path, 1, "the file has only comments", f"one of the formats {', '.join(FORMATS)}"
+            path, 1, "the file has only comments", f"one of the formats {', '.join(names)}"
         )
     number, line = first
-    if "," in line:
-        return "csv"
-    fields = line.split()
-    try:
-        [float(f) for f in fields]
-    except ValueError:
-        return "csv"  # a header row
-    by_count = {1: "mahimahi", 2: "cooked", 6: "hsdpa"}
-    if len(fields) in by_count:
-        return by_count[len(fields)]
+    found = [e.name for e in TRACE_FORMATS.entries() if e.target().sniff(text, line)]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        problem = f"the content looks like several formats ({', '.join(found)})"
+        raise TraceFormatError(path, number, problem, f"format= one of {', '.join(found)}")
+    count = _count_numbers(line)
+    seen = f"{count} whitespace-separated numbers" if count is not None else f"the line {_clip(line)!r}"
+    layouts = [f"{e.target.looks_like} ({e.name})" for e in TRACE_FORMATS.entries() if e.target.looks_like]
     raise TraceFormatError(
         path,
         number,
-        f"cannot detect the format from {len(fields)} whitespace-separated numbers",
-        "1 (mahimahi), 2 (cooked) or 6 (hsdpa) columns, a CSV header or a JSON list; "
-        f"or pass format= one of {', '.join(FORMATS)}",
+        f"cannot detect the format from {seen}",
+        f"{', '.join(layouts)}; or pass format= one of {', '.join(names)}",
     )
 
 
-def _check_format_name(fmt: str, path: str | os.PathLike[str]) -> str:
-    if not isinstance(fmt, str) or fmt not in FORMATS:
-        close = difflib.get_close_matches(str(fmt), FORMATS, n=1)
+def _format_entry(fmt: Any, path: str | os.PathLike[str]) -> Entry:
+    """The registered format named ``fmt``; an unknown name is a :class:`TraceFormatError` about ``path``."""
+    try:
+        return TRACE_FORMATS.get(fmt)
+    except UnknownNameError:
+        names = TRACE_FORMATS.names()
+        close = difflib.get_close_matches(str(fmt), names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise TraceFormatError(
-            path, None, f"unknown format {_clip(repr(fmt))}{hint}", f"one of {', '.join(FORMATS)}"
+            path, None, f"unknown format {_clip(repr(fmt))}{hint}", f"one of {', '.join(names)}"
+        ) from None
+
+
+def _option_names(entry: Entry) -> set[str]:
+    return {f.name for f in dataclasses.fields(entry.options)} if entry.options is not None else set()
+
+
+def _format_options(entry: Entry, values: Mapping[str, Any]) -> Any:
+    """The format's options from ``values``, leaving out the options of other formats.
+
+    One call of ``load_trace`` may carry the options of whichever format the file turns out to
+    be (``bin_ms`` for Mahimahi): an option another registered format takes is not this one's
+    business. An option no format takes is an error.
+    """
+    own = _option_names(entry)
+    every = set().union(*(_option_names(e) for e in TRACE_FORMATS.entries()))
+    for key in values:
+        if key not in every:
+            close = difflib.get_close_matches(str(key), sorted(every), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise OptionError(f"unknown trace format option {key!r}{hint}; options: {sorted(every)}")
+    mine = {key: value for key, value in values.items() if key in own}
+    return entry.make_options(mine, where=f"trace format {entry.name!r}")
+
+
+# ---------------------------------------------------------------------------------------- formats
+@dataclass(frozen=True)
+class MahimahiOptions:
+    """Options of the Mahimahi format."""
+
+    bin_ms: int = MAHIMAHI_BIN_MS
+    """Reading: the bin width in ms over which packets are counted into a rate."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.bin_ms <= 10**9:
+            raise ValueError(
+                f"expected bin_ms to be an integer in [1, 10^9] ms, got {_clip(repr(self.bin_ms))}"
+            )
+
+
+@register_trace_format(
+    "mahimahi",
+    description="Mahimahi packet schedule: one millisecond timestamp per 1500-byte packet",
+    options=MahimahiOptions,
+)
+class Mahimahi(TraceFormat):
+    """Mahimahi: a line per delivery opportunity; the last timestamp is the loop period."""
+
+    extensions = (".mahimahi", ".mm", ".up", ".down")
+    expected = "one integer millisecond timestamp per line, non-decreasing (e.g. '12')"
+    looks_like = "1 number per line"
+
+    def sniff(self, text: str, first_line: str) -> bool:
+        """One number per line."""
+        return _count_numbers(first_line) == 1
+
+    def read(self, path: Path, text: str, options: MahimahiOptions) -> Segments:
+        """Packets counted into bins of ``options.bin_ms``."""
+        bin_ms = options.bin_ms
+        lines, table = _numeric_table(path, self.expected, text, ("timestamp",))
+        stamps = table[:, 0]
+        i = _first_bad(~np.isfinite(stamps) | (stamps != np.round(stamps)) | (stamps < 0))
+        if i is not None:
+            raise TraceFormatError(path, lines[i], f"timestamp {_num(stamps[i])!r}", self.expected)
+        _check_increasing(path, self.expected, lines, stamps, "timestamp", strict=False, to_s=1e-3)
+        ms = stamps.astype(np.int64)
+        period_ms = int(ms[-1])
+        if period_ms <= 0:
+            raise TraceFormatError(
+                path, lines[-1], "the last timestamp (the loop period) is 0", "a last timestamp > 0 ms"
+            )
+        n_bins = -(-period_ms // bin_ms)
+        if n_bins > MAX_TRACE_SAMPLES:
+            raise TraceFormatError(
+                path,
+                lines[-1],
+                f"the loop period of {period_ms:,} ms would need {n_bins:,} bins of {bin_ms} ms, more than "
+                f"the limit MAX_TRACE_SAMPLES={MAX_TRACE_SAMPLES:,} (bwgym.traces.MAX_TRACE_SAMPLES)",
+                f"a last timestamp of at most {MAX_TRACE_SAMPLES * bin_ms:,} ms at bin_ms={bin_ms}, "
+                "or a larger bin_ms",
+            )
+        edges_ms = np.append(np.arange(n_bins, dtype=np.int64) * bin_ms, period_ms)
+        # A packet stamped t has arrived by t ms: it belongs to the millisecond [t - 1, t).
+        slots = np.maximum(ms - 1, 0)
+        counts = np.bincount(slots // bin_ms, minlength=n_bins)[:n_bins]
+        rates = counts * MAHIMAHI_PACKET_BITS / (np.diff(edges_ms) / 1000.0)
+        i = _first_bad(rates > MAX_BPS)
+        if i is not None:
+            raise TraceFormatError(
+                path,
+                None,
+                f"{int(counts[i]):,} packets in the bin starting at {int(edges_ms[i]):,} ms make "
+                f"{rates[i]:.4g} bit/s",
+                f"rates <= MAX_BPS={MAX_BPS:g} bit/s (fewer packets per ms, or a larger bin_ms)",
+            )
+        return edges_ms / 1000.0, rates
+
+    def write(self, trace: BandwidthTrace, path: Path, options: MahimahiOptions) -> str:
+        """Packet k at the first millisecond by which the trace has carried k packets."""
+        period_ms = round(trace.duration_s * 1000)
+        if period_ms <= 0:
+            raise ValueError(
+                f"{path}: expected a trace lasting >= 1 ms for mahimahi, got {trace.duration_s} s"
+            )
+        check_samples(period_ms + 1, f"writing {path} as mahimahi (one sample per ms)")
+        check_samples(
+            math.floor(trace.total_bits / MAHIMAHI_PACKET_BITS + 1e-9),
+            f"writing {path} as mahimahi (one line per 1500-byte packet)",
         )
-    return fmt
+        cum = np.asarray(trace.cumulative_bits(np.arange(period_ms + 1) / 1000.0))
+        n_packets = math.floor(cum[-1] / MAHIMAHI_PACKET_BITS + 1e-9)
+        if n_packets == 0:
+            raise ValueError(
+                f"{path}: expected at least one 1500-byte packet per loop for mahimahi, got {cum[-1]:g} bits "
+                f"in {trace.duration_s:g} s; use a longer trace or another format"
+            )
+        targets = MAHIMAHI_PACKET_BITS * np.arange(1, n_packets + 1, dtype=np.float64)
+        # Packet k goes out at the first millisecond by which the trace has carried k packets;
+        # the tolerance absorbs float error where a target falls exactly on a millisecond.
+        tolerance = 1e-9 * max(cum[-1], 1.0)
+        stamps = np.searchsorted(cum, targets - tolerance, side="left")
+        # Mahimahi loops at its last timestamp: pin the last packet to the period end.
+        stamps[-1] = period_ms
+        return "\n".join(map(str, stamps.tolist())) + "\n"
 
 
-# ---------------------------------------------------------------------------------------- readers
-Segments = tuple[np.ndarray, np.ndarray]  # (n + 1 edges in seconds, n rates in bps)
+@register_trace_format("cooked", description="Pensieve's cooked traces: 'time_s Mbps' per line")
+class Cooked(TraceFormat):
+    """Pensieve "cooked": the rate on line i holds over [time[i-1], time[i])."""
+
+    extensions = (".cooked",)
+    expected = "'time_s Mbps' per line, whitespace separated (e.g. '1.0 4.25')"
+    looks_like = "2 numbers per line"
+
+    def sniff(self, text: str, first_line: str) -> bool:
+        """Two numbers per line."""
+        return _count_numbers(first_line) == 2
+
+    def read(self, path: Path, text: str, options: None) -> Segments:
+        """Times re-based to 0; the first line's rate is unused."""
+        lines, table = _numeric_table(path, self.expected, text, ("time", "rate"))
+        times, mbps = table[:, 0], table[:, 1]
+        _check_rates(path, self.expected, lines, mbps, "the rate (Mbit/s)", 1e6)
+        _check_increasing(path, self.expected, lines, times, "time", strict=True)
+        if len(lines) < 2:
+            raise TraceFormatError(
+                path,
+                lines[0],
+                "only one line: a cooked trace needs two times to span an interval",
+                self.expected,
+            )
+        edges = times - times[0]
+        _check_duration(path, lines, edges, "time")
+        return edges, mbps[1:] * 1e6
+
+    def write(self, trace: BandwidthTrace, path: Path, options: None) -> str:
+        """A first line at time 0 (repeating the first rate), then each segment's end and rate."""
+        edges, rates = trace.edges_s, trace.bps
+        lines = [f"{_num(edges[0])} {_num(rates[0] / 1e6)}"]
+        lines += [f"{_num(t)} {_num(r / 1e6)}" for t, r in zip(edges[1:], rates, strict=True)]
+        return "\n".join(lines) + "\n"
 
 
-def _read_mahimahi(path: Path, text: str, bin_ms: int) -> Segments:
-    lines, table = _numeric_table(path, "mahimahi", text, ("timestamp",))
-    stamps = table[:, 0]
-    i = _first_bad(~np.isfinite(stamps) | (stamps != np.round(stamps)) | (stamps < 0))
-    if i is not None:
-        raise TraceFormatError(path, lines[i], f"timestamp {_num(stamps[i])!r}", _EXPECTED["mahimahi"])
-    _check_increasing(path, "mahimahi", lines, stamps, "timestamp", strict=False, to_s=1e-3)
-    ms = stamps.astype(np.int64)
-    period_ms = int(ms[-1])
-    if period_ms <= 0:
-        raise TraceFormatError(
-            path, lines[-1], "the last timestamp (the loop period) is 0", "a last timestamp > 0 ms"
+@register_trace_format("hsdpa", description="Norway HSDPA / Ghent 4G logs: bytes received per elapsed ms")
+class Hsdpa(TraceFormat):
+    """Six columns: unix time (s), time (ms), latitude, longitude, bytes received, elapsed ms."""
+
+    extensions = (".hsdpa",)
+    expected = (
+        "6 whitespace columns: unix_time_s time_ms latitude longitude bytes elapsed_ms "
+        "(e.g. '1284372000 1000 59.9 10.7 125000 1000')"
+    )
+    looks_like = "6 numbers per line"
+
+    def sniff(self, text: str, first_line: str) -> bool:
+        """Six numbers per line."""
+        return _count_numbers(first_line) == 6
+
+    def read(self, path: Path, text: str, options: None) -> Segments:
+        """Row i is a segment of ``elapsed`` ms at ``bytes * 8 / elapsed`` bit/s."""
+        labels = ("unix time", "time (ms)", "latitude", "longitude", "bytes received", "elapsed ms")
+        lines, table = _numeric_table(path, self.expected, text, labels)
+        _check_increasing(path, self.expected, lines, table[:, 0], "unix time", strict=False)
+        _check_increasing(path, self.expected, lines, table[:, 1], "time (ms)", strict=False, to_s=1e-3)
+        nbytes, elapsed_ms = table[:, 4], table[:, 5]
+        i = _first_bad(~np.isfinite(nbytes) | (nbytes < 0))
+        if i is not None:
+            raise TraceFormatError(
+                path, lines[i], f"bytes received is {_num(nbytes[i])}", "a finite byte count >= 0"
+            )
+        i = _first_bad(~np.isfinite(elapsed_ms) | (elapsed_ms <= 0))
+        if i is not None:
+            raise TraceFormatError(
+                path, lines[i], f"elapsed ms is {_num(elapsed_ms[i])}", "a finite duration > 0 ms"
+            )
+        with np.errstate(over="ignore"):
+            edges = np.concatenate(([0.0], np.cumsum(elapsed_ms))) / 1000.0
+            rates = nbytes * 8000.0 / elapsed_ms
+        _check_duration(path, lines, edges, "row")
+        _check_rates(path, self.expected, lines, rates, "the rate (bytes received * 8 / elapsed seconds)")
+        return edges, rates
+
+    def write(self, trace: BandwidthTrace, path: Path, options: None) -> str:
+        """Whole milliseconds and whole bytes (cumulative counts rounded, so no byte is lost)."""
+        base_unix_s = 0
+        edges_ms = np.unique(np.round(trace.edges_s * 1000.0).astype(np.int64))
+        if edges_ms.size < 2:
+            raise ValueError(f"expected a trace lasting >= 1 ms for hsdpa, got {trace.duration_s} s")
+        cum_bytes = np.round(np.asarray(trace.cumulative_bits(edges_ms / 1000.0)) / 8.0).astype(np.int64)
+        cum_bytes[0] = 0
+        nbytes, elapsed = np.diff(cum_bytes), np.diff(edges_ms)
+        ends = edges_ms[1:]
+        return "".join(
+            f"{base_unix_s + e // 1000} {e} 0.0 0.0 {b} {d}\n"
+            for e, b, d in zip(ends.tolist(), nbytes.tolist(), elapsed.tolist(), strict=True)
         )
-    n_bins = -(-period_ms // bin_ms)
-    if n_bins > MAX_TRACE_SAMPLES:
-        raise TraceFormatError(
-            path,
-            lines[-1],
-            f"the loop period of {period_ms:,} ms would need {n_bins:,} bins of {bin_ms} ms, more than "
-            f"the limit MAX_TRACE_SAMPLES={MAX_TRACE_SAMPLES:,} (bwgym.traces.MAX_TRACE_SAMPLES)",
-            f"a last timestamp of at most {MAX_TRACE_SAMPLES * bin_ms:,} ms at bin_ms={bin_ms}, "
-            "or a larger bin_ms",
-        )
-    edges_ms = np.append(np.arange(n_bins, dtype=np.int64) * bin_ms, period_ms)
-    # A packet stamped t has arrived by t ms: it belongs to the millisecond [t - 1, t).
-    slots = np.maximum(ms - 1, 0)
-    counts = np.bincount(slots // bin_ms, minlength=n_bins)[:n_bins]
-    rates = counts * MAHIMAHI_PACKET_BITS / (np.diff(edges_ms) / 1000.0)
-    i = _first_bad(rates > MAX_BPS)
-    if i is not None:
-        raise TraceFormatError(
-            path,
-            None,
-            f"{int(counts[i]):,} packets in the bin starting at {int(edges_ms[i]):,} ms make "
-            f"{rates[i]:.4g} bit/s",
-            f"rates <= MAX_BPS={MAX_BPS:g} bit/s (fewer packets per ms, or a larger bin_ms)",
-        )
-    return edges_ms / 1000.0, rates
 
 
-def _read_cooked(path: Path, text: str) -> Segments:
-    lines, table = _numeric_table(path, "cooked", text, ("time", "rate"))
-    times, mbps = table[:, 0], table[:, 1]
-    _check_rates(path, "cooked", lines, mbps, "the rate (Mbit/s)", 1e6)
-    _check_increasing(path, "cooked", lines, times, "time", strict=True)
-    if len(lines) < 2:
-        raise TraceFormatError(
-            path,
-            lines[0],
-            "only one line: a cooked trace needs two times to span an interval",
-            _EXPECTED["cooked"],
-        )
-    edges = times - times[0]
-    _check_duration(path, lines, edges, "time")
-    return edges, mbps[1:] * 1e6
-
-
-def _read_hsdpa(path: Path, text: str) -> Segments:
-    labels = ("unix time", "time (ms)", "latitude", "longitude", "bytes received", "elapsed ms")
-    lines, table = _numeric_table(path, "hsdpa", text, labels)
-    _check_increasing(path, "hsdpa", lines, table[:, 0], "unix time", strict=False)
-    _check_increasing(path, "hsdpa", lines, table[:, 1], "time (ms)", strict=False, to_s=1e-3)
-    nbytes, elapsed_ms = table[:, 4], table[:, 5]
-    i = _first_bad(~np.isfinite(nbytes) | (nbytes < 0))
-    if i is not None:
-        raise TraceFormatError(
-            path, lines[i], f"bytes received is {_num(nbytes[i])}", "a finite byte count >= 0"
-        )
-    i = _first_bad(~np.isfinite(elapsed_ms) | (elapsed_ms <= 0))
-    if i is not None:
-        raise TraceFormatError(
-            path, lines[i], f"elapsed ms is {_num(elapsed_ms[i])}", "a finite duration > 0 ms"
-        )
-    with np.errstate(over="ignore"):
-        edges = np.concatenate(([0.0], np.cumsum(elapsed_ms))) / 1000.0
-        rates = nbytes * 8000.0 / elapsed_ms
-    _check_duration(path, lines, edges, "row")
-    _check_rates(path, "hsdpa", lines, rates, "the rate (bytes received * 8 / elapsed seconds)")
-    return edges, rates
+_CSV_EXPECTED = "a header naming the units (time_s and one of bps, kbps, mbps, bytes_per_s), then numbers"
 
 
 def _csv_fields(path: Path, number: int, line: str) -> list[str]:
     try:
         return [f.strip() for f in next(csv.reader([line]))]
     except csv.Error as err:  # e.g. a field beyond csv's field size limit
-        raise TraceFormatError(path, number, f"not a readable CSV row ({err})", _EXPECTED["csv"]) from None
+        raise TraceFormatError(path, number, f"not a readable CSV row ({err})", _CSV_EXPECTED) from None
 
 
 def _csv_number(path: Path, number: int, value: str, label: str) -> float:
@@ -538,27 +763,16 @@ def _csv_number(path: Path, number: int, value: str, label: str) -> float:
         return float(value)
     except ValueError:
         raise TraceFormatError(
-            path, number, f"{_clip(label)} {_clip(value)!r} is not a number", _EXPECTED["csv"]
+            path, number, f"{_clip(label)} {_clip(value)!r} is not a number", _CSV_EXPECTED
         ) from None
 
 
-def _read_csv(path: Path, text: str) -> Segments:
-    rows = _iter_data_lines(text)
-    first = next(rows, None)
-    if first is None:
-        raise _empty_error(path, "csv")
-    # One record per physical line, so every error names its line (no multi-line quoted fields).
-    header_line = first[0]
-    header = _csv_fields(path, *first)
+def _csv_columns(path: Path, header_line: int, header: list[str]) -> tuple[int, int | None]:
+    """The rate column and the time column (None for Lumos5G's files) named by the header."""
     shown = _clip(",".join(header))
     names = [h.lower() for h in header]
-    try:
-        [float(h) for h in header]
-        numeric_header = True
-    except ValueError:
-        numeric_header = False
-    if numeric_header:
-        raise TraceFormatError(path, header_line, f"no header row (first row is {shown!r})", _EXPECTED["csv"])
+    if _all_numbers(header):
+        raise TraceFormatError(path, header_line, f"no header row (first row is {shown!r})", _CSV_EXPECTED)
     rate_name = next((u for u in _CSV_RATE_UNITS if u in names), None)
     if rate_name is None:
         raise TraceFormatError(
@@ -573,8 +787,13 @@ def _read_csv(path: Path, text: str) -> Segments:
         raise TraceFormatError(
             path, header_line, f"the header {shown!r} has no time column", "a time_s (or time_ms) column"
         )
-    rate_col = names.index(rate_name)
-    time_col = names.index(time_name) if time_name is not None else None
+    return names.index(rate_name), (names.index(time_name) if time_name is not None else None)
+
+
+def _csv_rows(
+    path: Path, rows: Iterator[tuple[int, str]], header: list[str], rate_col: int, time_col: int | None
+) -> tuple[array, array, array, bool]:
+    """Line numbers, times and rates of the data rows, and whether the last row only marks the end."""
     needed = max(rate_col, time_col if time_col is not None else 0) + 1
     numbers, times, rates = array("q"), array("d"), array("d")
     empty_rate: int | None = None  # line of a row with an empty rate (only the last row may have one)
@@ -584,10 +803,7 @@ def _read_csv(path: Path, text: str) -> Segments:
         fields = _csv_fields(path, number, line)
         if len(fields) < needed:
             raise TraceFormatError(
-                path,
-                number,
-                f"found {len(fields)} fields where the header has {len(header)}",
-                _EXPECTED["csv"],
+                path, number, f"found {len(fields)} fields where the header has {len(header)}", _CSV_EXPECTED
             )
         numbers.append(number)
         if time_col is not None:
@@ -597,24 +813,19 @@ def _read_csv(path: Path, text: str) -> Segments:
                 empty_rate = number
                 continue
         rates.append(_csv_number(path, number, fields[rate_col], header[rate_col]))
-    if not numbers:
-        raise TraceFormatError(path, header_line, "a header but no data rows", _EXPECTED["csv"])
-    lines = np.array(numbers, dtype=np.int64)
-    end_only = empty_rate is not None
-    if not rates:
-        raise TraceFormatError(path, lines[-1], "an end row but no rate rows", _EXPECTED["csv"])
-    values = np.array(rates, dtype=np.float64)
-    _check_rates(path, "csv", lines, values, header[rate_col], _CSV_RATE_UNITS[rate_name])
-    rate_bps = values * _CSV_RATE_UNITS[rate_name]
-    if time_col is None:
-        # Lumos5G logs one throughput sample per second and has no time column.
-        return np.arange(rate_bps.size + 1, dtype=np.float64), rate_bps
-    to_s = _CSV_TIME_UNITS[time_name]
+    return numbers, times, rates, empty_rate is not None
+
+
+def _csv_edges(
+    path: Path, lines: np.ndarray, times: array, label: str, n_rates: int, end_only: bool
+) -> np.ndarray:
+    """Segment edges in seconds from the time column; without an end row the last row lasts as the one before."""
+    to_s = _CSV_TIME_UNITS[label.lower()]
     column = np.array(times, dtype=np.float64)
-    _check_increasing(path, "csv", lines, column, header[time_col], strict=True, to_s=to_s)
+    _check_increasing(path, _CSV_EXPECTED, lines, column, label, strict=True, to_s=to_s)
     edges = (column - column[0]) * to_s
     if not end_only:
-        if rate_bps.size < 2:
+        if n_rates < 2:
             raise TraceFormatError(
                 path,
                 lines[-1],
@@ -623,7 +834,71 @@ def _read_csv(path: Path, text: str) -> Segments:
             )
         edges = np.append(edges, 2 * edges[-1] - edges[-2])
     _check_duration(path, lines, edges, "row")
-    return edges, rate_bps
+    return edges
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    """Options of the CSV format."""
+
+    unit: str = "bps"
+    """Writing: the rate column's unit, one of bps, kbps, mbps, bytes_per_s (reading takes the header's)."""
+
+    def __post_init__(self) -> None:
+        if self.unit.lower() not in _CSV_WRITE_UNITS:
+            raise ValueError(
+                f"expected unit one of {', '.join(_CSV_WRITE_UNITS)}, got {_clip(repr(self.unit))}"
+            )
+
+
+@register_trace_format(
+    "csv", description="CSV with the units in the header (time_s, bps/kbps/mbps); Lumos5G", options=CsvOptions
+)
+class Csv(TraceFormat):
+    """CSV: each row's rate holds until the next row; a last row with an empty rate marks the end."""
+
+    extensions = (".csv",)
+    expected = _CSV_EXPECTED
+    looks_like = "a header row naming the units"
+
+    def sniff(self, text: str, first_line: str) -> bool:
+        """Not JSON, and commas or a header naming a column this reader knows."""
+        known = {*_CSV_RATE_UNITS, *_CSV_TIME_UNITS}
+        named = any(field.strip(",").lower() in known for field in first_line.split())
+        return not _is_json(text) and ("," in first_line or named)
+
+    def read(self, path: Path, text: str, options: CsvOptions) -> Segments:
+        """Rows of the header's time and rate columns; Lumos5G's Throughput is one row per second."""
+        rows = _iter_data_lines(text)
+        first = next(rows, None)
+        if first is None:
+            raise _empty_error(path, self.expected)
+        # One record per physical line, so every error names its line (no multi-line quoted fields).
+        header_line = first[0]
+        header = _csv_fields(path, *first)
+        rate_col, time_col = _csv_columns(path, header_line, header)
+        numbers, times, rates, end_only = _csv_rows(path, rows, header, rate_col, time_col)
+        if not numbers:
+            raise TraceFormatError(path, header_line, "a header but no data rows", self.expected)
+        lines = np.array(numbers, dtype=np.int64)
+        if not rates:
+            raise TraceFormatError(path, lines[-1], "an end row but no rate rows", self.expected)
+        values = np.array(rates, dtype=np.float64)
+        to_bps = _CSV_RATE_UNITS[header[rate_col].lower()]
+        _check_rates(path, self.expected, lines, values, header[rate_col], to_bps)
+        if time_col is None:
+            # Lumos5G logs one throughput sample per second and has no time column.
+            return np.arange(values.size + 1, dtype=np.float64), values * to_bps
+        return _csv_edges(path, lines, times, header[time_col], values.size, end_only), values * to_bps
+
+    def write(self, trace: BandwidthTrace, path: Path, options: CsvOptions) -> str:
+        """``time_s,<unit>`` rows and an end row with an empty rate."""
+        key = options.unit.lower()
+        scale = _CSV_RATE_UNITS[key]
+        lines = [f"time_s,{key}"]
+        lines += [f"{_num(t)},{_num(r / scale)}" for t, r in zip(trace.times_s, trace.bps, strict=True)]
+        lines.append(f"{_num(trace.duration_s)},")
+        return "\n".join(lines) + "\n"
 
 
 def _json_entry_lines(text: str) -> list[int]:
@@ -643,70 +918,112 @@ def _json_entry_lines(text: str) -> list[int]:
         _, pos = decoder.raw_decode(text, pos)
 
 
-def _read_sabre(path: Path, text: str) -> Segments:
-    if not text.strip():
-        raise _empty_error(path, "sabre")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise TraceFormatError(path, err.lineno, f"invalid JSON ({err.msg})", _EXPECTED["sabre"]) from None
-    except RecursionError:
-        raise TraceFormatError(path, None, "JSON nested too deeply to read", _EXPECTED["sabre"]) from None
-    except ValueError as err:  # e.g. an integer beyond Python's digit limit
-        raise TraceFormatError(path, None, f"invalid JSON ({_clip(str(err))})", _EXPECTED["sabre"]) from None
-    if not isinstance(data, list):
-        raise TraceFormatError(path, 1, f"top-level JSON is a {type(data).__name__}", _EXPECTED["sabre"])
-    if not data:
-        raise TraceFormatError(path, 1, "an empty list", _EXPECTED["sabre"])
-    if len(data) > MAX_TRACE_SAMPLES:
-        raise TraceFormatError(
-            path,
-            None,
-            f"{len(data):,} entries, more than the limit MAX_TRACE_SAMPLES={MAX_TRACE_SAMPLES:,}",
-            "a shorter trace",
-        )
-    lines = _json_entry_lines(text)
-    durations, rates = [], []
-    for number, entry in zip(lines, data, strict=True):
-        if not isinstance(entry, dict):
+@dataclass(frozen=True)
+class SabreOptions:
+    """Options of the Sabre format."""
+
+    latency_ms: float = 0.0
+    """Writing: the ``latency_ms`` of every entry (bwgym models latency in the Link, and does not read it)."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.latency_ms) and self.latency_ms >= 0):
+            raise ValueError(f"expected a finite latency_ms >= 0, got {self.latency_ms}")
+
+
+@register_trace_format(
+    "sabre",
+    description="Sabre's JSON list of {duration_ms, bandwidth_kbps, latency_ms}",
+    options=SabreOptions,
+)
+class Sabre(TraceFormat):
+    """Sabre JSON: segments one after the other."""
+
+    extensions = (".json",)
+    expected = 'a JSON list of {"duration_ms": .., "bandwidth_kbps": .., "latency_ms": ..}'
+    looks_like = "a JSON list"
+
+    def sniff(self, text: str, first_line: str) -> bool:
+        """A JSON list (or object, which reading then refuses with its line)."""
+        return _is_json(text)
+
+    def read(self, path: Path, text: str, options: SabreOptions) -> Segments:
+        """Entries of ``duration_ms`` at ``bandwidth_kbps``."""
+        if not text.strip():
+            raise _empty_error(path, self.expected)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise TraceFormatError(path, err.lineno, f"invalid JSON ({err.msg})", self.expected) from None
+        except RecursionError:
+            raise TraceFormatError(path, None, "JSON nested too deeply to read", self.expected) from None
+        except ValueError as err:  # e.g. an integer beyond Python's digit limit
+            raise TraceFormatError(path, None, f"invalid JSON ({_clip(str(err))})", self.expected) from None
+        if not isinstance(data, list):
+            raise TraceFormatError(path, 1, f"top-level JSON is a {type(data).__name__}", self.expected)
+        if not data:
+            raise TraceFormatError(path, 1, "an empty list", self.expected)
+        if len(data) > MAX_TRACE_SAMPLES:
             raise TraceFormatError(
-                path, number, f"an entry that is a {type(entry).__name__}", _EXPECTED["sabre"]
+                path,
+                None,
+                f"{len(data):,} entries, more than the limit MAX_TRACE_SAMPLES={MAX_TRACE_SAMPLES:,}",
+                "a shorter trace",
             )
-        values = []
-        for key in ("duration_ms", "bandwidth_kbps"):
-            value = entry.get(key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                shown = "missing" if key not in entry else _clip(repr(value))
+        lines = _json_entry_lines(text)
+        durations, rates = [], []
+        for number, entry in zip(lines, data, strict=True):
+            if not isinstance(entry, dict):
                 raise TraceFormatError(
-                    path, number, f"{key} is {shown}", f"a number for {key}; {_EXPECTED['sabre']}"
+                    path, number, f"an entry that is a {type(entry).__name__}", self.expected
                 )
-            try:
-                values.append(float(value))
-            except OverflowError:
-                raise TraceFormatError(
-                    path, number, f"{key} is an integer of {len(str(value))} digits", f"a finite {key}"
-                ) from None
-        durations.append(values[0])
-        rates.append(values[1])
-    dur = np.array(durations)
-    i = _first_bad(~np.isfinite(dur) | (dur <= 0))
-    if i is not None:
-        raise TraceFormatError(path, lines[i], f"duration_ms is {_num(dur[i])}", "a finite duration_ms > 0")
-    kbps = np.array(rates)
-    _check_rates(path, "sabre", lines, kbps, "bandwidth_kbps", 1e3)
-    with np.errstate(over="ignore"):
-        edges = np.concatenate(([0.0], np.cumsum(dur))) / 1000.0
-    _check_duration(path, lines, edges, "entry")
-    return edges, kbps * 1e3
+            values = []
+            for key in ("duration_ms", "bandwidth_kbps"):
+                value = entry.get(key)
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    shown = "missing" if key not in entry else _clip(repr(value))
+                    raise TraceFormatError(
+                        path, number, f"{key} is {shown}", f"a number for {key}; {self.expected}"
+                    )
+                try:
+                    values.append(float(value))
+                except OverflowError:
+                    raise TraceFormatError(
+                        path, number, f"{key} is an integer of {len(str(value))} digits", f"a finite {key}"
+                    ) from None
+            durations.append(values[0])
+            rates.append(values[1])
+        dur = np.array(durations)
+        i = _first_bad(~np.isfinite(dur) | (dur <= 0))
+        if i is not None:
+            raise TraceFormatError(
+                path, lines[i], f"duration_ms is {_num(dur[i])}", "a finite duration_ms > 0"
+            )
+        kbps = np.array(rates)
+        _check_rates(path, self.expected, lines, kbps, "bandwidth_kbps", 1e3)
+        with np.errstate(over="ignore"):
+            edges = np.concatenate(([0.0], np.cumsum(dur))) / 1000.0
+        _check_duration(path, lines, edges, "entry")
+        return edges, kbps * 1e3
+
+    def write(self, trace: BandwidthTrace, path: Path, options: SabreOptions) -> str:
+        """One entry per segment."""
+        latency_ms = options.latency_ms
+        durations_ms = np.diff(trace.edges_s) * 1000.0
+        entries = [
+            f'{{"duration_ms": {_num(d)}, "bandwidth_kbps": {_num(r / 1e3)}, "latency_ms": {_num(latency_ms)}}}'
+            for d, r in zip(durations_ms, trace.bps, strict=True)
+        ]
+        return "[\n" + ",\n".join(entries) + "\n]\n"
 
 
+# ---------------------------------------------------------------------------------------- load and save
 def load_trace(
     source: str | os.PathLike[str],
     format: str | None = None,  # noqa: A002 - the public name the issue asks for
     *,
     name: str | None = None,
     loop: bool = True,
-    bin_ms: int = MAHIMAHI_BIN_MS,
+    **options: Any,
 ) -> BandwidthTrace:
     """Load a trace from a file or from the shipped library.
 
@@ -716,10 +1033,13 @@ def load_trace(
 
     Args:
         source: A file path, or a library name such as ``"lte_drive"`` (see :func:`list_library`).
-        format: One of :data:`FORMATS`; detected from the extension or content when ``None``.
+        format: A registered format (``bwgym traces formats``); detected from the extension or
+            content when ``None``.
         name: Name of the trace; defaults to the file name up to its first dot.
         loop: ``loop`` flag of the trace.
-        bin_ms: Mahimahi only: bin width in ms over which packets are counted into a rate.
+        **options: The format's options, e.g. ``bin_ms`` (Mahimahi: the bin width in ms over which
+            packets are counted into a rate). Options of other formats are ignored, so that one
+            call serves whichever format the file turns out to be.
 
     Raises:
         TraceNotFoundError: ``source`` is neither a file nor a library trace (it is also a
@@ -727,156 +1047,96 @@ def load_trace(
         TraceFormatError: Anything else wrong with the file: unknown format name, undetectable
             format, malformed, binary, unreadable or too large content; the message names the
             file and, where there is one, the line.
-        ValueError: ``bin_ms`` is not an integer in ``[1, 10^9]``.
+        OptionError: An option no format takes, or a bad value (``bin_ms`` not an integer in
+            ``[1, 10^9]``); a ``ValueError``.
 
     """
-    if isinstance(bin_ms, bool) or not isinstance(bin_ms, (int, np.integer)) or not 1 <= bin_ms <= 10**9:
-        raise ValueError(f"expected bin_ms to be an integer in [1, 10^9] ms, got {_clip(repr(bin_ms))}")
     path = resolve_trace_path(source)
+    if format is not None:
+        _format_entry(format, path)  # an unknown name before the file is read
     text = _read_text(path)
-    fmt = detect_format(path, text) if format is None else _check_format_name(format, path)
-    if fmt == "mahimahi":
-        edges, rates = _read_mahimahi(path, text, int(bin_ms))
-    elif fmt == "cooked":
-        edges, rates = _read_cooked(path, text)
-    elif fmt == "hsdpa":
-        edges, rates = _read_hsdpa(path, text)
-    elif fmt == "csv":
-        edges, rates = _read_csv(path, text)
-    else:
-        edges, rates = _read_sabre(path, text)
+    entry = _format_entry(detect_format(path, text) if format is None else format, path)
+    edges, rates = entry.target().read(path, text, _format_options(entry, options))
     label = path.name.split(".", 1)[0] if name is None else name
     try:
         return BandwidthTrace(edges, rates, label, loop=loop)
     except ValueError as err:  # a limit of BandwidthTrace no reader checks with a line number
-        raise TraceFormatError(path, None, str(err), f"a {fmt} trace within bwgym's limits") from None
+        raise TraceFormatError(path, None, str(err), f"a {entry.name} trace within bwgym's limits") from None
 
 
-# ---------------------------------------------------------------------------------------- writers
-def _write_mahimahi(trace: BandwidthTrace, path: Path) -> str:
-    period_ms = round(trace.duration_s * 1000)
-    if period_ms <= 0:
-        raise ValueError(f"{path}: expected a trace lasting >= 1 ms for mahimahi, got {trace.duration_s} s")
-    check_samples(period_ms + 1, f"writing {path} as mahimahi (one sample per ms)")
-    check_samples(
-        math.floor(trace.total_bits / MAHIMAHI_PACKET_BITS + 1e-9),
-        f"writing {path} as mahimahi (one line per 1500-byte packet)",
-    )
-    cum = np.asarray(trace.cumulative_bits(np.arange(period_ms + 1) / 1000.0))
-    n_packets = math.floor(cum[-1] / MAHIMAHI_PACKET_BITS + 1e-9)
-    if n_packets == 0:
-        raise ValueError(
-            f"{path}: expected at least one 1500-byte packet per loop for mahimahi, got {cum[-1]:g} bits "
-            f"in {trace.duration_s:g} s; use a longer trace or another format"
+def output_format(
+    path: str | os.PathLike[str],
+    format: str | None = None,  # noqa: A002 - the public name of save_trace
+    flag: str = "format=",
+) -> str:
+    """The format to write ``path`` in: ``format`` or the one its extension implies, checked to write.
+
+    Args:
+        path: The file to write.
+        format: A registered format, or None to take the extension's.
+        flag: How the caller names ``format`` in messages (``"--to"`` on the command line).
+
+    Raises:
+        TraceFormatError: An unknown format name, no format and an extension that implies none,
+            or a format that only reads.
+
+    """
+    names = TRACE_FORMATS.names()
+    if format is None:
+        format = format_for_path(path)  # noqa: A001
+        if format is None:
+            extensions = sorted({x for e in TRACE_FORMATS.entries() for x in e.target.extensions})
+            raise TraceFormatError(
+                path,
+                None,
+                f"cannot tell the format from the extension {Path(path).suffix!r}",
+                f"{flag} one of {', '.join(names)}, or an extension among {', '.join(extensions)}",
+            )
+    entry = _format_entry(format, path)
+    if not entry.target().writes:
+        writers = [e.name for e in TRACE_FORMATS.entries() if e.target().writes]
+        raise TraceFormatError(
+            path, None, f"the {entry.name} format only reads", f"{flag} one of {', '.join(writers)}"
         )
-    targets = MAHIMAHI_PACKET_BITS * np.arange(1, n_packets + 1, dtype=np.float64)
-    # Packet k goes out at the first millisecond by which the trace has carried k packets;
-    # the tolerance absorbs float error where a target falls exactly on a millisecond.
-    tolerance = 1e-9 * max(cum[-1], 1.0)
-    stamps = np.searchsorted(cum, targets - tolerance, side="left")
-    # Mahimahi loops at its last timestamp: pin the last packet to the period end.
-    stamps[-1] = period_ms
-    return "\n".join(map(str, stamps.tolist())) + "\n"
-
-
-def _write_cooked(trace: BandwidthTrace) -> str:
-    edges, rates = trace.edges_s, trace.bps
-    lines = [f"{_num(edges[0])} {_num(rates[0] / 1e6)}"]
-    lines += [f"{_num(t)} {_num(r / 1e6)}" for t, r in zip(edges[1:], rates, strict=True)]
-    return "\n".join(lines) + "\n"
-
-
-def _write_hsdpa(trace: BandwidthTrace, base_unix_s: int = 0) -> str:
-    edges_ms = np.unique(np.round(trace.edges_s * 1000.0).astype(np.int64))
-    if edges_ms.size < 2:
-        raise ValueError(f"expected a trace lasting >= 1 ms for hsdpa, got {trace.duration_s} s")
-    cum_bytes = np.round(np.asarray(trace.cumulative_bits(edges_ms / 1000.0)) / 8.0).astype(np.int64)
-    cum_bytes[0] = 0
-    nbytes, elapsed = np.diff(cum_bytes), np.diff(edges_ms)
-    ends = edges_ms[1:]
-    return "".join(
-        f"{base_unix_s + e // 1000} {e} 0.0 0.0 {b} {d}\n"
-        for e, b, d in zip(ends.tolist(), nbytes.tolist(), elapsed.tolist(), strict=True)
-    )
-
-
-def _write_csv(trace: BandwidthTrace, unit: str) -> str:
-    key = unit.lower()
-    if key not in _CSV_RATE_UNITS or key == "throughput":
-        raise ValueError(f"expected unit one of bps, kbps, mbps, bytes_per_s, got {unit!r}")
-    scale = _CSV_RATE_UNITS[key]
-    lines = [f"time_s,{key}"]
-    lines += [f"{_num(t)},{_num(r / scale)}" for t, r in zip(trace.times_s, trace.bps, strict=True)]
-    lines.append(f"{_num(trace.duration_s)},")
-    return "\n".join(lines) + "\n"
-
-
-def _write_sabre(trace: BandwidthTrace, latency_ms: float) -> str:
-    durations_ms = np.diff(trace.edges_s) * 1000.0
-    entries = [
-        f'{{"duration_ms": {_num(d)}, "bandwidth_kbps": {_num(r / 1e3)}, "latency_ms": {_num(latency_ms)}}}'
-        for d, r in zip(durations_ms, trace.bps, strict=True)
-    ]
-    return "[\n" + ",\n".join(entries) + "\n]\n"
+    return entry.name
 
 
 def save_trace(
     trace: BandwidthTrace,
     path: str | os.PathLike[str],
     format: str | None = None,  # noqa: A002 - the public name the issue asks for
-    *,
-    unit: str = "bps",
-    latency_ms: float = 0.0,
+    **options: Any,
 ) -> Path:
     """Write a trace atomically; the parent folder is created when missing.
 
     Args:
         trace: The trace.
         path: Destination file.
-        format: One of :data:`FORMATS`; taken from the extension when ``None``.
-        unit: CSV only: rate column, one of ``bps``, ``kbps``, ``mbps``, ``bytes_per_s``.
-        latency_ms: Sabre only: the ``latency_ms`` written in every entry.
+        format: A registered format that writes; taken from the extension when ``None``.
+        **options: The format's options, e.g. ``unit`` (CSV: the rate column, one of ``bps``,
+            ``kbps``, ``mbps``, ``bytes_per_s``) or ``latency_ms`` (Sabre: written in every
+            entry). Options of other formats are ignored.
 
     Returns:
         The path written.
 
     Raises:
-        TraceFormatError: Unknown format name, or no format given and none implied by the extension.
+        TraceFormatError: Unknown format name, no format given and none implied by the extension,
+            or a format that only reads.
+        OptionError: An option no format takes, or a bad value (a ``ValueError``).
         ValueError: The trace cannot be written in that format (e.g. less than one Mahimahi packet),
             or the file would exceed :data:`MAX_TRACE_FILE_BYTES` (``load_trace`` would refuse it).
         OSError: The file cannot be written; the message names it.
 
     """
     path = Path(path)
-    if format is None:
-        fmt = format_for_path(path)
-        if fmt is None:
-            raise TraceFormatError(
-                path,
-                None,
-                f"cannot tell the format from the extension {path.suffix!r}",
-                f"format= one of {', '.join(FORMATS)}, "
-                f"or an extension among {', '.join(sorted(_EXTENSIONS))}",
-            )
-    else:
-        fmt = _check_format_name(format, path)
+    entry = TRACE_FORMATS.get(output_format(path, format))
     if not isinstance(trace, BandwidthTrace):
         raise TypeError(f"expected a BandwidthTrace, got {type(trace).__name__}")
-    if fmt == "mahimahi":
-        text = _write_mahimahi(trace, path)
-    elif fmt == "cooked":
-        text = _write_cooked(trace)
-    elif fmt == "hsdpa":
-        text = _write_hsdpa(trace)
-    elif fmt == "csv":
-        text = _write_csv(trace, unit)
-    else:
-        if not (math.isfinite(latency_ms) and latency_ms >= 0):
-            raise ValueError(f"expected a finite latency_ms >= 0, got {latency_ms}")
-        text = _write_sabre(trace, latency_ms)
+    text = entry.target().write(trace, path, _format_options(entry, options))
     if len(text) > MAX_TRACE_FILE_BYTES:
         raise ValueError(
-            f"{path}: the {fmt} file would be {len(text):,} bytes, more than load_trace reads "
+            f"{path}: the {entry.name} file would be {len(text):,} bytes, more than load_trace reads "
             f"(MAX_TRACE_FILE_BYTES={MAX_TRACE_FILE_BYTES:,}); expected a shorter trace "
             "or a more compact format"
         )

@@ -8,8 +8,25 @@ per-trace seed (the scenario layer gives a generator without ``params.seed`` the
 sample is shortened to end at ``duration_s``), rounded to whole bit/s (files stay small) and kept
 within the given bounds; runs of equal samples are merged into one segment.
 
-:data:`GENERATORS` maps a name to each generator so that the CLI (``bwgym traces generate``) and
-YAML scenarios can name them; :func:`generate` calls one by name and checks its parameters.
+Every generator is an entry of :data:`~bwgym.common.registry.TRACE_GENERATORS`, so that the CLI
+(``bwgym traces generate``, ``bwgym traces generators``) and YAML scenarios (``trace.generator``)
+can name it. An entry's options dataclass lists its parameters with their types and defaults (this
+module's generators take theirs from their signatures; ``seed`` is not an option, every generator
+that takes one gets it from :func:`generate`). :func:`generate` fills the options from keyword
+parameters, so an unknown or missing parameter or a value of the wrong type is a one-line
+``OptionError``, then calls the function with them as keywords. A generator of your own, from your
+own module::
+
+    @dataclass(frozen=True)
+    class SquareOptions:
+        high_bps: float = 1e6
+        duration_s: float = 10.0
+
+    @register_trace_generator("square", description="on-off square wave", options=SquareOptions)
+    def square(high_bps: float = 1e6, duration_s: float = 10.0) -> BandwidthTrace: ...
+
+:func:`drive` picks its random segments among the registered generators that name their
+segment's parameters with :func:`drive_segment`.
 
 Every parameter is checked before anything is drawn: an out-of-range, non-finite or mistyped
 value is a ``ValueError`` naming the parameter, the value and the valid range. Sizes are bounded:
@@ -27,16 +44,27 @@ Example:
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
 import hashlib
 import inspect
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
-from bwgym.traces.trace import MAX_BPS, MAX_TIME_S, BandwidthTrace, check_samples, concatenate
+from bwgym.common.registry import TRACE_GENERATORS, DuplicateNameError, Entry
+from bwgym.traces.trace import (
+    MAX_BPS,
+    MAX_TIME_S,
+    BandwidthTrace,
+    check_samples,
+    concatenate,
+    is_finite_number,
+    is_integer,
+)
 
 __all__ = [
     "GENERATORS",
@@ -44,8 +72,10 @@ __all__ = [
     "MAX_MARKOV_STATES",
     "MAX_SEED",
     "constant",
+    "DriveSegment",
     "derive_seed",
     "drive",
+    "drive_segment",
     "generate",
     "gilbert_elliott",
     "lognormal_walk",
@@ -55,6 +85,7 @@ __all__ = [
 ]
 
 SeedLike = int | np.random.SeedSequence | None
+F = TypeVar("F", bound=Callable[..., Any])
 
 MAX_SEED = 2**64 - 1
 """Largest integer seed a generator accepts (seeds are integers in ``[0, MAX_SEED]``)."""
@@ -81,34 +112,21 @@ def _check(condition: bool, name: str, expected: str, got: Any) -> None:
         raise ValueError(f"{name}={_show(got)} is out of range; expected {expected}")
 
 
-def _finite(x: Any) -> bool:
-    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
-        return False
-    try:
-        return math.isfinite(x)
-    except OverflowError:  # a Python int beyond float range
-        return False
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-
 def _check_duration(duration_s: float, dt_s: float | None = None) -> None:
     _check(
-        _finite(duration_s) and 0 < duration_s <= MAX_TIME_S,
+        is_finite_number(duration_s) and 0 < duration_s <= MAX_TIME_S,
         "duration_s",
         f"duration_s > 0 and <= MAX_TIME_S={MAX_TIME_S:g} s (finite)",
         duration_s,
     )
     if dt_s is not None:
-        _check(_finite(dt_s) and dt_s > 0, "dt_s", "dt_s > 0 (finite)", dt_s)
+        _check(is_finite_number(dt_s) and dt_s > 0, "dt_s", "dt_s > 0 (finite)", dt_s)
 
 
 def _check_rate(label: str, value: float, positive: bool = False) -> None:
     low = ">" if positive else ">="
     _check(
-        _finite(value) and (value > 0 if positive else value >= 0) and value <= MAX_BPS,
+        is_finite_number(value) and (value > 0 if positive else value >= 0) and value <= MAX_BPS,
         label,
         f"{label} {low} 0 and <= MAX_BPS={MAX_BPS:g} bit/s (finite)",
         value,
@@ -119,7 +137,7 @@ def _check_bounds(low: float, high: float, positive: bool = True) -> None:
     """``min_bps`` (``> 0`` when ``positive``, else ``>= 0``) and ``min_bps <= max_bps <= MAX_BPS``."""
     _check_rate("min_bps", low, positive=positive)
     _check(
-        _finite(high) and low <= high <= MAX_BPS,
+        is_finite_number(high) and low <= high <= MAX_BPS,
         "max_bps",
         f"max_bps >= min_bps={low} and <= MAX_BPS={MAX_BPS:g} bit/s",
         high,
@@ -127,7 +145,7 @@ def _check_bounds(low: float, high: float, positive: bool = True) -> None:
 
 
 def _check_prob(label: str, value: float, low_open: bool = False) -> None:
-    ok = _finite(value) and (0 < value if low_open else 0 <= value) and value <= 1
+    ok = is_finite_number(value) and (0 < value if low_open else 0 <= value) and value <= 1
     _check(ok, label, f"{label} in {'(' if low_open else '['}0, 1]", value)
 
 
@@ -138,7 +156,11 @@ def _check_common(name: Any, loop: Any, seed: Any = None) -> None:
 
 
 def _check_seed(seed: Any) -> None:
-    ok = seed is None or isinstance(seed, np.random.SeedSequence) or (_is_int(seed) and 0 <= seed <= MAX_SEED)
+    ok = (
+        seed is None
+        or isinstance(seed, np.random.SeedSequence)
+        or (is_integer(seed) and 0 <= seed <= MAX_SEED)
+    )
     _check(ok, "seed", f"an integer in [0, {MAX_SEED}] (or none for fresh randomness)", seed)
 
 
@@ -185,7 +207,84 @@ def _runs(rng: np.random.Generator, n: int, stay_prob: Sequence[float], first: i
     return out
 
 
+# ---------------------------------------------------------------------------------------- registry
+def _options_of(fn: Callable[..., BandwidthTrace]) -> type:
+    """The options dataclass of a generator: its parameters but ``seed``, as in its signature.
+
+    Types and defaults are the signature's; a parameter without a default is a required option.
+    """
+    hints = typing.get_type_hints(fn)
+    specs = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.name != "seed":
+            default = dataclasses.field() if p.default is p.empty else dataclasses.field(default=p.default)
+            specs.append((p.name, hints.get(p.name, Any), default))
+    title = "".join(word.title() for word in fn.__name__.split("_"))
+    return dataclasses.make_dataclass(f"{title}Options", specs, frozen=True, kw_only=True)
+
+
+def _generator(description: str) -> Callable[[F], F]:
+    """Register a generator of this module under its function name, its options from its signature."""
+
+    def decorate(fn: F) -> F:
+        TRACE_GENERATORS.add(fn.__name__, fn, description=description, options=_options_of(fn))
+        return fn
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class DriveSegment:
+    """What one random segment of :func:`drive` asks of its generator.
+
+    Attributes:
+        level_bps: The segment's level, log-uniform in ``[min_bps, max_bps]``.
+        min_bps: The drive's lowest rate; the segment stays at or above it.
+        max_bps: The drive's highest rate; the segment stays at or below it.
+        duration_s: The segment's length in seconds (whole samples, the last one cut at the end).
+        dt_s: The drive's sampling period in seconds.
+
+    """
+
+    level_bps: float
+    min_bps: float
+    max_bps: float
+    duration_s: float
+    dt_s: float
+
+
+_DRIVE_SEGMENTS: dict[str, Callable[[DriveSegment], dict[str, Any]]] = {}
+
+
+def drive_segment(kind: str) -> Callable[[F], F]:
+    """Decorator: ``params(segment) -> dict`` lets :func:`drive` pick the generator ``kind``.
+
+    Each random segment of that kind is ``generate(kind, seed=..., **params(segment))``.
+
+    Raises:
+        DuplicateNameError: Another function already names ``kind``'s segment.
+
+    """
+
+    def decorate(params: F) -> F:
+        previous = _DRIVE_SEGMENTS.get(kind)
+        same = previous is not None and (previous.__module__, previous.__qualname__) == (
+            params.__module__,
+            params.__qualname__,
+        )
+        if previous is not None and not same:
+            raise DuplicateNameError(
+                f"drive segment {kind!r} is named twice: by {previous.__module__} ({previous.__qualname__}) "
+                f"and by {params.__module__} ({params.__qualname__}); remove one"
+            )
+        _DRIVE_SEGMENTS[kind] = params
+        return params
+
+    return decorate
+
+
 # ---------------------------------------------------------------------------------------- generators
+@_generator("one rate for the whole trace")
 def constant(
     bps: float, duration_s: float = 60.0, *, name: str = "constant", loop: bool = True
 ) -> BandwidthTrace:
@@ -204,6 +303,12 @@ def constant(
     return BandwidthTrace([0.0], [float(bps)], name, duration_s=float(duration_s), loop=loop)
 
 
+@drive_segment("constant")
+def _constant_segment(segment: DriveSegment) -> dict[str, Any]:
+    return {"bps": round(segment.level_bps), "duration_s": segment.duration_s}
+
+
+@_generator("a schedule of (start time, rate) steps")
 def steps(
     schedule: Sequence[Sequence[float]],
     duration_s: float,
@@ -244,7 +349,7 @@ def steps(
         )
         t, bps = pair
         previous = times[-1] if times else None
-        ok = _finite(t) and (t == 0 if previous is None else t > previous)
+        ok = is_finite_number(t) and (t == 0 if previous is None else t > previous)
         _check(ok, f"schedule[{i}] time", "0 for the first step, then increasing times (s)", t)
         _check_rate(f"schedule[{i}] bps", bps)
         times.append(float(t))
@@ -253,6 +358,7 @@ def steps(
     return BandwidthTrace(np.append(times, float(duration_s)), rates, name, loop=loop)
 
 
+@_generator("a mean-reverting log-normal random walk (Ornstein-Uhlenbeck on the log-rate)")
 def lognormal_walk(
     mean_bps: float = 100e3,
     sigma: float = 0.5,
@@ -287,12 +393,19 @@ def lognormal_walk(
 
     """
     _check_rate("mean_bps", mean_bps, positive=True)
-    _check(_finite(sigma) and 0 <= sigma <= _MAX_SIGMA, "sigma", f"sigma in [0, {_MAX_SIGMA:g}]", sigma)
+    _check(
+        is_finite_number(sigma) and 0 <= sigma <= _MAX_SIGMA, "sigma", f"sigma in [0, {_MAX_SIGMA:g}]", sigma
+    )
     low = mean_bps / 10 if min_bps is None else min_bps
     high = min(mean_bps * 10, MAX_BPS) if max_bps is None else max_bps
     _check_bounds(low, high, positive=False)
     _check_duration(duration_s, dt_s)
-    _check(_finite(correlation_s) and correlation_s > 0, "correlation_s", "correlation_s > 0", correlation_s)
+    _check(
+        is_finite_number(correlation_s) and correlation_s > 0,
+        "correlation_s",
+        "correlation_s > 0",
+        correlation_s,
+    )
     n, rng = _sampling(duration_s, dt_s, name, loop, seed)
     centre = math.log(mean_bps) - sigma**2 / 2
     a = math.exp(-dt_s / correlation_s)
@@ -307,6 +420,19 @@ def lognormal_walk(
     return _from_samples(values, duration_s, dt_s, name, loop, low, high)
 
 
+@drive_segment("lognormal_walk")
+def _lognormal_walk_segment(segment: DriveSegment) -> dict[str, Any]:
+    return {
+        "mean_bps": segment.level_bps,
+        "sigma": 0.4,
+        "min_bps": segment.min_bps,
+        "max_bps": segment.max_bps,
+        "duration_s": segment.duration_s,
+        "dt_s": segment.dt_s,
+    }
+
+
+@_generator("Pensieve's Markov chain over geometrically spaced throughput levels")
 def pensieve_markov(
     min_bps: float = 0.2e6,
     max_bps: float = 10e6,
@@ -343,19 +469,19 @@ def pensieve_markov(
     """
     _check_bounds(min_bps, max_bps)
     _check(
-        _is_int(n_states) and 1 <= n_states <= MAX_MARKOV_STATES,
+        is_integer(n_states) and 1 <= n_states <= MAX_MARKOV_STATES,
         "n_states",
         f"an integer n_states >= 1 and <= MAX_MARKOV_STATES={MAX_MARKOV_STATES}",
         n_states,
     )
     _check_duration(duration_s, dt_s)
     _check(
-        _finite(mean_stay_s) and mean_stay_s >= dt_s,
+        is_finite_number(mean_stay_s) and mean_stay_s >= dt_s,
         "mean_stay_s",
         f"mean_stay_s >= dt_s={dt_s}",
         mean_stay_s,
     )
-    _check(_finite(noise) and noise >= 0, "noise", "noise >= 0 (finite)", noise)
+    _check(is_finite_number(noise) and noise >= 0, "noise", "noise >= 0 (finite)", noise)
     n, rng = _sampling(duration_s, dt_s, name, loop, seed)
     n_states = int(n_states)
     levels = np.geomspace(min_bps, max_bps, n_states)
@@ -386,6 +512,21 @@ def pensieve_markov(
     return _from_samples(values, duration_s, dt_s, name, loop, min_bps, max_bps)
 
 
+@drive_segment("pensieve_markov")
+def _pensieve_markov_segment(segment: DriveSegment) -> dict[str, Any]:
+    # Levels within a factor 3 of the segment's, staying about a quarter of the segment each.
+    return {
+        "min_bps": max(segment.min_bps, segment.level_bps / 3),
+        "max_bps": min(segment.max_bps, segment.level_bps * 3),
+        "n_states": 5,
+        "mean_stay_s": max(segment.dt_s, segment.duration_s / 4),
+        "noise": 0.1,
+        "duration_s": segment.duration_s,
+        "dt_s": segment.dt_s,
+    }
+
+
+@_generator("a good and a bad state, switching per sample (Gilbert-Elliott)")
 def gilbert_elliott(
     good_bps: float = 200e3,
     bad_bps: float = 10e3,
@@ -434,9 +575,23 @@ def gilbert_elliott(
     return _from_samples(values, duration_s, dt_s, name, loop, min(good_bps, bad_bps), max(good_bps, bad_bps))
 
 
+@drive_segment("gilbert_elliott")
+def _gilbert_elliott_segment(segment: DriveSegment) -> dict[str, Any]:
+    # Bursts down to the drive's floor, from a good state at the segment's level.
+    return {
+        "good_bps": segment.level_bps,
+        "bad_bps": segment.min_bps,
+        "p_good_to_bad": 0.1,
+        "p_bad_to_good": 0.3,
+        "duration_s": segment.duration_s,
+        "dt_s": segment.dt_s,
+    }
+
+
 _DRIVE_KINDS = ("lognormal_walk", "pensieve_markov", "gilbert_elliott", "constant")
 
 
+@_generator("segments of other generators one after the other, as on a drive between cells")
 def drive(
     duration_s: float = 300.0,
     min_bps: float = 1e6,
@@ -464,9 +619,10 @@ def drive(
         mean_segment_s: Mean segment length in seconds.
         dt_s: Sampling period in seconds of the random segments.
         seed: Seed for ``np.random.default_rng``; each segment gets its own seed drawn from it.
-        kinds: Generators the random segments choose from (names in :data:`GENERATORS`).
+        kinds: Generators the random segments choose from: registered generators that name their
+            segment with :func:`drive_segment`.
         segments: Explicit segments ``(kind, seconds, params)`` instead of random ones; each is
-            ``GENERATORS[kind](duration_s=seconds, seed=..., **params)`` (``seed`` only for
+            ``generate(kind, duration_s=seconds, seed=..., **params)`` (a drawn ``seed`` only for
             stochastic kinds, and only when ``params`` has none). ``duration_s`` is then their sum.
         name: Name of the trace.
         loop: ``loop`` flag of the trace.
@@ -474,56 +630,17 @@ def drive(
     """
     _check_common(name, loop, seed)
     rng = np.random.default_rng(seed)
-    parts: list[BandwidthTrace] = []
     if segments is not None:
-        _check(
-            isinstance(segments, Sequence)
-            and not isinstance(segments, (str, bytes))
-            and 0 < len(segments) <= MAX_DRIVE_SEGMENTS,
-            "segments",
-            f"a list of 1 to MAX_DRIVE_SEGMENTS={MAX_DRIVE_SEGMENTS:,} [kind, seconds, params] entries",
-            segments,
-        )
-        for i, segment in enumerate(segments):
-            _check(
-                isinstance(segment, Sequence) and not isinstance(segment, (str, bytes)) and len(segment) == 3,
-                f"segments[{i}]",
-                "[kind, seconds, params]",
-                segment,
-            )
-            kind, seconds, params = segment
-            _check(
-                isinstance(params, Mapping) and "duration_s" not in params,
-                f"segments[{i}] params",
-                "a mapping of generator parameters without duration_s (the segment's seconds set it)",
-                params,
-            )
-            params = dict(params)
-            if takes_seed(kind):
-                params.setdefault("seed", int(rng.integers(2**63)))
-            try:
-                parts.append(generate(kind, duration_s=seconds, **params))
-            except ValueError as err:
-                raise ValueError(f"segments[{i}]: {err}") from None
-        return concatenate(parts, name, loop=loop)
+        return concatenate(_explicit_segments(rng, segments), name, loop=loop)
     _check_bounds(min_bps, max_bps)
     _check_duration(duration_s, dt_s)
+    _check_drive_kinds(kinds)
     _check(
-        _finite(mean_segment_s) and mean_segment_s > 0, "mean_segment_s", "mean_segment_s > 0", mean_segment_s
+        is_finite_number(mean_segment_s) and mean_segment_s > 0,
+        "mean_segment_s",
+        "mean_segment_s > 0",
+        mean_segment_s,
     )
-    _check(
-        isinstance(kinds, Sequence) and not isinstance(kinds, (str, bytes)) and len(kinds) > 0,
-        "kinds",
-        f"a non-empty list of kinds among {', '.join(_DRIVE_KINDS)}",
-        kinds,
-    )
-    for kind in kinds:
-        _check(
-            isinstance(kind, str) and kind in _DRIVE_KINDS,
-            "kinds",
-            f"kinds among {', '.join(_DRIVE_KINDS)}",
-            kind,
-        )
     _n_samples(duration_s, dt_s)
     expected_segments = duration_s / max(mean_segment_s, dt_s)
     _check(
@@ -533,6 +650,65 @@ def drive(
         f"(it would make {expected_segments:.4g} segments); a longer mean_segment_s or dt_s",
         mean_segment_s,
     )
+    bounds = (min_bps, max_bps)
+    return concatenate(
+        _random_segments(rng, duration_s, bounds, mean_segment_s, dt_s, kinds), name, loop=loop
+    )
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
+def _explicit_segments(
+    rng: np.random.Generator, segments: Sequence[tuple[str, float, Mapping[str, Any]]]
+) -> list[BandwidthTrace]:
+    """``drive``'s explicit segments, each seeded from ``rng`` when its kind is stochastic."""
+    _check(
+        _is_list(segments) and 0 < len(segments) <= MAX_DRIVE_SEGMENTS,
+        "segments",
+        f"a list of 1 to MAX_DRIVE_SEGMENTS={MAX_DRIVE_SEGMENTS:,} [kind, seconds, params] entries",
+        segments,
+    )
+    parts = []
+    for i, segment in enumerate(segments):
+        _check(_is_list(segment) and len(segment) == 3, f"segments[{i}]", "[kind, seconds, params]", segment)
+        kind, seconds, params = segment
+        _check(
+            isinstance(params, Mapping) and "duration_s" not in params,
+            f"segments[{i}] params",
+            "a mapping of generator parameters without duration_s (the segment's seconds set it)",
+            params,
+        )
+        params = dict(params)
+        try:
+            if takes_seed(kind):
+                params.setdefault("seed", int(rng.integers(2**63)))
+            parts.append(generate(kind, duration_s=seconds, **params))
+        except ValueError as err:
+            raise ValueError(f"segments[{i}]: {err}") from None
+    return parts
+
+
+def _check_drive_kinds(kinds: Any) -> None:
+    eligible = [kind for kind in _DRIVE_SEGMENTS if kind in TRACE_GENERATORS]
+    expected = f"kinds among {', '.join(eligible)}"
+    _check(_is_list(kinds) and len(kinds) > 0, "kinds", f"a non-empty list of {expected}", kinds)
+    for kind in kinds:
+        _check(isinstance(kind, str) and kind in eligible, "kinds", expected, kind)
+
+
+def _random_segments(
+    rng: np.random.Generator,
+    duration_s: float,
+    bounds: tuple[float, float],
+    mean_segment_s: float,
+    dt_s: float,
+    kinds: Sequence[str],
+) -> list[BandwidthTrace]:
+    """``drive``'s random segments, drawn from ``rng`` (the order of the draws is the trace's seed contract)."""
+    min_bps, max_bps = bounds
+    parts: list[BandwidthTrace] = []
     elapsed = 0.0
     while elapsed < duration_s - 1e-9:
         if len(parts) >= 2 * MAX_DRIVE_SEGMENTS:  # unreachable in practice: lengths average >= the mean
@@ -546,58 +722,44 @@ def drive(
         kind = kinds[int(rng.integers(len(kinds)))]
         level = float(math.exp(rng.uniform(math.log(min_bps), math.log(max_bps))))
         sub_seed = int(rng.integers(2**63))
-        if kind == "constant":
-            part = constant(round(level), length)
-        elif kind == "lognormal_walk":
-            part = lognormal_walk(level, 0.4, min_bps, max_bps, length, dt_s, seed=sub_seed)
-        elif kind == "pensieve_markov":
-            part = pensieve_markov(
-                max(min_bps, level / 3),
-                min(max_bps, level * 3),
-                5,
-                max(dt_s, length / 4),
-                0.1,
-                length,
-                dt_s,
-                seed=sub_seed,
-            )
-        else:
-            part = gilbert_elliott(level, min_bps, 0.1, 0.3, length, dt_s, seed=sub_seed)
-        parts.append(part)
+        params = _DRIVE_SEGMENTS[kind](DriveSegment(level, min_bps, max_bps, length, dt_s))
+        parts.append(generate(kind, seed=sub_seed, **params))
         elapsed += length
-    return concatenate(parts, name, loop=loop)
+    return parts
 
 
-GENERATORS: dict[str, Callable[..., BandwidthTrace]] = {
-    "constant": constant,
-    "steps": steps,
-    "lognormal_walk": lognormal_walk,
-    "pensieve_markov": pensieve_markov,
-    "gilbert_elliott": gilbert_elliott,
-    "drive": drive,
-}
-"""Generators by name, for the CLI and YAML scenarios."""
+class _GeneratorTable(Mapping[str, Callable[..., BandwidthTrace]]):
+    """:data:`~bwgym.common.registry.TRACE_GENERATORS` seen as ``{name: function}`` (read-only)."""
+
+    def __getitem__(self, kind: str) -> Callable[..., BandwidthTrace]:
+        if kind not in TRACE_GENERATORS:
+            raise KeyError(kind)
+        return TRACE_GENERATORS.get(kind).target
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(TRACE_GENERATORS.names())
+
+    def __len__(self) -> int:
+        return len(TRACE_GENERATORS)
 
 
-def _lookup(kind: str) -> Callable[..., BandwidthTrace]:
-    try:
-        return GENERATORS[kind]
-    except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(kind), GENERATORS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(
-            f"unknown generator {_show(kind)}{hint}; expected a generator among {', '.join(GENERATORS)}"
-        ) from None
+GENERATORS: Mapping[str, Callable[..., BandwidthTrace]] = _GeneratorTable()
+"""The registered generators by name, a live read-only view of ``TRACE_GENERATORS`` (for callers
+that want the functions; lookups by name with a "did you mean" go through ``TRACE_GENERATORS.get``)."""
 
 
 def takes_seed(kind: str) -> bool:
     """Whether the generator named ``kind`` is stochastic (takes a ``seed``).
 
     Raises:
-        ValueError: Unknown generator.
+        UnknownNameError: No generator of that name (a ``ValueError``).
 
     """
-    return "seed" in inspect.signature(_lookup(kind)).parameters
+    return _takes_seed(TRACE_GENERATORS.get(kind))
+
+
+def _takes_seed(entry: Entry) -> bool:
+    return "seed" in inspect.signature(entry.target).parameters
 
 
 def derive_seed(base_seed: int, *names: str) -> int:
@@ -621,7 +783,7 @@ def derive_seed(base_seed: int, *names: str) -> int:
         True
 
     """
-    if not _is_int(base_seed):
+    if not is_integer(base_seed):
         raise ValueError(f"base_seed={_show(base_seed)} is not an integer; expected an integer seed")
     for i, name in enumerate(names):
         if not isinstance(name, str):
@@ -634,37 +796,44 @@ def derive_seed(base_seed: int, *names: str) -> int:
 
 
 def generate(kind: str, *, seed: SeedLike = None, **params: Any) -> BandwidthTrace:
-    """Call the generator named ``kind`` with keyword ``params``.
+    """Call the generator named ``kind`` with keyword ``params``, checked against its options.
 
     ``generate(kind, seed=s, **params)`` is deterministic for an integer ``s``: the same trace in
     every process. Deterministic generators (``constant``, ``steps``) accept ``seed`` too and
     ignore it, so a caller may pass one whatever the kind (see :func:`derive_seed`).
 
     Raises:
-        ValueError: Unknown generator, unknown or missing parameter (the message lists the valid
-            ones), or a parameter out of range, non-finite or of the wrong type (the message names
-            the parameter, its value and the valid range).
+        UnknownNameError: Unknown generator: the closest name and every registered one.
+        OptionError: An unknown parameter (with the closest one), a missing required one or a value
+            of the wrong type.
+        ValueError: A parameter out of range or non-finite (the message names the parameter, its
+            value and the valid range). All three are ``ValueError``s starting with ``kind``.
 
     """
-    fn = _lookup(kind)
-    signature = inspect.signature(fn)
-    unknown = sorted(str(k) for k in set(params) - set(signature.parameters))
-    if unknown:
-        valid = ", ".join(signature.parameters)
-        hints = [difflib.get_close_matches(u, signature.parameters, n=1) for u in unknown]
-        hint = "".join(f" ({u!r}: did you mean {h[0]!r}?)" for u, h in zip(unknown, hints, strict=True) if h)
-        shown = _show(", ".join(unknown))[1:-1] if len(unknown) > 1 else _show(unknown[0])
-        raise ValueError(f"{kind}: unknown parameter {shown}{hint}; expected parameters among {valid}")
-    _check_seed(seed)
-    if "seed" in signature.parameters:
-        params["seed"] = seed
+    entry = TRACE_GENERATORS.get(kind)
+    options = _make_options(entry, params)
+    keywords = (
+        {} if options is None else {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+    )
+    if _takes_seed(entry):
+        keywords["seed"] = seed
     try:
-        signature.bind(**params)
-    except TypeError as err:
-        raise ValueError(
-            f"{kind}: {err}; expected the parameters {', '.join(signature.parameters)}"
-        ) from None
-    try:
-        return fn(**params)
+        _check_seed(seed)  # for deterministic kinds too: a bad seed is a bug in the caller either way
+        return entry.target(**keywords)
     except ValueError as err:
         raise ValueError(f"{kind}: {err}") from None
+
+
+def _make_options(entry: Entry, params: Mapping[str, Any]) -> Any:
+    """The entry's options from ``params``; numpy scalars count as the Python numbers they hold."""
+    values = {key: value.item() if isinstance(value, np.generic) else value for key, value in params.items()}
+    try:
+        return entry.make_options(values, where=entry.name)
+    except OverflowError:  # an integer beyond float range given for a float option
+        huge = sorted(
+            key for key, value in values.items() if is_integer(value) and not is_finite_number(value)
+        )
+        raise ValueError(
+            f"{entry.name}: {', '.join(huge) or 'a parameter'} is an integer beyond float range; "
+            "expected a finite number"
+        ) from None

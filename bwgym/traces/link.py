@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from bwgym.traces.trace import BandwidthTrace
+from bwgym.traces.trace import BandwidthTrace, is_finite_number, is_integer
 
 __all__ = ["MAX_LATENCY_STEPS", "MAX_STEP_SECONDS", "Delivery", "Link", "LinkStep"]
 
@@ -87,10 +87,7 @@ class LinkStep:
 
 
 def _check_seed(seed: Any) -> None:
-    ok = seed is None or (
-        isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and 0 <= seed < 2**64
-    )
-    if not ok:
+    if not (seed is None or (is_integer(seed) and 0 <= seed < 2**64)):
         raise ValueError(f"expected seed to be none or an integer in [0, 2**64), got {seed!r:.80}")
 
 
@@ -126,30 +123,16 @@ class Link:
     ) -> None:
         if not isinstance(trace, BandwidthTrace):
             raise TypeError(f"expected a BandwidthTrace, got {type(trace).__name__}")
-        if (
-            isinstance(step_seconds, bool)
-            or not isinstance(step_seconds, (int, float, np.integer, np.floating))
-            or not math.isfinite(step_seconds)
-            or step_seconds <= 0
-            or step_seconds > MAX_STEP_SECONDS
-        ):
+        if not (is_finite_number(step_seconds) and 0 < step_seconds <= MAX_STEP_SECONDS):
             raise ValueError(
                 f"expected step_seconds in (0, {MAX_STEP_SECONDS:g}] (MAX_STEP_SECONDS), got {step_seconds!r}"
             )
-        if (
-            isinstance(latency_steps, bool)
-            or not isinstance(latency_steps, (int, np.integer))
-            or not 0 <= latency_steps <= MAX_LATENCY_STEPS
-        ):
+        if not (is_integer(latency_steps) and 0 <= latency_steps <= MAX_LATENCY_STEPS):
             raise ValueError(
                 f"expected latency_steps to be an integer in [0, {MAX_LATENCY_STEPS:,}] (MAX_LATENCY_STEPS), "
                 f"got {latency_steps!r}"
             )
-        if (
-            isinstance(loss_prob, bool)
-            or not isinstance(loss_prob, (int, float, np.integer, np.floating))
-            or not (0.0 <= loss_prob < 1.0)
-        ):
+        if not (is_finite_number(loss_prob) and 0.0 <= loss_prob < 1.0):
             raise ValueError(f"expected 0 <= loss_prob < 1, got {loss_prob!r}")
         _check_seed(seed)
         self._trace = trace
@@ -211,11 +194,7 @@ class Link:
                 (as Gymnasium's ``reset(seed=None)`` does).
 
         """
-        if (
-            isinstance(start_s, bool)
-            or not isinstance(start_s, (int, float, np.integer, np.floating))
-            or not math.isfinite(start_s)
-        ):
+        if not is_finite_number(start_s):
             raise ValueError(f"expected a finite start_s, got {start_s!r}")
         _check_seed(seed)
         if not self._trace.loop and start_s < 0:
@@ -265,7 +244,7 @@ class Link:
             The step's :class:`LinkStep`.
 
         """
-        if isinstance(nbits, bool) or not isinstance(nbits, (int, np.integer)) or nbits < 0:
+        if not (is_integer(nbits) and nbits >= 0):
             raise ValueError(f"expected nbits to be an integer >= 0, got {nbits!r}")
         nbits = int(nbits)
         budget, bandwidth = self._peek()

@@ -39,7 +39,17 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["MAX_BPS", "MAX_TIME_S", "MAX_TRACE_SAMPLES", "BandwidthTrace", "check_samples", "concatenate"]
+__all__ = [
+    "MAX_BPS",
+    "MAX_TIME_S",
+    "MAX_TRACE_SAMPLES",
+    "BandwidthTrace",
+    "check_samples",
+    "concatenate",
+    "is_finite_number",
+    "is_integer",
+    "is_number",
+]
 
 MAX_TRACE_SAMPLES = 10_000_000
 """Most segments (or samples, bins, written lines) one trace may have.
@@ -88,10 +98,97 @@ def check_samples(needed: float, what: str) -> None:
         )
 
 
+def is_number(x: Any) -> bool:
+    """Whether ``x`` is a real number: a Python or numpy int or float, not a bool."""
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+
+
+def is_finite_number(x: Any) -> bool:
+    """Whether ``x`` is a finite real number (an int beyond float range is not)."""
+    try:
+        return is_number(x) and math.isfinite(x)
+    except OverflowError:  # a Python int beyond float range
+        return False
+
+
+def is_integer(x: Any) -> bool:
+    """Whether ``x`` is a Python or numpy integer, not a bool."""
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
 def _readonly(values: np.ndarray) -> FloatArray:
     out = np.array(values, dtype=np.float64, copy=True)
     out.flags.writeable = False
     return out
+
+
+def _edges(times: FloatArray, n: int, duration_s: float | None) -> FloatArray:
+    """The ``n + 1`` segment edges from ``n + 1`` edges, or from ``n`` start times and ``duration_s``."""
+    if times.size == n + 1:
+        if duration_s is not None:
+            raise ValueError(
+                "expected either n + 1 edges in times_s or n start times with duration_s, got both "
+                f"{times.size} edges for {n} rates and duration_s={duration_s}"
+            )
+        return times
+    if times.size != n:
+        raise ValueError(
+            f"expected len(times_s) == len(bps) (start times) or len(bps) + 1 (edges), "
+            f"got {times.size} times for {n} rates"
+        )
+    if duration_s is None:
+        if n < 2:
+            raise ValueError(
+                "expected duration_s for a one-segment trace (its length cannot be inferred), "
+                "got duration_s=None"
+            )
+        # A regularly sampled trace: the last segment lasts as long as the one before it.
+        duration_s = float(times[-1] + (times[-1] - times[-2]))
+    try:
+        return np.append(times, float(duration_s))
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"expected a number for duration_s, got {duration_s!r}") from None
+
+
+def _check_edges(edges: FloatArray) -> None:
+    """Refuse edges that are not finite, beyond :data:`MAX_TIME_S`, not from 0 or not increasing."""
+    n = edges.size - 1
+
+    def label(i: int) -> str:  # the last edge is duration_s (or the inferred end)
+        return "duration_s" if i == n else f"times_s[{i}]"
+
+    if not np.all(np.isfinite(edges)):
+        bad = int(np.flatnonzero(~np.isfinite(edges))[0])
+        raise ValueError(f"expected finite times, got {label(bad)}={edges[bad]}")
+    if edges[-1] > MAX_TIME_S:
+        bad = int(np.flatnonzero(edges > MAX_TIME_S)[0])
+        raise ValueError(
+            f"expected times <= MAX_TIME_S={MAX_TIME_S:g} s (bwgym.traces.MAX_TIME_S), got {label(bad)}={edges[bad]:g}"
+        )
+    if edges[0] != 0.0:
+        raise ValueError(
+            f"expected times_s[0] == 0 (a trace's clock starts at 0), got {edges[0]}; "
+            "subtract times_s[0] from every time first"
+        )
+    steps = np.diff(edges)
+    if np.any(steps <= 0):
+        bad = int(np.flatnonzero(steps <= 0)[0])
+        raise ValueError(
+            f"expected strictly increasing times, got {label(bad + 1)}={edges[bad + 1]} "
+            f"after times_s[{bad}]={edges[bad]}"
+        )
+
+
+def _check_rates(rates: FloatArray) -> None:
+    """Refuse rates that are not finite, negative or above :data:`MAX_BPS`."""
+    if not np.all(np.isfinite(rates)) or np.any(rates < 0):
+        bad = int(np.flatnonzero(~(np.isfinite(rates) & (rates >= 0)))[0])
+        raise ValueError(f"expected finite rates >= 0 bps, got bps[{bad}]={rates[bad]}")
+    if np.any(rates > MAX_BPS):
+        bad = int(np.flatnonzero(rates > MAX_BPS)[0])
+        raise ValueError(
+            f"expected rates <= MAX_BPS={MAX_BPS:g} bit/s (bwgym.traces.MAX_BPS), got bps[{bad}]={rates[bad]:g}"
+        )
 
 
 class BandwidthTrace:
@@ -143,76 +240,25 @@ class BandwidthTrace:
             ) from None
         if times.ndim != 1 or rates.ndim != 1:
             raise ValueError(f"expected 1-D times_s and bps, got shapes {times.shape} and {rates.shape}")
-        n = rates.size
-        if n == 0:
+        if rates.size == 0:
             raise ValueError("expected at least one segment, got an empty bps array")
-        check_samples(n, "a BandwidthTrace")
-        if times.size == n + 1:
-            if duration_s is not None:
-                raise ValueError(
-                    "expected either n + 1 edges in times_s or n start times with duration_s, got both "
-                    f"{times.size} edges for {n} rates and duration_s={duration_s}"
-                )
-            edges = times
-        elif times.size == n:
-            if duration_s is None:
-                if n < 2:
-                    raise ValueError(
-                        "expected duration_s for a one-segment trace (its length cannot be inferred), "
-                        "got duration_s=None"
-                    )
-                duration_s = float(times[-1] + (times[-1] - times[-2]))
-            try:
-                edges = np.append(times, float(duration_s))
-            except (TypeError, ValueError, OverflowError):
-                raise ValueError(f"expected a number for duration_s, got {duration_s!r}") from None
-        else:
-            raise ValueError(
-                f"expected len(times_s) == len(bps) (start times) or len(bps) + 1 (edges), "
-                f"got {times.size} times for {n} rates"
-            )
-        if not np.all(np.isfinite(edges)):
-            bad = int(np.flatnonzero(~np.isfinite(edges))[0])
-            what = "duration_s" if bad == n else f"times_s[{bad}]"
-            raise ValueError(f"expected finite times, got {what}={edges[bad]}")
-        if edges[-1] > MAX_TIME_S:
-            bad = int(np.flatnonzero(edges > MAX_TIME_S)[0])
-            what = "duration_s" if bad == n else f"times_s[{bad}]"
-            raise ValueError(
-                f"expected times <= MAX_TIME_S={MAX_TIME_S:g} s (bwgym.traces.MAX_TIME_S), "
-                f"got {what}={edges[bad]:g}"
-            )
-        if edges[0] != 0.0:
-            raise ValueError(
-                f"expected times_s[0] == 0 (a trace's clock starts at 0), got {edges[0]}; "
-                "subtract times_s[0] from every time first"
-            )
-        steps = np.diff(edges)
-        if np.any(steps <= 0):
-            bad = int(np.flatnonzero(steps <= 0)[0])
-            what = "duration_s" if bad + 1 == n else f"times_s[{bad + 1}]"
-            raise ValueError(
-                f"expected strictly increasing times, got {what}={edges[bad + 1]} "
-                f"after times_s[{bad}]={edges[bad]}"
-            )
-        if not np.all(np.isfinite(rates)) or np.any(rates < 0):
-            bad = int(np.flatnonzero(~(np.isfinite(rates) & (rates >= 0)))[0])
-            raise ValueError(f"expected finite rates >= 0 bps, got bps[{bad}]={rates[bad]}")
-        if np.any(rates > MAX_BPS):
-            bad = int(np.flatnonzero(rates > MAX_BPS)[0])
-            raise ValueError(
-                f"expected rates <= MAX_BPS={MAX_BPS:g} bit/s (bwgym.traces.MAX_BPS), "
-                f"got bps[{bad}]={rates[bad]:g}"
-            )
-        cum = np.concatenate(([0.0], np.cumsum(rates * steps)))
-        object.__setattr__(self, "_edges_s", _readonly(edges))
-        object.__setattr__(self, "_bps", _readonly(rates))
-        object.__setattr__(self, "_cum_bits", _readonly(cum))
-        object.__setattr__(self, "_name", str(name))
-        object.__setattr__(self, "_loop", bool(loop))
-        object.__setattr__(self, "_period_s", float(edges[-1]))
-        object.__setattr__(self, "_period_bits", float(cum[-1]))
-        object.__setattr__(self, "_last_bps", float(rates[-1]))
+        check_samples(rates.size, "a BandwidthTrace")
+        edges = _edges(times, rates.size, duration_s)
+        _check_edges(edges)
+        _check_rates(rates)
+        cum = np.concatenate(([0.0], np.cumsum(rates * np.diff(edges))))
+        fields = {
+            "_edges_s": _readonly(edges),
+            "_bps": _readonly(rates),
+            "_cum_bits": _readonly(cum),
+            "_name": str(name),
+            "_loop": bool(loop),
+            "_period_s": float(edges[-1]),
+            "_period_bits": float(cum[-1]),
+            "_last_bps": float(rates[-1]),
+        }
+        for key, value in fields.items():
+            object.__setattr__(self, key, value)
 
     # Immutability: traces are shared between envs, links and plots, so nobody may edit one.
     def __setattr__(self, key: str, value: Any) -> None:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bwgym.traces import (
-    FORMATS,
     MAHIMAHI_PACKET_BITS,
+    TRACE_FORMATS,
     BandwidthTrace,
     TraceFormatError,
     detect_format,
@@ -267,4 +267,4 @@ def test_binary_file(tmp_path: Path) -> None:
 
 
 def test_every_format_is_covered() -> None:
-    assert set(FORMATS) == {"mahimahi", "cooked", "hsdpa", "csv", "sabre"}
+    assert {"mahimahi", "cooked", "hsdpa", "csv", "sabre"} <= set(TRACE_FORMATS.names())

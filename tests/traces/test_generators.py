@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bwgym.traces import GENERATORS, BandwidthTrace, generate
+from bwgym.common.registry import TRACE_GENERATORS
+from bwgym.traces import BandwidthTrace, generate
 from bwgym.traces.generators import constant, drive, gilbert_elliott, lognormal_walk, pensieve_markov, steps
 
 STOCHASTIC: dict[str, dict[str, Any]] = {
@@ -114,8 +115,9 @@ def test_partial_last_sample() -> None:
         ("pensieve_markov", {"mean_stay_s": 0.1}, "mean_stay_s >= dt_s"),
         ("drive", {"kinds": ["warp"]}, "kinds among"),
         ("lognormal_walk", {"mean": 5.0}, "did you mean 'mean_bps'"),
-        ("walk", {}, "expected a generator among"),
-        ("constant", {}, "missing a required argument"),
+        ("walk", {}, r"unknown trace generator 'walk'.*expected one of"),
+        ("constant", {}, r"constant: missing required option\(s\) \['bps'\]"),
+        ("pensieve_markov", {"n_states": 2.5}, "option 'n_states' expects int, got 2.5"),
     ],
 )
 def test_bad_parameters(kind: str, params: dict[str, Any], match: str) -> None:
@@ -124,7 +126,7 @@ def test_bad_parameters(kind: str, params: dict[str, Any], match: str) -> None:
 
 
 def test_registry() -> None:
-    assert set(GENERATORS) == {
+    assert set(TRACE_GENERATORS.names()) >= {
         "constant",
         "steps",
         "lognormal_walk",

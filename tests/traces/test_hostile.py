@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bwgym.common.registry import OptionError, UnknownNameError
 from bwgym.traces import (
     MAX_BPS,
     MAX_TRACE_FILE_BYTES,
@@ -302,9 +303,9 @@ BAD_PARAMS: list[tuple[str, str, dict[str, Any], str]] = [
     ("nan_rate", "constant", {"bps": float("nan")}, "bps=nan"),
     ("inf_rate", "constant", {"bps": float("inf")}, "bps=inf"),
     ("absurd_rate", "constant", {"bps": 1e13}, "MAX_BPS"),
-    ("huge_int_rate", "constant", {"bps": 10**400}, "bps=1000"),
-    ("string_rate", "constant", {"bps": "fast"}, "bps='fast'"),
-    ("bool_rate", "constant", {"bps": True}, "bps=True"),
+    ("huge_int_rate", "constant", {"bps": 10**400}, "bps is an integer beyond float range"),
+    ("string_rate", "constant", {"bps": "fast"}, "option 'bps' expects float, got 'fast'"),
+    ("bool_rate", "constant", {"bps": True}, "option 'bps' expects float, got True"),
     ("zero_duration", "constant", {"bps": 1.0, "duration_s": 0.0}, "duration_s=0.0"),
     ("negative_duration", "gilbert_elliott", {"duration_s": -3.0}, "duration_s=-3.0"),
     ("inf_duration", "lognormal_walk", {"duration_s": float("inf")}, "duration_s=inf"),
@@ -318,15 +319,15 @@ BAD_PARAMS: list[tuple[str, str, dict[str, Any], str]] = [
     ("prob_nan", "gilbert_elliott", {"p_bad_to_good": float("nan")}, "p_bad_to_good=nan"),
     ("huge_sigma", "lognormal_walk", {"sigma": 1e200}, "sigma=1e+200"),
     ("too_many_states", "pensieve_markov", {"n_states": 10**6}, "MAX_MARKOV_STATES"),
-    ("fractional_states", "pensieve_markov", {"n_states": 2.5}, "n_states=2.5"),
+    ("fractional_states", "pensieve_markov", {"n_states": 2.5}, "option 'n_states' expects int, got 2.5"),
     ("negative_seed", "gilbert_elliott", {"seed": -1}, "seed=-1"),
     ("float_seed", "lognormal_walk", {"seed": 1.5}, "seed=1.5"),
     ("string_seed", "pensieve_markov", {"seed": "abc"}, "seed='abc'"),
     ("huge_seed", "drive", {"seed": 2**70}, "seed=1180591620717411303424"),
     ("seed_for_constant_checked", "constant", {"bps": 1.0, "seed": -4}, "seed=-4"),
-    ("loop_string", "constant", {"bps": 1.0, "loop": "no"}, "loop='no'"),
-    ("name_number", "constant", {"bps": 1.0, "name": 5}, "name=5"),
-    ("kinds_string", "drive", {"kinds": "constant"}, "kinds='constant'"),
+    ("loop_string", "constant", {"bps": 1.0, "loop": "no"}, "option 'loop' expects bool, got 'no'"),
+    ("name_number", "constant", {"bps": 1.0, "name": 5}, "option 'name' expects str, got 5"),
+    ("kinds_string", "drive", {"kinds": "constant"}, "option 'kinds' expects Sequence[str], got 'constant'"),
     ("too_many_segments", "drive", {"duration_s": 1e5, "mean_segment_s": 1.0}, "MAX_DRIVE_SEGMENTS"),
     (
         "segment_duration_twice",
@@ -340,7 +341,7 @@ BAD_PARAMS: list[tuple[str, str, dict[str, Any], str]] = [
         {"segments": [["constant", 5.0, {"bps": -2}]]},
         "segments[0]: constant: bps=-2",
     ),
-    ("schedule_not_list", "steps", {"schedule": 5, "duration_s": 10}, "schedule=5"),
+    ("schedule_not_list", "steps", {"schedule": 5, "duration_s": 10}, "option 'schedule' expects"),
     ("schedule_late_start", "steps", {"schedule": [[1, 5.0]], "duration_s": 10}, "schedule[0] time=1"),
     (
         "schedule_nan_rate",
@@ -348,8 +349,8 @@ BAD_PARAMS: list[tuple[str, str, dict[str, Any], str]] = [
         {"schedule": [[0, float("nan")]], "duration_s": 10},
         "schedule[0] bps=nan",
     ),
-    ("unknown_param", "constant", {"bps": 1.0, "bsp": 5}, "unknown parameter 'bsp'"),
-    ("unknown_kind", "warp", {}, "unknown generator 'warp'"),
+    ("unknown_param", "constant", {"bps": 1.0, "bsp": 5}, "unknown option 'bsp' (did you mean 'bps'?)"),
+    ("unknown_kind", "warp", {}, "unknown trace generator 'warp'"),
     ("missing_param", "constant", {}, "'bps'"),
 ]
 
@@ -360,8 +361,10 @@ def test_bad_generator_parameter(case: str, kind: str, params: dict[str, Any], w
         generate(kind, **params)
     message = str(info.value)
     assert words in message, message
-    assert "expected" in message
-    assert type(info.value) is ValueError
+    assert message.startswith(f"{kind}: ") or "unknown trace generator" in message, message
+    # A range error says what it expected; the registry's option errors name the type or the options.
+    assert "expect" in message or "option" in message, message
+    assert type(info.value) in (ValueError, OptionError, UnknownNameError), type(info.value)
 
 
 def test_derive_seed_is_stable_and_documented() -> None:
@@ -434,7 +437,8 @@ def _cli_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("show_bin_ms_text", ["show", "lte_drive", "--bin-ms", "x"], "--bin-ms"),
         ("show_step_negative", ["show", "lte_drive", "--step-s", "-1"], "--step-s"),
         ("show_step_nan", ["show", "lte_drive", "--step-s", "nan"], "--step-s"),
-        ("show_unknown_format", ["show", "lte_drive", "--format", "xml"], "invalid choice: 'xml'"),
+        ("show_unknown_format", ["show", "lte_drive", "--format", "xml"], "unknown format 'xml'"),
+        ("show_close_format", ["show", "lte_drive", "--format", "csvv"], "did you mean 'csv'"),
         ("show_unknown_flag", ["show", "lte_drive", "--bogus"], "unrecognized arguments: --bogus"),
         ("show_nothing", ["show"], "required"),
         ("plot_until_1e9", ["plot", "lte_drive", "--out", png, "--until-s", "1e9"], "MAX_TRACE_SAMPLES"),
@@ -475,7 +479,7 @@ def _cli_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
         (
             "gen_param_unknown",
             ["generate", "constant", "--out", csv_out, "--param", "bps=1", "--param", "x=1"],
-            "unknown parameter 'x'",
+            "unknown option 'x'",
         ),
         (
             "gen_param_twice",
@@ -487,10 +491,15 @@ def _cli_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
             ["generate", "steps", "--out", csv_out, "--param", "schedule=" + "[" * 100_000 + "]" * 100_000],
             "nested",
         ),
-        ("gen_param_string", ["generate", "constant", "--out", csv_out, "--param", "bps=fast"], "bps='fast'"),
+        (
+            "gen_param_string",
+            ["generate", "constant", "--out", csv_out, "--param", "bps=fast"],
+            "option 'bps' expects float, got 'fast'",
+        ),
         ("gen_seed_negative", ["generate", "gilbert_elliott", "--out", csv_out, "--seed", "-1"], "--seed"),
         ("gen_seed_text", ["generate", "gilbert_elliott", "--out", csv_out, "--seed", "abc"], "--seed"),
-        ("gen_unknown_kind", ["generate", "warp", "--out", csv_out], "invalid choice: 'warp'"),
+        ("gen_unknown_kind", ["generate", "warp", "--out", csv_out], "unknown trace generator 'warp'"),
+        ("gen_close_kind", ["generate", "stepz", "--out", csv_out], "did you mean 'steps'"),
         (
             "gen_unwritable",
             ["generate", "constant", "--out", str(blocker / "g.csv"), "--param", "bps=1"],
@@ -504,12 +513,22 @@ def _cli_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
         (
             "gen_unknown_format",
             ["generate", "constant", "--out", csv_out, "--format", "xml"],
-            "invalid choice",
+            "unknown format 'xml'",
         ),
         ("convert_missing", ["convert", str(tmp / "nope.csv"), str(tmp / "o.csv")], "no such file"),
         ("convert_unknown_extension", ["convert", "lte_drive", str(tmp / "o.xyz")], "--to"),
         ("convert_unwritable", ["convert", "lte_drive", str(blocker / "o.csv")], "cannot write"),
-        ("convert_to_unknown", ["convert", "lte_drive", str(tmp / "o.csv"), "--to", "xml"], "invalid choice"),
+        (
+            "convert_to_unknown",
+            ["convert", "lte_drive", str(tmp / "o.csv"), "--to", "xml"],
+            "unknown format 'xml'",
+        ),
+        (
+            "convert_unit_fixed",
+            ["convert", "lte_drive", str(tmp / "o.cooked"), "--unit", "kbps"],
+            "--unit kbps",
+        ),
+        ("convert_bad_unit", ["convert", "lte_drive", str(tmp / "o.csv"), "--unit", "gbps"], "unit one of"),
         ("no_subcommand", [], "required"),
         ("unknown_subcommand", ["explode"], "invalid choice: 'explode'"),
     ]
@@ -530,6 +549,7 @@ _CASE_IDS = [
     "show_step_negative",
     "show_step_nan",
     "show_unknown_format",
+    "show_close_format",
     "show_unknown_flag",
     "show_nothing",
     "plot_until_1e9",
@@ -554,6 +574,7 @@ _CASE_IDS = [
     "gen_seed_negative",
     "gen_seed_text",
     "gen_unknown_kind",
+    "gen_close_kind",
     "gen_unwritable",
     "gen_unknown_extension",
     "gen_unknown_format",
@@ -561,6 +582,8 @@ _CASE_IDS = [
     "convert_unknown_extension",
     "convert_unwritable",
     "convert_to_unknown",
+    "convert_unit_fixed",
+    "convert_bad_unit",
     "no_subcommand",
     "unknown_subcommand",
 ]

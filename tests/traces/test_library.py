@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from bwgym.traces import FORMATS, LIBRARY_DIR, detect_format, library_path, list_library, load_trace
+from bwgym.traces import LIBRARY_DIR, TRACE_FORMATS, detect_format, library_path, list_library, load_trace
 from bwgym.traces.make_library import LIBRARY, build_library
 
 
 def test_every_format_is_shipped() -> None:
-    assert {detect_format(library_path(name)) for name in list_library()} == set(FORMATS)
+    assert {detect_format(library_path(name)) for name in list_library()} == set(TRACE_FORMATS.names())
 
 
 def test_library_names_and_paths() -> None:
