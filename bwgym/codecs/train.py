@@ -304,8 +304,52 @@ def train_codec(
         The trained codec, on ``config.device``, with its config and validation metrics attached.
 
     """
-    from tqdm import tqdm
+    cls, image_shape = _check_training_input(config, frames, agent)
+    if config.threads:
+        torch.set_num_threads(int(config.threads))
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    train_rows, val_rows = _train_val_rows(frames, episode_index, config)
+    train = _to_device(frames, train_rows, device)
+    val = _to_device(frames, val_rows, device) if val_rows.size else None
+    net = _initial_network(cls, config, frames, image_shape, train_rows).to(device)
+    run = _TrainingRun(cls, net, config, agent, train, val, rng, device, log_dir)
+    start = time.perf_counter()
+    run.optimise(progress)
+    # Inference model: weights rounded as shipped, then the latent model fitted on all training latents.
+    net.eval()
+    round_to_float16(net)
+    model = cls.fit_latent_model(_training_latents(net, train, len(train_rows)))
+    cfg = json.loads(json.dumps(asdict(config)))
+    if cfg["init"]:
+        cfg["init"] = _file_record(_init_path(cfg["init"]))
+    metrics = run.metrics(time.perf_counter() - start, len(train_rows), len(val_rows))
+    views = [ViewSpec(v, tuple(image_shape)) for v in frames]
+    codec = cls(
+        net,
+        model,
+        views,
+        env_id=config.env_id,
+        family=config.family,
+        device=device,
+        variant=config.codec,
+        train_config=cfg,
+        metrics=metrics,
+    )
+    if config.residual:
+        codec.fit_residual(
+            {v: np.asarray(a)[train_rows] for v, a in frames.items()}, max_frames=config.residual_frames
+        )
+    if run.writer is not None:
+        run.writer.close()
+    return codec
 
+
+def _check_training_input(
+    config: TrainConfig, frames: Mapping[str, np.ndarray], agent: torch.nn.Module | None
+) -> tuple[type[NeuralLatentCodec], tuple[int, ...]]:
+    """The learned codec's class and the frames' ``(H, W, 3)``; errors for what cannot be trained."""
     cls = codec_entry(config.codec).cls
     if not issubclass(cls, NeuralLatentCodec):
         raise ValueError(f"codec {config.codec!r} is not a learned codec; expected one of {_learned_names()}")
@@ -316,29 +360,36 @@ def train_codec(
         )
     if config.lambda_task <= 0 and config.lambda_rec <= 0:
         raise ValueError("lambda_task and lambda_rec are both 0: nothing to train")
-    view_names = list(frames)
     shapes = {tuple(np.shape(a)[1:]) for a in frames.values()}
     if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[2] != 3:
         raise ValueError(
             f"frames must be uint8 (N, H, W, 3) of one size for every view, got "
             f"{ {v: np.shape(a) for v, a in frames.items()} }"
         )
-    image_shape = next(iter(shapes))
-    if config.threads:
-        torch.set_num_threads(int(config.threads))
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    return cls, next(iter(shapes))
 
+
+def _train_val_rows(
+    frames: Mapping[str, np.ndarray], episode_index: np.ndarray | None, config: TrainConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows and (at most 160) validation rows, split by episodes when they are known."""
     n = len(next(iter(frames.values())))
     if episode_index is not None and config.val_fraction > 0:
         train_rows, val_rows = split_episodes(np.asarray(episode_index), config.val_fraction, config.seed)
     else:
         train_rows, val_rows = np.arange(n), np.zeros(0, np.int64)
-    train = _to_device(frames, train_rows, device)
-    val_rows = val_rows[:: max(1, -(-len(val_rows) // 160))]  # at most 160 frames: validation stays cheap
-    val = _to_device(frames, val_rows, device) if val_rows.size else None
+    return train_rows, val_rows[:: max(1, -(-len(val_rows) // 160))]  # validation stays cheap
 
+
+def _initial_network(
+    cls: type[NeuralLatentCodec],
+    config: TrainConfig,
+    frames: Mapping[str, np.ndarray],
+    image_shape: tuple[int, ...],
+    train_rows: np.ndarray,
+) -> torch.nn.Module:
+    """The network to train: from ``config.init``'s checkpoint, else new with the training mean images."""
+    view_names = list(frames)
     net = cls.build_network(view_names, image_shape[:2], config.latent_dim, config.channels)
     if config.init:
         init = load_codec(_init_path(config.init))
@@ -355,148 +406,178 @@ def train_codec(
                 for v, a in frames.items()
             }
         )
-    net = net.to(device)
-    total = sum(net.latent_dims.values())
-    m_max = total if config.m_max is None else min(int(config.m_max), total)
-    m_min = max(0, min(int(config.m_min), m_max))
-    projection = cls.training_projection(net.latent_dims, m_min, m_max, config.momentum).to(device)
-    net.train()
-    projection.train()
+    return net
 
-    grad_flags = None
-    if agent is not None:
-        agent = agent.to(device).eval()
-        grad_flags = [p.requires_grad for p in agent.parameters()]
-        agent.requires_grad_(False)
-    use_agent = agent if config.lambda_task > 0 else None
-    train_targets = _agent_targets(use_agent, train)
-    val_targets = _agent_targets(agent, val) if val is not None else None
 
-    optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimiser, T_max=max(config.steps, 1), eta_min=config.lr / 10
-    )
-    writer = None
-    if log_dir is not None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(log_dir))
-        table = "\n".join(f"|{k}|{v}|" for k, v in asdict(config).items())
-        writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    val_ms = sorted({max(m_min, 1), min(8, m_max), min(24, m_max), m_max})
-    metrics: dict[str, float] = {}
-    losses: list[float] = []
-    n_train = len(train_rows)
-    # Start the projection's running statistics from the (initial) network's latents of up to 512
-    # training frames, so the first batches and the initial validation use a sensible basis.
-    with torch.no_grad():
-        warm = torch.as_tensor(rng.permutation(n_train)[:512], device=device)
-        projection(net.encode(_float({v: t[warm] for v, t in train.items()})), m=m_max)
-    initial: dict[str, float] = {}
-    if val is not None:
-        initial = {
-            "initial_" + k: v
-            for k, v in _validate(
-                net, projection, agent, val, val_targets, val_ms, config.lambda_task, config.lambda_rec
-            ).items()
-        }
-        if writer is not None:
-            for k, v in initial.items():
-                writer.add_scalar(k.removeprefix("initial_"), v, 0)
-    start = time.perf_counter()
-    bar = tqdm(range(config.steps), desc=f"train {config.codec}", unit="step", disable=not progress)
-    try:
-        for step in bar:
-            rows = torch.as_tensor(rng.integers(0, n_train, config.batch_size), device=device)
-            x = _float({v: t[rows] for v, t in train.items()})
-            m = int(rng.integers(m_min, m_max + 1))
-            u = rng.uniform(*config.step_octaves) if rng.random() >= config.p_unquantised else None
-            terms = codec_loss(
-                net,
-                projection,
-                x,
-                m,
-                u,
-                use_agent,
-                None if train_targets is None else train_targets[rows],
-                config.lambda_task,
-                config.lambda_rec,
-            )
-            loss, rec, task = terms["loss"], terms["rec_mse"], terms.get("task_mse")
-            losses.append(float(loss.detach()))
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
-            optimiser.step()
-            schedule.step()
-            if step % 10 == 0 or step == config.steps - 1:
-                scalars = {
-                    "train/loss": float(loss.detach()),
-                    "train/rec_mse": float(rec.detach()),
-                    "train/psnr_db": _psnr_db(float(rec.detach())),
-                    "train/m": m,
-                }
-                if task is not None:
-                    scalars["train/task_mse"] = float(task.detach())
-                if writer is not None:
-                    for k, v in scalars.items():
-                        writer.add_scalar(k, v, step)
-                bar.set_postfix(loss=f"{losses[-1]:.4f}", psnr=f"{scalars['train/psnr_db']:.1f}", m=m)
-            if val is not None and ((step + 1) % config.eval_every == 0 or step == config.steps - 1):
-                metrics = _validate(
-                    net, projection, agent, val, val_targets, val_ms, config.lambda_task, config.lambda_rec
-                )
-                if writer is not None:
-                    for k, v in metrics.items():
-                        writer.add_scalar(k, v, step)
-    finally:
-        bar.close()
-        if agent is not None and grad_flags is not None:
-            for p, flag in zip(agent.parameters(), grad_flags, strict=True):
-                p.requires_grad_(flag)
-
-    # Inference model: weights rounded as shipped, then the latent model fitted on all training latents.
-    net.eval()
-    round_to_float16(net)
+@torch.no_grad()
+def _training_latents(
+    net: torch.nn.Module, train: Mapping[str, torch.Tensor], n_train: int
+) -> dict[str, np.ndarray]:
+    """The (rounded) network's latents of every training frame, per latent group, float64."""
     latents: dict[str, list[np.ndarray]] = {k: [] for k in net.latent_names}
-    with torch.no_grad():
-        for i in range(0, n_train, 256):
-            z = net.encode(_float({v: t[i : i + 256] for v, t in train.items()}))
-            for k, t in z.items():
-                latents[k].append(t.double().cpu().numpy())
-    model = cls.fit_latent_model({k: np.concatenate(v) for k, v in latents.items()})
-    views = [ViewSpec(v, tuple(image_shape)) for v in view_names]
-    cfg = json.loads(json.dumps(asdict(config)))
-    if cfg["init"]:
-        cfg["init"] = _file_record(_init_path(cfg["init"]))
-    tenth = max(1, len(losses) // 10)
-    metrics = {
-        **initial,
-        **metrics,
-        "train/loss_first": float(np.mean(losses[:tenth])) if losses else float("nan"),
-        "train/loss_last": float(np.mean(losses[-tenth:])) if losses else float("nan"),
-        "train_seconds": round(time.perf_counter() - start, 1),
-        "train_frames": int(n_train),
-        "val_frames": int(len(val_rows)),
-    }
-    codec = cls(
-        net,
-        model,
-        views,
-        env_id=config.env_id,
-        family=config.family,
-        device=device,
-        variant=config.codec,
-        train_config=cfg,
-        metrics=metrics,
-    )
-    if config.residual:
-        codec.fit_residual(
-            {v: np.asarray(a)[train_rows] for v, a in frames.items()}, max_frames=config.residual_frames
+    for i in range(0, n_train, 256):
+        z = net.encode(_float({v: t[i : i + 256] for v, t in train.items()}))
+        for k, t in z.items():
+            latents[k].append(t.double().cpu().numpy())
+    return {k: np.concatenate(v) for k, v in latents.items()}
+
+
+class _TrainingRun:
+    """Eq. 8's optimisation of one :func:`train_codec` call: Alg. 1's projection, frozen agent, logs.
+
+    Draws from ``rng`` in a fixed order (warm-up rows, then per step: rows, ``m``, quantised or
+    not, the step's octave), so a seed gives the same weights.
+    """
+
+    def __init__(
+        self,
+        cls: type[NeuralLatentCodec],
+        net: torch.nn.Module,
+        config: TrainConfig,
+        agent: torch.nn.Module | None,
+        train: Mapping[str, torch.Tensor],
+        val: Mapping[str, torch.Tensor] | None,
+        rng: np.random.Generator,
+        device: torch.device,
+        log_dir: str | os.PathLike[str] | None,
+    ) -> None:
+        self.config, self.net, self.train, self.val, self.rng = config, net, train, val, rng
+        self.device = device
+        total = sum(net.latent_dims.values())
+        self.m_max = total if config.m_max is None else min(int(config.m_max), total)
+        self.m_min = max(0, min(int(config.m_min), self.m_max))
+        self.projection = cls.training_projection(net.latent_dims, self.m_min, self.m_max, config.momentum)
+        self.projection = self.projection.to(device)
+        net.train()
+        self.projection.train()
+        self.agent, self.grad_flags = agent, None
+        if agent is not None:
+            self.agent = agent.to(device).eval()
+            self.grad_flags = [p.requires_grad for p in agent.parameters()]
+            agent.requires_grad_(False)
+        self.use_agent = self.agent if config.lambda_task > 0 else None
+        self.train_targets = _agent_targets(self.use_agent, train)
+        self.val_targets = _agent_targets(self.agent, val) if val is not None else None
+        self.optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimiser, T_max=max(config.steps, 1), eta_min=config.lr / 10
         )
-    if writer is not None:
-        writer.close()
-    return codec
+        self.writer = _hyperparameter_writer(log_dir, config)
+        self.val_ms = sorted({max(self.m_min, 1), min(8, self.m_max), min(24, self.m_max), self.m_max})
+        self.n_train = len(next(iter(train.values())))
+        self.losses: list[float] = []
+        self.initial: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+
+    def optimise(self, progress: bool) -> None:
+        """Warm the projection up, validate the initial network, take ``config.steps`` steps.
+
+        The agent's ``requires_grad`` flags are restored once the steps end, even on an error.
+        """
+        from tqdm import tqdm
+
+        config = self.config
+        self._warm_up()
+        if self.val is not None:
+            self.initial = {"initial_" + k: v for k, v in self._validate().items()}
+            self._log({k.removeprefix("initial_"): v for k, v in self.initial.items()}, 0)
+        bar = tqdm(range(config.steps), desc=f"train {config.codec}", unit="step", disable=not progress)
+        try:
+            for step in bar:
+                self._step(step, bar)
+                if self.val is not None and ((step + 1) % config.eval_every == 0 or step == config.steps - 1):
+                    self.last = self._validate()
+                    self._log(self.last, step)
+        finally:
+            bar.close()
+            if self.agent is not None and self.grad_flags is not None:
+                for p, flag in zip(self.agent.parameters(), self.grad_flags, strict=True):
+                    p.requires_grad_(flag)
+
+    def _warm_up(self) -> None:
+        """Start the projection's running statistics from the network's latents of <= 512 training frames.
+
+        The first batches and the initial validation then use a sensible basis.
+        """
+        with torch.no_grad():
+            warm = torch.as_tensor(self.rng.permutation(self.n_train)[:512], device=self.device)
+            self.projection(
+                self.net.encode(_float({v: t[warm] for v, t in self.train.items()})), m=self.m_max
+            )
+
+    def _step(self, step: int, bar: Any) -> None:
+        """One Adam step on eq. 8 of a random batch, ``m`` and quantisation step; logs every 10th."""
+        config, rng = self.config, self.rng
+        rows = torch.as_tensor(rng.integers(0, self.n_train, config.batch_size), device=self.device)
+        x = _float({v: t[rows] for v, t in self.train.items()})
+        m = int(rng.integers(self.m_min, self.m_max + 1))
+        u = rng.uniform(*config.step_octaves) if rng.random() >= config.p_unquantised else None
+        targets = None if self.train_targets is None else self.train_targets[rows]
+        terms = codec_loss(
+            self.net, self.projection, x, m, u, self.use_agent, targets, config.lambda_task, config.lambda_rec
+        )
+        loss, rec, task = terms["loss"], terms["rec_mse"], terms.get("task_mse")
+        self.losses.append(float(loss.detach()))
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 10.0)
+        self.optimiser.step()
+        self.schedule.step()
+        if step % 10 == 0 or step == config.steps - 1:
+            scalars = {
+                "train/loss": float(loss.detach()),
+                "train/rec_mse": float(rec.detach()),
+                "train/psnr_db": _psnr_db(float(rec.detach())),
+                "train/m": m,
+            }
+            if task is not None:
+                scalars["train/task_mse"] = float(task.detach())
+            self._log(scalars, step)
+            bar.set_postfix(loss=f"{self.losses[-1]:.4f}", psnr=f"{scalars['train/psnr_db']:.1f}", m=m)
+
+    def _validate(self) -> dict[str, float]:
+        c = self.config
+        return _validate(
+            self.net,
+            self.projection,
+            self.agent,
+            self.val,
+            self.val_targets,
+            self.val_ms,
+            c.lambda_task,
+            c.lambda_rec,
+        )
+
+    def _log(self, scalars: Mapping[str, float], step: int) -> None:
+        if self.writer is not None:
+            for k, v in scalars.items():
+                self.writer.add_scalar(k, v, step)
+
+    def metrics(self, seconds: float, n_train: int, n_val: int) -> dict[str, Any]:
+        """Initial and last validation, the mean loss of the first and last tenth of the steps, sizes."""
+        losses = self.losses
+        tenth = max(1, len(losses) // 10)
+        return {
+            **self.initial,
+            **self.last,
+            "train/loss_first": float(np.mean(losses[:tenth])) if losses else float("nan"),
+            "train/loss_last": float(np.mean(losses[-tenth:])) if losses else float("nan"),
+            "train_seconds": round(seconds, 1),
+            "train_frames": int(n_train),
+            "val_frames": int(n_val),
+        }
+
+
+def _hyperparameter_writer(log_dir: str | os.PathLike[str] | None, config: TrainConfig) -> Any:
+    """A TensorBoard writer on ``log_dir`` with the config as a table (None: no logs)."""
+    if log_dir is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(log_dir))
+    table = "\n".join(f"|{k}|{v}|" for k, v in asdict(config).items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    return writer
 
 
 def _init_path(init: str | os.PathLike[str]) -> Path:
