@@ -22,14 +22,17 @@ from bwgym.codecs.core.registry import CODECS
 from bwgym.common.registry import (
     AGENTS,
     ALLOCATORS,
+    TRACE_FORMATS,
     BuildContext,
     DuplicateNameError,
     register_agent,
     register_allocator,
+    register_trace_format,
 )
 from bwgym.scenarios.config import ConfigError, load_scenario
 from bwgym.scenarios.factory import validate
 from bwgym.scenarios.runner import run_scenario
+from bwgym.traces import TraceFormat, TraceFormatError
 
 SIZE = 32
 
@@ -125,10 +128,29 @@ class ConstantAgent:
         return self.action.copy()
 
 
+@dataclasses.dataclass(frozen=True)
+class KbpsOptions:
+    seconds_per_line: float = 1.0
+
+
+@register_trace_format("toy_kbps", description="toy: one rate in kbit/s per line", options=KbpsOptions)
+class KbpsLines(TraceFormat):
+    extensions = (".kbps",)
+    expected = "one rate in kbit/s per line"
+
+    def read(self, path: Path, text: str, options: KbpsOptions) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            kbps = np.array([float(line) for line in text.split()])
+        except ValueError:
+            raise TraceFormatError(path, None, "a line is not a number", self.expected) from None
+        edges_s = np.arange(len(kbps) + 1) * options.seconds_per_line
+        return edges_s, kbps * 1000.0
+
+
 SCENARIO = """\
 name: toy_parts
 env: {{id: bwgym/LocateLift-v0, kwargs: {{image_size: {size}}}}}
-trace: {{generator: constant, params: {{bps: 4000, duration_s: 10.0}}}}
+trace: {{source: link.kbps, format: toy_kbps}}
 codec: {{name: toy_grey, kwargs: {{levels: 8}}}}
 allocator: {{name: toy_favourite, kwargs: {{view: side}}}}
 agent: {{name: toy_constant, kwargs: {{value: 0.5}}}}
@@ -137,12 +159,13 @@ run: {{episodes: 1}}
 
 
 def _scenario_file(tmp_path: Path, text: str = SCENARIO) -> Path:
+    (tmp_path / "link.kbps").write_text("4\n" * 10)  # 4 kbit/s: 160 bits per 0.04 s step
     path = tmp_path / "toy.yaml"
     path.write_text(text.format(size=SIZE))
     return path
 
 
-def test_a_scenario_runs_a_users_codec_allocator_and_agent(tmp_path: Path) -> None:
+def test_a_scenario_runs_a_users_codec_allocator_agent_and_trace_format(tmp_path: Path) -> None:
     scenario = load_scenario(_scenario_file(tmp_path))
     ConstantAgent.actions.clear()
     result = run_scenario(scenario, tmp_path / "run", progress=False, plots=False)
@@ -150,6 +173,7 @@ def test_a_scenario_runs_a_users_codec_allocator_and_agent(tmp_path: Path) -> No
     assert len(result.episodes) == 1 and len(steps) > 0
     # the allocator gave everything to the side view; the codec then sent one byte, for it only
     assert (steps["bits_sent_total"] > 0).all()
+    assert steps["budget_bits"].iloc[1:].eq(160).all()  # the trace format's rate, per step
     assert (steps["bits_sent_total"] <= steps["budget_bits"]).all()
     assert steps["bits_sent.side"].gt(0).all() and steps["bits_sent.arm"].eq(0).all()
     assert steps["allocation.side"].eq(1.0).all()
@@ -174,6 +198,7 @@ def test_unknown_names_list_the_registered_ones_with_a_guess(tmp_path: Path) -> 
         ("name: toy_grey", "name: toy_gery", "codec.name.*Did you mean 'toy_grey'"),
         ("name: toy_constant", "name: toy_constnat", "agent.name.*Did you mean 'toy_constant'"),
         ("name: toy_favourite", "name: toy_favorite", "allocator.name.*Did you mean 'toy_favourite'"),
+        ("format: toy_kbps", "format: toy_kpbs", "trace.format.*Did you mean 'toy_kbps'"),
     ):
         with pytest.raises(ConfigError, match=words):
             load_scenario(_scenario_file(tmp_path, SCENARIO.replace(old, new)))
@@ -184,7 +209,7 @@ def test_a_name_registered_twice_from_two_modules_is_refused() -> None:
         return None
 
     other.__module__ = "someone_elses.module"
-    for registry in (ALLOCATORS, AGENTS, CODECS):
+    for registry in (ALLOCATORS, AGENTS, CODECS, TRACE_FORMATS):
         name = next(iter(registry.names()))
         with pytest.raises(
             DuplicateNameError, match=f"{registry.kind} '{name}' is registered twice.*someone_elses"

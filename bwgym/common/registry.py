@@ -351,6 +351,8 @@ def _check_value(name: str, tp: Any, value: Any, where: str) -> Any:
         raise OptionError(f"{where}: option {name!r} expects {_type_name(tp)}, got {value!r}")
     if tp is Any or tp is object:
         return value
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():  # a numpy scalar
+        value = value.item()
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -359,7 +361,12 @@ def _check_value(name: str, tp: Any, value: Any, where: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                raise OptionError(
+                    f"{where}: option {name!r} expects a float, got an integer of {len(str(value))} digits"
+                ) from None
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -420,12 +427,15 @@ def _resolve_annotation(annotation: Any, namespace: Mapping[str, Any]) -> Any:
         return annotation
 
 
-def options_from_signature(func: Callable[..., Any], name: str, skip: Sequence[str] = ()) -> type | None:
-    """A frozen options dataclass made from ``func``'s keyword parameters with defaults.
+def options_from_signature(
+    func: Callable[..., Any], name: str, skip: Sequence[str] = (), required: bool = False
+) -> type | None:
+    """A frozen options dataclass made from ``func``'s keyword parameters.
 
-    For parts whose options are their constructor's keywords (codecs): parameters in ``skip``,
-    positional-only ones, ``*args``/``**kwargs`` and those without a default are left out.
-    Returns None when nothing is left.
+    For parts whose options are their constructor's keywords (codecs, trace generators):
+    parameters in ``skip``, positional-only ones and ``*args``/``**kwargs`` are left out, and so
+    are those without a default unless ``required`` (then they are required options). Returns
+    None when nothing is left.
     """
     try:
         signature = inspect.signature(func)
@@ -434,19 +444,23 @@ def options_from_signature(func: Callable[..., Any], name: str, skip: Sequence[s
     namespace = getattr(inspect.unwrap(func), "__globals__", {})
     specs = []
     for p in signature.parameters.values():
-        if p.name in skip or p.name in ("self", "cls") or p.default is inspect.Parameter.empty:
+        if p.name in skip or p.name in ("self", "cls"):
+            continue
+        if p.default is inspect.Parameter.empty and not required:
             continue
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
             continue
         tp = _resolve_annotation(p.annotation, namespace)
         default = p.default
-        if isinstance(default, (list, dict, set)):
+        if default is inspect.Parameter.empty:
+            specs.append((p.name, tp, field()))
+        elif isinstance(default, (list, dict, set)):
             specs.append((p.name, tp, field(default_factory=lambda d=default: type(d)(d))))
         else:
             specs.append((p.name, tp, field(default=default)))
     if not specs:
         return None
-    return dataclasses.make_dataclass(name, specs, frozen=True)
+    return dataclasses.make_dataclass(name, specs, frozen=True, kw_only=True)
 
 
 def describe_entries(entries: Sequence[Entry], details: Callable[[Entry], str] | None = None) -> str:

@@ -48,14 +48,13 @@ import dataclasses
 import hashlib
 import inspect
 import math
-import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
-from bwgym.common.registry import TRACE_GENERATORS, DuplicateNameError, Entry
+from bwgym.common.registry import TRACE_GENERATORS, DuplicateNameError, Entry, options_from_signature
 from bwgym.traces.trace import (
     MAX_BPS,
     MAX_TIME_S,
@@ -209,18 +208,9 @@ def _runs(rng: np.random.Generator, n: int, stay_prob: Sequence[float], first: i
 
 # ---------------------------------------------------------------------------------------- registry
 def _options_of(fn: Callable[..., BandwidthTrace]) -> type:
-    """The options dataclass of a generator: its parameters but ``seed``, as in its signature.
-
-    Types and defaults are the signature's; a parameter without a default is a required option.
-    """
-    hints = typing.get_type_hints(fn)
-    specs = []
-    for p in inspect.signature(fn).parameters.values():
-        if p.name != "seed":
-            default = dataclasses.field() if p.default is p.empty else dataclasses.field(default=p.default)
-            specs.append((p.name, hints.get(p.name, Any), default))
+    """The options dataclass of a generator: its parameters but ``seed`` (required without a default)."""
     title = "".join(word.title() for word in fn.__name__.split("_"))
-    return dataclasses.make_dataclass(f"{title}Options", specs, frozen=True, kw_only=True)
+    return options_from_signature(fn, f"{title}Options", skip=("seed",), required=True)
 
 
 def _generator(description: str) -> Callable[[F], F]:
@@ -825,15 +815,5 @@ def generate(kind: str, *, seed: SeedLike = None, **params: Any) -> BandwidthTra
 
 
 def _make_options(entry: Entry, params: Mapping[str, Any]) -> Any:
-    """The entry's options from ``params``; numpy scalars count as the Python numbers they hold."""
-    values = {key: value.item() if isinstance(value, np.generic) else value for key, value in params.items()}
-    try:
-        return entry.make_options(values, where=entry.name)
-    except OverflowError:  # an integer beyond float range given for a float option
-        huge = sorted(
-            key for key, value in values.items() if is_integer(value) and not is_finite_number(value)
-        )
-        raise ValueError(
-            f"{entry.name}: {', '.join(huge) or 'a parameter'} is an integer beyond float range; "
-            "expected a finite number"
-        ) from None
+    """The entry's options from ``params`` (numpy scalars count as the Python numbers they hold)."""
+    return entry.make_options(params, where=entry.name)
