@@ -65,7 +65,7 @@ TRACE_OPTION = "trace"
 class GeneratedTraces:
     """A family of generated traces: each draw is a fresh seed and a mean budget in a range.
 
-    Every draw generates ``generator`` (a name of :data:`bwgym.traces.generators.GENERATORS`)
+    Every draw generates ``generator`` (a name of :data:`bwgym.common.registry.TRACE_GENERATORS`)
     with ``params`` and a seed drawn from the caller's generator (offset by ``seed_offset``, so a
     held-out family with another offset never repeats a training trace), then scales it so its
     mean carries a number of bits per step drawn log-uniformly in ``mean_bits_per_step``.
@@ -92,10 +92,9 @@ class GeneratedTraces:
         params: Mapping[str, Any] | None = None,
         seed_offset: int = 0,
     ) -> None:
-        from bwgym.traces.generators import GENERATORS
+        from bwgym.common.registry import TRACE_GENERATORS
 
-        if generator not in GENERATORS:
-            raise ValueError(f"unknown generator {generator!r}; expected one of {sorted(GENERATORS)}")
+        TRACE_GENERATORS.get(generator)  # an unknown name: the registered ones, with a guess
         low, high = (float(v) for v in mean_bits_per_step)
         if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
             raise ValueError(
