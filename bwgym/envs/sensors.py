@@ -126,6 +126,29 @@ def _covariance(value: Any, name: str, n: int, definite: bool = False) -> np.nda
     return 0.5 * (mat + mat.T)
 
 
+def _check_arguments(
+    preset: str, mode: str, n_sensors: Any, horizon: Any, success_factor: float, render_mode: str | None
+) -> None:
+    """Refuse the scalar arguments of :class:`SensorNetworkEnv` outside their ranges, naming the rule."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not _is_count(n_sensors, 1, MAX_SENSORS):
+        raise ValueError(
+            f"n_sensors must be an integer in [1, {MAX_SENSORS}] (MAX_SENSORS), got {n_sensors!r}"
+        )
+    if not _is_count(horizon, 1, MAX_HORIZON):
+        raise ValueError(
+            f"horizon must be an integer in [1, {MAX_HORIZON:,}] (actions per episode, MAX_HORIZON), "
+            f"got {horizon!r}"
+        )
+    if not (math.isfinite(success_factor) and success_factor >= 1.0):
+        raise ValueError(f"success_factor must be a finite number >= 1, got {success_factor}")
+    if render_mode is not None:
+        raise ValueError(f"SensorNetwork does not render: render_mode must be None, got {render_mode!r}")
+
+
 class SensorNetworkEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     """K noisy sensors watch one hidden linear Gauss-Markov process; the agent estimates or controls it.
 
@@ -237,29 +260,10 @@ class SensorNetworkEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         success_factor: float = 2.0,
         render_mode: str | None = None,
     ) -> None:
-        if preset not in PRESETS:
-            raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if not _is_count(n_sensors, 1, MAX_SENSORS):
-            raise ValueError(
-                f"n_sensors must be an integer in [1, {MAX_SENSORS}] (MAX_SENSORS), got {n_sensors!r}"
-            )
-        if not _is_count(horizon, 1, MAX_HORIZON):
-            raise ValueError(
-                f"horizon must be an integer in [1, {MAX_HORIZON:,}] (actions per episode, MAX_HORIZON), "
-                f"got {horizon!r}"
-            )
-        if not (math.isfinite(success_factor) and success_factor >= 1.0):
-            raise ValueError(f"success_factor must be a finite number >= 1, got {success_factor}")
-        if render_mode is not None:
-            raise ValueError(f"SensorNetwork does not render: render_mode must be None, got {render_mode!r}")
+        _check_arguments(preset, mode, n_sensors, horizon, success_factor, render_mode)
         self.preset, self.mode, self.render_mode = preset, mode, render_mode
-        self.n_sensors, self.horizon, self.success_factor = (
-            int(n_sensors),
-            int(horizon),
-            float(success_factor),
-        )
+        self.n_sensors, self.horizon = int(n_sensors), int(horizon)
+        self.success_factor = float(success_factor)
         self.model = self._build_model(
             _preset(preset, self.n_sensors),
             sensor_noise_variances,
@@ -270,24 +274,32 @@ class SensorNetworkEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             initial_mean,
             initial_cov,
         )
-        m = self.model
-        n, p = m.n_state, m.n_input
+        n, p = self.model.n_state, self.model.n_input
         self._check_sizes()
         self.state_cost = _covariance(np.eye(n) if state_cost is None else state_cost, "state_cost", n)
         self.control_cost = _covariance(
             0.1 * np.eye(p) if control_cost is None else control_cost, "control_cost", p, definite=True
         )
         self._prior_scale = self._check_horizon()
+        self._references()
+        self.action_scale = self._checked_action_scale(action_scale)
+        self._spaces_and_step_constants()
+        self._t = -1
 
-        # Centralised Kalman filter on every sensor's uncompressed data: time-varying gains until
-        # they converge, then the last one.
+    # ---------------------------------------------------------------- construction helpers
+    def _references(self) -> None:
+        """The centralised Kalman filter on every sensor's uncompressed data and, in control mode, LQR.
+
+        The filter's gains vary in time until they converge, then the last one holds.
+        """
+        m = self.model
         self._C, self._R = m.C_stacked, m.R_stacked
         gains, covs = kalman_gain_sequence(m.A, self._C, m.Q, self._R, m.initial_cov, self.horizon + 1)
         self._gains = gains
         self._mse_all = np.trace(covs, axis1=1, axis2=2)
         self._covs = covs
         self.lqr_gain: np.ndarray | None = None
-        if mode == "control":
+        if self.mode == "control":
             try:
                 self.lqr_gain, _ = lqr_gain(m.A, m.B, self.state_cost, self.control_cost)
             except RiccatiError:
@@ -296,18 +308,28 @@ class SensorNetworkEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
                     "(A, state_cost) detectable) in control mode"
                 ) from None
         self._M = self._transitions()
-        default_scale = self._prior_scale if mode == "estimate" else self._control_scale()
-        dim = n if mode == "estimate" else p
-        if action_scale is None:
-            scale = default_scale
-        else:
-            scale = np.broadcast_to(np.asarray(action_scale, dtype=np.float64).reshape(-1), (dim,)).copy()
-            if not np.all(np.isfinite(scale) & (scale > 0)):
-                raise ValueError(
-                    f"action_scale must be positive and finite ({dim} values or one), got {action_scale}"
-                )
-        self.action_scale = scale
 
+    def _checked_action_scale(self, action_scale: float | Sequence[float] | None) -> np.ndarray:
+        """The value of action = 1 per component: ``action_scale`` (one value or one each), else the default.
+
+        The default is the mode's (see Action space); it is computed in either case.
+        """
+        default_scale = self._prior_scale if self.mode == "estimate" else self._control_scale()
+        if action_scale is None:
+            return default_scale
+        dim = self.model.n_state if self.mode == "estimate" else self.model.n_input
+        scale = np.broadcast_to(np.asarray(action_scale, dtype=np.float64).reshape(-1), (dim,)).copy()
+        if not np.all(np.isfinite(scale) & (scale > 0)):
+            raise ValueError(
+                f"action_scale must be positive and finite ({dim} values or one), got {action_scale}"
+            )
+        return scale
+
+    def _spaces_and_step_constants(self) -> None:
+        """The views (one per sensor), the observation and action spaces, and what :meth:`step` reuses."""
+        m = self.model
+        n, p = m.n_state, m.n_input
+        dim = n if self.mode == "estimate" else p
         self.link_views = tuple(f"sensor_{k}" for k in range(self.n_sensors))
         bounds = np.cumsum((0, *m.sensor_dims))
         self._slices = tuple(zip(self.link_views, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
@@ -323,16 +345,13 @@ class SensorNetworkEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             }
         )
         self.action_space = spaces.Box(-1.0, 1.0, (dim,), dtype=np.float32)
-        # per-step constants of step()
         self._action_shape = (dim,)
-        self._estimate = mode == "estimate"
+        self._estimate = self.mode == "estimate"
         self._stage_cost = np.zeros((n + p, n + p))
         self._stage_cost[:n, :n] = self.state_cost
         self._stage_cost[n:, n:] = self.control_cost
         self._AB = np.hstack([m.A, m.B])
-        self._t = -1
 
-    # ---------------------------------------------------------------- construction helpers
     def _build_model(
         self,
         preset: dict[str, Any],
