@@ -186,34 +186,12 @@ class LocateLiftEnv(gym.Env[dict[str, np.ndarray], np.ndarray], EzPickle):
             min_start_distance_m,
         )
         cameras = tuple(cameras)
-        if not cameras:
-            raise ValueError(f"cameras must name at least one of {CAMERAS}, got an empty list")
-        bad = [c for c in cameras if c not in CAMERAS]
-        if bad or len(set(cameras)) != len(cameras):
-            raise ValueError(f"cameras must be distinct names from {CAMERAS}, got {cameras}")
-        if reward_type not in ("sparse", "dense"):
-            raise ValueError(f"reward_type must be 'sparse' or 'dense', got {reward_type!r}")
-        if not 0 <= int(n_distractors) <= MAX_DISTRACTORS:
-            raise ValueError(f"n_distractors must be between 0 and {MAX_DISTRACTORS}, got {n_distractors}")
-        if not (math.isfinite(max_step_m) and max_step_m > 0):
-            raise ValueError(f"max_step_m must be a positive finite number, got {max_step_m}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
-            )
-        if arm_fovy is not None and not (math.isfinite(arm_fovy) and 10.0 <= arm_fovy <= 120.0):
-            raise ValueError(f"arm_fovy must be None or between 10 and 120 degrees, got {arm_fovy}")
+        _check_task_arguments(cameras, reward_type, n_distractors, max_step_m, render_mode, arm_fovy)
         self.brick_region = _region("brick_region", brick_region, _WORKSPACE_LOW[:2], _WORKSPACE_HIGH[:2])
         self.gripper_start_region = _region(
             "gripper_start_region", gripper_start_region, _WORKSPACE_LOW, _WORKSPACE_HIGH
         )
-        if not (math.isfinite(max_finger_opening_m) and 0.025 <= max_finger_opening_m <= _FINGER_OPEN_M):
-            raise ValueError(
-                f"max_finger_opening_m must be between 0.025 (the brick's half-width plus a finger "
-                f"clearance) and {_FINGER_OPEN_M} m, got {max_finger_opening_m}"
-            )
-        if not (math.isfinite(min_start_distance_m) and 0.0 <= min_start_distance_m <= 0.25):
-            raise ValueError(f"min_start_distance_m must be between 0 and 0.25 m, got {min_start_distance_m}")
+        _check_gripper_arguments(max_finger_opening_m, min_start_distance_m)
         self.min_start_distance_m = float(min_start_distance_m)
         self.max_finger_opening_m = float(max_finger_opening_m)
         self.cameras = cameras
@@ -227,7 +205,17 @@ class LocateLiftEnv(gym.Env[dict[str, np.ndarray], np.ndarray], EzPickle):
         self.terminate_on_success = bool(terminate_on_success)
         self.max_step_m = float(max_step_m)
         self.render_mode = render_mode
+        self._build_scene(xml_file, arm_fovy)
+        views: dict[str, spaces.Space] = {
+            c: spaces.Box(0, 255, (*self.image_size, 3), dtype=np.uint8) for c in cameras
+        }
+        if self.proprio:
+            views["proprio"] = spaces.Box(-np.inf, np.inf, (7,), dtype=np.float32)
+        self.observation_space = spaces.Dict(views)
+        self.action_space = spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
 
+    def _build_scene(self, xml_file: str | Path | None, arm_fovy: float | None) -> None:
+        """The MuJoCo model (with the distractors) and its data, the control period, the wrist camera."""
         self.model = mujoco.MjModel.from_xml_string(self._load_xml(xml_file, self.n_distractors))
         self.data = mujoco.MjData(self.model)
         self.frame_skip = 10
@@ -239,14 +227,6 @@ class LocateLiftEnv(gym.Env[dict[str, np.ndarray], np.ndarray], EzPickle):
         #: Vertical field of view of the wrist camera (degrees).
         self.arm_fovy = float(self.model.cam_fovy[arm_id])
         self._renderer: MultiCameraRenderer | None = None
-
-        views: dict[str, spaces.Space] = {
-            c: spaces.Box(0, 255, (*self.image_size, 3), dtype=np.uint8) for c in cameras
-        }
-        if self.proprio:
-            views["proprio"] = spaces.Box(-np.inf, np.inf, (7,), dtype=np.float32)
-        self.observation_space = spaces.Dict(views)
-        self.action_space = spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
 
     @staticmethod
     def _load_xml(xml_file: str | Path | None, n_distractors: int) -> str:
@@ -402,6 +382,44 @@ class LocateLiftEnv(gym.Env[dict[str, np.ndarray], np.ndarray], EzPickle):
                 np.float32
             )
         return obs
+
+
+def _check_task_arguments(
+    cameras: tuple[str, ...],
+    reward_type: str,
+    n_distractors: int,
+    max_step_m: float,
+    render_mode: str | None,
+    arm_fovy: float | None,
+) -> None:
+    """Refuse cameras, reward type, distractor count, step size, render mode or wrist view out of range."""
+    if not cameras:
+        raise ValueError(f"cameras must name at least one of {CAMERAS}, got an empty list")
+    bad = [c for c in cameras if c not in CAMERAS]
+    if bad or len(set(cameras)) != len(cameras):
+        raise ValueError(f"cameras must be distinct names from {CAMERAS}, got {cameras}")
+    if reward_type not in ("sparse", "dense"):
+        raise ValueError(f"reward_type must be 'sparse' or 'dense', got {reward_type!r}")
+    if not 0 <= int(n_distractors) <= MAX_DISTRACTORS:
+        raise ValueError(f"n_distractors must be between 0 and {MAX_DISTRACTORS}, got {n_distractors}")
+    if not (math.isfinite(max_step_m) and max_step_m > 0):
+        raise ValueError(f"max_step_m must be a positive finite number, got {max_step_m}")
+    render_modes = LocateLiftEnv.metadata["render_modes"]
+    if render_mode is not None and render_mode not in render_modes:
+        raise ValueError(f"render_mode must be None or one of {render_modes}, got {render_mode!r}")
+    if arm_fovy is not None and not (math.isfinite(arm_fovy) and 10.0 <= arm_fovy <= 120.0):
+        raise ValueError(f"arm_fovy must be None or between 10 and 120 degrees, got {arm_fovy}")
+
+
+def _check_gripper_arguments(max_finger_opening_m: float, min_start_distance_m: float) -> None:
+    """Refuse a finger opening the brick cannot be grasped with, or a start distance out of range."""
+    if not (math.isfinite(max_finger_opening_m) and 0.025 <= max_finger_opening_m <= _FINGER_OPEN_M):
+        raise ValueError(
+            f"max_finger_opening_m must be between 0.025 (the brick's half-width plus a finger "
+            f"clearance) and {_FINGER_OPEN_M} m, got {max_finger_opening_m}"
+        )
+    if not (math.isfinite(min_start_distance_m) and 0.0 <= min_start_distance_m <= 0.25):
+        raise ValueError(f"min_start_distance_m must be between 0 and 0.25 m, got {min_start_distance_m}")
 
 
 class _SceneIds:
