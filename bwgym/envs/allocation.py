@@ -294,48 +294,15 @@ class AllocateBandwidthEnv(gym.Env[ObsDict, np.ndarray]):
         bank: bool = False,
     ) -> None:
         import bwgym  # noqa: F401  (registers the task envs)
-        from bwgym.codecs.core.protocol import Codec
-        from bwgym.envs.views import link_views
 
-        if not callable(getattr(task_agent, "act", None)):
-            raise TypeError(
-                f"task_agent is expected to have act(obs) -> action, got {type(task_agent).__name__}"
-            )
-        if bank:
-            raise ValueError(
-                "bank=True is not supported: bwgym.traces.Link gives each step the bits of its own "
-                "interval and never carries unused bits over to later steps"
-            )
-        for label, value in (
-            ("success_bonus", success_bonus),
-            ("bit_cost", bit_cost),
-            ("action_error_weight", action_error_weight),
-        ):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float, np.number))
-                or not math.isfinite(value)
-            ):
-                raise ValueError(f"{label} is expected to be a finite number, got {value!r}")
-        # The two costs are subtracted: a negative one would pay the policy for bits or for errors.
-        for label, value in (("bit_cost", bit_cost), ("action_error_weight", action_error_weight)):
-            if value < 0:
-                raise ValueError(f"{label} is expected to be >= 0 (it is a cost, subtracted), got {value!r}")
+        _check_reward_arguments(task_agent, bank, success_bonus, bit_cost, action_error_weight)
         kwargs = {"reward_type": "dense"} if task_env_kwargs is None else dict(task_env_kwargs)
         self.task_env_id = task_env_id
         self.task_env_kwargs = kwargs
         task_env = gym.make(task_env_id, **kwargs)
         if not isinstance(task_env.observation_space, spaces.Dict):
             raise TypeError(f"{task_env_id} has no Dict observation space; expected views to allocate over")
-        views = link_views(task_env)
-        if isinstance(codec, str):
-            from bwgym.codecs import make_codec
-
-            codec = make_codec(
-                codec, views, env_id=task_env_id, checkpoint=codec_checkpoint, **dict(codec_kwargs or {})
-            )
-        elif not isinstance(codec, Codec):
-            raise TypeError(f"codec is expected to be a codec name or a Codec, got {type(codec).__name__}")
+        codec = _task_codec(codec, task_env, task_env_id, codec_checkpoint, codec_kwargs)
         self.codec = codec
         self.task_agent = task_agent
         self.view_names: tuple[str, ...] = tuple(codec.view_names)
@@ -501,6 +468,58 @@ class AllocateBandwidthEnv(gym.Env[ObsDict, np.ndarray]):
         """Close the task env."""
         self._task_env.close()
         super().close()
+
+
+def _check_reward_arguments(
+    task_agent: Any, bank: bool, success_bonus: Any, bit_cost: Any, action_error_weight: Any
+) -> None:
+    """Refuse a task agent without ``act``, banking, and reward weights that are not finite (costs >= 0)."""
+    if not callable(getattr(task_agent, "act", None)):
+        raise TypeError(f"task_agent is expected to have act(obs) -> action, got {type(task_agent).__name__}")
+    if bank:
+        raise ValueError(
+            "bank=True is not supported: bwgym.traces.Link gives each step the bits of its own "
+            "interval and never carries unused bits over to later steps"
+        )
+    weights = {
+        "success_bonus": success_bonus,
+        "bit_cost": bit_cost,
+        "action_error_weight": action_error_weight,
+    }
+    for label, value in weights.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float, np.number))
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"{label} is expected to be a finite number, got {value!r}")
+    # The two costs are subtracted: a negative one would pay the policy for bits or for errors.
+    for label in ("bit_cost", "action_error_weight"):
+        if weights[label] < 0:
+            raise ValueError(
+                f"{label} is expected to be >= 0 (it is a cost, subtracted), got {weights[label]!r}"
+            )
+
+
+def _task_codec(
+    codec: Any,
+    task_env: gym.Env,
+    task_env_id: str,
+    checkpoint: str | None,
+    codec_kwargs: Mapping[str, Any] | None,
+) -> Any:
+    """``codec`` itself, or the registered codec of that name built for the task env's link views."""
+    from bwgym.codecs.core.protocol import Codec
+    from bwgym.envs.views import link_views
+
+    views = link_views(task_env)
+    if isinstance(codec, str):
+        from bwgym.codecs import make_codec
+
+        return make_codec(codec, views, env_id=task_env_id, checkpoint=checkpoint, **dict(codec_kwargs or {}))
+    if not isinstance(codec, Codec):
+        raise TypeError(f"codec is expected to be a codec name or a Codec, got {type(codec).__name__}")
+    return codec
 
 
 def _trace_family(
