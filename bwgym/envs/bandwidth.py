@@ -221,46 +221,14 @@ class BandwidthLimited(
             loss_prob=loss_prob,
         )
         gym.Wrapper.__init__(self, env)
-
-        space = env.observation_space
-        if not isinstance(space, spaces.Dict):
-            raise TypeError(
-                f"BandwidthLimited expects an env with a gymnasium.spaces.Dict observation space, "
-                f"got {type(space).__name__}"
-            )
-        if not isinstance(codec, Codec):
-            raise TypeError(f"codec is expected to be a bwgym.codecs.Codec, got {type(codec).__name__}")
-        for view in codec.views:
-            if view.name not in space.spaces:
-                raise ValueError(
-                    f"codec view {view.name!r} is not in the observation space; expected one of "
-                    f"{list(space.spaces)}"
-                )
-            sub = space[view.name]
-            if tuple(sub.shape or ()) != tuple(view.shape) or np.dtype(sub.dtype) != np.dtype(view.dtype):
-                raise ValueError(
-                    f"codec view {view.name!r} expects {view.dtype}{tuple(view.shape)}, "
-                    f"the observation space has {sub.dtype}{tuple(sub.shape or ())}"
-                )
-
+        _check_codec_views(env.observation_space, codec)
         if step_seconds is None:
             step_seconds = getattr(env.unwrapped, "dt", None)
             if step_seconds is None:
                 raise ValueError(
                     f"{type(env.unwrapped).__name__} has no `dt` control period; pass step_seconds"
                 )
-        if isinstance(step_seconds, bool) or not isinstance(step_seconds, (int, float, np.number)):
-            raise TypeError(f"step_seconds is expected to be a number, got {type(step_seconds).__name__}")
-        if not (math.isfinite(float(step_seconds)) and float(step_seconds) > 0):
-            raise ValueError(f"step_seconds is expected to be finite and > 0, got {step_seconds}")
-        if isinstance(latency_steps, bool) or not isinstance(latency_steps, (int, np.integer)):
-            raise TypeError(f"latency_steps is expected to be an int, got {type(latency_steps).__name__}")
-        if latency_steps < 0:
-            raise ValueError(f"latency_steps is expected to be >= 0, got {latency_steps}")
-        if isinstance(loss_prob, bool) or not isinstance(loss_prob, (int, float, np.number)):
-            raise TypeError(f"loss_prob is expected to be a number, got {type(loss_prob).__name__}")
-        if not 0.0 <= float(loss_prob) < 1.0:
-            raise ValueError(f"loss_prob is expected to be in [0, 1), got {loss_prob}")
+        _check_link_arguments(step_seconds, latency_steps, loss_prob)
 
         self.codec: Codec = codec
         self.trace: BandwidthTrace = _resolve_trace(trace)
@@ -469,6 +437,44 @@ class BandwidthLimited(
     def view_names(self) -> tuple[str, ...]:
         """The views that cross the link (the codec's views)."""
         return self._view_names
+
+
+def _check_codec_views(space: spaces.Space, codec: Any) -> None:
+    """Refuse an env without Dict observations, or a codec whose views it does not have (name, shape, dtype)."""
+    if not isinstance(space, spaces.Dict):
+        raise TypeError(
+            f"BandwidthLimited expects an env with a gymnasium.spaces.Dict observation space, "
+            f"got {type(space).__name__}"
+        )
+    if not isinstance(codec, Codec):
+        raise TypeError(f"codec is expected to be a bwgym.codecs.Codec, got {type(codec).__name__}")
+    for view in codec.views:
+        if view.name not in space.spaces:
+            raise ValueError(
+                f"codec view {view.name!r} is not in the observation space; expected one of {list(space.spaces)}"
+            )
+        sub = space[view.name]
+        if tuple(sub.shape or ()) != tuple(view.shape) or np.dtype(sub.dtype) != np.dtype(view.dtype):
+            raise ValueError(
+                f"codec view {view.name!r} expects {view.dtype}{tuple(view.shape)}, "
+                f"the observation space has {sub.dtype}{tuple(sub.shape or ())}"
+            )
+
+
+def _check_link_arguments(step_seconds: Any, latency_steps: Any, loss_prob: Any) -> None:
+    """Refuse a control period that is not a finite positive number, a negative latency, a loss >= 1."""
+    if isinstance(step_seconds, bool) or not isinstance(step_seconds, (int, float, np.number)):
+        raise TypeError(f"step_seconds is expected to be a number, got {type(step_seconds).__name__}")
+    if not (math.isfinite(float(step_seconds)) and float(step_seconds) > 0):
+        raise ValueError(f"step_seconds is expected to be finite and > 0, got {step_seconds}")
+    if isinstance(latency_steps, bool) or not isinstance(latency_steps, (int, np.integer)):
+        raise TypeError(f"latency_steps is expected to be an int, got {type(latency_steps).__name__}")
+    if latency_steps < 0:
+        raise ValueError(f"latency_steps is expected to be >= 0, got {latency_steps}")
+    if isinstance(loss_prob, bool) or not isinstance(loss_prob, (int, float, np.number)):
+        raise TypeError(f"loss_prob is expected to be a number, got {type(loss_prob).__name__}")
+    if not 0.0 <= float(loss_prob) < 1.0:
+        raise ValueError(f"loss_prob is expected to be in [0, 1), got {loss_prob}")
 
 
 def _resolve_trace(trace: BandwidthTrace | str | os.PathLike[str]) -> BandwidthTrace:
