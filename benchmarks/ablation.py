@@ -32,6 +32,7 @@ import gymnasium as gym
 import numpy as np
 
 import bwgym  # noqa: F401  (first: it selects the headless GL backend before mujoco loads)
+from bwgym.common.checkpoint import sidecar_path
 from bwgym.common.stats import wilson_interval
 
 CHECKPOINTS = Path(bwgym.__file__).resolve().parent / "agents" / "checkpoints"
@@ -124,7 +125,7 @@ def ablation_success(
 
 
 def _training_command(checkpoint: Path) -> str:
-    report = checkpoint.with_suffix(".json")
+    report = sidecar_path(checkpoint)
     return json.loads(report.read_text()).get("command", "?") if report.is_file() else "?"
 
 

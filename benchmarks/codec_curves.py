@@ -251,7 +251,8 @@ def main(argv=None) -> int:
         path = Path(args.checkpoints) / shipped_file(str(codec_entry(name).checkpoint), env_id)
         if not path.is_file():
             print(
-                f"skipping {name}: {path} missing (bwgym train codec --all --env {env_id})", file=sys.stderr
+                f"skipping {name}: {path} missing (bwgym train --all --kind codec --env {env_id})",
+                file=sys.stderr,
             )
             continue
         kwargs = {"device": "cpu"} if name not in ("linear_dpca", "pca") else {}

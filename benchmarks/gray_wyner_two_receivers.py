@@ -3,7 +3,7 @@
     python benchmarks/gray_wyner_two_receivers.py [--episodes 30] [--trace-episodes 10]
         [--pixel-budgets 32,45,64,91,128,181,256,362,512,724,1024,1448,2048] [--no-write]
 
-Uses the shipped pair (regenerate both with ``python -m bwgym.scenarios.two_receivers --ship``):
+Uses the shipped pair (regenerate both with ``bwgym train two-receivers``):
 ``gray_wyner_locate_lift_v1.ckpt`` (Shared, beta 1, six rate points) and
 ``gray_wyner_locate_lift_v1_separate.ckpt`` (two independent codecs, one per receiver, each seeing
 both views, no common stream; same features, data, rate points and steps). Receiver 1 (the shipped
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "receiver); baseline: `gray_wyner_locate_lift_v1_separate.ckpt`, two independent codecs (one "
         "per receiver, each seeing both views, 32 latents each, nothing shared); same data (200 "
         "episodes, seeds 0-199), rate points and steps. Regenerate both with "
-        "`python -m bwgym.scenarios.two_receivers --ship`.",
+        "`bwgym train two-receivers` (`bwgym train --all --only 'gray_wyner_locate_lift_v1*'`).",
         "",
         f"**Rate sweep**: each rate point sent every step, {args.episodes} unseen episodes per point "
         f"(seeds {EVAL_SEED}..). Bits per step: stream bits (the entropy-coded latents, R0 + R1 + R2) "

@@ -1,20 +1,18 @@
 """SensorNetwork in control mode: an SB3 agent on decoded measurements against LQG and Kalman + LQR.
 
     python benchmarks/sensor_control.py [--episodes 100] [--no-write]     # evaluate the shipped policy
-    python benchmarks/sensor_control.py --train [--timesteps 30000]       # retrain it first, then evaluate
 
 The shipped policy ``bwgym/agents/checkpoints/sac_sensors_control_scalar.ckpt`` is what
-``python benchmarks/sensor_control.py --train --timesteps 30000`` writes (stock SB3 SAC through
-:func:`bwgym.agents.rl.train_rl`, one CPU thread, seed 0; about 15 minutes on one core). It
-trains on the library scenario ``sensors_control_scalar``: ``bwgym/SensorNetwork-v0`` (ar1, K = 4
-sensors, mode ``control``, input range ``action_scale`` = 1, 200 steps) inside ``BandwidthLimited`` with the ``scalar`` codec on
-``lora_narrowband`` at a fifth of its rate, so the policy sees exactly what the fusion node decodes (a
-view not refreshed holds its last value). The policy is SB3's ``MultiInputPolicy``, an MLP on the
-last ``STACK`` = 4 decoded observations of the four sensors (gymnasium's ``FrameStackObservation``:
-with the current view alone a policy cannot tell a held, stale measurement from a fresh one);
-during training only, the stage cost is clipped at ``TRAIN_COST_CLIP`` = 20 (``TransformReward``;
-states that costly are run-aways that a controlling policy never visits, and their costs of
-hundreds per step destabilised the critic). The training run folder is ``runs/sensor_control/``.
+``bwgym train sensor-control --timesteps 30000`` writes (its recipe: :mod:`bwgym.agents.sensor_control`;
+stock SB3 SAC through :func:`bwgym.agents.rl.train_rl`, one CPU thread, seed 0; about 15 minutes on
+one core). It trains on the library scenario ``sensors_control_scalar``: ``bwgym/SensorNetwork-v0``
+(ar1, K = 4 sensors, mode ``control``, input range ``action_scale`` = 1, 200 steps) inside
+``BandwidthLimited`` with the ``scalar`` codec on ``lora_narrowband`` at a fifth of its rate, so the
+policy sees exactly what the fusion node decodes (a view not refreshed holds its last value). The
+policy is SB3's ``MultiInputPolicy``, an MLP on the last ``STACK`` = 4 decoded observations of the
+four sensors (gymnasium's ``FrameStackObservation``: with the current view alone a policy cannot
+tell a held, stale measurement from a fresh one); during training only, the stage cost is clipped
+at ``TRAIN_COST_CLIP`` = 20.
 
 Rows (the same evaluation seeds for every row, unseen in training; one episode = 200 steps):
 
@@ -42,9 +40,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # one core (set before numpy loads)
 
 import argparse  # noqa: E402
-import shutil  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -55,36 +51,15 @@ from report import machine_line, write_section  # noqa: E402  (run as a script)
 import bwgym  # noqa: E402, F401  (registers the envs)
 from bwgym.agents.base import rollout  # noqa: E402
 from bwgym.agents.kalman import KalmanFusionAgent  # noqa: E402
-from bwgym.agents.rl import RLConfig, load_rl, train_rl  # noqa: E402
+from bwgym.agents.rl import load_rl  # noqa: E402
+from bwgym.agents.sensor_control import SCENARIO, STACK, TRAIN_COST_CLIP, stacked  # noqa: E402
 from bwgym.scenarios.config import load_scenario  # noqa: E402
 from bwgym.scenarios.factory import make_env  # noqa: E402
 
-SCENARIO = "sensors_control_scalar"
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = ROOT / "bwgym" / "agents" / "checkpoints" / "sac_sensors_control_scalar.ckpt"
-RUN_DIR = ROOT / "runs" / "sensor_control"
 #: Evaluation seeds start here (training resets draw their own seeds from seed 0).
 EVAL_SEED = 100_000
-#: Observations the policy sees at once (the current decoded measurements and the previous ones):
-#: a memoryless policy cannot tell a held (stale) view from a fresh one.
-STACK = 4
-#: Training only: the stage cost is clipped at this value (a run-away state's cost of hundreds per
-#: step would swamp the critic; a policy that controls never sees such states).
-TRAIN_COST_CLIP = 20.0
-#: Training evaluations (SB3's EvalCallback) that pick the policy kept.
-EVAL_FREQ_STEPS = 2_500
-EVAL_EPISODES = 5
-#: SAC settings: a small MLP so that the training fits in ~15 minutes on one core.
-HYPERPARAMS: dict[str, Any] = {
-    "policy_kwargs": {"net_arch": [64, 64]},
-    "learning_rate": 3e-4,
-    "buffer_size": 50_000,
-    "learning_starts": 1_000,
-    "batch_size": 256,
-    "gamma": 0.9,
-    "train_freq": 1,
-    "gradient_steps": 1,
-}
 
 
 def decoded_env() -> gym.Env:
@@ -96,71 +71,6 @@ def clean_env() -> gym.Env:
     """The same SensorNetwork without codec or link."""
     scenario = load_scenario(SCENARIO)
     return gym.make(scenario.env.id, **scenario.env.kwargs)
-
-
-def stacked(env: gym.Env) -> gym.Env:
-    """What the SAC policy observes: the last ``STACK`` (decoded) observations of every view."""
-    return gym.wrappers.FrameStackObservation(env, STACK)
-
-
-def _clip_cost(reward: float) -> float:
-    return max(float(reward), -TRAIN_COST_CLIP)
-
-
-def training_env() -> gym.Env:
-    """The training env: decoded, stacked, stage cost clipped at ``TRAIN_COST_CLIP``."""
-    return stacked(gym.wrappers.TransformReward(decoded_env(), _clip_cost))
-
-
-def train(
-    timesteps: int,
-    out_dir: Path = RUN_DIR,
-    seed: int = 0,
-    env_factory: Callable[[], gym.Env] = training_env,
-    hyperparams: dict[str, Any] | None = None,
-    eval_freq_steps: int = EVAL_FREQ_STEPS,
-    progress: bool = False,
-    select_best: bool = True,
-) -> Path:
-    """Train SAC on decoded measurements through ``train_rl``; return the written ``policy.ckpt``.
-
-    With ``select_best``, the policy kept is the one of the best periodic evaluation (SB3's
-    ``EvalCallback``: ``EVAL_EPISODES`` episodes every ``eval_freq_steps`` steps, on the training env),
-    not the last one.
-    """
-    import torch
-
-    torch.set_num_threads(1)
-    scenario = load_scenario(SCENARIO)
-    config = RLConfig(
-        algo="sac",
-        env_id=scenario.env.id,
-        env_kwargs=dict(scenario.env.kwargs),
-        scenario=SCENARIO,
-        total_timesteps=timesteps,
-        seed=seed,
-        eval_freq_steps=eval_freq_steps,
-        eval_episodes=EVAL_EPISODES,
-        checkpoint_freq_steps=10**9,
-        hyperparams=dict(HYPERPARAMS if hyperparams is None else hyperparams),
-        out_dir=str(out_dir),
-        device="cpu",
-    )
-    model = train_rl(config, progress=progress, env_factory=env_factory)
-    best = Path(out_dir) / "best" / "best_model.zip"
-    if select_best and best.is_file():
-        # SB3's EvalCallback kept the policy of the best evaluation (SAC's return oscillates from one
-        # evaluation to the next on this task); this run wrote that zip itself, so loading it is safe.
-        from stable_baselines3 import SAC
-
-        from bwgym.agents.rl import save_rl
-
-        spec = {
-            k: {"shape": list(v.shape), "dtype": str(v.dtype)}
-            for k, v in model.observation_space.spaces.items()
-        }
-        save_rl(SAC.load(best, device="cpu"), config, out_dir, spec)
-    return Path(out_dir) / "policy.ckpt"
 
 
 class ZeroInput:
@@ -246,15 +156,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per row")
-    parser.add_argument("--train", action="store_true", help="retrain the shipped policy first")
-    parser.add_argument("--timesteps", type=int, default=30_000, help="training env steps (--train)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args()
-    if args.train:
-        t0 = time.perf_counter()
-        written = train(args.timesteps, progress=False)
-        shutil.copyfile(written, CHECKPOINT)
-        print(f"trained {args.timesteps} steps in {time.perf_counter() - t0:.0f} s -> {CHECKPOINT}")
     lines = rows(args.episodes, CHECKPOINT)
     from bwgym.common.checkpoint import load_checkpoint
 
@@ -264,7 +167,7 @@ def main() -> None:
         "## SensorNetwork control: SB3 (SAC) on decoded measurements against LQG and Kalman + LQR",
         "",
         f"Command: `python benchmarks/sensor_control.py --episodes {args.episodes}` (evaluates the shipped "
-        f"policy; `--train --timesteps 30000` retrains it first). {machine_line()}",
+        f"policy; `bwgym train sensor-control --timesteps 30000` retrains it). {machine_line()}",
         "",
         f"Scenario `{SCENARIO}`: ar1 process (pole 0.95, unit variance), K = 4 sensors (noise variances "
         "0.1..1), mode `control`, stage cost x^2 + 0.1 u^2, input clipped to |u| <= 1 (the env's `action_scale`; "

@@ -1,8 +1,6 @@
 """SensorNetwork: env steps per second against baselines of the same run, and the limits of its presets.
 
     python benchmarks/sensors.py [--steps 20000] [--rounds 5] [--no-write]
-    python benchmarks/sensors.py --train-dpca [PATH] [--preset ar1] [--sensors 4]   # fit vector_dpca
-    python benchmarks/sensors.py --train-ndpca [PATH] [--preset cv2d] [--sensors 4]  # train vector_ndpca
 
 Speed rows (one core: BLAS threads are pinned to 1), all measured in one run, interleaved round by
 round (each round runs every row ``--steps`` steps; the table shows the median round), with a fixed
@@ -31,11 +29,8 @@ joint decoder; its shipped ar1 checkpoint; decoded noise: its calibrated error v
 table compares ``vector_dpca`` (fitted in the run on the same rollouts as the shipped checkpoint) and
 ``vector_ndpca`` (shipped) on cv2d with K = 4 by D / Kalman's D. Writes the ``sensor_codecs`` section.
 
-``--train-dpca`` fits ``vector_dpca`` on estimate-mode rollouts of the env (seeds 1000-1049) and
-writes it (default: the shipped ``bwgym/codecs/checkpoints/vector_dpca_sensor_network.ckpt``, ar1,
-K = 4), then exits. ``--train-ndpca`` trains ``vector_ndpca`` on the same rollouts (the last 20 % held
-out for its calibration; ~30 s on one thread) and writes it (default: the shipped file of the preset,
-``vector_ndpca_sensor_network.ckpt`` for cv2d, ``vector_ndpca_sensor_network_ar1.ckpt`` for ar1).
+The shipped ``vector_dpca`` and ``vector_ndpca`` checkpoints are made by
+``bwgym train sensor-codec`` (``bwgym zoo`` lists each one's command).
 
 Writes the ``sensors`` section of BENCHMARKS.md.
 """
@@ -66,15 +61,10 @@ from bwgym.codecs.bounds import (  # noqa: E402
 from bwgym.codecs.core.protocol import FRAME_OVERHEAD_BITS, Payload  # noqa: E402
 from bwgym.codecs.core.registry import CHECKPOINT_DIR  # noqa: E402
 from bwgym.codecs.sensor.dpca import (  # noqa: E402
-    SHIPPED_CHECKPOINT,
-    SHIPPED_EPISODES,
-    SHIPPED_SEED,
     VectorDPCACodec,
     sensor_frames,
 )
-from bwgym.codecs.sensor.ndpca import SHIPPED_CHECKPOINT as NDPCA_CHECKPOINT  # noqa: E402
 from bwgym.codecs.sensor.ndpca import SHIPPED_CHECKPOINT_AR1 as NDPCA_CHECKPOINT_AR1  # noqa: E402
-from bwgym.codecs.sensor.ndpca import VectorNDPCACodec  # noqa: E402
 from bwgym.common.kalman import KalmanFilter, kalman_steady_state  # noqa: E402
 from bwgym.envs.sensors import SensorNetworkEnv  # noqa: E402
 from bwgym.envs.views import link_views  # noqa: E402
@@ -387,7 +377,7 @@ def cv2d_sentence(curves: dict[str, list[tuple[float, float]]]) -> str:
     return (
         "cv2d (sensors measure the 2-D position, noise 0.01..0.25 m^2; a random walk whose spread grows over "
         "the episode, so a memoryless codec pays for the whole range): `vector_dpca` is fitted in the run on "
-        "the rollouts of its `--train-dpca` recipe (seeds 1000-1049), `vector_ndpca` is the shipped "
+        "the rollouts of its shipped recipe (seeds 1000-1049), `vector_ndpca` is the shipped "
         "`vector_ndpca_sensor_network.ckpt` (trained on the first 80 % of the same rollouts). The bounds module "
         "has no closed form for this multi-dimensional CEO problem, so the table compares by D / Kalman's D. "
         f"Extra body bits per step `vector_ndpca` needs against `vector_dpca` at equal D (at its D / Kalman's D "
@@ -404,35 +394,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--only", choices=("speed", "codecs"), help="run one part (default: both)")
     parser.add_argument("--episodes", type=int, default=CODEC_EPISODES, help="episodes per codec point")
-    parser.add_argument(
-        "--train-dpca",
-        nargs="?",
-        const=str(CHECKPOINT_DIR / SHIPPED_CHECKPOINT),
-        metavar="PATH",
-        help="fit the vector_dpca codec on SensorNetwork rollouts, write it to PATH (default: the shipped "
-        "checkpoint) and exit",
-    )
-    parser.add_argument(
-        "--train-ndpca",
-        nargs="?",
-        const="",
-        metavar="PATH",
-        help="train the vector_ndpca codec on SensorNetwork rollouts, write it to PATH (default: the shipped "
-        "checkpoint of the preset) and exit",
-    )
-    parser.add_argument(
-        "--preset", default=None, help="--train-dpca (ar1) / --train-ndpca (cv2d): the preset"
-    )
-    parser.add_argument("--sensors", type=int, default=CODEC_SENSORS, help="--train-dpca / --train-ndpca: K")
     args = parser.parse_args()
-    if args.train_dpca:
-        train_dpca(args.train_dpca, args.preset or "ar1", args.sensors)
-        return
-    if args.train_ndpca is not None:
-        preset = args.preset or "cv2d"
-        default = NDPCA_CHECKPOINT if preset == "cv2d" else NDPCA_CHECKPOINT_AR1
-        train_ndpca(args.train_ndpca or str(CHECKPOINT_DIR / default), preset, args.sensors)
-        return
     if args.only != "speed":
         write_codecs(args)
     if args.only == "codecs":
@@ -476,38 +438,6 @@ def main() -> None:
         return
     write_section("sensors", "\n".join(lines))
     print("wrote BENCHMARKS.md")
-
-
-def train_dpca(path: str, preset: str, sensors: int) -> None:
-    """Fit ``vector_dpca`` on estimate-mode rollouts of ``preset`` with ``sensors`` sensors; write ``path``."""
-    env = gym.make(ENV_ID, preset=preset, n_sensors=sensors)
-    frames = sensor_frames(env)
-    codec = VectorDPCACodec.train(frames, env_id=ENV_ID)
-    codec.train_config.update(
-        preset=preset, n_sensors=sensors, mode="estimate", episodes=SHIPPED_EPISODES, seed=SHIPPED_SEED
-    )
-    codec.save(path)
-    print(f"vector_dpca ({preset}, K = {sensors}, {len(next(iter(frames.values())))} steps) -> {path}")
-
-
-def train_ndpca(path: str, preset: str, sensors: int) -> None:
-    """Train ``vector_ndpca`` on estimate-mode rollouts of ``preset`` with ``sensors`` sensors; write ``path``."""
-    import torch
-
-    torch.set_num_threads(1)
-    env = gym.make(ENV_ID, preset=preset, n_sensors=sensors)
-    frames = sensor_frames(env)
-    start = time.perf_counter()
-    codec = VectorNDPCACodec.train(frames, env_id=ENV_ID)
-    codec.train_config.update(
-        preset=preset, n_sensors=sensors, mode="estimate", episodes=SHIPPED_EPISODES, seed_first=SHIPPED_SEED
-    )
-    codec.save(path)
-    print(
-        f"vector_ndpca ({preset}, K = {sensors}, {len(next(iter(frames.values())))} steps, "
-        f"{time.perf_counter() - start:.0f} s) -> {path}; held-out MSE per value, every component: "
-        f"{codec.metrics['held_out_mse_per_view_finest']}"
-    )
 
 
 def write_codecs(args: argparse.Namespace) -> None:

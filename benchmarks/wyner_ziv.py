@@ -321,7 +321,7 @@ def main() -> None:
         f"Command: `python benchmarks/wyner_ziv.py --samples {args.samples} --seed {args.seed}`. "
         f"{machine_line()} Model: `bwgym/codecs/checkpoints/{SHIPPED_CHECKPOINT}` "
         f"({cfg.n_labels} indices, grid dx = {cfg.dx}, {cfg.iterations} sweeps per rate point, trained in "
-        f"{meta.get('train_seconds', '?')} s by `python -m bwgym.codecs.multiterminal.wyner_ziv --ship`).",
+        f"{meta.get('train_seconds', '?')} s by `bwgym train wyner-ziv`).",
         "",
         "X ~ N(0, 1), Y = X + N, N ~ N(0, 0.01) at the decoder only, so sigma^2_{X|Y} = 0.0099 and "
         "R_WZ(D) = 1/2 log2(0.0099 / D). Rates are real bits: one payload of all samples per rate point, "

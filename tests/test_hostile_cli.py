@@ -398,7 +398,7 @@ TRAIN_CODEC = [
     ("codec-beta-3", [*CODEC, "--codec", "gray_wyner", "--beta", "3", "--out", "g.ckpt"], ["--beta"]),
     ("codec-etas-nan", [*CODEC, "--codec", "gray_wyner", "--etas", "0.1,nan", "--out", "g.ckpt"], ["--etas"]),
     ("codec-lr-negative", [*CODEC, "--codec", "ndpca", "--lr", "-1", "--out", "c.ckpt"], ["--lr"]),
-    ("codec-scale-steps-zero", [*CODEC, "--all", "--scale-steps", "0"], ["--scale-steps"]),
+    ("codec-all-gone", [*CODEC, "--all"], ["--codec"]),  # every shipped model: `bwgym train --all`
     ("codec-out-suffix", [*CODEC, "--codec", "ndpca", "--out", "c.txt"], [".ckpt"]),
     ("codec-unknown", [*CODEC, "--codec", "gzip", "--out", "c.ckpt"], ["gzip"]),
     (
@@ -436,6 +436,26 @@ TRAIN_ALLOCATOR = [
     ("alloc-bonus-inf", [*ALLOC, "--success-bonus", "inf"], ["--success-bonus"]),
     ("alloc-out-file", [*ALLOC, "--out", "{afile}"], ["--out"]),
 ]
+ZOO = [
+    ("zoo-only-unknown", ["train", "--all", "--only", "ndpca_locate_lift_v9"], ["--only", "Did you mean"]),
+    ("zoo-kind-unknown", ["train", "--all", "--kind", "codecs"], ["--kind", "codec"]),
+    ("zoo-env-unknown", ["train", "--all", "--env", "bwgym/Nope-v0"], ["--env"]),
+    ("zoo-flags-without-all", ["train", "--only", "pca_locate_lift"], ["--only", "--all"]),
+    ("zoo-run-dir-file", ["train", "--all", "--dry-run", "--run-dir", "{afile}"], ["--run-dir", "file"]),
+    ("sensor-codec-unknown", ["train", "sensor-codec", "--codec", "ndpca", "--out", "s.ckpt"], ["--codec"]),
+    (
+        "sensor-codec-sensors-huge",
+        ["train", "sensor-codec", "--codec", "vector_dpca", "--sensors", HUGE, "--out", "s.ckpt"],
+        ["--sensors", "MAX_SENSORS"],
+    ),
+    (
+        "sensor-control-timesteps-zero",
+        ["train", "sensor-control", "--timesteps", "0", "--out", "r"],
+        ["--timesteps"],
+    ),
+    ("wyner-ziv-out-suffix", ["train", "wyner-ziv", "--out", "w.npz"], [".ckpt"]),
+    ("two-receivers-out-file", ["train", "two-receivers", "--out", "{afile}"], ["--out", "folder"]),
+]
 TRACES = [
     (
         "traces-unit-mahimahi",
@@ -470,6 +490,7 @@ CLASSES = {
     "train agent": TRAIN_AGENT,
     "train codec": TRAIN_CODEC,
     "train allocator": TRAIN_ALLOCATOR,
+    "train --all and the models": ZOO,
     "traces": TRACES,
     "lists": LISTS,
 }

@@ -62,6 +62,7 @@ from bwgym.common.checkpoint import (
     load_checkpoint,
     save_checkpoint,
     shipped_file,
+    sidecar_path,
 )
 from bwgym.common.device import resolve_device
 from bwgym.common.registry import BuildContext, InputError, register_agent
@@ -589,8 +590,7 @@ class BCAgent(nn.Module):
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path} is missing from this install; retrain it with the command recorded in "
-                f"{path.with_suffix('.json').name} (`bwgym train agent --algo bc --env "
-                f"{env_id or 'bwgym/LocateLift-v0'} ... --out {path}`)"
+                f"{sidecar_path(path).name} (`bwgym train --all --only {path.stem}`)"
             )
         return cls.load(path, env_id=env_id, views=views, image_shape=image_shape, device=device)
 

@@ -13,7 +13,9 @@ from typing import Any
 from bwgym.cli import agents as agent_commands
 from bwgym.cli import allocation as allocation_commands
 from bwgym.cli import codecs as codec_commands
+from bwgym.cli import models as model_commands
 from bwgym.cli import scenarios as scenario_commands
+from bwgym.cli import zoo as zoo_commands
 from bwgym.cli.args import (
     DEFAULT_ENV,
     MAX_DEMO_EPISODES,
@@ -161,6 +163,15 @@ def parse_overrides(pairs: Sequence[str], flag: str = "--set") -> dict[str, Any]
     return overrides
 
 
+def run_overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """``--set`` pairs (:func:`parse_overrides`) plus ``run.<name>`` for each of ``names`` given as a flag."""
+    overrides = parse_overrides(args.set)
+    for name in names:
+        if getattr(args, name) is not None:
+            overrides[f"run.{name}"] = getattr(args, name)
+    return overrides
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     """Run a scenario and print its summary and where its files are."""
     from bwgym.scenarios.config import ConfigError, load_scenario
@@ -168,16 +179,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     command = getattr(args, "command_name", "run")
     try:
-        overrides = parse_overrides(args.set)
-        for key, value in (
-            ("run.episodes", args.episodes),
-            ("run.seed", args.seed),
-            ("run.workers", args.workers),
-            ("run.num_envs", args.num_envs),
-            ("run.device", args.device),
-        ):
-            if value is not None:
-                overrides[key] = value
+        overrides = run_overrides(args, ("episodes", "seed", "workers", "num_envs", "device"))
         if args.resume and not args.out:
             raise ConfigError("--resume needs --out naming the run folder to continue")
         scenario = load_scenario(args.scenario, overrides)
@@ -346,11 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     codecs.set_defaults(func=_cmd_codecs)
 
     trace_commands.register(sub)
-    train = sub.add_parser("train", help="train an agent or a codec")
-    train_sub = train.add_subparsers(dest="what", required=True)
+    train_sub = zoo_commands.register(sub)  # `bwgym zoo` and `bwgym train [--all]`
     agent_commands.register(sub, train_sub)
     codec_commands.register(sub, train_sub)
     allocation_commands.register(train_sub)
+    model_commands.register(train_sub)
     scenario_commands.register(sub)
     return parser
 

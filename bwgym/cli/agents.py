@@ -10,7 +10,8 @@
 
 ``train agent`` collects demonstrations first when ``--demos`` names no finished dataset (into
 that folder, or a temporary one deleted afterwards), trains, evaluates on ``--eval-episodes``
-seeded episodes and writes ``<out>.json`` next to the checkpoint (success rate, command, config).
+seeded episodes and writes the sidecar ``<out stem>.json`` next to the checkpoint (success rate,
+command, config).
 Errors in the user's input print one line to stderr and return exit code 2.
 """
 
@@ -35,11 +36,11 @@ from bwgym.cli.args import (
     add_env_options,
     add_options,
     add_torch_options,
-    bounded_float,
-    bounded_int,
     check_device,
     check_env_id,
     check_rl_kwargs,
+    float_option,
+    int_option,
     key_value,
     max_processes,
     parse_env_kwargs,
@@ -249,12 +250,62 @@ def _check_rl_paths(args: argparse.Namespace) -> None:
         raise ValueError(f"--bc-demos warm-starts PPO only; use --algo ppo (got --algo {args.algo})")
 
 
+def _log_dir(args: argparse.Namespace, out: Path) -> Path:
+    """``--log-dir``, else ``runs/train_agent/<out stem>-<time>``.
+
+    Not next to the checkpoint: ``--out`` may point into the package (a shipped agent).
+    """
+    if args.log_dir:
+        return Path(args.log_dir)
+    return Path("runs") / "train_agent" / f"{out.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _save_with_report(agent: Any, out: Path, result: dict[str, Any], **extra: Any) -> Path:
+    """Save ``agent`` to ``out`` with ``result`` in its metadata; write and return its JSON sidecar."""
+    from bwgym.common.checkpoint import sidecar_path
+
+    agent.extra_meta = dict(result)
+    agent.save(out)
+    report = dict(
+        result,
+        checkpoint=out.name,
+        spec=agent.spec,
+        arch=agent.arch,
+        train_config=agent.train_config,
+        **extra,
+    )
+    path = sidecar_path(out)
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    return path
+
+
+def _evaluate_decoded(args: argparse.Namespace, agent: Any, names: list[str], scenarios: list[Any]) -> Any:
+    """Success of ``agent`` on each scenario's decoded views (one dict, or a list for several)."""
+    from bwgym.scenarios.factory import count_successes
+
+    evals = []
+    seeds = range(args.eval_seed, args.eval_seed + args.eval_episodes)
+    for name, scenario in zip(names, scenarios, strict=True):
+        wins = count_successes(scenario, seeds, agent)
+        evals.append(
+            dict(
+                episodes=args.eval_episodes,
+                seeds=f"{seeds[0]}..{seeds[-1]}",
+                success_rate=wins / args.eval_episodes,
+                success_ci95_wilson=_wilson(wins, args.eval_episodes),
+                views=f"decoded ({name})",
+            )
+        )
+        print(f"success rate on {name}: {wins / args.eval_episodes:.3f} over {args.eval_episodes} episodes")
+    return evals[0] if len(evals) == 1 else evals
+
+
 def _finetune_bc(args: argparse.Namespace, out: Path) -> int:
     """``--algo bc --scenario S``: DAgger from ``--bc-init`` on the decoded views of the scenario."""
     from bwgym.agents.bc import BCAgent
     from bwgym.agents.dagger import finetune_bc
     from bwgym.scenarios.config import ConfigError
-    from bwgym.scenarios.factory import count_successes, make_env
+    from bwgym.scenarios.factory import make_env
 
     start = time.perf_counter()
     names = [name.strip() for name in args.scenario.split(",")]
@@ -267,11 +318,7 @@ def _finetune_bc(args: argparse.Namespace, out: Path) -> int:
             agent = BCAgent.load(args.bc_init, env_id=args.env, device=args.device)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         return _fail(str(err))
-    log_dir = (
-        Path(args.log_dir)
-        if args.log_dir
-        else Path("runs") / "train_agent" / f"{out.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
+    log_dir = _log_dir(args, out)
     existed = log_dir.exists()
     try:
         finetune_bc(
@@ -293,98 +340,34 @@ def _finetune_bc(args: argparse.Namespace, out: Path) -> int:
         command=_train_command(args), train_seconds=round(time.perf_counter() - start, 1)
     )
     if args.eval_episodes > 0:
-        evals = []
-        seeds = range(args.eval_seed, args.eval_seed + args.eval_episodes)
-        for name, scenario in zip(names, scenarios, strict=True):
-            wins = count_successes(scenario, seeds, agent)
-            evals.append(
-                dict(
-                    episodes=args.eval_episodes,
-                    seeds=f"{seeds[0]}..{seeds[-1]}",
-                    success_rate=wins / args.eval_episodes,
-                    success_ci95_wilson=_wilson(wins, args.eval_episodes),
-                    views=f"decoded ({name})",
-                )
-            )
-            print(
-                f"success rate on {name}: {wins / args.eval_episodes:.3f} over {args.eval_episodes} episodes"
-            )
-        result["eval"] = evals[0] if len(evals) == 1 else evals
-    agent.extra_meta = dict(result)
-    agent.save(out)
-    report = dict(
-        result, checkpoint=out.name, spec=agent.spec, arch=agent.arch, train_config=agent.train_config
-    )
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    print(f"agent:  {out}\nreport: {out.with_suffix('.json')}\nlogs:   {log_dir}")
+        result["eval"] = _evaluate_decoded(args, agent, names, scenarios)
+    report = _save_with_report(agent, out, result)
+    print(f"agent:  {out}\nreport: {report}\nlogs:   {log_dir}")
     return 0
 
 
-def cmd_train_agent(args: argparse.Namespace) -> int:
-    """Train an agent (``--algo bc``), evaluate it and write ``<out>`` and ``<out>.json``.
+def _fit_bc(args: argparse.Namespace, env_kwargs: dict[str, Any], out: Path) -> tuple[Any, Path]:
+    """Collect demonstrations (unless ``--demos`` holds finished ones) and train BC on them.
 
-    With ``--scenario``, ``--algo bc`` fine-tunes ``--bc-init`` (default: the shipped agent) by
-    DAgger on that scenario's decoded views (:func:`bwgym.agents.dagger.finetune_bc`).
+    Returns the agent and its TensorBoard folder; a refused training removes the folder it made.
     """
-    if args.algo != "bc":
-        return _train_rl(args)
-    if args.rl_kwarg or args.bc_demos or args.resume:
-        given = [
-            f
-            for f, v in (
-                ("--rl-kwarg", args.rl_kwarg),
-                ("--bc-demos", args.bc_demos),
-                ("--resume", args.resume),
-            )
-            if v
-        ]
-        return _fail(f"{', '.join(given)} apply to --algo ppo or sac only, not --algo bc")
-    try:  # everything the user gave, before any folder is created
-        finished = bool(args.demos) and (Path(args.demos) / "meta.json").is_file()
-        check_env_id("--env", args.env, expert=not args.scenario and not finished)
-        check_device(args.device)
-    except ValueError as err:
-        return _fail(str(err))
-    import torch
-
     from bwgym.agents.bc_training import train_bc
     from bwgym.agents.demos import DemoDataset, collect_demos
-    from bwgym.agents.evaluation import evaluate_agent
 
-    command = _train_command(args)
-    out = Path(args.out)
-    if out.suffix != ".ckpt":
-        return _fail(f"--out must name a .ckpt file, got {out}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.scenario:
-        return _finetune_bc(args, out)
-    try:
-        env_kwargs = parse_env_kwargs(args.env_kwargs)
-    except ValueError as err:
-        return _fail(str(err))
-    if args.proprio:
-        env_kwargs.setdefault("proprio", True)
-    start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bwgym-demos-") as tmp:
         demos = Path(args.demos) if args.demos else Path(tmp) / "demos"
-        try:
-            if not (demos / "meta.json").is_file():
-                print(f"collecting {args.episodes} expert episodes into {demos}", file=sys.stderr)
-                collect_demos(
-                    demos,
-                    env_id=args.env,
-                    episodes=args.episodes,
-                    noise_std=args.noise_std,
-                    seed=args.seed,
-                    env_kwargs=env_kwargs,
-                )
-            dataset = DemoDataset(demos, env_id=args.env)
-        except (ValueError, FileExistsError, RuntimeError) as err:
-            return _fail(str(err))
-        # Not next to the checkpoint: --out may point into the package (the shipped agent).
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        log_dir = Path(args.log_dir) if args.log_dir else Path("runs") / "train_agent" / f"{out.stem}-{stamp}"
+        if not (demos / "meta.json").is_file():
+            print(f"collecting {args.episodes} expert episodes into {demos}", file=sys.stderr)
+            collect_demos(
+                demos,
+                env_id=args.env,
+                episodes=args.episodes,
+                noise_std=args.noise_std,
+                seed=args.seed,
+                env_kwargs=env_kwargs,
+            )
+        dataset = DemoDataset(demos, env_id=args.env)
+        log_dir = _log_dir(args, out)
         existed = log_dir.exists()
         try:
             agent = train_bc(
@@ -396,118 +379,169 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
                 **values(args, "epochs", "batch_size", "lr", "val_fraction", "seed", "device", "patience"),
                 **values(args, "dagger_rounds", "dagger_episodes", "dagger_epochs"),
             )
-        except ValueError as err:
+        except ValueError:
             remove_if_created(log_dir, existed)
-            return _fail(str(err))
-        if not args.demos:
-            agent.train_config["dataset"] = "temporary folder collected by this command (deleted)"
-    train_s = time.perf_counter() - start
-    result: dict[str, Any] = dict(command=command, collect_and_train_seconds=round(train_s, 1))
-    if args.eval_episodes > 0:
-        table = evaluate_agent(
-            agent,
-            args.env,
-            episodes=args.eval_episodes,
-            seed=args.eval_seed,
-            env_kwargs={**env_kwargs, **agent.env_kwargs()},
-        )
-        result["eval"] = dict(
-            episodes=len(table),
-            seeds=f"{args.eval_seed}..{args.eval_seed + len(table) - 1}",
-            success_rate=float(table.success.mean()),
-            success_ci95_wilson=_wilson(int(table.success.sum()), len(table)),
-            mean_steps=float(table.steps.mean()),
-            views="uncompressed",
-            image_shape=list(agent.image_shape),
-        )
-    agent.extra_meta = dict(result)
-    agent.save(out)
-    report = dict(
-        result,
-        checkpoint=out.name,
-        spec=agent.spec,
-        arch=agent.arch,
-        parameters=sum(p.numel() for p in agent.parameters()),
-        train_config=agent.train_config,
-        torch_threads=torch.get_num_threads(),
+            raise
+    if not args.demos:
+        agent.train_config["dataset"] = "temporary folder collected by this command (deleted)"
+    return agent, log_dir
+
+
+def _evaluate_clean(args: argparse.Namespace, agent: Any, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Success of ``agent`` on ``--eval-episodes`` seeded episodes with uncompressed views."""
+    from bwgym.agents.evaluation import evaluate_agent
+
+    table = evaluate_agent(
+        agent,
+        args.env,
+        episodes=args.eval_episodes,
+        seed=args.eval_seed,
+        env_kwargs={**env_kwargs, **agent.env_kwargs()},
     )
-    report_path = out.with_suffix(".json")
-    report_path.write_text(json.dumps(report, indent=1) + "\n")
-    if "eval" in result:
-        ev = result["eval"]
-        print(
-            f"success rate {ev['success_rate']:.3f} over {ev['episodes']} episodes (seeds {ev['seeds']}), "
-            f"mean steps {ev['mean_steps']:.1f}"
-        )
+    result = dict(
+        episodes=len(table),
+        seeds=f"{args.eval_seed}..{args.eval_seed + len(table) - 1}",
+        success_rate=float(table.success.mean()),
+        success_ci95_wilson=_wilson(int(table.success.sum()), len(table)),
+        mean_steps=float(table.steps.mean()),
+        views="uncompressed",
+        image_shape=list(agent.image_shape),
+    )
     print(
-        f"agent:  {out}\nreport: {report_path}\nlogs:   {log_dir} (tensorboard --logdir {log_dir})\n"
+        f"success rate {result['success_rate']:.3f} over {result['episodes']} episodes (seeds "
+        f"{result['seeds']}), mean steps {result['mean_steps']:.1f}"
+    )
+    return result
+
+
+def _train_bc(args: argparse.Namespace, out: Path) -> int:
+    """``--algo bc`` without a scenario: BC on expert demonstrations, evaluated on clean views."""
+    import torch
+
+    start = time.perf_counter()
+    try:
+        env_kwargs = parse_env_kwargs(args.env_kwargs)
+        if args.proprio:
+            env_kwargs.setdefault("proprio", True)
+        agent, log_dir = _fit_bc(args, env_kwargs, out)
+    except (ValueError, FileExistsError, RuntimeError) as err:
+        return _fail(str(err))
+    result: dict[str, Any] = dict(
+        command=_train_command(args), collect_and_train_seconds=round(time.perf_counter() - start, 1)
+    )
+    if args.eval_episodes > 0:
+        result["eval"] = _evaluate_clean(args, agent, env_kwargs)
+    parameters = sum(p.numel() for p in agent.parameters())
+    report = _save_with_report(
+        agent, out, result, parameters=parameters, torch_threads=torch.get_num_threads()
+    )
+    print(
+        f"agent:  {out}\nreport: {report}\nlogs:   {log_dir} (tensorboard --logdir {log_dir})\n"
         f"took {time.perf_counter() - start:.0f} s"
     )
     return 0
 
 
+def cmd_train_agent(args: argparse.Namespace) -> int:
+    """Train an agent (``--algo bc``), evaluate it and write ``<out>`` and its sidecar ``<out stem>.json``.
+
+    With ``--scenario``, ``--algo bc`` fine-tunes ``--bc-init`` (default: the shipped agent) by
+    DAgger on that scenario's decoded views (:func:`bwgym.agents.dagger.finetune_bc`).
+    """
+    if args.algo != "bc":
+        return _train_rl(args)
+    rl_only = [
+        f
+        for f, v in (("--rl-kwarg", args.rl_kwarg), ("--bc-demos", args.bc_demos), ("--resume", args.resume))
+        if v
+    ]
+    if rl_only:
+        return _fail(f"{', '.join(rl_only)} apply to --algo ppo or sac only, not --algo bc")
+    try:  # everything the user gave, before any folder is created
+        finished = bool(args.demos) and (Path(args.demos) / "meta.json").is_file()
+        check_env_id("--env", args.env, expert=not args.scenario and not finished)
+        check_device(args.device)
+    except ValueError as err:
+        return _fail(str(err))
+    out = Path(args.out)
+    if out.suffix != ".ckpt":
+        return _fail(f"--out must name a .ckpt file, got {out}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return _finetune_bc(args, out) if args.scenario else _train_bc(args, out)
+
+
 #: ``bwgym train agent`` options: (flag, type, default, help).
 _TRAINING_OPTIONS = (
-    ("--total-timesteps", bounded_int("--total-timesteps", 1, MAX_TIMESTEPS), 20_000, "RL: env steps"),
-    (
+    int_option("--total-timesteps", 1, MAX_TIMESTEPS, 20_000, "RL: env steps"),
+    int_option(
         "--n-envs",
-        bounded_int("--n-envs", 1, _max_n_envs, "each env is a process (MAX_N_ENVS, MAX_PROCESSES_PER_CORE)"),
+        1,
+        _max_n_envs,
         1,
         "RL: parallel envs in subprocesses",
+        "each env is a process (MAX_N_ENVS, MAX_PROCESSES_PER_CORE)",
     ),
-    (
-        "--eval-freq",
-        bounded_int("--eval-freq", 1, MAX_TIMESTEPS),
-        5_000,
-        "RL: env steps between evaluations",
-    ),
-    (
+    int_option("--eval-freq", 1, MAX_TIMESTEPS, 5_000, "RL: env steps between evaluations"),
+    int_option(
         "--checkpoint-freq",
-        bounded_int("--checkpoint-freq", 1, MAX_TIMESTEPS),
+        1,
+        MAX_TIMESTEPS,
         10_000,
         "RL: env steps between checkpoints (what --resume reads)",
     ),
-    (
+    float_option(
         "--initial-noise-std",
-        bounded_float("--initial-noise-std", 0.0, 10.0, low_open=True),
+        0.0,
+        10.0,
         0.1,
         "RL with --bc-init: exploration noise (std before tanh)",
+        low_open=True,
     ),
-    (
+    int_option(
         "--critic-warmup-steps",
-        bounded_int("--critic-warmup-steps", 0, MAX_TIMESTEPS),
+        0,
+        MAX_TIMESTEPS,
         0,
         "RL: env steps with the actor frozen while the critic learns",
     ),
-    ("--epochs", bounded_int("--epochs", 1, MAX_EPOCHS), 25, "maximum epochs"),
-    ("--batch-size", bounded_int("--batch-size", 1, MAX_BATCH_SIZE), 64, "steps per gradient step"),
-    ("--lr", bounded_float("--lr", 0.0, 1.0, low_open=True), 1e-3, "Adam learning rate"),
-    (
-        "--val-fraction",
-        bounded_float("--val-fraction", 0.0, 1.0, high_open=True),
-        0.1,
-        "held-out episodes",
+    int_option("--epochs", 1, MAX_EPOCHS, 25, "maximum epochs"),
+    int_option("--batch-size", 1, MAX_BATCH_SIZE, 64, "steps per gradient step"),
+    float_option("--lr", 0.0, 1.0, 1e-3, "Adam learning rate", low_open=True),
+    float_option("--val-fraction", 0.0, 1.0, 0.1, "held-out episodes", high_open=True),
+    int_option("--patience", 1, MAX_EPOCHS, 8, "early-stopping patience in epochs"),
+    int_option("--shift-px", 0, MAX_SHIFT_PX, 4, "random-shift augmentation in pixels"),
+    int_option("--dagger-rounds", 0, MAX_DAGGER_ROUNDS, 0, "DAgger rounds after BC"),
+    int_option("--dagger-episodes", 1, MAX_DEMO_EPISODES, 50, "policy episodes per round"),
+    int_option("--dagger-epochs", 1, MAX_EPOCHS, None, "max epochs per round (default: --epochs)"),
+    int_option("--eval-episodes", 0, MAX_DEMO_EPISODES, 100, "evaluation episodes, 0 for none"),
+    int_option(
+        "--eval-seed",
+        0,
+        MAX_SEED - MAX_DEMO_EPISODES,
+        10_000,
+        "env seed of the first evaluation episode (default: %(default)s, disjoint from the demonstrations')",
     ),
-    ("--patience", bounded_int("--patience", 1, MAX_EPOCHS), 8, "early-stopping patience in epochs"),
+)
+
+
+#: ``bwgym train agent`` options that name a file or folder (default None): (flag, help).
+_PATH_OPTIONS = (
     (
-        "--shift-px",
-        bounded_int("--shift-px", 0, MAX_SHIFT_PX),
-        4,
-        "random-shift augmentation in pixels",
+        "--scenario",
+        "train on decoded views of this scenario's codec/trace (bc: DAgger from --bc-init; several, "
+        "comma-separated, take turns)",
     ),
-    ("--dagger-rounds", bounded_int("--dagger-rounds", 0, MAX_DAGGER_ROUNDS), 0, "DAgger rounds after BC"),
+    ("--bc-demos", "RL (ppo): warm-start by BC on this demonstration folder"),
     (
-        "--dagger-episodes",
-        bounded_int("--dagger-episodes", 1, MAX_DEMO_EPISODES),
-        50,
-        "policy episodes per round",
+        "--bc-init",
+        "RL: the actor is this BC agent's network ('shipped' or a .ckpt; see bwgym.agents.bc_prior); "
+        "bc with --scenario: the agent to fine-tune",
     ),
-    (
-        "--eval-episodes",
-        bounded_int("--eval-episodes", 0, MAX_DEMO_EPISODES),
-        100,
-        "evaluation episodes, 0 for none",
-    ),
+    ("--demos", "demonstration folder: used if finished, else collected into (default: a temp dir)"),
+    ("--log-dir", "TensorBoard folder (default: runs/train_agent/<out stem>-<time>)"),
 )
 
 
@@ -544,21 +578,8 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
         default="bc",
         help="bc, or ppo/sac (stable-baselines3; --out is then a folder) (default: %(default)s)",
     )
-    agent.add_argument(
-        "--scenario",
-        default=None,
-        help="train on decoded views of this scenario's codec/trace (bc: DAgger from --bc-init; "
-        "several, comma-separated, take turns)",
-    )
-    agent.add_argument(
-        "--bc-demos", default=None, help="RL (ppo): warm-start by BC on this demonstration folder"
-    )
-    agent.add_argument(
-        "--bc-init",
-        default=None,
-        help="RL: the actor is this BC agent's network ('shipped' or a .ckpt; see bwgym.agents.bc_prior); "
-        "bc with --scenario: the agent to fine-tune",
-    )
+    for flag, text in _PATH_OPTIONS:
+        agent.add_argument(flag, default=None, help=text)
     agent.add_argument(
         "--resume", action="store_true", help="RL: continue from the newest checkpoint in --out"
     )
@@ -574,12 +595,7 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
     agent.add_argument(
         "--out",
         required=True,
-        help="BC: checkpoint to write (.ckpt), the report goes to <out>.json; RL: a folder",
-    )
-    agent.add_argument(
-        "--demos",
-        default=None,
-        help="demonstration folder: used if finished, else collected into (default: a temp dir)",
+        help="BC: checkpoint to write (.ckpt), its report goes to <out stem>.json; RL: a folder",
     )
     add_demo_options(agent, 200, "demonstrations to collect", seed_help="seed of collection and training")
     agent.add_argument(
@@ -593,21 +609,5 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
         help="RL with --n-envs > 1: envs in subprocesses, or (with --scenario) one vector env in this "
         "process whose codec calls are batched (on CUDA, one network pass for all envs)",
     )
-    agent.add_argument(
-        "--dagger-epochs",
-        type=bounded_int("--dagger-epochs", 1, MAX_EPOCHS),
-        default=None,
-        help="max epochs per round (default: --epochs)",
-    )
-    agent.add_argument(
-        "--eval-seed",
-        type=bounded_int("--eval-seed", 0, MAX_SEED - MAX_DEMO_EPISODES),
-        default=10_000,
-        help="env seed of the first evaluation episode "
-        "(default: %(default)s, disjoint from the demonstrations')",
-    )
     add_torch_options(agent)
-    agent.add_argument(
-        "--log-dir", default=None, help="TensorBoard folder (default: runs/train_agent/<out stem>-<time>)"
-    )
     agent.set_defaults(func=cmd_train_agent)

@@ -28,10 +28,13 @@ from bwgym.cli.args import (
     MAX_DEMO_EPISODES,
     MAX_N_ENVS,
     MAX_SEED,
-    bounded_float,
+    add_options,
+    add_set_option,
     bounded_int,
     check_device,
     check_rl_kwargs,
+    float_option,
+    int_option,
     key_value,
     max_processes,
 )
@@ -173,43 +176,34 @@ def _scenario_parts(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
     return env_kwargs, held_out, mean_bits, s
 
 
-def cmd_train_allocator(args: argparse.Namespace) -> int:
-    """Train an allocation policy on a scenario's parts; write ``<out>/policy.ckpt``."""
-    try:
-        _check_args(args)
-        env_kwargs, held_out, mean_bits, scenario = _scenario_parts(args)
-    except ValueError as err:  # ConfigError included
-        return _fail(str(err))
-    import torch
-
-    from bwgym.agents.allocation import (
-        ALLOCATION_ENV_ID,
-        AllocatorTrainConfig,
-        DistillConfig,
-        train_allocator,
-    )
+def _train_config(
+    args: argparse.Namespace,
+    env_kwargs: dict[str, Any],
+    held_out: dict[str, Any],
+    mean_bits: float,
+    name: str,
+) -> Any:
+    """The :class:`~bwgym.agents.allocation.AllocatorTrainConfig` the flags and the scenario's parts say."""
+    from bwgym.agents.allocation import ALLOCATION_ENV_ID, AllocatorTrainConfig, DistillConfig
     from bwgym.agents.rl import RLConfig
 
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # spawned workers read it when torch loads
-    torch.set_num_threads(args.threads)
-    step_s = env_kwargs["step_seconds"] or 0.04
     low, high = args.train_bits or (mean_bits / 2, mean_bits * 2)
     train_traces = {
         "generator": args.train_generator,
         "mean_bits_per_step": [low, high],
-        "step_seconds": step_s,
+        "step_seconds": env_kwargs["step_seconds"] or 0.04,
         "params": {"duration_s": 30.0},
         "seed_offset": 0,
     }
     if args.train_generator == "lognormal_walk":
         train_traces["params"].update(sigma=0.6, correlation_s=2.0, dt_s=0.2)
     hyperparams = {"policy_kwargs": {"log_std_init": args.log_std_init}, **dict(args.ppo)}
-    config = AllocatorTrainConfig(
+    return AllocatorTrainConfig(
         rl=RLConfig(
             algo="ppo",
             env_id=ALLOCATION_ENV_ID,
             env_kwargs=env_kwargs,
-            scenario=scenario.name,
+            scenario=name,
             total_timesteps=args.total_timesteps,
             n_envs=args.n_envs,
             vec=args.vec,
@@ -230,6 +224,25 @@ def cmd_train_allocator(args: argparse.Namespace) -> int:
             data=args.distill_data,
         ),
     )
+
+
+def cmd_train_allocator(args: argparse.Namespace) -> int:
+    """Train an allocation policy on a scenario's parts; write ``<out>/policy.ckpt``."""
+    try:
+        _check_args(args)
+        env_kwargs, held_out, mean_bits, scenario = _scenario_parts(args)
+    except ValueError as err:  # ConfigError included
+        return _fail(str(err))
+    import torch
+
+    from bwgym.agents.allocation import train_allocator
+    from bwgym.cli.agents import remove_if_created
+    from bwgym.common.checkpoint import load_checkpoint
+
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # spawned workers read it when torch loads
+    torch.set_num_threads(args.threads)
+    config = _train_config(args, env_kwargs, held_out, mean_bits, scenario.name)
+    low, high = config.train_traces["mean_bits_per_step"]
     print(
         f"training an allocator for {scenario.name}: {env_kwargs['task_env_id']} + {env_kwargs['codec']}, "
         f"{args.n_envs} envs, train traces {args.train_generator} at {low:.0f}-{high:.0f} bits/step, "
@@ -241,12 +254,8 @@ def cmd_train_allocator(args: argparse.Namespace) -> int:
     try:
         path = train_allocator(config, progress=args.progress)
     except (ValueError, FileNotFoundError) as err:
-        from bwgym.cli.agents import remove_if_created
-
         remove_if_created(Path(args.out), existed)  # no config.json left by a refused run
         return _fail(str(err))
-    from bwgym.common.checkpoint import load_checkpoint
-
     evaluation = load_checkpoint(path).metadata["allocation"].get("eval") or {}
     out = Path(args.out)
     print(f"wrote {path} in {time.perf_counter() - start:.0f} s")
@@ -261,16 +270,60 @@ def cmd_train_allocator(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``bwgym train allocator`` options with a bounded value: (flag, type, default, help).
+_OPTIONS = (
+    int_option("--total-timesteps", 1, MAX_TIMESTEPS, 20_000, "env steps of PPO"),
+    int_option("--seed", 0, MAX_SEED - 10_000, 0, "seeds PPO, the envs and the training traces"),
+    int_option("--eval-freq", 1, MAX_TIMESTEPS, 5_000, "env steps between evaluations"),
+    int_option("--eval-episodes", 1, MAX_EVAL_EPISODES, 10, "episodes per evaluation"),
+    int_option("--history-steps", 1, MAX_HISTORY_STEPS, 8, "budgets the policy sees", "MAX_HISTORY_STEPS"),
+    float_option("--success-bonus", -MAX_REWARD_WEIGHT, MAX_REWARD_WEIGHT, 1.0, "reward of a success"),
+    float_option("--bit-cost", 0.0, MAX_REWARD_WEIGHT, 0.0, "reward subtracted per kbit sent"),
+    float_option(
+        "--action-error-weight",
+        0.0,
+        MAX_REWARD_WEIGHT,
+        0.0,
+        "reward subtracted per unit of the task agent's action error (decoded vs true views)",
+    ),
+    int_option(
+        "--distill-episodes",
+        0,
+        MAX_DEMO_EPISODES,
+        0,
+        "warm start: episodes of the oracle whose per-split scores the policy is fitted to before PPO "
+        "(0: PPO from scratch; see bwgym.agents.allocation)",
+        "MAX_DEMO_EPISODES",
+    ),
+    float_option(
+        "--distill-explore",
+        0.0,
+        1.0,
+        0.3,
+        "probability that the oracle sends a random split while its scores are recorded",
+        why="it is a probability",
+    ),
+    int_option("--distill-epochs", 1, MAX_DISTILL_EPOCHS, 30, "epochs fitting the policy"),
+    float_option(
+        "--log-std-init",
+        *LOG_STD_RANGE,
+        -0.5,
+        "initial log std of PPO's Gaussian actions",
+        why="LOG_STD_RANGE",
+    ),
+    int_option(
+        "--threads", 1, max_processes, 1, "torch threads per process", "MAX_PROCESSES_PER_CORE per core"
+    ),
+)
+
+
 def register(train_subparsers: Any) -> None:
     """Add ``allocator`` to the sub-parsers of ``bwgym train``."""
     p = train_subparsers.add_parser(
         "allocator", help="train a bandwidth allocation policy (PPO on bwgym/AllocateBandwidth-v0)"
     )
     p.add_argument("--scenario", default="lora_ndpca", help="library name or YAML: env, codec, agent, link")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a scenario key")
-    p.add_argument(
-        "--total-timesteps", type=bounded_int("--total-timesteps", 1, MAX_TIMESTEPS), default=20_000
-    )
+    add_set_option(p)
     p.add_argument(
         "--n-envs",
         type=bounded_int("--n-envs", 1, MAX_N_ENVS, "MAX_N_ENVS"),
@@ -280,14 +333,6 @@ def register(train_subparsers: Any) -> None:
     p.add_argument(
         "--vec", choices=("subproc", "dummy"), default="subproc", help="envs in processes or in turn"
     )
-    p.add_argument("--seed", type=bounded_int("--seed", 0, MAX_SEED - 10_000), default=0)
-    p.add_argument(
-        "--eval-freq",
-        type=bounded_int("--eval-freq", 1, MAX_TIMESTEPS),
-        default=5_000,
-        help="env steps between evaluations",
-    )
-    p.add_argument("--eval-episodes", type=bounded_int("--eval-episodes", 1, MAX_EVAL_EPISODES), default=10)
     p.add_argument(
         "--train-generator", default="lognormal_walk", help="trace generator of the training family"
     )
@@ -296,29 +341,7 @@ def register(train_subparsers: Any) -> None:
         type=_bits_range,
         help="LOW,HIGH mean bits per step (default: 1/2 to 2x the scenario's)",
     )
-    p.add_argument(
-        "--history-steps",
-        type=bounded_int("--history-steps", 1, MAX_HISTORY_STEPS, "MAX_HISTORY_STEPS"),
-        default=8,
-        help="budgets the policy sees",
-    )
-    p.add_argument(
-        "--success-bonus",
-        type=bounded_float("--success-bonus", -MAX_REWARD_WEIGHT, MAX_REWARD_WEIGHT),
-        default=1.0,
-    )
-    p.add_argument(
-        "--bit-cost",
-        type=bounded_float("--bit-cost", 0.0, MAX_REWARD_WEIGHT),
-        default=0.0,
-        help="reward subtracted per kbit sent",
-    )
-    p.add_argument(
-        "--action-error-weight",
-        type=bounded_float("--action-error-weight", 0.0, MAX_REWARD_WEIGHT),
-        default=0.0,
-        help="reward subtracted per unit of the task agent's action error (decoded vs true views)",
-    )
+    add_options(p, _OPTIONS)
     p.add_argument(
         "--codec-split",
         action=argparse.BooleanOptionalAction,
@@ -327,34 +350,9 @@ def register(train_subparsers: Any) -> None:
         "(off by default: each switch between the two sends a new session header, 88 bits)",
     )
     p.add_argument(
-        "--distill-episodes",
-        type=bounded_int("--distill-episodes", 0, MAX_DEMO_EPISODES, "MAX_DEMO_EPISODES"),
-        default=0,
-        help="warm start: episodes of the oracle whose per-split scores the policy is fitted to "
-        "before PPO (0: PPO from scratch; see bwgym.agents.allocation)",
-    )
-    p.add_argument(
-        "--distill-explore",
-        type=bounded_float("--distill-explore", 0.0, 1.0, why="it is a probability"),
-        default=0.3,
-        help="probability that the oracle sends a random split while its scores are recorded",
-    )
-    p.add_argument(
-        "--distill-epochs",
-        type=bounded_int("--distill-epochs", 1, MAX_DISTILL_EPOCHS),
-        default=30,
-        help="epochs fitting the policy",
-    )
-    p.add_argument(
         "--distill-data",
         metavar="NPZ",
         help="fit the distill.npz of an earlier run instead of running the oracle again",
-    )
-    p.add_argument(
-        "--log-std-init",
-        type=bounded_float("--log-std-init", *LOG_STD_RANGE, why="LOG_STD_RANGE"),
-        default=-0.5,
-        help="initial log std of PPO's Gaussian actions",
     )
     p.add_argument(
         "--ppo",
@@ -363,12 +361,6 @@ def register(train_subparsers: Any) -> None:
         type=key_value,
         metavar="KEY=VALUE",
         help="a keyword argument of SB3's PPO (YAML value), e.g. --ppo learning_rate=1e-4",
-    )
-    p.add_argument(
-        "--threads",
-        type=bounded_int("--threads", 1, max_processes, "MAX_PROCESSES_PER_CORE per core"),
-        default=1,
-        help="torch threads per process",
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--progress", action="store_true", help="SB3's progress bar")

@@ -29,6 +29,7 @@ __all__ = [
     "MAX_N_ENVS",
     "MAX_PROCESSES_PER_CORE",
     "OneLineParser",
+    "OptionRow",
     "bounded_float",
     "bounded_int",
     "RL_KWARGS",
@@ -45,6 +46,8 @@ __all__ = [
     "add_run_options",
     "add_set_option",
     "add_torch_options",
+    "float_option",
+    "int_option",
     "key_value",
     "parse_env_kwargs",
     "positive_int",
@@ -262,10 +265,39 @@ def values(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names}
 
 
-def add_options(parser: Any, rows: Sequence[tuple[str, Callable[[str], Any], Any, str]]) -> None:
-    """Add one option per ``(flag, type, default, help)`` row; the help ends with the default."""
+#: One option of :func:`add_options`: ``(flag, type, default, help)``.
+OptionRow = tuple[str, Callable[[str], Any], Any, str]
+
+
+def int_option(
+    flag: str, low: int, high: int | Callable[[], int], default: int | None, text: str, why: str = ""
+) -> OptionRow:
+    """An :func:`add_options` row: an integer in ``[low, high]`` (:func:`bounded_int`)."""
+    return flag, bounded_int(flag, low, high, why), default, text
+
+
+def float_option(
+    flag: str,
+    low: float,
+    high: float,
+    default: float | None,
+    text: str,
+    low_open: bool = False,
+    high_open: bool = False,
+    why: str = "",
+) -> OptionRow:
+    """An :func:`add_options` row: a finite number between ``low`` and ``high`` (:func:`bounded_float`)."""
+    return flag, bounded_float(flag, low, high, low_open, high_open, why), default, text
+
+
+def add_options(parser: Any, rows: Sequence[OptionRow]) -> None:
+    """Add one option per ``(flag, type, default, help)`` row.
+
+    The help ends with the default, unless the text says itself what the default is (``default:``).
+    """
     for flag, kind, default, text in rows:
-        parser.add_argument(flag, type=kind, default=default, help=f"{text} (default: %(default)s)")
+        shown = text if "default:" in text else f"{text} (default: %(default)s)"
+        parser.add_argument(flag, type=kind, default=default, help=shown)
 
 
 def add_env_options(

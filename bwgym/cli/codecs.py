@@ -1,4 +1,4 @@
-r"""The ``bwgym train codec`` sub-command: train or fit any registered codec, or every shipped one.
+r"""The ``bwgym train codec`` sub-command: train or fit any registered codec.
 
 ::
 
@@ -8,16 +8,16 @@ r"""The ``bwgym train codec`` sub-command: train or fit any registered codec, or
     bwgym train codec --codec linear_dpca --out runs/codecs/linear_dpca.ckpt
     bwgym train codec --codec gray_wyner --kind shared --beta 1.5 --etas 0.01,0.1,0.5 --steps 3000 \\
         --out runs/codecs/gw.ckpt
-    bwgym train codec --all            # every shipped checkpoint, from scratch (make checkpoints)
-    bwgym train codec --all --env bwgym/LocateLift-v1   # the v1 set (*_locate_lift_v1.ckpt)
+    bwgym train --all --kind codec --env bwgym/LocateLift-v1   # the shipped v1 set (bwgym zoo)
 
-Without ``--demos`` it collects ``--episodes`` expert episodes first (into a temporary folder).
+It collects ``--episodes`` expert episodes first: into ``--demos`` when that folder holds no
+finished dataset (so the next command reads them), else into a temporary folder.
 ``gray_wyner`` trains on its own synthetic two-source data (paper 002, App. D.3) instead of
 LocateLift frames: ``--kind``, ``--beta`` and ``--etas`` (its rate ladder) apply to it alone, and
 the frame options (``--demos``, ``--agent``, ``--batch-size``...) do not apply to it.
 Task-aware codecs train through the frozen BC agent ``--agent`` (default: the shipped one).
-TensorBoard logs go to ``--logdir`` (default ``<out>.tb``), and ``<out>.json`` next to the
-checkpoint records the command, the config and the validation metrics. Errors in the user's
+TensorBoard logs go to ``--logdir`` (default ``<out>.tb``), and the sidecar ``<out stem>.json`` next
+to the checkpoint records the command, the config and the validation metrics. Errors in the user's
 input print one line to stderr and return exit code 2.
 """
 
@@ -31,7 +31,7 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ from bwgym.cli.args import (
     values,
 )
 
-__all__ = ["cmd_train_codec", "load_frames", "register", "regenerate_shipped"]
+__all__ = ["cmd_train_codec", "load_frames", "register"]
 
 #: Most optimiser steps of one codec training (``--steps``).
 MAX_STEPS = 10_000_000
@@ -59,8 +59,6 @@ MAX_STEPS = 10_000_000
 MAX_BATCH_SIZE = 65_536
 #: Most latent features per view (``--latent-dim``): an 84 px RGB view has 21,168 values.
 MAX_LATENT_DIM = 4_096
-#: Largest factor on every shipped recipe's step count (``--scale-steps``).
-MAX_SCALE_STEPS = 1_000.0
 #: Most rate points of ``--etas`` (each trains its own rate weight).
 MAX_RATE_POINTS = 64
 #: Largest loss weight (``--lambda-task``, ``--lambda-rec``).
@@ -83,10 +81,11 @@ def load_frames(
     """Expert frames of the link views ``({view: (N, ...)}, episode_index (N,))``.
 
     Args:
-        demos: a folder written by :func:`bwgym.agents.demos.collect_demos`; when None, ``episodes``
-            episodes are collected into a temporary folder (deleted afterwards).
+        demos: a folder written by :func:`bwgym.agents.demos.collect_demos`; a folder without a
+            finished dataset gets ``episodes`` episodes collected into it first; None collects them
+            into a temporary folder (deleted afterwards).
         env_id: env to collect from (checked against the demos' env when both are given).
-        episodes: episodes to collect when ``demos`` is None.
+        episodes: episodes to collect when ``demos`` holds no finished dataset.
         seed: first env seed of the collection.
         env_kwargs: keyword arguments of the env.
         progress: show progress bars.
@@ -94,6 +93,10 @@ def load_frames(
     from bwgym.agents.demos import DemoDataset, collect_demos
 
     if demos is not None:
+        if not (Path(demos) / "meta.json").is_file():
+            collect_demos(
+                demos, env_id=env_id, episodes=episodes, seed=seed, env_kwargs=env_kwargs, progress=progress
+            )
         dataset = DemoDataset(demos)
         if env_id and dataset.env_id != env_id:
             raise ValueError(f"demos in {demos} come from env {dataset.env_id!r}, expected {env_id!r}")
@@ -174,127 +177,6 @@ FRAME_OPTIONS = (
 )
 
 
-def regenerate_shipped(
-    out_dir: str | os.PathLike[str] | None = None,
-    demos: str | os.PathLike[str] | None = None,
-    agent_path: str | None = None,
-    names: Sequence[str] | None = None,
-    scale_steps: float = 1.0,
-    log_root: str | os.PathLike[str] | None = "runs/codecs",
-    device: str = "auto",
-    threads: int = 1,
-    progress: bool = True,
-    env_id: str | None = None,
-) -> dict[str, Path]:
-    """Retrain the shipped codec checkpoints from scratch, following :data:`~bwgym.codecs.train.SHIPPED_RECIPE`.
-
-    The task-aware codecs are fine-tuned from the task-agnostic NDPCA written first into ``out_dir``.
-    ``env_id`` (default the recipe's) selects the LocateLift version, its frames, its BC agent and
-    its files (``*_locate_lift_v1.ckpt`` for v1, :func:`~bwgym.codecs.core.registry.shipped_file`).
-    Then the codecs of :data:`SYNTHETIC` (``gray_wyner``, about a minute) train with their registered
-    recipe on their own data; ``scale_steps`` scales their steps too.
-    """
-    from bwgym.codecs import codec_entry
-    from bwgym.codecs.core.registry import CHECKPOINT_DIR
-    from bwgym.codecs.train import SHIPPED_ORDER
-
-    shipped = (*SHIPPED_ORDER, *SYNTHETIC)
-    names = list(names or shipped)
-    unknown = set(names) - set(shipped)
-    if unknown:
-        raise ValueError(f"unknown shipped codecs {sorted(unknown)}; expected some of {list(shipped)}")
-    out_dir = Path(out_dir or CHECKPOINT_DIR)
-    written = {}
-    if any(n in SHIPPED_ORDER for n in names):
-        written = _regenerate_locate_lift(
-            [n for n in SHIPPED_ORDER if n in names],
-            out_dir,
-            demos,
-            agent_path,
-            scale_steps,
-            log_root,
-            device,
-            threads,
-            progress,
-            env_id,
-        )
-    for name in [n for n in SYNTHETIC if n in names]:
-        t0 = time.perf_counter()
-        recipe = dict(codec_entry(name).recipe)
-        recipe["steps"] = max(1, int(round(recipe["steps"] * scale_steps)))
-        path = out_dir / str(codec_entry(name).checkpoint)
-        log_dir = None if log_root is None else Path(log_root) / name
-        SYNTHETIC[name](path, log_dir=log_dir, threads=threads, progress=progress, **recipe)
-        written[name] = path
-        _report_written(name, path, t0)
-    return written
-
-
-def _report_written(name: str, path: Path, t0: float) -> None:
-    print(
-        f"{name:15s} -> {path} ({path.stat().st_size / 1e3:.0f} kB, {time.perf_counter() - t0:.0f} s)",
-        flush=True,
-    )
-
-
-def _regenerate_locate_lift(
-    names: Sequence[str],
-    out_dir: Path,
-    demos: str | os.PathLike[str] | None,
-    agent_path: str | None,
-    scale_steps: float,
-    log_root: str | os.PathLike[str] | None,
-    device: str,
-    threads: int,
-    progress: bool,
-    env_id: str | None = None,
-) -> dict[str, Path]:
-    """The shipped LocateLift codecs of ``names`` (in :data:`~bwgym.codecs.train.SHIPPED_ORDER`)."""
-    from bwgym.codecs import codec_entry
-    from bwgym.codecs.train import SHIPPED_RECIPE, train_registered
-    from bwgym.common.checkpoint import shipped_file
-
-    env_id, seed = env_id or SHIPPED_RECIPE["env_id"], SHIPPED_RECIPE["seed"]
-    frames, episode_index = load_frames(
-        demos, env_id=env_id, episodes=SHIPPED_RECIPE["episodes"], seed=seed, progress=progress
-    )
-    task_model, task_path = None, None
-    if any(_needs_task_model(n, {}) for n in names):
-        task_model, task_path = _task_model(env_id, frames, agent_path)
-    pretrained = out_dir / shipped_file(str(codec_entry("ndpca_agnostic").checkpoint), env_id)
-    written = {}
-    for name in names:
-        entry = codec_entry(name)
-        options: dict[str, Any] = {}
-        if entry.needs_checkpoint and name != "linear_dpca" and name != "pca":
-            stage = "pretrain" if name == "ndpca_agnostic" else "finetune"
-            options = dict(SHIPPED_RECIPE[stage], seed=seed, device=device, threads=threads)
-            options["steps"] = max(1, int(round(options["steps"] * scale_steps)))
-            if stage == "finetune":
-                if not pretrained.is_file():
-                    raise FileNotFoundError(
-                        f"{name} is fine-tuned from {pretrained}; train ndpca_agnostic first"
-                    )
-                options["init"] = str(pretrained)
-            options["log_dir"] = None if log_root is None else Path(log_root) / name
-        t0 = time.perf_counter()
-        path = out_dir / shipped_file(str(entry.checkpoint), env_id)
-        train_registered(
-            name,
-            frames,
-            path,
-            env_id=env_id,
-            episode_index=episode_index,
-            task_model=task_model,
-            task_model_path=task_path,
-            progress=progress,
-            **options,
-        )
-        written[name] = path
-        _report_written(name, path, t0)
-    return written
-
-
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -357,34 +239,17 @@ def _train_synthetic_codec(args: argparse.Namespace, out: Path, log_dir: Path) -
 
 
 def cmd_train_codec(args: argparse.Namespace) -> int:
-    """Train (or fit) one registered codec and write ``args.out`` and ``<out>.json``, or all (``--all``)."""
+    """Train (or fit) one registered codec and write ``args.out`` and its sidecar ``<out stem>.json``."""
     from bwgym.codecs import codec_entry
+    from bwgym.common.checkpoint import sidecar_path
 
     try:
         check_device(args.device)
         # Frames come from the LocateLift expert, unless the codec trains on its own synthetic data.
-        frames = args.all or (args.codec not in SYNTHETIC)
-        finished = bool(args.demos) and (Path(args.demos) / "meta.json").is_file()
-        if frames and not finished:
-            check_env_id("--env", args.env, expert=True)
-        elif frames:
-            check_env_id("--env", args.env)
-        if args.all:
-            regenerate_shipped(
-                args.out_dir,
-                demos=args.demos,
-                agent_path=args.agent,
-                names=args.only,
-                scale_steps=args.scale_steps,
-                device=args.device,
-                threads=args.threads or 1,
-                env_id=args.env,
-            )
-            return 0
-        if not args.codec or not args.out:
-            return _fail("--codec and --out are required (or --all for every shipped checkpoint)")
-        entry = codec_entry(args.codec)
-        if not entry.trainable:
+        if args.codec not in SYNTHETIC:
+            finished = bool(args.demos) and (Path(args.demos) / "meta.json").is_file()
+            check_env_id("--env", args.env, expert=not finished)
+        if not codec_entry(args.codec).trainable:
             return _fail(
                 f"--codec {args.codec} has nothing to train; trainable: the learned and linear codecs"
             )
@@ -407,8 +272,9 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
         seconds=round(time.perf_counter() - start, 1),
         **details,
     )
-    out.with_name(out.name + ".json").write_text(json.dumps(report, indent=1) + "\n")
-    print(f"{codec!r}\nwrote {out} ({out.stat().st_size / 1e3:.0f} kB) and {out.name}.json")
+    sidecar = sidecar_path(out)
+    sidecar.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"{codec!r}\nwrote {out} ({out.stat().st_size / 1e3:.0f} kB) and {sidecar.name}")
     return 0
 
 
@@ -429,6 +295,29 @@ def _float_list(text: str) -> tuple[float, ...]:
     return numbers
 
 
+#: Options that replace the codec's recipe: (flag, type, help); each is None (the recipe's) unless given.
+_RECIPE_OPTIONS = (
+    ("--steps", bounded_int("--steps", 1, MAX_STEPS, "MAX_STEPS"), "optimiser steps"),
+    ("--batch-size", bounded_int("--batch-size", 1, MAX_BATCH_SIZE), "frames per optimiser step"),
+    ("--lr", bounded_float("--lr", 0.0, 1.0, low_open=True), "Adam learning rate"),
+    (
+        "--latent-dim",
+        bounded_int("--latent-dim", 1, MAX_LATENT_DIM, "MAX_LATENT_DIM"),
+        "latent features per view",
+    ),
+    (
+        "--lambda-task",
+        bounded_float("--lambda-task", 0.0, MAX_LOSS_WEIGHT),
+        "weight of the task loss (eq. 8)",
+    ),
+    (
+        "--lambda-rec",
+        bounded_float("--lambda-rec", 0.0, MAX_LOSS_WEIGHT),
+        "weight of the reconstruction loss (eq. 8)",
+    ),
+)
+
+
 def register(subparsers: Any, train_subparsers: Any) -> None:
     """Add ``codec`` to the sub-parsers of ``bwgym train``."""
     p = train_subparsers.add_parser(
@@ -437,54 +326,24 @@ def register(subparsers: Any, train_subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--codec", default=None, help="a registered codec name (`bwgym codecs` lists them)")
-    p.add_argument("--all", action="store_true", help="retrain every shipped checkpoint from scratch")
-    p.add_argument("--only", nargs="+", default=None, help="with --all: only these shipped codecs")
-    p.add_argument("--out-dir", default=None, help="with --all: where to write (default: the package's)")
-    p.add_argument(
-        "--scale-steps",
-        type=bounded_float("--scale-steps", 0.0, MAX_SCALE_STEPS, low_open=True, why="MAX_SCALE_STEPS"),
-        default=1.0,
-        help="with --all: multiply every step count",
-    )
+    p.add_argument("--codec", required=True, help="a registered codec name (`bwgym codecs` lists them)")
     add_env_options(p)
     p.add_argument(
-        "--demos", default=None, help="demo folder from `bwgym collect` (default: collect --episodes)"
+        "--demos",
+        default=None,
+        help="demo folder from `bwgym collect`; one without a finished dataset is collected into "
+        "(default: collect --episodes into a temporary folder)",
     )
     p.add_argument(
         "--episodes",
         type=bounded_int("--episodes", 1, MAX_DEMO_EPISODES, "MAX_DEMO_EPISODES"),
         default=150,
-        help="episodes to collect without --demos (%(default)s)",
+        help="episodes to collect without a finished --demos (%(default)s)",
     )
     p.add_argument("--agent", default=None, help="frozen BC agent checkpoint (default: the shipped one)")
-    p.add_argument("--out", default=None, help="checkpoint to write (.ckpt)")
-    p.add_argument(
-        "--steps",
-        type=bounded_int("--steps", 1, MAX_STEPS, "MAX_STEPS"),
-        default=None,
-        help="optimiser steps (default: the codec's recipe)",
-    )
-    p.add_argument("--batch-size", type=bounded_int("--batch-size", 1, MAX_BATCH_SIZE), default=None)
-    p.add_argument("--lr", type=bounded_float("--lr", 0.0, 1.0, low_open=True), default=None)
-    p.add_argument(
-        "--latent-dim",
-        type=bounded_int("--latent-dim", 1, MAX_LATENT_DIM, "MAX_LATENT_DIM"),
-        default=None,
-        help="latent features per view",
-    )
-    p.add_argument(
-        "--lambda-task",
-        type=bounded_float("--lambda-task", 0.0, MAX_LOSS_WEIGHT),
-        default=None,
-        help="weight of the task loss (eq. 8)",
-    )
-    p.add_argument(
-        "--lambda-rec",
-        type=bounded_float("--lambda-rec", 0.0, MAX_LOSS_WEIGHT),
-        default=None,
-        help="weight of the reconstruction loss (eq. 8)",
-    )
+    p.add_argument("--out", required=True, help="checkpoint to write (.ckpt)")
+    for flag, kind, text in _RECIPE_OPTIONS:
+        p.add_argument(flag, type=kind, default=None, help=f"{text} (default: the codec's recipe)")
     p.add_argument(
         "--init", default=None, help="start from this learned checkpoint's network (or a codec name)"
     )

@@ -34,21 +34,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """Run a sweep and print its table and where its files are."""
     import yaml
 
-    from bwgym.cli import PATH_KEYS, parse_overrides, path_from_cwd
+    from bwgym.cli import PATH_KEYS, path_from_cwd, run_overrides
     from bwgym.scenarios import sweep
     from bwgym.scenarios.config import ConfigError
     from bwgym.scenarios.runner import WorkerDiedError
 
     try:
-        overrides = parse_overrides(args.set)
-        for key, value in (
-            ("run.episodes", args.episodes),
-            ("run.seed", args.seed),
-            ("run.num_envs", args.num_envs),
-            ("run.device", args.device),
-        ):
-            if value is not None:
-                overrides[key] = value
+        overrides = run_overrides(args, ("episodes", "seed", "num_envs", "device"))  # workers size the pool
         if args.cluster is not None and args.workers is not None:
             raise ConfigError(
                 "--workers sizes the local process pool; with --cluster the cluster's workers "

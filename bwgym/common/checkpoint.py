@@ -55,6 +55,7 @@ __all__ = [
     "load_checkpoint",
     "save_checkpoint",
     "shipped_file",
+    "sidecar_path",
 ]
 
 CHECKPOINT_FORMAT = "bwgym.checkpoint/1"
@@ -417,6 +418,19 @@ def shipped_file(checkpoint: str, env_id: str | None) -> str:
     if match is None or int(match.group(2)) == 0 or not stem.endswith("_" + _snake(match.group(1))):
         return checkpoint
     return f"{stem}_v{int(match.group(2))}.ckpt"
+
+
+def sidecar_path(checkpoint: str | os.PathLike[str]) -> Path:
+    """The JSON sidecar of a checkpoint: ``x.json`` beside ``x.ckpt`` (how it was made, its evaluation).
+
+    The one naming rule of the project's sidecars: every command that writes one and every reader
+    of one goes through this function.
+
+    Example:
+        >>> sidecar_path("bwgym/agents/checkpoints/bc_locate_lift_v1.ckpt").name
+        'bc_locate_lift_v1.json'
+    """
+    return Path(checkpoint).with_suffix(".json")
 
 
 # ------------------------------------------------------------------ checking metadata against arrays

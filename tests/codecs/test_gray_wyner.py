@@ -384,7 +384,7 @@ def test_cli_trains_gray_wyner_with_its_flags(tmp_path, capsys) -> None:
     assert isinstance(codec, GrayWynerCodec)
     assert (codec.config.kind, codec.config.beta, codec.config.etas) == ("separated", 1.0, (0.05, 0.5))
     assert codec.metadata["train"]["steps"] == 6 and codec.metadata["train"]["seed"] == 3
-    report = json.loads((tmp_path / "gw.ckpt.json").read_text())
+    report = json.loads((tmp_path / "gw.json").read_text())  # the sidecar beside gw.ckpt
     assert report["train_config"]["kind"] == "separated" and len(report["metrics"]) == 2
     assert list((tmp_path / "gw.tb").glob("events.*"))
     # the flags it leaves out come from the registered recipe; the checkpoint decodes both tasks
@@ -413,21 +413,6 @@ def test_cli_refuses_bad_gray_wyner_flags(tmp_path, capsys, flags: list[str], me
     assert _train_codec(*flags, "--steps", "1", "--out", str(out)) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
-
-
-def test_all_regenerates_the_shipped_gray_wyner(tmp_path) -> None:
-    from bwgym.cli.codecs import regenerate_shipped
-
-    written = regenerate_shipped(
-        tmp_path, names=["gray_wyner"], scale_steps=0.001, log_root=None, progress=False
-    )
-    entry = codec_entry("gray_wyner")
-    assert written == {"gray_wyner": tmp_path / entry.checkpoint}
-    codec = GrayWynerCodec.load(written["gray_wyner"], device="cpu")
-    assert codec.metadata["train"]["steps"] == round(entry.recipe["steps"] * 0.001)
-    assert codec.config.etas == tuple(entry.recipe["etas"])
-    with pytest.raises(ValueError, match="unknown shipped codecs"):
-        regenerate_shipped(tmp_path, names=["gray_wyner", "gzip"])
 
 
 # -- sources and tasks of different sizes, no common channel (the two-receiver LocateLift model) --

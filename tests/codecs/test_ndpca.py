@@ -89,7 +89,9 @@ def test_fresh_decoder_on_another_device_setting_gets_the_same_bytes(codec, fram
 @pytest.mark.parametrize("variant", ["ndpca", "ndpca_agnostic", "dae", "jae"])
 def test_shipped_learned_checkpoints_work_on_locate_lift(variant: str) -> None:
     path = codec_entry(variant).shipped_path
-    assert path is not None and path.is_file(), f"{variant}: no shipped checkpoint (bwgym train codec --all)"
+    assert path is not None and path.is_file(), (
+        f"{variant}: no shipped checkpoint (bwgym train --all --kind codec)"
+    )
     views = [ViewSpec("arm", (84, 84, 3)), ViewSpec("side", (84, 84, 3))]
     codec = make_codec(variant, views, env_id="bwgym/LocateLift-v0", device="cpu")
     assert type(codec) is type(load_codec(path, device="cpu")) is codec_entry(variant).cls

@@ -52,7 +52,7 @@ def _psnr(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
 def test_shipped_v1_codec_spans_16_to_16000_bits(variant: str, frames) -> None:
     path = codec_entry(variant).shipped_path_for(V1)
     assert path is not None and path.name.endswith("_locate_lift_v1.ckpt")
-    assert path.is_file(), f"{variant}: no shipped v1 checkpoint (bwgym train codec --all --env {V1})"
+    assert path.is_file(), f"{variant}: no shipped v1 checkpoint (bwgym train --all --kind codec --env {V1})"
     codec = (
         make_codec(variant, VIEWS, env_id=V1, device="cpu")
         if variant not in ("linear_dpca", "pca")

@@ -17,7 +17,6 @@ from bwgym.codecs.image.linear import LinearDPCACodec, PCACodec
 from bwgym.codecs.image.ndpca import NDPCACodec
 from bwgym.codecs.image.neural import DAECodec, JAECodec
 from bwgym.codecs.train import (
-    SHIPPED_ORDER,
     TrainConfig,
     codec_loss,
     train_codec,
@@ -120,16 +119,19 @@ def test_each_variant_trains_and_loads_through_load_codec(frames, tmp_path) -> N
 
 def test_one_registry_lists_the_trainable_and_shipped_codecs() -> None:
     """The CLI, training and the shipped checkpoints read one table (the old CLI list and
-    ``train.VARIANTS`` are gone): every shipped codec is registered, trainable and its file ships."""
+    ``train.VARIANTS`` are gone): every LocateLift codec of the zoo is registered, trainable and its
+    file ships (the zoo's own tests check its order)."""
+    from bwgym.cli.zoo import ZOO
+
     names = codec_names()
     trainable = {n for n in names if codec_entry(n).trainable}
-    assert set(SHIPPED_ORDER) <= trainable
-    for name in SHIPPED_ORDER:
+    shipped = {
+        m.kind.removeprefix("codec/") for m in ZOO if m.kind.startswith("codec/") and "locate_lift" in m.name
+    }
+    assert {"linear_dpca", "pca", "ndpca_agnostic", "ndpca", "dae", "jae"} <= shipped <= trainable
+    for name in shipped - {"gray_wyner"}:
         assert codec_entry(name).shipped_path.is_file(), name
     assert not {"raw", "jpeg", "png"} & trainable
-    assert SHIPPED_ORDER.index("ndpca_agnostic") < min(
-        SHIPPED_ORDER.index(n) for n in ("ndpca", "dae", "jae")
-    )
 
 
 def _parser():
@@ -169,7 +171,7 @@ def test_cli_trains_a_codec_from_demos(demos, tmp_path, capsys) -> None:
         ]
     )
     assert args.func(args) == 0
-    report = json.loads((tmp_path / "agnostic.ckpt.json").read_text())
+    report = json.loads((tmp_path / "agnostic.json").read_text())  # the sidecar beside agnostic.ckpt
     assert report["codec"] == "ndpca_agnostic" and report["train_config"]["steps"] == 4
     trained = load_codec(out)
     assert isinstance(trained, NDPCACodec)
@@ -190,21 +192,36 @@ def test_cli_trains_a_codec_from_demos(demos, tmp_path, capsys) -> None:
     assert "nothing to train" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_regenerate_shipped_smoke(demos, tmp_path, monkeypatch) -> None:
+def test_the_zoo_commands_train_every_shipped_codec(demos, tmp_path, monkeypatch) -> None:
+    """The zoo's v0 LocateLift codec rows and the synthetic Gray-Wyner, walked for real with tiny step
+    counts into a scratch package: each command trains its codec, the fine-tuned ones from the
+    pre-trained file the walk installed before them, and every file gets its sidecar."""
     from bwgym.agents import bc
-    from bwgym.cli.codecs import regenerate_shipped
+    from bwgym.cli import main
+    from bwgym.cli.zoo import select, walk
+    from bwgym.common.checkpoint import sidecar_path
 
     monkeypatch.setattr(bc.BCAgent, "load", classmethod(lambda cls, *a, **kw: tiny_agent()))
-    written = regenerate_shipped(
-        tmp_path, demos=demos, scale_steps=0.002, log_root=None, device="cpu", threads=1, progress=False
-    )
-    assert set(written) == {"linear_dpca", "pca", "ndpca_agnostic", "ndpca", "dae", "jae", "gray_wyner"}
-    for variant, path in written.items():
-        assert path == tmp_path / codec_entry(variant).checkpoint
-        if variant == "gray_wyner":  # synthetic data: no env, no variant
-            assert load_codec(path).name == "gray_wyner"
-            continue
+
+    def tiny(argv):
+        argv = list(argv)
+        if "--demos" in argv:
+            argv[argv.index("--demos") + 1] = str(demos)
+        if "--steps" in argv:
+            argv[argv.index("--steps") + 1] = "6"
+        elif "gray_wyner" in argv:
+            argv += ["--steps", "4"]
+        return main([*argv[1:], "--device", "cpu"])
+
+    models = select(kind="codec", env="bwgym/LocateLift-v0") + select(only=["gray_wyner_synthetic"])
+    written = walk(models, tmp_path / "run", tmp_path / "package", run=tiny)
+    assert [p.name for p in written] == [m.file.rsplit("/", 1)[1] for m in models]
+    for model, path in zip(models, written, strict=True):
+        assert path == tmp_path / "package" / model.file and sidecar_path(path).is_file()
         codec = load_codec(path)
+        if model.env is None:  # synthetic data: no env, no variant
+            assert codec.name == "gray_wyner"
+            continue
         codec.check_spec(env_id="bwgym/LocateLift-v0")
+        variant = model.kind.removeprefix("codec/")
         assert codec.name == variant.replace("_agnostic", "") and codec.variant == variant

@@ -94,7 +94,7 @@ def test_shipped_checkpoint_loads_for_its_views_and_refuses_others(codec: Vector
     # ar1's sensors measure one value: refused, naming both shapes
     with pytest.raises(ValueError) as err:
         make_codec("vector_ndpca", link_views(_env("ar1")), env_id=ENV_ID)
-    assert "[1]" in str(err.value) and "[2]" in str(err.value) and "--train-ndpca" in str(err.value)
+    assert "[1]" in str(err.value) and "[2]" in str(err.value) and "train sensor-codec" in str(err.value)
     with pytest.raises(ValueError, match="sensor_7"):
         make_codec("vector_ndpca", link_views(_env("cv2d", 8)), env_id=ENV_ID)
     images = [ViewSpec("arm", (84, 84, 3), "uint8"), ViewSpec("side", (84, 84, 3), "uint8")]

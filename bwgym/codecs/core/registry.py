@@ -255,7 +255,7 @@ def make_codec(
     if not path.is_file():
         fix = f"`bwgym train codec --codec {name} --out {path}`" if entry.trainable else "another checkpoint"
         if checkpoint is None and env_id is not None and entry.trainable:
-            fix += f" (every shipped codec of this env: `bwgym train codec --all --env {env_id}`)"
+            fix += f" (every shipped codec of this env: `bwgym train --all --kind codec --env {env_id}`)"
         if path.is_dir():
             raise ValueError(f"codec checkpoint {path} is a directory, expected a file; train one with {fix}")
         raise FileNotFoundError(f"codec checkpoint {path} does not exist; train one with {fix}")

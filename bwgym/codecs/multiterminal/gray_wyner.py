@@ -59,12 +59,12 @@ policy head: a task loss on a receiver's actions), and ``common_dim = 0`` gives 
 share nothing. The LocateLift-v1 two-receiver model (BC policy + side-view monitor, on features of
 the two views) uses all three: :mod:`bwgym.scenarios.two_receivers`, shipped as
 ``gray_wyner_locate_lift_v1.ckpt`` with its baseline ``gray_wyner_locate_lift_v1_separate.ckpt``
-(``python -m bwgym.scenarios.two_receivers --ship``).
+(``bwgym train two-receivers``).
 
 Train (:meth:`GrayWynerCodec.train`) and regenerate the shipped model (its registered recipe)::
 
     bwgym train codec --codec gray_wyner --kind shared --beta 1.5 --etas 0.01,0.05,0.2,0.5 --out gw.ckpt
-    bwgym train codec --all --only gray_wyner    # bwgym/codecs/checkpoints/gray_wyner_synthetic.ckpt
+    bwgym train --all --only gray_wyner_synthetic    # bwgym/codecs/checkpoints/gray_wyner_synthetic.ckpt
 """
 
 from __future__ import annotations

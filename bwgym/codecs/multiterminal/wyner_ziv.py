@@ -34,7 +34,7 @@ point; :meth:`WynerZivCodec.compress` sends the finest rate whose payload fits t
 
 Regenerate the shipped checkpoint (about 20 minutes on one CPU thread of a loaded machine)::
 
-    python -m bwgym.codecs.multiterminal.wyner_ziv --ship
+    bwgym train wyner-ziv --out wyner_ziv_gaussian.ckpt     # or: bwgym train --all --only wyner_ziv_gaussian
 
 Block coding: :mod:`bwgym.codecs.multiterminal.slepian_wolf` codes a long block of this encoder's indices with
 LDPC syndromes of their bit-planes (Slepian-Wolf, BP with ``y`` at the decoder), spending close to
@@ -46,7 +46,6 @@ calls :meth:`WynerZivCodec.decode` with it) before ``decompress``.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import math
 import time
@@ -322,7 +321,7 @@ class WynerZivCodec(Codec):
         """Learn a model (fields of :class:`WynerZivConfig` as keywords) and save it to ``out``.
 
         (Not named ``train``: ``bwgym train codec`` trains on LocateLift frames; this model learns
-        from its source model alone, with ``python -m bwgym.codecs.multiterminal.wyner_ziv``.)
+        from its source model alone, with ``bwgym train wyner-ziv``.)
         """
         if "distortions" in config:
             config["distortions"] = tuple(sorted(config["distortions"], reverse=True))
@@ -476,26 +475,3 @@ class WynerZivCodec(Codec):
         spec = self.views[0]
         indices = self.decode_stream(payload.streams[0], spec.shape[0], rate_idx)
         return {spec.name: self.reconstruct(indices, self._side, rate_idx).astype(np.float32)}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bwgym.codecs.multiterminal.wyner_ziv --ship``: regenerate the shipped checkpoint."""
-    parser = argparse.ArgumentParser(
-        description="Train the learned Wyner-Ziv codec (paper 001's Gaussian test)"
-    )
-    parser.add_argument(
-        "--ship", action="store_true", help=f"write bwgym/codecs/checkpoints/{SHIPPED_CHECKPOINT}"
-    )
-    parser.add_argument("--out", type=Path, help="checkpoint file to write")
-    parser.add_argument("--iterations", type=int, default=WynerZivConfig.iterations)
-    args = parser.parse_args(argv)
-    out = CHECKPOINT_DIR / SHIPPED_CHECKPOINT if args.ship else args.out
-    if out is None:
-        parser.error("give --ship or --out")
-    WynerZivCodec.learn(out, progress=True, iterations=args.iterations)
-    print(f"wrote {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -30,7 +30,7 @@ components by the variance of the *measurement*, not by what they say about the 
 Shipped checkpoint: ``vector_dpca_sensor_network.ckpt`` serves ``bwgym/SensorNetwork-v0`` with
 its default ``ar1`` preset and K = 4 sensors (views ``sensor_0..3`` of one float each); other
 presets or sensor counts have other views and are refused with both specs named. Regenerate it
-(and train one for other settings) with ``python benchmarks/sensors.py --train-dpca``, which
+(and train one for other settings) with ``bwgym train sensor-codec --codec vector_dpca``, which
 fits on :func:`sensor_frames` of the env.
 
 Example::
@@ -146,8 +146,8 @@ class VectorDPCACodec(LinearDPCACodec):
 
     def _spec_fix(self) -> str:
         return (
-            "fit one on the env's rollouts (`python benchmarks/sensors.py --train-dpca PATH --preset P "
-            "--sensors K`) and pass checkpoint=PATH"
+            "fit one on the env's rollouts (`bwgym train sensor-codec --codec vector_dpca --preset P "
+            "--sensors K --out PATH`) and pass checkpoint=PATH"
         )
 
     def decompress(self, payload: Payload) -> dict[str, np.ndarray]:

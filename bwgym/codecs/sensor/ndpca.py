@@ -52,8 +52,8 @@ Shipped checkpoint: ``vector_ndpca_sensor_network.ckpt`` serves ``bwgym/SensorNe
 ``cv2d`` preset and K = 4 sensors (views ``sensor_0..3`` of two floats each: noisy 2-D positions),
 where the sensors are strongly correlated; other presets or sensor counts are refused with both
 specs named. ``vector_ndpca_sensor_network_ar1.ckpt`` (ar1, K = 4) ships beside it; pass it as
-``checkpoint=``. Regenerate them with ``python benchmarks/sensors.py --train-ndpca [PATH] --preset
-cv2d --sensors 4``.
+``checkpoint=``. Regenerate them with ``bwgym train sensor-codec --codec vector_ndpca --preset
+cv2d --sensors 4 --out PATH`` (``bwgym zoo`` lists the shipped commands).
 
 Example::
 
@@ -239,7 +239,7 @@ def sensor_network_state_shapes(
 def _network_error(ckpt: Checkpoint, detail: str) -> CheckpointError:
     return CheckpointError(
         f"{ckpt.path or 'vector_ndpca checkpoint'}: network metadata {detail}; the file is damaged or "
-        "crafted, retrain it (`python benchmarks/sensors.py --train-ndpca PATH`)"
+        "crafted, retrain it (`bwgym train sensor-codec --codec vector_ndpca --out PATH`)"
     )
 
 
@@ -488,8 +488,8 @@ class VectorNDPCACodec(LatentCodec):
 
     def _spec_fix(self) -> str:
         return (
-            "train one on the env's rollouts (`python benchmarks/sensors.py --train-ndpca PATH --preset P "
-            "--sensors K`) and pass checkpoint=PATH"
+            "train one on the env's rollouts (`bwgym train sensor-codec --codec vector_ndpca --preset P "
+            "--sensors K --out PATH`) and pass checkpoint=PATH"
         )
 
     def metadata(self) -> dict[str, Any]:
