@@ -31,7 +31,7 @@ view the env renders at that step (``obs["side"]``), mean over steps.
    wire bits the same streams cost in the v1 container (112 bits per channel payload, no session).
 2. BD-rate of Gray-Wyner against the baseline at equal task success (and at equal action error,
    a less noisy task metric), from those curves (piecewise-linear, see
-   :func:`bwgym.scenarios.two_receivers.bd_rate`); negative = Gray-Wyner needs fewer bits.
+   :func:`bwgym.common.stats.bd_rate`); negative = Gray-Wyner needs fewer bits.
 3. The pixel baseline at receiver-1 frame budgets ``--pixel-budgets`` (the same episodes, link 2
    fixed as above; wire bits = both links' real frame bytes and each link's 88-bit session header
    at the first step of every episode, as for the other codecs), and the BD-rate of Gray-Wyner
@@ -54,13 +54,12 @@ import torch
 from report import BENCHMARKS_MD, machine_line, parse_args  # noqa: E402  (run as a script)
 
 from bwgym.codecs.core.registry import codec_entry
+from bwgym.common.stats import bd_overlap, bd_rate
 from bwgym.scenarios.two_receivers import (
     ENV_ID,
     LINKS,
     PIXEL_BASELINE,
     ViewFeatures,
-    bd_overlap,
-    bd_rate,
     collect_frames,
     default_traces,
     load_pair,
@@ -109,10 +108,10 @@ def _sweep_row(name: str, rate: str, r: dict) -> str:
     """One rate-sweep table row: bits per link, transmit bits, success with its interval, quality."""
     lo, hi = _wilson(r["success"], r["episodes"])
     return (
-        f"| {name} | {rate} | {r['bits_broadcast']:.0f} | {r['bits_receiver_1']:.0f} | "
-        f"{r['bits_receiver_2']:.0f} | {r['transmit_stream_bits']:.0f} ({r['transmit_bits']:.0f}) | "
+        f"| {name} | {rate} | {r['bits_sent.broadcast']:.0f} | {r['bits_sent.receiver_1']:.0f} | "
+        f"{r['bits_sent.receiver_2']:.0f} | {r['transmit_stream_bits']:.0f} ({r['transmit_bits']:.0f}) | "
         f"{r['transmit_session_bits']:.1f} | {r['transmit_container_bits']:.0f} | "
-        f"{r['success']:.2f} [{lo:.2f}, {hi:.2f}] | {r['r1_action_error']:.3f} | {r['r2_psnr']:.2f} |"
+        f"{r['success']:.2f} [{lo:.2f}, {hi:.2f}] | {r['action_error.policy']:.3f} | {r['psnr_db.monitor']:.2f} |"
     )
 
 
@@ -154,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     # the pixel baseline: receiver 2's budget reaches Gray-Wyner's best side PSNR on calibration frames
     pixel_codecs = load_pixel_baseline()
     pixel_files = [codec_entry(n).shipped_path_for(ENV_ID).name for n in PIXEL_BASELINE]
-    target_psnr = max(r["r2_psnr"] for r in sweeps[0])
+    target_psnr = max(r["psnr_db.monitor"] for r in sweeps[0])
     calibration = collect_frames(CALIBRATION_EPISODES, seed=CALIBRATION_SEED, features=features)
     budget_2, calibration_psnr = side_budget(pixel_codecs[1], calibration, target_psnr)
     budgets_1 = [int(b) for b in args.pixel_budgets.split(",")]
@@ -223,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     gw, base = sweeps
     bd = {}
     for rate_key in ("transmit_stream_bits", "transmit_bits", "transmit_container_bits"):
-        for q_key, sign in (("success", 1.0), ("r1_action_error", -1.0), ("r2_psnr", 1.0)):
+        for q_key, sign in (("success", 1.0), ("action_error.policy", -1.0), ("psnr_db.monitor", 1.0)):
             bd[(rate_key, q_key)] = bd_rate(
                 [r[rate_key] for r in base],
                 [sign * r[q_key] for r in base],
@@ -240,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for q_key, label in (
         ("success", "task success (receiver 1)"),
-        ("r1_action_error", "action error (receiver 1)"),
-        ("r2_psnr", "side PSNR (receiver 2)"),
+        ("action_error.policy", "action error (receiver 1)"),
+        ("psnr_db.monitor", "side PSNR (receiver 2)"),
     ):
         lines.append(
             f"| {label} | {_pct(bd[('transmit_stream_bits', q_key)])} | {_pct(bd[('transmit_bits', q_key)])} "
@@ -257,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for q_key, sign, label in (
         ("success", 1.0, "task success (receiver 1)"),
-        ("r1_action_error", -1.0, "action error (receiver 1)"),
+        ("action_error.policy", -1.0, "action error (receiver 1)"),
     ):
         cells = [
             _pct(
@@ -273,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("| side PSNR (receiver 2) | n/a (fixed) | n/a (fixed) | n/a (fixed) |")
     s_lo, s_hi = _overlap(pixel, gw, "transmit_bits", "success", 1.0)
-    e_lo, e_hi = _overlap(pixel, gw, "transmit_bits", "r1_action_error", -1.0)
+    e_lo, e_hi = _overlap(pixel, gw, "transmit_bits", "action_error.policy", -1.0)
     lines += [
         "",
         f"In wire bits the curves overlap at success {s_lo:.2f}-{s_hi:.2f} and action error "
@@ -306,26 +305,29 @@ def main(argv: list[str] | None = None) -> int:
         s = summarise(df)
         lo, hi = _wilson(s["success"], s["episodes"])
         lines.append(
-            f"| {name} | {s['success']:.2f} [{lo:.2f}, {hi:.2f}] | {s['bits_broadcast']:.0f} | "
-            f"{s['bits_receiver_1']:.0f} | {s['bits_receiver_2']:.0f} | {s['transmit_bits']:.0f} | "
-            f"{s['r1_action_error']:.3f} | {s['r2_psnr']:.2f} | {df['r1_held'].mean():.2f} | "
-            f"{df['r2_held'].mean():.2f} |"
+            f"| {name} | {s['success']:.2f} [{lo:.2f}, {hi:.2f}] | {s['bits_sent.broadcast']:.0f} | "
+            f"{s['bits_sent.receiver_1']:.0f} | {s['bits_sent.receiver_2']:.0f} | {s['transmit_bits']:.0f} | "
+            f"{s['action_error.policy']:.3f} | {s['psnr_db.monitor']:.2f} | {s['held.policy']:.2f} | "
+            f"{s['held.monitor']:.2f} |"
         )
     cols = [
         "step",
         "rate_idx",
-        *[f"budget_{k}" for k in LINKS],
-        *[f"bits_{k}" for k in LINKS],
-        "r1_action_error",
-        "r1_success",
-        "r2_psnr",
+        *[f"budget_bits.{k}" for k in LINKS],
+        *[f"bits_sent.{k}" for k in LINKS],
+        "action_error.policy",
+        "is_success",
+        "psnr_db.monitor",
     ]
     head = runs[0][runs[0]["episode"] == 0][cols].head(8)
     lines += [
         "",
         "First steps of the Gray-Wyner run table (episode 0; `run_two_receivers` returns every column "
         "for every step, both receivers' metrics and each link's budget and bits; step 0's bits "
-        "include each link's 88-bit session header, `session_bits_<link>` in the table):",
+        "include each link's 88-bit session header, `session_bits.<link>` in the table; the library "
+        "scenario `two_receivers_gray_wyner` runs these links with `bwgym run`, each episode "
+        "restarting them at trace time 0, so its episode i is the first episode played here from "
+        "seed 10000 + i):",
         "",
         "| " + " | ".join(cols) + " |",
         "|" + "---|" * len(cols),

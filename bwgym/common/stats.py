@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["paired_difference", "wilson_interval"]
+import numpy as np
+
+__all__ = ["bd_overlap", "bd_rate", "paired_difference", "wilson_interval"]
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -53,3 +55,47 @@ def paired_difference(a: Sequence[bool], b: Sequence[bool], z: float = 1.959964)
         "b_only": b_only,
         "p_value": min(1.0, 2 * tail),
     }
+
+
+def _monotone_curve(rates: Sequence[float], quality: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(quality, log rate) sorted by rate, keeping only the points that raise the quality."""
+    q, r, best = [], [], -math.inf
+    for i in np.argsort(rates):
+        if quality[i] > best:
+            best = quality[i]
+            q.append(float(quality[i]))
+            r.append(math.log(float(rates[i])))
+    return np.asarray(q), np.asarray(r)
+
+
+def bd_overlap(
+    rates_a: Sequence[float], quality_a: Sequence[float], rates_b: Sequence[float], quality_b: Sequence[float]
+) -> tuple[float, float]:
+    """The quality range :func:`bd_rate` averages over: where both monotone curves have points.
+
+    ``lo >= hi`` when they do not overlap.
+    """
+    qa, _ = _monotone_curve(rates_a, quality_a)
+    qb, _ = _monotone_curve(rates_b, quality_b)
+    return max(qa[0], qb[0]), min(qa[-1], qb[-1])
+
+
+def bd_rate(
+    rates_a: Sequence[float], quality_a: Sequence[float], rates_b: Sequence[float], quality_b: Sequence[float]
+) -> float:
+    """BD-rate of codec B against codec A in percent (negative: B needs fewer bits at equal quality).
+
+    Bjontegaard's average of ``log(rate)`` over the overlapping quality range, with piecewise-linear
+    interpolation instead of a cubic fit (a handful of noisy points); each curve is first made
+    monotone (sorted by rate, points that do not raise the quality dropped). NaN without overlap.
+    """
+    qa, ra = _monotone_curve(rates_a, quality_a)
+    qb, rb = _monotone_curve(rates_b, quality_b)
+    if len(qa) < 2 or len(qb) < 2:
+        return math.nan
+    lo, hi = bd_overlap(rates_a, quality_a, rates_b, quality_b)
+    if not hi > lo:
+        return math.nan
+    grid = np.linspace(lo, hi, 201)
+    diff = np.interp(grid, qb, rb) - np.interp(grid, qa, ra)
+    return float((math.exp(diff.mean()) - 1.0) * 100.0)

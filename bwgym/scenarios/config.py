@@ -357,6 +357,11 @@ class Scenario:
     allocator: AllocatorConfig = field(default_factory=AllocatorConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    receivers: Any = field(default_factory=list)
+    """Several receivers, each decoding the streams it hears (:mod:`bwgym.scenarios.receivers`);
+    empty: the agent alone, behind ``trace`` and ``link``."""
+    links: dict[str, Any] = field(default_factory=dict)
+    """With ``receivers``: one link per stream, each with its own trace and link settings."""
 
 
 def _type_name(tp: Any) -> str:
@@ -434,6 +439,10 @@ def scenario_from_dict(data: dict[str, Any]) -> Scenario:
     """Build a :class:`Scenario` from plain data; raise :class:`ConfigError` on any bad key or type."""
     scenario = _from_dict(Scenario, data, "")
     _check_values(scenario)
+    if scenario.receivers or scenario.links:
+        from bwgym.scenarios.receivers import parse_receivers
+
+        parse_receivers(scenario)
     return scenario
 
 
@@ -633,6 +642,10 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
                 f"{path}: {key}: checkpoint {checkpoint!r} does not exist "
                 f"(relative paths are resolved against {path.parent})"
             )
+    if scenario.receivers:
+        from bwgym.scenarios.receivers import resolve_link_paths
+
+        scenario = resolve_link_paths(scenario, path.parent)
     return _resolve_relative(scenario, path.parent)
 
 

@@ -5,7 +5,9 @@
 * ``allocation.png``: the link budget per step (the trace) against the bits each view sent, and the
   allocation (or a latent codec's components per view), over the episode that sent the most;
 * ``psnr.png``: PSNR of each view as the agent saw it, over the same episode;
-* ``frames.png``: one observation, original and decoded at several budgets.
+* ``frames.png``: one observation, original and decoded at several budgets;
+* ``receivers.png`` (scenarios with ``receivers:``): per receiver, the bits it received and its
+  score (action error or PSNR) per step, over the episode that sent the most.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_run", "plot_success_vs_bandwidth"]
+__all__ = ["plot_receivers", "plot_run", "plot_success_vs_bandwidth"]
 
 
 def _figure(*args, **kwargs):
@@ -117,10 +119,48 @@ def plot_run(out_dir: str | Path, scenario=None) -> list[Path]:
         written.append(plots / "psnr.png")
         fig.savefig(written[-1], dpi=110)
 
-    if scenario is not None and scenario.codec.name != "none" and _image_views(scenario):
+    if _views(steps, "held"):
+        written.append(plot_receivers(steps, plots / "receivers.png"))
+    if (
+        scenario is not None
+        and not scenario.receivers
+        and scenario.codec.name != "none"
+        and _image_views(scenario)
+    ):
         budget = float(episodes.mean_budget_bits.mean()) if "mean_budget_bits" in episodes else 20_000.0
         written.append(plot_frames(scenario, plots / "frames.png", budgets_bits=_budgets_around(budget)))
     return written
+
+
+def plot_receivers(steps: pd.DataFrame, path: str | Path) -> Path:
+    """One row per receiver: bits received and its score per step, over the episode that sent the most.
+
+    Reads the step table of a scenario with receivers (``bits_received.<r>``, ``held.<r>`` and
+    ``action_error.<r>`` or ``psnr_db.<r>``); the steps where a receiver held its last output are
+    marked.
+    """
+    shown = steps.groupby("episode").transmit_bits.mean().idxmax()
+    episode = steps[steps.episode == shown]
+    receivers = _views(episode, "held")
+    fig = _figure(figsize=(8, 2.4 * len(receivers)))
+    axes = np.atleast_2d(fig.subplots(len(receivers), 2, sharex=True))
+    for (bits_ax, score_ax), name in zip(axes, receivers, strict=True):
+        bits_ax.step(episode.step, episode[f"bits_received.{name}"], where="post", color="tab:blue")
+        bits_ax.set(ylabel="bits per step", title=f"{name}: bits received (its links)")
+        column = f"action_error.{name}" if f"action_error.{name}" in episode else f"psnr_db.{name}"
+        score = episode[column].replace(np.inf, 60.0).clip(upper=60.0)
+        score_ax.plot(episode.step, score, color="tab:green")
+        held = episode[f"held.{name}"].astype(bool)
+        score_ax.scatter(episode.step[held], score[held], color="tab:red", s=10, label="held its last output")
+        label = "action error (L2)" if column.startswith("action") else "PSNR (dB, 60 = lossless)"
+        score_ax.set(ylabel=label, title=f"{name}: {label.split(' (')[0]}")
+        if held.any():
+            score_ax.legend(fontsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel(f"step (episode {shown})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return Path(path)
 
 
 def _image_views(scenario) -> bool:

@@ -275,6 +275,10 @@ def run_episodes(scenario_data: dict[str, Any], episodes: Sequence[int]) -> list
     (:class:`~bwgym.envs.bandwidth.VectorBandwidthLimited`): the same rows as one env at a time.
     """
     scenario = scenario_from_dict(scenario_data)
+    if scenario.receivers:  # several receivers: their own episode loop
+        from bwgym.scenarios.two_receivers.scenario import run_receiver_episodes
+
+        return run_receiver_episodes(scenario, episodes)
     if scenario.run.num_envs > 1 and scenario.codec.name != "none" and len(episodes) > 1:
         return _run_vector(scenario, episodes)
     return [_run_one(scenario, e) for e in episodes]
@@ -423,6 +427,7 @@ def summarize(episodes: pd.DataFrame) -> pd.DataFrame:
                     "drop_rate",
                     "mean_psnr",
                     "mean_components",
+                    "mean_action_error",
                 )
             ):
                 row[column] = group[column].replace(np.inf, np.nan).mean()
@@ -630,7 +635,12 @@ def run_scenarios(
 
     for scenario, out in runs:  # refuse a folder or a part that cannot run before anything is written
         check_run_folder(scenario, Path(out), resume)
-        validate(scenario)
+        if scenario.receivers:
+            from bwgym.scenarios.two_receivers.scenario import validate_receivers
+
+            validate_receivers(scenario)
+        else:
+            validate(scenario)
     states: list[_Run] = []
     try:
         for scenario, out in runs:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from bwgym.codecs.core.protocol import Payload, PayloadError, Session
+from bwgym.common.stats import bd_rate
 from bwgym.envs.bandwidth import psnr
 from bwgym.scenarios.two_receivers import (
     ENV_ID,
@@ -16,7 +17,6 @@ from bwgym.scenarios.two_receivers import (
     SIDE_ONLY,
     FeaturePairs,
     ViewFeatures,
-    bd_rate,
     collect_frames,
     default_traces,
     load_pair,
@@ -53,53 +53,54 @@ def test_run_table_reports_both_receivers_per_step(pair, features: ViewFeatures)
     df = run_two_receivers(gw, features, episodes=1, seed=3, traces=default_traces(seed=1), max_steps=6)
     assert len(df) == 6 and list(df["step"]) == list(range(6))
     for link in LINKS:
-        for col in ("budget", "bits", "stream_bits", "delivered"):
-            assert f"{col}_{link}" in df
-        assert (df[f"bits_{link}"] <= df[f"budget_{link}"]).all()
+        for col in ("budget_bits", "frame_budget_bits", "bits_sent", "stream_bits", "delivered"):
+            assert f"{col}.{link}" in df
+        assert (df[f"bits_sent.{link}"] <= df[f"budget_bits.{link}"]).all()
     for col in (
-        "r1_action_error",
-        "r1_success",
-        "r1_held",
-        "r1_private",
-        "r2_psnr",
-        "r2_psnr_ceiling",
-        "r2_held",
-        "r2_private",
+        "action_error.policy",
+        "is_success",
+        "held.policy",
+        "private.policy",
+        "psnr_db.monitor",
+        "psnr_ceiling_db.monitor",
+        "held.monitor",
+        "private.monitor",
         "episode_success",
+        "reward",
     ):
         assert col in df
-    assert (df["transmit_bits"] == df[[f"bits_{k}" for k in LINKS]].sum(axis=1)).all()
+    assert (df["transmit_bits"] == df[[f"bits_sent.{k}" for k in LINKS]].sum(axis=1)).all()
     # lean frames: each link's 88-bit session header at the first step, then 16 bits per frame
     for link in LINKS:
-        assert list(df[f"session_bits_{link}"]) == [88] + [0] * 5
-        sent = df[df[f"stream_bits_{link}"] > 0]
+        assert list(df[f"session_bits.{link}"]) == [88] + [0] * 5
+        sent = df[df[f"stream_bits.{link}"] > 0]
         assert (
             len(sent)
             and (
-                sent[f"bits_{link}"] == sent[f"stream_bits_{link}"] + 16 + sent[f"session_bits_{link}"]
+                sent[f"bits_sent.{link}"] == sent[f"stream_bits.{link}"] + 16 + sent[f"session_bits.{link}"]
             ).all()
         )
-        assert (sent[f"container_bits_{link}"] == sent[f"stream_bits_{link}"] + 112).all()
-    assert (df["receive_bits_1"] == df["bits_broadcast"] + df["bits_receiver_1"]).all()
-    sent = df[df["delivered_broadcast"]]
-    assert len(sent) and sent["bits_broadcast"].gt(0).all() and not sent["r2_held"].any()
-    assert (df["r2_psnr"] > 15).all() and (df["r1_action_error"] >= 0).all()
+        assert (sent[f"container_bits.{link}"] == sent[f"stream_bits.{link}"] + 112).all()
+    assert (df["bits_received.policy"] == df["bits_sent.broadcast"] + df["bits_sent.receiver_1"]).all()
+    sent = df[df["delivered.broadcast"]]
+    assert len(sent) and sent["bits_sent.broadcast"].gt(0).all() and not sent["held.monitor"].any()
+    assert (df["psnr_db.monitor"] > 15).all() and (df["action_error.policy"] >= 0).all()
     s = summarise(df)
     assert s["episodes"] == 1 and s["transmit_bits"] > 0
     # the baseline has no common stream: nothing on the broadcast link, its receivers still decode
     fixed = run_two_receivers(base, features, episodes=1, seed=3, rate_idx=0, max_steps=3)
-    assert (fixed["bits_broadcast"] == 0).all() and (fixed["bits_receiver_1"] > 0).all()
+    assert (fixed["bits_sent.broadcast"] == 0).all() and (fixed["bits_sent.receiver_1"] > 0).all()
     assert (
-        list(fixed["session_bits_receiver_1"]) == [88, 0, 0] and (fixed["session_bits_broadcast"] == 0).all()
+        list(fixed["session_bits.receiver_1"]) == [88, 0, 0] and (fixed["session_bits.broadcast"] == 0).all()
     )
-    assert not fixed["r1_held"].any() and not fixed["r2_held"].any()
+    assert not fixed["held.policy"].any() and not fixed["held.monitor"].any()
     # a Gray-Wyner receiver whose private link is starved decodes from the common stream alone;
     # the baseline's receiver holds its last output
     starved = {**default_traces(seed=1), "receiver_2": generate("constant", bps=0.0)}
     for codec, held in ((gw, False), (base, True)):
         df = run_two_receivers(codec, features, episodes=1, seed=3, traces=starved, max_steps=3)
-        assert (df["bits_receiver_2"] == 0).all() and not df["r2_private"].any()
-        assert (df["r2_held"] == held).all()
+        assert (df["bits_sent.receiver_2"] == 0).all() and not df["private.monitor"].any()
+        assert (df["held.monitor"] == held).all()
 
 
 def test_session_header_is_fragmented_on_a_thin_link_and_frames_follow_it(pair, features) -> None:
@@ -107,16 +108,16 @@ def test_session_header_is_fragmented_on_a_thin_link_and_frames_follow_it(pair, 
     # 60 bits per step: the header takes two steps (7 + 4 bytes); a frame goes only with its end
     thin = {**default_traces(seed=1), "receiver_1": generate("constant", bps=60 / 0.04)}
     df = run_two_receivers(gw, features, episodes=1, seed=3, traces=thin, max_steps=4)
-    assert list(df["session_bits_receiver_1"][:3]) == [56, 32, 0]
-    assert list(df["bits_receiver_1"][:1]) == [56] and not df["r1_private"][0]
-    assert (df["bits_receiver_1"] <= 60).all() and df["r1_private"][2:].any()
+    assert list(df["session_bits.receiver_1"][:3]) == [56, 32, 0]
+    assert list(df["bits_sent.receiver_1"][:1]) == [56] and not df["private.policy"][0]
+    assert (df["bits_sent.receiver_1"] <= 60).all() and df["private.policy"][2:].any()
     # the other receiver's links are not held back, and receiver 1 decodes from the common stream
-    assert df["r2_private"].all() and not df["r1_held"].any()
+    assert df["private.monitor"].all() and not df["held.policy"].any()
     # 100 bits per step: the header alone at step 0, frames from step 1
     roomy = {**default_traces(seed=1), "receiver_1": generate("constant", bps=100 / 0.04)}
     df = run_two_receivers(gw, features, episodes=1, seed=3, traces=roomy, max_steps=3)
-    assert list(df["bits_receiver_1"][:1]) == [88] and not df["r1_private"][0]
-    assert df["r1_private"][1:].all()
+    assert list(df["bits_sent.receiver_1"][:1]) == [88] and not df["private.policy"][0]
+    assert df["private.policy"][1:].all()
 
 
 def test_lean_private_frame_without_the_common_one_names_it(pair, frames) -> None:
@@ -177,6 +178,7 @@ def test_shipped_pair_records_its_features_and_regeneration(pair, features: View
     for codec in pair:
         assert codec.env_id == "bwgym/LocateLift-v1"
         assert codec.metadata["features"]["bc_sha256"] == features.describe()["bc_sha256"]
+        # the shipped files were written by the entry point ship_pair() replaced
         assert codec.metadata["command"] == "python -m bwgym.scenarios.two_receivers --ship"
         assert codec.config.source_dims == features.x_dims and codec.config.task_dims == features.z_dims
 
@@ -202,8 +204,8 @@ def test_pixel_baseline_acts_on_decoded_ndpca_frames_and_counts_their_bytes(feat
     assert codecs[0].fingerprint != codecs[1].fingerprint
     agent, budgets, steps = features.agent, (256, 32), 4
     df = run_pixel_baseline(codecs, agent, *budgets, episodes=1, seed=7, max_steps=steps)
-    assert len(df) == steps and not df["r1_held"].any() and not df["r2_held"].any()
-    assert (df["bits_broadcast"] == 0).all() and (df["session_bits_broadcast"] == 0).all()
+    assert len(df) == steps and not df["held.policy"].any() and not df["held.monitor"].any()
+    assert (df["bits_sent.broadcast"] == 0).all() and (df["session_bits.broadcast"] == 0).all()
     sessions = (codecs[0].session, codecs[1].session_for(SIDE_ONLY))
     env = gym.make(ENV_ID)
     try:
@@ -217,9 +219,11 @@ def test_pixel_baseline_acts_on_decoded_ndpca_frames_and_counts_their_bytes(feat
                 wire = codec.compress(views, budgets[k], allocation=allocation).to_bytes()
                 header = session.to_bytes() if t == 0 else b""
                 link = LINKS[k + 1]
-                assert row[f"session_bits_{link}"] == 8 * len(header) == (88 if t == 0 else 0)
-                assert row[f"bits_{link}"] == 8 * (len(wire) + len(header)) and len(wire) <= budgets[k] // 8
-                assert row[f"stream_bits_{link}"] == 8 * (len(wire) - 2)  # header byte and CRC-8
+                assert row[f"session_bits.{link}"] == 8 * len(header) == (88 if t == 0 else 0)
+                assert (
+                    row[f"bits_sent.{link}"] == 8 * (len(wire) + len(header)) and len(wire) <= budgets[k] // 8
+                )
+                assert row[f"stream_bits.{link}"] == 8 * (len(wire) - 2)  # header byte and CRC-8
                 frame = Payload.from_bytes(
                     wire, codec=codec.name, session=Session.from_bytes(session.to_bytes())
                 )
@@ -232,14 +236,14 @@ def test_pixel_baseline_acts_on_decoded_ndpca_frames_and_counts_their_bytes(feat
             assert all(n == 0 for g, n in zip(side_codec._groups, dims, strict=True) if g.stream == arm)
             action = agent.act(decoded[0])
             assert not np.array_equal(decoded[0]["arm"], obs["arm"])  # lossy pixels, not the clean views
-            assert row["r1_action_error"] == pytest.approx(
+            assert row["action_error.policy"] == pytest.approx(
                 float(np.linalg.norm(action - agent.act(views))), abs=1e-6
             )
-            assert row["r2_psnr"] == pytest.approx(psnr(decoded[1]["side"], obs["side"]))
+            assert row["psnr_db.monitor"] == pytest.approx(psnr(decoded[1]["side"], obs["side"]))
             obs, *_ = env.step(action)
     finally:
         env.close()
-    assert (df["transmit_bits"] == df["bits_receiver_1"] + df["bits_receiver_2"]).all()
+    assert (df["transmit_bits"] == df["bits_sent.receiver_1"] + df["bits_sent.receiver_2"]).all()
     s = summarise(df)
     assert s["transmit_session_bits"] == pytest.approx(2 * 88 / steps)
 
@@ -274,4 +278,4 @@ def test_train_pair_end_to_end(features: ViewFeatures) -> None:
     gw, base = train_pair(features, data, etas=(0.01, 0.1), steps=40, batch_size=16, hidden=32, heldout=data)
     assert len(gw.metadata["metrics"]) == 2 and base.config.dims[0] == 0
     df = run_two_receivers(gw, features, episodes=1, seed=5, max_steps=4)
-    assert len(df) == 4 and df["r2_psnr"].notna().all()
+    assert len(df) == 4 and df["psnr_db.monitor"].notna().all()
