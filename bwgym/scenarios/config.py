@@ -30,6 +30,7 @@ from typing import Any, Union
 import yaml
 
 from bwgym.common.device import resolve_device
+from bwgym.scenarios.fleet import FleetConfig, check_fleet
 
 __all__ = [
     "AgentConfig",
@@ -357,6 +358,8 @@ class Scenario:
     allocator: AllocatorConfig = field(default_factory=AllocatorConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    fleet: FleetConfig | None = None
+    """N members behind the one link, run in rounds (:mod:`bwgym.scenarios.fleet`); None: one robot."""
     receivers: Any = field(default_factory=list)
     """Several receivers, each decoding the streams it hears (:mod:`bwgym.scenarios.receivers`);
     empty: the agent alone, behind ``trace`` and ``link``."""
@@ -376,6 +379,9 @@ def _type_name(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
+        section = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(section) == 1 and dataclasses.is_dataclass(section[0]):  # an optional section
+            return None if value is None else _from_dict(section[0], value, path)
         for option in typing.get_args(tp):
             try:
                 return _coerce(value, option, path)
@@ -523,6 +529,8 @@ def _check_values(s: Scenario) -> None:
         s.name,
         "a name of letters, digits and _ - . , = +, not starting with '.' (it names the run folder)",
     )
+    if s.fleet is not None:
+        check_fleet(s)
 
 
 def _choose(path: str, value: str, choices: typing.Iterable[str]) -> None:

@@ -620,6 +620,10 @@ def run_scenarios(
     """
     from tqdm import tqdm
 
+    if any(s.fleet is not None for s, _ in runs):  # fleets run round by round (bwgym.scenarios.fleet)
+        from bwgym.scenarios.fleet import run_fleets
+
+        return run_fleets(runs, resume, executor, workers, progress, plots, desc)
     if executor is None:  # a pool of our own: bound the processes it starts before anything else
         check_workers(
             workers if workers is not None else max((s.run.workers for s, _ in runs), default=1),
