@@ -14,6 +14,7 @@ from bwgym.cli import agents as agent_commands
 from bwgym.cli import allocation as allocation_commands
 from bwgym.cli import codecs as codec_commands
 from bwgym.cli import models as model_commands
+from bwgym.cli import registry as registry_commands
 from bwgym.cli import scenarios as scenario_commands
 from bwgym.cli import zoo as zoo_commands
 from bwgym.cli.args import (
@@ -279,17 +280,6 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_codecs(args: argparse.Namespace) -> int:
-    """List the registered codecs: name, wire format, shipped checkpoint, description."""
-    from bwgym.codecs import codec_entry, codec_names
-
-    print(f"{'codec':16s} {'wire':12s} {'shipped checkpoint':34s} description")
-    for name in codec_names():
-        e = codec_entry(name)
-        print(f"{name:16s} {e.wire_name:12s} {e.checkpoint or '-':34s} {e.description}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bwgym`` command."""
     parser = OneLineParser(prog="bwgym", description=__doc__)
@@ -344,8 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     scenarios = sub.add_parser("scenarios", help="list the shipped scenarios")
     scenarios.set_defaults(func=_cmd_scenarios)
-    codecs = sub.add_parser("codecs", help="list the registered codecs")
-    codecs.set_defaults(func=_cmd_codecs)
+    registry_commands.register(sub)
 
     trace_commands.register(sub)
     train_sub = zoo_commands.register(sub)  # `bwgym zoo` and `bwgym train [--all]`

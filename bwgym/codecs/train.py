@@ -7,7 +7,7 @@
   and write its checkpoint. The task model and the frames are arguments: this layer never imports
   agents or envs; ``bwgym train codec`` (:mod:`bwgym.cli.codecs`) supplies them.
 * :data:`SHIPPED_RECIPE` - how the shipped checkpoints in ``bwgym/codecs/checkpoints/`` are made
-  (``bwgym train codec --all``, ``make checkpoints``): the task-aware codecs are fine-tuned from the
+  (the commands of ``bwgym zoo``, run by ``bwgym train --all``): the task-aware codecs are fine-tuned from the
   task-agnostic NDPCA (their recipe's ``init``), so all three start from the same network.
 
 Every trained or fitted codec then gets the residual layer (``TrainConfig.residual``): a block DCT
@@ -44,7 +44,6 @@ from bwgym.codecs.image.neural import DEFAULT_CHANNELS, NeuralLatentCodec, round
 from bwgym.common.device import resolve_device
 
 __all__ = [
-    "SHIPPED_ORDER",
     "SHIPPED_RECIPE",
     "TrainConfig",
     "codec_loss",
@@ -656,16 +655,14 @@ def train_registered(
     return codec
 
 
-#: Recipe of the shipped checkpoints (``bwgym train codec --all``): expert frames of ``episodes``
+#: Recipe of the shipped checkpoints (their ``bwgym zoo`` commands): expert frames of ``episodes``
 #: episodes; the task-agnostic NDPCA trained from scratch on reconstruction (``pretrain``); the
 #: task-aware codecs (NDPCA, DAE, JAE) fine-tuned from it with eq. 8 (``finetune``), so they start
 #: from the same network and train for the same steps.
 SHIPPED_RECIPE: dict[str, Any] = dict(
-    env_id="bwgym/LocateLift-v0",  # the default; `bwgym train codec --all --env ...` names another
+    env_id="bwgym/LocateLift-v0",  # the zoo has a set per LocateLift version
     episodes=150,
     seed=0,
     pretrain=dict(steps=5000, batch_size=8, lr=2e-3),
     finetune=dict(steps=3000, batch_size=8, lr=1e-3),
 )
-#: Order of the shipped checkpoints: the pre-trained network comes before the codecs that start from it.
-SHIPPED_ORDER = ("linear_dpca", "pca", "ndpca_agnostic", "ndpca", "dae", "jae")

@@ -245,10 +245,9 @@ class TraceConfig:
     against the scenario file's folder. ``lte_drive`` when neither ``source`` nor ``generator``
     is given."""
     format: str | None = None
-    """File format when it cannot be detected (mahimahi, cooked, hsdpa, csv, sabre)."""
+    """File format when it cannot be detected (a registered one: ``bwgym traces formats``)."""
     generator: str | None = None
-    """Instead of ``source``: a generator kind (constant, steps, lognormal_walk, pensieve_markov,
-    gilbert_elliott, drive)."""
+    """Instead of ``source``: a registered generator (``bwgym traces generators``)."""
     params: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the generator. Without ``seed`` the generator gets one derived from
     ``run.seed`` (:func:`bwgym.traces.derive_seed`), so every run, worker count and ``--resume`` of
@@ -358,13 +357,13 @@ class Scenario:
     allocator: AllocatorConfig = field(default_factory=AllocatorConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    fleet: FleetConfig | None = None
-    """N members behind the one link, run in rounds (:mod:`bwgym.scenarios.fleet`); None: one robot."""
     receivers: Any = field(default_factory=list)
     """Several receivers, each decoding the streams it hears (:mod:`bwgym.scenarios.receivers`);
     empty: the agent alone, behind ``trace`` and ``link``."""
     links: dict[str, Any] = field(default_factory=dict)
     """With ``receivers``: one link per stream, each with its own trace and link settings."""
+    fleet: FleetConfig | None = None
+    """N members behind the one link, run in rounds (:mod:`bwgym.scenarios.fleet`); None: one robot."""
 
 
 def _type_name(tp: Any) -> str:
@@ -580,8 +579,8 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
 
     import bwgym  # noqa: F401  (registers the envs)
     from bwgym.codecs import codec_names
-    from bwgym.common.registry import AGENTS, ALLOCATORS
-    from bwgym.traces import formats, generators
+    from bwgym.common.registry import AGENTS, ALLOCATORS, TRACE_FORMATS, TRACE_GENERATORS
+    from bwgym.traces import formats
 
     path = Path(source)
     if not path.suffix and not path.exists():
@@ -632,7 +631,7 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
             scenario, trace=dataclasses.replace(scenario.trace, source="lte_drive")
         )
     if scenario.trace.generator is not None:
-        _choose("trace.generator", scenario.trace.generator, generators.GENERATORS)
+        _choose("trace.generator", scenario.trace.generator, TRACE_GENERATORS.names())
     elif not Path(scenario.trace.source).suffix or not (path.parent / scenario.trace.source).exists():
         source_path = path.parent / scenario.trace.source
         if not source_path.exists() and scenario.trace.source not in formats.list_library():
@@ -640,6 +639,8 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
                 f"{path}: trace.source: {scenario.trace.source!r} is neither a file nor a library trace; "
                 f"library traces: {', '.join(formats.list_library())}"
             )
+    if scenario.trace.format is not None:
+        _choose("trace.format", scenario.trace.format, TRACE_FORMATS.names())
     for key, checkpoint in (
         ("codec.checkpoint", scenario.codec.checkpoint),
         ("agent.checkpoint", scenario.agent.checkpoint),

@@ -303,7 +303,12 @@ BAD_PARAMS: list[tuple[str, str, dict[str, Any], str]] = [
     ("nan_rate", "constant", {"bps": float("nan")}, "bps=nan"),
     ("inf_rate", "constant", {"bps": float("inf")}, "bps=inf"),
     ("absurd_rate", "constant", {"bps": 1e13}, "MAX_BPS"),
-    ("huge_int_rate", "constant", {"bps": 10**400}, "option 'bps' expects a float, got an integer of 401 digits"),
+    (
+        "huge_int_rate",
+        "constant",
+        {"bps": 10**400},
+        "option 'bps' expects a float, got an integer of 401 digits",
+    ),
     ("string_rate", "constant", {"bps": "fast"}, "option 'bps' expects float, got 'fast'"),
     ("bool_rate", "constant", {"bps": True}, "option 'bps' expects float, got True"),
     ("zero_duration", "constant", {"bps": 1.0, "duration_s": 0.0}, "duration_s=0.0"),

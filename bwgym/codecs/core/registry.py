@@ -122,7 +122,11 @@ def _default_options(cls: type, checkpoint: str | None) -> type | None:
         made = options_from_signature(func, "_", skip=(*_FILLED_BY_FACTORY, "views"))
         for f in dataclasses.fields(made) if made is not None else ():
             specs.setdefault(f.name, (f.name, f.type, dataclasses.field(default=f.default)))
-    return dataclasses.make_dataclass(f"{cls.__name__}Options", list(specs.values()), frozen=True) if specs else None
+    return (
+        dataclasses.make_dataclass(f"{cls.__name__}Options", list(specs.values()), frozen=True)
+        if specs
+        else None
+    )
 
 
 def register_codec(
