@@ -124,9 +124,11 @@ def _bare(env_id: str, **kwargs: Any) -> Callable[[], tuple[Any, Any]]:
     return build
 
 
-def _scenario(name: str, agent: bool = True) -> Callable[[], tuple[Any, Any]]:
+def _scenario(
+    name: str, agent: bool = True, overrides: dict[str, Any] | None = None
+) -> Callable[[], tuple[Any, Any]]:
     def build() -> tuple[Any, Any]:
-        scenario = load_scenario(name)
+        scenario = load_scenario(name, overrides)
         env = make_env(scenario)
         return env, (make_agent(scenario, env) if agent else None)
 
@@ -248,7 +250,11 @@ def main(argv: list[str] | None = None) -> None:
         "bare LocateLift-v1, random actions": ("lift", _bare("bwgym/LocateLift-v1")),
         "LocateLift-v1 + BC agent, no codec": ("lift", _scenario("uncompressed")),
         "lora_ndpca (NDPCA + LoRa link + BC)": ("lift", _scenario("lora_ndpca")),
-        "fleet_lte_jpeg (JPEG + LTE/16 + BC)": ("lift", _scenario("fleet_lte_jpeg")),
+        # one robot of the 16-robot fleet on its equal share (the fleet itself: benchmarks/fleet.py)
+        "fleet_lte_jpeg (JPEG + LTE/16 + BC)": (
+            "lift",
+            _scenario("fleet_lte_jpeg", overrides={"fleet": None, "trace.scale": 1 / 16}),
+        ),
         "bare SensorNetwork-v0 (K = 8), random actions": (
             "sensors",
             _bare("bwgym/SensorNetwork-v0", preset="ar1", n_sensors=8, horizon=200),
