@@ -688,6 +688,85 @@ def _update(
     return mean, 0.5 * (P + P.T)
 
 
+class _FrameReader:
+    """The receiver's side of one predictive frame's phases, called by the coder's ``decode_phases``.
+
+    Given the symbols of the phases decoded so far, it answers with the next phase's scale indices
+    (``None``: the frame ends): the gap since the last frame (its change, or its size after a key
+    frame), the split's flags and offsets, a key frame's state prefix, then the measurements'
+    innovations. Once the header phases are in, :attr:`state` holds the prior (``mean``, ``cov``),
+    the innovation model (``preds``, ``sig``), the step index per view (``ks``) and the ``gap``.
+    """
+
+    def __init__(self, codec: PredictiveCodec, key: bool, split: int, h: int) -> None:
+        self.codec, self.key, self.split, self.h = codec, key, split, h
+        #: The header phases, named in order (they depend on what the first ones say).
+        self.plan: list[str] = []
+        self.state: dict[str, Any] = {}
+
+    def _plan_of(self, out: list[np.ndarray]) -> list[str]:
+        if self.key:
+            gap = []
+        elif self.codec._rx.last_gap is None:
+            gap = ["gap_abs"]
+        else:
+            gap = ["gap"] + (["gap_size"] if out and int(out[0][0]) != 0 else [])
+        return gap + (["flags", "offsets"] if self.split else []) + (["prefix"] if self.key else [])
+
+    def __call__(self, out: list[np.ndarray]) -> object | None:
+        i = len(out)
+        self.plan[:] = self._plan_of(out)
+        if i < len(self.plan):
+            part = self.plan[i]
+            if part == "gap":
+                return np.array([_GAP_SCALE_IDX], dtype=np.int64)
+            if part in ("gap_size", "gap_abs"):
+                return np.array([_GAP_SIZE_SCALE_IDX], dtype=np.int64)
+            if part == "flags":
+                return ("binary", len(self.codec.views))
+            if part == "offsets":
+                return np.full(max(int(out[i - 1].sum()) - 1, 0), _OFFSET_SCALE_IDX)
+            return self.codec._key_scale_idx
+        if i > len(self.plan):
+            return None
+        named = dict(zip(self.plan, out, strict=False))
+        mean, cov = self._prior(named)
+        preds, sig = self.codec._innovation_model(mean, cov)
+        refs = [int(s.max()) for s in sig]
+        if self.split:
+            ks = _split_ks(named["flags"], named["offsets"], refs, 2 * self.h - _REL_OFFSET)
+        else:
+            ks = self.codec._h_ks[self.h]
+        self.state.update(mean=mean, cov=cov, preds=preds, sig=sig, ks=ks)
+        sent = [j for j, k in enumerate(ks) if k is not None]
+        if not sent:
+            return None
+        return np.concatenate([_symbol_idx(sig[j], ks[j]) for j in sent])  # type: ignore[arg-type]
+
+    def _prior(self, named: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The state before this frame's measurements, and ``state["gap"]`` (None for a key frame).
+
+        A key frame's prefix, else the receiver's filter predicted over the frame's gap.
+        """
+        codec, rx = self.codec, self.codec._rx
+        if self.key:
+            self.state["gap"] = None
+            return dequantize(named["prefix"], codec._key_steps), codec._P_key.copy()
+        if rx.last_gap is None:
+            gap = int(named["gap_abs"][0]) + 1
+        else:
+            sign = int(named["gap"][0])
+            if sign not in (-1, 0, 1):
+                raise PayloadError(f"predictive frame: gap change sign {sign} (corrupt)")
+            gap = rx.last_gap + (sign * (int(named["gap_size"][0]) + 1) if sign else 0)
+        self.state["gap"] = gap
+        if not 0 <= gap <= 0xFFFF:
+            raise PayloadError(f"predictive frame: gap of {gap} steps (corrupt)")
+        probe = _FilterState(rx.mean, rx.cov)
+        codec._predict(probe, gap)
+        return probe.mean, probe.cov
+
+
 @register_codec(
     "predictive",
     wire_id=11,
@@ -936,81 +1015,22 @@ class PredictiveCodec(_LeanVectorCodec):
         rx.frame = parity + 1
         if not (key or rx.synced):
             return {}
-        n_views = len(self.views)
-        state: dict[str, Any] = {}
-
-        def plan_of(out: list[np.ndarray]) -> list[str]:
-            if key:
-                gap = []
-            elif rx.last_gap is None:
-                gap = ["gap_abs"]
-            else:
-                gap = ["gap"] + (["gap_size"] if out and int(out[0][0]) != 0 else [])
-            return gap + (["flags", "offsets"] if split else []) + (["prefix"] if key else [])
-
-        plan: list[str] = []
-
-        def phases(out: list[np.ndarray]) -> object | None:
-            i = len(out)
-            plan[:] = plan_of(out)
-            if i < len(plan):
-                part = plan[i]
-                if part == "gap":
-                    return np.array([_GAP_SCALE_IDX], dtype=np.int64)
-                if part in ("gap_size", "gap_abs"):
-                    return np.array([_GAP_SIZE_SCALE_IDX], dtype=np.int64)
-                if part == "flags":
-                    return ("binary", n_views)
-                if part == "offsets":
-                    return np.full(max(int(out[i - 1].sum()) - 1, 0), _OFFSET_SCALE_IDX)
-                return self._key_scale_idx
-            if i > len(plan):
-                return None
-            named = dict(zip(plan, out, strict=False))
-            if key:
-                mean, cov = dequantize(named["prefix"], self._key_steps), self._P_key.copy()
-                state["gap"] = None
-            else:
-                if rx.last_gap is None:
-                    gap = int(named["gap_abs"][0]) + 1
-                else:
-                    sign = int(named["gap"][0])
-                    if sign not in (-1, 0, 1):
-                        raise PayloadError(f"predictive frame: gap change sign {sign} (corrupt)")
-                    gap = rx.last_gap + (sign * (int(named["gap_size"][0]) + 1) if sign else 0)
-                state["gap"] = gap
-                if not 0 <= gap <= 0xFFFF:
-                    raise PayloadError(f"predictive frame: gap of {gap} steps (corrupt)")
-                probe = _FilterState(rx.mean, rx.cov)
-                self._predict(probe, gap)
-                mean, cov = probe.mean, probe.cov
-            preds, sig = self._innovation_model(mean, cov)
-            refs = [int(s.max()) for s in sig]
-            if split:
-                ks = _split_ks(named["flags"], named["offsets"], refs, 2 * h - _REL_OFFSET)
-            else:
-                ks = self._h_ks[h]
-            state.update(mean=mean, cov=cov, preds=preds, sig=sig, ks=ks)
-            sent = [j for j, k in enumerate(ks) if k is not None]
-            if not sent:
-                return None
-            return np.concatenate([_symbol_idx(sig[j], ks[j]) for j in sent])  # type: ignore[arg-type]
-
-        decoded_phases = get_coder("gaussian").decode_phases(payload.streams[0], phases)
+        reader = _FrameReader(self, key, split, h)
+        decoded_phases = get_coder("gaussian").decode_phases(payload.streams[0], reader)
+        state = reader.state
         if "ks" not in state:
             raise PayloadError("predictive frame ends before its measurements (corrupt)")
-        ks, preds, sig = state["ks"], state["preds"], state["sig"]
-        symbols = decoded_phases[-1] if len(decoded_phases) > len(plan) else np.zeros(0, np.int64)
+        symbols = decoded_phases[-1] if len(decoded_phases) > len(reader.plan) else np.zeros(0, np.int64)
         out: dict[str, np.ndarray] = {}
         steps: dict[int, float] = {}
         decoded: dict[int, np.ndarray] = {}
         pos = 0
-        for j, k in enumerate(ks):
+        for j, k in enumerate(state["ks"]):
             if k is None:
                 continue
-            n = sig[j].size
+            n = state["sig"][j].size
             steps[j] = float(step_from_index(k))
-            decoded[j] = preds[j] + dequantize(symbols[pos : pos + n], steps[j])
+            decoded[j] = state["preds"][j] + dequantize(symbols[pos : pos + n], steps[j])
             out[self.view_names[j]] = decoded[j].astype(np.float32)
             pos += n
         self.last_steps = {self.view_names[j]: st for j, st in steps.items()}
