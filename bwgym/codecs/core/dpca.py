@@ -602,6 +602,37 @@ class DPCAProjection(nn.Module):
         """Draw the total dimension uniformly from ``[m_min, m_max]``."""
         return int(torch.randint(self.m_min, self.m_max + 1, (1,), generator=generator).item())
 
+    def _statistics(self, k: int, t: torch.Tensor, first: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """View ``k``'s mean and covariance: the running ones in eval mode.
+
+        In training, the batch's blended into the running ones, which it updates.
+        """
+        run_mean, run_cov = self._running(k)
+        if not self.training:
+            return run_mean.to(t.dtype), run_cov.to(t.dtype)
+        mean = t.mean(dim=0)
+        centred = t - mean
+        # unbiased: around the batch mean a batch of B rows has B - 1 degrees of freedom,
+        # which matters for the small batches the EMA is there for
+        batch_cov = centred.T @ centred / max(t.shape[0] - 1, 1)
+        if first:
+            cov = batch_cov
+        else:
+            cov = (1 - self.momentum) * run_cov.to(t.dtype) + self.momentum * batch_cov
+        with torch.no_grad():
+            run_cov.copy_(cov.detach())
+            run_mean.copy_(
+                mean.detach() if first else (1 - self.momentum) * run_mean + self.momentum * mean.detach()
+            )
+        return mean, cov
+
+    def _pooled_dims(self, eigvals: Sequence[torch.Tensor], m: int) -> tuple[int, ...]:
+        """Components per view of the top ``m`` pooled eigenvalues (ties: the earlier view, as in DPCA.allocate)."""
+        pooled = torch.cat(list(eigvals))
+        owner = torch.cat([torch.full((d,), k, dtype=torch.long) for k, d in enumerate(self.view_dims)])
+        top = torch.argsort(-pooled.cpu(), stable=True)[:m]
+        return tuple(int(c) for c in torch.bincount(owner[top], minlength=len(self.view_dims)))
+
     def forward(
         self,
         z: Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
@@ -634,27 +665,7 @@ class DPCAProjection(nn.Module):
         means, bases, eigvals = [], [], []
         first = int(self.num_batches_tracked) == 0
         for k, t in enumerate(tensors):
-            run_mean, run_cov = self._running(k)
-            if self.training:
-                mean = t.mean(dim=0)
-                centred = t - mean
-                # unbiased: around the batch mean a batch of B rows has B - 1 degrees of freedom,
-                # which matters for the small batches the EMA is there for
-                batch_cov = centred.T @ centred / max(t.shape[0] - 1, 1)
-                if first:
-                    cov = batch_cov
-                else:
-                    cov = (1 - self.momentum) * run_cov.to(t.dtype) + self.momentum * batch_cov
-                with torch.no_grad():
-                    run_cov.copy_(cov.detach())
-                    run_mean.copy_(
-                        mean.detach()
-                        if first
-                        else (1 - self.momentum) * run_mean + self.momentum * mean.detach()
-                    )
-            else:
-                mean = run_mean.to(t.dtype)
-                cov = run_cov.to(t.dtype)
+            mean, cov = self._statistics(k, t, first)
             cov = (cov + cov.T) / 2 + self.eps * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
             evals, evecs = torch.linalg.eigh(cov if self.basis_grad else cov.detach())
             means.append(mean)
@@ -662,13 +673,7 @@ class DPCAProjection(nn.Module):
             eigvals.append(evals.flip(-1).detach())
         if self.training:
             self.num_batches_tracked += 1
-
-        # pool and keep the top m (stable: ties go to the earlier view, as in DPCA.allocate)
-        pooled = torch.cat(eigvals)
-        owner = torch.cat([torch.full((d,), k, dtype=torch.long) for k, d in enumerate(self.view_dims)])
-        top = torch.argsort(-pooled.cpu(), stable=True)[:m]
-        dims = tuple(int(c) for c in torch.bincount(owner[top], minlength=len(self.view_dims)))
-
+        dims = self._pooled_dims(eigvals, m)
         coeffs, recon, variances = [], [], []
         for k, t in enumerate(tensors):
             basis = bases[k][:, : dims[k]]
