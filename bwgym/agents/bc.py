@@ -54,6 +54,7 @@ import torch
 from torch import Tensor, nn
 
 from bwgym.agents.demos import spec_text
+from bwgym.common.arch import conv_stack_shapes
 from bwgym.common.checkpoint import (
     CheckpointError,
     check_spec,
@@ -132,12 +133,7 @@ def encoder_state_shapes(
     shapes: dict[str, tuple[int, ...]] = {}
     for v in view_names:
         base = f"{prefix}{v}."
-        in_ch = 3
-        for i, out_ch in enumerate(channels):
-            kernel = stem if i == 0 else 3
-            shapes[f"{base}convs.{2 * i}.weight"] = (out_ch, in_ch, kernel, kernel)
-            shapes[f"{base}convs.{2 * i}.bias"] = (out_ch,)
-            in_ch = out_ch
+        shapes.update(conv_stack_shapes(f"{base}convs.", channels, stem))
         shapes[f"{base}head.1.weight"] = (features, channels[-1] * max(h, 0) * max(w, 0))
         for key in ("head.1.bias", "head.2.weight", "head.2.bias"):
             shapes[base + key] = (features,)

@@ -52,7 +52,8 @@ from bwgym.codecs.core.dpca import DPCA, DPCAProjection
 from bwgym.codecs.core.latent import JOINT, LatentCodec
 from bwgym.codecs.core.protocol import Payload, ViewSpec, _batch_allocations
 from bwgym.codecs.core.registry import register_codec
-from bwgym.common.checkpoint import Checkpoint, CheckpointError, first_shape_mismatch, is_size_list
+from bwgym.common.arch import ArchCheck, conv_stack_shapes
+from bwgym.common.checkpoint import Checkpoint
 from bwgym.common.device import resolve_device
 
 __all__ = [
@@ -346,19 +347,6 @@ class LatentAutoencoder(nn.Module):
 _ARCH_KEYS = frozenset({"view_names", "image_size", "latent_dims", "joint", "channels"})
 
 
-def _arch_error(ckpt: Checkpoint, detail: str) -> CheckpointError:
-    return CheckpointError(
-        f"{ckpt.path or 'codec checkpoint'}: network metadata {detail}; the file is damaged or crafted, "
-        "retrain it (`bwgym train codec ...`)"
-    )
-
-
-def _sizes_list(ckpt: Checkpoint, value: Any, what: str) -> list[int]:
-    if not is_size_list(value):
-        raise _arch_error(ckpt, f"{what} must be a list of positive integers, got {repr(value)[:80]}")
-    return value
-
-
 def check_network_arrays(ckpt: Checkpoint, prefix: str = "net.") -> None:
     """Refuse a checkpoint whose ``arch`` disagrees with its network arrays, before building anything.
 
@@ -369,41 +357,27 @@ def check_network_arrays(ckpt: Checkpoint, prefix: str = "net.") -> None:
     Raises:
         CheckpointError: naming the field or the first array that disagrees.
     """
-    arch = ckpt.metadata.get("arch")
-    if not isinstance(arch, dict) or set(arch) - _ARCH_KEYS:
-        raise _arch_error(ckpt, "'arch' must be an object of LatentAutoencoder arguments")
-    views = arch.get("view_names")
-    if not isinstance(views, list) or not views or not all(isinstance(v, str) for v in views):
-        raise _arch_error(ckpt, "arch.view_names must be a list of names")
-    image = _sizes_list(ckpt, arch.get("image_size"), "arch.image_size")
-    channels = _sizes_list(ckpt, list(arch.get("channels", DEFAULT_CHANNELS)), "arch.channels")
+    check = ArchCheck(ckpt, "codec checkpoint", "bwgym train codec ...")
+    arch = check.arch(_ARCH_KEYS, "LatentAutoencoder")
+    views = check.view_names(arch)
+    image = check.sizes(arch.get("image_size"), "arch.image_size")
+    channels = check.sizes(list(arch.get("channels", DEFAULT_CHANNELS)), "arch.channels")
     dims = arch.get("latent_dims")
     if not isinstance(dims, dict):
-        raise _arch_error(ckpt, "arch.latent_dims must be an object")
-    _sizes_list(ckpt, list(dims.values()), "arch.latent_dims")
+        raise check.error("arch.latent_dims must be an object")
+    check.sizes(list(dims.values()), "arch.latent_dims")
     if len(image) != 2 or not channels:
-        raise _arch_error(ckpt, "needs an (H, W) arch.image_size and >= 1 channel size")
+        raise check.error("needs an (H, W) arch.image_size and >= 1 channel size")
     joint = bool(arch.get("joint", False))
     n_views, n_layers = len(views), len(channels)
-    # Count first: arithmetic refuses a list of a million layers without listing them.
     n_expected = n_views * 2 * n_layers + 2 * (1 if joint else n_views) + n_views * (2 * n_layers + 3)
-    have = {k[len(prefix) :]: v for k, v in ckpt.state.items() if k.startswith(prefix)}
-    if n_expected != len(have):
-        raise _arch_error(
-            ckpt,
-            f"({n_views} views, channels {channels[:8]}) implies {n_expected} arrays, the file holds {len(have)}",
-        )
+    have = check.arrays(prefix, n_expected, f"{n_views} views, channels {channels[:8]}")
     sizes = _conv_sizes((image[0], image[1]), n_layers)
     n_feat = channels[-1] * sizes[-1][0] * sizes[-1][1]
     total = sum(dims.values())
     expected: dict[str, tuple[int, ...]] = {}
     for v in views:
-        in_ch = 3
-        for i, out_ch in enumerate(channels):
-            kernel = PATCH if i == 0 else 3
-            expected[f"trunks.{v}.convs.{2 * i}.weight"] = (out_ch, in_ch, kernel, kernel)
-            expected[f"trunks.{v}.convs.{2 * i}.bias"] = (out_ch,)
-            in_ch = out_ch
+        expected.update(conv_stack_shapes(f"trunks.{v}.convs.", channels, PATCH))
         expected[f"decoders.{v}.linear.weight"] = (n_feat, total)
         expected[f"decoders.{v}.linear.bias"] = (n_feat,)
         rev = [*channels[::-1], 3]
@@ -415,14 +389,8 @@ def check_network_arrays(ckpt: Checkpoint, prefix: str = "net.") -> None:
     for name, d in dims.items():
         expected[f"heads.{name}.weight"] = (d, n_feat * (n_views if joint else 1))
         expected[f"heads.{name}.bias"] = (d,)
-    mismatch = first_shape_mismatch(expected, have)
-    if mismatch is not None:
-        key, shape, got = mismatch
-        raise _arch_error(
-            ckpt,
-            f"(image_size {image}, channels {channels[:8]}, latent_dims {dict(list(dims.items())[:4])}) "
-            f"needs {prefix}{key} of shape {shape}, the file has {'none' if got is None else got}",
-        )
+    described = f"image_size {image}, channels {channels[:8]}, latent_dims {dict(list(dims.items())[:4])}"
+    check.shapes(expected, have, prefix, described)
 
 
 # ---------------------------------------------------------------------------------------------

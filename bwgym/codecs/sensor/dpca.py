@@ -53,7 +53,7 @@ from bwgym.codecs.core.entropy import step_from_index
 from bwgym.codecs.core.protocol import Payload, ViewSpec
 from bwgym.codecs.core.registry import register_codec
 from bwgym.codecs.image.linear import LinearDPCACodec
-from bwgym.codecs.sensor.predictive import _float_views, as_linear_system
+from bwgym.codecs.sensor.predictive import _float_views, check_system, pop_system
 from bwgym.common.checkpoint import Checkpoint
 
 __all__ = ["SHIPPED_CHECKPOINT", "SHIPPED_EPISODES", "SHIPPED_SEED", "VectorDPCACodec", "sensor_frames"]
@@ -137,11 +137,9 @@ class VectorDPCACodec(LinearDPCACodec):
     def _from_parts(
         cls, ckpt: Checkpoint, latent_model: DPCA, views: list[ViewSpec], **kwargs: Any
     ) -> VectorDPCACodec:
-        system = kwargs.pop("system", None)
-        kwargs.pop("horizon", None)
+        system = pop_system(kwargs)
         codec = super()._from_parts(ckpt, latent_model, views, **kwargs)
-        if system is not None:
-            as_linear_system(system, codec.views)  # a process of other sensors is a clear error
+        check_system(system, codec.views)
         return codec  # type: ignore[return-value]
 
     def _spec_fix(self) -> str:

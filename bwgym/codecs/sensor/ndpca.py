@@ -78,8 +78,9 @@ from bwgym.codecs.core.entropy import quantize_ste, step_from_index
 from bwgym.codecs.core.latent import LatentCodec
 from bwgym.codecs.core.protocol import Payload, ViewSpec
 from bwgym.codecs.core.registry import register_codec
-from bwgym.codecs.sensor.predictive import _float_views, as_linear_system
-from bwgym.common.checkpoint import Checkpoint, CheckpointError, first_shape_mismatch, is_size_list
+from bwgym.codecs.sensor.predictive import _float_views, check_system, pop_system
+from bwgym.common.arch import ArchCheck
+from bwgym.common.checkpoint import Checkpoint
 
 __all__ = [
     "SHIPPED_CHECKPOINT",
@@ -236,17 +237,8 @@ def sensor_network_state_shapes(
     return shapes
 
 
-def _network_error(ckpt: Checkpoint, detail: str) -> CheckpointError:
-    return CheckpointError(
-        f"{ckpt.path or 'vector_ndpca checkpoint'}: network metadata {detail}; the file is damaged or "
-        "crafted, retrain it (`bwgym train sensor-codec --codec vector_ndpca --out PATH`)"
-    )
-
-
-def _positive_ints(ckpt: Checkpoint, value: Any, what: str) -> list[int]:
-    if not is_size_list(value):
-        raise _network_error(ckpt, f"{what} must be a list of positive integers, got {repr(value)[:80]}")
-    return value
+#: The command that remakes a damaged checkpoint (its refusals name it).
+_RETRAIN = "bwgym train sensor-codec --codec vector_ndpca --out PATH"
 
 
 def check_sensor_network_arrays(ckpt: Checkpoint, prefix: str = "net.") -> dict[str, Any]:
@@ -264,38 +256,22 @@ def check_sensor_network_arrays(ckpt: Checkpoint, prefix: str = "net.") -> dict[
     Raises:
         CheckpointError: naming the field or the first array that disagrees.
     """
-    arch = ckpt.metadata.get("arch")
-    if not isinstance(arch, dict) or set(arch) - _ARCH_KEYS:
-        raise _network_error(ckpt, "'arch' must be an object of SensorAutoencoder arguments")
-    views = arch.get("view_names")
-    if not isinstance(views, list) or not views or not all(isinstance(v, str) for v in views):
-        raise _network_error(ckpt, "arch.view_names must be a list of names")
-    view_dims = _positive_ints(ckpt, arch.get("view_dims"), "arch.view_dims")
-    latent_dims = _positive_ints(ckpt, arch.get("latent_dims", view_dims), "arch.latent_dims")
-    hidden, decoder_hidden = _positive_ints(
-        ckpt, [arch.get("hidden", 32), arch.get("decoder_hidden", 64)], "arch.hidden / arch.decoder_hidden"
+    check = ArchCheck(ckpt, "vector_ndpca checkpoint", _RETRAIN)
+    arch = check.arch(_ARCH_KEYS, "SensorAutoencoder")
+    views = check.view_names(arch)
+    view_dims = check.sizes(arch.get("view_dims"), "arch.view_dims")
+    latent_dims = check.sizes(arch.get("latent_dims", view_dims), "arch.latent_dims")
+    hidden, decoder_hidden = check.sizes(
+        [arch.get("hidden", 32), arch.get("decoder_hidden", 64)], "arch.hidden / arch.decoder_hidden"
     )
     if not len(views) == len(view_dims) == len(latent_dims):
-        raise _network_error(
-            ckpt, f"names {len(views)} views, {len(view_dims)} view_dims and {len(latent_dims)} latent_dims"
+        raise check.error(
+            f"names {len(views)} views, {len(view_dims)} view_dims and {len(latent_dims)} latent_dims"
         )
-    have = {k[len(prefix) :]: v for k, v in ckpt.state.items() if k.startswith(prefix)}
-    # Count first: arithmetic refuses a list of a million views without listing their arrays.
-    n_expected = 6 * len(views) + 6 + 2
-    if n_expected != len(have):
-        raise _network_error(
-            ckpt, f"({len(views)} views) implies {n_expected} arrays, the file holds {len(have)}"
-        )
+    have = check.arrays(prefix, 6 * len(views) + 6 + 2, f"{len(views)} views")
     expected = sensor_network_state_shapes(view_dims, latent_dims, hidden, decoder_hidden)
-    mismatch = first_shape_mismatch(expected, have)
-    if mismatch is not None:
-        key, shape, got = mismatch
-        raise _network_error(
-            ckpt,
-            f"(view_dims {view_dims[:8]}, latent_dims {latent_dims[:8]}, hidden {hidden}, "
-            f"decoder_hidden {decoder_hidden}) needs {prefix}{key} of shape {shape}, the file has "
-            f"{'none' if got is None else got}",
-        )
+    described = f"view_dims {view_dims[:8]}, latent_dims {latent_dims[:8]}, hidden {hidden}, decoder_hidden {decoder_hidden}"
+    check.shapes(expected, have, prefix, described)
     return dict(arch)
 
 
@@ -511,8 +487,7 @@ class VectorNDPCACodec(LatentCodec):
     def _from_parts(
         cls, ckpt: Checkpoint, latent_model: DPCA, views: list[ViewSpec], **kwargs: Any
     ) -> VectorNDPCACodec:
-        system = kwargs.pop("system", None)
-        kwargs.pop("horizon", None)
+        system = pop_system(kwargs)
         kwargs.pop("device", None)
         if kwargs:
             raise TypeError(f"{cls.__name__} takes no options {sorted(kwargs)}")
@@ -530,8 +505,7 @@ class VectorNDPCACodec(LatentCodec):
             train_config=meta.get("train_config"),
             metrics=meta.get("metrics"),
         )
-        if system is not None:
-            as_linear_system(system, codec.views)  # a process of other sensors is a clear error
+        check_system(system, codec.views)
         return codec
 
     # -- training -----------------------------------------------------------------------------------
@@ -557,17 +531,8 @@ class VectorNDPCACodec(LatentCodec):
             raise TypeError(f"unknown training options {sorted(unknown)}; the recipe has {sorted(RECIPE)}")
         cfg = {**RECIPE, **overrides}
         names = [str(n) for n in frames]
-        ys = []
-        for name in names:
-            arr = np.asarray(frames[name])
-            if arr.ndim != 2 or arr.dtype.kind != "f" or arr.shape[0] < 10:
-                raise ValueError(
-                    f"vector_ndpca trains on (N >= 10, d) float measurements; view {name!r} is {arr.dtype}{arr.shape}"
-                )
-            ys.append(arr.astype(np.float64))
+        ys = _measurement_arrays(frames, names)
         n = ys[0].shape[0]
-        if any(y.shape[0] != n for y in ys):
-            raise ValueError(f"views need the same number of rows, got {[y.shape[0] for y in ys]}")
         n_train = int(round(n * (1.0 - float(cfg["holdout"]))))
         if not 2 <= n_train <= n - 2:
             raise ValueError(f"holdout {cfg['holdout']} leaves {n_train} of {n} rows for training")
@@ -590,34 +555,7 @@ class VectorNDPCACodec(LatentCodec):
             means,
             max(scale, 1e-12),
         )
-        projection = DPCAProjection(dict(zip(names, net.latent_dims, strict=True)), m_min=1, momentum=0.1)
-        data = [torch.as_tensor(y, dtype=torch.float32) for y in train]
-        optimiser = torch.optim.Adam(net.parameters(), lr=float(cfg["lr"]))
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimiser, T_max=int(cfg["steps"]), eta_min=cfg["lr"] / 10
-        )
-        net.train()
-        projection.train()
-        for _ in range(int(cfg["steps"])):
-            rows = torch.as_tensor(rng.integers(0, n_train, int(cfg["batch_size"])))
-            batch = [d[rows] for d in data]
-            z = net.encode(batch)
-            coeff_fn = None
-            if rng.random() >= float(cfg["p_unquantised"]):
-                with torch.no_grad():
-                    top = max(
-                        float(torch.linalg.eigvalsh(torch.cov(t.T.double()).reshape(t.shape[1], -1))[-1])
-                        for t in z
-                    )
-                step = max(top, 1e-12) ** 0.5 * 2.0 ** (-rng.uniform(*cfg["step_octaves"]))
-                coeff_fn = lambda _k, c, _var, step=step: quantize_ste(c, step)  # noqa: E731
-            out = projection(z, coeff_fn=coeff_fn)
-            rec = net.decode(out.z_hat)
-            loss = sum(((r - y) ** 2).sum(dim=1).mean() for r, y in zip(rec, batch, strict=True)) / scale**2
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
+        _optimise(net, names, train, cfg, rng, scale)
         net.eval()
         codec = cls(net, _fit_latents(net, names, train), views, env_id=env_id, variant=variant)
         codec._refit_decoder_head({name: y for name, y in zip(names, train, strict=True)}, rng)
@@ -636,6 +574,67 @@ class VectorNDPCACodec(LatentCodec):
         return codec
 
     fit = train
+
+
+def _measurement_arrays(frames: Mapping[str, np.ndarray], names: Sequence[str]) -> list[np.ndarray]:
+    """Each view's ``(N >= 10, d)`` float measurements as float64, every view with the same N."""
+    ys = []
+    for name in names:
+        arr = np.asarray(frames[name])
+        if arr.ndim != 2 or arr.dtype.kind != "f" or arr.shape[0] < 10:
+            raise ValueError(
+                f"vector_ndpca trains on (N >= 10, d) float measurements; view {name!r} is {arr.dtype}{arr.shape}"
+            )
+        ys.append(arr.astype(np.float64))
+    n = ys[0].shape[0]
+    if any(y.shape[0] != n for y in ys):
+        raise ValueError(f"views need the same number of rows, got {[y.shape[0] for y in ys]}")
+    return ys
+
+
+def _optimise(
+    net: SensorAutoencoder,
+    names: Sequence[str],
+    train: Sequence[np.ndarray],
+    cfg: Mapping[str, Any],
+    rng: np.random.Generator,
+    scale: float,
+) -> None:
+    """Train ``net`` through Alg. 1's projection: ``cfg["steps"]`` Adam steps on random batches.
+
+    A share ``1 - p_unquantised`` of the steps quantise the coefficients (straight through) with a
+    step ``sqrt(lambda_max) * 2**-u``, ``u`` drawn from ``step_octaves``; the loss is the squared
+    error per row in units of the measurements' spread ``scale``.
+    """
+    n_train = train[0].shape[0]
+    projection = DPCAProjection(dict(zip(names, net.latent_dims, strict=True)), m_min=1, momentum=0.1)
+    data = [torch.as_tensor(y, dtype=torch.float32) for y in train]
+    optimiser = torch.optim.Adam(net.parameters(), lr=float(cfg["lr"]))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimiser, T_max=int(cfg["steps"]), eta_min=cfg["lr"] / 10
+    )
+    net.train()
+    projection.train()
+    for _ in range(int(cfg["steps"])):
+        rows = torch.as_tensor(rng.integers(0, n_train, int(cfg["batch_size"])))
+        batch = [d[rows] for d in data]
+        z = net.encode(batch)
+        coeff_fn = None
+        if rng.random() >= float(cfg["p_unquantised"]):
+            with torch.no_grad():
+                top = max(
+                    float(torch.linalg.eigvalsh(torch.cov(t.T.double()).reshape(t.shape[1], -1))[-1])
+                    for t in z
+                )
+            step = max(top, 1e-12) ** 0.5 * 2.0 ** (-rng.uniform(*cfg["step_octaves"]))
+            coeff_fn = lambda _k, c, _var, step=step: quantize_ste(c, step)  # noqa: E731
+        out = projection(z, coeff_fn=coeff_fn)
+        rec = net.decode(out.z_hat)
+        loss = sum(((r - y) ** 2).sum(dim=1).mean() for r, y in zip(rec, batch, strict=True)) / scale**2
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
 
 
 def _fit_latents(net: SensorAutoencoder, names: Sequence[str], train: Sequence[np.ndarray]) -> DPCA:

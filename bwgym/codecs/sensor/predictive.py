@@ -157,6 +157,22 @@ def _float_views(views: Sequence[ViewSpec]) -> tuple[ViewSpec, ...]:
     return views
 
 
+def pop_system(options: dict[str, Any]) -> Any:
+    """Take a loader's ``system`` option (None when absent) and its ``horizon`` out of ``options``.
+
+    A learned sensor codec's checkpoint holds its own model: the env's process only has to match
+    its views (:func:`check_system`).
+    """
+    options.pop("horizon", None)
+    return options.pop("system", None)
+
+
+def check_system(system: Any, views: Sequence[ViewSpec]) -> None:
+    """Refuse a process model of other sensors than ``views`` (None: nothing to check)."""
+    if system is not None:
+        as_linear_system(system, views)
+
+
 def as_linear_system(system: Any, views: Sequence[ViewSpec]) -> LinearGaussianModel:
     """Validate a process model against the views: one ``C_k`` of ``d_k`` rows per view.
 
