@@ -184,9 +184,9 @@ def test_a_scenario_runs_a_users_codec_allocator_agent_and_trace_format(tmp_path
 
 def test_options_are_validated_with_the_entrys_dataclass(tmp_path: Path) -> None:
     for old, new, words in (
-        ("levels: 8", "levles: 8", "did you mean 'levels'"),
-        ("view: side", "view: 3", "option 'view' expects str"),
-        ("value: 0.5", "value: high", "option 'value' expects float"),
+        ("levels: 8", "levles: 8", "codec.kwargs.levles: unknown key. Did you mean 'levels'"),
+        ("view: side", "view: 3", "allocator.kwargs.view: expected str, got 3"),
+        ("value: 0.5", "value: high", "agent.kwargs.value: expected float, got 'high'"),
     ):
         path = _scenario_file(tmp_path, SCENARIO.replace(old, new))
         with pytest.raises(ConfigError, match=words):

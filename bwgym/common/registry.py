@@ -30,11 +30,11 @@ import difflib
 import importlib
 import inspect
 import pkgutil
-import types
-import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+
+from bwgym.common.plain_data import from_plain, resolved_hints, type_name
 
 __all__ = [
     "AGENTS",
@@ -140,9 +140,14 @@ class Entry:
     def make_options(self, values: Mapping[str, Any] | None = None, where: str = "") -> Any:
         """The options dataclass filled from ``values`` (validated), or None when it takes none.
 
+        Args:
+            values: ``{option: value}`` as given (a scenario's ``kwargs``).
+            where: the path of ``values`` for messages (``"allocator.kwargs"``); default the
+                entry's kind and name.
+
         Raises:
-            OptionError: an option it does not take (with the closest one), or a value of the
-                wrong type, naming ``where``.
+            OptionError: an option it does not take (with the closest one), a missing required
+                one or a value of the wrong type, naming its path (``allocator.kwargs.levels``).
         """
         values = dict(values or {})
         if self.options is None:
@@ -150,13 +155,13 @@ class Entry:
                 label = f"{where}: " if where else ""
                 raise OptionError(f"{label}{self.kind} {self.name!r} takes no options, got {sorted(values)}")
             return None
-        return parse_options(self.options, values, where or f"{self.kind} {self.name!r}")
+        return parse_options(self.options, values, where or f"{self.kind} {self.name}")
 
     def option_rows(self) -> list[tuple[str, str, str]]:
         """``(name, type, default)`` of each option, for listings."""
         if self.options is None:
             return []
-        hints = _hints(self.options)
+        hints = resolved_hints(self.options)
         rows = []
         for f in dataclasses.fields(self.options):
             if f.default is not dataclasses.MISSING:
@@ -165,7 +170,7 @@ class Entry:
                 default = repr(f.default_factory())
             else:
                 default = "required"
-            rows.append((f.name, _type_name(hints.get(f.name, f.type)), default))
+            rows.append((f.name, type_name(hints.get(f.name, f.type)), default))
         return rows
 
     def build(self, context: BuildContext, options: Mapping[str, Any] | None = None, where: str = "") -> Any:
@@ -323,96 +328,15 @@ def _first_line(doc: str | None) -> str:
     return (doc or "").strip().split("\n")[0].strip()
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(cls)
-    except Exception:  # an annotation naming something the module imports only for type checking
-        return {}
-
-
-def _type_name(tp: Any) -> str:
-    if isinstance(tp, type):
-        return tp.__name__
-    return str(tp).replace("typing.", "").replace("collections.abc.", "")
-
-
-def _check_value(name: str, tp: Any, value: Any, where: str) -> Any:
-    """``value`` for an option annotated ``tp``: ints widen to float, tuples from lists; else an error."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _check_value(name, arg, value, where)
-            except OptionError:
-                pass
-        raise OptionError(f"{where}: option {name!r} expects {_type_name(tp)}, got {value!r}")
-    if tp is Any or tp is object:
-        return value
-    if hasattr(value, "item") and getattr(value, "shape", None) == ():  # a numpy scalar
-        value = value.item()
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            try:
-                return float(value)
-            except OverflowError:
-                raise OptionError(
-                    f"{where}: option {name!r} expects a float, got an integer of {len(str(value))} digits"
-                ) from None
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    elif origin in (tuple, list, Sequence) or tp in (tuple, list):
-        if isinstance(value, (list, tuple)):
-            homogeneous = len(args) == 1 or (len(args) == 2 and args[1] is Ellipsis)
-            inner = args[0] if homogeneous else Any
-            items = [_check_value(name, inner, v, where) for v in value]
-            return tuple(items) if (origin or tp) is tuple else list(items)
-    elif origin in (dict, Mapping) or tp in (dict,):
-        if isinstance(value, Mapping):
-            return dict(value)
-    else:  # a type this checker does not know: the dataclass validates it
-        return value
-    raise OptionError(f"{where}: option {name!r} expects {_type_name(tp)}, got {value!r}")
-
-
 def parse_options(options: type, values: Mapping[str, Any], where: str) -> Any:
-    """Fill the dataclass ``options`` from ``values``: unknown keys and wrong types are errors.
+    """Fill the dataclass ``options`` from ``values`` (:func:`~bwgym.common.plain_data.from_plain`).
 
     Raises:
-        OptionError: naming ``where``, the option and what it expects (a "did you mean" for an
-            unknown key); a ``ValueError`` from the dataclass's own ``__post_init__`` is re-raised
-            as an :class:`OptionError` naming ``where``.
+        OptionError: naming ``where`` and the option: an unknown one (with the closest name and
+            every allowed one), a missing required one, a value of the wrong type, or a
+            ``ValueError`` of the dataclass's own ``__post_init__``.
     """
-    fields = {f.name: f for f in dataclasses.fields(options) if f.init}
-    hints = _hints(options)
-    checked = {}
-    for key, value in values.items():
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            expected = sorted(fields) if fields else "none"
-            raise OptionError(f"{where}: unknown option {key!r}{hint}; options: {expected}")
-        checked[key] = _check_value(key, hints.get(key, Any), value, where)
-    missing = [
-        n
-        for n, f in fields.items()
-        if n not in checked and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise OptionError(f"{where}: missing required option(s) {missing}")
-    try:
-        return options(**checked)
-    except (TypeError, ValueError) as exc:
-        raise OptionError(f"{where}: {exc}") from None
+    return from_plain(options, values, where, OptionError)
 
 
 def _resolve_annotation(annotation: Any, namespace: Mapping[str, Any]) -> Any:
@@ -475,8 +399,8 @@ def describe_entries(entries: Sequence[Entry], details: Callable[[Entry], str] |
     for e in entries:
         extra = f"{details(e)}  " if details is not None else ""
         lines.append(f"{e.name:{width}s}{extra}{e.description}")
-        for option, type_name, default in e.option_rows():
-            lines.append(f"{'':{width}s}  {option}: {type_name} = {default}")
+        for option, shown_type, default in e.option_rows():
+            lines.append(f"{'':{width}s}  {option}: {shown_type} = {default}")
         if e.uses:
             lines.append(f"{'':{width}s}  reads: {', '.join(e.uses)}")
     return "\n".join(lines)

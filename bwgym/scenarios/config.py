@@ -21,15 +21,16 @@ import dataclasses
 import difflib
 import math
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 
 from bwgym.common.device import resolve_device
+from bwgym.common.plain_data import FLOAT_TEXT, MAX_ECHO_CHARS, from_plain
+from bwgym.common.plain_data import short as _short
 from bwgym.scenarios.fleet import FleetConfig, check_fleet
 
 __all__ = [
@@ -96,21 +97,8 @@ MAX_SCENARIO_BYTES = 1 << 20
 MAX_SCENARIO_DEPTH = 32
 #: Most YAML nodes (scalars, lists, mappings) in a scenario file; a scenario has about 50.
 MAX_SCENARIO_NODES = 10_000
-#: Longest echo of a value from the file in an error message (characters); the rest is elided.
-MAX_ECHO_CHARS = 200
 #: Longest error message (characters), whatever it echoes.
 MAX_ERROR_CHARS = 1_000
-#: Numbers YAML 1.1 leaves as strings but YAML 1.2 (and every user) reads as floats: ``1e7``,
-#: ``1.0e7`` (1.1 wants a dot and a signed exponent).
-_FLOAT_TEXT = re.compile(r"[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+")
-
-
-def _short(value: Any, limit: int = MAX_ECHO_CHARS) -> str:
-    """``repr(value)``, cut to ``limit`` characters with the count of those left out."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text) - limit} more chars)"
 
 
 class _ScenarioYAMLError(yaml.YAMLError):
@@ -180,7 +168,7 @@ class _ScenarioLoader(yaml.SafeLoader):
 
 
 _ScenarioLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(f"^{_FLOAT_TEXT.pattern}$"), list("-+0123456789.")
+    "tag:yaml.org,2002:float", re.compile(f"^{FLOAT_TEXT.pattern}$"), list("-+0123456789.")
 )
 
 
@@ -366,78 +354,9 @@ class Scenario:
     """N members behind the one link, run in rounds (:mod:`bwgym.scenarios.fleet`); None: one robot."""
 
 
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is not None:
-        return getattr(origin, "__name__", str(origin))
-    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, path: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        section = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(section) == 1 and dataclasses.is_dataclass(section[0]):  # an optional section
-            return None if value is None else _from_dict(section[0], value, path)
-        for option in typing.get_args(tp):
-            try:
-                return _coerce(value, option, path)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {_short(value)}")
-    if tp is type(None):
-        if value is None:
-            return None
-    elif dataclasses.is_dataclass(tp):
-        return _from_dict(tp, value, path)
-    elif origin is dict:
-        if isinstance(value, dict):
-            _, value_tp = typing.get_args(tp)
-            return {str(k): _coerce(v, value_tp, f"{path}.{k}") for k, v in value.items()}
-    elif tp is Any:
-        return value
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
-            return float(value.replace("_", ""))  # "1e7": YAML 1.1 (and YAML from other tools) gives text
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    raise ConfigError(f"{path}: expected {_type_name(tp)}, got {_short(value)}")
-
-
 def _from_dict(cls: type, data: Any, path: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path or 'scenario'}: expected a mapping of {cls.__name__} keys, got {_short(data)}"
-        )
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in data:
-        if key not in names:
-            near = difflib.get_close_matches(str(key)[:MAX_ECHO_CHARS], names, n=1)
-            hint = f" Did you mean {near[0]!r}?" if near else ""
-            shown = str(key) if len(str(key)) <= MAX_ECHO_CHARS else _short(key)
-            where = f"{path}.{shown}" if path else shown
-            raise ConfigError(f"{where}: unknown key.{hint} Allowed keys: {', '.join(names)}")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in data:
-            kwargs[f.name] = _coerce(data[f.name], hints[f.name], f"{path}.{f.name}" if path else f.name)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{path or 'scenario'}: missing required key {f.name!r}")
-    return cls(**kwargs)
+    """``cls`` from plain data; a bad key or type is a :class:`ConfigError` naming its path."""
+    return from_plain(cls, data, path, ConfigError)
 
 
 def scenario_from_dict(data: dict[str, Any]) -> Scenario:

@@ -63,7 +63,7 @@ def make_codec(scenario: Scenario, env: gym.Env) -> Any:
     model = getattr(getattr(env, "unwrapped", None), "model", None)
     try:
         entry = codec_entry(cfg.name)
-        entry.make_options(kwargs)  # unknown options and wrong types, named, before any weights load
+        entry.make_options(kwargs, "codec.kwargs")  # unknown options and wrong types, before any weights load
         cls = entry.cls
         if model is not None and getattr(cls, "uses_system_model", False):
             kwargs.setdefault("system", model)  # vector codecs that predict need the process model
@@ -74,8 +74,10 @@ def make_codec(scenario: Scenario, env: gym.Env) -> Any:
         )
     except FileNotFoundError as exc:
         raise ConfigError(f"codec.checkpoint: {exc}") from None
+    except OptionError as exc:  # its message names the option's path
+        raise ConfigError(str(exc)) from None
     except (ValueError, TypeError) as exc:
-        key = "codec.kwargs" if isinstance(exc, (TypeError, OptionError)) else "codec"
+        key = "codec.kwargs" if isinstance(exc, TypeError) else "codec"
         raise ConfigError(f"{key}: {exc}") from None
 
 
@@ -148,7 +150,9 @@ def build_part(section: str, registry: Registry, name: str, context: BuildContex
         if getattr(context, key) and key not in entry.uses:
             raise ConfigError(f"{section}.{key}: {registry.kind} {name!r} takes no {key}")
     try:
-        return entry.build(context, options)
+        return entry.build(context, options, where=f"{section}.kwargs")
+    except OptionError as exc:  # its message names the option's path
+        raise ConfigError(str(exc)) from None
     except InputError as exc:
         raise ConfigError(f"{section}.{exc.key}: {exc}") from None
     except FileNotFoundError as exc:

@@ -123,7 +123,7 @@ def test_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert load_trace(schedule).bps_at(6.0) == 2e4
     capsys.readouterr()
     assert run(["generate", "constant", "--out", str(tmp_path / "c.csv"), "--param", "bsp=5"]) == 2
-    assert "did you mean 'bps'" in capsys.readouterr().err
+    assert "Did you mean 'bps'" in capsys.readouterr().err
 
 
 def test_list(capsys: pytest.CaptureFixture[str]) -> None:

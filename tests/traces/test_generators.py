@@ -114,10 +114,10 @@ def test_partial_last_sample() -> None:
         ("pensieve_markov", {"n_states": 0}, "n_states >= 1"),
         ("pensieve_markov", {"mean_stay_s": 0.1}, "mean_stay_s >= dt_s"),
         ("drive", {"kinds": ["warp"]}, "kinds among"),
-        ("lognormal_walk", {"mean": 5.0}, "did you mean 'mean_bps'"),
+        ("lognormal_walk", {"mean": 5.0}, "Did you mean 'mean_bps'"),
         ("walk", {}, r"unknown trace generator 'walk'.*expected one of"),
-        ("constant", {}, r"constant: missing required option\(s\) \['bps'\]"),
-        ("pensieve_markov", {"n_states": 2.5}, "option 'n_states' expects int, got 2.5"),
+        ("constant", {}, "constant: missing required key 'bps'"),
+        ("pensieve_markov", {"n_states": 2.5}, "n_states: expected int, got 2.5"),
     ],
 )
 def test_bad_parameters(kind: str, params: dict[str, Any], match: str) -> None:
