@@ -266,16 +266,22 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
     from bwgym.scenarios.config import library_scenarios, load_scenario
     from bwgym.scenarios.factory import make_trace
 
+    names = library_scenarios()
+    width = max(map(len, names), default=8) + 1
     rows = []
-    for name in library_scenarios():
+    for name in names:
         s = load_scenario(name)
         step_s = s.link.step_seconds or 0.04
-        budget = "unlimited" if s.codec.name == "none" else f"{make_trace(s).mean_bps * step_s:,.0f}"
+        if s.receivers:  # each stream has its own link and trace: `bwgym run` reports them
+            budget = f"{len(s.links)} links"
+        elif s.codec.name == "none":
+            budget = "unlimited"
+        else:
+            budget = f"{make_trace(s).mean_bps * step_s:,.0f} bits/step"
         rows.append(
-            f"{name:28s} {s.codec.name:12s} {s.agent.name:7s} {budget:>10s} bits/step  "
-            f"{s.description.strip()[:80]}"
+            f"{name:{width}s} {s.codec.name:12s} {s.agent.name:7s} {budget:>17s}  {s.description.strip()[:80]}"
         )
-    print(f"{'scenario':28s} {'codec':12s} {'agent':7s} {'mean budget':>20s}  description")
+    print(f"{'scenario':{width}s} {'codec':12s} {'agent':7s} {'mean budget':>17s}  description")
     print("\n".join(rows))
     return 0
 
