@@ -140,11 +140,9 @@ class LocateLiftEnv(gym.Env[dict[str, np.ndarray], np.ndarray], EzPickle):
 
       Rendering cost, views (84 px, ``arm`` and ``side``), spaces, dynamics, rewards and the
       50-step limit are those of v0. The scripted expert centres to half the finger slack
-      (5 mm in v1, 12 mm in v0) and succeeds in every one of seeds 0-99 without noise. The shipped
-      v1 BC agent (``bc_locate_lift_v1.ckpt``) succeeds 0.98 with both views, 0.12 with the side
-      view blanked or frozen at its first frame, 0.00 with the arm view blanked or frozen (100
-      unseen seeds; ``benchmarks/ablation.py``, BENCHMARKS.md "View ablation"); the v0 agent on v0:
-      1.00, 1.00, 0.00.
+      (5 mm in v1, 12 mm in v0). Both views are needed in v1: blanking or freezing either one
+      costs the shipped BC agent most of its success (``benchmarks/ablation.py``, BENCHMARKS.md
+      "View ablation"; ``tests/envs/test_lift_v1.py`` keeps the control).
     * v0: initial release.
     """
 
