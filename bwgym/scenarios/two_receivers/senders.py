@@ -18,10 +18,9 @@ carries them over the links). Receiver ``k`` (its place in the list, from 1) eit
   latents and side residual coefficients and no arm symbol; the sender, like every encoder here,
   sees both views: NDPCA's side residual is taken against its joint decoder, which reads the arm
   latents too). Task-agnostic NDPCA is the independent codec trained for what receiver 2 wants,
-  pixels, and at receiver 2's quality as cheap as any shipped pixel codec: on side frames of four
-  episodes (seeds 20000..) its smallest frame with components, 24 bits, gives ~24 dB (the
-  task-aware codec's 24.3 dB), where linear DPCA needs ~40 bits. Its frame budget is the smallest
-  that reaches a target side PSNR on calibration frames (:func:`side_budget`).
+  pixels, and the cheapest shipped pixel codec at receiver 2's quality (BENCHMARKS.md, "Gray-Wyner
+  with two receivers"). Its frame budget is the smallest that reaches a target side PSNR on calibration
+  frames (:func:`side_budget`).
 
 A monitor is scored the same way under every sender: the PSNR of the side view it shows against
 the raw 84x84 side view the env rendered at that step, whether it came from Gray-Wyner's 32
