@@ -40,6 +40,7 @@ from gymnasium.utils import seeding
 
 from bwgym.codecs.core.protocol import FRAME_OVERHEAD_BITS, Codec, Payload, Session
 from bwgym.envs.allocators import Allocator, make_allocator
+from bwgym.envs.latent_views import LatentViews, latent_views_for
 from bwgym.envs.transport import SessionTransport
 from bwgym.traces.link import Link, LinkStep
 from bwgym.traces.trace import BandwidthTrace
@@ -112,7 +113,9 @@ class BandwidthLimited(
     view not refreshed this step (not sent, over budget, lost, or still in flight) holds its last
     decoded frame; before anything was delivered in the episode it is all zeros. The observation
     space is unchanged. (A ``gymnasium.Wrapper`` rather than an ``ObservationWrapper``: it also
-    writes ``info`` and needs the reset seed.)
+    writes ``info`` and needs the reset seed.) With ``observation="latent"`` (latent codecs only) the
+    agent gets the code the receiver holds instead, no pixels decoded: one vector per codec stream
+    and the code's age (:mod:`bwgym.envs.latent_views`, :attr:`latent_views`).
 
     On ``reset(seed=s)`` the link clock restarts at an offset drawn uniformly in
     ``[0, trace.duration_s)`` from the wrapper's own generator :attr:`link_np_random` (seeded from
@@ -142,7 +145,8 @@ class BandwidthLimited(
     ``components``      dict stream -> int, latent codecs only: components sent per stream
     ``dropped``         dict view -> bool, True when the view's shown frame was not refreshed
     ``distortion``      dict view -> float, PSNR (dB) of the shown frame vs the true one; inf when
-                        identical (peak 255 for uint8 views, 1.0 for float views)
+                        identical (peak 255 for uint8 views, 1.0 for float views); ``{}`` with
+                        ``observation="latent"`` (no frame is decoded)
     ``frame_age_steps`` dict view -> int, steps since the shown frame was captured; -1 while the
                         view shows the initial zeros
     ``lost``            bool, this step's payload was lost at random by the link
@@ -164,10 +168,12 @@ class BandwidthLimited(
         step_seconds: link time per env step; the env's ``unwrapped.dt`` when None.
         latency_steps: a payload sent at step ``t`` is delivered at step ``t + latency_steps``.
         loss_prob: probability in ``[0, 1)`` that a transmitted payload is lost (seeded, see above).
+        observation: ``"pixels"`` (the decoded views) or ``"latent"`` (the held latent code).
 
     Raises:
         TypeError: ``env`` has no Dict observation space, ``codec`` is not a Codec, ``trace`` is not
-            a trace or a path, or ``latency_steps`` is not an int.
+            a trace or a path, ``latency_steps`` is not an int, or ``observation="latent"`` with a
+            codec that is not a latent codec.
         ValueError: a codec view is missing from or disagrees with the observation space, or a
             numeric argument is out of range.
 
@@ -209,6 +215,7 @@ class BandwidthLimited(
         step_seconds: float | None = None,
         latency_steps: int = 0,
         loss_prob: float = 0.0,
+        observation: str = "pixels",
     ) -> None:
         """Wrap ``env``; see the class docstring for the arguments."""
         gym.utils.RecordConstructorArgs.__init__(
@@ -219,6 +226,7 @@ class BandwidthLimited(
             step_seconds=step_seconds,
             latency_steps=latency_steps,
             loss_prob=loss_prob,
+            observation=observation,
         )
         gym.Wrapper.__init__(self, env)
         _check_codec_views(env.observation_space, codec)
@@ -246,6 +254,11 @@ class BandwidthLimited(
         self._zeros: dict[str, np.ndarray] = {
             v.name: np.zeros(v.shape, np.dtype(v.dtype)) for v in codec.views
         }
+        #: The receiver's latent end with ``observation="latent"`` (None: decoded pixels).
+        self.latent_views: LatentViews | None = latent_views_for(codec, observation, env.observation_space)
+        if self.latent_views is not None:
+            self.observation_space = self.latent_views.observation_space
+            self._zeros = self.latent_views.zeros()  # held per view: the code, not a frame
         self._shown: dict[str, np.ndarray] = dict(self._zeros)
         self._shown_step: dict[str, int] = dict.fromkeys(self._view_names, -1)
         #: The session header's transport over this env's link (both ends).
@@ -309,8 +322,14 @@ class BandwidthLimited(
             else self.codec.compress(pending.true_views, pending.frame_budget, pending.allocation)
         )
         received = self._transmit(pending, payload)
-        decoded = [self.codec.decompress(p) for _, p in received]
+        decoded = [self._decode(p) for _, p in received]
         return self._finish(pending, payload, received, decoded)
+
+    def _decode(self, payload: Payload) -> Mapping[str, np.ndarray]:
+        """What a received frame refreshes: decoded views, or with latent observations their code."""
+        if self.latent_views is None:
+            return self.codec.decompress(payload)
+        return self.latent_views.decode(payload)
 
     def _prepare(self, obs: Mapping[str, np.ndarray], env_info: dict[str, Any]) -> _Pending:
         """Budget, allocation and session header of this step; ``frame_budget`` None: no frame fits."""
@@ -386,9 +405,13 @@ class BandwidthLimited(
                     self._shown_step[name] = sent_step
                     refreshed.add(name)
 
-        shown_obs = {
-            key: (self._shown[key].copy() if key in self._shown else value) for key, value in obs.items()
-        }
+        ages = self._ages(pending.step_index)
+        if self.latent_views is None:
+            shown_obs = {
+                key: (self._shown[key].copy() if key in self._shown else value) for key, value in obs.items()
+            }
+        else:
+            shown_obs = self.latent_views.observation(obs, self._shown, ages)
         streams = tuple(getattr(codec, "stream_names", names))
         stream_bits = dict.fromkeys(streams, 0)
         if result.bits_sent:  # transmitted (delivered, in flight or lost), not over budget
@@ -405,10 +428,10 @@ class BandwidthLimited(
             allocation={k: (b / body_bits if body_bits else 0.0) for k, b in stream_bits.items()},
             requested_allocation=pending.allocation,
             dropped={name: name not in refreshed for name in names},
-            distortion={
-                name: psnr(self._shown[name], np.asarray(pending.true_views[name])) for name in names
-            },
-            frame_age_steps=self._ages(pending.step_index),
+            distortion={name: psnr(self._shown[name], np.asarray(pending.true_views[name])) for name in names}
+            if self.latent_views is None
+            else {},
+            frame_age_steps=ages,
             lost=bool(result.lost),
             over_budget=bool(result.over_budget),
         )
@@ -642,13 +665,12 @@ class VectorBandwidthLimited(gym.vector.VectorEnv):
         received = [
             env._transmit(p, payload) for env, p, payload in zip(envs, pending, payloads, strict=True)
         ]
-        if self.shared_codec is not None:
+        if self.shared_codec is not None and self.envs[0].latent_views is None:
             flat = iter(self.shared_codec.decompress_batch([payload for r in received for _, payload in r]))
             decoded = [[next(flat) for _ in r] for r in received]
         else:
             decoded = [
-                [env.codec.decompress(payload) for _, payload in r]
-                for env, r in zip(envs, received, strict=True)
+                [env._decode(payload) for _, payload in r] for env, r in zip(envs, received, strict=True)
             ]
         return [
             env._finish(p, payload, r, d)

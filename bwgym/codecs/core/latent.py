@@ -71,6 +71,7 @@ import numpy as np
 
 from bwgym.codecs.core.dpca import DPCA
 from bwgym.codecs.core.entropy import (
+    MAX_ABS_SYMBOL,
     SCALE_STEPS_PER_OCTAVE,
     EntropyCoder,
     dequantize,
@@ -1085,6 +1086,22 @@ class LatentCodec(Codec):
             if not g.residual:
                 out[self.stream_names[g.stream]][: c.size] = c
         return out
+
+    @property
+    def max_abs_coefficient(self) -> float:
+        """The largest magnitude a dequantised latent coefficient can have: the largest symbol at the coarsest step."""
+        return float(MAX_ABS_SYMBOL * step_from_index(self._k_hi()))
+
+    def decode_coefficients(self, coefficients: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The views that latent coefficients per stream decode to (the latent layer; no residual).
+
+        ``coefficients`` is what :meth:`decoded_coefficients` gives (or a receiver holds): zeros
+        stand for components not sent. For a frame without residual coefficients this is
+        :meth:`decompress`'s output, up to float rounding.
+        """
+        coeffs = [np.asarray(coefficients[s], np.float64) for s in self.stream_names]
+        vectors = self._synthesise(coeffs)
+        return {spec.name: self._from_vector(spec, v) for spec, v in zip(self.views, vectors, strict=True)}
 
     def estimate_bits(self, views: Mapping[str, np.ndarray], payload: Payload) -> float:
         """The entropy model's ideal body length (``-sum log2 p``) of ``views`` coded with ``payload``'s header."""
