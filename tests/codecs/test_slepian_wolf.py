@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from side_information import N, correlated_source
 
 from bwgym.codecs.core.protocol import PayloadError
 from bwgym.codecs.multiterminal.slepian_wolf import (
@@ -11,31 +12,20 @@ from bwgym.codecs.multiterminal.slepian_wolf import (
     parity_check,
     syndrome,
 )
-from bwgym.codecs.multiterminal.wyner_ziv import WynerZivCodec
-
-N = 4000
-
-
-@pytest.fixture(scope="module")
-def codec():
-    return WynerZivCodec.load(block_size=N)
 
 
 @pytest.fixture(scope="module")
 def source():
-    rng = np.random.default_rng(11)
-    x = rng.standard_normal(N).astype(np.float32)
-    y = x.astype(np.float64) + 0.1 * rng.standard_normal(N)
-    return x, y
+    return correlated_source(11)
 
 
 @pytest.fixture(scope="module")
-def top(codec, source):
+def top(wyner_ziv, source):
     """The highest rate point's coder, indices and payload."""
     x, _ = source
-    j = codec.n_rates - 1
-    coder = SlepianWolfIndexCoder(codec, j)
-    u = codec.encode_indices(x, j)
+    j = wyner_ziv.n_rates - 1
+    coder = SlepianWolfIndexCoder(wyner_ziv, j)
+    u = wyner_ziv.encode_indices(x, j)
     return coder, u, coder.encode(u, x)
 
 
@@ -63,22 +53,22 @@ def test_bp_recovers_bits_from_syndrome():
 
 
 @pytest.mark.parametrize("rate_idx", [0, 3])
-def test_exact_round_trip_with_the_right_side_information(codec, source, rate_idx):
+def test_exact_round_trip_with_the_right_side_information(wyner_ziv, source, rate_idx):
     x, y = source
-    coder = SlepianWolfIndexCoder(codec, rate_idx)
-    u = codec.encode_indices(x, rate_idx)
+    coder = SlepianWolfIndexCoder(wyner_ziv, rate_idx)
+    u = wyner_ziv.encode_indices(x, rate_idx)
     data = coder.encode(u, x)
     assert np.array_equal(coder.decode(data, y), u)
 
 
-def test_natural_labelling_round_trips(codec, source):
+def test_natural_labelling_round_trips(wyner_ziv, source):
     x, y = source
-    coder = SlepianWolfIndexCoder(codec, 1, labelling="natural")
-    u = codec.encode_indices(x, 1)
+    coder = SlepianWolfIndexCoder(wyner_ziv, 1, labelling="natural")
+    u = wyner_ziv.encode_indices(x, 1)
     assert np.array_equal(coder.decode(coder.encode(u, x), y), u)
 
 
-def test_wrong_side_information_is_a_detected_failure(codec, source, top):
+def test_wrong_side_information_is_a_detected_failure(wyner_ziv, source, top):
     coder, u, data = top
     rng = np.random.default_rng(5)
     for y_wrong in (rng.standard_normal(N), source[1] + 0.3 * rng.standard_normal(N)):
@@ -97,7 +87,7 @@ def test_corrupted_syndrome_is_detected(source, top):
     raise AssertionError(f"a corrupted syndrome decoded to indices ({np.sum(out != u)} wrong)")
 
 
-def test_malformed_payloads_raise_clear_errors(codec, source, top):
+def test_malformed_payloads_raise_clear_errors(wyner_ziv, source, top):
     coder, _, data = top
     y = source[1]
     with pytest.raises(PayloadError, match="announces"):
@@ -111,13 +101,13 @@ def test_malformed_payloads_raise_clear_errors(codec, source, top):
     with pytest.raises(PayloadError, match="truncated"):
         coder.decode(data[:8], y)
     with pytest.raises(PayloadError, match="rate"):
-        SlepianWolfIndexCoder(codec, 0).decode(data, y)
+        SlepianWolfIndexCoder(wyner_ziv, 0).decode(data, y)
     with pytest.raises(ValueError, match="side information"):
         coder.decode(data, y[:-1])
 
 
-def test_real_rate_is_below_the_one_shot_range_code_at_the_top_rate(codec, source, top):
+def test_real_rate_is_below_the_one_shot_range_code_at_the_top_rate(wyner_ziv, source, top):
     x, _ = source
     coder, _, data = top
-    one_shot = codec.compress_at({"x": x}, coder.rate_idx).nbits
+    one_shot = wyner_ziv.compress_at({"x": x}, coder.rate_idx).nbits
     assert 8 * len(data) < 0.92 * one_shot

@@ -5,29 +5,24 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from sensor_network import ENV_ID, sensor_codec, sensor_env, wire_roundtrip
 
 import bwgym  # noqa: F401  (registers the envs)
 from bwgym.codecs import make_codec
-from bwgym.codecs.core.protocol import Payload, ViewSpec
+from bwgym.codecs.core.protocol import ViewSpec
 from bwgym.codecs.core.registry import codec_entry
 from bwgym.codecs.sensor.dpca import VectorDPCACodec, sensor_frames
 from bwgym.envs.views import link_views
 
-ENV_ID = "bwgym/SensorNetwork-v0"
-
-
-def _env(preset: str = "ar1", n_sensors: int = 4) -> gym.Env:
-    return gym.make(ENV_ID, preset=preset, n_sensors=n_sensors)
-
 
 @pytest.fixture(scope="module")
 def env() -> gym.Env:
-    return _env()
+    return sensor_env("ar1")
 
 
 @pytest.fixture(scope="module")
 def codec(env: gym.Env) -> VectorDPCACodec:
-    return make_codec("vector_dpca", link_views(env), env_id=ENV_ID, system=env.unwrapped.model)
+    return sensor_codec("vector_dpca", env)
 
 
 def _steps(env: gym.Env, n: int, seed: int = 0) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
@@ -38,15 +33,6 @@ def _steps(env: gym.Env, n: int, seed: int = 0) -> list[tuple[dict[str, np.ndarr
         out.append((obs, env.unwrapped.state.copy()))
         obs, *_ = env.step(np.zeros(env.action_space.shape, np.float32))
     return out
-
-
-def _roundtrip(codec: VectorDPCACodec, obs: dict[str, np.ndarray], budget: int) -> tuple[Payload, dict]:
-    payload = codec.compress(obs, budget)
-    assert payload.nbits <= budget
-    if payload.is_empty:
-        return payload, {}
-    wire = Payload.from_bytes(payload.to_bytes(), codec="vector_dpca", session=codec.session)
-    return payload, codec.decompress(wire)
 
 
 def _fused(decoded: dict[str, np.ndarray], steps: dict[str, float], noise: list[float]) -> float:
@@ -63,7 +49,7 @@ def test_round_trip_through_bytes_never_exceeds_the_budget(env: gym.Env, codec: 
     budgets = (0, 16, 23, 24, 28, 32, 40, 64, 128, 512)
     for obs, _ in _steps(env, 20):
         for budget in budgets:
-            payload, decoded = _roundtrip(codec, obs, budget)
+            payload, decoded = wire_roundtrip(codec, obs, budget)
             if budget < 24:  # a frame is 16 bits of overhead and a body of whole bytes
                 assert payload.is_empty and decoded == {}
                 continue
@@ -74,7 +60,7 @@ def test_round_trip_through_bytes_never_exceeds_the_budget(env: gym.Env, codec: 
                 # the decoded value is within half a step of the measurement
                 assert abs(float(value[0] - obs[name][0])) <= codec.last_steps[name] / 2 + 1e-6
     # at a wide budget every sensor is sent, nearly exactly
-    _, decoded = _roundtrip(codec, obs, 512)
+    _, decoded = wire_roundtrip(codec, obs, 512)
     assert set(decoded) == set(obs)
     assert max(codec.last_steps.values()) < 1e-3
 
@@ -85,7 +71,7 @@ def test_distortion_falls_as_the_budget_rises(env: gym.Env, codec: VectorDPCACod
     for budget in (24, 32, 40, 48, 64):
         err = []
         for obs, _ in steps:
-            _, decoded = _roundtrip(codec, obs, budget)
+            _, decoded = wire_roundtrip(codec, obs, budget)
             err += [float((decoded.get(n, obs[n] * np.nan) - obs[n])[0]) ** 2 for n in obs]
         assert np.all(np.isfinite(err)), f"a sensor was left out at {budget} bits"
         mse.append(float(np.mean(err)))
@@ -114,20 +100,20 @@ def test_shipped_checkpoint_loads_for_sensor_views_and_refuses_image_views(codec
     assert "sensor_0" in str(err.value) and "arm" in str(err.value)
     # cv2d's sensors measure two values each: the ar1 checkpoint is refused, naming both shapes
     with pytest.raises(ValueError, match=r"\[2\]"):
-        make_codec("vector_dpca", link_views(_env("cv2d")), env_id=ENV_ID)
+        make_codec("vector_dpca", link_views(sensor_env("cv2d")), env_id=ENV_ID)
     with pytest.raises(ValueError, match="1-D float views"):
         VectorDPCACodec(codec.latent_model, images)
 
 
 def test_multi_dimensional_sensors_cv2d() -> None:
-    env = _env("cv2d", 3)
+    env = sensor_env("cv2d", 3)
     codec = VectorDPCACodec.train(sensor_frames(env, episodes=10, seed=500))
     assert codec.latent_model.ranks == (2, 2, 2)
     errors = []
     for budget in (32, 64, 128):
         err = []
         for obs, _ in _steps(env, 40, seed=7):
-            _, decoded = _roundtrip(codec, obs, budget)
+            _, decoded = wire_roundtrip(codec, obs, budget)
             for name, value in decoded.items():
                 assert value.shape == (2,) and codec.last_steps[name] > 0
             err += [float(np.sum((decoded[n] - obs[n]) ** 2)) for n in decoded]
@@ -147,14 +133,14 @@ def test_dpca_split_beats_sending_the_best_sensor_alone(env: gym.Env, codec: Vec
     """
     noise = list(env.unwrapped.model.noise_variances)
     assert np.argmin(noise) == 0
-    frames = sensor_frames(_env(), episodes=20, seed=2000)
+    frames = sensor_frames(sensor_env("ar1"), episodes=20, seed=2000)
     alone = VectorDPCACodec.train({"sensor_0": frames["sensor_0"]})
     steps = [pair for seed in (20, 21, 22, 23) for pair in _steps(env, 100, seed=seed)]
     ratios = {}
     for budget in (24, 32, 40):
         pooled_err, alone_err = [], []
         for obs, x in steps:
-            _, decoded = _roundtrip(codec, obs, budget)
+            _, decoded = wire_roundtrip(codec, obs, budget)
             pooled_err.append((_fused(decoded, codec.last_steps, noise) - x[0]) ** 2)
             payload = alone.compress({"sensor_0": obs["sensor_0"]}, budget)
             assert payload.nbits <= budget

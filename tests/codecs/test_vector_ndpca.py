@@ -5,30 +5,25 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from sensor_network import ENV_ID, sensor_codec, sensor_env, wire_roundtrip
 
 import bwgym  # noqa: F401  (registers the envs)
 from bwgym.codecs import make_codec
-from bwgym.codecs.core.protocol import Payload, ViewSpec
+from bwgym.codecs.core.protocol import ViewSpec
 from bwgym.codecs.core.registry import CHECKPOINT_DIR, codec_entry, codec_wire_id
 from bwgym.codecs.sensor.dpca import VectorDPCACodec, sensor_frames
 from bwgym.codecs.sensor.ndpca import SHIPPED_CHECKPOINT_AR1, VectorNDPCACodec
 from bwgym.envs.views import link_views
 
-ENV_ID = "bwgym/SensorNetwork-v0"
-
-
-def _env(preset: str = "cv2d", n_sensors: int = 4) -> gym.Env:
-    return gym.make(ENV_ID, preset=preset, n_sensors=n_sensors)
-
 
 @pytest.fixture(scope="module")
 def env() -> gym.Env:
-    return _env()
+    return sensor_env("cv2d")
 
 
 @pytest.fixture(scope="module")
 def codec(env: gym.Env) -> VectorNDPCACodec:
-    return make_codec("vector_ndpca", link_views(env), env_id=ENV_ID, system=env.unwrapped.model)
+    return sensor_codec("vector_ndpca", env)
 
 
 def _observations(env: gym.Env, n: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
@@ -40,15 +35,6 @@ def _observations(env: gym.Env, n: int, seed: int = 0) -> list[dict[str, np.ndar
     return out
 
 
-def _roundtrip(codec, obs: dict[str, np.ndarray], budget: int) -> tuple[Payload, dict]:
-    payload = codec.compress(obs, budget)
-    assert payload.nbits <= budget
-    if payload.is_empty:
-        return payload, {}
-    wire = Payload.from_bytes(payload.to_bytes(), codec=codec.name, session=codec.session)
-    return payload, codec.decompress(wire)
-
-
 def test_registered_with_its_own_wire_id() -> None:
     assert codec_wire_id("vector_ndpca") == 14 != codec_wire_id("vector_dpca")
     entry = codec_entry("vector_ndpca")
@@ -58,7 +44,7 @@ def test_registered_with_its_own_wire_id() -> None:
 def test_round_trip_never_exceeds_the_budget(env: gym.Env, codec: VectorNDPCACodec) -> None:
     for obs in _observations(env, 15, seed=1):
         for budget in (0, 16, 23, 24, 32, 48, 64, 128, 512):
-            payload, decoded = _roundtrip(codec, obs, budget)
+            payload, decoded = wire_roundtrip(codec, obs, budget)
             if budget < 24:
                 assert payload.is_empty and decoded == {}
                 continue
@@ -77,7 +63,7 @@ def test_distortion_falls_as_the_budget_rises(env: gym.Env, codec: VectorNDPCACo
     for budget in (24, 32, 64, 128):
         err, cal = [], []
         for obs in steps:
-            _roundtrip(codec, obs, budget)
+            wire_roundtrip(codec, obs, budget)
             rec = codec.last_reconstruction
             err.append(np.mean([np.mean((rec[n] - obs[n]) ** 2) for n in obs]))
             cal.append(np.mean(list(codec.last_error_variances.values())))
@@ -93,10 +79,10 @@ def test_shipped_checkpoint_loads_for_its_views_and_refuses_others(codec: Vector
     assert codec.calibration.shape == (codec._h_limit() + 1, 4)
     # ar1's sensors measure one value: refused, naming both shapes
     with pytest.raises(ValueError) as err:
-        make_codec("vector_ndpca", link_views(_env("ar1")), env_id=ENV_ID)
+        make_codec("vector_ndpca", link_views(sensor_env("ar1")), env_id=ENV_ID)
     assert "[1]" in str(err.value) and "[2]" in str(err.value) and "train sensor-codec" in str(err.value)
     with pytest.raises(ValueError, match="sensor_7"):
-        make_codec("vector_ndpca", link_views(_env("cv2d", 8)), env_id=ENV_ID)
+        make_codec("vector_ndpca", link_views(sensor_env("cv2d", 8)), env_id=ENV_ID)
     images = [ViewSpec("arm", (84, 84, 3), "uint8"), ViewSpec("side", (84, 84, 3), "uint8")]
     with pytest.raises(ValueError) as err:
         make_codec("vector_ndpca", images, env_id="bwgym/LocateLift-v1")
@@ -105,7 +91,7 @@ def test_shipped_checkpoint_loads_for_its_views_and_refuses_others(codec: Vector
     # the ar1 checkpoint shipped beside it serves ar1
     ar1 = make_codec(
         "vector_ndpca",
-        link_views(_env("ar1")),
+        link_views(sensor_env("ar1")),
         env_id=ENV_ID,
         checkpoint=CHECKPOINT_DIR / SHIPPED_CHECKPOINT_AR1,
     )
@@ -121,7 +107,7 @@ def test_save_load_round_trip_is_bit_exact(tmp_path, codec: VectorNDPCACodec, en
 
 
 def test_trains_quickly_on_a_small_run() -> None:
-    frames = sensor_frames(_env("ar1", 2), episodes=2, seed=3000)
+    frames = sensor_frames(sensor_env("ar1", 2), episodes=2, seed=3000)
     codec = VectorNDPCACodec.train(frames, steps=40, batch_size=64)
     assert codec.view_shapes == {"sensor_0": (1,), "sensor_1": (1,)}
     assert np.all(np.isfinite(codec.calibration)) and codec.metrics["held_out_mse_all_components"] < 0.1
@@ -137,7 +123,7 @@ def test_control_against_vector_dpca_on_ar1() -> None:
     against 7.8e-4): the networks' inverse is accurate to a few 1e-2 of the sensors' noise at best,
     DPCA's is exact up to the step.
     """
-    env = _env("ar1")
+    env = sensor_env("ar1")
     neural = make_codec(
         "vector_ndpca", link_views(env), env_id=ENV_ID, checkpoint=CHECKPOINT_DIR / SHIPPED_CHECKPOINT_AR1
     )
@@ -148,9 +134,9 @@ def test_control_against_vector_dpca_on_ar1() -> None:
     for budget in (24, 48):
         err_n, err_l = [], []
         for obs in steps:
-            _roundtrip(neural, obs, budget)
+            wire_roundtrip(neural, obs, budget)
             err_n.append(np.mean([(neural.last_reconstruction[n] - obs[n]) ** 2 for n in obs]))
-            _, dec = _roundtrip(linear, obs, budget)
+            _, dec = wire_roundtrip(linear, obs, budget)
             err_l.append(np.mean([(dec[n] - obs[n]) ** 2 if n in dec else obs[n] ** 2 for n in obs]))
         ratio[budget] = float(np.mean(err_n)) / float(np.mean(err_l))
     assert ratio[24] < 0.9, ratio

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from side_information import N, correlated_source
 
 from bwgym.codecs import make_codec
 from bwgym.codecs.bounds import rate_distortion_gaussian, wyner_ziv_gaussian
@@ -11,20 +12,10 @@ from bwgym.codecs.core.protocol import Payload, PayloadError, ViewSpec
 from bwgym.codecs.multiterminal.wyner_ziv import WynerZivCodec, WynerZivConfig
 from bwgym.codecs.sensor.predictive import ScalarCodec
 
-N = 4000
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    return WynerZivCodec.load(block_size=N)
-
 
 @pytest.fixture(scope="module")
 def source():
-    rng = np.random.default_rng(7)
-    x = rng.standard_normal(N).astype(np.float32)
-    y = x.astype(np.float64) + 0.1 * rng.standard_normal(N)
-    return x, y
+    return correlated_source(7)
 
 
 def _points(codec, x, y):
@@ -37,37 +28,37 @@ def _points(codec, x, y):
     return out
 
 
-def test_round_trip_and_rates_are_monotone(shipped, source):
+def test_round_trip_and_rates_are_monotone(wyner_ziv, source):
     x, y = source
-    points = _points(shipped, x, y)
+    points = _points(wyner_ziv, x, y)
     rates, dists = zip(*points, strict=True)
     assert all(a < b for a, b in zip(rates, rates[1:], strict=False)), rates
     assert all(a > b for a, b in zip(dists, dists[1:], strict=False)), dists
-    cond = shipped.config.conditional_var
+    cond = wyner_ziv.config.conditional_var
     for rate, d in points:
         # real bits can never beat the Wyner-Ziv bound; the side information must be used
         assert rate >= wyner_ziv_gaussian(cond, d) - 0.02
         assert rate < rate_distortion_gaussian(1.0, d)
 
 
-def test_real_bits_match_the_entropy_model(shipped, source):
+def test_real_bits_match_the_entropy_model(wyner_ziv, source):
     x, _ = source
-    for j in range(shipped.n_rates):
-        u = shipped.encode_indices(x, j)
-        ideal = -np.log2(shipped.frequencies[j][u] / 2**24).sum()
-        payload = shipped.compress_at({"x": x}, j)
+    for j in range(wyner_ziv.n_rates):
+        u = wyner_ziv.encode_indices(x, j)
+        ideal = -np.log2(wyner_ziv.frequencies[j][u] / 2**24).sum()
+        payload = wyner_ziv.compress_at({"x": x}, j)
         assert 8 * len(payload.streams[0]) <= ideal + 40
         assert payload.nbits == 8 * len(payload.to_bytes())
 
 
-def test_beats_scalar_quantisation_at_every_rate(shipped, source):
+def test_beats_scalar_quantisation_at_every_rate(wyner_ziv, source):
     x, y = source
     scalar = ScalarCodec.from_views([ViewSpec("x", (N,), "float32")], scale=1.0)
     base = []
     for b in range(1, 9):
         payload = scalar.compress({"x": x}, b * N + 200)
         base.append((payload.nbits / N, float(np.mean((scalar.decompress(payload)["x"] - x) ** 2))))
-    for rate, d in _points(shipped, x, y):
+    for rate, d in _points(wyner_ziv, x, y):
         if rate < base[0][0]:
             assert d < base[0][1]  # fewer bits than the scalar codec's coarsest point, lower error
             continue
@@ -75,10 +66,10 @@ def test_beats_scalar_quantisation_at_every_rate(shipped, source):
         assert d < d_scalar, (rate, d, d_scalar)
 
 
-def test_the_encoder_bins(shipped):
+def test_the_encoder_bins(wyner_ziv):
     """At a fine rate point the same index labels cells far apart along x (several sigma_N)."""
-    cfg = shipped.config
-    table = shipped.tables[-1]
+    cfg = wyner_ziv.config
+    table = wyner_ziv.tables[-1]
     xc = cfg.centres
     runs = np.flatnonzero(np.diff(table)) + 1
     starts = xc[np.concatenate([[0], runs])]
@@ -91,13 +82,13 @@ def test_the_encoder_bins(shipped):
         assert gaps.min() > 2 * math.sqrt(cfg.noise_var)
 
 
-def test_compress_picks_the_finest_rate_that_fits(shipped, source):
+def test_compress_picks_the_finest_rate_that_fits(wyner_ziv, source):
     x, _ = source
-    sizes = [shipped.compress_at({"x": x}, j).nbits for j in range(shipped.n_rates)]
+    sizes = [wyner_ziv.compress_at({"x": x}, j).nbits for j in range(wyner_ziv.n_rates)]
     for j, size in enumerate(sizes):
-        payload = shipped.compress({"x": x}, size)
+        payload = wyner_ziv.compress({"x": x}, size)
         assert payload.meta[2] == j and payload.nbits <= size
-    assert shipped.compress({"x": x}, min(sizes) - 1).is_empty
+    assert wyner_ziv.compress({"x": x}, min(sizes) - 1).is_empty
 
 
 def test_side_information_is_required_and_checked(source):
