@@ -226,8 +226,32 @@ def _train_config(
     )
 
 
+def _train_fleet(args: argparse.Namespace) -> int:
+    """``--fleet``: fit a fleet scorer to the fleet oracle on the scenario's fleet (:mod:`bwgym.scenarios.fleet`)."""
+    from bwgym.cli import parse_overrides
+    from bwgym.scenarios.config import load_scenario
+    from bwgym.scenarios.fleet import distill_fleet_allocator
+
+    try:
+        scenario = load_scenario(args.scenario, parse_overrides(args.set))
+        rounds = args.distill_episodes or 4
+        print(
+            f"fitting a fleet allocator to the fleet oracle on {scenario.name}: {rounds} rounds", flush=True
+        )
+        path = distill_fleet_allocator(
+            scenario, args.out, rounds, args.distill_epochs, args.seed, args.history_steps
+        )
+    except ValueError as err:  # ConfigError included
+        return _fail(str(err))
+    print(f"wrote {path}")
+    print(f"use it: --set 'fleet.allocator={{name: learned, options: {{checkpoint: {args.out}}}}}'")
+    return 0
+
+
 def cmd_train_allocator(args: argparse.Namespace) -> int:
     """Train an allocation policy on a scenario's parts; write ``<out>/policy.ckpt``."""
+    if args.fleet:
+        return _train_fleet(args)
     try:
         _check_args(args)
         env_kwargs, held_out, mean_bits, scenario = _scenario_parts(args)
@@ -361,6 +385,11 @@ def register(train_subparsers: Any) -> None:
         type=key_value,
         metavar="KEY=VALUE",
         help="a keyword argument of SB3's PPO (YAML value), e.g. --ppo learning_rate=1e-4",
+    )
+    p.add_argument(
+        "--fleet",
+        action="store_true",
+        help="a fleet allocator for a fleet scenario: fit to the fleet oracle over --distill-episodes rounds",
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--progress", action="store_true", help="SB3's progress bar")

@@ -33,6 +33,8 @@ def register_envs() -> None:
         "bwgym/SensorNetwork-v0": dict(entry_point="bwgym.envs.sensors:SensorNetworkEnv"),
         # The entry point sits one layer up: with no arguments it loads the shipped task agent.
         "bwgym/AllocateBandwidth-v0": dict(entry_point="bwgym.agents.allocation:make_allocation_env"),
+        # Without arguments: four robots with the shipped BC agent (fleet_allocation.default_fleet).
+        "bwgym/AllocateFleet-v0": dict(entry_point="bwgym.envs.fleet_allocation:AllocateFleetEnv"),
     }
     for env_id, kwargs in specs.items():
         if env_id not in gym.registry:

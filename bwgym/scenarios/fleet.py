@@ -53,8 +53,10 @@ __all__ = [
     "FleetConfig",
     "MemberLinkConfig",
     "check_fleet",
+    "distill_fleet_allocator",
     "fleet_summary",
     "jain_index",
+    "make_allocate_fleet_env",
     "make_fleet",
     "member_scenario",
     "run_fleet_rounds",
@@ -187,19 +189,128 @@ def make_fleet(scenario: Any) -> Any:
         raise ConfigError(f"fleet: {exc}") from None
 
 
-# ------------------------------------------------------------------------------ one round
-def _fleet_and_agents(scenario: Any) -> tuple[Any, list[Any]]:
+def make_allocate_fleet_env(scenario: Any, teacher: Any = None, **kwargs: Any) -> Any:
+    """``bwgym/AllocateFleet-v0`` on the scenario's fleet and agents (:class:`~bwgym.envs.fleet_allocation.AllocateFleetEnv`).
+
+    Args:
+        scenario: a fleet scenario.
+        teacher: a fleet allocator that divides the link instead of the action (demonstrations).
+        **kwargs: the env's other arguments (``traces``, ``success_bonus``, ``history_steps``).
+    """
+    from bwgym.envs.fleet_allocation import AllocateFleetEnv
+
+    fleet, agents = _build_fleet_and_agents(scenario)
+    return AllocateFleetEnv(fleet, agents, teacher=teacher, **kwargs)
+
+
+def distill_fleet_allocator(
+    scenario: Any,
+    out: str | Path,
+    rounds: int = 4,
+    epochs: int = 300,
+    seed: int = 0,
+    history_steps: int = 8,
+    units: int = 8,
+    hidden: int = 32,
+) -> Path:
+    """Fit a :class:`~bwgym.envs.fleet.FleetScorer` to the fleet oracle's divisions; write ``out/fleet_policy.ckpt``.
+
+    Runs ``rounds`` rounds of ``bwgym/AllocateFleet-v0`` on the scenario's fleet with the oracle
+    (:class:`~bwgym.envs.fleet.FleetOracle`, ``units`` parts) dividing the link, records each step's
+    observation and the oracle's shares, and fits the scorer (cross-entropy of its softmax over the
+    active members against the oracle's shares; Adam, full batch, ``epochs`` steps, seeded). The
+    checkpoint records the observer's spec and this configuration; a scenario runs it as
+    ``fleet: {allocator: {name: learned, options: {checkpoint: OUT}}}``.
+
+    Raises:
+        ValueError: not a fleet scenario, or an argument out of range.
+    """
+    import torch
+
+    from bwgym.envs.fleet import POLICY_FILE, FleetOracle, FleetOracleOptions, FleetScorer
     from bwgym.scenarios.factory import make_agent
+
+    if scenario.fleet is None:
+        raise ValueError(f"scenario {scenario.name!r} has no fleet: section; give a fleet scenario")
+    for label, value, low, high in (
+        ("rounds", rounds, 1, 100_000),
+        ("epochs", epochs, 1, 1_000_000),
+        ("hidden", hidden, 1, 1024),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{label} is expected to be an integer in [{low}, {high}], got {value!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = make_allocate_fleet_env(scenario, history_steps=history_steps)
+    try:
+        env.gate.teacher = FleetOracle(make_agent(scenario, env.fleet.envs[0]), FleetOracleOptions(units))
+        inputs, targets, masks = [], [], []
+        for r in range(rounds):
+            obs, _ = env.reset(seed=seed + r)
+            done = False
+            while not done:
+                active = obs["members"][:, 0] > 0.5
+                next_obs, _, done, _, info = env.step(np.zeros(env.action_space.shape, np.float32))
+                shares = np.where(active, info["shares"], 0.0)
+                if shares.sum() > 0:
+                    inputs.append(FleetScorer.inputs(obs))
+                    targets.append(shares / shares.sum())
+                    masks.append(active)
+                obs = next_obs
+        spec = env.observer.spec()
+    finally:
+        env.close()
+    torch.manual_seed(seed)
+    x = torch.as_tensor(np.stack(inputs), dtype=torch.float32)
+    y = torch.as_tensor(np.stack(targets), dtype=torch.float32)
+    mask = torch.as_tensor(np.stack(masks))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(x.shape[-1], hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 1)
+    )
+    optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(epochs):
+        scores = net(x).squeeze(-1).masked_fill(~mask, -1e9)
+        loss = -(y * torch.log_softmax(scores, dim=-1)).sum(-1).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    first, last = net[0], net[2]
+    weights = {
+        "w1": first.weight.detach().numpy(),
+        "b1": first.bias.detach().numpy(),
+        "w2": last.weight.detach().numpy().reshape(-1),
+        "b2": last.bias.detach().numpy(),
+    }
+    config = {
+        "scenario": scenario.name,
+        "members": scenario.fleet.members,
+        "rounds": rounds,
+        "steps": len(inputs),
+        "epochs": epochs,
+        "seed": seed,
+        "units": units,
+        "hidden": hidden,
+        "final_loss": float(loss.detach()),
+    }
+    return Path(FleetScorer(weights, spec).save(out / POLICY_FILE, config))
+
+
+# ------------------------------------------------------------------------------ one round
+def _build_fleet_and_agents(scenario: Any) -> tuple[Any, list[Any]]:
+    """The scenario's fleet and one agent per member (one instance for all when it is memoryless)."""
+    from bwgym.scenarios.factory import make_agent
+
+    fleet = make_fleet(scenario)
+    first = make_agent(scenario, fleet.envs[0])
+    if getattr(first, "memoryless", False):
+        return fleet, [first] * fleet.num_envs
+    return fleet, [first] + [make_agent(scenario, env) for env in fleet.envs[1:]]
+
+
+def _fleet_and_agents(scenario: Any) -> tuple[Any, list[Any]]:
     from bwgym.scenarios.runner import _cached
 
-    def build() -> tuple[Any, list[Any]]:
-        fleet = make_fleet(scenario)
-        first = make_agent(scenario, fleet.envs[0])
-        if getattr(first, "memoryless", False):
-            return fleet, [first] * fleet.num_envs
-        return fleet, [first] + [make_agent(scenario, env) for env in fleet.envs[1:]]
-
-    return _cached("fleet:", scenario, build)
+    return _cached("fleet:", scenario, lambda: _build_fleet_and_agents(scenario))
 
 
 def _fleet_rows(fleet: Any, r: int, step: int) -> list[dict[str, Any]]:

@@ -290,8 +290,110 @@ def test_registry_names_options_and_errors():
         make_fleet_allocator("equl")
     with pytest.raises(OptionError, match="top_k is expected to be >= 0"):
         make_fleet_allocator("state", options={"top_k": -1})
-    with pytest.raises(OptionError, match="unknown option 'age'"):
+    with pytest.raises(OptionError, match=r"'state'.*age.*age_weight"):
         make_fleet_allocator("state", options={"age": 1.0})
     assert make_fleet_allocator("state", options={"top_k": 2}).options == StateRuleOptions(top_k=2)
     with pytest.raises(ValueError, match="make_agent"):
         make_fleet_allocator("oracle")
+
+
+# ----------------------------------------------------------------------------- AllocateFleet-v0
+def test_allocate_fleet_env_divides_by_its_action_and_ends_with_the_round():
+    from bwgym.envs.fleet_allocation import AllocateFleetEnv
+
+    trace = constant(2e6, duration_s=20.0)
+    env = AllocateFleetEnv(FleetBandwidthLimited(_members(3, trace), trace), MeanAgent())
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs) and obs["members"][:, 0].tolist() == [1, 1, 1]
+    obs, reward, done, truncated, info = env.step(np.array([1.0, -1.0, -1.0], np.float32))
+    assert info["shares"][0] == pytest.approx(1 / (1 + 2 * np.exp(-8.0))) and not truncated
+    assert obs["members"][0, 4] == pytest.approx(info["shares"][0])  # the share it had, observed
+    steps = 1
+    while not done:
+        obs, reward, done, _, info = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs) and np.isfinite(reward)
+        assert (info["shares"][obs["members"][:, 0] == 0] >= 0).all()
+        steps += 1
+    assert 8 <= steps <= 20 and obs["members"][:, 0].sum() == 0
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(env.action_space.sample())
+
+
+def test_allocate_fleet_env_passes_the_env_checker():
+    from gymnasium.utils.env_checker import check_env
+
+    from bwgym.envs.fleet_allocation import AllocateFleetEnv
+
+    trace = constant(2e6, duration_s=20.0)
+    check_env(
+        AllocateFleetEnv(FleetBandwidthLimited(_members(2, trace), trace), MeanAgent()),
+        skip_render_check=True,
+    )
+
+
+def test_learned_allocator_divides_as_the_env_does_for_its_scorer(tmp_path):
+    """A scorer loaded as the `learned` fleet allocator sees the env's observation and sends its shares."""
+    from bwgym.common.registry import BuildContext
+    from bwgym.envs.fleet import FleetObserver, FleetScorer, action_to_shares, scores_to_action
+    from bwgym.envs.fleet_allocation import AllocateFleetEnv
+
+    rng = np.random.default_rng(0)
+    spec = FleetObserver(3).spec()
+    inputs = len(spec["features"]) + spec["history_steps"]
+    weights = {
+        "w1": rng.normal(size=(4, inputs)),
+        "b1": rng.normal(size=4),
+        "w2": 3 * rng.normal(size=4),
+        "b2": [0.0],
+    }
+    scorer = FleetScorer(weights, spec)
+    assert scorer.save(tmp_path / "fleet_policy.ckpt").is_file()
+    learned = make_fleet_allocator("learned", BuildContext(), {"checkpoint": str(tmp_path)})
+
+    trace = generate("lognormal_walk", mean_bps=3e6, duration_s=20.0, seed=2)  # the JPEG pairs fit
+    codec = JpegCodec.from_observation_space(Cams().observation_space)
+
+    def lossy():  # members that drop differently, so the scorer sees them apart
+        return [_members(1, trace, codec, loss_prob=p)[0] for p in (0.0, 0.5, 0.9)]
+
+    env = AllocateFleetEnv(FleetBandwidthLimited(lossy(), trace), MeanAgent())
+    replay = FleetBandwidthLimited(lossy(), trace, learned)
+    obs, info = env.reset(seed=4)
+    replay.reset(seed=info["seeds"])
+    divisions = set()
+    for _ in range(6):
+        action = scores_to_action(scorer(obs), np.ones(3, dtype=bool))
+        expected, _ = action_to_shares(action, np.ones(3, dtype=bool))
+        obs, *_ = env.step(action)
+        replay.step(np.zeros((3, 2), np.float32))
+        np.testing.assert_allclose(env.fleet.fleet_info["shares"], expected, atol=1e-12)
+        np.testing.assert_allclose(replay.fleet_info["shares"], expected, atol=1e-12)
+        divisions.add(tuple(np.round(expected, 3)))
+    assert len(divisions) > 1, "the scorer must react to what it observes"
+
+
+def test_scores_and_actions_map_to_the_same_shares():
+    from bwgym.envs.fleet import action_to_shares, scores_to_action, scores_to_shares
+
+    active = np.array([True, False, True, True])
+    scores = np.array([0.3, 9.0, -2.0, 1.5])
+    direct, _ = scores_to_shares(scores, active)
+    via_action, reason = action_to_shares(scores_to_action(scores, active), active)
+    np.testing.assert_allclose(via_action, direct, atol=1e-12)
+    assert reason is None and via_action[1] == 0
+    assert action_to_shares([2.0, 0.0, 0.0, 0.0], active)[1] == "out_of_bounds"
+    shares, reason = action_to_shares([np.nan, 0.0, 0.0, 0.0], active)
+    assert reason == "non_finite" and shares.tolist() == pytest.approx([1 / 3, 0, 1 / 3, 1 / 3])
+
+
+def test_a_scorer_of_another_observer_is_refused(tmp_path):
+    from bwgym.envs.fleet import FleetScorer
+
+    spec = {"version": 0, "history_steps": 8, "max_age_steps": 10, "features": ["age"]}
+    FleetScorer({"w1": np.zeros((2, 9)), "b1": np.zeros(2), "w2": np.zeros(2), "b2": [0.0]}, spec).save(
+        tmp_path / "s.ckpt"
+    )
+    with pytest.raises(ValueError, match="train it again"):
+        FleetScorer.load(tmp_path / "s.ckpt")
+    with pytest.raises(OptionError, match="checkpoint is required"):
+        make_fleet_allocator("learned")

@@ -90,7 +90,7 @@ def test_a_resumed_fleet_run_gives_the_uninterrupted_table(tmp_path, tiny_scenar
             r"fleet.allocator.name: unknown fleet allocator 'equl' \(did you mean 'equal'\?\)",
         ),
         (_fleet(2, "state", top_k=-1), {}, r"fleet.allocator.options: top_k is expected to be >= 0"),
-        (_fleet(2, "state", age=1), {}, r"fleet.allocator.options: unknown option 'age'"),
+        (_fleet(2, "state", age=1), {}, r"fleet.allocator.options.*age.*age_weight"),
         (
             {"members": 2, "links": {"2": {"loss_prob": 0.1}}},
             {},
@@ -136,3 +136,18 @@ def test_library_fleets_run_a_round(tmp_path, name):
     scenario = load_scenario(name)
     assert len(result.episodes) == scenario.fleet.members >= 8
     assert result.episodes.mean_bits_sent.gt(0).all()
+
+
+def test_a_distilled_fleet_allocator_loads_into_a_scenario_and_runs(tmp_path, tiny_scenario):
+    """`bwgym train allocator --fleet` on a tiny fleet, then the scenario with allocator `learned`."""
+    from bwgym.cli import main
+
+    path = tiny_scenario(agent="random", episodes=1)
+    out = tmp_path / "learned"
+    args = ["train", "allocator", "--fleet", "--scenario", str(path), "--set", "fleet.members=2"]
+    args += ["--set", "trace.params.good_bps=2500000.0", "--distill-episodes", "1", "--distill-epochs", "20"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert (out / "fleet_policy.ckpt").is_file()
+    allocator = {"name": "learned", "options": {"checkpoint": str(out)}}
+    result, _ = _run(path, tmp_path / "run", {**LINK, "fleet": {"members": 3, "allocator": allocator}})
+    assert len(result.episodes) == 3 and result.summary.fleet_allocator.iloc[0] == "learned"

@@ -4,7 +4,8 @@
   one shared link (:mod:`bwgym.envs.fleet.wrapper`);
 * fleet allocators (:mod:`bwgym.envs.fleet.allocators`), registered in
   :data:`~bwgym.common.registry.FLEET_ALLOCATORS`: ``equal``, ``proportional``, ``max_min_fair``,
-  ``state``, ``oracle``.
+  ``state``, ``oracle``, and ``learned`` (:mod:`bwgym.envs.fleet.learned`: a scorer trained on
+  ``bwgym/AllocateFleet-v0``, :mod:`bwgym.envs.fleet_allocation`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ from bwgym.envs.fleet.allocators import (
     StateRule,
     StateRuleOptions,
     water_fill,
+)
+from bwgym.envs.fleet.learned import (
+    POLICY_FILE,
+    FleetObserver,
+    FleetScorer,
+    LearnedFleetAllocator,
+    LearnedFleetOptions,
+    action_to_shares,
+    scores_to_action,
+    scores_to_shares,
 )
 from bwgym.envs.fleet.wrapper import (
     MAX_FLEET_MEMBERS,
@@ -33,20 +44,28 @@ from bwgym.envs.fleet.wrapper import (
 
 __all__ = [
     "MAX_FLEET_MEMBERS",
+    "POLICY_FILE",
     "EqualShare",
     "FleetAllocator",
     "FleetBandwidthLimited",
     "FleetOracle",
+    "FleetObserver",
     "FleetOracleOptions",
+    "FleetScorer",
     "FleetState",
+    "LearnedFleetAllocator",
+    "LearnedFleetOptions",
     "MaxMinFair",
     "MemberLink",
     "ProportionalShare",
     "StateRule",
     "StateRuleOptions",
+    "action_to_shares",
     "check_shares",
     "divide_budget",
     "equal_shares",
     "make_fleet_allocator",
+    "scores_to_action",
+    "scores_to_shares",
     "water_fill",
 ]

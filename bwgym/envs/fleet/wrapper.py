@@ -309,12 +309,8 @@ class FleetBandwidthLimited(VectorBandwidthLimited):
                     f"member {i} steps {member.step_seconds:g} s, member 0 {step_seconds:g} s; "
                     "a fleet's members share one link clock: give them one step length"
                 )
-            member.link = MemberLink(
-                member.trace, step_seconds, latency_steps=member.latency_steps, loss_prob=member.loss_prob
-            )
-        self.trace = trace
         self.step_seconds = step_seconds
-        self.shared_link = Link(trace, step_seconds)
+        self.use_trace(trace)
         self.allocator: FleetAllocator = make_fleet_allocator(allocator)
         self.allocator_name = allocator_name or (
             allocator if isinstance(allocator, str) else type(allocator).__name__
@@ -330,6 +326,14 @@ class FleetBandwidthLimited(VectorBandwidthLimited):
         self._full_reset = False
         #: The last step's division (see the class docstring).
         self.fleet_info: dict[str, Any] = {}
+
+    def use_trace(self, trace: BandwidthTrace) -> None:
+        """Put the fleet on another shared trace; call :meth:`reset` next (a new round on it)."""
+        self.trace = trace
+        self.shared_link = Link(trace, self.step_seconds)
+        for member in self.envs:
+            member.trace = trace
+            member.link = MemberLink(trace, self.step_seconds, member.latency_steps, member.loss_prob)
 
     @property
     def members(self) -> list[BandwidthLimited]:
@@ -360,31 +364,13 @@ class FleetBandwidthLimited(VectorBandwidthLimited):
                 self._episode_steps[i] = 0
                 self._drops[i].clear()
                 self._carry[i] = 0.0
-        budget = int(self.shared_link.peek_budget_bits())
-        bandwidth = float(self.shared_link.peek_bandwidth_bps())
         active = np.zeros(n, dtype=bool)
         active[indices] = True
-        views: list[Mapping[str, np.ndarray] | None] = [None] * n
-        infos: list[Mapping[str, Any]] = [{} for _ in range(n)]
+        state = self.peek_state(active)
         for i, (obs, info) in zip(indices, raw, strict=True):
-            views[i] = {name: obs[name] for name in members[i].view_names}
-            infos[i] = info
-        ages = np.array(
-            [max(m._ages(m.link.step_index).values(), key=_age_key) for m in members], dtype=np.int64
-        )
-        state = FleetState(
-            budget_bits=budget,
-            bandwidth_bps=bandwidth,
-            step=self.shared_link.step_index,
-            active=active,
-            views=views,
-            frame_age_steps=ages,
-            drop_rate=np.array([float(np.mean(d)) if d else 0.0 for d in self._drops]),
-            episode_steps=self._episode_steps.copy(),
-            max_episode_steps=self.max_episode_steps,
-            env_infos=infos,
-            fleet=self,
-        )
+            state.views[i] = {name: obs[name] for name in members[i].view_names}
+            state.env_infos[i] = info
+        budget, bandwidth = state.budget_bits, state.bandwidth_bps
         shares = check_shares(self.allocator(state), n, f"fleet allocator {self.allocator_name!r}")
         shares = np.where(active, shares, 0.0)
         budgets, self._carry = divide_budget(budget, shares, self._carry)
@@ -412,6 +398,28 @@ class FleetBandwidthLimited(VectorBandwidthLimited):
             "held": held,
         }
         return out
+
+    def peek_state(self, active: np.ndarray) -> FleetState:
+        """The :class:`FleetState` of the next send for the members ``active``, before they step.
+
+        ``views`` and ``env_infos`` are empty (they come with the step); every other field is what
+        the fleet allocator will see, so a scheduler may observe it before deciding.
+        """
+        members = self.envs
+        ages = [max(m._ages(m.link.step_index).values(), key=_age_key) for m in members]
+        return FleetState(
+            budget_bits=int(self.shared_link.peek_budget_bits()),
+            bandwidth_bps=float(self.shared_link.peek_bandwidth_bps()),
+            step=self.shared_link.step_index,
+            active=np.asarray(active, dtype=bool).copy(),
+            views=[None] * self.num_envs,
+            frame_age_steps=np.array(ages, dtype=np.int64),
+            drop_rate=np.array([float(np.mean(d)) if d else 0.0 for d in self._drops]),
+            episode_steps=self._episode_steps.copy(),
+            max_episode_steps=self.max_episode_steps,
+            env_infos=[{} for _ in members],
+            fleet=self,
+        )
 
     def request_bits(self, views: Sequence[Mapping[str, np.ndarray] | None], budget_bits: int) -> np.ndarray:
         """Bits of each member's payload of ``views`` under ``budget_bits`` with its codec's own split (0: None)."""

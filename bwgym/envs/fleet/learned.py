@@ -1,0 +1,333 @@
+"""The ``learned`` fleet allocator: a small scorer trained to divide the shared link.
+
+* :class:`FleetObserver` - what a network scheduler knows before each step (the shared budget's
+  history, and per member: active, age of its last delivered frame, recent drops, progress through
+  its episode, the share it had and how much of it its codec filled); the observation of
+  ``bwgym/AllocateFleet-v0`` (:mod:`bwgym.envs.fleet_allocation`), so a policy trained there sees
+  the same numbers inside a scenario;
+* :func:`scores_to_shares` - one score per member to shares (a softmax over the active members);
+  :func:`action_to_shares` and :func:`scores_to_action` - the same through ``AllocateFleet-v0``'s
+  bounded action, so a scorer and a policy acting in the env divide alike;
+* :class:`FleetScorer` - ``w2 . tanh(W1 [f_i, g] + b1) + b2`` per member, the same weights for
+  every member, so a scorer trained on one fleet size divides any other;
+* :class:`LearnedFleetAllocator` (``learned``) - runs a scorer from its checkpoint (written by
+  ``bwgym train allocator --fleet``, :func:`bwgym.scenarios.fleet.distill_fleet_allocator`).
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from bwgym.common.registry import BuildContext, register_fleet_allocator
+from bwgym.envs.fleet.wrapper import FleetState, equal_shares
+
+__all__ = [
+    "POLICY_FILE",
+    "SCORE_SCALE",
+    "FleetObserver",
+    "FleetScorer",
+    "LearnedFleetAllocator",
+    "LearnedFleetOptions",
+    "action_to_shares",
+    "scores_to_action",
+    "scores_to_shares",
+]
+
+#: The scorer's file in a training run folder (what a ``learned`` fleet allocator's checkpoint may name).
+POLICY_FILE = "fleet_policy.ckpt"
+
+#: An action of +-1 is a score of +-SCORE_SCALE: shares from e^-8 to 1 of the largest.
+SCORE_SCALE = 4.0
+#: Checkpoint kind of a trained scorer.
+SCORER_KIND = "fleet_allocator/scorer"
+
+
+def scores_to_shares(scores: Any, active: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """Shares from one score per member: a softmax over the active members, 0 for the others.
+
+    A score that is not finite gives equal shares (reason ``"non_finite"``); no active member
+    gives all zeros.
+
+    Example:
+        >>> shares, _ = scores_to_shares([0.0, math.log(3.0), 5.0], np.array([True, True, False]))
+        >>> shares.round(2).tolist()
+        [0.25, 0.75, 0.0]
+    """
+    active = np.asarray(active, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if s.shape != active.shape:
+        raise ValueError(f"expected one score per member ({active.size}), got {s.size}")
+    if not active.any():
+        return np.zeros(active.size), None
+    if not np.all(np.isfinite(s[active])):
+        return equal_shares(active), "non_finite"
+    z = np.where(active, s - s[active].max(), -np.inf)
+    w = np.exp(z)
+    return w / w.sum(), None
+
+
+def scores_to_action(scores: Any, active: np.ndarray) -> np.ndarray:
+    """The action in ``[-1, 1]`` whose shares (:func:`action_to_shares`) are the softmax of ``scores``.
+
+    Scores are taken relative to the largest active one; those more than ``2 * SCORE_SCALE``
+    below it are raised to that floor (a share below ``e^-8`` of the largest).
+    """
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    active = np.asarray(active, dtype=bool)
+    top = s[active].max() if active.any() and np.all(np.isfinite(s[active])) else 0.0
+    return np.clip((s - top) / SCORE_SCALE + 1.0, -1.0, 1.0)
+
+
+def action_to_shares(action: Any, active: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """Shares from an ``AllocateFleet-v0`` action: :func:`scores_to_shares` of ``SCORE_SCALE * action``.
+
+    Values outside ``[-1, 1]`` are clipped (reason ``"out_of_bounds"``); a value that is not
+    finite gives equal shares (``"non_finite"``).
+    """
+    a = np.asarray(action, dtype=np.float64).reshape(-1)
+    reason = None
+    if np.all(np.isfinite(a)) and (np.any(a < -1.0) or np.any(a > 1.0)):
+        a, reason = np.clip(a, -1.0, 1.0), "out_of_bounds"
+    shares, invalid = scores_to_shares(SCORE_SCALE * a, active)
+    return shares, invalid or reason
+
+
+class FleetObserver:
+    """What a network scheduler knows before a step: a ``Dict`` of float32 boxes in ``[0, 1]``.
+
+    ===========  ==========  ================================================================
+    ``budget``   ``(H,)``    ``log2(1 + bits) / 24`` of the last ``H`` shared budgets, this
+                             step's last (0 before the round's first)
+    ``members``  ``(N, F)``  per member: active; frame age ``min(age, max_age) / max_age`` (1
+                             while a view shows nothing); drop rate of its last steps;
+                             progress (steps / the episode limit); the share it had last step;
+                             the part of last step's budget its codec filled; ``1 / active``
+    ===========  ==========  ================================================================
+
+    Args:
+        num_members: N.
+        history_steps: H.
+        max_age_steps: frame ages at or above this read 1.
+    """
+
+    FEATURES = (
+        "active",
+        "frame_age",
+        "drop_rate",
+        "progress",
+        "previous_share",
+        "previous_fill",
+        "equal_share",
+    )
+    VERSION = 1
+
+    def __init__(self, num_members: int, history_steps: int = 8, max_age_steps: int = 10) -> None:
+        for label, value, top in (
+            ("num_members", num_members, 10_000),
+            ("history_steps", history_steps, 1_024),
+            ("max_age_steps", max_age_steps, 10_000),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= top:
+                raise ValueError(f"{label} is expected to be an integer in [1, {top}], got {value!r}")
+        self.num_members = int(num_members)
+        self.history_steps = int(history_steps)
+        self.max_age_steps = int(max_age_steps)
+        self.reset()
+
+    @property
+    def observation_space(self) -> spaces.Dict:
+        """The ``Dict`` space of :meth:`observe`."""
+        return spaces.Dict(
+            {
+                "budget": spaces.Box(0.0, 1.0, (self.history_steps,), np.float32),
+                "members": spaces.Box(0.0, 1.0, (self.num_members, len(self.FEATURES)), np.float32),
+            }
+        )
+
+    def spec(self) -> dict[str, Any]:
+        """Plain JSON that identifies the observation (what a trained scorer records and a loader checks)."""
+        return {
+            "version": self.VERSION,
+            "history_steps": self.history_steps,
+            "max_age_steps": self.max_age_steps,
+            "features": list(self.FEATURES),
+        }
+
+    def reset(self) -> None:
+        """Start a round: no budgets seen."""
+        self._budgets: collections.deque[int] = collections.deque(maxlen=self.history_steps)
+
+    def observe(self, state: FleetState) -> dict[str, np.ndarray]:
+        """The observation of ``state`` (records its budget in the history)."""
+        if state.num_members != self.num_members:
+            raise ValueError(
+                f"the observer is built for {self.num_members} members, the fleet has {state.num_members}"
+            )
+        self._budgets.append(int(state.budget_bits))
+        budget = np.zeros(self.history_steps)
+        history = np.log2(1.0 + np.maximum(np.asarray(self._budgets, dtype=np.float64), 0.0)) / 24.0
+        budget[-len(history) :] = history
+        active = state.active.astype(np.float64)
+        age = np.where(state.frame_age_steps < 0, self.max_age_steps, state.frame_age_steps)
+        limit = state.max_episode_steps or 50
+        previous = state.fleet.fleet_info if state.fleet is not None else {}
+        shares = np.asarray(previous.get("shares", np.zeros(self.num_members)), dtype=np.float64)
+        budgets = np.asarray(previous.get("budgets", np.zeros(self.num_members)), dtype=np.float64)
+        bits = np.asarray(previous.get("bits_sent", np.zeros(self.num_members)), dtype=np.float64)
+        fill = np.divide(bits, budgets, out=np.zeros(self.num_members), where=budgets > 0)
+        k = max(1, int(active.sum()))
+        members = np.stack(
+            [
+                active,
+                np.minimum(age, self.max_age_steps) / self.max_age_steps,
+                state.drop_rate,
+                np.minimum(state.episode_steps / limit, 1.0),
+                shares,
+                fill,
+                active / k,
+            ],
+            axis=1,
+        )
+        return {
+            "budget": np.clip(budget, 0.0, 1.0).astype(np.float32),
+            "members": np.clip(members, 0.0, 1.0).astype(np.float32),
+        }
+
+
+class FleetScorer:
+    """A score per member from its features and the shared ones: ``w2 . tanh(W1 [f_i, g] + b1) + b2``.
+
+    The same weights score every member, so a scorer trained on one fleet size divides any other.
+
+    Args:
+        weights: ``w1`` (hidden, F + H), ``b1`` (hidden,), ``w2`` (hidden,), ``b2`` (1,).
+        spec: the :meth:`FleetObserver.spec` it was trained on.
+    """
+
+    def __init__(self, weights: dict[str, np.ndarray], spec: dict[str, Any]) -> None:
+        self.w1 = np.asarray(weights["w1"], dtype=np.float64)
+        self.b1 = np.asarray(weights["b1"], dtype=np.float64).reshape(-1)
+        self.w2 = np.asarray(weights["w2"], dtype=np.float64).reshape(-1)
+        self.b2 = float(np.asarray(weights["b2"], dtype=np.float64).reshape(-1)[0])
+        self.spec = dict(spec)
+        inputs = len(spec["features"]) + int(spec["history_steps"])
+        if self.w1.shape != (self.b1.size, inputs) or self.w2.size != self.b1.size:
+            raise ValueError(
+                f"scorer weights of shapes {self.w1.shape}, {self.b1.shape}, {self.w2.shape} do not fit "
+                f"{inputs} inputs (features + history_steps of its spec)"
+            )
+
+    @staticmethod
+    def inputs(obs: dict[str, np.ndarray]) -> np.ndarray:
+        """``(N, F + H)``: each member's features next to the shared budget history."""
+        members = np.asarray(obs["members"], dtype=np.float64)
+        budget = np.broadcast_to(
+            np.asarray(obs["budget"], dtype=np.float64), (members.shape[0], obs["budget"].size)
+        )
+        return np.concatenate([members, budget], axis=1)
+
+    def __call__(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """One score per member."""
+        return np.tanh(self.inputs(obs) @ self.w1.T + self.b1) @ self.w2 + self.b2
+
+    def save(self, path: Any, config: dict[str, Any] | None = None) -> Any:
+        """Write the scorer in the project's checkpoint format."""
+        from bwgym.common.checkpoint import save_checkpoint
+
+        state = {"w1": self.w1, "b1": self.b1, "w2": self.w2, "b2": np.array([self.b2])}
+        return save_checkpoint(
+            path, SCORER_KIND, state, {"env_id": None, "observer": self.spec, "config": config or {}}
+        )
+
+    @classmethod
+    def load(cls, path: Any) -> FleetScorer:
+        """Read a scorer written by :meth:`save`.
+
+        Raises:
+            CheckpointError: not a fleet scorer checkpoint.
+            ValueError: an observer of another version or weights that do not fit it.
+        """
+        from bwgym.common.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path, kind=SCORER_KIND)
+        spec = ckpt.metadata.get("observer") or {}
+        if spec.get("version") != FleetObserver.VERSION or spec.get("features") != list(
+            FleetObserver.FEATURES
+        ):
+            raise ValueError(
+                f"{path}: a fleet scorer for observer {spec.get('version')!r} with features {spec.get('features')}; "
+                f"this bwgym observes version {FleetObserver.VERSION} {list(FleetObserver.FEATURES)}: train it again"
+            )
+        return cls(ckpt.state, spec)
+
+
+@dataclass(frozen=True)
+class LearnedFleetOptions:
+    """Options of the ``learned`` fleet allocator.
+
+    Attributes:
+        checkpoint: a scorer written by ``bwgym train allocator --fleet`` (its folder or
+            ``fleet_policy.ckpt``).
+    """
+
+    checkpoint: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.checkpoint:
+            raise ValueError("checkpoint is required: the folder written by `bwgym train allocator --fleet`")
+
+
+@register_fleet_allocator(
+    "learned",
+    description="a trained scorer (bwgym train allocator --fleet): softmax of its score per member",
+    options=LearnedFleetOptions,
+)
+class LearnedFleetAllocator:
+    """A :class:`FleetScorer` behind the fleet allocator interface.
+
+    A round's first send (the reset frames) is divided equally and not observed, as in
+    ``bwgym/AllocateFleet-v0``, so the scorer sees the numbers it was trained on.
+
+    Args:
+        scorer: the trained scorer.
+    """
+
+    def __init__(self, scorer: FleetScorer) -> None:
+        self.scorer = scorer
+        self.observer: FleetObserver | None = None
+        #: Steps whose scores were not finite (equal shares were sent).
+        self.invalid_actions = 0
+
+    @classmethod
+    def from_context(cls, context: BuildContext, options: LearnedFleetOptions) -> LearnedFleetAllocator:
+        """The registry's builder: the scorer of ``options.checkpoint`` (a file or its run folder)."""
+        path = Path(options.checkpoint)
+        return cls(FleetScorer.load(path / POLICY_FILE if path.is_dir() else path))
+
+    def reset(self) -> None:
+        """Start a round: the observer's history."""
+        if self.observer is not None:
+            self.observer.reset()
+
+    def __call__(self, state: FleetState) -> np.ndarray:
+        """The scorer's shares of this step."""
+        if state.step == 0:
+            return equal_shares(state.active)
+        if self.observer is None or self.observer.num_members != state.num_members:
+            spec = self.scorer.spec
+            self.observer = FleetObserver(
+                state.num_members, int(spec["history_steps"]), int(spec["max_age_steps"])
+            )
+        action = scores_to_action(self.scorer(self.observer.observe(state)), state.active)
+        shares, reason = action_to_shares(action, state.active)  # the env's mapping of an action
+        self.invalid_actions += reason is not None
+        return shares
+
+    def __repr__(self) -> str:
+        return f"LearnedFleetAllocator(history_steps={self.scorer.spec['history_steps']})"
