@@ -69,7 +69,7 @@ class FleetAllocatorConfig:
     """The fleet allocator: a name of :data:`~bwgym.common.registry.FLEET_ALLOCATORS` and its options."""
 
     name: str = "equal"
-    """``equal``, ``proportional``, ``max_min_fair``, ``state``, ``oracle`` (``bwgym fleet-allocators``)."""
+    """``equal``, ``proportional``, ``max_min_fair``, ``state``, ``oracle``, ``learned`` (:mod:`bwgym.envs.fleet`)."""
     options: dict[str, Any] = field(default_factory=dict)
     """The allocator's options (its options dataclass: unknown keys are errors)."""
 

@@ -1,8 +1,8 @@
 """Fleet allocators: how the shared link's budget is divided among a fleet's members each step.
 
 Every one is registered in :data:`~bwgym.common.registry.FLEET_ALLOCATORS` (``fleet.allocator.name``
-in a scenario, ``bwgym fleet-allocators`` to list them) and divides among the active members only,
-so a member whose episode ended frees its share:
+in a scenario; ``FLEET_ALLOCATORS.entries()`` lists them with their options) and divides among the
+active members only, so a member whose episode ended frees its share:
 
 * ``equal`` - the same share for every active member;
 * ``proportional`` - shares proportional to each member's request (the bits its codec would send
@@ -17,7 +17,8 @@ so a member whose episode ended frees its share:
   error (L2 against its action on the true views, as the view oracle
   :class:`~bwgym.envs.allocators.OracleAllocator` does) on a ladder of budgets, and keeps the
   division of the budget into ``units`` parts with the least total error (or equal shares when
-  those score no worse).
+  those score no worse);
+* ``learned`` - a scorer trained on ``bwgym/AllocateFleet-v0`` (:mod:`bwgym.envs.fleet.learned`).
 """
 
 from __future__ import annotations
