@@ -48,6 +48,28 @@ WIDE = ",".join(str(i) for i in range(1, 1001))  # 1000 grid values
 ALIAS_BOMB = "".join(f"l{i}: &l{i}\n" + f"- {'lol' if i == 0 else f'*l{i - 1}'}\n" * 9 for i in range(9))
 DEEP_100 = "[" * 100 + "]" * 100  # 100 nested lists (the bound is MAX_SCENARIO_DEPTH=32)
 
+#: Hostile YAML in one option's value: (case, key, value, a grid holding it, what the refusal says).
+#: ``run --set``, ``sweep --grid`` and ``sweep --set`` each get every row; the refusal names the
+#: option and the key.
+HOSTILE_YAML = [
+    ("invalid-yaml", "trace.scale", "[1", "[1", ["YAML"]),
+    ("alias-bomb", "trace.params", ALIAS_BOMB, ALIAS_BOMB, ["aliases", "!lol"]),
+    ("deep-100", "env.kwargs", DEEP_100, f"{DEEP_100},[]", ["MAX_SCENARIO_DEPTH"]),
+]
+
+
+def _hostile_yaml(option: str, argv: list[str]) -> list[tuple[str, list[str], list[str]]]:
+    """A case per :data:`HOSTILE_YAML` row: ``argv`` then ``option key=<the row's value or grid>``."""
+    return [
+        (
+            f"{argv[0]}-{option.strip('-')}-{name}",
+            [*argv, option, f"{key}={grid if option == '--grid' else value}"],
+            [f"{option} {key}", *says],
+        )
+        for name, key, value, grid, says in HOSTILE_YAML
+    ]
+
+
 # (case id, argv, words the one line must hold; "!word" must NOT appear)
 # Placeholders: {scenario} {sensors} {empty_npz} {text_npz} {keyless_npz} {afile} (outside the cwd);
 # argv goes through str.format, so a literal brace is doubled.
@@ -105,18 +127,7 @@ RUN = [
         ["run", "{scenario}", "--set", "trace.scale=1e7"],
         ["trace.scale", "1e+06", "!expected float"],
     ),
-    ("run-set-invalid-yaml", ["run", "{scenario}", "--set", "trace.scale=[1"], ["--set trace.scale", "YAML"]),
     ("run-set-no-equals", ["run", "{scenario}", "--set", "codec.name"], ["--set", "key=value"]),
-    (
-        "run-set-alias-bomb",
-        ["run", "{scenario}", "--set", f"trace.params={ALIAS_BOMB}"],
-        ["--set trace.params", "aliases", "!lol"],
-    ),
-    (
-        "run-set-deep-100",
-        ["run", "{scenario}", "--set", f"env.kwargs={DEEP_100}"],
-        ["--set env.kwargs", "MAX_SCENARIO_DEPTH"],
-    ),
     (
         "run-set-duplicate-key",
         ["run", "{scenario}", "--set", "env.kwargs={{image_size: 48, image_size: 64}}"],
@@ -153,6 +164,7 @@ RUN = [
     ("run-no-scenario", ["run"], ["scenario", "required"]),
     ("run-library-unknown", ["run", "lora_ndcpa"], ["scenario", "lora_ndpca"]),
     ("run-out-is-a-file", ["run", "{scenario}", "--out", "{afile}"], ["file"]),
+    *_hostile_yaml("--set", ["run", "{scenario}"]),
 ]
 SWEEP = [
     (
@@ -200,38 +212,12 @@ SWEEP = [
         ["sweep", "{scenario}", "--grid", "codec.checkpoint=a.ckpt,b.ckpt"],
         ["--grid codec.checkpoint", "a.ckpt", "working directory"],
     ),
-    ("sweep-grid-invalid-yaml", ["sweep", "{scenario}", "--grid", "trace.scale=[1"], ["--grid", "YAML"]),
-    (
-        "sweep-grid-alias-bomb",
-        ["sweep", "{scenario}", "--grid", f"trace.params={ALIAS_BOMB}"],
-        ["--grid trace.params", "aliases", "!lol"],
-    ),
-    (
-        "sweep-grid-deep-100",
-        ["sweep", "{scenario}", "--grid", f"env.kwargs={DEEP_100},[]"],
-        ["--grid env.kwargs", "MAX_SCENARIO_DEPTH"],
-    ),
-    (
-        "sweep-set-alias-bomb",
-        ["sweep", "{scenario}", "--grid", "trace.scale=0.5,1", "--set", f"trace.params={ALIAS_BOMB}"],
-        ["--set trace.params", "aliases"],
-    ),
-    (
-        "sweep-set-deep-100",
-        ["sweep", "{scenario}", "--grid", "trace.scale=0.5,1", "--set", f"env.kwargs={DEEP_100}"],
-        ["--set env.kwargs", "MAX_SCENARIO_DEPTH"],
-    ),
     (
         "sweep-grid-step-seconds-1e300",
         ["sweep", "{scenario}", "--grid", "link.step_seconds=1e300,0.04"],
         ["link.step_seconds", "86400"],
     ),
     ("sweep-grid-num-envs-99", ["sweep", "{scenario}", "--grid", "run.num_envs=1,99"], ["run.num_envs"]),
-    (
-        "sweep-set-invalid-yaml",
-        ["sweep", "{scenario}", "--grid", "trace.scale=0.5,1", "--set", "codec.name=[x"],
-        ["--set"],
-    ),
     (
         "sweep-connect-timeout-negative",
         ["sweep", "{scenario}", "--grid", "trace.scale=1,2", "--connect-timeout", "-1"],
@@ -244,6 +230,8 @@ SWEEP = [
     ),
     ("sweep-no-grid", ["sweep", "{scenario}"], ["--grid"]),
     ("sweep-grid-unknown-key", ["sweep", "{scenario}", "--grid", "trace.scael=1,2"], ["trace.scale"]),
+    *_hostile_yaml("--grid", ["sweep", "{scenario}"]),
+    *_hostile_yaml("--set", ["sweep", "{scenario}", "--grid", "trace.scale=0.5,1"]),
 ]
 EVALUATE = [
     (

@@ -98,23 +98,32 @@ def test_train_allocator_writes_a_checkpoint_evaluations_and_tensorboard(trained
     assert (trained / "config.json").is_file()
 
 
-def test_shipped_allocator_serves_the_library_scenario():
-    scenario = load_scenario("narrowband_ndpca_learned")
-    assert scenario.allocator.name == "learned" and scenario.allocator.checkpoint is None
+def _requested_splits(scenario, allocator_cls, max_steps):
+    """One episode (seed 0) of the scenario's env, whose allocator is an ``allocator_cls``.
+
+    Returns the rollout and the split requested at each step, each checked valid (or the codec's).
+    """
     env = make_env(scenario)
-    assert isinstance(env.allocator, LearnedAllocator)
+    assert isinstance(env.allocator, allocator_cls)
     seen = []
-    rollout(
+    result = rollout(
         env,
         make_agent(scenario, env),
         seed=0,
-        max_steps=4,
+        max_steps=max_steps,
         on_step=lambda step, obs, action, reward, info: seen.append(info["requested_allocation"]),
     )
     for split in seen:
         _valid_or_codec(split, ("arm", "side"))
-    assert any(split is not None for split in seen)  # the policy's own shares, not the codec's
     env.close()
+    return result, seen
+
+
+def test_shipped_allocator_serves_the_library_scenario():
+    scenario = load_scenario("narrowband_ndpca_learned")
+    assert scenario.allocator.name == "learned" and scenario.allocator.checkpoint is None
+    _, seen = _requested_splits(scenario, LearnedAllocator, 4)
+    assert any(split is not None for split in seen)  # the policy's own shares, not the codec's
 
 
 @pytest.mark.slow
@@ -123,20 +132,8 @@ def test_learned_allocator_loads_into_a_scenario_and_runs(trained, tmp_path):
 
     data = {**SCENARIO, "allocator": {"name": "learned", "checkpoint": str(trained)}}
     scenario = load_scenario(_write(tmp_path, data))
-    env = make_env(scenario)
-    assert isinstance(env.allocator, LearnedAllocator)
-    seen = []
-    result = rollout(
-        env,
-        make_agent(scenario, env),
-        seed=0,
-        max_steps=8,
-        on_step=lambda step, obs, action, reward, info: seen.append(info["requested_allocation"]),
-    )
+    result, seen = _requested_splits(scenario, LearnedAllocator, 8)
     assert result.steps == 8 and len(seen) == 9
-    for split in seen:
-        _valid_or_codec(split, ("arm", "side"))
-    env.close()
     run = run_scenario(scenario, tmp_path / "run")
     assert len(run.episodes) == 1
 
@@ -181,21 +178,8 @@ def test_learned_needs_a_checkpoint_and_refuses_other_kinds(tmp_path):
 )
 def test_oracle_and_proportional_from_a_scenario(tmp_path, name, cls):
     data = {**SCENARIO, "allocator": {"name": name, "kwargs": {"levels": 2} if name == "oracle" else {}}}
-    scenario = load_scenario(_write(tmp_path, data))
-    env = make_env(scenario)
-    assert isinstance(env.allocator, cls)
-    seen = []
-    rollout(
-        env,
-        make_agent(scenario, env),
-        seed=0,
-        max_steps=3,
-        on_step=lambda step, obs, action, reward, info: seen.append(info["requested_allocation"]),
-    )
-    for split in seen:
-        assert split is not None
-        _valid_or_codec(split, ("arm", "side"))
-    env.close()
+    _, seen = _requested_splits(load_scenario(_write(tmp_path, data)), cls, 3)
+    assert all(split is not None for split in seen)
     bad = {**SCENARIO, "allocator": {"name": "uniform", "kwargs": {"levels": 2}}}
     with pytest.raises(ConfigError, match="allocator.kwargs"):
         make_env(load_scenario(_write(tmp_path, bad, "bad.yaml")))
