@@ -161,6 +161,9 @@ def check_key(key: str) -> None:
                     f"--grid {key}: unknown key {part!r} in {where}.{hint} Allowed keys: {', '.join(names)}"
                 )
             node = typing.get_type_hints(node)[part]
+            section = [a for a in typing.get_args(node) if a is not type(None)]
+            if len(section) == 1 and dataclasses.is_dataclass(section[0]):  # an optional section: fleet
+                node = section[0]
         elif typing.get_origin(node) is dict:
             return
         else:

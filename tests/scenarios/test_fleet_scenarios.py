@@ -151,3 +151,12 @@ def test_a_distilled_fleet_allocator_loads_into_a_scenario_and_runs(tmp_path, ti
     allocator = {"name": "learned", "options": {"checkpoint": str(out)}}
     result, _ = _run(path, tmp_path / "run", {**LINK, "fleet": {"members": 3, "allocator": allocator}})
     assert len(result.episodes) == 3 and result.summary.fleet_allocator.iloc[0] == "learned"
+
+
+def test_a_sweep_grid_may_name_fleet_keys():
+    from bwgym.scenarios.sweep import check_key
+
+    check_key("fleet.members")  # a sweep over N at a fixed link: where success collapses
+    check_key("fleet.allocator.name")
+    with pytest.raises(ConfigError, match="unknown key 'mebers' in fleet. Did you mean 'fleet.members'"):
+        check_key("fleet.mebers")
