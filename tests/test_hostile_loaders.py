@@ -77,6 +77,22 @@ def _refused(fn: Callable[[], Any], exc: type[BaseException], words: tuple[str, 
     return message
 
 
+def _crafted(base: Any, edit: Callable[[dict], None], path: Path, field: str | None = None) -> Path:
+    """``base`` saved at ``path`` with ``edit`` applied to a copy of its metadata (or of ``metadata[field]``)."""
+    meta = copy.deepcopy(base.metadata)
+    edit(meta if field is None else meta[field])
+    return save_checkpoint(path, base.kind, base.state, meta)
+
+
+def _forbid_building(monkeypatch: pytest.MonkeyPatch, owner: Any, attr: str) -> None:
+    """Fail the test if the loader calls ``owner.attr`` (builds): crafted metadata must be refused first."""
+
+    def built(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"{attr} of {owner!r} ran for metadata the file's arrays do not confirm")
+
+    monkeypatch.setattr(owner, attr, built)
+
+
 def _refused_within_memory(fn: Callable[[], Any], exc: type[BaseException], words: tuple[str, ...]) -> str:
     messages: list[str] = []
     peak = _peak_bytes(lambda: messages.append(_refused(fn, exc, words)))
@@ -354,14 +370,8 @@ BC_CASES: list[tuple[str, Callable[[dict], None], tuple[str, ...]]] = [
 def test_crafted_bc_metadata_is_refused_before_any_module_is_built(
     bc_ckpt, tmp_path, monkeypatch, edit, words
 ):
-    meta = copy.deepcopy(bc_ckpt.metadata)
-    edit(meta)
-    path = save_checkpoint(tmp_path / "bc.ckpt", "agent/bc", bc_ckpt.state, meta)
-
-    def built(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("a module was built for metadata the file's arrays do not confirm")
-
-    monkeypatch.setattr(bc_module.BCAgent, "__init__", built)
+    path = _crafted(bc_ckpt, edit, tmp_path / "bc.ckpt")
+    _forbid_building(monkeypatch, bc_module.BCAgent, "__init__")
     message = _refused_within_memory(lambda: BCAgent.load(path), CheckpointError, words)
     assert str(path) in message
 
@@ -451,14 +461,8 @@ def test_crafted_sb3_policy_is_refused_before_it_is_built(
     sac_ckpt, ppo_ckpt, tmp_path, monkeypatch, which, edit, words
 ):
     base = sac_ckpt if which == "sac" else ppo_ckpt
-    meta = copy.deepcopy(base.metadata)
-    edit(meta)
-    save_checkpoint(tmp_path / "policy.ckpt", base.kind, base.state, meta)
-
-    def built(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("SB3 was asked to build a policy the file's arrays do not confirm")
-
-    monkeypatch.setattr(rl_module, "_policy_class", built)
+    _crafted(base, edit, tmp_path / "policy.ckpt")
+    _forbid_building(monkeypatch, rl_module, "_policy_class")
     _refused_within_memory(lambda: load_rl(tmp_path, device="cpu"), CheckpointError, (str(tmp_path), *words))
 
 
@@ -487,14 +491,8 @@ def test_crafted_codec_network_is_refused_before_it_is_built(dae_ckpt, tmp_path,
     from bwgym.codecs.core.registry import load_codec
     from bwgym.codecs.image import neural as autoencoders
 
-    meta = copy.deepcopy(dae_ckpt.metadata)
-    edit(meta["arch"])
-    path = save_checkpoint(tmp_path / "dae.ckpt", dae_ckpt.kind, dae_ckpt.state, meta)
-
-    def built(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("a network was built for an arch the file's arrays do not confirm")
-
-    monkeypatch.setattr(autoencoders.LatentAutoencoder, "__init__", built)
+    path = _crafted(dae_ckpt, edit, tmp_path / "dae.ckpt", field="arch")
+    _forbid_building(monkeypatch, autoencoders.LatentAutoencoder, "__init__")
     _refused_within_memory(lambda: load_codec(path), ValueError, words)
 
 
@@ -536,14 +534,8 @@ def test_crafted_vector_ndpca_network_is_refused_before_it_is_built(
     from bwgym.codecs.core.registry import load_codec
     from bwgym.codecs.sensor import ndpca as vector_ndpca
 
-    meta = copy.deepcopy(vector_ndpca_ckpt.metadata)
-    edit(meta["arch"])
-    path = save_checkpoint(tmp_path / "vndpca.ckpt", vector_ndpca_ckpt.kind, vector_ndpca_ckpt.state, meta)
-
-    def built(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("a network was built for an arch the file's arrays do not confirm")
-
-    monkeypatch.setattr(vector_ndpca.SensorAutoencoder, "__init__", built)
+    path = _crafted(vector_ndpca_ckpt, edit, tmp_path / "vndpca.ckpt", field="arch")
+    _forbid_building(monkeypatch, vector_ndpca.SensorAutoencoder, "__init__")
     message = _refused_within_memory(lambda: load_codec(path), CheckpointError, words)
     assert str(path) in message
 
@@ -599,14 +591,8 @@ def test_crafted_gray_wyner_network_is_refused_before_it_is_built(
     from bwgym.codecs.multiterminal import gray_wyner
 
     base = gray_wyner_ckpts[which]
-    meta = copy.deepcopy(base.metadata)
-    edit(meta)
-    path = save_checkpoint(tmp_path / "gw.ckpt", base.kind, base.state, meta)
-
-    def built(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("a network was built for a config the file's arrays do not confirm")
-
-    monkeypatch.setattr(gray_wyner.GrayWynerNet, "__init__", built)
+    path = _crafted(base, edit, tmp_path / "gw.ckpt")
+    _forbid_building(monkeypatch, gray_wyner.GrayWynerNet, "__init__")
     message = _refused_within_memory(lambda: load_codec(path), CheckpointError, words)
     assert str(path) in message
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from pickle_guard import refuse_pickle_loaders
 
 import bwgym  # noqa: F401
 from bwgym.agents.rl import POLICY_FILE, RLConfig, convert_legacy, load_rl, make_rl_env, train_rl
@@ -178,19 +179,7 @@ def test_crafted_pickle_in_the_folder_is_never_executed(trained, tmp_path, monke
     assert not marker.exists()
 
     # A real policy.ckpt next to the crafted files: loads from it, and never reaches a pickle loader.
-    import stable_baselines3
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("load_rl must not call a pickle-based loader")
-
-    for owner, name in [
-        (stable_baselines3.PPO, "load"),
-        (stable_baselines3.SAC, "load"),
-        (torch, "load"),
-        (pickle, "load"),
-        (pickle, "loads"),
-    ]:
-        monkeypatch.setattr(owner, name, refuse)
+    refuse_pickle_loaders(monkeypatch, "load_rl")
     model, trained_folder, config = trained["ppo"]
     shutil.copy(trained_folder / POLICY_FILE, folder / POLICY_FILE)
     agent = load_rl(folder, env_id=ENV_ID, device="cpu")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pickle_guard import refuse_pickle_loaders
 
 import bwgym  # noqa: F401  (registers the envs)
 from bwgym.agents.rl import (
@@ -79,21 +80,7 @@ def _poison(folder: Path, marker: Path, algo: str) -> list[Path]:
 @pytest.fixture
 def no_pickle_loaders(monkeypatch):
     """Every loader that unpickles raises: resuming must not reach one."""
-    import stable_baselines3
-    from stable_baselines3.common import save_util
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("resume must not call a pickle-based loader")
-
-    for owner, name in [
-        (stable_baselines3.PPO, "load"),
-        (stable_baselines3.SAC, "load"),
-        (save_util, "load_from_zip_file"),
-        (torch, "load"),
-        (pickle, "load"),
-        (pickle, "loads"),
-    ]:
-        monkeypatch.setattr(owner, name, refuse)
+    refuse_pickle_loaders(monkeypatch, "resume")
 
 
 def _steps_at_start():
