@@ -21,12 +21,12 @@ the task phase) and, with ``--write``, the ``allocation`` section of BENCHMARKS.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+from report import pyplot, save_figure, script_parser  # noqa: E402  (run as a script)
 
 import bwgym  # noqa: F401  (first: headless GL before mujoco)
 
@@ -183,11 +183,7 @@ def paired_table(table, names: list[str], reference: str = "dpca") -> str:
 
 
 def plot_episode(trail, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     t = np.arange(len(trail))
     budget = [r["budget"] for r in trail]
     arm = [np.nan if r["split"] is None else r["split"].get("arm", np.nan) for r in trail]
@@ -204,10 +200,7 @@ def plot_episode(trail, path: Path, title: str) -> None:
     axes[2].step(t, phase, where="post")
     axes[2].set_yticks([0, 1, 2], ["locating", "grasping", "lifting"])
     axes[2].set_xlabel("step")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, title)
 
 
 def main() -> None:
@@ -215,9 +208,7 @@ def main() -> None:
 
     import pandas as pd
 
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("--learned", action="append", default=[], help="a `bwgym train allocator` folder")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument(

@@ -11,12 +11,11 @@ Rows, all measured in one run with random actions:
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import gymnasium as gym
 import mujoco
-from report import machine_line, write_section  # noqa: E402  (run as a script)
+from report import machine_line, script_parser, write_section  # noqa: E402  (run as a script)
 
 import bwgym  # noqa: F401  (first: it selects the headless GL backend before mujoco loads)
 from bwgym.envs.lift import LocateLiftEnv
@@ -96,9 +95,7 @@ def size_row(size: int, steps: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("--steps", type=int, default=600)
     args = parser.parse_args()
     lines = [

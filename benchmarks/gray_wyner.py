@@ -32,6 +32,11 @@ from bwgym.codecs.core.registry import CHECKPOINT_DIR
 from bwgym.codecs.multiterminal.gray_wyner import GrayWynerCodec, GrayWynerConfig, train_gray_wyner
 from bwgym.codecs.multiterminal.gray_wyner_sources import GaussianPairs, SyntheticGrayWyner
 
+#: Command-line options: (flag, type, default, help).
+OPTIONS = [
+    ("--steps", int, 1000, "training steps per model"),
+    ("--samples", int, 100, "held-out samples coded per model"),
+]
 N_ELEMENTS = 32
 ETAS = (0.01, 0.1, 0.5)
 BETAS = (1.0, 1.5, 2.0)
@@ -175,14 +180,7 @@ def fmt(x: float | None, digits: int = 3) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(
-        __doc__,
-        argv,
-        [
-            ("--steps", int, 1000, "training steps per model"),
-            ("--samples", int, 100, "held-out samples coded per model"),
-        ],
-    )
+    args = parse_args(__doc__, argv, OPTIONS)
     torch.set_num_threads(1)
     t_start = time.perf_counter()
     data = SyntheticGrayWyner(n_elements=N_ELEMENTS, seed=0)

@@ -44,6 +44,12 @@ from bwgym.envs.bandwidth import BandwidthLimited
 from bwgym.scenarios.config import load_scenario
 from bwgym.scenarios.factory import make_agent, make_env, make_vector_env
 
+#: Command-line options: (flag, type, default, help).
+OPTIONS = [
+    ("--steps", int, 150, "steps per row per round"),
+    ("--rounds", int, 3, "interleaved rounds (the median is shown)"),
+    ("--ppo-steps", int, 2048, "PPO steps to time (0: skip)"),
+]
 PARTS = ("env", "allocator", "networks (tx)", "search + entropy", "link", "decode", "wrapper", "agent")
 BUDGETS = (32, 128, 1024, 8192, 16384)
 
@@ -233,15 +239,7 @@ def ppo_seconds(steps: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(
-        __doc__,
-        argv,
-        [
-            ("--steps", int, 150, "steps per row per round"),
-            ("--rounds", int, 3, "interleaved rounds (the median is shown)"),
-            ("--ppo-steps", int, 2048, "PPO steps to time (0: skip)"),
-        ],
-    )
+    args = parse_args(__doc__, argv, OPTIONS)
     torch.set_num_threads(1)
     import os
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 HEADER = (
@@ -44,6 +46,29 @@ def parse_args(doc: str, argv: list[str] | None, options: list[tuple[str, type, 
         parser.add_argument(flag, type=kind, default=default, help=text)
     parser.add_argument("--no-write", action="store_true", help="print, do not write BENCHMARKS.md")
     return parser.parse_args(argv)
+
+
+def script_parser(doc: str) -> argparse.ArgumentParser:
+    """An argument parser whose help is the benchmark's docstring, as written."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend: benchmarks draw files, never windows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: Path, title: str, **title_options: Any) -> None:
+    """Title ``fig``, lay it out, write it to ``path`` at 110 dpi and close it."""
+    fig.suptitle(title, **title_options)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
 
 
 def write_section(name: str, body: str) -> None:

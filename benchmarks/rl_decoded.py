@@ -16,12 +16,12 @@ the run's periodic evaluations (success against env steps, the BC levels as line
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
+from report import pyplot, save_figure, script_parser  # noqa: E402  (run as a script)
 
 import bwgym  # noqa: F401  (first: headless GL before mujoco)
 
@@ -38,11 +38,7 @@ def success_rate(scenario, agent_cfg, seeds: list[int]) -> tuple[int, float]:
 
 
 def plot_curve(evaluations: Path, levels: dict[str, float], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     data = np.load(evaluations)
     steps = data["timesteps"]
     success = data["successes"].mean(axis=1) if data["successes"].size else np.full(len(steps), np.nan)
@@ -58,10 +54,7 @@ def plot_curve(evaluations: Path, levels: dict[str, float], path: Path, title: s
     axes[1].plot(steps, returns, "o-")
     axes[1].set_xlabel("env steps")
     axes[1].set_ylabel("mean return")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, title, fontsize=9)
 
 
 def main() -> None:
@@ -71,9 +64,7 @@ def main() -> None:
     from bwgym.common.stats import wilson_interval
     from bwgym.scenarios.config import AgentConfig, load_scenario
 
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument("--run", required=True, help="a `bwgym train agent --algo ppo|sac` folder")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=50_000, help="first episode seed")
