@@ -81,7 +81,16 @@ from bwgym.codecs.core.entropy import (
     scale_index,
     step_from_index,
 )
-from bwgym.codecs.core.protocol import FRAME_OVERHEAD_BITS, Codec, Payload, PayloadError, Session, ViewSpec
+from bwgym.codecs.core.protocol import (
+    FRAME_OVERHEAD_BITS,
+    Allocation,
+    Codec,
+    Payload,
+    PayloadError,
+    Session,
+    ViewSet,
+    ViewSpec,
+)
 from bwgym.common.checkpoint import Checkpoint, check_spec, save_checkpoint
 
 __all__ = ["JOINT", "BlockDCTResidual", "LatentCodec"]
@@ -872,10 +881,7 @@ class LatentCodec(Codec):
         return self._compress_with(views, budget_bits, allocation)
 
     def compress_splits(
-        self,
-        views: Mapping[str, np.ndarray],
-        budget_bits: int,
-        allocations: Sequence[Mapping[str, float] | None],
+        self, views: ViewSet, budget_bits: int, allocations: Sequence[Allocation]
     ) -> list[Payload]:
         """Compress one view set under each allocation, analysing it once (the bytes of one call each).
 

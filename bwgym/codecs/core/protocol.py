@@ -77,10 +77,12 @@ from bwgym.codecs.core.registry import codec_wire_id, codec_wire_name
 __all__ = [
     "CHECK_BITS",
     "FRAME_OVERHEAD_BITS",
+    "Allocation",
     "Codec",
     "Payload",
     "PayloadError",
     "Session",
+    "ViewSet",
     "ViewSpec",
     "crc8",
     "split_budget",
@@ -100,6 +102,10 @@ FRAME_OVERHEAD_BITS = 16
 #: (``Payload.to_bytes(check=...)`` / ``Payload.from_bytes(..., check=...)``): name -> bits the
 #: trailer adds to every non-empty payload. Off by default: the default wire bytes never change.
 CHECK_BITS: Mapping[str, int] = {"crc32": 32}
+#: One step's views, name -> array: what :meth:`Codec.compress` codes and :meth:`Codec.decompress` gives.
+ViewSet = Mapping[str, np.ndarray]
+#: A requested split of the budget over the views (name -> share), or None for the codec's own.
+Allocation = Mapping[str, float] | None
 
 
 class PayloadError(ValueError):
@@ -610,9 +616,9 @@ class Codec(abc.ABC):
 
     def compress_batch(
         self,
-        views: Sequence[Mapping[str, np.ndarray]],
+        views: Sequence[ViewSet],
         budget_bits: Sequence[int],
-        allocations: Sequence[Mapping[str, float] | None] | None = None,
+        allocations: Sequence[Allocation] | None = None,
     ) -> list[Payload]:
         """Compress N view sets (one per env) in one call: the bytes of N :meth:`compress` calls.
 
@@ -623,10 +629,7 @@ class Codec(abc.ABC):
         return [self.compress(v, b, a) for v, b, a in zip(views, budget_bits, allocations, strict=True)]
 
     def compress_splits(
-        self,
-        views: Mapping[str, np.ndarray],
-        budget_bits: int,
-        allocations: Sequence[Mapping[str, float] | None],
+        self, views: ViewSet, budget_bits: int, allocations: Sequence[Allocation]
     ) -> list[Payload]:
         """Compress one view set under each of several allocations: the bytes of one call each.
 

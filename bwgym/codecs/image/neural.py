@@ -50,7 +50,7 @@ from torch import Tensor, nn
 
 from bwgym.codecs.core.dpca import DPCA, DPCAProjection
 from bwgym.codecs.core.latent import JOINT, LatentCodec
-from bwgym.codecs.core.protocol import Payload, ViewSpec, _batch_allocations
+from bwgym.codecs.core.protocol import Allocation, Payload, ViewSet, ViewSpec, _batch_allocations
 from bwgym.codecs.core.registry import register_codec
 from bwgym.common.arch import ArchCheck, conv_stack_shapes
 from bwgym.common.checkpoint import Checkpoint
@@ -586,9 +586,9 @@ class NeuralLatentCodec(LatentCodec):
 
     def compress_batch(
         self,
-        views: Sequence[Mapping[str, np.ndarray]],
+        views: Sequence[ViewSet],
         budget_bits: Sequence[int],
-        allocations: Sequence[Mapping[str, float] | None] | None = None,
+        allocations: Sequence[Allocation] | None = None,
     ) -> list[Payload]:
         """Compress N view sets; with :attr:`batch_networks`, the encoders run once for all N.
 
