@@ -62,10 +62,10 @@ def trace_overrides(family: str, shared_bits_per_step: float) -> dict:
 def allocator_spec(name: str, learned: str | None) -> dict:
     """The ``fleet.allocator`` section of one column."""
     if name == "state":
-        return {"name": "state", "options": {"top_k": 6}}
+        return {"name": "state", "kwargs": {"top_k": 6}}
     if name == "learned":
-        return {"name": "learned", "options": {"checkpoint": learned}}
-    return {"name": name, "options": {}}
+        return {"name": "learned", "checkpoint": learned}
+    return {"name": name, "kwargs": {}}
 
 
 def run_cell(family: str, level: float, allocator: str, args, out: Path) -> dict:

@@ -407,9 +407,7 @@ def describe_entries(entries: Sequence[Entry], details: Callable[[Entry], str] |
 
 
 #: Bandwidth allocators: how a step's budget is split over the views (``allocator.name``).
-ALLOCATORS: Registry[Entry] = Registry(
-    "allocator", discover=("bwgym.envs.allocators", "bwgym.agents.allocation")
-)
+ALLOCATORS: Registry[Entry] = Registry("allocator", discover=("bwgym.envs", "bwgym.agents"), skip=("demos",))
 #: Fleet allocators: how a shared link's budget is divided among a fleet's members (``fleet.allocator``).
 FLEET_ALLOCATORS: Registry[Entry] = Registry("fleet allocator", discover=("bwgym.envs.fleet",))
 #: Agents that act on (decoded) observations (``agent.name``).

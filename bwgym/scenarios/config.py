@@ -255,6 +255,9 @@ class LinkConfig:
     """A payload arrives this many steps after it was sent (at most ``MAX_LATENCY_STEPS``)."""
     loss_prob: float = 0.0
     """Probability that a payload is lost (the receiver holds its last frames)."""
+    observation: str = "pixels"
+    """What the receiver hands the agent: ``pixels`` (the decoded views) or ``latent`` (the latent
+    code it holds per stream and its age, latent codecs only: :mod:`bwgym.envs.latent_views`)."""
 
 
 @dataclass(frozen=True)
@@ -410,6 +413,7 @@ def _check_values(s: Scenario) -> None:
         f"an integer in [0, {MAX_LATENCY_STEPS:,}] (MAX_LATENCY_STEPS)",
     )
     check(0 <= s.link.loss_prob < 1, "link.loss_prob", s.link.loss_prob, "a probability in [0, 1)")
+    check(s.link.observation in ("pixels", "latent"), "link.observation", s.link.observation, "pixels or latent")
     check(
         s.link.step_seconds is None or s.link.step_seconds > 0,
         "link.step_seconds",
@@ -564,6 +568,7 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
         ("codec.checkpoint", scenario.codec.checkpoint),
         ("agent.checkpoint", scenario.agent.checkpoint),
         ("allocator.checkpoint", scenario.allocator.checkpoint),
+        ("fleet.allocator.checkpoint", scenario.fleet and scenario.fleet.allocator.checkpoint),
     ):
         if checkpoint is not None and not (path.parent / checkpoint).exists():
             raise ConfigError(
@@ -589,6 +594,13 @@ def _resolve_relative(s: Scenario, folder: Path) -> Scenario:
         codec=dataclasses.replace(s.codec, checkpoint=resolve(s.codec.checkpoint)),
         agent=dataclasses.replace(s.agent, checkpoint=resolve(s.agent.checkpoint)),
         allocator=dataclasses.replace(s.allocator, checkpoint=resolve(s.allocator.checkpoint)),
+        fleet=s.fleet
+        and dataclasses.replace(
+            s.fleet,
+            allocator=dataclasses.replace(
+                s.fleet.allocator, checkpoint=resolve(s.fleet.allocator.checkpoint)
+            ),
+        ),
     )
 
 

@@ -84,6 +84,9 @@ def make_codec(scenario: Scenario, env: gym.Env) -> Any:
 def make_env(scenario: Scenario, codec: Any = None) -> gym.Env:
     """``gymnasium.make`` the scenario's env and put its codec and link in front of the agent.
 
+    For a fleet scenario this is one member alone on its equal share of the link (the trace scaled
+    by ``1 / members``); :func:`bwgym.scenarios.fleet.make_fleet` builds the fleet itself.
+
     Args:
         scenario: the scenario.
         codec: the codec instance to use (one stateless codec may serve several envs); None:
@@ -101,15 +104,19 @@ def make_env(scenario: Scenario, codec: Any = None) -> gym.Env:
     if codec is None:
         return env
     allocator = make_allocator(scenario, env, codec)
+    trace = make_trace(scenario)
+    if scenario.fleet is not None:  # one member alone at its equal share (training, quick counts)
+        trace = trace.scale(1.0 / scenario.fleet.members)
     try:
         return BandwidthLimited(
             env,
             codec,
-            make_trace(scenario),
+            trace,
             allocator=allocator,
             step_seconds=scenario.link.step_seconds,
             latency_steps=scenario.link.latency_steps,
             loss_prob=scenario.link.loss_prob,
+            observation=scenario.link.observation,
         )
     except (TypeError, ValueError) as exc:
         key = "allocator" if "weight" in str(exc) or "allocat" in str(exc) else "link"

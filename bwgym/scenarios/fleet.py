@@ -66,11 +66,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class FleetAllocatorConfig:
-    """The fleet allocator: a name of :data:`~bwgym.common.registry.FLEET_ALLOCATORS` and its options."""
+    """The fleet allocator: a name of :data:`~bwgym.common.registry.FLEET_ALLOCATORS`, as ``allocator:`` is."""
 
     name: str = "equal"
     """``equal``, ``proportional``, ``max_min_fair``, ``state``, ``oracle``, ``learned`` (:mod:`bwgym.envs.fleet`)."""
-    options: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+    """For ``learned``: the folder (or its policy file) written by ``bwgym train allocator --fleet``
+    (relative paths: against the scenario file's folder)."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
     """The allocator's options (its options dataclass: unknown keys are errors)."""
 
 
@@ -128,7 +131,7 @@ def check_fleet(scenario: Any) -> None:
             )
     try:
         FLEET_ALLOCATORS.get(fleet.allocator.name).make_options(
-            fleet.allocator.options, "fleet.allocator.options"
+            fleet.allocator.kwargs, "fleet.allocator.kwargs"
         )
     except UnknownNameError as exc:
         raise ConfigError(f"fleet.allocator.name: {exc}") from None
@@ -163,10 +166,10 @@ def member_scenario(scenario: Any, member: int) -> Any:
 def make_fleet(scenario: Any) -> Any:
     """The scenario's fleet: its members (one stateless codec shared by all) behind one link."""
     from bwgym.common.device import resolve_device
-    from bwgym.common.registry import BuildContext
-    from bwgym.envs.fleet import FleetBandwidthLimited, make_fleet_allocator
+    from bwgym.common.registry import FLEET_ALLOCATORS, BuildContext
+    from bwgym.envs.fleet import FleetBandwidthLimited
     from bwgym.scenarios.config import ConfigError
-    from bwgym.scenarios.factory import make_agent, make_env, make_trace
+    from bwgym.scenarios.factory import build_part, make_agent, make_env, make_trace
 
     n = scenario.fleet.members
     first = make_env(member_scenario(scenario, 0))
@@ -177,16 +180,17 @@ def make_fleet(scenario: Any) -> Any:
         env=first,
         env_id=scenario.env.id,
         codec=first.codec,
+        checkpoint=cfg.checkpoint or None,
         device=resolve_device(scenario.run.device),
         make_agent=lambda: make_agent(scenario, first),
     )
     try:
-        allocator = make_fleet_allocator(cfg.name, context, cfg.options)
+        allocator = build_part("fleet.allocator", FLEET_ALLOCATORS, cfg.name, context, cfg.kwargs)
         return FleetBandwidthLimited(members, make_trace(scenario), allocator, allocator_name=cfg.name)
     except (TypeError, ValueError) as exc:
         for member in members:
             member.close()
-        raise ConfigError(f"fleet: {exc}") from None
+        raise exc if isinstance(exc, ConfigError) else ConfigError(f"fleet: {exc}") from None
 
 
 def make_allocate_fleet_env(scenario: Any, teacher: Any = None, **kwargs: Any) -> Any:

@@ -8,7 +8,7 @@ import pytest
 from gymnasium import spaces
 
 from bwgym.codecs.image.standard import JpegCodec
-from bwgym.common.registry import FLEET_ALLOCATORS, OptionError, UnknownNameError
+from bwgym.common.registry import FLEET_ALLOCATORS, InputError, OptionError, UnknownNameError
 from bwgym.envs.bandwidth import BandwidthLimited
 from bwgym.envs.fleet import (
     MAX_FLEET_MEMBERS,
@@ -348,7 +348,7 @@ def test_learned_allocator_divides_as_the_env_does_for_its_scorer(tmp_path):
     }
     scorer = FleetScorer(weights, spec)
     assert scorer.save(tmp_path / "fleet_policy.ckpt").is_file()
-    learned = make_fleet_allocator("learned", BuildContext(), {"checkpoint": str(tmp_path)})
+    learned = make_fleet_allocator("learned", BuildContext(checkpoint=str(tmp_path)))
 
     trace = generate("lognormal_walk", mean_bps=3e6, duration_s=20.0, seed=2)  # the JPEG pairs fit
     codec = JpegCodec.from_observation_space(Cams().observation_space)
@@ -395,5 +395,5 @@ def test_a_scorer_of_another_observer_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="train it again"):
         FleetScorer.load(tmp_path / "s.ckpt")
-    with pytest.raises(OptionError, match="checkpoint is required"):
+    with pytest.raises(InputError, match="required for the learned fleet allocator"):
         make_fleet_allocator("learned")

@@ -14,7 +14,7 @@ LINK = {"trace.params.good_bps": 2_500_000.0, "link.loss_prob": 0.2, "link.laten
 
 
 def _fleet(members: int = 3, allocator: str = "equal", **options):
-    return {"members": members, "allocator": {"name": allocator, "options": options}}
+    return {"members": members, "allocator": {"name": allocator, "kwargs": options}}
 
 
 def _run(path, out, overrides=None, plots=False):
@@ -89,8 +89,8 @@ def test_a_resumed_fleet_run_gives_the_uninterrupted_table(tmp_path, tiny_scenar
             {},
             r"fleet.allocator.name: unknown fleet allocator 'equl' \(did you mean 'equal'\?\)",
         ),
-        (_fleet(2, "state", top_k=-1), {}, r"fleet.allocator.options: top_k is expected to be >= 0"),
-        (_fleet(2, "state", age=1), {}, r"fleet.allocator.options.*age.*age_weight"),
+        (_fleet(2, "state", top_k=-1), {}, r"fleet.allocator.kwargs: top_k is expected to be >= 0"),
+        (_fleet(2, "state", age=1), {}, r"fleet.allocator.kwargs.*age.*age_weight"),
         (
             {"members": 2, "links": {"2": {"loss_prob": 0.1}}},
             {},
@@ -148,7 +148,7 @@ def test_a_distilled_fleet_allocator_loads_into_a_scenario_and_runs(tmp_path, ti
     args += ["--set", "trace.params.good_bps=2500000.0", "--distill-episodes", "1", "--distill-epochs", "20"]
     assert main([*args, "--out", str(out)]) == 0
     assert (out / "fleet_policy.ckpt").is_file()
-    allocator = {"name": "learned", "options": {"checkpoint": str(out)}}
+    allocator = {"name": "learned", "checkpoint": str(out)}
     result, _ = _run(path, tmp_path / "run", {**LINK, "fleet": {"members": 3, "allocator": allocator}})
     assert len(result.episodes) == 3 and result.summary.fleet_allocator.iloc[0] == "learned"
 

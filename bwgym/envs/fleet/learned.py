@@ -17,14 +17,13 @@
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
-from bwgym.common.registry import BuildContext, register_fleet_allocator
+from bwgym.common.registry import BuildContext, InputError, register_fleet_allocator
 from bwgym.envs.fleet.wrapper import FleetState, equal_shares
 
 __all__ = [
@@ -33,7 +32,6 @@ __all__ = [
     "FleetObserver",
     "FleetScorer",
     "LearnedFleetAllocator",
-    "LearnedFleetOptions",
     "action_to_shares",
     "scores_to_action",
     "scores_to_shares",
@@ -267,26 +265,10 @@ class FleetScorer:
         return cls(ckpt.state, spec)
 
 
-@dataclass(frozen=True)
-class LearnedFleetOptions:
-    """Options of the ``learned`` fleet allocator.
-
-    Attributes:
-        checkpoint: a scorer written by ``bwgym train allocator --fleet`` (its folder or
-            ``fleet_policy.ckpt``).
-    """
-
-    checkpoint: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.checkpoint:
-            raise ValueError("checkpoint is required: the folder written by `bwgym train allocator --fleet`")
-
-
 @register_fleet_allocator(
     "learned",
     description="a trained scorer (bwgym train allocator --fleet): softmax of its score per member",
-    options=LearnedFleetOptions,
+    uses=("checkpoint",),
 )
 class LearnedFleetAllocator:
     """A :class:`FleetScorer` behind the fleet allocator interface.
@@ -305,9 +287,15 @@ class LearnedFleetAllocator:
         self.invalid_actions = 0
 
     @classmethod
-    def from_context(cls, context: BuildContext, options: LearnedFleetOptions) -> LearnedFleetAllocator:
-        """The registry's builder: the scorer of ``options.checkpoint`` (a file or its run folder)."""
-        path = Path(options.checkpoint)
+    def from_context(cls, context: BuildContext, options: None) -> LearnedFleetAllocator:
+        """The registry's builder: the scorer of the scenario's checkpoint (a file or its run folder)."""
+        if not context.checkpoint:
+            raise InputError(
+                "checkpoint",
+                "required for the learned fleet allocator: the folder written by "
+                "`bwgym train allocator --fleet`",
+            )
+        path = Path(context.checkpoint)
         return cls(FleetScorer.load(path / POLICY_FILE if path.is_dir() else path))
 
     def reset(self) -> None:
