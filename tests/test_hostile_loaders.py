@@ -489,10 +489,10 @@ CODEC_CASES: list[tuple[str, Callable[[dict], None], tuple[str, ...]]] = [
 @pytest.mark.parametrize("edit, words", [c[1:] for c in CODEC_CASES], ids=[c[0] for c in CODEC_CASES])
 def test_crafted_codec_network_is_refused_before_it_is_built(dae_ckpt, tmp_path, monkeypatch, edit, words):
     from bwgym.codecs.core.registry import load_codec
-    from bwgym.codecs.image import neural as autoencoders
+    from bwgym.codecs.image.networks import LatentAutoencoder
 
     path = _crafted(dae_ckpt, edit, tmp_path / "dae.ckpt", field="arch")
-    _forbid_building(monkeypatch, autoencoders.LatentAutoencoder, "__init__")
+    _forbid_building(monkeypatch, LatentAutoencoder, "__init__")
     _refused_within_memory(lambda: load_codec(path), ValueError, words)
 
 

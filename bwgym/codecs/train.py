@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -40,8 +40,11 @@ import torch
 from bwgym.codecs.core.entropy import quantize_ste
 from bwgym.codecs.core.protocol import Codec, ViewSpec
 from bwgym.codecs.core.registry import CHECKPOINT_DIR, codec_entry, codec_names, load_codec
-from bwgym.codecs.image.neural import DEFAULT_CHANNELS, NeuralLatentCodec, round_to_float16
+from bwgym.codecs.image.networks import DEFAULT_CHANNELS, round_to_float16
 from bwgym.common.device import resolve_device
+
+if TYPE_CHECKING:  # the codecs this module trains call it (NeuralLatentCodec.train)
+    from bwgym.codecs.image.neural import NeuralLatentCodec
 
 __all__ = [
     "SHIPPED_RECIPE",
@@ -122,7 +125,7 @@ class TrainConfig:
     def for_variant(cls, variant: str, **overrides: Any) -> TrainConfig:
         """Return the registry recipe of a learned codec name, with ``overrides`` (None values ignored)."""
         entry = codec_entry(variant)
-        if not issubclass(entry.cls, NeuralLatentCodec):
+        if not _is_learned(entry.cls):
             raise ValueError(
                 f"codec {variant!r} is not a learned codec; TrainConfig is for {_learned_names()}"
             )
@@ -131,8 +134,15 @@ class TrainConfig:
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def _is_learned(cls: type) -> bool:
+    """A learned image codec: one this module trains (it builds its network from the recipe)."""
+    return all(
+        callable(getattr(cls, m, None)) for m in ("build_network", "training_projection", "fit_latent_model")
+    )
+
+
 def _learned_names() -> list[str]:
-    return [n for n in codec_names() if issubclass(codec_entry(n).cls, NeuralLatentCodec)]
+    return [n for n in codec_names() if _is_learned(codec_entry(n).cls)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,7 +256,7 @@ def codec_loss(
     """Eq. 8 on one batch, through Alg. 1's projection to ``m`` components and STE quantisation.
 
     Args:
-        net: the :class:`~bwgym.codecs.image.neural.LatentAutoencoder`.
+        net: the :class:`~bwgym.codecs.image.networks.LatentAutoencoder`.
         projection: its training projection (``cls.training_projection(...)``).
         x: float views ``{view: (B, 3, H, W)}`` in [0, 1].
         m: total components kept.
@@ -350,7 +360,7 @@ def _check_training_input(
 ) -> tuple[type[NeuralLatentCodec], tuple[int, ...]]:
     """The learned codec's class and the frames' ``(H, W, 3)``; errors for what cannot be trained."""
     cls = codec_entry(config.codec).cls
-    if not issubclass(cls, NeuralLatentCodec):
+    if not _is_learned(cls):
         raise ValueError(f"codec {config.codec!r} is not a learned codec; expected one of {_learned_names()}")
     if config.lambda_task > 0 and agent is None:
         raise ValueError(

@@ -23,14 +23,8 @@ from bwgym.codecs.core.dpca import DPCA
 from bwgym.codecs.core.latent import JOINT
 from bwgym.codecs.core.protocol import Payload, PayloadError
 from bwgym.codecs.image.ndpca import NDPCACodec
-from bwgym.codecs.image.neural import (
-    DAECodec,
-    EqualSplitProjection,
-    JAECodec,
-    LatentAutoencoder,
-    NeuralLatentCodec,
-    round_to_float16,
-)
+from bwgym.codecs.image.networks import EqualSplitProjection, LatentAutoencoder, round_to_float16
+from bwgym.codecs.image.neural import DAECodec, JAECodec, NeuralLatentCodec
 from bwgym.codecs.train import train_codec
 from bwgym.common.checkpoint import load_checkpoint
 
