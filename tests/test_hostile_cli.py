@@ -443,6 +443,21 @@ ZOO = [
     ),
     ("wyner-ziv-out-suffix", ["train", "wyner-ziv", "--out", "w.npz"], [".ckpt"]),
     ("two-receivers-out-file", ["train", "two-receivers", "--out", "{afile}"], ["--out", "folder"]),
+    (
+        "latent-agent-pixel-codec",
+        ["train", "latent-agent", "--scenario", "lora_jpeg", "--out", "l.ckpt"],
+        ["latent codec", "'jpeg'"],
+    ),
+    (
+        "latent-agent-hidden-huge",
+        ["train", "latent-agent", "--scenario", "lora_ndpca", "--hidden", HUGE, "--out", "l.ckpt"],
+        ["--hidden"],
+    ),
+    (
+        "latent-agent-history-huge",
+        ["train", "latent-agent", "--scenario", "lora_ndpca", "--history-steps", HUGE, "--out", "l.ckpt"],
+        ["--history-steps"],
+    ),
 ]
 TRACES = [
     (

@@ -13,6 +13,7 @@ from typing import Any
 from bwgym.cli import agents as agent_commands
 from bwgym.cli import allocation as allocation_commands
 from bwgym.cli import codecs as codec_commands
+from bwgym.cli import latent_agent as latent_agent_commands
 from bwgym.cli import models as model_commands
 from bwgym.cli import registry as registry_commands
 from bwgym.cli import scenarios as scenario_commands
@@ -348,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     codec_commands.register(sub, train_sub)
     allocation_commands.register(train_sub)
     model_commands.register(train_sub)
+    latent_agent_commands.register(train_sub)
     scenario_commands.register(sub)
     return parser
 
