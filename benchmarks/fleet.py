@@ -136,7 +136,7 @@ def speed_row(members: int, steps: int) -> dict:
     from bwgym.scenarios.config import load_scenario
     from bwgym.scenarios.factory import make_agent, make_env
     from bwgym.scenarios.fleet import make_fleet
-    from bwgym.scenarios.runner import _act_all
+    from bwgym.scenarios.run_folder import act_all
 
     scenario = load_scenario("fleet_lte_jpeg", {"fleet.members": members})
     fleet = make_fleet(scenario)
@@ -144,10 +144,10 @@ def speed_row(members: int, steps: int) -> dict:
     agents = [agent] * members
     obs, _ = fleet.reset(seed=list(range(members)))
     active = np.ones(members, dtype=bool)
-    fleet.step(_act_all(agents, obs, active, fleet.single_action_space), active)  # warm-up
+    fleet.step(act_all(agents, obs, active, fleet.single_action_space), active)  # warm-up
     start = time.perf_counter()
     for _ in range(steps):
-        obs, *_ = fleet.step(_act_all(agents, obs, active, fleet.single_action_space), active)
+        obs, *_ = fleet.step(act_all(agents, obs, active, fleet.single_action_space), active)
     fleet_rate = members * steps / (time.perf_counter() - start)
     fleet.close()
 

@@ -19,7 +19,6 @@ import yaml
 from bwgym.cli import main, parse_overrides
 from bwgym.cli.args import MAX_N_ENVS, max_processes
 from bwgym.scenarios import config as scenario_config
-from bwgym.traces import link as link_module
 
 #: A tiny scenario (48 px LocateLift-v0, a constant trace, the random agent): cheap to validate.
 BASE = {
@@ -559,11 +558,6 @@ def test_the_corpus_covers_every_command() -> None:
         assert cases, name
 
 
-def test_config_and_link_share_their_bounds() -> None:
-    assert scenario_config.MAX_STEP_SECONDS == link_module.MAX_STEP_SECONDS
-    assert scenario_config.MAX_LATENCY_STEPS == link_module.MAX_LATENCY_STEPS
-
-
 # ------------------------------------------------------------------------------ what the flags mean
 def test_set_paths_resolve_against_the_working_directory(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "mine.ckpt").write_bytes(b"x")
@@ -610,11 +604,11 @@ def test_num_envs_maps_to_run_num_envs(inputs, tmp_path, monkeypatch, capsys) ->
 def test_num_envs_does_not_stop_a_resume() -> None:
     import dataclasses
 
-    from bwgym.scenarios.runner import _comparable
+    from bwgym.scenarios.run_folder import comparable_config
 
     one = scenario_config.scenario_from_dict(BASE)
     four = dataclasses.replace(one, run=dataclasses.replace(one.run, num_envs=4, workers=2))
-    assert _comparable(one) == _comparable(four)
+    assert comparable_config(one) == comparable_config(four)
 
 
 @pytest.mark.parametrize(

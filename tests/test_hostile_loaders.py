@@ -39,13 +39,13 @@ from bwgym.common.checkpoint import (
     save_checkpoint,
 )
 from bwgym.scenarios.config import (
-    MAX_ERROR_CHARS,
     MAX_SCENARIO_BYTES,
     ConfigError,
     library_scenarios,
     load_scenario,
     parse_override,
 )
+from bwgym.scenarios.sections import MAX_ERROR_CHARS
 
 PACKAGE = Path(bwgym.__file__).resolve().parent
 AGENT_CKPTS = PACKAGE / "agents" / "checkpoints"
@@ -814,7 +814,7 @@ def test_command_line_values_have_the_scenario_bounds(flag, text, words):
 
 
 def test_resumed_config_yaml_is_read_with_the_scenario_bounds(tmp_path):
-    from bwgym.scenarios.runner import check_run_folder
+    from bwgym.scenarios.run_folder import check_run_folder
 
     (tmp_path / "config.yaml").write_text(BILLION_LAUGHS)
     scenario = load_scenario("lora_ndpca")

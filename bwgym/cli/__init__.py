@@ -29,7 +29,7 @@ from bwgym.cli.args import (
     bounded_int,
     check_env_id,
 )
-from bwgym.scenarios.config import MAX_TRACE_SCALE
+from bwgym.scenarios.sections import MAX_TRACE_SCALE
 from bwgym.traces import commands as trace_commands
 
 __all__ = ["main"]
@@ -177,7 +177,8 @@ def run_overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, A
 def _cmd_run(args: argparse.Namespace) -> int:
     """Run a scenario and print its summary and where its files are."""
     from bwgym.scenarios.config import ConfigError, load_scenario
-    from bwgym.scenarios.runner import WorkerDiedError, default_out_dir, run_scenario
+    from bwgym.scenarios.run_folder import WorkerDiedError, default_out_dir
+    from bwgym.scenarios.runner import run_scenario
 
     command = getattr(args, "command_name", "run")
     try:

@@ -37,7 +37,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from bwgym.cli import PATH_KEYS, path_from_cwd, run_overrides
     from bwgym.scenarios import sweep
     from bwgym.scenarios.config import ConfigError
-    from bwgym.scenarios.runner import WorkerDiedError
+    from bwgym.scenarios.run_folder import WorkerDiedError
 
     try:
         overrides = run_overrides(args, ("episodes", "seed", "num_envs", "device"))  # workers size the pool

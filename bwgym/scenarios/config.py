@@ -18,10 +18,7 @@ checks names of codecs, agents, allocators and trace files before anything runs.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
 import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +26,27 @@ from typing import Any
 import yaml
 
 from bwgym.common.device import resolve_device
-from bwgym.common.plain_data import FLOAT_TEXT, MAX_ECHO_CHARS, from_plain
+from bwgym.common.plain_data import FLOAT_TEXT
 from bwgym.common.plain_data import short as _short
-from bwgym.scenarios.fleet import FleetConfig, check_fleet
+from bwgym.scenarios.receivers import parse_receivers
+from bwgym.scenarios.sections import (
+    MAX_EPISODES,
+    MAX_LATENCY_STEPS,
+    MAX_NUM_ENVS,
+    MAX_WORKERS,
+    AgentConfig,
+    AllocatorConfig,
+    CodecConfig,
+    ConfigError,
+    EnvConfig,
+    FleetConfig,
+    LinkConfig,
+    RunConfig,
+    TraceConfig,
+    _choose,
+    _from_dict,
+    check_trace_and_link,
+)
 
 __all__ = [
     "AgentConfig",
@@ -57,37 +72,6 @@ __all__ = [
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.,=+\-]{0,199}")
-#: Most episodes one run may ask for; the runner streams over episodes, so this bounds disk, not memory.
-MAX_EPISODES = 10_000_000
-#: Most envs one worker may step together as one vector env (``run.num_envs``, ``--num-envs``).
-MAX_NUM_ENVS = 64
-#: Most worker processes a scenario may name (``run.workers``); the runner also holds a run to
-#: :data:`bwgym.scenarios.runner.MAX_WORKERS_PER_CORE` per core of the machine it runs on.
-MAX_WORKERS = 1024
-#: Longest trace time per env step (``link.step_seconds``): a day. Budgets are integer bits per
-#: step, and 1e300 s overflowed them.
-MAX_STEP_SECONDS = 86_400.0
-#: Longest link latency in steps (``link.latency_steps``): payloads in flight are held in memory.
-MAX_LATENCY_STEPS = 100_000
-#: Largest ``trace.scale``: a factor on every rate of the trace (1e6 turns 1 kbit/s into 1 Gbit/s).
-MAX_TRACE_SCALE = 1e6
-
-
-class ConfigError(ValueError):
-    """A scenario that cannot run: names the key path, the bad value and the valid choices.
-
-    The message is one line of at most :data:`MAX_ERROR_CHARS` characters: a value echoed from a
-    hostile file is shortened (its middle elided), never printed whole.
-    """
-
-    def __init__(self, message: object = "") -> None:
-        text = " ".join(str(message).split("\n"))
-        if len(text) > MAX_ERROR_CHARS:
-            keep = MAX_ERROR_CHARS // 2 - 20
-            text = f"{text[:keep]} ...({len(text) - 2 * keep} chars elided)... {text[-keep:]}"
-        super().__init__(text)
-
-
 # ----------------------------------------------------------------------------- YAML loading
 #: Largest scenario file (bytes); scenarios are a few hundred bytes, and PyYAML's pure-Python
 #: loader (needed for the checks below) parses about 1 MB per second.
@@ -97,8 +81,6 @@ MAX_SCENARIO_BYTES = 1 << 20
 MAX_SCENARIO_DEPTH = 32
 #: Most YAML nodes (scalars, lists, mappings) in a scenario file; a scenario has about 50.
 MAX_SCENARIO_NODES = 10_000
-#: Longest error message (characters), whatever it echoes.
-MAX_ERROR_CHARS = 1_000
 
 
 class _ScenarioYAMLError(yaml.YAMLError):
@@ -215,123 +197,6 @@ def parse_override(key: str, text: str) -> Any:
 
 
 @dataclass(frozen=True)
-class EnvConfig:
-    """The environment."""
-
-    id: str = "bwgym/LocateLift-v1"
-    """A registered Gymnasium id (``bwgym/...`` ids are registered by ``import bwgym``)."""
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments of ``gymnasium.make`` (e.g. ``image_size``, ``cameras``)."""
-
-
-@dataclass(frozen=True)
-class TraceConfig:
-    """The bandwidth trace the link follows."""
-
-    source: str | None = None
-    """A library trace name (``bwgym traces list``) or a file path; relative paths are resolved
-    against the scenario file's folder. ``lte_drive`` when neither ``source`` nor ``generator``
-    is given."""
-    format: str | None = None
-    """File format when it cannot be detected (a registered one: ``bwgym traces formats``)."""
-    generator: str | None = None
-    """Instead of ``source``: a registered generator (``bwgym traces generators``)."""
-    params: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments of the generator. Without ``seed`` the generator gets one derived from
-    ``run.seed`` (:func:`bwgym.traces.derive_seed`), so every run, worker count and ``--resume`` of
-    the scenario sees the same trace."""
-    scale: float = 1.0
-    """Multiply every rate (e.g. 1/N for N robots sharing one uplink)."""
-
-
-@dataclass(frozen=True)
-class LinkConfig:
-    """The link between sensors and agent."""
-
-    step_seconds: float | None = None
-    """Trace time per env step (at most ``MAX_STEP_SECONDS``); None takes the env's control period
-    (``env.unwrapped.dt``)."""
-    latency_steps: int = 0
-    """A payload arrives this many steps after it was sent (at most ``MAX_LATENCY_STEPS``)."""
-    loss_prob: float = 0.0
-    """Probability that a payload is lost (the receiver holds its last frames)."""
-    observation: str = "pixels"
-    """What the receiver hands the agent: ``pixels`` (the decoded views) or ``latent`` (the latent
-    code it holds per stream and its age, latent codecs only: :mod:`bwgym.envs.latent_views`)."""
-
-
-@dataclass(frozen=True)
-class CodecConfig:
-    """The codec between the sensors and the agent."""
-
-    name: str = "jpeg"
-    """A registered codec (``bwgym codecs``); ``none`` sends views uncompressed and free."""
-    checkpoint: str | None = None
-    """A checkpoint file for learned codecs (relative paths: against the scenario file's folder);
-    None takes the shipped one. Its kind must match ``name``."""
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    """Extra constructor arguments of the codec."""
-
-
-@dataclass(frozen=True)
-class AllocatorConfig:
-    """How the step's bit budget is split over the views."""
-
-    name: str = "dpca"
-    """``dpca`` (the codec's own split: DPCA's for latent codecs, equal for image codecs),
-    ``uniform`` (equal shares, which latent codecs honour too), ``fixed`` (with ``weights``),
-    ``proportional`` (to each view's current latent energy), ``oracle`` (per step, the grid split
-    whose decoded views keep the agent's action closest to its clean-view action) or ``learned``
-    (with ``checkpoint``); ``bwgym allocators`` lists every registered one."""
-    weights: dict[str, float] | None = None
-    """Share per view for ``fixed``."""
-    checkpoint: str | None = None
-    """For ``learned``: the folder (or its ``policy.ckpt``) written by ``bwgym train allocator``
-    (relative paths: against the scenario file's folder); None: the shipped policy of the codec
-    and env (:func:`bwgym.agents.allocation.shipped_allocator`)."""
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    """The allocator's options (``oracle``: ``levels``, the grid's steps per unit share, and
-    ``include_codec_split``, to also try the codec's own split)."""
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    """The agent acting on decoded views."""
-
-    name: str = "bc"
-    """A registered agent (``bwgym agents`` lists them): ``bc`` (behaviour cloning), ``sb3`` (a
-    policy from ``bwgym train agent --algo ppo|sac``), ``kalman`` (Kalman-filter fusion of
-    SensorNetwork's decoded views), ``expert`` (scripted, reads the true state) or ``random``."""
-    checkpoint: str | None = None
-    """A checkpoint file (relative paths: against the scenario file's folder); None takes the
-    shipped one."""
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    """The agent's options (its entry's options dataclass)."""
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """How many episodes, from which seed, on how many workers."""
-
-    episodes: int = 20
-    """Episodes to run; episode i uses seed ``seed + i``."""
-    seed: int = 0
-    """First episode seed."""
-    workers: int = 1
-    """Worker processes (episodes are independent; tables do not depend on this); at most
-    ``MAX_WORKERS``, and at most 4 per CPU core of the machine that runs it."""
-    record_steps: bool = True
-    """Write ``steps.parquet`` (one row per step)."""
-    num_envs: int = 1
-    """Envs a worker steps together as one vector env, 1 to ``MAX_NUM_ENVS`` (tables do not depend
-    on this: episode i still uses seed ``seed + i``)."""
-    device: str = "auto"
-    """Where the codec's and the agent's networks run: ``auto`` (CUDA when present, else CPU),
-    ``cpu``, ``cuda`` or ``cuda:N``. On CUDA the vector envs' codec runs its networks once for all
-    envs (:meth:`~bwgym.codecs.core.protocol.Codec.compress_batch`)."""
-
-
-@dataclass(frozen=True)
 class Scenario:
     """One runnable scenario."""
 
@@ -357,18 +222,11 @@ class Scenario:
     """N members behind the one link, run in rounds (:mod:`bwgym.scenarios.fleet`); None: one robot."""
 
 
-def _from_dict(cls: type, data: Any, path: str) -> Any:
-    """``cls`` from plain data; a bad key or type is a :class:`ConfigError` naming its path."""
-    return from_plain(cls, data, path, ConfigError)
-
-
 def scenario_from_dict(data: dict[str, Any]) -> Scenario:
     """Build a :class:`Scenario` from plain data; raise :class:`ConfigError` on any bad key or type."""
     scenario = _from_dict(Scenario, data, "")
     _check_values(scenario)
     if scenario.receivers or scenario.links:
-        from bwgym.scenarios.receivers import parse_receivers
-
         parse_receivers(scenario)
     return scenario
 
@@ -400,50 +258,17 @@ def _check_values(s: Scenario) -> None:
         s.run.num_envs,
         f"an integer in [1, {MAX_NUM_ENVS}] (MAX_NUM_ENVS)",
     )
-    check(s.trace.scale > 0, "trace.scale", s.trace.scale, "a number > 0")
+    check_trace_and_link(s.trace, s.link)
     if s.run.device not in ("auto", "cpu"):  # those need no torch to check
         try:
             resolve_device(s.run.device)
         except ValueError as exc:
             raise ConfigError(f"run.device: {exc}") from None
     check(
-        0 <= s.link.latency_steps <= MAX_LATENCY_STEPS,
-        "link.latency_steps",
-        s.link.latency_steps,
-        f"an integer in [0, {MAX_LATENCY_STEPS:,}] (MAX_LATENCY_STEPS)",
-    )
-    check(0 <= s.link.loss_prob < 1, "link.loss_prob", s.link.loss_prob, "a probability in [0, 1)")
-    check(s.link.observation in ("pixels", "latent"), "link.observation", s.link.observation, "pixels or latent")
-    check(
-        s.link.step_seconds is None or s.link.step_seconds > 0,
-        "link.step_seconds",
-        s.link.step_seconds,
-        "null or a number > 0",
-    )
-    check(
-        s.trace.source is None or s.trace.generator is None,
-        "trace",
-        dataclasses.asdict(s.trace),
-        "one of trace.source and trace.generator, not both",
-    )
-    check(
         0 <= s.run.seed < 2**31 - s.run.episodes,
         "run.seed",
         s.run.seed,
         "an integer in [0, 2**31 - run.episodes) (episode i uses seed run.seed + i)",
-    )
-    check(
-        math.isfinite(s.trace.scale) and s.trace.scale <= MAX_TRACE_SCALE,
-        "trace.scale",
-        s.trace.scale,
-        f"a finite number in (0, {MAX_TRACE_SCALE:g}] (MAX_TRACE_SCALE)",
-    )
-    check(
-        s.link.step_seconds is None
-        or (math.isfinite(s.link.step_seconds) and s.link.step_seconds <= MAX_STEP_SECONDS),
-        "link.step_seconds",
-        s.link.step_seconds,
-        f"null or a finite number in (0, {MAX_STEP_SECONDS:g}] seconds (MAX_STEP_SECONDS)",
     )
     check(
         bool(_SAFE_NAME.fullmatch(s.name)),
@@ -455,12 +280,57 @@ def _check_values(s: Scenario) -> None:
         check_fleet(s)
 
 
-def _choose(path: str, value: str, choices: typing.Iterable[str]) -> None:
-    choices = sorted(choices)
-    if value not in choices:
-        near = difflib.get_close_matches(value[:MAX_ECHO_CHARS], choices, n=1)
-        hint = f" Did you mean {near[0]!r}?" if near else ""
-        raise ConfigError(f"{path}: unknown value {_short(value)}.{hint} Valid choices: {', '.join(choices)}")
+def check_fleet(scenario: Any) -> None:
+    """Refuse a ``fleet:`` section that cannot run (the scenario parser calls this).
+
+    Raises:
+        ConfigError: naming the key: members out of range, a link key that is not a member
+            index, a bad link value, an unknown allocator or option, a codec of ``none``,
+            ``run.num_envs`` above 1, or seeds past ``2**31``.
+    """
+    from bwgym.common.registry import FLEET_ALLOCATORS, OptionError, UnknownNameError
+    from bwgym.envs.fleet import MAX_FLEET_MEMBERS
+
+    fleet: FleetConfig = scenario.fleet
+    n = fleet.members
+    if not 1 <= n <= MAX_FLEET_MEMBERS:
+        raise ConfigError(
+            f"fleet.members: invalid value {n!r}; expected an integer in [1, {MAX_FLEET_MEMBERS}] (MAX_FLEET_MEMBERS)"
+        )
+    for key, extra in fleet.links.items():
+        if not (key.isdigit() and int(key) < n):
+            raise ConfigError(f"fleet.links.{key}: expected a member index in [0, {n - 1}]")
+        if extra.latency_steps is not None and not 0 <= extra.latency_steps <= MAX_LATENCY_STEPS:
+            raise ConfigError(
+                f"fleet.links.{key}.latency_steps: invalid value {extra.latency_steps!r}; "
+                f"expected an integer in [0, {MAX_LATENCY_STEPS:,}]"
+            )
+        if extra.loss_prob is not None and not 0 <= extra.loss_prob < 1:
+            raise ConfigError(
+                f"fleet.links.{key}.loss_prob: invalid value {extra.loss_prob!r}; expected a probability in [0, 1)"
+            )
+    try:
+        FLEET_ALLOCATORS.get(fleet.allocator.name).make_options(
+            fleet.allocator.kwargs, "fleet.allocator.kwargs"
+        )
+    except UnknownNameError as exc:
+        raise ConfigError(f"fleet.allocator.name: {exc}") from None
+    except OptionError as exc:
+        raise ConfigError(str(exc)) from None
+    if scenario.codec.name == "none":
+        raise ConfigError(
+            "fleet: a fleet divides its link among its members' codecs; codec.name must not be 'none'"
+        )
+    if scenario.run.num_envs != 1:
+        raise ConfigError(
+            f"run.num_envs: invalid value {scenario.run.num_envs!r} for a fleet; its members are stepped "
+            "together already: leave it at 1"
+        )
+    if scenario.run.seed + scenario.run.episodes * n >= 2**31:
+        raise ConfigError(
+            f"run.seed: invalid value {scenario.run.seed!r}; a fleet's member-episodes use seeds up to "
+            f"run.seed + run.episodes * fleet.members, which must stay below 2**31"
+        )
 
 
 def read_scenario_file(path: Path) -> Any:
@@ -576,9 +446,7 @@ def load_scenario(source: str | Path, overrides: dict[str, Any] | None = None) -
                 f"(relative paths are resolved against {path.parent})"
             )
     if scenario.receivers:
-        from bwgym.scenarios.receivers import resolve_link_paths
-
-        scenario = resolve_link_paths(scenario, path.parent)
+        scenario = _resolve_link_paths(scenario, path.parent)
     return _resolve_relative(scenario, path.parent)
 
 
@@ -602,6 +470,25 @@ def _resolve_relative(s: Scenario, folder: Path) -> Scenario:
             ),
         ),
     )
+
+
+def _resolve_link_paths(scenario: Scenario, folder: Path) -> Scenario:
+    """Each link's trace file relative to the scenario file's ``folder`` made absolute, as checked.
+
+    A link without ``trace.source`` or ``trace.generator`` gets ``lte_drive``, as the scenario's
+    ``trace:`` does.
+    """
+    links = {}
+    for name, data in scenario.links.items():
+        data = dict(data or {})
+        trace = dict(data.get("trace") or {})
+        source = trace.get("source")
+        if source is None and trace.get("generator") is None:
+            trace["source"] = "lte_drive"
+        elif isinstance(source, str) and (folder / source).exists():
+            trace["source"] = str((folder / source).resolve())
+        links[name] = {**data, "trace": trace}
+    return dataclasses.replace(scenario, links=links)
 
 
 def library_scenarios() -> dict[str, Path]:

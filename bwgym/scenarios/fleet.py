@@ -39,7 +39,6 @@ import dataclasses
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,10 +48,6 @@ if TYPE_CHECKING:  # pandas is imported where tables are made: the scenario pars
     import pandas as pd
 
 __all__ = [
-    "FleetAllocatorConfig",
-    "FleetConfig",
-    "MemberLinkConfig",
-    "check_fleet",
     "distill_fleet_allocator",
     "fleet_summary",
     "jain_index",
@@ -62,95 +57,6 @@ __all__ = [
     "run_fleet_rounds",
     "run_fleets",
 ]
-
-
-@dataclass(frozen=True)
-class FleetAllocatorConfig:
-    """The fleet allocator: a name of :data:`~bwgym.common.registry.FLEET_ALLOCATORS`, as ``allocator:`` is."""
-
-    name: str = "equal"
-    """``equal``, ``proportional``, ``max_min_fair``, ``state``, ``oracle``, ``learned`` (:mod:`bwgym.envs.fleet`)."""
-    checkpoint: str | None = None
-    """For ``learned``: the folder (or its policy file) written by ``bwgym train allocator --fleet``
-    (relative paths: against the scenario file's folder)."""
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    """The allocator's options (its options dataclass: unknown keys are errors)."""
-
-
-@dataclass(frozen=True)
-class MemberLinkConfig:
-    """One member's own link behind the shared one; a key left out keeps the scenario's ``link``."""
-
-    latency_steps: int | None = None
-    """Steps between the member sending and its receiver getting the frame."""
-    loss_prob: float | None = None
-    """Probability that the member's frame is lost on its way."""
-
-
-@dataclass(frozen=True)
-class FleetConfig:
-    """N members behind the scenario's link (its trace not scaled per member)."""
-
-    members: int = 2
-    """N, 1 to :data:`~bwgym.envs.fleet.MAX_FLEET_MEMBERS`."""
-    allocator: FleetAllocatorConfig = field(default_factory=FleetAllocatorConfig)
-    """How each step's budget is divided among the members."""
-    links: dict[str, MemberLinkConfig] = field(default_factory=dict)
-    """Per-member link extras, keyed by member index (``{3: {loss_prob: 0.2}}``)."""
-
-
-def check_fleet(scenario: Any) -> None:
-    """Refuse a ``fleet:`` section that cannot run (the scenario parser calls this).
-
-    Raises:
-        ConfigError: naming the key: members out of range, a link key that is not a member
-            index, a bad link value, an unknown allocator or option, a codec of ``none``,
-            ``run.num_envs`` above 1, or seeds past ``2**31``.
-    """
-    from bwgym.common.registry import FLEET_ALLOCATORS, OptionError, UnknownNameError
-    from bwgym.envs.fleet import MAX_FLEET_MEMBERS
-    from bwgym.scenarios.config import MAX_LATENCY_STEPS, ConfigError
-
-    fleet: FleetConfig = scenario.fleet
-    n = fleet.members
-    if not 1 <= n <= MAX_FLEET_MEMBERS:
-        raise ConfigError(
-            f"fleet.members: invalid value {n!r}; expected an integer in [1, {MAX_FLEET_MEMBERS}] (MAX_FLEET_MEMBERS)"
-        )
-    for key, extra in fleet.links.items():
-        if not (key.isdigit() and int(key) < n):
-            raise ConfigError(f"fleet.links.{key}: expected a member index in [0, {n - 1}]")
-        if extra.latency_steps is not None and not 0 <= extra.latency_steps <= MAX_LATENCY_STEPS:
-            raise ConfigError(
-                f"fleet.links.{key}.latency_steps: invalid value {extra.latency_steps!r}; "
-                f"expected an integer in [0, {MAX_LATENCY_STEPS:,}]"
-            )
-        if extra.loss_prob is not None and not 0 <= extra.loss_prob < 1:
-            raise ConfigError(
-                f"fleet.links.{key}.loss_prob: invalid value {extra.loss_prob!r}; expected a probability in [0, 1)"
-            )
-    try:
-        FLEET_ALLOCATORS.get(fleet.allocator.name).make_options(
-            fleet.allocator.kwargs, "fleet.allocator.kwargs"
-        )
-    except UnknownNameError as exc:
-        raise ConfigError(f"fleet.allocator.name: {exc}") from None
-    except OptionError as exc:
-        raise ConfigError(str(exc)) from None
-    if scenario.codec.name == "none":
-        raise ConfigError(
-            "fleet: a fleet divides its link among its members' codecs; codec.name must not be 'none'"
-        )
-    if scenario.run.num_envs != 1:
-        raise ConfigError(
-            f"run.num_envs: invalid value {scenario.run.num_envs!r} for a fleet; its members are stepped "
-            "together already: leave it at 1"
-        )
-    if scenario.run.seed + scenario.run.episodes * n >= 2**31:
-        raise ConfigError(
-            f"run.seed: invalid value {scenario.run.seed!r}; a fleet's member-episodes use seeds up to "
-            f"run.seed + run.episodes * fleet.members, which must stay below 2**31"
-        )
 
 
 def member_scenario(scenario: Any, member: int) -> Any:
@@ -312,9 +218,9 @@ def _build_fleet_and_agents(scenario: Any) -> tuple[Any, list[Any]]:
 
 
 def _fleet_and_agents(scenario: Any) -> tuple[Any, list[Any]]:
-    from bwgym.scenarios.runner import _cached
+    from bwgym.scenarios.run_folder import worker_cache
 
-    return _cached("fleet:", scenario, lambda: _build_fleet_and_agents(scenario))
+    return worker_cache("fleet:", scenario, lambda: _build_fleet_and_agents(scenario))
 
 
 def _fleet_rows(fleet: Any, r: int, step: int) -> list[dict[str, Any]]:
@@ -341,7 +247,7 @@ def _run_round(scenario: Any, r: int) -> tuple[int, list[dict], list[dict], list
     import pandas as pd
 
     from bwgym.agents.base import EpisodeResult
-    from bwgym.scenarios.runner import _act_all, _episode_row, _step_row
+    from bwgym.scenarios.run_folder import act_all, episode_row, step_row
 
     fleet, agents = _fleet_and_agents(scenario)
     n = fleet.num_envs
@@ -354,14 +260,14 @@ def _run_round(scenario: Any, r: int) -> tuple[int, list[dict], list[dict], list
             agents[i].reset(seeds[i])
         results.append(EpisodeResult(info=fleet.env_infos[i]))
         steps.append(
-            [_step_row(fleet.env_infos[i], 0, 0.0) | {"fleet_share": fleet.env_infos[i]["fleet_share"]}]
+            [step_row(fleet.env_infos[i], 0, 0.0) | {"fleet_share": fleet.env_infos[i]["fleet_share"]}]
         )
     fleet_rows = _fleet_rows(fleet, r, 0)
     active = np.ones(n, dtype=bool)
     rows: list[dict[str, Any]] = [{} for _ in range(n)]
     step = 0
     while active.any():
-        actions = _act_all(agents, obs, active, fleet.single_action_space)
+        actions = act_all(agents, obs, active, fleet.single_action_space)
         obs, rewards, terminations, truncations, _ = fleet.step(actions, active)
         step += 1
         fleet_rows += _fleet_rows(fleet, r, step)
@@ -371,7 +277,7 @@ def _run_round(scenario: Any, r: int) -> tuple[int, list[dict], list[dict], list
             result.steps += 1
             result.info = info
             steps[i].append(
-                _step_row(info, result.steps, float(rewards[i])) | {"fleet_share": info["fleet_share"]}
+                step_row(info, result.steps, float(rewards[i])) | {"fleet_share": info["fleet_share"]}
             )
             if terminations[i] or truncations[i]:
                 result.success = bool(info.get("is_success", False))
@@ -379,7 +285,7 @@ def _run_round(scenario: Any, r: int) -> tuple[int, list[dict], list[dict], list
     frame = pd.DataFrame(fleet_rows)
     for i in range(n):
         member = frame[(frame.member == i) & frame.active]
-        row, kept = _episode_row(scenario, episodes[i], results[i], steps[i])
+        row, kept = episode_row(scenario, episodes[i], results[i], steps[i])
         row.update(
             member=i,
             round=r,
@@ -445,7 +351,7 @@ def fleet_members(episodes: pd.DataFrame, fleet_steps: pd.DataFrame) -> pd.DataF
 
 def fleet_summary(scenario: Any, episodes: pd.DataFrame, fleet_steps: pd.DataFrame) -> pd.DataFrame:
     """The run's ``summary.csv`` row with the fleet's columns (see the module docstring)."""
-    from bwgym.scenarios.runner import summarize
+    from bwgym.scenarios.run_folder import summarize
 
     summary = summarize(episodes)
     members = fleet_members(episodes, fleet_steps)
@@ -502,9 +408,9 @@ class _FleetRun:
     """One fleet run folder being filled round by round; its folder, lock and writer are any run's."""
 
     def __init__(self, scenario: Any, out_dir: str | Path, resume: bool) -> None:
-        from bwgym.scenarios.runner import _Run
+        from bwgym.scenarios.run_folder import RunFolder
 
-        self.run = _Run(scenario, out_dir, resume)
+        self.run = RunFolder(scenario, out_dir, resume)
         self.scenario, self.out_dir, self.data = scenario, self.run.out_dir, self.run.data
         n = scenario.fleet.members
         parts = self.out_dir / "parts"
@@ -521,17 +427,17 @@ class _FleetRun:
         """Write one finished round: its step and fleet rows, then its episode rows (which mark it done)."""
         import pandas as pd
 
-        from bwgym.scenarios.runner import _atomic_parquet
+        from bwgym.scenarios.run_folder import atomic_parquet
 
         parts = self.out_dir / "parts"
         frame = pd.DataFrame(steps)
         for row in rows:
             e = row["episode"]
             own = frame[frame.episode == e] if not frame.empty else frame
-            _atomic_parquet(own.reset_index(drop=True), parts / f"steps_{e:05d}.parquet")
-        _atomic_parquet(pd.DataFrame(fleet_rows), parts / f"fleet_{r:05d}.parquet")
+            atomic_parquet(own.reset_index(drop=True), parts / f"steps_{e:05d}.parquet")
+        atomic_parquet(pd.DataFrame(fleet_rows), parts / f"fleet_{r:05d}.parquet")
         for row in rows:
-            _atomic_parquet(pd.DataFrame([row]), parts / f"episode_{row['episode']:05d}.parquet")
+            atomic_parquet(pd.DataFrame([row]), parts / f"episode_{row['episode']:05d}.parquet")
         writer = self.run.writer
         if writer is not None:
             members = pd.DataFrame(rows)
@@ -541,29 +447,29 @@ class _FleetRun:
 
     def finish(self, plots: bool) -> Any:
         """Consolidate the parts into the run's tables, the fleet's tables and plots."""
-        from bwgym.scenarios.runner import (
+        from bwgym.common.files import atomic_write_text
+        from bwgym.scenarios.run_folder import (
             RunResult,
-            _atomic_parquet,
-            _atomic_text,
-            _consolidate,
+            atomic_parquet,
+            consolidate_parts,
             read_episodes,
         )
 
         out_dir = self.out_dir
         episodes = read_episodes(out_dir)
-        _atomic_parquet(episodes, out_dir / "episodes.parquet")
-        steps = _consolidate(out_dir, "steps_*.parquet")
+        atomic_parquet(episodes, out_dir / "episodes.parquet")
+        steps = consolidate_parts(out_dir, "steps_*.parquet")
         if not steps.empty:
-            _atomic_parquet(
+            atomic_parquet(
                 steps.sort_values(["episode", "step"], ignore_index=True), out_dir / "steps.parquet"
             )
-        fleet_steps = _consolidate(out_dir, "fleet_*.parquet")
+        fleet_steps = consolidate_parts(out_dir, "fleet_*.parquet")
         fleet_steps = fleet_steps.sort_values(["round", "step", "member"], ignore_index=True)
-        _atomic_parquet(fleet_steps, out_dir / "fleet.parquet")
+        atomic_parquet(fleet_steps, out_dir / "fleet.parquet")
         members = fleet_members(episodes, fleet_steps)
-        _atomic_text(members.to_csv(index=False), out_dir / "fleet_members.csv")
+        atomic_write_text(out_dir / "fleet_members.csv", members.to_csv(index=False))
         summary = fleet_summary(self.scenario, episodes, fleet_steps)
-        _atomic_text(summary.to_csv(index=False), out_dir / "summary.csv")
+        atomic_write_text(out_dir / "summary.csv", summary.to_csv(index=False))
         if plots:
             from bwgym.scenarios import plots as plotting
 
@@ -582,21 +488,16 @@ def run_fleets(
     plots: bool = True,
     desc: str | None = None,
 ) -> list[Any]:
-    """:func:`~bwgym.scenarios.runner.run_scenarios` for runs of which some are fleets.
+    """Run fleet scenarios, each into its own run folder (``run_scenarios`` sends its fleets here).
 
-    The fleets run round by round (one round is the unit of work sent to a worker); the other runs
-    go through :func:`~bwgym.scenarios.runner.run_scenarios`. Returns one
-    :class:`~bwgym.scenarios.runner.RunResult` per run, in the order of ``runs``.
+    The fleets run round by round (one round is the unit of work sent to a worker). Returns one
+    :class:`~bwgym.scenarios.run_folder.RunResult` per run, in the order of ``runs``.
     """
     from bwgym.scenarios.factory import validate
-    from bwgym.scenarios.runner import check_run_folder, check_workers, make_executor, run_scenarios
+    from bwgym.scenarios.run_folder import check_run_folder, check_workers, make_executor
 
     results: dict[int, Any] = {}
-    others = [(j, run) for j, run in enumerate(runs) if run[0].fleet is None]
-    if others:
-        done = run_scenarios([run for _, run in others], resume, executor, workers, progress, plots, desc)
-        results.update(zip([j for j, _ in others], done, strict=True))
-    fleets = [(j, run) for j, run in enumerate(runs) if run[0].fleet is not None]
+    fleets = list(enumerate(runs))
     workers_given = workers
     workers = workers if workers is not None else max(s.run.workers for _, (s, _) in fleets)
     if executor is None:
@@ -628,7 +529,7 @@ def _run_rounds(state: _FleetRun, executor: Any, workers: int, progress: bool, d
     """Submit the run's rounds to ``executor`` (at most ``2 * workers`` in flight) and record each as it ends."""
     from tqdm import tqdm
 
-    from bwgym.scenarios.runner import _result, as_completed
+    from bwgym.scenarios.run_folder import as_completed, worker_result
 
     bar = tqdm(
         total=state.scenario.run.episodes, initial=state.done, desc=desc, unit="round", disable=not progress
@@ -642,7 +543,7 @@ def _run_rounds(state: _FleetRun, executor: Any, workers: int, progress: bool, d
         while pending:
             future = next(iter(as_completed(list(pending))))
             pending.remove(future)
-            for r, rows, steps, fleet_rows in _result(future):
+            for r, rows, steps, fleet_rows in worker_result(future):
                 state.record(r, rows, steps, fleet_rows)
                 bar.update(1)
             pending.update(

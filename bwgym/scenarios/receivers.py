@@ -32,23 +32,23 @@ checks the streams against what the codec emits before its folder exists
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bwgym.scenarios.config import (
+from bwgym.common.plain_data import short as _short
+from bwgym.scenarios.sections import (
     CodecConfig,
     ConfigError,
     LinkConfig,
-    Scenario,
     TraceConfig,
-    _check_values,
     _choose,
     _from_dict,
-    _short,
+    check_trace_and_link,
 )
+
+if TYPE_CHECKING:  # the scenario holds the receivers; reading them needs only its sections
+    from bwgym.scenarios.config import Scenario
 
 __all__ = [
     "CONSUMERS",
@@ -57,7 +57,6 @@ __all__ = [
     "ReceiverLinkConfig",
     "ReceiverSetup",
     "parse_receivers",
-    "resolve_link_paths",
 ]
 
 #: What a receiver does with what it decodes.
@@ -222,7 +221,7 @@ def _parse_link(scenario: Scenario, name: str, data: Any) -> ReceiverLinkConfig:
         )
     cfg = _from_dict(ReceiverLinkConfig, data, f"links.{name}")
     try:
-        _check_values(dataclasses.replace(scenario, trace=cfg.trace, link=cfg.link))
+        check_trace_and_link(cfg.trace, cfg.link)
     except ConfigError as exc:
         raise ConfigError(f"links.{name}.{exc}") from None
     budget = cfg.frame_budget_bits
@@ -258,22 +257,3 @@ def _check_routes(receivers: tuple[ReceiverConfig, ...], links: dict[str, Receiv
                 f"links.{name}.stream: no receiver hears {cfg.stream!r}; add it to a receiver's streams or "
                 "drop the link"
             )
-
-
-def resolve_link_paths(scenario: Scenario, folder: Path) -> Scenario:
-    """Each link's trace file relative to the scenario file's ``folder`` made absolute, as checked.
-
-    A link without ``trace.source`` or ``trace.generator`` gets ``lte_drive``, as the scenario's
-    ``trace:`` does.
-    """
-    links = {}
-    for name, data in scenario.links.items():
-        data = dict(data or {})
-        trace = dict(data.get("trace") or {})
-        source = trace.get("source")
-        if source is None and trace.get("generator") is None:
-            trace["source"] = "lte_drive"
-        elif isinstance(source, str) and (folder / source).exists():
-            trace["source"] = str((folder / source).resolve())
-        links[name] = {**data, "trace": trace}
-    return dataclasses.replace(scenario, links=links)

@@ -47,17 +47,17 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from bwgym.common.files import atomic_write_text
 from bwgym.scenarios.config import ConfigError, Scenario, load_scenario, parse_yaml
-from bwgym.scenarios.runner import (
+from bwgym.scenarios.run_folder import (
     SWEEP_MARKER,
     RunResult,
-    _atomic_parquet,
-    _atomic_text,
     _init_worker,
+    atomic_parquet,
     check_run_folder,
     lock_folder,
-    run_scenarios,
 )
+from bwgym.scenarios.runner import run_scenarios
 
 __all__ = [
     "MAX_SWEEP_POINTS",
@@ -277,7 +277,7 @@ def setup_dask_workers(client: Any) -> None:
     """Give every worker of a Dask client, present and future, the pool workers' setup.
 
     Registers a worker plugin that sets ``OMP_NUM_THREADS=1`` (and MKL/OpenBLAS) and
-    ``MUJOCO_GL=egl`` where unset, as :func:`bwgym.scenarios.runner.make_executor` does for its
+    ``MUJOCO_GL=egl`` where unset, as :func:`bwgym.scenarios.run_folder.make_executor` does for its
     processes. :func:`open_executor` and :func:`run_sweep` call it; calling it again is harmless.
     """
     register = getattr(client, "register_plugin", None) or client.register_worker_plugin
@@ -344,7 +344,7 @@ def open_executor(
 
     """
     if cluster is None:
-        from bwgym.scenarios.runner import make_executor
+        from bwgym.scenarios.run_folder import make_executor
 
         n = max(1, workers or os.cpu_count() or 1)
         executor = make_executor(n)
@@ -365,7 +365,7 @@ def open_executor(
             count = cluster.split(":", 1)[1]
             if not count.isdigit() or int(count) < 1:
                 raise ClusterError(f"--cluster {cluster}: expected local:N with N >= 1 workers, e.g. local:2")
-            from bwgym.scenarios.runner import check_workers
+            from bwgym.scenarios.run_folder import check_workers
 
             try:  # N local processes: the same bound as a local pool
                 check_workers(int(count), f"--cluster {cluster}")
@@ -429,7 +429,7 @@ def run_sweep(
 
     Raises:
         ConfigError: a bad grid or scenario, more than :data:`MAX_SWEEP_POINTS` points or more
-            workers than :func:`bwgym.scenarios.runner.check_workers` allows, or a folder holding
+            workers than :func:`bwgym.scenarios.run_folder.check_workers` allows, or a folder holding
             another sweep or run.
         ClusterError: see :func:`open_executor`.
         WorkerDiedError: a worker process died (e.g. out of memory); ``resume=True`` continues.
@@ -437,7 +437,7 @@ def run_sweep(
     """
     out_dir = Path(out_dir)
     if executor is None and cluster is None and workers is not None:
-        from bwgym.scenarios.runner import check_workers
+        from bwgym.scenarios.run_folder import check_workers
 
         check_workers(workers, "--workers")  # before any scenario is loaded or process started
     points = expand_grid(scenario, grid, overrides)
@@ -460,7 +460,7 @@ def run_sweep(
             if type(executor).__module__.startswith("distributed"):
                 setup_dask_workers(executor)
         stack.enter_context(lock_folder(out_dir, f"bwgym sweep {base.name}"))
-        _atomic_text(yaml.safe_dump(record, sort_keys=False), out_dir / SWEEP_MARKER)
+        atomic_write_text(out_dir / SWEEP_MARKER, yaml.safe_dump(record, sort_keys=False))
         results = run_scenarios(
             runs,
             resume=resume,
@@ -471,8 +471,8 @@ def run_sweep(
             desc=f"sweep {base.name} ({len(points)} points, {where})",
         )
     table = _table(points, results)
-    _atomic_parquet(table, out_dir / "sweep.parquet")
-    _atomic_text(table.to_csv(index=False), out_dir / "sweep.csv")
+    atomic_parquet(table, out_dir / "sweep.parquet")
+    atomic_write_text(out_dir / "sweep.csv", table.to_csv(index=False))
     written = plot_sweep(table, list(grid), out_dir / "plots", title=base.name) if plots else []
     return SweepResult(out_dir, table, results, written)
 

@@ -274,7 +274,7 @@ def test_a_seedless_generator_gives_the_same_table_twice_and_on_two_workers(tmp_
 
 
 def test_a_second_writer_is_refused_while_a_run_holds_the_folder(tmp_path, capsys):
-    from bwgym.scenarios.runner import lock_folder
+    from bwgym.scenarios.run_folder import lock_folder
 
     path = _write(tmp_path, {})
     out = tmp_path / "run"

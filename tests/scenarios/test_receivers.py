@@ -10,7 +10,8 @@ import yaml
 from bwgym.cli import main
 from bwgym.scenarios.config import LIBRARY_DIR, ConfigError, load_scenario, scenario_from_dict
 from bwgym.scenarios.receivers import parse_receivers
-from bwgym.scenarios.runner import read_episodes, run_scenario
+from bwgym.scenarios.run_folder import read_episodes
+from bwgym.scenarios.runner import run_scenario
 from bwgym.scenarios.two_receivers import (
     ViewFeatures,
     default_traces,

@@ -9,8 +9,10 @@ import pytest
 import yaml
 
 from bwgym.cli import main
+from bwgym.common.stats import wilson_interval
 from bwgym.scenarios.config import ConfigError, load_scenario
-from bwgym.scenarios.runner import read_episodes, run_scenario, wilson_interval
+from bwgym.scenarios.run_folder import read_episodes
+from bwgym.scenarios.runner import run_scenario
 
 
 @pytest.fixture

@@ -141,7 +141,7 @@ def test_agent_acts_on_the_batch_off_cpu_and_per_env_on_cpu():
 
     from gymnasium import spaces
 
-    from bwgym.scenarios.runner import _act_all
+    from bwgym.scenarios.run_folder import act_all
 
     class Agent:
         memoryless = True
@@ -162,6 +162,6 @@ def test_agent_acts_on_the_batch_off_cpu_and_per_env_on_cpu():
     space = spaces.Box(-1, 1, (2,))
     for device, calls in (("cuda", ["batch"]), ("cpu", ["act", "act"])):
         agent = Agent(device)
-        actions = _act_all([agent] * 3, obs, active, space)
+        actions = act_all([agent] * 3, obs, active, space)
         assert agent.calls == calls
         np.testing.assert_array_equal(actions, [[0, 1], [0, 0], [8, 9]])

@@ -32,7 +32,7 @@ from bwgym.codecs.multiterminal.gray_wyner import GrayWynerCodec
 from bwgym.scenarios.config import ConfigError, Scenario
 from bwgym.scenarios.factory import make_agent, make_codec, make_trace
 from bwgym.scenarios.receivers import ReceiverLinkConfig, ReceiverSetup, parse_receivers
-from bwgym.scenarios.runner import _cached
+from bwgym.scenarios.run_folder import worker_cache
 from bwgym.scenarios.two_receivers.episodes import Receiver, Route, play_episode, step_means
 from bwgym.scenarios.two_receivers.features import ViewFeatures
 from bwgym.scenarios.two_receivers.senders import FeatureGrayWyner, IndependentCodecs, Sender
@@ -93,7 +93,7 @@ def run_receiver_episodes(
     scenario: Scenario, episodes: Any
 ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     """Each episode's row of ``episodes.parquet`` and its step rows (kept when ``run.record_steps``)."""
-    env, run = _cached("receivers:", scenario, lambda: build_receivers(scenario))
+    env, run = worker_cache("receivers:", scenario, lambda: build_receivers(scenario))
     out = []
     for episode in episodes:
         seed = scenario.run.seed + episode
