@@ -196,38 +196,62 @@ def run_scenarios(
         WorkerDiedError: a worker process died (e.g. out of memory); ``resume=True`` continues.
 
     """
-    from tqdm import tqdm
-
     if any(s.fleet is not None for s, _ in runs):  # fleets run round by round (bwgym.scenarios.fleet)
-        from bwgym.scenarios.fleet import run_fleets
-
-        fleets = [j for j, (s, _) in enumerate(runs) if s.fleet is not None]
-        others = [j for j in range(len(runs)) if j not in fleets]
-        results = dict(
-            zip(
-                fleets,
-                run_fleets([runs[j] for j in fleets], resume, executor, workers, progress, plots, desc),
-                strict=True,
-            )
-        )
-        if others:
-            done = run_scenarios([runs[j] for j in others], resume, executor, workers, progress, plots, desc)
-            results.update(zip(others, done, strict=True))
-        return [results[j] for j in range(len(runs))]
+        return _run_with_fleets(runs, resume, executor, workers, progress, plots, desc)
     if executor is None:  # a pool of our own: bound the processes it starts before anything else
         check_workers(
             workers if workers is not None else max((s.run.workers for s, _ in runs), default=1),
             "run.workers" if workers is None else "workers",
         )
+    _refuse_what_cannot_run(runs, resume)
+    states = _open_folders(runs, resume)
+    workers = max(1, workers if workers is not None else max((s.run.workers for s, _ in runs), default=1))
+    own_executor = executor is None
+    executor = executor or make_executor(workers)
+    if desc is None:
+        desc = runs[0][0].name if len(runs) == 1 else f"{len(runs)} scenarios"
+    try:
+        _play(states, executor, workers, _batch_size(states, workers), progress, desc)
+    except BaseException:
+        for state in states:
+            state.close()
+            state.release()
+        raise
+    finally:
+        if own_executor and hasattr(executor, "shutdown"):
+            executor.shutdown(cancel_futures=True)
+    for state in states:
+        state.close()
+    return [state.finish(plots) for state in states]
+
+
+def _run_with_fleets(
+    runs: Sequence[tuple[Scenario, str | Path]], resume: bool, executor: Any, workers: int | None, *rest: Any
+) -> list[RunResult]:
+    """The fleets through :func:`~bwgym.scenarios.fleet.run_fleets`, the other runs as usual."""
+    from bwgym.scenarios.fleet import run_fleets
+
+    fleets = [j for j, (s, _) in enumerate(runs) if s.fleet is not None]
+    others = [j for j in range(len(runs)) if j not in fleets]
+    done = run_fleets([runs[j] for j in fleets], resume, executor, workers, *rest)
+    results = dict(zip(fleets, done, strict=True))
+    if others:
+        done = run_scenarios([runs[j] for j in others], resume, executor, workers, *rest)
+        results.update(zip(others, done, strict=True))
+    return [results[j] for j in range(len(runs))]
+
+
+def _refuse_what_cannot_run(runs: Sequence[tuple[Scenario, str | Path]], resume: bool) -> None:
+    """Before anything is written: refuse shared folders, repeated scenarios, and what cannot run."""
+    from bwgym.scenarios.factory import validate
+
     folders = [Path(out).resolve() for _, out in runs]
     if len(set(folders)) != len(folders):
         raise ConfigError("two runs share one output folder; give each run its own folder")
     datas = [yaml.safe_dump(scenario_to_dict(s), sort_keys=True) for s, _ in runs]
     if len(set(datas)) != len(datas):
         raise ConfigError("the same scenario appears twice among the runs; run it once")
-    from bwgym.scenarios.factory import validate
-
-    for scenario, out in runs:  # refuse a folder or a part that cannot run before anything is written
+    for scenario, out in runs:
         check_run_folder(scenario, Path(out), resume)
         if scenario.receivers:
             from bwgym.scenarios.two_receivers.scenario import validate_receivers
@@ -235,6 +259,10 @@ def run_scenarios(
             validate_receivers(scenario)
         else:
             validate(scenario)
+
+
+def _open_folders(runs: Sequence[tuple[Scenario, str | Path]], resume: bool) -> list[RunFolder]:
+    """Lock and prepare every run folder; on a failure, release the ones already locked."""
     states: list[RunFolder] = []
     try:
         for scenario, out in runs:
@@ -243,18 +271,29 @@ def run_scenarios(
         for state in states:
             state.release()
         raise
-    workers = max(1, workers if workers is not None else max((s.run.workers for s, _ in runs), default=1))
+    return states
+
+
+def _batch_size(states: Sequence[RunFolder], workers: int) -> int:
+    """Episodes per unit of work: enough to keep ``workers`` busy and to fill a run's vector env."""
     total_todo = sum(r.n_todo for r in states)
     batch = max(1, min(8, math.ceil(total_todo / (workers * 4)))) if workers > 1 else 1
-    # vector runs step run.num_envs envs at once: give each batch enough episodes to fill them
-    batch = max(
-        batch, 2 * max(s.run.num_envs for s, _ in runs) if any(s.run.num_envs > 1 for s, _ in runs) else 1
-    )
-    own_executor = executor is None
-    executor = executor or make_executor(workers)
-    if desc is None:
-        desc = runs[0][0].name if len(runs) == 1 else f"{len(runs)} scenarios"
+    num_envs = max(r.scenario.run.num_envs for r in states)
+    return max(batch, 2 * num_envs) if num_envs > 1 else batch
+
+
+def _play(
+    states: Sequence[RunFolder], executor: Any, workers: int, batch: int, progress: bool, desc: str
+) -> None:
+    """Submit every run's episodes in batches and record each batch in its folder as it completes.
+
+    At most ``2 * workers`` batches are in flight, so memory does not grow with the episodes; one
+    progress bar counts the episodes of all runs.
+    """
+    from tqdm import tqdm
+
     finished = sum(r.done for r in states)
+    successes = sum(r.successes for r in states)
     bar = tqdm(
         total=sum(r.scenario.run.episodes for r in states),
         initial=finished,
@@ -262,20 +301,18 @@ def run_scenarios(
         unit="ep",
         disable=not progress,
     )
-    successes = sum(r.successes for r in states)
 
     def batches() -> Iterator[tuple[RunFolder, list[int]]]:
         for state in states:
             while chunk := list(itertools.islice(state.todo, batch)):
                 yield state, chunk
 
+    work = batches()
     try:
         for state in states:
             state.open()
-        work = batches()
         pending: dict[Any, RunFolder] = {}
-        in_flight = max(2, 2 * workers)  # bounded: memory does not grow with the number of episodes
-        for state, chunk in itertools.islice(work, in_flight):
+        for state, chunk in itertools.islice(work, max(2, 2 * workers)):
             pending[executor.submit(run_episodes, state.data, chunk)] = state
         while pending:
             future = next(iter(as_completed(list(pending))))
@@ -291,18 +328,8 @@ def run_scenarios(
                 bar.update(1)
             for next_state, chunk in itertools.islice(work, 1):
                 pending[executor.submit(run_episodes, next_state.data, chunk)] = next_state
-    except BaseException:
-        for state in states:
-            state.close()
-            state.release()
-        raise
     finally:
         bar.close()
-        if own_executor and hasattr(executor, "shutdown"):
-            executor.shutdown(cancel_futures=True)
-    for state in states:
-        state.close()
-    return [state.finish(plots) for state in states]
 
 
 def run_scenario(
