@@ -117,8 +117,16 @@ def make_allocation_env(
 SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
 
 
-def shipped_allocator(codec_name: str, env_id: str = DEFAULT_TASK_ENV) -> Path:
-    """The shipped allocation policy for ``codec_name`` on ``env_id``.
+def shipped_allocator(
+    codec_name: str,
+    env_id: str = DEFAULT_TASK_ENV,
+    prefix: str = "allocator",
+    train: str = "bwgym train allocator --scenario ... --out FOLDER",
+) -> Path:
+    """The shipped allocation policy for ``codec_name`` on ``env_id`` (``<prefix>_<codec>_locate_lift_vN.ckpt``).
+
+    ``prefix`` names the kind (``allocator_content``: the content scorer) and ``train`` the
+    command that makes one, for the message.
 
     Example:
         >>> shipped_allocator("ndpca", "bwgym/LocateLift-v1").name
@@ -129,12 +137,12 @@ def shipped_allocator(codec_name: str, env_id: str = DEFAULT_TASK_ENV) -> Path:
     """
     from bwgym.common.checkpoint import shipped_file
 
-    path = SHIPPED_DIR / shipped_file(f"allocator_{codec_name}_locate_lift.ckpt", env_id)
+    path = SHIPPED_DIR / shipped_file(f"{prefix}_{codec_name}_locate_lift.ckpt", env_id)
     if env_id.split("/")[-1].split("-v")[0] != "LocateLift" or not path.is_file():
+        shipped = sorted(p.name for p in SHIPPED_DIR.glob(f"{prefix}_*.ckpt"))
         raise FileNotFoundError(
-            f"no allocation policy is shipped for codec {codec_name!r} on {env_id!r} (shipped: "
-            f"{sorted(p.name for p in SHIPPED_DIR.glob('allocator_*.ckpt'))}); train one with "
-            "`bwgym train allocator --scenario ... --out FOLDER` and name the folder as the checkpoint"
+            f"no {prefix}_* checkpoint is shipped for codec {codec_name!r} on {env_id!r} (shipped: "
+            f"{shipped}); train one with `{train}` and name the folder as the checkpoint"
         )
     return path
 
@@ -354,11 +362,14 @@ def _feature_rows(obs: Mapping[str, np.ndarray]) -> np.ndarray:
 class _RecordingOracle:
     """An oracle allocator that records the sender's observation and every candidate's score."""
 
-    def __init__(self, oracle: Any, observer: AllocationObserver) -> None:
+    def __init__(self, oracle: Any, observer: Any) -> None:
         self.oracle, self.observer = oracle, observer
         self.candidates = [*oracle.splits, *([None] if oracle.include_codec_split else [])]
         self.observations: list[dict[str, np.ndarray]] = []
         self.scores: list[list[float]] = []
+        #: called at each step for analysis columns (``extras`` of :func:`collect_oracle_scores`)
+        self.extras: Callable[[], Mapping[str, float]] | None = None
+        self.extra_rows: list[Mapping[str, float]] = []
 
     def __call__(self, views: Mapping[str, np.ndarray], budget_bits: int, info: Mapping[str, Any]):
         obs = self.observer.observe(views, budget_bits, info)
@@ -366,6 +377,8 @@ class _RecordingOracle:
         self.observer.commit(split)
         self.observations.append(obs)
         self.scores.append([self.oracle.last_scores[c] for c in self.candidates])
+        if self.extras is not None:
+            self.extra_rows.append(self.extras())
         return split
 
     def reset(self) -> None:
@@ -374,7 +387,12 @@ class _RecordingOracle:
 
 
 def collect_oracle_scores(
-    env: AllocateBandwidthEnv, distill: DistillConfig, seed: int = 0, progress: bool = False
+    env: AllocateBandwidthEnv,
+    distill: DistillConfig,
+    seed: int = 0,
+    progress: bool = False,
+    observer: Any = None,
+    extras: Callable[[Any], Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Run the oracle on ``env``'s training traces and record what a distilled policy learns from.
 
@@ -384,11 +402,23 @@ def collect_oracle_scores(
     :class:`~bwgym.envs.allocators.LearnedAllocator` builds there), with an
     :class:`~bwgym.envs.allocators.OracleAllocator` choosing the splits.
 
+    Args:
+        env: the allocation env whose parts (task env and agent, codec, link, traces) it uses.
+        distill: episodes, the oracle's grid and its exploration.
+        seed: seeds the oracle's exploration, the traces and the episodes.
+        progress: a progress bar.
+        observer: what the sender observes (``observe(views, budget_bits, context) -> dict``,
+            ``commit(split)``, ``reset()``); default the env's spec-1
+            :class:`~bwgym.envs.allocators.AllocationObserver`.
+        extras: ``extras(task_env) -> {column: number}`` called at each step beside the
+            observation, for analysis (e.g. the task phase from the true state); the policy never
+            sees them.
+
     Returns:
         ``obs`` (one array per observation key, a row per step), ``scores`` (steps x candidates:
         the distance of the agent's action on each candidate's decoded views to its action on
         the true views), ``candidates`` (the splits as lists, None: the codec's), ``episode`` (the
-        episode of each step) and ``success`` (per episode).
+        episode of each step), ``success`` (per episode) and ``extras`` (one array per column).
     """
     import gymnasium as gym
     from tqdm.auto import tqdm
@@ -405,15 +435,18 @@ def collect_oracle_scores(
         explore=distill.explore,
         seed=seed,
     )
-    observer = AllocationObserver(
-        env.view_names,
-        env.codec,
-        history_steps=env.observer.history_steps,
-        max_steps=env.observer.max_steps,
-        max_age_steps=env.observer.max_age_steps,
-    )
+    if observer is None:
+        observer = AllocationObserver(
+            env.view_names,
+            env.codec,
+            history_steps=env.observer.history_steps,
+            max_steps=env.observer.max_steps,
+            max_age_steps=env.observer.max_age_steps,
+        )
     recorder = _RecordingOracle(oracle, observer)
     task_env = gym.make(env.task_env_id, **env.task_env_kwargs)
+    if extras is not None:
+        recorder.extras = functools.partial(extras, task_env)
     rng = np.random.default_rng(seed)
     episodes, success = [], []
     try:
@@ -434,12 +467,14 @@ def collect_oracle_scores(
     finally:
         task_env.close()
     keys = list(recorder.observations[0]) if recorder.observations else []
+    columns = list(recorder.extra_rows[0]) if recorder.extra_rows else []
     return {
         "obs": {k: np.stack([o[k] for o in recorder.observations]) for k in keys},
         "scores": np.asarray(recorder.scores, np.float64),
         "candidates": [None if c is None else list(c) for c in recorder.candidates],
         "episode": np.asarray(episodes, np.int64),
         "success": np.asarray(success, bool),
+        "extras": {k: np.asarray([row[k] for row in recorder.extra_rows]) for k in columns},
     }
 
 
