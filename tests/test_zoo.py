@@ -172,7 +172,7 @@ def test_walk_installs_every_file_with_its_sidecar_and_runs_a_shared_command_onc
     calls: list[list[str]] = []
     installed = walk(models, tmp_path / "run", tmp_path / "package", run=_fake_run(calls))
     assert installed == [tmp_path / "package" / m.file for m in models]
-    assert len(calls) == 3, "the two-receiver pair shares one command"
+    assert len(calls) == 4, "the two-receiver pair shares one command"
     for model, path in zip(models, installed, strict=True):
         assert path.read_bytes() == (tmp_path / "run" / model.made_at).read_bytes()
         record = json.loads(sidecar_path(path).read_text())
@@ -182,8 +182,8 @@ def test_walk_installs_every_file_with_its_sidecar_and_runs_a_shared_command_onc
             assert record["command"] == shlex.join(model.argv(tmp_path / "run", tmp_path / "package"))
     assert not list((tmp_path / "package").rglob("*.tmp")), "no temporary file left behind"
     out = capsys.readouterr().out
-    assert "[1/4] gray_wyner_locate_lift_v1 (codec/gray_wyner, bwgym/LocateLift-v1): bwgym train two-" in out
-    assert "[4/4] bc_locate_lift: 0 s -> " in out
+    assert "[1/5] gray_wyner_locate_lift_v1 (codec/gray_wyner, bwgym/LocateLift-v1): bwgym train two-" in out
+    assert "[5/5] bc_locate_lift: 0 s -> " in out
 
 
 def test_a_failed_command_stops_the_walk_and_leaves_the_installed_files_whole(tmp_path) -> None:

@@ -248,10 +248,52 @@ def _train_fleet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_content(args: argparse.Namespace) -> int:
+    """``--content``: fit a content scorer to the oracle's per-split action errors (:mod:`bwgym.agents.content_allocation`)."""
+    try:
+        _check_args(args)
+        if args.codec_split:
+            raise ValueError("--content chooses among explicit splits; drop --codec-split")
+        if not (args.distill_episodes or args.distill_data):
+            raise ValueError(
+                "--content learns from the oracle: give --distill-episodes N or --distill-data NPZ"
+            )
+        env_kwargs, held_out, mean_bits, scenario = _scenario_parts(args)
+    except ValueError as err:  # ConfigError included
+        return _fail(str(err))
+    import json
+
+    import torch
+
+    from bwgym.agents.content_allocation import ScorerConfig, train_content_allocator
+
+    torch.set_num_threads(args.threads)
+    config = _train_config(args, env_kwargs, held_out, mean_bits, scenario.name)
+    source = args.distill_data or f"{args.distill_episodes} oracle episodes"
+    print(f"fitting a content allocator for {scenario.name}: {source}", flush=True)
+    try:
+        path = train_content_allocator(
+            config, ScorerConfig(epochs=args.distill_epochs), progress=args.progress
+        )
+    except (ValueError, FileNotFoundError) as err:
+        return _fail(str(err))
+    report = json.loads((Path(args.out) / "content.json").read_text())
+    print(
+        f"wrote {path}; cross-validated action error {report['mean_score_content_cross_validated']:.3f} "
+        f"(best fixed split {report['mean_score_best_fixed']:.3f}, oracle {report['mean_score_oracle']:.3f}, "
+        f"spec-1 ridge {report['mean_score_ridge_spec1_cross_validated']:.3f})"
+    )
+    print(report.get("phases_markdown", ""))
+    print(f"use it: --set allocator.name=content --set allocator.checkpoint={args.out}")
+    return 0
+
+
 def cmd_train_allocator(args: argparse.Namespace) -> int:
     """Train an allocation policy on a scenario's parts; write ``<out>/policy.ckpt``."""
     if args.fleet:
         return _train_fleet(args)
+    if args.content:
+        return _train_content(args)
     try:
         _check_args(args)
         env_kwargs, held_out, mean_bits, scenario = _scenario_parts(args)
@@ -390,6 +432,12 @@ def register(train_subparsers: Any) -> None:
         "--fleet",
         action="store_true",
         help="a fleet allocator for a fleet scenario: fit to the fleet oracle over --distill-episodes rounds",
+    )
+    p.add_argument(
+        "--content",
+        action="store_true",
+        help="a content allocator: a scorer of candidate splits fitted to the oracle (--distill-episodes) "
+        "instead of a PPO policy (its policy.ckpt)",
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--progress", action="store_true", help="SB3's progress bar")

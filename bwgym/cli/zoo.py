@@ -207,6 +207,15 @@ ZOO: tuple[ZooModel, ...] = (
         ("bc_locate_lift_v1", "ndpca_locate_lift_v1"),
         "allocator_ndpca_locate_lift_v1/policy.ckpt",
     ),
+    ZooModel(
+        AGENTS + "allocator_content_ndpca_locate_lift_v1.ckpt",
+        "bwgym/AllocateBandwidth-v0",
+        "allocator/content",
+        "bwgym train allocator --content --scenario lora_ndpca --set trace.scale=2.6 --train-bits 100,500 "
+        "--distill-episodes 240 --seed 0 --out {run}/allocator_content_ndpca_locate_lift_v1",
+        ("bc_locate_lift_v1", "ndpca_locate_lift_v1"),
+        "allocator_content_ndpca_locate_lift_v1/policy.ckpt",
+    ),
     *(
         ZooModel(
             f"{AGENTS}{name}.ckpt",
