@@ -11,10 +11,14 @@ comparison is paired. Families: library traces in real formats (``lora_narrowban
 not use (``gilbert_elliott``, ``pensieve_markov``, drawn with held-out seeds). Allocators:
 ``dpca`` (the codec's own split), ``uniform``, ``proportional``, ``oracle`` (grid of 5 splits per
 step, closest action to the clean-view one), ``oracle+dpca`` (the same grid plus the codec's own
-split) and every ``--learned`` checkpoint (one per training
-seed). The oracle runs ``--oracle-episodes`` (it decodes every split of its grid each step, ~6x the
+split), every ``--learned`` checkpoint (one per training
+seed) and every ``--content`` scorer (``bwgym train allocator --content``; ``shipped``: the
+shipped one), which ``--only-new`` runs alone beside its references ``dpca`` and ``uniform``. The
+oracle runs ``--oracle-episodes`` (it decodes every split of its grid each step, ~6x the
 cost of the others). Cells (family x budget x allocator) run in ``--workers`` processes. Reported: success rate with its 95 % Wilson interval, and for learned policies how often
-they handed the split to the codec. Writes ``<out>/allocation.csv``, ``<out>/allocation.md``, a
+they handed the split to the codec, and per allocator how far the failed episodes got
+(:data:`~bwgym.agents.content_allocation.PHASES`: the furthest task phase an episode reached, from
+the true state). Writes ``<out>/allocation.csv``, ``<out>/allocation.md``, a
 plot of one learned episode (``<out>/allocation_episode.png``: the split against the budget and
 the task phase) and, with ``--write``, the ``allocation`` section of BENCHMARKS.md.
 """
@@ -39,6 +43,11 @@ GENERATED = {
 }
 #: Seeds of generated held-out traces: far from any seed a training family draws (< 2**31).
 HELD_OUT_SEED = 2**40 + 17
+#: The sections of BENCHMARKS.md this script writes (``--section``) and their headings.
+SECTIONS = {
+    "allocation": "Allocation policies on held-out traces",
+    "allocation_content": "Content-aware allocation on held-out traces",
+}
 
 
 def family_trace(family: str, bits_per_step: float):
@@ -53,10 +62,17 @@ def family_trace(family: str, bits_per_step: float):
 
 
 def build_allocator(
-    name: str, codec, learned: list[str], levels: int, env_id: str, agent_checkpoint: str | None
+    name: str,
+    codec,
+    learned: list[str],
+    levels: int,
+    env_id: str,
+    agent_checkpoint: str | None,
+    content: list[str] = (),
 ):
     """One allocator of the comparison by its column name."""
     from bwgym.agents.allocation import default_task_agent, load_learned_allocator
+    from bwgym.agents.content_allocation import load_content_allocator
     from bwgym.envs.allocators import OracleAllocator, ProportionalAllocator
 
     if name in ("dpca", "uniform"):
@@ -66,15 +82,23 @@ def build_allocator(
     if name in ("oracle", "oracle+dpca"):
         agent = default_task_agent(env_id, agent_checkpoint)
         return OracleAllocator(agent, codec, levels=levels, include_codec_split=name == "oracle+dpca")
+    if name.startswith("content"):
+        path = content[0 if name == "content" else int(name.removeprefix("content_"))]
+        return load_content_allocator(None if path == "shipped" else path, codec, env_id=env_id)
     index = 0 if name == "learned" else int(name.removeprefix("learned_"))
     return load_learned_allocator(learned[index], codec)
 
 
-def allocator_names(learned: list[str]) -> list[str]:
+def _numbered(prefix: str, paths: list[str]) -> list[str]:
+    return [f"{prefix}_{i}" for i in range(len(paths))] if len(paths) > 1 else [prefix] * bool(paths)
+
+
+def allocator_names(learned: list[str], content: list[str] = (), only_new: bool = False) -> list[str]:
+    """The columns: references, oracles, learned policies, content scorers (``only_new``: the references and the scorers)."""
+    if only_new:
+        return ["dpca", "uniform", *_numbered("content", list(content))]
     names = ["dpca", "uniform", "proportional", "oracle", "oracle+dpca"]
-    return names + (
-        [f"learned_{i}" for i in range(len(learned))] if len(learned) > 1 else ["learned"] * bool(learned)
-    )
+    return names + _numbered("learned", learned) + _numbered("content", list(content))
 
 
 _WORKER: dict = {}
@@ -105,11 +129,17 @@ def run_cell(cell: dict) -> dict:
         )
     codec = _WORKER["codec"]
     allocator = build_allocator(
-        cell["allocator"], codec, cell["learned"], cell["levels"], cell["env"], cell["agent_checkpoint"]
+        cell["allocator"],
+        codec,
+        cell["learned"],
+        cell["levels"],
+        cell["env"],
+        cell["agent_checkpoint"],
+        cell["content"],
     )
     t0 = time.perf_counter()
     trace = family_trace(cell["family"], cell["bits"])
-    outcomes, codec_share, trail = run_point(
+    outcomes, codec_share, trail, phases = run_point(
         _WORKER["env"], codec, _WORKER["agent"], trace, allocator, cell["episodes"], cell["record"]
     )
     wins = sum(outcomes)
@@ -125,35 +155,90 @@ def run_cell(cell: dict) -> dict:
         ci_high=hi,
         codec_split_share=codec_share,
         outcomes="".join(str(int(o)) for o in outcomes),
+        phases="".join(str(p) for p in phases),
         seconds=round(time.perf_counter() - t0, 1),
         trail=trail,
     )
 
 
-def run_point(base_env, codec, agent, trace, allocator, episodes: int, record: int | None = None):
+def run_point(base_env, codec, agent, trace, allocator, episodes: int, record: bool = False):
+    """Outcomes, the share of codec splits, one recorded episode (``record``: the first success, else
+    episode 0) and the furthest task phase of every episode."""
     from bwgym.agents.base import rollout
+    from bwgym.agents.content_allocation import task_phase
     from bwgym.envs.bandwidth import BandwidthLimited
 
     env = BandwidthLimited(base_env, codec, trace, allocator=allocator)
-    outcomes, codec_choices, steps, trail = [], 0, 0, []
+    outcomes, codec_choices, steps, trail, furthest, current = [], 0, 0, [], [], []
 
     def on_step(step, obs, action, reward, info):
         nonlocal codec_choices, steps
         steps += 1
+        phase = int(task_phase(base_env)["phase"])
+        furthest[-1] = max(furthest[-1], phase)
         codec_choices += info.get("requested_allocation") is None
-        if record is not None and episode == record:
-            trail.append(
+        if record:
+            current.append(
                 dict(
                     budget=info["budget_bits"],
                     split=info.get("requested_allocation"),
-                    grasped=bool(info.get("grasped", False)),
-                    lift_m=float(info.get("lift_m", 0.0)),
+                    phase=phase,
+                    episode=episode,
                 )
             )
 
     for episode in range(episodes):
+        furthest.append(0)
+        current.clear()
         outcomes.append(bool(rollout(env, agent, seed=episode, on_step=on_step).success))
-    return outcomes, codec_choices / max(steps, 1), trail
+        if record and (episode == 0 or (outcomes[-1] and not any(outcomes[:-1]))):
+            trail = list(current)
+    return outcomes, codec_choices / max(steps, 1), trail, furthest
+
+
+def failure_phases(table) -> str:
+    """Markdown: per point and allocator, the failed episodes by the furthest task phase they reached."""
+    from bwgym.agents.content_allocation import PHASES
+
+    header = (
+        "| family | bits_per_step | allocator | failed | "
+        + " | ".join(f"stopped in {p}" for p in PHASES)
+        + " |"
+    )
+    lines = [header, "|" + "---|" * (len(PHASES) + 4)]
+    for row in table.itertuples():
+        failed = [int(p) for p, o in zip(row.phases, row.outcomes, strict=True) if o == "0"]
+        counts = [failed.count(i) for i in range(len(PHASES))]
+        lines.append(
+            f"| {row.family} | {row.bits_per_step:.0f} | {row.allocator} | {len(failed)}/{len(row.outcomes)} | "
+            + " | ".join(str(c) for c in counts)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def run_cells(cells: list[dict], workers: int, out: Path):
+    """Run the cells in ``workers`` processes: the table (a row per cell) and the recorded episodes."""
+    import multiprocessing
+
+    import pandas as pd
+
+    rows, trails = [], {}
+    context = multiprocessing.get_context("spawn")  # forked children would share the EGL context
+    with context.Pool(max(1, workers), maxtasksperchild=None) as pool:
+        for row in pool.imap_unordered(run_cell, cells):
+            trail = row.pop("trail")
+            if trail:
+                trails[(row["allocator"], row["family"], row["bits_per_step"])] = trail
+            rows.append(row)
+            print(
+                f"{row['family']:16s} {row['bits_per_step']:5.0f} {row['allocator']:12s} "
+                f"{row['success_rate']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}] "
+                f"codec split {row['codec_split_share']:.2f}  {row['seconds']:.0f} s",
+                flush=True,
+            )
+            pd.DataFrame(rows).to_csv(out / "allocation.csv", index=False)  # finished cells survive a stop
+    return pd.DataFrame(rows), trails
 
 
 def paired_table(table, names: list[str], reference: str = "dpca") -> str:
@@ -183,12 +268,14 @@ def paired_table(table, names: list[str], reference: str = "dpca") -> str:
 
 
 def plot_episode(trail, path: Path, title: str) -> None:
+    from bwgym.agents.content_allocation import PHASES
+
     plt = pyplot()
     t = np.arange(len(trail))
     budget = [r["budget"] for r in trail]
     arm = [np.nan if r["split"] is None else r["split"].get("arm", np.nan) for r in trail]
     codec = [r["split"] is None for r in trail]
-    phase = [2 if r["lift_m"] > 0.01 else 1 if r["grasped"] else 0 for r in trail]
+    phase = [r["phase"] for r in trail]
     fig, axes = plt.subplots(3, 1, figsize=(8, 6), sharex=True)
     axes[0].step(t, budget, where="post")
     axes[0].set_ylabel("budget (bits/step)")
@@ -198,18 +285,27 @@ def plot_episode(trail, path: Path, title: str) -> None:
     axes[1].set_ylabel("split")
     axes[1].legend(loc="lower right", fontsize=8)
     axes[2].step(t, phase, where="post")
-    axes[2].set_yticks([0, 1, 2], ["locating", "grasping", "lifting"])
+    axes[2].set_yticks(range(len(PHASES)), PHASES)
     axes[2].set_xlabel("step")
     save_figure(fig, path, title)
 
 
 def main() -> None:
-    import multiprocessing
-
     import pandas as pd
 
     parser = script_parser(__doc__)
     parser.add_argument("--learned", action="append", default=[], help="a `bwgym train allocator` folder")
+    parser.add_argument(
+        "--content",
+        action="append",
+        default=[],
+        help="a `bwgym train allocator --content` folder, or `shipped` (the shipped scorer)",
+    )
+    parser.add_argument(
+        "--only-new",
+        action="store_true",
+        help="run only the --content scorers and their references dpca and uniform (no oracles, no learned)",
+    )
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument(
         "--oracle-episodes", type=int, default=None, help="episodes of the oracles (default: --episodes)"
@@ -227,11 +323,23 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes running cells")
     parser.add_argument("--out", default="runs/allocation_benchmark")
     parser.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
+    parser.add_argument(
+        "--section",
+        default="allocation",
+        choices=sorted(SECTIONS),
+        help="the section of BENCHMARKS.md --write writes (allocation_content: the content allocator's runs)",
+    )
+    parser.add_argument(
+        "--from-csv",
+        metavar="CSV",
+        help="make the tables from the allocation.csv of a finished run instead of running (its --out "
+        "folder's episode figure is reused); give the run's other options for the section's command",
+    )
     args = parser.parse_args()
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    names = allocator_names(args.learned)
+    names = allocator_names(args.learned, args.content, args.only_new)
     if args.allocators:
         names = [n for n in names if n in args.allocators.split(",")]
     budgets = [float(b) for b in args.budgets.split(",")]
@@ -248,33 +356,25 @@ def main() -> None:
                     bits=bits,
                     allocator=name,
                     episodes=(args.oracle_episodes or args.episodes) if oracle else args.episodes,
-                    record=0 if name.startswith("learned") else None,
+                    record=name.startswith(("learned", "content")),
                     learned=list(args.learned),
+                    content=list(args.content),
                     levels=args.oracle_levels,
                     env=args.env,
                     codec_checkpoint=args.codec_checkpoint,
                     agent_checkpoint=args.agent_checkpoint,
                 )
             )
+    cost = {"oracle": 6, "content": 3}
     cells.sort(
-        key=lambda c: -c["episodes"] * (6 if c["allocator"].startswith("oracle") else 1)
+        key=lambda c: -c["episodes"] * cost.get(c["allocator"].split("_")[0].split("+")[0], 1)
     )  # longest first
-    rows, trails, start = [], {}, time.perf_counter()
-    context = multiprocessing.get_context("spawn")  # forked children would share the EGL context
-    with context.Pool(max(1, args.workers), maxtasksperchild=None) as pool:
-        for row in pool.imap_unordered(run_cell, cells):
-            trail = row.pop("trail")
-            if trail:
-                trails[(row["allocator"], row["family"], row["bits_per_step"])] = trail
-            rows.append(row)
-            print(
-                f"{row['family']:16s} {row['bits_per_step']:5.0f} {row['allocator']:12s} "
-                f"{row['success_rate']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}] "
-                f"codec split {row['codec_split_share']:.2f}  {row['seconds']:.0f} s",
-                flush=True,
-            )
-            pd.DataFrame(rows).to_csv(out / "allocation.csv", index=False)  # finished cells survive a stop
-    table = pd.DataFrame(rows).sort_values(["family", "bits_per_step"])
+    start = time.perf_counter()
+    if args.from_csv:
+        table, trails = pd.read_csv(args.from_csv, dtype={"outcomes": str, "phases": str}), {}
+    else:
+        table, trails = run_cells(cells, args.workers, out)
+    table = table.sort_values(["family", "bits_per_step"])
     table.to_csv(out / "allocation.csv", index=False)
     cells_md = table.assign(
         cell=[f"{r.success_rate:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]" for r in table.itertuples()]
@@ -294,14 +394,21 @@ def main() -> None:
             f"allocator minus {reference}'s; 95 % interval; McNemar's exact p; the oracles on their "
             "first n episodes):\n\n" + paired_table(table, others, reference)
         )
+    markdown += (
+        "\n\nFailed episodes by the furthest task phase they reached (true state; "
+        "`bwgym.agents.content_allocation.task_phase`):\n\n" + failure_phases(table)
+    )
     (out / "allocation.md").write_text(markdown + "\n")
     print(markdown)
     if trails:
-        (name, family, bits), trail = sorted(trails.items(), key=lambda kv: (kv[0][2], kv[0][1]))[
-            len(trails) // 2
+        shown = {k: v for k, v in trails.items() if k[0].startswith("content")} or trails
+        (name, family, bits), trail = sorted(shown.items(), key=lambda kv: (kv[0][2], kv[0][1]))[
+            len(shown) // 2
         ]
         plot_episode(
-            trail, out / "allocation_episode.png", f"{name} on {family} at {bits:.0f} bits/step, episode 0"
+            trail,
+            out / "allocation_episode.png",
+            f"{name} on {family} at {bits:.0f} bits/step, episode {trail[0]['episode'] if trail else 0}",
         )
     print(f"{time.perf_counter() - start:.0f} s; {out / 'allocation.csv'}")
     if args.write:
@@ -309,6 +416,8 @@ def main() -> None:
 
         command = "python benchmarks/allocation.py " + " ".join(
             [f"--learned {p}" for p in args.learned]
+            + [f"--content {p}" for p in args.content]
+            + (["--only-new"] if args.only_new else [])
             + [f"--episodes {args.episodes}"]
             + ([f"--oracle-episodes {args.oracle_episodes}"] if args.oracle_episodes else [])
             + (
@@ -318,6 +427,7 @@ def main() -> None:
             )
             + ([f"--allocators {args.allocators}"] if args.allocators else [])
             + [f"--workers {args.workers}"]
+            + ([f"--section {args.section}"] if args.section != "allocation" else [])
         )
         learned = table[table.allocator.str.startswith("learned")]
         notes = (
@@ -333,11 +443,11 @@ def main() -> None:
         figure = ""
         if (out / "allocation_episode.png").is_file():
             DOCS.mkdir(exist_ok=True)
-            shutil.copyfile(out / "allocation_episode.png", DOCS / "allocation_episode.png")
-            figure = "\n\n![one learned episode](docs/allocation_episode.png)"
+            shutil.copyfile(out / "allocation_episode.png", DOCS / f"{args.section}_episode.png")
+            figure = f"\n\n![one episode of the policy](docs/{args.section}_episode.png)"
         write_section(
-            "allocation",
-            "## Allocation policies on held-out traces\n\n"
+            args.section,
+            f"## {SECTIONS[args.section]}\n\n"
             f"Command: `{command}`. {machine_line()}\n"
             f"BC agent and task-aware NDPCA on {args.env}; traces scaled to the mean budget; "
             f"paired episodes per point (episode i: seed i). Success rate [95 % Wilson interval]. "
