@@ -907,6 +907,10 @@ def test_shipped_checkpoint_loads_as_before(path):
         BCAgent.load(path)
     elif ckpt.kind.startswith("agent/sb3-"):
         load_rl(path, device="cpu")
+    elif ckpt.kind == "agent/latent_bc":
+        from bwgym.agents.latent_bc import LatentBCAgent
+
+        LatentBCAgent.load(path)
     elif ckpt.kind == "allocator/content":
         from bwgym.agents.content_allocation import load_content_scorer
 

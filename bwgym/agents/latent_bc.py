@@ -349,14 +349,16 @@ class LatentSteps:
 class _Labeller:
     """Plays ``policy`` (or the expert with action noise), records each step's features and the expert's clean label.
 
-    The features come from its own :class:`LatentFeatures` fed with the actions executed, so
-    they are the rows the policy itself computes when it drives.
+    The features come from its own copy of ``features`` fed with the actions executed, so they
+    are the rows the policy computes when it drives (not the policy's object: each step would
+    enter its history twice).
     """
 
     def __init__(
         self, expert: Any, features: LatentFeatures, policy: LatentBCAgent | None, noise_std: float
     ) -> None:
-        self.expert, self.features, self.policy, self.noise_std = expert, features, policy, noise_std
+        self.expert, self.policy, self.noise_std = expert, policy, noise_std
+        self.features = copy.deepcopy(features)
         self.rows: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
         self.episode_lengths: list[int] = []
@@ -420,7 +422,10 @@ class LatentTraining:
     Attributes:
         demo_episodes: expert episodes through the link (seeds from :data:`DEMO_SEED_BASE`).
         demo_noise_std: the expert's action noise in them (labels are noise-free).
-        val_fraction: share of demonstration episodes held out for early stopping.
+        val_fraction: share of the episodes of every round held out for early stopping. 0 (the
+            default): none, every fit runs its epochs (until the training loss stalls); on
+            ``lora_ndpca`` the held-out action error hardly fell while success rose, and stopping
+            on it cut each DAgger fit short and cost success (README, "Agents on the received code").
         epochs: maximum epochs of the first fit.
         dagger_rounds: DAgger rounds after it (0: plain behaviour cloning).
         dagger_episodes: policy episodes per round (seeds from :data:`DAGGER_SEED_BASE`).
@@ -437,9 +442,9 @@ class LatentTraining:
 
     demo_episodes: int = 200
     demo_noise_std: float = 0.1
-    val_fraction: float = 0.1
-    epochs: int = 80
-    dagger_rounds: int = 4
+    val_fraction: float = 0.0
+    epochs: int = 60
+    dagger_rounds: int = 6
     dagger_episodes: int = 80
     dagger_epochs: int = 40
     batch_size: int = 128
@@ -447,7 +452,7 @@ class LatentTraining:
     weight_decay: float = 1e-5
     patience: int = 8
     hidden: Sequence[int] = (256, 256)
-    history_steps: int = 0
+    history_steps: int = 3
     age_cap_steps: int = 10
     seed: int = 0
 
@@ -557,7 +562,13 @@ def _fit_and_dagger(
     agent.fit_scaling(train.features.numpy())
     step, epoch, best = fit_bc(agent, train, val, epochs=hyper.epochs, step0=0, epoch0=0, desc="BC", **fit)
     history.append(
-        dict(round=0, epochs=epoch, val_mse=best, train_steps=len(train), expert_success=expert_success)
+        dict(
+            round=0,
+            epochs=epoch,
+            val_mse=_mse(agent, val),
+            train_steps=len(train),
+            expert_success=expert_success,
+        )
     )
     states = [copy.deepcopy(agent.state_dict())]
     if bc_out_path is not None:
@@ -566,13 +577,17 @@ def _fit_and_dagger(
         seeds = range(DAGGER_SEED_BASE + 10_000 * r, DAGGER_SEED_BASE + 10_000 * r + hyper.dagger_episodes)
         last = r > hyper.dagger_rounds
         desc = "last policy's rollouts" if last else f"DAgger {r}/{hyper.dagger_rounds} rollouts"
-        new, _, success = latent_rollouts(env, agent.features, seeds, agent, 0.0, progress, desc)
+        new, lengths, success = latent_rollouts(env, agent.features, seeds, agent, 0.0, progress, desc)
         history[r - 1].update(rollout_success=success, rollout_episodes=hyper.dagger_episodes)
         if fit["writer"] is not None:
             fit["writer"].add_scalar("dagger/success_rate", success, r - 1)
         if last:
             break
-        train.extend(new)
+        # Held-out episodes of every round join the validation set: early stopping then follows
+        # the states the policy visits, not the expert's alone.
+        new_train, new_val = _split_episodes(new, lengths, hyper.val_fraction, hyper.seed + r)
+        train.extend(new_train)
+        val.extend(new_val)
         step, epoch, best = fit_bc(
             agent,
             train,
@@ -587,7 +602,7 @@ def _fit_and_dagger(
             dict(
                 round=r,
                 epochs=epoch,
-                val_mse=action_mse(agent, val, agent.feature_mean.device, 256),
+                val_mse=_mse(agent, val),
                 train_steps=len(train),
             )
         )
@@ -595,11 +610,16 @@ def _fit_and_dagger(
     return states
 
 
+def _mse(agent: LatentBCAgent, val: LatentSteps) -> float | None:
+    """The action error on the validation steps (None without any)."""
+    return action_mse(agent, val, agent.feature_mean.device, 256) if len(val) else None
+
+
 def _split_episodes(
     steps: LatentSteps, lengths: Sequence[int], val_fraction: float, seed: int
 ) -> tuple[LatentSteps, LatentSteps]:
     """Training and validation steps, split by whole episodes (a seeded draw of ``val_fraction`` of them)."""
-    n_val = max(1, round(val_fraction * len(lengths)))
+    n_val = round(val_fraction * len(lengths))
     val_ids = set(np.random.default_rng(seed).permutation(len(lengths))[:n_val].tolist())
     episode = np.repeat(np.arange(len(lengths)), lengths)
     mask = torch.as_tensor(np.isin(episode, sorted(val_ids)))

@@ -196,11 +196,11 @@ def register(train_subparsers: Any) -> None:
         [
             int_option("--demo-episodes", 2, MAX_DEMO_EPISODES, 200, "expert episodes through the link"),
             float_option("--noise-std", 0.0, 10.0, 0.1, "the expert's action noise in them"),
-            int_option("--dagger-rounds", 0, MAX_DAGGER_ROUNDS, 4, "DAgger rounds after BC"),
+            int_option("--dagger-rounds", 0, MAX_DAGGER_ROUNDS, 6, "DAgger rounds after BC"),
             int_option("--dagger-episodes", 1, MAX_DEMO_EPISODES, 80, "policy episodes per round"),
-            int_option("--epochs", 1, 100_000, 80, "maximum epochs of the first fit"),
+            int_option("--epochs", 1, 100_000, 60, "maximum epochs of the first fit"),
             int_option("--dagger-epochs", 1, 100_000, 40, "maximum epochs per round"),
-            int_option("--history-steps", 0, MAX_HISTORY_STEPS, 0, "past codes and own actions in the input"),
+            int_option("--history-steps", 0, MAX_HISTORY_STEPS, 3, "past codes and own actions in the input"),
             int_option("--seed", 0, MAX_SEED, 0, "seed of initialisation, split and batch order"),
             int_option(
                 "--eval-episodes", 0, MAX_DEMO_EPISODES, 100, "held-out evaluation episodes, 0 for none"

@@ -107,17 +107,17 @@ def plot_run(out_dir: str | Path, scenario=None) -> list[Path]:
         written.append(plots / "allocation.png")
         fig.savefig(written[-1], dpi=110)
 
-        fig = _figure(figsize=(8, 3))
-        ax = fig.subplots()
-        for v in _views(first, "distortion"):
-            ax.plot(first.step, first[f"distortion.{v}"].replace(np.inf, 60.0).clip(upper=60.0), label=v)
-        ax.set(
-            xlabel="step", ylabel="PSNR (dB, 60 = lossless)", title=f"what the agent saw (episode {shown})"
-        )
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        written.append(plots / "psnr.png")
-        fig.savefig(written[-1], dpi=110)
+        if _views(first, "distortion"):  # none with latent observations: no frame is decoded
+            fig = _figure(figsize=(8, 3))
+            ax = fig.subplots()
+            for v in _views(first, "distortion"):
+                ax.plot(first.step, first[f"distortion.{v}"].replace(np.inf, 60.0).clip(upper=60.0), label=v)
+            title = f"what the agent saw (episode {shown})"
+            ax.set(xlabel="step", ylabel="PSNR (dB, 60 = lossless)", title=title)
+            ax.legend(fontsize=8)
+            fig.tight_layout()
+            written.append(plots / "psnr.png")
+            fig.savefig(written[-1], dpi=110)
 
     if _views(steps, "held"):
         written.append(plot_receivers(steps, plots / "receivers.png"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from bwgym.agents.latent_bc import (
+    SHIPPED,
     LatentBCAgent,
     LatentFeatures,
     train_latent_bc,
@@ -47,6 +49,31 @@ def test_features_are_code_ages_then_the_last_codes_and_actions_most_recent_firs
     assert not f.row(_obs([1, 2, 3], [4, 5], [0, 0]))[9:].any()
     with pytest.raises(KeyError, match="is the env's link observation 'latent'"):
         f.row({"arm": np.zeros((84, 84, 3))})
+
+
+class _Zeros:
+    """An expert that always labels zeros (the labeller's bookkeeping is under test, not the expert)."""
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs):
+        return np.zeros(2, np.float32)
+
+
+def test_dagger_rows_are_the_rows_the_driving_policy_computes() -> None:
+    from bwgym.agents.latent_bc import _Labeller
+
+    policy = LatentBCAgent(SPEC, action_dim=2, hidden=(8,), history_steps=2)
+    labeller = _Labeller(_Zeros(), policy.features, policy, noise_std=0.0)
+    replay = LatentFeatures(SPEC, action_dim=2, history_steps=2, age_cap_steps=10)
+    labeller.reset(seed=1)
+    for t in range(4):
+        obs = _obs([t, 1, 2], [3, t], [0, 0])
+        action = labeller.act(obs)
+        np.testing.assert_array_equal(labeller.rows[-1], replay.row(obs), err_msg=f"step {t}")
+        replay.push_action(action)
+    assert labeller.episode_lengths == [4]
 
 
 def test_checkpoints_round_trip_and_metadata_the_arrays_contradict_is_refused(tmp_path) -> None:
@@ -136,3 +163,30 @@ def test_training_on_the_lora_link_records_every_policy_and_keeps_the_best(tmp_p
     bc = LatentBCAgent.load(tmp_path / "bc.ckpt")
     assert bc.train_config["dagger_rounds"] == 0 and bc.code_spec == agent.code_spec
     assert agent.code_spec["codec"] == "ndpca" and agent.env_id == "bwgym/LocateLift-v1"
+
+
+@pytest.mark.slow
+def test_the_library_scenario_runs_two_episodes_and_refuses_another_codec(tmp_path, capsys) -> None:
+    from bwgym.cli import main
+    from bwgym.scenarios.config import ConfigError, load_scenario
+    from bwgym.scenarios.factory import validate
+
+    assert SHIPPED["bwgym/LocateLift-v1"] == "latent_bc_locate_lift_v1_lora_ndpca.ckpt"
+    out = tmp_path / "run"
+    assert main(["run", "lora_ndpca_latent", "--episodes", "2", "--out", str(out)]) == 0
+    table = __import__("pandas").read_parquet(out / "episodes.parquet")
+    assert len(table) == 2 and set(table.agent) == {"latent_bc"}
+    assert not any(c.startswith("mean_psnr_db.") for c in table.columns), "no pixels are decoded"
+    assert (out / "plots" / "success.png").is_file() and not (out / "plots" / "psnr.png").exists()
+    with pytest.raises(
+        ConfigError, match=r"agent\.checkpoint: latent agent .* was trained for code=.*ndpca'.*ndpca_agnostic"
+    ):
+        validate(load_scenario("lora_ndpca_latent", {"codec.name": "ndpca_agnostic"}))
+    with pytest.raises(ConfigError, match=r"link: observation=\"latent\" needs a latent codec .* got 'jpeg'"):
+        validate(load_scenario("lora_ndpca_latent", {"codec.name": "jpeg"}))
+    report = json.loads(
+        (Path(__file__).resolve().parents[2] / "bwgym/agents/checkpoints" / SHIPPED["bwgym/LocateLift-v1"])
+        .with_suffix(".json")
+        .read_text()
+    )
+    assert report["eval"]["episodes"] >= 60
