@@ -196,8 +196,8 @@ def run_point(base_env, codec, agent, trace, allocator, episodes: int, record: b
     return outcomes, codec_choices / max(steps, 1), trail, furthest
 
 
-def failure_phases(table) -> str:
-    """Markdown: per point and allocator, the failed episodes by the furthest task phase they reached."""
+def failure_phases(table, names: list[str]) -> str:
+    """Markdown: per point and allocator (in ``names`` order), the failed episodes by the furthest task phase they reached."""
     from bwgym.agents.content_allocation import PHASES
 
     header = (
@@ -206,7 +206,9 @@ def failure_phases(table) -> str:
         + " |"
     )
     lines = [header, "|" + "---|" * (len(PHASES) + 4)]
-    for row in table.itertuples():
+    order = {name: i for i, name in enumerate(names)}
+    ranked = table.assign(rank=[order.get(a, len(order)) for a in table.allocator])
+    for row in ranked.sort_values(["family", "bits_per_step", "rank"]).itertuples():
         failed = [int(p) for p, o in zip(row.phases, row.outcomes, strict=True) if o == "0"]
         counts = [failed.count(i) for i in range(len(PHASES))]
         lines.append(
@@ -396,7 +398,7 @@ def main() -> None:
         )
     markdown += (
         "\n\nFailed episodes by the furthest task phase they reached (true state; "
-        "`bwgym.agents.content_allocation.task_phase`):\n\n" + failure_phases(table)
+        "`bwgym.agents.content_allocation.task_phase`):\n\n" + failure_phases(table, names)
     )
     (out / "allocation.md").write_text(markdown + "\n")
     print(markdown)
