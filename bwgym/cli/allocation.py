@@ -244,7 +244,7 @@ def _train_fleet(args: argparse.Namespace) -> int:
     except ValueError as err:  # ConfigError included
         return _fail(str(err))
     print(f"wrote {path}")
-    print(f"use it: --set 'fleet.allocator={{name: learned, options: {{checkpoint: {args.out}}}}}'")
+    print(f"use it: --set 'fleet.allocator={{name: learned, checkpoint: {args.out}}}'")
     return 0
 
 

@@ -130,7 +130,7 @@ def distill_fleet_allocator(
     observation and the oracle's shares, and fits the scorer (cross-entropy of its softmax over the
     active members against the oracle's shares; Adam, full batch, ``epochs`` steps, seeded). The
     checkpoint records the observer's spec and this configuration; a scenario runs it as
-    ``fleet: {allocator: {name: learned, options: {checkpoint: OUT}}}``.
+    ``fleet: {allocator: {name: learned, checkpoint: OUT}}``.
 
     Raises:
         ValueError: not a fleet scenario, or an argument out of range.
