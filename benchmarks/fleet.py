@@ -64,7 +64,7 @@ def allocator_spec(name: str, learned: str | None) -> dict:
     if name == "state":
         return {"name": "state", "kwargs": {"top_k": 6}}
     if name == "learned":
-        return {"name": "learned", "checkpoint": learned}
+        return {"name": "learned", "checkpoint": str(Path(learned).resolve())}
     return {"name": name, "kwargs": {}}
 
 

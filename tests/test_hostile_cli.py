@@ -568,6 +568,16 @@ def test_set_paths_resolve_against_the_working_directory(tmp_path: Path, monkeyp
     assert got["trace.source"] == "lte_drive"  # a library name stays a name
     assert parse_overrides(["trace.source=t.csv"])["trace.source"] == str(tmp_path / "t.csv")
     assert parse_overrides(["trace.scale=1e7"])["trace.scale"] == 1e7  # a number, not a string
+    # a whole section names the same file as its dotted key (the fleet's learned allocator too)
+    whole = parse_overrides(
+        ["fleet.allocator={name: learned, checkpoint: mine.ckpt}", "agent={checkpoint: mine.ckpt}"]
+    )
+    assert whole["fleet.allocator"] == {"name": "learned", "checkpoint": str(tmp_path / "mine.ckpt")}
+    assert whole["agent"]["checkpoint"] == str(tmp_path / "mine.ckpt")
+    with pytest.raises(
+        scenario_config.ConfigError, match="fleet.allocator.checkpoint: 'gone.ckpt' does not exist"
+    ):
+        parse_overrides(["fleet={allocator: {name: learned, checkpoint: gone.ckpt}}"])
 
 
 def _capture(monkeypatch, module, name: str) -> dict:

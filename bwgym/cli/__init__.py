@@ -111,7 +111,13 @@ def _cmd_expert(args: argparse.Namespace) -> int:
 
 
 #: Scenario keys that hold a file path: on the command line it is relative to the working directory.
-PATH_KEYS = ("trace.source", "codec.checkpoint", "agent.checkpoint", "allocator.checkpoint")
+PATH_KEYS = (
+    "trace.source",
+    "codec.checkpoint",
+    "agent.checkpoint",
+    "allocator.checkpoint",
+    "fleet.allocator.checkpoint",
+)
 
 
 def path_from_cwd(key: str, value: Any, flag: str) -> Any:
@@ -139,6 +145,22 @@ def path_from_cwd(key: str, value: Any, flag: str) -> Any:
     )
 
 
+def _paths_from_cwd(key: str, value: Any, flag: str) -> Any:
+    """``value`` of ``key`` with every path key at or below it resolved against the cwd.
+
+    ``--set allocator.checkpoint=x`` and ``--set 'allocator={name: learned, checkpoint: x}'`` name
+    the same file.
+    """
+    if key in PATH_KEYS:
+        return path_from_cwd(key, value, f"{flag} {key}")
+    if isinstance(value, dict):
+        nested = {k: v for k, v in value.items() if isinstance(k, str)}
+        for k, v in nested.items():
+            if any(p == f"{key}.{k}" or p.startswith(f"{key}.{k}.") for p in PATH_KEYS):
+                value = {**value, k: _paths_from_cwd(f"{key}.{k}", v, flag)}
+    return value
+
+
 def parse_overrides(pairs: Sequence[str], flag: str = "--set") -> dict[str, Any]:
     """``KEY=VALUE`` strings as ``{dotted key: value}``; values read as bounded YAML, ``1e7`` as a number.
 
@@ -160,8 +182,7 @@ def parse_overrides(pairs: Sequence[str], flag: str = "--set") -> dict[str, Any]
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"{flag} expects key=value (e.g. run.episodes=5), got {pair!r}")
-        parsed = parse_value(value, key, flag)
-        overrides[key] = path_from_cwd(key, parsed, f"{flag} {key}") if key in PATH_KEYS else parsed
+        overrides[key] = _paths_from_cwd(key, parse_value(value, key, flag), flag)
     return overrides
 
 
