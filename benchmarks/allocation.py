@@ -11,11 +11,15 @@ comparison is paired. Families: library traces in real formats (``lora_narrowban
 not use (``gilbert_elliott``, ``pensieve_markov``, drawn with held-out seeds). Allocators:
 ``dpca`` (the codec's own split), ``uniform``, ``proportional``, ``oracle`` (grid of 5 splits per
 step, closest action to the clean-view one), ``oracle+dpca`` (the same grid plus the codec's own
-split), every ``--learned`` checkpoint (one per training
+split), with ``--lookahead K`` ``oracle_lookahead`` (the same grid scored by the least summed
+distance over a K-step rollout of env, link and agent, ``--lookahead-keep`` candidates expanded
+per step), every ``--learned`` checkpoint (one per training
 seed) and every ``--content`` scorer (``bwgym train allocator --content``; ``shipped``: the
 shipped one), which ``--only-new`` runs alone beside its references ``dpca`` and ``uniform``. The
-oracle runs ``--oracle-episodes`` (it decodes every split of its grid each step, ~6x the
-cost of the others). Cells (family x budget x allocator) run in ``--workers`` processes. Reported: success rate with its 95 % Wilson interval, and for learned policies how often
+oracles run ``--oracle-episodes`` (the one-step oracle decodes every split of its grid each
+step, ~6x the cost of the others; the lookahead one ``1 + keep`` times that at K = 2). With an oracle and
+a content scorer in the run, the tables add the scorer's success as a fraction of each oracle's
+on the oracle's episodes. Cells (family x budget x allocator) run in ``--workers`` processes. Reported: success rate with its 95 % Wilson interval, and for learned policies how often
 they handed the split to the codec, and per allocator how far the failed episodes got
 (:data:`~bwgym.agents.content_allocation.PHASES`: the furthest task phase an episode reached, from
 the true state). Writes ``<out>/allocation.csv``, ``<out>/allocation.md``, a
@@ -69,16 +73,23 @@ def build_allocator(
     env_id: str,
     agent_checkpoint: str | None,
     content: list[str] = (),
+    env=None,
+    lookahead: tuple[int, int] = (2, 2),
 ):
-    """One allocator of the comparison by its column name."""
+    """One allocator of the comparison by its column name (``env``, ``lookahead``: the bare env and
+    ``(k, keep)`` of ``oracle_lookahead``)."""
     from bwgym.agents.allocation import default_task_agent, load_learned_allocator
     from bwgym.agents.content_allocation import load_content_allocator
-    from bwgym.envs.allocators import OracleAllocator, ProportionalAllocator
+    from bwgym.envs.allocators import LookaheadOracleAllocator, OracleAllocator, ProportionalAllocator
 
     if name in ("dpca", "uniform"):
         return name
     if name == "proportional":
         return ProportionalAllocator(codec)
+    if name == "oracle_lookahead":
+        agent = default_task_agent(env_id, agent_checkpoint)
+        k, keep = lookahead
+        return LookaheadOracleAllocator(agent, codec, env, k=k, keep=keep, levels=levels)
     if name in ("oracle", "oracle+dpca"):
         agent = default_task_agent(env_id, agent_checkpoint)
         return OracleAllocator(agent, codec, levels=levels, include_codec_split=name == "oracle+dpca")
@@ -93,11 +104,14 @@ def _numbered(prefix: str, paths: list[str]) -> list[str]:
     return [f"{prefix}_{i}" for i in range(len(paths))] if len(paths) > 1 else [prefix] * bool(paths)
 
 
-def allocator_names(learned: list[str], content: list[str] = (), only_new: bool = False) -> list[str]:
-    """The columns: references, oracles, learned policies, content scorers (``only_new``: the references and the scorers)."""
+def allocator_names(
+    learned: list[str], content: list[str] = (), only_new: bool = False, lookahead: bool = False
+) -> list[str]:
+    """The columns: references, oracles (``lookahead``: the lookahead one too), learned policies, content
+    scorers (``only_new``: the references and the scorers)."""
     if only_new:
         return ["dpca", "uniform", *_numbered("content", list(content))]
-    names = ["dpca", "uniform", "proportional", "oracle", "oracle+dpca"]
+    names = ["dpca", "uniform", "proportional", "oracle", "oracle+dpca", *(["oracle_lookahead"] * lookahead)]
     return names + _numbered("learned", learned) + _numbered("content", list(content))
 
 
@@ -136,6 +150,8 @@ def run_cell(cell: dict) -> dict:
         cell["env"],
         cell["agent_checkpoint"],
         cell["content"],
+        env=_WORKER["env"],
+        lookahead=(cell["lookahead_k"], cell["lookahead_keep"]),
     )
     t0 = time.perf_counter()
     trace = family_trace(cell["family"], cell["bits"])
@@ -169,6 +185,8 @@ def run_point(base_env, codec, agent, trace, allocator, episodes: int, record: b
     from bwgym.envs.bandwidth import BandwidthLimited
 
     env = BandwidthLimited(base_env, codec, trace, allocator=allocator)
+    if hasattr(allocator, "bind_link"):  # the lookahead oracle reads the budgets ahead from the link
+        allocator.bind_link(env.link)
     outcomes, codec_choices, steps, trail, furthest, current = [], 0, 0, [], [], []
 
     def on_step(step, obs, action, reward, info):
@@ -269,6 +287,31 @@ def paired_table(table, names: list[str], reference: str = "dpca") -> str:
     return "\n".join([header, "|" + "---|" * (len(others) + 2), *lines])
 
 
+def oracle_ratio_table(table, names: list[str]) -> str:
+    """Markdown: each content scorer's success as a fraction of each oracle's, on the oracle's episodes
+    (the first n of the scorer's); empty without both."""
+    oracles = [n for n in names if n.startswith("oracle") and n in set(table.allocator)]
+    scorers = [n for n in names if n.startswith("content") and n in set(table.allocator)]
+    if not oracles or not scorers:
+        return ""
+    columns = [f"{s} / {o}" for o in oracles for s in scorers]
+    lines = ["| family | bits_per_step | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 2)]
+    for (family, bits), group in table.groupby(["family", "bits_per_step"]):
+        outcomes = {row.allocator: row.outcomes for row in group.itertuples()}
+        cells = []
+        for oracle in oracles:
+            for scorer in scorers:
+                if oracle not in outcomes or scorer not in outcomes:
+                    cells.append("")
+                    continue
+                n = min(len(outcomes[oracle]), len(outcomes[scorer]))
+                won = outcomes[oracle][:n].count("1"), outcomes[scorer][:n].count("1")
+                ratio = f"{won[1] / won[0]:.2f}" if won[0] else "n/a"
+                cells.append(f"{ratio} ({won[1]}/{won[0]}, n={n})")
+        lines.append(f"| {family} | {bits:.0f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot_episode(trail, path: Path, title: str) -> None:
     from bwgym.agents.content_allocation import PHASES
 
@@ -319,6 +362,16 @@ def main() -> None:
     )
     parser.add_argument("--allocators", default=None, help="subset to run, comma-separated")
     parser.add_argument("--oracle-levels", type=int, default=4)
+    parser.add_argument(
+        "--lookahead",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also run oracle_lookahead, K steps ahead (0: not run; 1 makes the one-step oracle's choices)",
+    )
+    parser.add_argument(
+        "--lookahead-keep", type=int, default=2, help="candidates oracle_lookahead expands per step"
+    )
     parser.add_argument("--env", default=ENV_ID, help="task env id")
     parser.add_argument("--codec-checkpoint", help="NDPCA checkpoint (default: the shipped one)")
     parser.add_argument("--agent-checkpoint", help="BC checkpoint (default: the shipped one of --env)")
@@ -341,7 +394,7 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    names = allocator_names(args.learned, args.content, args.only_new)
+    names = allocator_names(args.learned, args.content, args.only_new, lookahead=bool(args.lookahead))
     if args.allocators:
         names = [n for n in names if n in args.allocators.split(",")]
     budgets = [float(b) for b in args.budgets.split(",")]
@@ -362,14 +415,18 @@ def main() -> None:
                     learned=list(args.learned),
                     content=list(args.content),
                     levels=args.oracle_levels,
+                    lookahead_k=args.lookahead,
+                    lookahead_keep=args.lookahead_keep,
                     env=args.env,
                     codec_checkpoint=args.codec_checkpoint,
                     agent_checkpoint=args.agent_checkpoint,
                 )
             )
-    cost = {"oracle": 6, "content": 3}
+    cost = {"oracle_lookahead": 6 * (1 + args.lookahead_keep), "oracle": 6, "content": 3}
     cells.sort(
-        key=lambda c: -c["episodes"] * cost.get(c["allocator"].split("_")[0].split("+")[0], 1)
+        key=lambda c: (
+            -c["episodes"] * cost.get(c["allocator"], cost.get(c["allocator"].split("_")[0].split("+")[0], 1))
+        )
     )  # longest first
     start = time.perf_counter()
     if args.from_csv:
@@ -400,6 +457,12 @@ def main() -> None:
         "\n\nFailed episodes by the furthest task phase they reached (true state; "
         "`bwgym.agents.content_allocation.task_phase`):\n\n" + failure_phases(table, names)
     )
+    ratios = oracle_ratio_table(table, names)
+    if ratios:
+        markdown += (
+            "\n\nContent scorers' success as a fraction of each oracle's, on the oracle's episodes "
+            "(successes of the scorer / of the oracle on the same n episodes):\n\n" + ratios
+        )
     (out / "allocation.md").write_text(markdown + "\n")
     print(markdown)
     if trails:
@@ -428,6 +491,11 @@ def main() -> None:
                 else [f"--budgets {args.budgets}", f"--families {args.families}"]
             )
             + ([f"--allocators {args.allocators}"] if args.allocators else [])
+            + (
+                [f"--lookahead {args.lookahead}", f"--lookahead-keep {args.lookahead_keep}"]
+                if args.lookahead
+                else []
+            )
             + [f"--workers {args.workers}"]
             + ([f"--section {args.section}"] if args.section != "allocation" else [])
         )

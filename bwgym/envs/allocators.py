@@ -18,6 +18,8 @@ the codec split the budget itself::
 * :class:`OracleAllocator` (``"oracle"``) - a reference that runs the task agent at the sender:
   every step it tries a grid of splits through the codec and keeps the one whose decoded views
   make the task agent act most like it does on the true views;
+* :class:`LookaheadOracleAllocator` (``"oracle_lookahead"``) - the oracle scoring each split by
+  the least summed distance over a k-step rollout of the env, the link and the agent (pruned);
 * :class:`LearnedAllocator` (``"learned"``) - a policy (e.g. SB3's, trained on
   ``bwgym/AllocateBandwidth-v0``) acting on :class:`AllocationObserver`'s observation; loading
   one from a checkpoint lives a layer up (:func:`bwgym.agents.allocation.load_learned_allocator`);
@@ -31,6 +33,7 @@ them with their options). :func:`action_to_split` is the one mapping from a poli
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
@@ -46,6 +49,7 @@ __all__ = [
     "CodecAllocator",
     "FixedAllocator",
     "LearnedAllocator",
+    "LookaheadOracleAllocator",
     "OracleAllocator",
     "ProportionalAllocator",
     "UniformAllocator",
@@ -433,35 +437,57 @@ class OracleAllocator:
         self, views: Mapping[str, np.ndarray], budget_bits: int, info: Mapping[str, Any]
     ) -> dict[str, float] | None:
         """The searched split whose decoded views move the agent's action least (None: the codec's)."""
+        candidates, distances, shown_by = self._score_all(views, budget_bits)
+        pick = int(np.argmin(distances))  # the first of equal distances
+        if self.explore and self._rng.random() < self.explore:
+            pick = int(self._rng.integers(len(candidates)))
+        return self._send(candidates[pick], shown_by[pick])
+
+    @property
+    def candidates(self) -> list[tuple[float, ...] | None]:
+        """The splits searched each step, in order (None: the codec's own split, last)."""
+        return [*self.splits, *([None] if self.include_codec_split else [])]
+
+    def _score_all(
+        self, views: Mapping[str, np.ndarray], budget_bits: int
+    ) -> tuple[list[tuple[float, ...] | None], list[float], list[dict[str, np.ndarray]]]:
+        """The step's candidates, their distances and what the receiver would hold after each.
+
+        The distances also go to :attr:`last_scores`; views other than the codec's are refused.
+        """
         if set(views) != set(self.view_names):
             raise ValueError(f"expected views {list(self.view_names)}, got {sorted(views)}")
         if self._shown is None:
             self._shown = _zeros_like(views)
+        candidates = self.candidates
+        distances, shown_by = self._evaluate(views, budget_bits, self._shown)
+        self.last_scores = dict(zip(candidates, distances, strict=True))
+        return candidates, distances, shown_by
+
+    def _send(self, split: tuple[float, ...] | None, shown: dict[str, np.ndarray]) -> dict[str, float] | None:
+        """Record what the receiver holds after ``split``; the split as the wrapper takes it."""
+        self._shown = shown
+        return None if split is None else dict(zip(self.view_names, split, strict=True))
+
+    def _evaluate(
+        self, views: Mapping[str, np.ndarray], budget_bits: int, shown: Mapping[str, np.ndarray]
+    ) -> tuple[list[float], list[dict[str, np.ndarray]]]:
+        """Each candidate's distance and what the receiver holds after it, from its frames ``shown``.
+
+        Every candidate from one analysis of the views, one batched decode and one batched act.
+        """
         clean = np.asarray(self.agent.act(dict(views)), dtype=np.float64)
-        self.last_scores = {}
-        candidates: list[tuple[float, ...] | None] = [
-            *self.splits,
-            *([None] if self.include_codec_split else []),
-        ]
-        # every candidate from one analysis of the views, one batched decode, one batched act
+        candidates = self.candidates
         allocations = [None if s is None else dict(zip(self.view_names, s, strict=True)) for s in candidates]
         payloads = self.codec.compress_splits(views, int(budget_bits), allocations)
         sent = [i for i, p in enumerate(payloads) if not p.is_empty and p.nbits <= budget_bits]
         decoded: list[dict[str, np.ndarray]] = [{} for _ in candidates]
         for i, views_i in zip(sent, self.codec.decompress_batch([payloads[i] for i in sent]), strict=True):
             decoded[i] = views_i
-        shown_by = [{**self._shown, **d} for d in decoded]
+        shown_by = [{**shown, **d} for d in decoded]
         actions = self._act_all(shown_by)
-        distances = []
-        for split, action in zip(candidates, actions, strict=True):
-            distances.append(float(np.linalg.norm(np.asarray(action, dtype=np.float64) - clean)))
-            self.last_scores[split] = distances[-1]
-        pick = int(np.argmin(distances))  # the first of equal distances
-        if self.explore and self._rng.random() < self.explore:
-            pick = int(self._rng.integers(len(candidates)))
-        self._shown = shown_by[pick]
-        split = candidates[pick]
-        return None if split is None else dict(zip(self.view_names, split, strict=True))
+        distances = [float(np.linalg.norm(np.asarray(a, dtype=np.float64) - clean)) for a in actions]
+        return distances, shown_by
 
     def _act_all(self, observations: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
         """The agent's action on each observation: one ``act_batch`` call when it has one."""
@@ -477,6 +503,214 @@ class OracleAllocator:
 
 def _zeros_like(views: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: np.zeros_like(np.asarray(view)) for name, view in views.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class LookaheadOptions:
+    """Options of the lookahead oracle (``allocator.kwargs``)."""
+
+    k: int = 2
+    """Steps looked ahead, this one included (1: the one-step oracle's choices)."""
+    keep: int = 2
+    """Candidates expanded at each step but the last (the best by their one-step distance)."""
+    levels: int = 4
+    """Grid steps per unit share (:func:`simplex_grid`)."""
+    include_codec_split: bool = False
+    """Also try the codec's own split."""
+
+
+#: Distance charged per remaining step when a lookahead ends in a failure (the largest an action
+#: in ``[-1, 1]^4`` can be from another: the diagonal of the box).
+FAILED_STEP_DISTANCE = 4.0
+
+
+@register_allocator(
+    "oracle_lookahead",
+    description="per step the grid split whose k-step rollout (env, link, agent) keeps the agent's "
+    "actions closest to its clean-view ones, summed",
+    options=LookaheadOptions,
+)
+class LookaheadOracleAllocator(OracleAllocator):
+    """The oracle with a k-step lookahead: it rolls the env, the link and the agent forward.
+
+    The one-step oracle (:class:`OracleAllocator`) scores each split by the distance it causes
+    now. This one scores a split by the least sum of distances over this step and the next
+    ``k - 1``: from a saved state it sends the split through its model of the receiver (the one-step
+    oracle's: every frame arrives, the held frames are its own record), lets the agent act on what
+    the receiver then holds, steps a copy of the env's state with that action, takes the next
+    step's budget from a copy of the link, scores every split of the next step the same way, and so
+    on; it sends the first split of the best sequence. Pruned: at every step but the last only the
+    ``keep`` best candidates by their one-step distance are expanded (``1 + keep + ... + keep^(k-1)``
+    batched evaluations and ``keep + ... + keep^(k-1)`` env steps per step). A rollout that ends the
+    episode stops there: a success adds nothing more, any other end
+    :data:`FAILED_STEP_DISTANCE` per step left. With ``k = 1`` it makes the one-step oracle's choices.
+
+    Saved and restored around every lookahead (nothing it does shows in the episode): the
+    unwrapped env's attributes (its MuJoCo data, arrays, generators and containers are copied for
+    each rollout and the originals put back; the model and renderer are shared, a step does not
+    change them) and the link (a copy per rollout; the wrapper's is never touched). The codec's
+    ``compress_splits`` and ``decompress_batch`` do not change it, and the agent must be memoryless
+    (as for the one-step oracle). The env's wrappers (time limit) are not stepped: a rollout past
+    the time limit runs on.
+
+    Args:
+        agent: the frozen task agent, its own memoryless instance.
+        codec: the codec on the link.
+        env: the env the link wraps (the bare env: the allocator steps ``env.unwrapped``).
+        k: steps looked ahead, this one included (1 to 8).
+        keep: candidates expanded at each step but the last (>= 1).
+        levels, splits, include_codec_split: the grid, as :class:`OracleAllocator`'s.
+        link: the :class:`~bwgym.traces.link.Link` the wrapper sends on (:meth:`bind_link` later);
+            without one the lookahead holds this step's budget for the steps ahead.
+
+    Raises:
+        ValueError: ``k`` or ``keep`` out of range, or the grid's errors.
+        TypeError: ``env`` is not a gymnasium env.
+    """
+
+    def __init__(
+        self,
+        agent: Any,
+        codec: Any,
+        env: Any,
+        k: int = 2,
+        keep: int = 2,
+        levels: int = 4,
+        splits: Sequence[Mapping[str, float] | Sequence[float]] | None = None,
+        include_codec_split: bool = False,
+        link: Any = None,
+    ) -> None:
+        super().__init__(agent, codec, levels=levels, splits=splits, include_codec_split=include_codec_split)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= 8:
+            raise ValueError(f"k is expected to be an integer in [1, 8] (steps looked ahead), got {k!r}")
+        if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1:
+            raise ValueError(f"keep is expected to be an integer >= 1 (candidates expanded), got {keep!r}")
+        if not callable(getattr(getattr(env, "unwrapped", None), "step", None)):
+            raise TypeError(f"env is expected to be a gymnasium env, got {type(env).__name__}")
+        self.k, self.keep, self.env = int(k), int(keep), env
+        self.link = link
+        #: Each candidate's summed distance over the lookahead at the last step (inf: pruned).
+        self.last_totals: dict[tuple[float, ...] | None, float] = {}
+
+    @classmethod
+    def from_context(cls, context: BuildContext, options: LookaheadOptions) -> LookaheadOracleAllocator:
+        """The lookahead oracle on the scenario's bare env, with its own instance of the agent."""
+        if context.make_agent is None or context.codec is None or context.env is None:
+            raise ValueError(
+                "allocator 'oracle_lookahead' needs arguments: build it with "
+                "LookaheadOracleAllocator(agent, codec, env), or name it in a scenario"
+            )
+        return cls(context.make_agent(), context.codec, context.env, **dataclasses.asdict(options))
+
+    def bind_link(self, link: Any) -> None:
+        """Read the steps ahead's budgets from ``link`` (the wrapper's :attr:`link`; only copies are advanced)."""
+        self.link = link
+
+    def __call__(
+        self, views: Mapping[str, np.ndarray], budget_bits: int, info: Mapping[str, Any]
+    ) -> dict[str, float] | None:
+        """The first split of the sequence with the least summed distance over the next ``k`` steps."""
+        candidates, first, shown_by = self._score_all(views, budget_bits)
+        totals = list(first)
+        if self.k > 1:
+            totals = [math.inf] * len(candidates)
+            with _Lookahead(self.env, self.link, budget_bits) as future:
+                start = future.save()
+                for i in _best(first, self.keep):
+                    future.restore(start)
+                    totals[i] = first[i] + self._rollout(shown_by[i], future, self.k - 1)
+        self.last_totals = dict(zip(candidates, totals, strict=True))
+        pick = int(np.argmin(totals))  # the first of equal totals
+        return self._send(candidates[pick], shown_by[pick])
+
+    def _rollout(self, shown: dict[str, np.ndarray], future: _Lookahead, steps: int) -> float:
+        """The least summed distance of the next ``steps`` steps, the receiver holding ``shown`` now."""
+        views, budget_bits, ended = future.step(self.agent.act(dict(shown)))
+        if ended is not None:
+            return 0.0 if ended else FAILED_STEP_DISTANCE * steps
+        views = {name: views[name] for name in self.view_names}
+        distances, shown_by = self._evaluate(views, budget_bits, shown)
+        if steps == 1:
+            return min(distances)
+        here = future.save()
+        best = math.inf
+        for i in _best(distances, self.keep):
+            future.restore(here)
+            best = min(best, distances[i] + self._rollout(shown_by[i], future, steps - 1))
+        return best
+
+    def __repr__(self) -> str:
+        extra = " + the codec's" if self.include_codec_split else ""
+        return (
+            f"LookaheadOracleAllocator(views={list(self.view_names)}, splits={len(self.splits)}{extra}, "
+            f"k={self.k}, keep={self.keep})"
+        )
+
+
+def _best(distances: Sequence[float], keep: int) -> list[int]:
+    """Indices of the ``keep`` least distances (the first of equal ones first)."""
+    return [int(i) for i in np.argsort(np.asarray(distances), kind="stable")[:keep]]
+
+
+class _Lookahead:
+    """Copies of an env's and a link's state to roll forward; the originals are put back on exit.
+
+    ``save()`` returns a state, ``restore(state)`` installs fresh copies of it (so a state can be
+    restored any number of times), ``step(action)`` advances the copies one step. On exit the
+    env gets back its own attribute objects, untouched.
+    """
+
+    def __init__(self, env: Any, link: Any, budget_bits: int) -> None:
+        self.env = env.unwrapped
+        self.link, self.budget_bits = link, int(budget_bits)
+        self._original: dict[str, Any] = {}
+
+    def __enter__(self) -> _Lookahead:
+        self._original = dict(vars(self.env))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._install(self._original)
+
+    def _install(self, attributes: Mapping[str, Any]) -> None:
+        state = vars(self.env)
+        for name in [n for n in state if n not in attributes]:
+            del state[name]
+        state.update(attributes)
+
+    def save(self) -> tuple[dict[str, Any], Any]:
+        """The current state (copies: the env and link go on changing)."""
+        link = None if self.link is None else copy.deepcopy(self.link, {id(self.link.trace): self.link.trace})
+        return {name: _copied(v) for name, v in vars(self.env).items()}, link
+
+    def restore(self, saved: tuple[dict[str, Any], Any]) -> None:
+        """Install fresh copies of ``saved``."""
+        attributes, link = saved
+        self._install({name: _copied(v) for name, v in attributes.items()})
+        if link is not None:
+            self.link = copy.deepcopy(link, {id(link.trace): link.trace})
+
+    def step(self, action: Any) -> tuple[Mapping[str, np.ndarray], int, bool | None]:
+        """Step the env copy with ``action``: its views, the next step's budget, and how it ended.
+
+        The end: None while the episode goes on, True on a success, False on any other end.
+        """
+        obs, _, terminated, truncated, info = self.env.step(action)
+        if self.link is not None:
+            self.link.transmit(None, 0)  # the copy's clock moves on; nothing is sent
+            self.budget_bits = int(self.link.peek_budget_bits())
+        ended = bool(info.get("is_success", False)) if (terminated or truncated) else None
+        return obs, self.budget_bits, ended
+
+
+def _copied(value: Any) -> Any:
+    """A copy of what a step may change (MuJoCo data, arrays, generators, containers); others shared."""
+    if (
+        isinstance(value, (np.ndarray, np.random.Generator, dict, list, set))
+        or type(value).__name__ == "MjData"
+    ):
+        return copy.deepcopy(value)
+    return value
 
 
 #: Why :func:`action_to_split` replaced an action (the keys of the counts in ``info``).
