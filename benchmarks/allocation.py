@@ -312,6 +312,37 @@ def oracle_ratio_table(table, names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def gap_phases(table, names: list[str]) -> str:
+    """Markdown: per point, content scorer and oracle, the paired episodes only the oracle won, by the
+    furthest task phase the scorer reached in them, beside those only the scorer won; empty without both."""
+    from bwgym.agents.content_allocation import PHASES
+
+    oracles = [n for n in names if n.startswith("oracle") and n in set(table.allocator)]
+    scorers = [n for n in names if n.startswith("content") and n in set(table.allocator)]
+    if not oracles or not scorers:
+        return ""
+    lines = [
+        "| family | bits_per_step | scorer | oracle | n | only the oracle won | "
+        + " | ".join(f"in {p}" for p in PHASES)
+        + " | only the scorer won |",
+        "|" + "---|" * (len(PHASES) + 7),
+    ]
+    for (family, bits), group in table.groupby(["family", "bits_per_step"]):
+        rows = {row.allocator: row for row in group.itertuples()}
+        for scorer in [s for s in scorers if s in rows]:
+            for oracle in [o for o in oracles if o in rows]:
+                n = min(len(rows[oracle].outcomes), len(rows[scorer].outcomes))
+                pairs = list(zip(rows[oracle].outcomes[:n], rows[scorer].outcomes[:n], strict=True))
+                lost = [int(rows[scorer].phases[i]) for i, (o, c) in enumerate(pairs) if (o, c) == ("1", "0")]
+                won = sum((o, c) == ("0", "1") for o, c in pairs)
+                lines.append(
+                    f"| {family} | {bits:.0f} | {scorer} | {oracle} | {n} | {len(lost)} | "
+                    + " | ".join(str(lost.count(i)) for i in range(len(PHASES)))
+                    + f" | {won} |"
+                )
+    return "\n".join(lines)
+
+
 def plot_episode(trail, path: Path, title: str) -> None:
     from bwgym.agents.content_allocation import PHASES
 
@@ -462,6 +493,13 @@ def main() -> None:
         markdown += (
             "\n\nContent scorers' success as a fraction of each oracle's, on the oracle's episodes "
             "(successes of the scorer / of the oracle on the same n episodes):\n\n" + ratios
+        )
+    gaps = gap_phases(table, names)
+    if gaps:
+        markdown += (
+            "\n\nWhere the success gap to each oracle lives: paired episodes that only the oracle "
+            "won, by the furthest task phase the scorer reached in them (`in <phase>`, true state), and those only "
+            "the scorer won:\n\n" + gaps
         )
     (out / "allocation.md").write_text(markdown + "\n")
     print(markdown)
