@@ -337,11 +337,12 @@ def add_demo_options(
     )
 
 
-def add_torch_options(parser: argparse.ArgumentParser, threads: int | None = 1) -> None:
-    """``--device`` and ``--threads`` of torch."""
-    parser.add_argument(
-        "--device", default="auto", help="auto (CUDA when present), cpu, cuda... (default: auto)"
-    )
+def add_torch_options(parser: argparse.ArgumentParser, threads: int | None = 1, device: bool = True) -> None:
+    """``--device`` (unless ``device`` is False: the command runs on CPU) and ``--threads`` of torch."""
+    if device:
+        parser.add_argument(
+            "--device", default="auto", help="auto (CUDA when present), cpu, cuda... (default: auto)"
+        )
     # One thread by default: on a machine shared with other jobs, oversubscribed intra-op threads
     # made an epoch 10x slower here, while one thread costs at most 2x when the cores are free.
     parser.add_argument(

@@ -30,10 +30,11 @@ from bwgym.cli.args import (
     add_torch_options,
     float_option,
     int_option,
+    key_value,
 )
-from bwgym.cli.models import checkpoint_out
+from bwgym.cli.models import checkpoint_out, folder_out
 
-__all__ = ["cmd_train_latent_agent", "latent_scenario", "register"]
+__all__ = ["cmd_train_latent_agent", "cmd_train_latent_ppo", "latent_scenario", "register"]
 
 #: Most DAgger rounds, hidden units per layer, and history steps the command accepts.
 MAX_DAGGER_ROUNDS = 100
@@ -84,12 +85,17 @@ _RECORDED = (
 )
 
 
-def _command(args: argparse.Namespace) -> str:
-    """The ``bwgym train latent-agent`` command line (every option) that reproduces ``args``."""
-    parts = ["bwgym", "train", "latent-agent"]
-    for name in _RECORDED:
+def _command(
+    args: argparse.Namespace, subcommand: str = "latent-agent", recorded: tuple[str, ...] = _RECORDED
+) -> str:
+    """The ``bwgym train <subcommand>`` command line (every ``recorded`` option) that reproduces ``args``."""
+    parts = ["bwgym", "train", subcommand]
+    for name in recorded:
         value = getattr(args, name)
         if value is not None:
+            if value is True or value is False:
+                parts += [f"--{name.replace('_', '-')}"] if value else []
+                continue
             text = ",".join(str(v) for v in value) if name == "hidden" else str(value)
             parts += [f"--{name.replace('_', '-')}", text]
     return shlex.join(parts)
@@ -178,8 +184,74 @@ def cmd_train_latent_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The options of ``bwgym train latent-ppo`` its recorded command spells out, in order.
+_RECORDED_PPO = ("scenario", "prior", "seed", "eval_episodes", "eval_seed", "threads", "run_dir", "out")
+
+
+def cmd_train_latent_ppo(args: argparse.Namespace) -> int:
+    """Fine-tune a latent agent with PPO on ``--scenario``; evaluate it and its prior; write ``--out`` and its sidecar."""
+    import torch
+
+    from bwgym.agents.latent_bc import LatentBCAgent
+    from bwgym.agents.latent_rl import LatentPPO, train_latent_ppo
+    from bwgym.common.checkpoint import sidecar_path
+    from bwgym.common.plain_data import from_plain
+    from bwgym.envs.latent_views import find_latent_views
+    from bwgym.scenarios.config import ConfigError
+    from bwgym.scenarios.factory import make_env
+
+    torch.set_num_threads(args.threads)
+    settings = dict(args.ppo)
+    command = (
+        _command(args, "latent-ppo", _RECORDED_PPO)
+        + "".join(f" --ppo {k}={v}" for k, v in settings.items())
+        + (" --resume" if args.resume else "")
+    )
+    try:
+        scenario = latent_scenario(args.scenario)
+        config = from_plain(LatentPPO, dict(settings, seed=args.seed), "--ppo")
+        prior = LatentBCAgent.load(args.prior)
+        env = make_env(scenario)
+        try:
+            prior.check_code(find_latent_views(env).code_spec(), scenario.env.id, where=f"prior {args.prior}")
+        finally:
+            env.close()
+        agent = train_latent_ppo(
+            functools.partial(make_env, scenario), prior, args.run_dir, config, resume=args.resume
+        )
+    except (ConfigError, ValueError, FileNotFoundError) as err:  # CheckpointError is a ValueError
+        print(f"bwgym: error: {err}", file=sys.stderr)
+        return 2
+    result: dict[str, Any] = dict(command=command, train_seconds=agent.extra_meta["train_seconds"])
+    if args.eval_episodes:
+        seeds = range(args.eval_seed, args.eval_seed + args.eval_episodes)
+        result["eval"], result["eval_prior"] = (
+            _evaluate(scenario, agent, seeds),
+            _evaluate(scenario, prior, seeds),
+        )
+        print(
+            f"PPO agent on {args.scenario}: {json.dumps(result['eval'])}; prior: {json.dumps(result['eval_prior'])}"
+        )
+    agent.extra_meta = dict(agent.extra_meta, **result)
+    agent.save(args.out)
+    report = dict(
+        result, checkpoint=Path(args.out).name, prior=Path(args.prior).name, curve=agent.extra_meta["curve"]
+    )
+    sidecar_path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    print(f"agent: {args.out}")
+    return 0
+
+
+#: The held-out evaluation of both commands.
+_EVAL_OPTIONS = (
+    int_option("--eval-episodes", 0, MAX_DEMO_EPISODES, 100, "held-out evaluation episodes, 0 for none"),
+    int_option("--eval-seed", 0, MAX_SEED - MAX_DEMO_EPISODES, 10_000, "env seed of the first of them"),
+)
+
+
 def register(train_subparsers: Any) -> None:
-    """Add ``latent-agent`` to ``bwgym train``."""
+    """Add ``latent-agent`` and ``latent-ppo`` to ``bwgym train``."""
+    _register_ppo(train_subparsers)
     p = train_subparsers.add_parser(
         "latent-agent",
         help="train an MLP agent on a scenario's received latent code (BC + DAgger)",
@@ -202,13 +274,42 @@ def register(train_subparsers: Any) -> None:
             int_option("--dagger-epochs", 1, 100_000, 40, "maximum epochs per round"),
             int_option("--history-steps", 0, MAX_HISTORY_STEPS, 3, "past codes and own actions in the input"),
             int_option("--seed", 0, MAX_SEED, 0, "seed of initialisation, split and batch order"),
-            int_option(
-                "--eval-episodes", 0, MAX_DEMO_EPISODES, 100, "held-out evaluation episodes, 0 for none"
-            ),
-            int_option(
-                "--eval-seed", 0, MAX_SEED - MAX_DEMO_EPISODES, 10_000, "env seed of the first of them"
-            ),
+            *_EVAL_OPTIONS,
         ],
     )
     add_torch_options(p)
     p.set_defaults(func=cmd_train_latent_agent)
+
+
+def _register_ppo(train_subparsers: Any) -> None:
+    p = train_subparsers.add_parser(
+        "latent-ppo",
+        help="fine-tune a latent agent with PPO on a scenario's received code (KL toward the prior)",
+        description="PPO from a latent agent (its network is the actor) on the scenario's own reward, "
+        "with critic warm-up and an annealed KL term toward the prior (bwgym.agents.latent_rl); "
+        "periodic checkpoints in --run-dir, --resume continues a killed run; evaluation on held-out seeds.",
+    )
+    p.add_argument("--scenario", required=True, help="library scenario or YAML file with a latent codec")
+    p.add_argument("--prior", required=True, help="the latent agent to start from (.ckpt)")
+    p.add_argument(
+        "--run-dir", type=folder_out, required=True, help="run folder: state.ckpt, curve.csv, tensorboard/"
+    )
+    p.add_argument("--out", type=checkpoint_out, required=True, help="the trained agent to write (.ckpt)")
+    p.add_argument("--resume", action="store_true", help="continue from --run-dir/state.ckpt")
+    p.add_argument(
+        "--ppo",
+        action="append",
+        default=[],
+        type=key_value,
+        metavar="KEY=VALUE",
+        help="a field of bwgym.agents.latent_rl.LatentPPO, e.g. --ppo total_steps=200000 --ppo actor_lr=1e-4",
+    )
+    add_options(
+        p,
+        [
+            int_option("--seed", 0, MAX_SEED, 0, "seed of the noise, the critic and the minibatch order"),
+            *_EVAL_OPTIONS,
+        ],
+    )
+    add_torch_options(p, device=False)  # small MLPs stepped with the envs: CPU
+    p.set_defaults(func=cmd_train_latent_ppo)
