@@ -11,7 +11,7 @@ comparison is paired. Families: library traces in real formats (``lora_narrowban
 not use (``gilbert_elliott``, ``pensieve_markov``, drawn with held-out seeds). Allocators:
 ``dpca`` (the codec's own split), ``uniform``, ``proportional``, ``oracle`` (grid of 5 splits per
 step, closest action to the clean-view one), ``oracle+dpca`` (the same grid plus the codec's own
-split), with ``--lookahead K`` ``oracle_lookahead`` (the same grid scored by the least summed
+split), with ``--lookahead K[,K...]`` ``oracle_kK`` (the same grid scored by the least summed
 distance over a K-step rollout of env, link and agent, ``--lookahead-keep`` candidates expanded
 per step), every ``--learned`` checkpoint (one per training
 seed) and every ``--content`` scorer (``bwgym train allocator --content``; ``shipped``: the
@@ -74,10 +74,10 @@ def build_allocator(
     agent_checkpoint: str | None,
     content: list[str] = (),
     env=None,
-    lookahead: tuple[int, int] = (2, 2),
+    lookahead_keep: int = 2,
 ):
-    """One allocator of the comparison by its column name (``env``, ``lookahead``: the bare env and
-    ``(k, keep)`` of ``oracle_lookahead``)."""
+    """One allocator of the comparison by its column name (``env``, ``lookahead_keep``: the bare env
+    and the candidates expanded per step of a lookahead oracle ``oracle_kK``)."""
     from bwgym.agents.allocation import default_task_agent, load_learned_allocator
     from bwgym.agents.content_allocation import load_content_allocator
     from bwgym.envs.allocators import LookaheadOracleAllocator, OracleAllocator, ProportionalAllocator
@@ -86,10 +86,10 @@ def build_allocator(
         return name
     if name == "proportional":
         return ProportionalAllocator(codec)
-    if name == "oracle_lookahead":
+    if name.startswith("oracle_k"):
         agent = default_task_agent(env_id, agent_checkpoint)
-        k, keep = lookahead
-        return LookaheadOracleAllocator(agent, codec, env, k=k, keep=keep, levels=levels)
+        k = int(name.removeprefix("oracle_k"))
+        return LookaheadOracleAllocator(agent, codec, env, k=k, keep=lookahead_keep, levels=levels)
     if name in ("oracle", "oracle+dpca"):
         agent = default_task_agent(env_id, agent_checkpoint)
         return OracleAllocator(agent, codec, levels=levels, include_codec_split=name == "oracle+dpca")
@@ -105,13 +105,13 @@ def _numbered(prefix: str, paths: list[str]) -> list[str]:
 
 
 def allocator_names(
-    learned: list[str], content: list[str] = (), only_new: bool = False, lookahead: bool = False
+    learned: list[str], content: list[str] = (), only_new: bool = False, lookahead: list[int] = ()
 ) -> list[str]:
-    """The columns: references, oracles (``lookahead``: the lookahead one too), learned policies, content
-    scorers (``only_new``: the references and the scorers)."""
+    """The columns: references, oracles (``oracle_kK`` for each K of ``lookahead``), learned policies,
+    content scorers (``only_new``: the references and the scorers)."""
     if only_new:
         return ["dpca", "uniform", *_numbered("content", list(content))]
-    names = ["dpca", "uniform", "proportional", "oracle", "oracle+dpca", *(["oracle_lookahead"] * lookahead)]
+    names = ["dpca", "uniform", "proportional", "oracle", "oracle+dpca", *(f"oracle_k{k}" for k in lookahead)]
     return names + _numbered("learned", learned) + _numbered("content", list(content))
 
 
@@ -151,7 +151,7 @@ def run_cell(cell: dict) -> dict:
         cell["agent_checkpoint"],
         cell["content"],
         env=_WORKER["env"],
-        lookahead=(cell["lookahead_k"], cell["lookahead_keep"]),
+        lookahead_keep=cell["lookahead_keep"],
     )
     t0 = time.perf_counter()
     trace = family_trace(cell["family"], cell["bits"])
@@ -395,13 +395,12 @@ def main() -> None:
     parser.add_argument("--oracle-levels", type=int, default=4)
     parser.add_argument(
         "--lookahead",
-        type=int,
-        default=0,
-        metavar="K",
-        help="also run oracle_lookahead, K steps ahead (0: not run; 1 makes the one-step oracle's choices)",
+        default="",
+        metavar="K[,K...]",
+        help="also run the lookahead oracle oracle_kK, K steps ahead (K = 1 makes the one-step oracle's choices)",
     )
     parser.add_argument(
-        "--lookahead-keep", type=int, default=2, help="candidates oracle_lookahead expands per step"
+        "--lookahead-keep", type=int, default=2, help="candidates a lookahead oracle expands per step"
     )
     parser.add_argument("--env", default=ENV_ID, help="task env id")
     parser.add_argument("--codec-checkpoint", help="NDPCA checkpoint (default: the shipped one)")
@@ -425,7 +424,8 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    names = allocator_names(args.learned, args.content, args.only_new, lookahead=bool(args.lookahead))
+    lookahead = [int(k) for k in args.lookahead.split(",") if k.strip()]
+    names = allocator_names(args.learned, args.content, args.only_new, lookahead=lookahead)
     if args.allocators:
         names = [n for n in names if n in args.allocators.split(",")]
     budgets = [float(b) for b in args.budgets.split(",")]
@@ -446,14 +446,15 @@ def main() -> None:
                     learned=list(args.learned),
                     content=list(args.content),
                     levels=args.oracle_levels,
-                    lookahead_k=args.lookahead,
                     lookahead_keep=args.lookahead_keep,
                     env=args.env,
                     codec_checkpoint=args.codec_checkpoint,
                     agent_checkpoint=args.agent_checkpoint,
                 )
             )
-    cost = {"oracle_lookahead": 6 * (1 + args.lookahead_keep), "oracle": 6, "content": 3}
+    # relative cost per episode; a lookahead oracle evaluates 1 + keep + ... + keep^(K-1) grids per step
+    cost = {f"oracle_k{k}": 6 * sum(args.lookahead_keep**j for j in range(k)) for k in lookahead}
+    cost.update(oracle=6, content=3)
     cells.sort(
         key=lambda c: (
             -c["episodes"] * cost.get(c["allocator"], cost.get(c["allocator"].split("_")[0].split("+")[0], 1))
