@@ -28,6 +28,7 @@ BENCHMARKS.md.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -68,22 +69,34 @@ def allocator_spec(name: str, learned: str | None) -> dict:
     return {"name": name, "kwargs": {}}
 
 
-def run_cell(family: str, level: float, allocator: str, args, out: Path) -> dict:
-    """One (family, level, allocator) cell: its member-episodes' outcomes and the fleet's metrics."""
+def run_cell(
+    family: str,
+    level: float,
+    allocator: str,
+    args,
+    out: Path,
+    members: int | None = None,
+    rounds: int | None = None,
+) -> dict:
+    """One (family, level, allocator) cell: its member-episodes' outcomes and the fleet's metrics.
+
+    ``members`` and ``rounds`` default to ``--members`` and ``--rounds`` (``--oracle-rounds``).
+    """
     from bwgym.scenarios.config import load_scenario
     from bwgym.scenarios.runner import run_scenario
 
-    rounds = args.oracle_rounds if allocator == "oracle" else args.rounds
+    n = members or args.members
+    rounds = rounds or (args.oracle_rounds if allocator == "oracle" else args.rounds)
     overrides = {
-        **trace_overrides(family, level * args.members),
-        "fleet.members": args.members,
+        **trace_overrides(family, level * n),
+        "fleet.members": n,
         "fleet.allocator": allocator_spec(allocator, args.learned),
         "run.episodes": rounds,
         "run.seed": args.seed,
         "run.workers": args.workers,
         "run.record_steps": False,
     }
-    folder = out / "runs" / f"{family}_{level:g}_{allocator}"
+    folder = out / "runs" / (f"{family}_{level:g}_{allocator}" + (f"_n{n}" if members else ""))
     result = run_scenario(
         load_scenario(SCENARIO, overrides), folder, resume=folder.exists(), progress=False, plots=False
     )
@@ -91,6 +104,7 @@ def run_cell(family: str, level: float, allocator: str, args, out: Path) -> dict
     episodes = result.episodes.sort_values("episode")
     return {
         "family": family,
+        "members": n,
         "bits_per_robot": level,
         "allocator": allocator,
         "episodes": len(episodes),
@@ -128,6 +142,37 @@ def paired_lines(table: pd.DataFrame, reference: str) -> list[str]:
                 f"[{d['low']:+.3f}, {d['high']:+.3f}] | {d['a_only']}/{d['b_only']} | {d['p_value']:.3g} | {n} |"
             )
     return lines
+
+
+def sweep_table(args, out: Path) -> str:
+    """Markdown: success of ``--sweep-allocators`` as the fleet grows on one fixed link (``--sweep-bits``)."""
+    sizes = [int(v) for v in args.sweep_members.split(",") if v]
+    if not sizes:
+        return ""
+    rows = []
+    for n in sizes:
+        for allocator in [a for a in args.sweep_allocators.split(",") if a]:
+            if allocator == "learned" and not args.learned:
+                continue
+            rounds = max(1, math.ceil(args.sweep_episodes / n))
+            row = run_cell(
+                args.sweep_family, args.sweep_bits / n, allocator, args, out, members=n, rounds=rounds
+            )
+            rows.append(row)
+            print(f"sweep N={n} {allocator}: {row['success_rate']:.2f} ({row['episodes']})", flush=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "fleet_sweep.csv", index=False)
+    return "\n".join(
+        [
+            "| members | bits per robot | allocator | member-episodes | success [95 % CI] | held |",
+            "|---|---|---|---|---|---|",
+        ]
+        + [
+            f"| {r.members} | {r.bits_per_robot:.0f} | {r.allocator} | {r.episodes} | {r.success_rate:.2f} "
+            f"[{r.success_ci_low:.2f}, {r.success_ci_high:.2f}] | {r.held_rate:.2f} |"
+            for r in table.itertuples()
+        ]
+    )
 
 
 def speed_row(members: int, steps: int) -> dict:
@@ -182,6 +227,11 @@ def main(argv: list[str] | None = None) -> None:
             ("--learned", str, None, "a scorer from `bwgym train allocator --fleet` (adds `learned`)"),
             ("--seed", int, 100_000, "first member-episode seed"),
             ("--workers", int, 1, "processes per cell (rounds in parallel)"),
+            ("--sweep-members", str, "", "fleet sizes of the sweep over N on one link (empty: skip)"),
+            ("--sweep-bits", float, 960.0, "the sweep's shared bits per step (its link, for every N)"),
+            ("--sweep-family", str, "walk_100kbps", "the sweep's trace family"),
+            ("--sweep-allocators", str, "equal,state,learned", "the sweep's fleet allocators"),
+            ("--sweep-episodes", int, 48, "member-episodes per sweep cell (rounds: this over N, up)"),
             ("--speed-members", str, "4,8,16", "fleet sizes of the speed table (empty: skip)"),
             ("--speed-steps", int, 60, "fleet steps timed per size"),
             ("--out", str, "runs/bench_fleet", "output folder"),
@@ -225,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         + paired_lines(table, "equal")
         + paired_lines(table, "best classical")
     )
+    sweep_md = sweep_table(args, out)
     speed_sizes = [int(v) for v in args.speed_members.split(",") if v]
     speed = pd.DataFrame([speed_row(n, args.speed_steps) for n in speed_sizes])
     speed_md = ""
@@ -243,6 +294,13 @@ def main(argv: list[str] | None = None) -> None:
         + "\n\nPaired differences on the same member-episodes (allocator minus reference; 95 % interval; "
         "discordant pairs a_only/b_only; McNemar's exact p; the oracle on its first rounds):\n\n"
         + paired
+        + (
+            f"\n\nWhere success collapses: N robots on one link ({args.sweep_family} at "
+            f"{args.sweep_bits:g} bits per step in all, {args.sweep_episodes}+ member-episodes per cell):\n\n"
+            + sweep_md
+            if sweep_md
+            else ""
+        )
         + (
             "\n\nFleet loop speed (`fleet_lte_jpeg`, JPEG + BC, equal shares):\n\n" + speed_md
             if speed_md
@@ -263,6 +321,17 @@ def main(argv: list[str] | None = None) -> None:
                 f"--allocators {args.allocators}",
             ]
             + ([f"--learned {args.learned}"] if args.learned else [])
+            + (
+                [
+                    f"--sweep-members {args.sweep_members}",
+                    f"--sweep-bits {args.sweep_bits:g}",
+                    f"--sweep-family {args.sweep_family}",
+                    f"--sweep-allocators {args.sweep_allocators}",
+                    f"--sweep-episodes {args.sweep_episodes}",
+                ]
+                if args.sweep_members
+                else []
+            )
             + [
                 f"--workers {args.workers}",
                 f"--speed-members {args.speed_members}",

@@ -235,14 +235,30 @@ def _train_fleet(args: argparse.Namespace) -> int:
     try:
         scenario = load_scenario(args.scenario, parse_overrides(args.set))
         rounds = args.distill_episodes or 4
-        print(
-            f"fitting a fleet allocator to the fleet oracle on {scenario.name}: {rounds} rounds", flush=True
-        )
+        source = args.distill_data or f"{rounds} rounds"
+        print(f"fitting a fleet allocator to the fleet oracle on {scenario.name}: {source}", flush=True)
         path = distill_fleet_allocator(
-            scenario, args.out, rounds, args.distill_epochs, args.seed, args.history_steps
+            scenario,
+            args.out,
+            rounds,
+            args.distill_epochs,
+            args.seed,
+            args.history_steps,
+            data=args.distill_data,
         )
-    except ValueError as err:  # ConfigError included
+    except (ValueError, FileNotFoundError) as err:  # ConfigError included
         return _fail(str(err))
+    from bwgym.common.checkpoint import load_checkpoint
+
+    scores = load_checkpoint(path).metadata["config"].get("held_out_rounds") or {}
+    if scores:
+        print(
+            "held-out rounds, mean action error per member-step: "
+            + ", ".join(
+                f"{k.removeprefix('error_')} {v:.3f}" for k, v in scores.items() if k.startswith("error_")
+            )
+            + f"; R^2 {scores['r2']:.2f}, served agreement with the oracle {scores['served_agreement']:.2f}"
+        )
     print(f"wrote {path}")
     print(f"use it: --set 'fleet.allocator={{name: learned, checkpoint: {args.out}}}'")
     return 0

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +49,10 @@ if TYPE_CHECKING:  # pandas is imported where tables are made: the scenario pars
     import pandas as pd
 
 __all__ = [
+    "collect_fleet_oracle_data",
     "distill_fleet_allocator",
+    "evaluate_fleet_error_model",
+    "fit_fleet_error_model",
     "fleet_summary",
     "jain_index",
     "make_allocate_fleet_env",
@@ -56,6 +60,7 @@ __all__ = [
     "member_scenario",
     "run_fleet_rounds",
     "run_fleets",
+    "search_fleet_allocator",
 ]
 
 
@@ -113,96 +118,399 @@ def make_allocate_fleet_env(scenario: Any, teacher: Any = None, **kwargs: Any) -
     return AllocateFleetEnv(fleet, agents, teacher=teacher, **kwargs)
 
 
+#: The recorded oracle data in a training run folder (``--distill-data`` fits it again).
+DISTILL_DATA = "fleet_distill.npz"
+#: Fleet allocators that may drive the fleet while the oracle labels (``behaviour``).
+BEHAVIOURS = ("oracle", "scenario", "equal")
+
+
+class _Labeller:
+    """The teacher of ``AllocateFleet-v0`` while recording: the oracle scores every step, ``behaviour`` divides."""
+
+    def __init__(self, oracle: Any) -> None:
+        self.oracle, self.behaviour = oracle, oracle
+
+    def reset(self) -> None:
+        self.oracle.reset()
+        if self.behaviour is not self.oracle:
+            self.behaviour.reset()
+
+    def __call__(self, state: Any) -> np.ndarray:
+        shares = self.oracle(state)
+        return shares if self.behaviour is self.oracle else self.behaviour(state)
+
+
+def collect_fleet_oracle_data(
+    scenario: Any,
+    rounds: int,
+    seed: int = 0,
+    units: int = 8,
+    history_steps: int = 8,
+    behaviour: Sequence[str] = ("oracle", "scenario"),
+) -> dict[str, np.ndarray]:
+    """The fleet oracle's candidate scores on ``rounds`` rounds of the scenario's fleet.
+
+    Round ``r`` (seed ``seed + r`` of ``bwgym/AllocateFleet-v0``) is divided by
+    ``behaviour[r % len(behaviour)]`` (``oracle``; ``scenario``: the scenario's fleet allocator;
+    ``equal``) while the oracle scores every step, so the data covers the states a learned
+    allocator meets besides the oracle's own. One row per (step, active member): ``inputs`` (the
+    observation before the step, :meth:`~bwgym.envs.fleet.FleetScorer.inputs`), ``bits`` and
+    ``errors`` (the oracle's candidate budgets: its ladder, then the equal share, and the member's
+    action distance at each), ``served`` (whether the oracle gave it bits), ``round``, ``step``
+    and ``member``.
+    """
+    from bwgym.envs.fleet import FleetOracle, FleetOracleOptions, FleetScorer, make_fleet_allocator
+    from bwgym.scenarios.factory import make_agent
+
+    unknown = sorted(set(behaviour) - set(BEHAVIOURS))
+    if unknown or not behaviour:
+        raise ValueError(f"behaviour {list(behaviour)}: expected names from {list(BEHAVIOURS)}")
+    env = make_allocate_fleet_env(scenario, history_steps=history_steps)
+    rows: dict[str, list[Any]] = {
+        k: [] for k in ("inputs", "bits", "errors", "served", "round", "step", "member")
+    }
+    try:
+        oracle = FleetOracle(make_agent(scenario, env.fleet.envs[0]), FleetOracleOptions(units))
+        cfg = scenario.fleet.allocator
+        drivers = {
+            "oracle": oracle,
+            "scenario": oracle
+            if cfg.name == "oracle"
+            else make_fleet_allocator(cfg.name, options=cfg.kwargs),
+            "equal": make_fleet_allocator("equal"),
+        }
+        labeller = _Labeller(oracle)
+        env.gate.teacher = labeller
+        for r in range(rounds):
+            labeller.behaviour = drivers[behaviour[r % len(behaviour)]]
+            obs, _ = env.reset(seed=seed + r)
+            done, step = False, 0
+            while not done:
+                x = FleetScorer.inputs(obs)
+                obs, _, done, _, _ = env.step(np.zeros(env.action_space.shape, np.float32))
+                step += 1
+                candidates = oracle.last_candidates
+                if not candidates:
+                    continue
+                for j, i in enumerate(candidates["members"]):
+                    errors = candidates["errors"][:, j]
+                    rows["inputs"].append(x[i])
+                    rows["bits"].append(candidates["bits"])
+                    rows["errors"].append(errors)
+                    rows["served"].append(bool(candidates["served"][j]))
+                    rows["round"].append(r)
+                    rows["step"].append(step)
+                    rows["member"].append(int(i))
+        spec = env.observer.spec()
+    finally:
+        env.close()
+    data = {k: np.asarray(v) for k, v in rows.items()}
+    data["spec"] = np.array(json.dumps(spec))
+    data["units"] = np.array(units)
+    return data
+
+
+def fit_fleet_error_model(
+    data: dict[str, np.ndarray],
+    hidden: int = 64,
+    epochs: int = 60,
+    seed: int = 0,
+    rounds: np.ndarray | None = None,
+) -> Any:
+    """A :class:`~bwgym.envs.fleet.FleetErrorModel` fitted (MSE, Adam, seeded) to the rows of ``rounds`` (all: None)."""
+    import torch
+
+    from bwgym.envs.fleet import FleetErrorModel
+
+    keep = np.ones(len(data["round"]), bool) if rounds is None else np.isin(data["round"], rounds)
+    inputs = FleetErrorModel.design(data["inputs"][keep], data["bits"][keep])
+    targets = data["errors"][keep].reshape(-1, 1)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    xt = torch.as_tensor(inputs, dtype=torch.float32)
+    yt = torch.as_tensor(targets, dtype=torch.float32)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(xt.shape[1], hidden),
+        torch.nn.Tanh(),
+        torch.nn.Linear(hidden, hidden),
+        torch.nn.Tanh(),
+        torch.nn.Linear(hidden, 1),
+    )
+    optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(1, epochs))
+    batch = 1024
+    for _ in range(epochs):
+        order = torch.randperm(len(xt), generator=generator)
+        for start in range(0, len(xt), batch):
+            pick = order[start : start + batch]
+            loss = torch.nn.functional.mse_loss(net(xt[pick]), yt[pick])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        schedule.step()
+    layers = [
+        (layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy())
+        for layer in net
+        if isinstance(layer, torch.nn.Linear)
+    ]
+    return FleetErrorModel(layers, json.loads(str(data["spec"])), int(data["units"]))
+
+
+def evaluate_fleet_error_model(
+    model: Any, data: dict[str, np.ndarray], rounds: np.ndarray
+) -> dict[str, float]:
+    """One-step scores of ``model`` on the recorded ``rounds`` (held out from its fit).
+
+    ``r2``: of its predicted errors; ``error_equal`` / ``error_learned`` / ``error_oracle``: the
+    members' mean measured action distance per step under equal shares, under the division the
+    model picks (the oracle's rule on its predictions) and under the oracle's; ``served_agreement``:
+    the fraction of member-steps where the model and the oracle agree on who gets bits.
+    """
+    from bwgym.envs.fleet import least_total, oracle_ladder
+
+    keep = np.isin(data["round"], rounds)
+    errors = data["errors"][keep]
+    predicted = model.predict(data["inputs"][keep], data["bits"][keep])
+    residual = float(np.mean((predicted - errors) ** 2))
+    r2 = 1.0 - residual / max(float(np.var(errors)), 1e-12)
+    ladder = oracle_ladder(model.units)
+    totals = {"equal": 0.0, "learned": 0.0, "oracle": 0.0}
+    agree, count = 0, 0
+    steps = np.stack([data["round"][keep], data["step"][keep]], axis=1)
+    served = data["served"][keep]
+    for key in np.unique(steps, axis=0):
+        rows = np.flatnonzero((steps == key).all(axis=1))
+        true, guess = errors[rows], predicted[rows]
+        totals["equal"] += float(true[:, -1].sum())
+        parts, best = least_total({u: true[:, j] for j, u in enumerate(ladder)}, ladder, model.units)
+        totals["oracle"] += min(best, float(true[:, -1].sum()))
+        parts, best = least_total({u: guess[:, j] for j, u in enumerate(ladder)}, ladder, model.units)
+        if float(guess[:, -1].sum()) <= best:
+            totals["learned"] += float(true[:, -1].sum())
+            chosen = np.ones(len(rows), bool)
+        else:
+            totals["learned"] += float(sum(true[m, ladder.index(p)] for m, p in enumerate(parts)))
+            chosen = np.asarray(parts) > 0
+        agree += int((chosen == served[rows]).sum())
+        count += len(rows)
+    return {
+        "r2": r2,
+        **{f"error_{k}": v / max(count, 1) for k, v in totals.items()},
+        "served_agreement": agree / max(count, 1),
+    }
+
+
+def _check_training(scenario: Any, bounds: Sequence[tuple[str, Any, int, int]]) -> None:
+    """Refuse a scenario without a fleet, or an argument ``(label, value, low, high)`` out of range."""
+    if scenario.fleet is None:
+        raise ValueError(f"scenario {scenario.name!r} has no fleet: section; give a fleet scenario")
+    for label, value, low, high in bounds:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{label} is expected to be an integer in [{low}, {high}], got {value!r}")
+
+
 def distill_fleet_allocator(
     scenario: Any,
     out: str | Path,
     rounds: int = 4,
-    epochs: int = 300,
+    epochs: int = 60,
     seed: int = 0,
     history_steps: int = 8,
     units: int = 8,
-    hidden: int = 32,
+    hidden: int = 64,
+    data: str | Path | None = None,
+    behaviour: Sequence[str] = ("oracle", "scenario"),
 ) -> Path:
-    """Fit a :class:`~bwgym.envs.fleet.FleetScorer` to the fleet oracle's divisions; write ``out/fleet_policy.ckpt``.
+    """Fit a :class:`~bwgym.envs.fleet.FleetErrorModel` to the fleet oracle's candidate scores; write ``out/fleet_policy.ckpt``.
 
-    Runs ``rounds`` rounds of ``bwgym/AllocateFleet-v0`` on the scenario's fleet with the oracle
-    (:class:`~bwgym.envs.fleet.FleetOracle`, ``units`` parts) dividing the link, records each step's
-    observation and the oracle's shares, and fits the scorer (cross-entropy of its softmax over the
-    active members against the oracle's shares; Adam, full batch, ``epochs`` steps, seeded). The
-    checkpoint records the observer's spec and this configuration; a scenario runs it as
-    ``fleet: {allocator: {name: learned, checkpoint: OUT}}``.
+    Records ``rounds`` rounds of the oracle's scores (:func:`collect_fleet_oracle_data`, written to
+    ``out/fleet_distill.npz``; or reads ``data``, such a file), fits the model on the first 80 % of
+    the rounds and scores it on the rest (:func:`evaluate_fleet_error_model`), then fits it on all
+    rounds. The checkpoint records the observer's spec, this configuration and the held-out
+    scores; a scenario runs it as ``fleet: {allocator: {name: learned, checkpoint: OUT}}``.
 
     Raises:
         ValueError: not a fleet scenario, or an argument out of range.
     """
-    import torch
+    from bwgym.envs.fleet import POLICY_FILE
 
-    from bwgym.envs.fleet import POLICY_FILE, FleetOracle, FleetOracleOptions, FleetScorer
-    from bwgym.scenarios.factory import make_agent
-
-    if scenario.fleet is None:
-        raise ValueError(f"scenario {scenario.name!r} has no fleet: section; give a fleet scenario")
-    for label, value, low, high in (
-        ("rounds", rounds, 1, 100_000),
-        ("epochs", epochs, 1, 1_000_000),
-        ("hidden", hidden, 1, 1024),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(f"{label} is expected to be an integer in [{low}, {high}], got {value!r}")
+    _check_training(
+        scenario,
+        (("rounds", rounds, 1, 100_000), ("epochs", epochs, 1, 1_000_000), ("hidden", hidden, 1, 1024)),
+    )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    env = make_allocate_fleet_env(scenario, history_steps=history_steps)
-    try:
-        env.gate.teacher = FleetOracle(make_agent(scenario, env.fleet.envs[0]), FleetOracleOptions(units))
-        inputs, targets, masks = [], [], []
-        for r in range(rounds):
-            obs, _ = env.reset(seed=seed + r)
-            done = False
-            while not done:
-                active = obs["members"][:, 0] > 0.5
-                next_obs, _, done, _, info = env.step(np.zeros(env.action_space.shape, np.float32))
-                shares = np.where(active, info["shares"], 0.0)
-                if shares.sum() > 0:
-                    inputs.append(FleetScorer.inputs(obs))
-                    targets.append(shares / shares.sum())
-                    masks.append(active)
-                obs = next_obs
-        spec = env.observer.spec()
-    finally:
-        env.close()
-    torch.manual_seed(seed)
-    x = torch.as_tensor(np.stack(inputs), dtype=torch.float32)
-    y = torch.as_tensor(np.stack(targets), dtype=torch.float32)
-    mask = torch.as_tensor(np.stack(masks))
-    net = torch.nn.Sequential(
-        torch.nn.Linear(x.shape[-1], hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 1)
+    if data is not None:
+        with np.load(data, allow_pickle=False) as stored:
+            recorded = {k: stored[k] for k in stored.files}
+    else:
+        recorded = collect_fleet_oracle_data(scenario, rounds, seed, units, history_steps, behaviour)
+        np.savez_compressed(out / DISTILL_DATA, **recorded)
+    seen = np.unique(recorded["round"])
+    cut = max(1, int(round(0.8 * len(seen))))
+    held_out = (
+        evaluate_fleet_error_model(
+            fit_fleet_error_model(recorded, hidden, epochs, seed, seen[:cut]), recorded, seen[cut:]
+        )
+        if len(seen) > 1
+        else {}
     )
-    optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(epochs):
-        scores = net(x).squeeze(-1).masked_fill(~mask, -1e9)
-        loss = -(y * torch.log_softmax(scores, dim=-1)).sum(-1).mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    first, last = net[0], net[2]
-    weights = {
-        "w1": first.weight.detach().numpy(),
-        "b1": first.bias.detach().numpy(),
-        "w2": last.weight.detach().numpy().reshape(-1),
-        "b2": last.bias.detach().numpy(),
-    }
+    model = fit_fleet_error_model(recorded, hidden, epochs, seed)
     config = {
         "scenario": scenario.name,
         "members": scenario.fleet.members,
-        "rounds": rounds,
-        "steps": len(inputs),
+        "rounds": int(len(seen)),
+        "rows": int(len(recorded["round"])),
+        "behaviour": list(behaviour),
+        "data": str(data) if data is not None else DISTILL_DATA,
         "epochs": epochs,
         "seed": seed,
-        "units": units,
+        "units": int(recorded["units"]),
         "hidden": hidden,
-        "final_loss": float(loss.detach()),
+        "held_out_rounds": held_out,
     }
-    return Path(FleetScorer(weights, spec).save(out / POLICY_FILE, config))
+    return Path(model.save(out / POLICY_FILE, config))
+
+
+#: Member features a searched scorer weighs (:class:`~bwgym.envs.fleet.FleetObserver`'s names).
+SEARCH_FEATURES = (
+    "frame_age",
+    "drop_rate",
+    "progress",
+    "previous_share",
+    "previous_fill",
+    "psnr",
+    "grasped",
+    "lift",
+)
+
+
+def search_scorer(theta: np.ndarray, spec: dict[str, Any]) -> Any:
+    """The :class:`~bwgym.envs.fleet.FleetScorer` of search parameters ``theta``.
+
+    ``score_i = theta[-1] * tanh(theta[:-2] . f_i + theta[-2])`` over :data:`SEARCH_FEATURES`: one
+    hidden unit, so the division is a soft ranking of the members by a learned need whose
+    sharpness is the last parameter.
+    """
+    from bwgym.envs.fleet import FleetScorer
+
+    features = list(spec["features"])
+    w1 = np.zeros((1, len(features) + int(spec["history_steps"])))
+    for k, name in enumerate(SEARCH_FEATURES):
+        w1[0, features.index(name)] = theta[k]
+    weights = {"w1": w1, "b1": [theta[-2]], "w2": [theta[-1]], "b2": [0.0]}
+    return FleetScorer(weights, spec)
+
+
+def training_traces(scenario: Any, bits_per_robot: tuple[float, float] = (70.0, 220.0)) -> Any:
+    """A trace family for training a fleet allocator: ``rng -> trace`` at a drawn level per robot.
+
+    Half the rounds run the scenario's own trace (its source), half a log-normal walk; either is
+    scaled so its mean is the drawn bits per robot per step times the fleet size. Neither is a
+    family the fleet benchmark holds out (``walk_100kbps``, ``gilbert_elliott``).
+    """
+    from bwgym.scenarios.factory import make_trace
+    from bwgym.traces import generate
+
+    own = make_trace(dataclasses.replace(scenario, trace=dataclasses.replace(scenario.trace, scale=1.0)))
+    n, step_s = scenario.fleet.members, 0.04
+
+    def draw(rng: np.random.Generator) -> Any:
+        mean_bps = float(rng.uniform(*bits_per_robot)) * n / step_s
+        if rng.random() < 0.5:
+            return own.scale(mean_bps / own.mean_bps)
+        seed = int(rng.integers(0, 2**31 - 1))
+        return generate("lognormal_walk", mean_bps=mean_bps, duration_s=120.0, seed=seed)
+
+    return draw
+
+
+def search_fleet_allocator(
+    scenario: Any,
+    out: str | Path,
+    generations: int = 8,
+    population: int = 10,
+    rounds: int = 3,
+    elite: int = 3,
+    seed: int = 0,
+    history_steps: int = 8,
+    log: Any = print,
+) -> Path:
+    """Train a fleet allocator for fleet success on ``bwgym/AllocateFleet-v0`` by the cross-entropy method.
+
+    The policy is :func:`search_scorer` (a soft ranking by a learned need). Each generation draws
+    ``population`` parameter vectors from a diagonal Gaussian (the first is its mean), plays each
+    for the same ``rounds`` rounds (the same member seeds and traces, :func:`training_traces`, so
+    candidates are compared on equal terms), and refits the Gaussian to the ``elite`` with the
+    most member successes (mean task reward breaks ties). The mean starts at zero (equal shares)
+    with a sharpness of 2. Writes ``out/fleet_policy.ckpt`` (the last mean) and ``out/search.csv``
+    (every candidate's score).
+    """
+    from bwgym.envs.fleet import POLICY_FILE, scores_to_action
+
+    _check_training(
+        scenario,
+        (
+            ("generations", generations, 1, 10_000),
+            ("population", population, 2, 1_000),
+            ("rounds", rounds, 1, 10_000),
+            ("elite", elite, 1, population),
+        ),
+    )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    size = len(SEARCH_FEATURES) + 2
+    mean, std = np.zeros(size), np.ones(size)
+    mean[-1] = 2.0
+    records = []
+    env = make_allocate_fleet_env(scenario, traces=training_traces(scenario), history_steps=history_steps)
+    try:
+        spec = env.observer.spec()
+        for g in range(generations):
+            candidates = [mean] + [mean + std * rng.standard_normal(size) for _ in range(population - 1)]
+            scores = []
+            for c, theta in enumerate(candidates):
+                scorer = search_scorer(theta, spec)
+                successes, reward = 0, 0.0
+                for r in range(rounds):
+                    obs, _ = env.reset(seed=10_000_000 + seed * 100_000 + g * rounds + r)
+                    done = False
+                    while not done:
+                        active = obs["members"][:, 0] > 0.5
+                        obs, step_reward, done, _, info = env.step(scores_to_action(scorer(obs), active))
+                        successes += info["successes"]
+                        reward += float(step_reward)
+                scores.append((successes, reward))
+                records.append(
+                    {"generation": g, "candidate": c, "successes": successes, "reward": reward}
+                    | {f"theta_{k}": float(v) for k, v in enumerate(theta)}
+                )
+            order = sorted(range(population), key=lambda c: scores[c], reverse=True)[:elite]
+            best = np.stack([candidates[c] for c in order])
+            mean, std = best.mean(axis=0), np.maximum(best.std(axis=0), 0.1)
+            log(
+                f"generation {g}: mean successes {np.mean([s for s, _ in scores]):.1f}, "
+                f"the mean's {scores[0][0]}, best {scores[order[0]][0]} of {rounds * env.fleet.num_envs}"
+            )
+    finally:
+        env.close()
+    import pandas as pd
+
+    pd.DataFrame(records).to_csv(out / "search.csv", index=False)
+    config = {
+        "scenario": scenario.name,
+        "members": scenario.fleet.members,
+        "method": "cross-entropy search on AllocateFleet-v0 (fleet success)",
+        "generations": generations,
+        "population": population,
+        "rounds": rounds,
+        "elite": elite,
+        "seed": seed,
+        "features": list(SEARCH_FEATURES),
+        "theta": mean.tolist(),
+    }
+    return Path(search_scorer(mean, spec).save(out / POLICY_FILE, config))
 
 
 # ------------------------------------------------------------------------------ one round

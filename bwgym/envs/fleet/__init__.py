@@ -4,8 +4,9 @@
   one shared link (:mod:`bwgym.envs.fleet.wrapper`);
 * fleet allocators (:mod:`bwgym.envs.fleet.allocators`), registered in
   :data:`~bwgym.common.registry.FLEET_ALLOCATORS`: ``equal``, ``proportional``, ``max_min_fair``,
-  ``state``, ``oracle``, and ``learned`` (:mod:`bwgym.envs.fleet.learned`: a scorer trained on
-  ``bwgym/AllocateFleet-v0``, :mod:`bwgym.envs.fleet_allocation`).
+  ``state``, ``oracle``, and ``learned`` (:mod:`bwgym.envs.fleet.learned`: the oracle's division
+  on action errors a model predicts from what the scheduler observes, fitted to the oracle's
+  candidate scores on ``bwgym/AllocateFleet-v0``, :mod:`bwgym.envs.fleet_allocation`).
 """
 
 from __future__ import annotations
@@ -18,14 +19,18 @@ from bwgym.envs.fleet.allocators import (
     ProportionalShare,
     StateRule,
     StateRuleOptions,
+    least_total,
+    oracle_ladder,
     water_fill,
 )
 from bwgym.envs.fleet.learned import (
     POLICY_FILE,
+    FleetErrorModel,
     FleetObserver,
     FleetScorer,
     LearnedFleetAllocator,
     action_to_shares,
+    division_by_errors,
     scores_to_action,
     scores_to_shares,
 )
@@ -46,6 +51,7 @@ __all__ = [
     "POLICY_FILE",
     "EqualShare",
     "FleetAllocator",
+    "FleetErrorModel",
     "FleetBandwidthLimited",
     "FleetOracle",
     "FleetObserver",
@@ -61,8 +67,11 @@ __all__ = [
     "action_to_shares",
     "check_shares",
     "divide_budget",
+    "division_by_errors",
     "equal_shares",
+    "least_total",
     "make_fleet_allocator",
+    "oracle_ladder",
     "scores_to_action",
     "scores_to_shares",
     "water_fill",

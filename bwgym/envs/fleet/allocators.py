@@ -41,6 +41,8 @@ __all__ = [
     "ProportionalShare",
     "StateRule",
     "StateRuleOptions",
+    "least_total",
+    "oracle_ladder",
     "water_fill",
 ]
 
@@ -254,10 +256,13 @@ class FleetOracle:
         self.agent = agent
         self.options = options or FleetOracleOptions()
         units = self.options.units
-        self.ladder: list[int] = sorted(
-            {0, units, *(2**j for j in range(units.bit_length()) if 2**j <= units)}
-        )
+        self.ladder: list[int] = oracle_ladder(units)
         self.last_scores: dict[str, float] = {}
+        #: The last step's candidate scores: ``members`` (the active indices), ``bits`` (per
+        #: candidate budget: the ladder's, then the equal share), ``errors`` (candidates x
+        #: members: each member's action distance at that budget) and ``served`` (who got bits);
+        #: what a learned allocator fits.
+        self.last_candidates: dict[str, np.ndarray] = {}
 
     @classmethod
     def from_context(cls, context: BuildContext, options: FleetOracleOptions | None) -> FleetOracle:
@@ -271,6 +276,7 @@ class FleetOracle:
     def reset(self) -> None:
         """Forget the last step's scores."""
         self.last_scores = {}
+        self.last_candidates = {}
 
     def _actions(self, observations: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
         if hasattr(self.agent, "act_batch") and len(observations) > 1:
@@ -298,14 +304,22 @@ class FleetOracle:
         idx = [int(i) for i in np.flatnonzero(state.active)]
         equal = equal_shares(state.active)
         budget = int(state.budget_bits)
+        self.last_scores, self.last_candidates = {}, {}
         if not idx or budget <= 0:
             return equal
         units = self.options.units
         self._clean = self._actions([dict(state.views[i]) for i in idx])
         errors = {u: self._errors(state, idx, [budget * u // units] * len(idx)) for u in self.ladder}
-        equal_error = float(self._errors(state, idx, [budget // len(idx)] * len(idx)).sum())
-        parts, best = _least_total(errors, self.ladder, units)
+        equal_errors = self._errors(state, idx, [budget // len(idx)] * len(idx))
+        equal_error = float(equal_errors.sum())
+        parts, best = least_total(errors, self.ladder, units)
         self.last_scores = {"equal": equal_error, "division": best}
+        self.last_candidates = {
+            "members": np.asarray(idx, dtype=np.int64),
+            "bits": np.array([budget * u // units for u in self.ladder] + [budget // len(idx)], np.int64),
+            "errors": np.stack([errors[u] for u in self.ladder] + [equal_errors]),
+            "served": np.asarray(parts) > 0 if equal_error > best else np.ones(len(idx), bool),
+        }
         if equal_error <= best:
             return equal
         shares = np.zeros(state.num_members)
@@ -316,7 +330,17 @@ class FleetOracle:
         return f"FleetOracle(units={self.options.units})"
 
 
-def _least_total(errors: dict[int, np.ndarray], ladder: list[int], units: int) -> tuple[list[int], float]:
+def oracle_ladder(units: int) -> list[int]:
+    """The parts of the budget the fleet oracle scores each member at: 0, 1, 2, 4, ... ``units``.
+
+    Example:
+        >>> oracle_ladder(8), oracle_ladder(6)
+        ([0, 1, 2, 4, 8], [0, 1, 2, 4, 6])
+    """
+    return sorted({0, units, *(2**j for j in range(units.bit_length()) if 2**j <= units)})
+
+
+def least_total(errors: dict[int, np.ndarray], ladder: list[int], units: int) -> tuple[list[int], float]:
     """The parts per member (from ``ladder``, summing to at most ``units``) of least total error."""
     k = len(next(iter(errors.values())))
     # cost[m][t]: least error of members m.. with t parts left; the choice that reaches it

@@ -10,13 +10,17 @@
   bounded action, so a scorer and a policy acting in the env divide alike;
 * :class:`FleetScorer` - ``w2 . tanh(W1 [f_i, g] + b1) + b2`` per member, the same weights for
   every member, so a scorer trained on one fleet size divides any other;
-* :class:`LearnedFleetAllocator` (``learned``) - runs a scorer from its checkpoint (written by
-  ``bwgym train allocator --fleet``, :func:`bwgym.scenarios.fleet.distill_fleet_allocator`).
+* :class:`FleetErrorModel` - each member's action error at a budget, predicted from the same
+  features (fitted to the fleet oracle's candidate scores);
+* :class:`LearnedFleetAllocator` (``learned``) - runs either from its checkpoint (written by
+  ``bwgym train allocator --fleet``, :func:`bwgym.scenarios.fleet.distill_fleet_allocator`): an
+  error model divides the link as the oracle does on its predicted errors.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +28,18 @@ import numpy as np
 from gymnasium import spaces
 
 from bwgym.common.registry import BuildContext, InputError, register_fleet_allocator
+from bwgym.envs.fleet.allocators import least_total, oracle_ladder
 from bwgym.envs.fleet.wrapper import FleetState, equal_shares
 
 __all__ = [
     "POLICY_FILE",
     "SCORE_SCALE",
+    "FleetErrorModel",
     "FleetObserver",
     "FleetScorer",
     "LearnedFleetAllocator",
     "action_to_shares",
+    "division_by_errors",
     "scores_to_action",
     "scores_to_shares",
 ]
@@ -105,8 +112,15 @@ class FleetObserver:
     ``members``  ``(N, F)``  per member: active; frame age ``min(age, max_age) / max_age`` (1
                              while a view shows nothing); drop rate of its last steps;
                              progress (steps / the episode limit); the share it had last step;
-                             the part of last step's budget its codec filled; ``1 / active``
+                             the part of last step's budget its codec filled; ``1 / active``;
+                             and from its last step's report: the PSNR of the receiver's worst
+                             view against the true one (``min(dB, 50) / 50``, 0 unknown), and
+                             the task phase (``grasped``; lift ``min(lift_m / 0.08, 1)``)
     ===========  ==========  ================================================================
+
+    The member terms come from what the sender holds after its last step (the link's
+    acknowledgements, its own camera and gripper), so ``bwgym/AllocateFleet-v0`` observes them
+    before its action and the ``learned`` allocator inside a scenario observes the same numbers.
 
     Args:
         num_members: N.
@@ -122,8 +136,13 @@ class FleetObserver:
         "previous_share",
         "previous_fill",
         "equal_share",
+        "psnr",
+        "grasped",
+        "lift",
     )
-    VERSION = 1
+    VERSION = 2
+    #: PSNR (dB) that reads 1; lift (m) that reads 1 (LocateLift's success height).
+    PSNR_TOP_DB, LIFT_TOP_M = 50.0, 0.08
 
     def __init__(self, num_members: int, history_steps: int = 8, max_age_steps: int = 10) -> None:
         for label, value, top in (
@@ -180,6 +199,7 @@ class FleetObserver:
         bits = np.asarray(previous.get("bits_sent", np.zeros(self.num_members)), dtype=np.float64)
         fill = np.divide(bits, budgets, out=np.zeros(self.num_members), where=budgets > 0)
         k = max(1, int(active.sum()))
+        reports = self._reports(state)
         members = np.stack(
             [
                 active,
@@ -189,6 +209,7 @@ class FleetObserver:
                 shares,
                 fill,
                 active / k,
+                *reports.T,
             ],
             axis=1,
         )
@@ -196,6 +217,23 @@ class FleetObserver:
             "budget": np.clip(budget, 0.0, 1.0).astype(np.float32),
             "members": np.clip(members, 0.0, 1.0).astype(np.float32),
         }
+
+    def _reports(self, state: FleetState) -> np.ndarray:
+        """``(N, 3)``: PSNR, grasped and lift of each member's last finished step (0 when unknown).
+
+        Read from the fleet's last infos (``state.env_infos`` of a send are its raw infos, before
+        the receiver's PSNR exists), so an observation before a step and one inside it agree.
+        """
+        infos = state.fleet.env_infos if state.fleet is not None else state.env_infos
+        out = np.zeros((self.num_members, 3))
+        for i, info in enumerate(infos):
+            psnr = [float(v) for v in (info.get("distortion") or {}).values()]
+            if psnr:
+                worst = min(psnr)
+                out[i, 0] = 1.0 if not math.isfinite(worst) else max(worst, 0.0) / self.PSNR_TOP_DB
+            out[i, 1] = float(bool(info.get("grasped", False)))
+            out[i, 2] = max(float(info.get("lift_m", 0.0) or 0.0), 0.0) / self.LIFT_TOP_M
+        return np.minimum(out, 1.0)
 
 
 class FleetScorer:
@@ -251,71 +289,199 @@ class FleetScorer:
             CheckpointError: not a fleet scorer checkpoint.
             ValueError: an observer of another version or weights that do not fit it.
         """
-        from bwgym.common.checkpoint import load_checkpoint
+        policy = _load_policy(Path(path))
+        if not isinstance(policy, cls):
+            raise ValueError(f"{path}: a fleet error model, not a scorer; load it with LearnedFleetAllocator")
+        return policy
 
-        ckpt = load_checkpoint(path, kind=SCORER_KIND)
-        spec = ckpt.metadata.get("observer") or {}
-        if spec.get("version") != FleetObserver.VERSION or spec.get("features") != list(
-            FleetObserver.FEATURES
-        ):
-            raise ValueError(
-                f"{path}: a fleet scorer for observer {spec.get('version')!r} with features {spec.get('features')}; "
-                f"this bwgym observes version {FleetObserver.VERSION} {list(FleetObserver.FEATURES)}: train it again"
-            )
-        return cls(ckpt.state, spec)
+
+class FleetErrorModel:
+    """Each member's action error at a budget, predicted from what the scheduler observes.
+
+    ``e_i(b) = MLP([f_i, g, log2(1 + b) / 16])``: the member's features ``f_i`` and the shared
+    budget history ``g`` (:meth:`FleetScorer.inputs`) beside the bits ``b`` it would get; tanh
+    hidden layers, the same weights for every member (so it serves any fleet size). It is fitted
+    to the fleet oracle's candidate scores (its members' action distances at each budget of its
+    ladder), and :class:`LearnedFleetAllocator` then divides the link as the oracle does, on the
+    predicted errors instead of the measured ones.
+
+    Args:
+        layers: ``[(w, b), ...]``: weight ``(out, in)`` and bias ``(out,)`` per layer, the last
+            with one output.
+        spec: the :meth:`FleetObserver.spec` it was trained on.
+        units: the oracle's division of the budget (:class:`~bwgym.envs.fleet.FleetOracleOptions`).
+    """
+
+    #: Checkpoint kind.
+    KIND = "fleet_allocator/error_model"
+    #: ``log2(1 + bits)`` of this many bits reads 1.
+    BITS_LOG2_TOP = 16.0
+
+    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]], spec: dict[str, Any], units: int) -> None:
+        self.layers = [
+            (np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64).reshape(-1)) for w, b in layers
+        ]
+        self.spec, self.units = dict(spec), int(units)
+        inputs = len(spec["features"]) + int(spec["history_steps"]) + 1
+        width = inputs
+        for j, (w, b) in enumerate(self.layers):
+            if w.shape != (b.size, width):
+                raise ValueError(
+                    f"error model layer {j} has weights {w.shape} and bias {b.shape}; expected ({b.size}, {width}) "
+                    f"({inputs} inputs: features + history_steps of its spec + bits)"
+                )
+            width = b.size
+        if width != 1:
+            raise ValueError(f"the error model's last layer has {width} outputs; expected 1")
+
+    def __call__(self, obs: dict[str, np.ndarray], bits: Any) -> np.ndarray:
+        """``(N, len(bits))``: each member's predicted action error at each budget in ``bits``."""
+        return self.predict(FleetScorer.inputs(obs), bits)
+
+    @classmethod
+    def design(cls, inputs: np.ndarray, bits: Any) -> np.ndarray:
+        """``(N * M, F + H + 1)``: each row of ``inputs`` beside each of its ``M`` budgets' bit feature.
+
+        ``bits`` is ``(M,)`` (the same budgets for every row) or ``(N, M)``.
+        """
+        x = np.asarray(inputs, dtype=np.float64)
+        bits = np.broadcast_to(np.asarray(bits, dtype=np.float64), (x.shape[0], np.shape(bits)[-1]))
+        feature = np.log2(1.0 + np.maximum(bits, 0.0)) / cls.BITS_LOG2_TOP
+        return np.concatenate([np.repeat(x, bits.shape[1], axis=0), feature.reshape(-1, 1)], axis=1)
+
+    def predict(self, inputs: np.ndarray, bits: Any) -> np.ndarray:
+        """``(N, M)``: predicted errors of scorer inputs (:meth:`FleetScorer.inputs` rows) at ``bits``."""
+        h = self.design(inputs, bits)
+        for j, (w, b) in enumerate(self.layers):
+            h = h @ w.T + b
+            if j < len(self.layers) - 1:
+                h = np.tanh(h)
+        return h.reshape(len(inputs), -1)
+
+    def save(self, path: Any, config: dict[str, Any] | None = None) -> Any:
+        """Write the model in the project's checkpoint format."""
+        from bwgym.common.checkpoint import save_checkpoint
+
+        state = {f"{k}{j}": v for j, (w, b) in enumerate(self.layers) for k, v in (("w", w), ("b", b))}
+        metadata = {"env_id": None, "observer": self.spec, "units": self.units, "config": config or {}}
+        return save_checkpoint(path, self.KIND, state, metadata)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Any) -> FleetErrorModel:
+        """The model of a loaded checkpoint (:func:`~bwgym.common.checkpoint.load_checkpoint`)."""
+        count = len([k for k in ckpt.state if k.startswith("w")])
+        layers = [(ckpt.state[f"w{j}"], ckpt.state[f"b{j}"]) for j in range(count)]
+        return cls(layers, ckpt.metadata["observer"], int(ckpt.metadata.get("units", 8)))
+
+
+def _load_policy(path: Path) -> FleetScorer | FleetErrorModel:
+    """A scorer or an error model from its checkpoint, its observer checked against this bwgym's."""
+    from bwgym.common.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, kind=(SCORER_KIND, FleetErrorModel.KIND))
+    spec = ckpt.metadata.get("observer") or {}
+    if spec.get("version") != FleetObserver.VERSION or spec.get("features") != list(FleetObserver.FEATURES):
+        raise ValueError(
+            f"{path}: a fleet allocator for observer {spec.get('version')!r} with features {spec.get('features')}; "
+            f"this bwgym observes version {FleetObserver.VERSION} {list(FleetObserver.FEATURES)}: train it again"
+        )
+    if ckpt.kind == FleetErrorModel.KIND:
+        return FleetErrorModel.from_checkpoint(ckpt)
+    return FleetScorer(ckpt.state, spec)
 
 
 @register_fleet_allocator(
     "learned",
-    description="a trained scorer (bwgym train allocator --fleet): softmax of its score per member",
+    description="a trained fleet policy (bwgym train allocator --fleet): the oracle's division on "
+    "predicted action errors, or a softmax of scores",
     uses=("checkpoint",),
 )
 class LearnedFleetAllocator:
-    """A :class:`FleetScorer` behind the fleet allocator interface.
+    """A trained policy behind the fleet allocator interface.
 
-    A round's first send (the reset frames) is divided equally and not observed, as in
-    ``bwgym/AllocateFleet-v0``, so the scorer sees the numbers it was trained on.
+    With a :class:`FleetErrorModel` (what ``bwgym train allocator --fleet`` writes) it predicts
+    each active member's action error at each budget of the oracle's ladder (0, 1, 2, 4, ...
+    ``units`` parts of the shared budget, and the equal share) and keeps the division of least
+    predicted total error, equal shares on a tie: the fleet oracle's rule
+    (:class:`~bwgym.envs.fleet.FleetOracle`) without running the agent. With a
+    :class:`FleetScorer`, the softmax of its scores. Either way the shares go through
+    ``AllocateFleet-v0``'s action (:func:`scores_to_action`, :func:`action_to_shares`), so the
+    policy divides inside a scenario as it would acting in the env. A round's first send (the
+    reset frames) is divided equally and not observed, as in ``bwgym/AllocateFleet-v0``.
 
     Args:
-        scorer: the trained scorer.
+        policy: the trained model.
     """
 
-    def __init__(self, scorer: FleetScorer) -> None:
-        self.scorer = scorer
+    def __init__(self, policy: FleetScorer | FleetErrorModel) -> None:
+        self.policy = policy
         self.observer: FleetObserver | None = None
         #: Steps whose scores were not finite (equal shares were sent).
         self.invalid_actions = 0
 
+    @property
+    def scorer(self) -> FleetScorer | FleetErrorModel:
+        """The policy (the name earlier versions used)."""
+        return self.policy
+
     @classmethod
     def from_context(cls, context: BuildContext, options: None) -> LearnedFleetAllocator:
-        """The registry's builder: the scorer of the scenario's checkpoint (a file or its run folder)."""
+        """The registry's builder: the policy of the scenario's checkpoint (a file or its run folder)."""
         if not context.checkpoint:
             raise InputError(
                 "checkpoint",
                 "required for the learned fleet allocator: the folder written by "
-                "`bwgym train allocator --fleet`",
+                "`bwgym train allocator --fleet` or its fleet_policy.ckpt",
             )
         path = Path(context.checkpoint)
-        return cls(FleetScorer.load(path / POLICY_FILE if path.is_dir() else path))
+        return cls(_load_policy(path / POLICY_FILE if path.is_dir() else path))
 
     def reset(self) -> None:
         """Start a round: the observer's history."""
         if self.observer is not None:
             self.observer.reset()
 
+    def scores(self, state: FleetState, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """One score per member: the scorer's, or the log of the error model's division."""
+        if isinstance(self.policy, FleetScorer):
+            return self.policy(obs)
+        return np.log(np.maximum(division_by_errors(self.policy, obs, state), 1e-300))
+
     def __call__(self, state: FleetState) -> np.ndarray:
-        """The scorer's shares of this step."""
+        """The policy's shares of this step."""
         if state.step == 0:
             return equal_shares(state.active)
         if self.observer is None or self.observer.num_members != state.num_members:
-            spec = self.scorer.spec
+            spec = self.policy.spec
             self.observer = FleetObserver(
                 state.num_members, int(spec["history_steps"]), int(spec["max_age_steps"])
             )
-        action = scores_to_action(self.scorer(self.observer.observe(state)), state.active)
+        obs = self.observer.observe(state)
+        action = scores_to_action(self.scores(state, obs), state.active)
         shares, reason = action_to_shares(action, state.active)  # the env's mapping of an action
         self.invalid_actions += reason is not None
         return shares
 
     def __repr__(self) -> str:
-        return f"LearnedFleetAllocator(history_steps={self.scorer.spec['history_steps']})"
+        return f"LearnedFleetAllocator({type(self.policy).__name__}, history_steps={self.policy.spec['history_steps']})"
+
+
+def division_by_errors(model: FleetErrorModel, obs: dict[str, np.ndarray], state: FleetState) -> np.ndarray:
+    """Shares of least predicted total error (the fleet oracle's rule on ``model``'s errors).
+
+    Zeros for members that get nothing; equal shares when the division predicts no less error.
+    """
+    idx = np.flatnonzero(state.active)
+    budget, units = int(state.budget_bits), model.units
+    equal = equal_shares(state.active)
+    if not idx.size or budget <= 0:
+        return equal
+    ladder = oracle_ladder(units)
+    bits = [budget * u // units for u in ladder] + [budget // idx.size]
+    predicted = model(obs, bits)[idx]
+    parts, best = least_total({u: predicted[:, j] for j, u in enumerate(ladder)}, ladder, units)
+    if float(predicted[:, -1].sum()) <= best:
+        return equal
+    shares = np.zeros(state.num_members)
+    shares[idx] = np.asarray(parts, dtype=np.float64) / units
+    return shares
