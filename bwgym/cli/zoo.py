@@ -254,6 +254,17 @@ ZOO: tuple[ZooModel, ...] = (
         "--out {run}/latent_bc_locate_lift_v1_lora_ndpca.ckpt",
         ("ndpca_locate_lift_v1",),
     ),
+    ZooModel(
+        AGENTS + "latent_bc_locate_lift_v1_narrowband_ndpca.ckpt",
+        V1,
+        "agent/latent_bc",
+        "bwgym train latent-agent --scenario narrowband_ndpca --demo-episodes 200 --dagger-rounds 6 "
+        "--dagger-episodes 80 --history-steps 3 --seed 0 --eval-episodes 100 --eval-seed 10000 --threads 1 "
+        "--device cpu --log-dir {run}/latent_bc_locate_lift_v1_narrowband_ndpca.tb "
+        "--bc-out {run}/latent_bc_locate_lift_v1_narrowband_ndpca_bc_only.ckpt "
+        "--out {run}/latent_bc_locate_lift_v1_narrowband_ndpca.ckpt",
+        ("ndpca_locate_lift_v1",),
+    ),
     _bc(V0, 200),
     *_locate_lift_codecs(V0),
 )
