@@ -6,7 +6,9 @@ All rows of a table are measured in one process, in interleaved rounds (each rou
 row ``--steps`` steps; the table shows the median round), with torch on one thread:
 
 - **Single env**: the bare env with random actions, then each scenario's loop as ``bwgym run``
-  builds it (``lora_ndpca``: task-aware NDPCA + LoRa link + BC agent; ``fleet_lte_jpeg``: JPEG;
+  builds it (``lora_ndpca``: task-aware NDPCA + LoRa link + BC agent; ``lora_ndpca_latent``: the
+  same sender and link, the receiver hands the held latent code to the latent agent, no decoder, its
+  parsing counted in ``wrapper``; ``fleet_lte_jpeg``: JPEG;
   ``sensors_narrowband_predictive``: SensorNetwork-v0, K = 8, predictive codec + Kalman fusion;
   ``bwgym/AllocateBandwidth-v0``: the allocation env, random splits), with milliseconds per step
   of each part: the env's own step, the allocator (with the session-header logic), the codec's
@@ -248,6 +250,8 @@ def main(argv: list[str] | None = None) -> None:
         "bare LocateLift-v1, random actions": ("lift", _bare("bwgym/LocateLift-v1")),
         "LocateLift-v1 + BC agent, no codec": ("lift", _scenario("uncompressed")),
         "lora_ndpca (NDPCA + LoRa link + BC)": ("lift", _scenario("lora_ndpca")),
+        # the receiver hands the agent the held latent code: no decoder, an MLP agent
+        "lora_ndpca_latent (NDPCA + LoRa link + latent agent)": ("lift", _scenario("lora_ndpca_latent")),
         # one robot of the 16-robot fleet on its equal share (the fleet itself: benchmarks/fleet.py)
         "fleet_lte_jpeg (JPEG + LTE/16 + BC)": (
             "lift",
