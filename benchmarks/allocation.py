@@ -476,10 +476,14 @@ def main() -> None:
         ["| " + " | ".join(map(str, flat.columns)) + " |", "|" + "---|" * len(flat.columns)]
         + ["| " + " | ".join(str(v) for v in row) + " |" for row in flat.itertuples(index=False)]
     )
-    for reference in ("dpca", "uniform"):  # the codec's split, and the simple rule to beat
+    lookaheads = [n for n in names if n.startswith("oracle_k")]
+    # the codec's split, the simple rule to beat, and the one-step oracle beside the lookahead ones
+    for reference in ("dpca", "uniform", *(["oracle"] * bool(lookaheads))):
         if reference not in set(table.allocator):
             continue
-        others = [n for n in names if n != "dpca"] if reference == "uniform" else names
+        others = {"dpca": names, "uniform": [n for n in names if n != "dpca"], "oracle": lookaheads}[
+            reference
+        ]
         markdown += (
             f"\n\nPaired difference to `{reference}` on the same episodes (success rate of the "
             f"allocator minus {reference}'s; 95 % interval; McNemar's exact p; the oracles on their "
