@@ -232,6 +232,8 @@ def _train_fleet(args: argparse.Namespace) -> int:
     from bwgym.scenarios.config import load_scenario
     from bwgym.scenarios.fleet import distill_fleet_allocator
 
+    if args.fleet_search:
+        return _search_fleet(args)
     try:
         scenario = load_scenario(args.scenario, parse_overrides(args.set))
         rounds = args.distill_episodes or 4
@@ -259,6 +261,40 @@ def _train_fleet(args: argparse.Namespace) -> int:
             )
             + f"; R^2 {scores['r2']:.2f}, served agreement with the oracle {scores['served_agreement']:.2f}"
         )
+    print(f"wrote {path}")
+    print(f"use it: --set 'fleet.allocator={{name: learned, checkpoint: {args.out}}}'")
+    return 0
+
+
+def _search_fleet(args: argparse.Namespace) -> int:
+    """``--fleet --fleet-search G``: a fleet scorer searched for fleet success (:func:`bwgym.scenarios.fleet.search_fleet_allocator`)."""
+    import torch
+
+    from bwgym.cli import parse_overrides
+    from bwgym.scenarios.config import load_scenario
+    from bwgym.scenarios.fleet import search_fleet_allocator
+
+    torch.set_num_threads(args.threads)
+    try:
+        scenario = load_scenario(args.scenario, parse_overrides(args.set))
+        print(
+            f"searching a fleet allocator for fleet success on {scenario.name}: {args.fleet_search} generations "
+            f"of {args.fleet_population} candidates x {args.fleet_rounds} rounds",
+            flush=True,
+        )
+        path = search_fleet_allocator(
+            scenario,
+            args.out,
+            generations=args.fleet_search,
+            population=args.fleet_population,
+            rounds=args.fleet_rounds,
+            elite=max(1, args.fleet_population // 3),
+            seed=args.seed,
+            history_steps=args.history_steps,
+            log=lambda line: print(line, flush=True),
+        )
+    except ValueError as err:  # ConfigError included
+        return _fail(str(err))
     print(f"wrote {path}")
     print(f"use it: --set 'fleet.allocator={{name: learned, checkpoint: {args.out}}}'")
     return 0
@@ -447,8 +483,21 @@ def register(train_subparsers: Any) -> None:
     p.add_argument(
         "--fleet",
         action="store_true",
-        help="a fleet allocator for a fleet scenario: fit to the fleet oracle over --distill-episodes rounds",
+        help="a fleet allocator for a fleet scenario: fit to the fleet oracle over --distill-episodes rounds "
+        "(or searched for fleet success with --fleet-search)",
     )
+    p.add_argument(
+        "--fleet-search",
+        type=int,
+        default=0,
+        metavar="G",
+        help="with --fleet: G generations of a cross-entropy search for fleet success on AllocateFleet-v0 "
+        "instead of fitting the oracle",
+    )
+    p.add_argument(
+        "--fleet-population", type=int, default=10, help="--fleet-search: candidates per generation"
+    )
+    p.add_argument("--fleet-rounds", type=int, default=3, help="--fleet-search: rounds played per candidate")
     p.add_argument(
         "--content",
         action="store_true",

@@ -388,9 +388,10 @@ SEARCH_FEATURES = (
 def search_scorer(theta: np.ndarray, spec: dict[str, Any]) -> Any:
     """The :class:`~bwgym.envs.fleet.FleetScorer` of search parameters ``theta``.
 
-    ``score_i = theta[-1] * tanh(theta[:-2] . f_i + theta[-2])`` over :data:`SEARCH_FEATURES`: one
-    hidden unit, so the division is a soft ranking of the members by a learned need whose
-    sharpness is the last parameter.
+    A learned need ``theta[:-1] . f_i`` over :data:`SEARCH_FEATURES` ranks the active members and
+    the best ``theta[-1]`` of them (a fraction, clipped to [0.25, 1]) share the step equally: the
+    ``state`` rule's form (need = frame age + drops, top 6 of 8) with every weight and the
+    fraction learned.
     """
     from bwgym.envs.fleet import FleetScorer
 
@@ -398,8 +399,16 @@ def search_scorer(theta: np.ndarray, spec: dict[str, Any]) -> Any:
     w1 = np.zeros((1, len(features) + int(spec["history_steps"])))
     for k, name in enumerate(SEARCH_FEATURES):
         w1[0, features.index(name)] = theta[k]
-    weights = {"w1": w1, "b1": [theta[-2]], "w2": [theta[-1]], "b2": [0.0]}
-    return FleetScorer(weights, spec)
+    weights = {"w1": w1, "b1": [0.0], "w2": [1.0], "b2": [0.0]}
+    return FleetScorer(weights, spec, float(np.clip(theta[-1], 0.25, 1.0)))
+
+
+def state_rule_theta() -> np.ndarray:
+    """Search parameters that divide as the ``state`` rule with ``top_k`` 6 does for 8 members."""
+    theta = np.zeros(len(SEARCH_FEATURES) + 1)
+    theta[SEARCH_FEATURES.index("frame_age")] = theta[SEARCH_FEATURES.index("drop_rate")] = 1.0
+    theta[-1] = 0.75
+    return theta
 
 
 def training_traces(scenario: Any, bits_per_robot: tuple[float, float] = (70.0, 220.0)) -> Any:
@@ -438,13 +447,14 @@ def search_fleet_allocator(
 ) -> Path:
     """Train a fleet allocator for fleet success on ``bwgym/AllocateFleet-v0`` by the cross-entropy method.
 
-    The policy is :func:`search_scorer` (a soft ranking by a learned need). Each generation draws
-    ``population`` parameter vectors from a diagonal Gaussian (the first is its mean), plays each
-    for the same ``rounds`` rounds (the same member seeds and traces, :func:`training_traces`, so
-    candidates are compared on equal terms), and refits the Gaussian to the ``elite`` with the
-    most member successes (mean task reward breaks ties). The mean starts at zero (equal shares)
-    with a sharpness of 2. Writes ``out/fleet_policy.ckpt`` (the last mean) and ``out/search.csv``
-    (every candidate's score).
+    The policy is :func:`search_scorer` (the best-ranked fraction of the members by a learned
+    need share the step). Each generation draws ``population`` parameter vectors from a diagonal
+    Gaussian (the first is its mean), plays each for the same ``rounds`` rounds (the same member
+    seeds and traces, :func:`training_traces`, so candidates are compared on equal terms), and
+    refits the Gaussian to the ``elite`` with the most member successes (task reward breaks ties).
+    The mean starts at the ``state`` rule (:func:`state_rule_theta`; weights spread 0.5, the
+    fraction 0.1). Writes ``out/fleet_policy.ckpt`` (the last mean) and ``out/search.csv`` (every
+    candidate's score).
     """
     from bwgym.envs.fleet import POLICY_FILE, scores_to_action
 
@@ -460,9 +470,10 @@ def search_fleet_allocator(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    size = len(SEARCH_FEATURES) + 2
-    mean, std = np.zeros(size), np.ones(size)
-    mean[-1] = 2.0
+    mean = state_rule_theta()
+    size = mean.size
+    std = np.full(size, 0.5)
+    std[-1] = 0.1
     records = []
     env = make_allocate_fleet_env(scenario, traces=training_traces(scenario), history_steps=history_steps)
     try:
@@ -488,7 +499,7 @@ def search_fleet_allocator(
                 )
             order = sorted(range(population), key=lambda c: scores[c], reverse=True)[:elite]
             best = np.stack([candidates[c] for c in order])
-            mean, std = best.mean(axis=0), np.maximum(best.std(axis=0), 0.1)
+            mean, std = best.mean(axis=0), np.maximum(best.std(axis=0), 0.05)
             log(
                 f"generation {g}: mean successes {np.mean([s for s, _ in scores]):.1f}, "
                 f"the mean's {scores[0][0]}, best {scores[order[0]][0]} of {rounds * env.fleet.num_envs}"

@@ -153,3 +153,70 @@ def test_scores_of_a_division_map_back_to_it_through_the_action():
         and back[1] < 1e-3
         and back[[0, 2, 3]] / back[[0, 2, 3]].sum() == pytest.approx([0.5, 0.25, 0.25], rel=1e-3)
     )
+
+
+def test_the_searchs_starting_point_divides_as_the_state_rule(tmp_path):
+    """search_scorer(state_rule_theta()), loaded as `learned`, serves the 6 of 8 that `state` top_k 6 does."""
+    from bwgym.scenarios.fleet import search_scorer, state_rule_theta
+
+    search_scorer(state_rule_theta(), FleetObserver(8).spec()).save(tmp_path / "fleet_policy.ckpt")
+    learned = make_fleet_allocator("learned", BuildContext(checkpoint=str(tmp_path)))
+    trace = constant(3e6, duration_s=20.0)
+    codec = _members(1, trace)[0].codec
+    members = [_members(1, trace, codec, loss_prob=p)[0] for p in np.linspace(0.0, 0.8, 8)]
+    fleet = FleetBandwidthLimited(members, trace, make_fleet_allocator("state", options={"top_k": 6}))
+    fleet.reset(seed=list(range(8)))
+    for _ in range(6):
+        fleet.step(np.zeros((8, 2), np.float32))
+        state = fleet.peek_state(np.ones(8, bool))
+        state.step = 1  # past the reset frames
+        assert ((learned(state) > 1e-3) == (fleet.allocator(state) > 0)).all()
+
+
+def test_a_scorer_keeps_its_serve_fraction_through_its_checkpoint(tmp_path):
+    from bwgym.scenarios.fleet import search_scorer, state_rule_theta
+
+    search_scorer(state_rule_theta(), SPEC).save(tmp_path / "fleet_policy.ckpt")
+    learned = make_fleet_allocator("learned", BuildContext(checkpoint=str(tmp_path)))
+    assert learned.policy.serve_fraction == 0.75
+    with pytest.raises(ValueError, match=r"serve_fraction is expected in \[0, 1\]"):
+        FleetScorer(
+            {"w1": np.zeros((1, INPUTS)), "b1": [0.0], "w2": [1.0], "b2": [0.0]}, SPEC, serve_fraction=1.5
+        )
+
+
+@pytest.mark.slow
+def test_fleet_search_writes_a_scorer_that_a_scenario_runs(tmp_path):
+    """`bwgym train allocator --fleet --fleet-search 1` on a tiny fleet, then the scenario with it."""
+    import yaml
+
+    from bwgym.cli import main
+    from bwgym.scenarios.config import load_scenario
+    from bwgym.scenarios.runner import run_scenario
+
+    scenario = {
+        "name": "tiny_fleet",
+        "description": "test fleet",
+        "regime": "two 32 px robots on a steady link",
+        "env": {"id": "bwgym/LocateLift-v0", "kwargs": {"image_size": 32}},
+        "trace": {
+            "source": None,
+            "generator": "constant",
+            "params": {"bps": 2_000_000.0, "duration_s": 30.0},
+        },
+        "codec": {"name": "jpeg"},
+        "agent": {"name": "random"},
+        "fleet": {"members": 2, "allocator": {"name": "equal"}},
+        "run": {"episodes": 1, "seed": 0},
+    }
+    path = tmp_path / "tiny_fleet.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    out = tmp_path / "searched"
+    args = ["train", "allocator", "--fleet", "--scenario", str(path), "--fleet-search", "1"]
+    assert main([*args, "--fleet-population", "2", "--fleet-rounds", "1", "--out", str(out)]) == 0
+    assert (out / "fleet_policy.ckpt").is_file() and (out / "search.csv").is_file()
+    allocator = {"name": "learned", "checkpoint": str(out)}
+    result = run_scenario(
+        load_scenario(path, {"fleet.allocator": allocator}), tmp_path / "run", progress=False, plots=False
+    )
+    assert len(result.episodes) == 2 and result.summary.fleet_allocator.iloc[0] == "learned"

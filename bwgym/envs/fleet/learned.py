@@ -42,6 +42,7 @@ __all__ = [
     "division_by_errors",
     "scores_to_action",
     "scores_to_shares",
+    "serve_top",
 ]
 
 #: The scorer's file in a training run folder (what a ``learned`` fleet allocator's checkpoint may name).
@@ -240,13 +241,25 @@ class FleetScorer:
     """A score per member from its features and the shared ones: ``w2 . tanh(W1 [f_i, g] + b1) + b2``.
 
     The same weights score every member, so a scorer trained on one fleet size divides any other.
+    With ``serve_fraction`` the division is not the softmax of the scores: the
+    ``ceil(serve_fraction * k)`` best-scored of the ``k`` active members share the step equally
+    (:func:`serve_top`), a learned need ranking like the ``state`` rule's ``top_k``.
 
     Args:
         weights: ``w1`` (hidden, F + H), ``b1`` (hidden,), ``w2`` (hidden,), ``b2`` (1,).
         spec: the :meth:`FleetObserver.spec` it was trained on.
+        serve_fraction: 0: softmax shares; in (0, 1]: the best-scored fraction of the active
+            members shares the step.
     """
 
-    def __init__(self, weights: dict[str, np.ndarray], spec: dict[str, Any]) -> None:
+    def __init__(
+        self, weights: dict[str, np.ndarray], spec: dict[str, Any], serve_fraction: float = 0.0
+    ) -> None:
+        if not (math.isfinite(serve_fraction) and 0.0 <= serve_fraction <= 1.0):
+            raise ValueError(
+                f"serve_fraction is expected in [0, 1] (0: softmax shares), got {serve_fraction!r}"
+            )
+        self.serve_fraction = float(serve_fraction)
         self.w1 = np.asarray(weights["w1"], dtype=np.float64)
         self.b1 = np.asarray(weights["b1"], dtype=np.float64).reshape(-1)
         self.w2 = np.asarray(weights["w2"], dtype=np.float64).reshape(-1)
@@ -277,9 +290,13 @@ class FleetScorer:
         from bwgym.common.checkpoint import save_checkpoint
 
         state = {"w1": self.w1, "b1": self.b1, "w2": self.w2, "b2": np.array([self.b2])}
-        return save_checkpoint(
-            path, SCORER_KIND, state, {"env_id": None, "observer": self.spec, "config": config or {}}
-        )
+        metadata = {
+            "env_id": None,
+            "observer": self.spec,
+            "serve_fraction": self.serve_fraction,
+            "config": config or {},
+        }
+        return save_checkpoint(path, SCORER_KIND, state, metadata)
 
     @classmethod
     def load(cls, path: Any) -> FleetScorer:
@@ -387,7 +404,25 @@ def _load_policy(path: Path) -> FleetScorer | FleetErrorModel:
         )
     if ckpt.kind == FleetErrorModel.KIND:
         return FleetErrorModel.from_checkpoint(ckpt)
-    return FleetScorer(ckpt.state, spec)
+    return FleetScorer(ckpt.state, spec, float(ckpt.metadata.get("serve_fraction", 0.0)))
+
+
+def serve_top(scores: Any, active: np.ndarray, fraction: float) -> np.ndarray:
+    """Scores that serve the ``ceil(fraction * k)`` best-scored active members equally: 0 for them, -inf else.
+
+    Ties go to the lower index.
+
+    Example:
+        >>> serve_top([0.3, 2.0, -1.0, 0.5], np.array([True, True, True, False]), 0.5).tolist()
+        [0.0, 0.0, -inf, -inf]
+    """
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    idx = np.flatnonzero(active)
+    out = np.full(s.size, -np.inf)
+    keep = max(1, math.ceil(fraction * idx.size - 1e-9)) if idx.size else 0
+    order = sorted(idx, key=lambda i: (-s[i], i))
+    out[order[:keep]] = 0.0
+    return out
 
 
 @register_fleet_allocator(
@@ -444,7 +479,9 @@ class LearnedFleetAllocator:
     def scores(self, state: FleetState, obs: dict[str, np.ndarray]) -> np.ndarray:
         """One score per member: the scorer's, or the log of the error model's division."""
         if isinstance(self.policy, FleetScorer):
-            return self.policy(obs)
+            scores = self.policy(obs)
+            fraction = self.policy.serve_fraction
+            return serve_top(scores, state.active, fraction) if fraction > 0 else scores
         return np.log(np.maximum(division_by_errors(self.policy, obs, state), 1e-300))
 
     def __call__(self, state: FleetState) -> np.ndarray:
