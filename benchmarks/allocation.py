@@ -11,9 +11,9 @@ comparison is paired. Families: library traces in real formats (``lora_narrowban
 not use (``gilbert_elliott``, ``pensieve_markov``, drawn with held-out seeds). Allocators:
 ``dpca`` (the codec's own split), ``uniform``, ``proportional``, ``oracle`` (grid of 5 splits per
 step, closest action to the clean-view one), ``oracle+dpca`` (the same grid plus the codec's own
-split), with ``--lookahead K[,K...]`` ``oracle_kK`` (the same grid scored by the least summed
+split), with ``--lookahead K[:KEEP],...`` ``oracle_kK`` (the same grid scored by the least summed
 distance over a K-step rollout of env, link and agent, ``--lookahead-keep`` candidates expanded
-per step), every ``--learned`` checkpoint (one per training
+per step; ``oracle_kK_keepKEEP`` with another number), every ``--learned`` checkpoint (one per training
 seed) and every ``--content`` scorer (``bwgym train allocator --content``; ``shipped``: the
 shipped one), which ``--only-new`` runs alone beside its references ``dpca`` and ``uniform``. The
 oracles run ``--oracle-episodes`` (the one-step oracle decodes every split of its grid each
@@ -88,8 +88,8 @@ def build_allocator(
         return ProportionalAllocator(codec)
     if name.startswith("oracle_k"):
         agent = default_task_agent(env_id, agent_checkpoint)
-        k = int(name.removeprefix("oracle_k"))
-        return LookaheadOracleAllocator(agent, codec, env, k=k, keep=lookahead_keep, levels=levels)
+        k, keep = lookahead_parameters(name, lookahead_keep)
+        return LookaheadOracleAllocator(agent, codec, env, k=k, keep=keep, levels=levels)
     if name in ("oracle", "oracle+dpca"):
         agent = default_task_agent(env_id, agent_checkpoint)
         return OracleAllocator(agent, codec, levels=levels, include_codec_split=name == "oracle+dpca")
@@ -100,18 +100,35 @@ def build_allocator(
     return load_learned_allocator(learned[index], codec)
 
 
+def lookahead_parameters(name: str, default_keep: int) -> tuple[int, int]:
+    """``(k, keep)`` of a lookahead oracle's column ``oracle_kK`` (``default_keep``) or ``oracle_kK_keepN``."""
+    k, _, keep = name.removeprefix("oracle_k").partition("_keep")
+    return int(k), int(keep) if keep else default_keep
+
+
+def lookahead_columns(spec: str, default_keep: int) -> list[str]:
+    """The columns of ``--lookahead`` (``K[:KEEP],...``): ``oracle_kK``, or ``oracle_kK_keepKEEP`` for
+    another KEEP than ``default_keep``."""
+    columns = []
+    for entry in filter(None, (e.strip() for e in spec.split(","))):
+        k, _, keep = entry.partition(":")
+        suffix = f"_keep{int(keep)}" if keep and int(keep) != default_keep else ""
+        columns.append(f"oracle_k{int(k)}{suffix}")
+    return columns
+
+
 def _numbered(prefix: str, paths: list[str]) -> list[str]:
     return [f"{prefix}_{i}" for i in range(len(paths))] if len(paths) > 1 else [prefix] * bool(paths)
 
 
 def allocator_names(
-    learned: list[str], content: list[str] = (), only_new: bool = False, lookahead: list[int] = ()
+    learned: list[str], content: list[str] = (), only_new: bool = False, lookahead: list[str] = ()
 ) -> list[str]:
-    """The columns: references, oracles (``oracle_kK`` for each K of ``lookahead``), learned policies,
-    content scorers (``only_new``: the references and the scorers)."""
+    """The columns: references, oracles (the one-step ones, then the ``lookahead`` columns), learned
+    policies, content scorers (``only_new``: the references and the scorers)."""
     if only_new:
         return ["dpca", "uniform", *_numbered("content", list(content))]
-    names = ["dpca", "uniform", "proportional", "oracle", "oracle+dpca", *(f"oracle_k{k}" for k in lookahead)]
+    names = ["dpca", "uniform", "proportional", "oracle", "oracle+dpca", *lookahead]
     return names + _numbered("learned", learned) + _numbered("content", list(content))
 
 
@@ -396,8 +413,9 @@ def main() -> None:
     parser.add_argument(
         "--lookahead",
         default="",
-        metavar="K[,K...]",
-        help="also run the lookahead oracle oracle_kK, K steps ahead (K = 1 makes the one-step oracle's choices)",
+        metavar="K[:KEEP],...",
+        help="also run lookahead oracles, K steps ahead, expanding KEEP (--lookahead-keep) candidates per "
+        "step (K = 1 makes the one-step oracle's choices)",
     )
     parser.add_argument(
         "--lookahead-keep", type=int, default=2, help="candidates a lookahead oracle expands per step"
@@ -424,7 +442,7 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    lookahead = [int(k) for k in args.lookahead.split(",") if k.strip()]
+    lookahead = lookahead_columns(args.lookahead, args.lookahead_keep)
     names = allocator_names(args.learned, args.content, args.only_new, lookahead=lookahead)
     if args.allocators:
         names = [n for n in names if n in args.allocators.split(",")]
@@ -453,7 +471,10 @@ def main() -> None:
                 )
             )
     # relative cost per episode; a lookahead oracle evaluates 1 + keep + ... + keep^(K-1) grids per step
-    cost = {f"oracle_k{k}": 6 * sum(args.lookahead_keep**j for j in range(k)) for k in lookahead}
+    cost = {
+        name: 6 * sum(keep**j for j in range(k))
+        for name, (k, keep) in ((n, lookahead_parameters(n, args.lookahead_keep)) for n in lookahead)
+    }
     cost.update(oracle=6, content=3)
     cells.sort(
         key=lambda c: (
