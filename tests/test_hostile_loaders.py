@@ -915,6 +915,11 @@ def test_shipped_checkpoint_loads_as_before(path):
         from bwgym.agents.content_allocation import load_content_scorer
 
         load_content_scorer(path)
+    elif ckpt.kind.startswith("fleet_allocator/"):
+        from bwgym.common.registry import BuildContext
+        from bwgym.envs.fleet import make_fleet_allocator
+
+        make_fleet_allocator("learned", BuildContext(checkpoint=str(path)))
     else:
         from bwgym.codecs.core.registry import load_codec
 

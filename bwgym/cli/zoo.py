@@ -265,6 +265,15 @@ ZOO: tuple[ZooModel, ...] = (
         "--out {run}/latent_bc_locate_lift_v1_narrowband_ndpca.ckpt",
         ("ndpca_locate_lift_v1",),
     ),
+    ZooModel(
+        AGENTS + "fleet_allocator_ndpca_locate_lift_v1.ckpt",
+        None,
+        "fleet_allocator/scorer",
+        "bwgym train allocator --fleet --fleet-search 6 --fleet-population 9 --fleet-rounds 4 "
+        "--scenario fleet_narrowband_ndpca --seed 0 --threads 1 --out {run}/fleet_allocator_ndpca_locate_lift_v1",
+        ("bc_locate_lift_v1", "ndpca_locate_lift_v1"),
+        "fleet_allocator_ndpca_locate_lift_v1/fleet_policy.ckpt",
+    ),
     _bc(V0, 200),
     *_locate_lift_codecs(V0),
 )
