@@ -152,3 +152,16 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_state(tmp_path) -> None
     steps = [int(r["env_steps"]) for r in _curve(run)]
     assert steps == list(range(32, 161, 32)), "the resumed curve continues the first run's rows"
     assert LatentBCAgent.load(out).train_config["rl"]["env_steps"] == 160
+
+
+def test_the_shipped_rl_agent_runs_from_its_library_scenario(tmp_path, prior) -> None:
+    from bwgym.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "lora_ndpca_latent_rl", "--episodes", "2", "--out", str(out)]) == 0
+    table = __import__("pandas").read_parquet(out / "episodes.parquet")
+    assert len(table) == 2 and set(table.agent) == {"latent_bc"}
+    shipped = LatentBCAgent.load(PRIOR.with_name("latent_ppo_locate_lift_v1_lora_ndpca.ckpt"))
+    assert shipped.code_spec == prior.code_spec and shipped.train_config["rl"]["env_steps"] > 0
+    curve = shipped.extra_meta["curve"]
+    assert curve and curve[0]["prior_eval_success"] is not None and "eval_prior" in shipped.extra_meta
