@@ -305,27 +305,29 @@ def paired_table(table, names: list[str], reference: str = "dpca") -> str:
 
 
 def oracle_ratio_table(table, names: list[str]) -> str:
-    """Markdown: each content scorer's success as a fraction of each oracle's, on the oracle's episodes
-    (the first n of the scorer's); empty without both."""
+    """Markdown: per point and content scorer, its success as a fraction of each oracle's, on the
+    oracle's episodes (the first n of the scorer's); empty without both."""
     oracles = [n for n in names if n.startswith("oracle") and n in set(table.allocator)]
     scorers = [n for n in names if n.startswith("content") and n in set(table.allocator)]
     if not oracles or not scorers:
         return ""
-    columns = [f"{s} / {o}" for o in oracles for s in scorers]
-    lines = ["| family | bits_per_step | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 2)]
+    lines = [
+        "| family | bits_per_step | scorer | " + " | ".join(f"/ {o}" for o in oracles) + " |",
+        "|" + "---|" * (len(oracles) + 3),
+    ]
     for (family, bits), group in table.groupby(["family", "bits_per_step"]):
         outcomes = {row.allocator: row.outcomes for row in group.itertuples()}
-        cells = []
-        for oracle in oracles:
-            for scorer in scorers:
-                if oracle not in outcomes or scorer not in outcomes:
+        for scorer in [s for s in scorers if s in outcomes]:
+            cells = []
+            for oracle in oracles:
+                if oracle not in outcomes:
                     cells.append("")
                     continue
                 n = min(len(outcomes[oracle]), len(outcomes[scorer]))
                 won = outcomes[oracle][:n].count("1"), outcomes[scorer][:n].count("1")
                 ratio = f"{won[1] / won[0]:.2f}" if won[0] else "n/a"
                 cells.append(f"{ratio} ({won[1]}/{won[0]}, n={n})")
-        lines.append(f"| {family} | {bits:.0f} | " + " | ".join(cells) + " |")
+            lines.append(f"| {family} | {bits:.0f} | {scorer} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
