@@ -91,7 +91,7 @@ _CURVE_COLUMNS = (
     "seconds",
 )
 #: Fields of :class:`LatentPPO` a resumed run may change (the rest rebuild the same run).
-_RESUMABLE_CHANGES = ("total_steps", "eval_every_steps", "checkpoint_every_steps")
+_RESUMABLE_CHANGES = ("total_steps", "eval_every_steps", "checkpoint_every_steps", "workers")
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,9 @@ class LatentPPO:
 
     Attributes:
         total_steps: env steps of training, over all envs.
-        n_envs: envs stepped in turn in this process (one batched network call per step).
+        n_envs: envs of the rollout (one batched network call per step).
+        workers: processes that step them (1: this one; else ``n_envs / workers`` envs in each of
+            ``workers`` spawned processes). The numbers do not depend on it.
         rollout_steps: steps per env between updates.
         epochs: passes over each rollout.
         minibatch_size: steps per gradient step.
@@ -123,6 +125,7 @@ class LatentPPO:
 
     total_steps: int = 200_000
     n_envs: int = 8
+    workers: int = 1
     rollout_steps: int = 128
     epochs: int = 4
     minibatch_size: int = 256
@@ -151,11 +154,10 @@ class LatentPPO:
             bad.append(f"initial_noise_std={self.initial_noise_std} (expected in (0, 1])")
         if not (0.0 < self.gamma <= 1.0 and 0.0 <= self.gae_lambda <= 1.0):
             bad.append(f"gamma={self.gamma}, gae_lambda={self.gae_lambda} (expected in (0, 1] and [0, 1])")
-        if (
-            min(self.actor_lr, self.critic_lr, self.clip_range, self.prior_coef + 1.0) <= 0.0
-            or self.prior_coef < 0
-        ):
+        if min(self.actor_lr, self.critic_lr, self.clip_range) <= 0.0 or self.prior_coef < 0:
             bad.append("learning rates and clip_range must be > 0, prior_coef >= 0")
+        if self.workers < 1 or self.n_envs % self.workers:
+            bad.append(f"workers={self.workers} (expected >= 1 and dividing n_envs={self.n_envs})")
         if bad:
             raise ValueError(f"LatentPPO: {', '.join(bad)}")
 
@@ -194,11 +196,9 @@ class _Critic(nn.Module):
 class _Slot:
     """One env of the rollout: its features (history), step index and the episode's running return."""
 
-    def __init__(self, env: Any, actor: LatentBCAgent) -> None:
+    def __init__(self, env: Any, feature_args: tuple[Any, ...]) -> None:
         self.env = env
-        self.features = LatentFeatures(
-            actor.code_spec, actor.action_dim, actor.arch["history_steps"], actor.arch["age_cap_steps"]
-        )
+        self.features = LatentFeatures(*feature_args)
         self.limit = int(getattr(env.spec, "max_episode_steps", None) or 50)
         self.t, self.ret, self.row = 0, 0.0, np.zeros(self.features.size, np.float32)
 
@@ -217,12 +217,126 @@ class _Slot:
         return float(reward), bool(terminated or truncated), bool(info.get("is_success", False))
 
 
+def _feature_args(agent: LatentBCAgent) -> tuple[Any, ...]:
+    return agent.code_spec, agent.action_dim, agent.arch["history_steps"], agent.arch["age_cap_steps"]
+
+
+def _worker(conn: Any, env_factory: Callable[[], Any], feature_args: tuple[Any, ...], n_slots: int) -> None:
+    """A worker process's loop: steps and resets its slots on the trainer's messages."""
+    torch.set_num_threads(1)
+    slots = [_Slot(env_factory(), feature_args) for _ in range(n_slots)]
+    try:
+        while True:
+            command, data = conn.recv()
+            if command == "step":
+                results = [slot.step(action) for slot, action in zip(slots, data, strict=True)]
+                conn.send([(*r, slot.ret, slot.row, slot.t) for r, slot in zip(results, slots, strict=True)])
+            elif command == "reset":
+                for i, seed in data:
+                    slots[i].reset(seed)
+                conn.send([(slots[i].row, slots[i].t) for i, _ in data])
+            else:
+                break
+    finally:
+        for slot in slots:
+            slot.env.close()
+
+
+class _Envs:
+    """The rollout's ``n_envs`` envs: in this process, or split evenly over ``workers`` spawned processes.
+
+    Both step the envs with the same actions and reset them with the same seeds, so a run's numbers
+    do not depend on ``workers`` (spawned, not forked: a fork after EGL or torch threads can hang).
+    """
+
+    def __init__(
+        self, env_factory: Callable[[], Any], feature_args: tuple[Any, ...], n_envs: int, workers: int
+    ) -> None:
+        self.n, self.workers = n_envs, workers
+        self.rows = np.zeros((n_envs, LatentFeatures(*feature_args).size), np.float32)
+        self.steps = np.zeros(n_envs, np.int64)
+        self.returns = np.zeros(n_envs, np.float64)
+        self.local: list[_Slot] = []
+        self.pipes: list[Any] = []
+        self.processes: list[Any] = []
+        if workers == 1:
+            self.local = [_Slot(env_factory(), feature_args) for _ in range(n_envs)]
+            self.limit = self.local[0].limit
+            return
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        per = n_envs // workers
+        for _ in range(workers):
+            mine, theirs = context.Pipe()
+            process = context.Process(
+                target=_worker, args=(theirs, env_factory, feature_args, per), daemon=True
+            )
+            process.start()
+            theirs.close()
+            self.pipes.append(mine)
+            self.processes.append(process)
+        probe = env_factory()
+        self.limit = int(getattr(probe.spec, "max_episode_steps", None) or 50)
+        probe.close()
+
+    def elapsed(self) -> np.ndarray:
+        """Each env's step index over the episode limit."""
+        return (self.steps / self.limit).astype(np.float32)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Step every env; return rewards, episode ends and successes (rows, steps and returns updated)."""
+        if self.local:
+            results = [
+                (*slot.step(a), slot.ret, slot.row, slot.t)
+                for slot, a in zip(self.local, actions, strict=True)
+            ]
+        else:
+            per = self.n // self.workers
+            for w, pipe in enumerate(self.pipes):
+                pipe.send(("step", actions[w * per : (w + 1) * per]))
+            results = [r for pipe in self.pipes for r in pipe.recv()]
+        rewards, dones, successes, self.returns[:], rows, self.steps[:] = (
+            np.array(x) for x in zip(*results, strict=True)
+        )
+        self.rows[:] = rows
+        return rewards, dones, successes
+
+    def reset(self, seeds: dict[int, int]) -> None:
+        """Reset env ``i`` with seed ``seeds[i]``."""
+        if self.local:
+            for i, seed in seeds.items():
+                self.local[i].reset(seed)
+                self.rows[i], self.steps[i] = self.local[i].row, 0
+            return
+        per = self.n // self.workers
+        asked = [[(i % per, seed) for i, seed in seeds.items() if i // per == w] for w in range(self.workers)]
+        for pipe, mine in zip(self.pipes, asked, strict=True):
+            if mine:
+                pipe.send(("reset", mine))
+        for w, (pipe, mine) in enumerate(zip(self.pipes, asked, strict=True)):
+            if mine:
+                for (i, _), (row, t) in zip(mine, pipe.recv(), strict=True):
+                    self.rows[w * per + i], self.steps[w * per + i] = row, t
+
+    def close(self) -> None:
+        for slot in self.local:
+            slot.env.close()
+        for pipe in self.pipes:
+            pipe.send(("close", None))
+        for process in self.processes:
+            process.join(timeout=30)
+
+
 class _Trainer:
     """The networks, optimisers and counters of one run (what ``state.ckpt`` holds)."""
 
     def __init__(self, prior: LatentBCAgent, config: LatentPPO) -> None:
         torch.manual_seed(config.seed)
         self.config = config
+        # The exploration noise's own generator: building envs (their codecs' modules) draws from
+        # the global one, which would tie the numbers to where and in which order envs are built.
+        self.sampler = torch.Generator().manual_seed(config.seed)
         self.prior = copy.deepcopy(prior).eval().requires_grad_(False)
         self.actor = copy.deepcopy(prior).train()
         self.actor.features = LatentFeatures(
@@ -260,6 +374,7 @@ class _Trainer:
             state.update(arrays)
         rng_arrays, rng_meta = rng_state()
         state.update(rng_arrays)
+        state["rng/sampler"] = self.sampler.get_state()
         meta = dict(
             config=_config_json(self.config),
             prior=self.prior.metadata(),
@@ -296,6 +411,14 @@ class _Trainer:
         for name, optimizer in self.optimizers.items():
             load_optimizer(optimizer, ckpt, name, (meta.get("optimizers") or {}).get(name), what)
         set_rng_state(ckpt.state, meta.get("rng"), what)
+        sampler = ckpt.state.get("rng/sampler")
+        if (
+            sampler is None
+            or sampler.dtype != np.uint8
+            or sampler.shape != tuple(self.sampler.get_state().shape)
+        ):
+            raise CheckpointError(f"{what}: damaged RNG state of the exploration noise; start a new run")
+        self.sampler.set_state(torch.from_numpy(np.array(sampler, copy=True)))
         self.env_steps, self.next_seed = int(meta["env_steps"]), int(meta["next_seed"])
         self.episodes, self.seconds = int(meta["episodes"]), float(meta["seconds"])
         self.curve = [dict(row) for row in meta.get("curve") or []]
@@ -375,14 +498,12 @@ def train_latent_ppo(
             raise FileNotFoundError(f"resume: no {STATE_FILE} in {out}; start the run without --resume")
         trainer.load(out)
     writer = tensorboard_writer(out / "tensorboard", _config_json(config))
-    envs = [env_factory() for _ in range(config.n_envs)]
+    envs = _Envs(env_factory, _feature_args(trainer.actor), config.n_envs, config.workers)
     eval_env = env_factory()
     try:
         prior_eval = _evaluate(trainer.prior, eval_env, config.eval_episodes)
-        slots = [_Slot(env, trainer.actor) for env in envs]
-        for slot in slots:
-            slot.reset(trainer.next_seed)
-            trainer.next_seed += 1
+        envs.reset({i: trainer.next_seed + i for i in range(config.n_envs)})
+        trainer.next_seed += config.n_envs
         bar = tqdm(
             total=config.total_steps,
             initial=trainer.env_steps,
@@ -396,7 +517,7 @@ def train_latent_ppo(
         stats: dict[str, float] = {}
         while trainer.env_steps < config.total_steps:
             start = time.perf_counter()
-            batch = _collect(trainer, slots, window)
+            batch = _collect(trainer, envs, window)
             stats = _update(trainer, batch)
             trainer.env_steps += config.steps_per_update
             trainer.seconds += time.perf_counter() - start
@@ -431,8 +552,8 @@ def train_latent_ppo(
                 trainer.save(out)
         bar.close()
     finally:
-        for env in [*envs, eval_env]:
-            env.close()
+        envs.close()
+        eval_env.close()
         if writer is not None:
             writer.close()
     agent = copy.deepcopy(trainer.actor).eval()
@@ -465,35 +586,33 @@ def _curve_row(
     )
 
 
-def _collect(trainer: _Trainer, slots: list[_Slot], window: list[tuple[bool, float]]) -> dict[str, Tensor]:
+def _collect(trainer: _Trainer, envs: _Envs, window: list[tuple[bool, float]]) -> dict[str, Tensor]:
     """One rollout of ``rollout_steps`` per env with the current stochastic policy."""
     config = trainer.config
-    T, n = config.rollout_steps, len(slots)
-    rows = np.zeros((T, n, slots[0].features.size), np.float32)
+    T, n = config.rollout_steps, envs.n
+    rows = np.zeros((T, n, envs.rows.shape[1]), np.float32)
     elapsed = np.zeros((T, n), np.float32)
     actions = np.zeros((T, n, trainer.actor.action_dim), np.float32)
     logps, values, rewards, dones = (np.zeros((T, n), np.float32) for _ in range(4))
     for t in range(T):
-        rows[t] = np.stack([s.row for s in slots])
-        elapsed[t] = [s.t / s.limit for s in slots]
+        rows[t], elapsed[t] = envs.rows, envs.elapsed()
         with torch.no_grad():
             obs = torch.from_numpy(rows[t])
             dist = trainer.distribution(obs)
-            sample = dist.sample()
+            sample = dist.mean + dist.stddev * torch.randn(dist.mean.shape, generator=trainer.sampler)
             logps[t] = dist.log_prob(sample).sum(-1).numpy()
             values[t] = trainer.critic(obs, torch.from_numpy(elapsed[t])).numpy()
         actions[t] = sample.numpy()
-        for i, slot in enumerate(slots):
-            reward, done, success = slot.step(np.clip(actions[t, i], -1.0, 1.0))
-            rewards[t, i], dones[t, i] = reward, float(done)
-            if done:
-                window.append((success, slot.ret))
-                trainer.episodes += 1
-                slot.reset(trainer.next_seed)
-                trainer.next_seed += 1
+        rewards[t], ended, successes = envs.step(np.clip(actions[t], -1.0, 1.0))
+        dones[t] = ended
+        ends = np.flatnonzero(ended)
+        window += [(bool(successes[i]), float(envs.returns[i])) for i in ends]
+        trainer.episodes += len(ends)
+        envs.reset({int(i): trainer.next_seed + j for j, i in enumerate(ends)})
+        trainer.next_seed += len(ends)
     with torch.no_grad():
-        last = torch.from_numpy(np.stack([s.row for s in slots]))
-        last_values = trainer.critic(last, torch.tensor([s.t / s.limit for s in slots])).numpy()
+        last = torch.from_numpy(envs.rows.copy())
+        last_values = trainer.critic(last, torch.from_numpy(envs.elapsed())).numpy()
     advantages = _advantages(rewards, dones, values, last_values, config.gamma, config.gae_lambda)
     flat = lambda a: torch.from_numpy(a.reshape(T * n, *a.shape[2:]))  # noqa: E731
     return dict(

@@ -165,3 +165,26 @@ def test_the_shipped_rl_agent_runs_from_its_library_scenario(tmp_path, prior) ->
     assert shipped.code_spec == prior.code_spec and shipped.train_config["rl"]["env_steps"] > 0
     curve = shipped.extra_meta["curve"]
     assert curve and curve[0]["prior_eval_success"] is not None and "eval_prior" in shipped.extra_meta
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_rollouts_as_one_process(prior, env_factory) -> None:
+    """Spawned workers step the same envs with the same actions and seeds: the numbers do not depend on them."""
+    from bwgym.agents.latent_rl import _collect, _Envs, _feature_args
+
+    batches = []
+    for workers in (1, 2):
+        trainer = _Trainer(prior, LatentPPO(n_envs=2, rollout_steps=52, workers=workers))
+        envs = _Envs(env_factory, _feature_args(trainer.actor), 2, workers)
+        try:
+            envs.reset({0: TRAIN_SEED_BASE, 1: TRAIN_SEED_BASE + 1})
+            trainer.next_seed = TRAIN_SEED_BASE + 2
+            batches.append((_collect(trainer, envs, []), trainer.next_seed))
+        finally:
+            envs.close()
+    (one, seeds_one), (two, seeds_two) = batches
+    assert seeds_one == seeds_two > TRAIN_SEED_BASE + 2, "the 50-step limit ends every episode within 52 steps"
+    for key in one:
+        torch.testing.assert_close(one[key], two[key], rtol=0, atol=0, msg=key)
+    with pytest.raises(ValueError, match=r"workers=3 \(expected >= 1 and dividing n_envs=8\)"):
+        LatentPPO(workers=3)
