@@ -339,9 +339,7 @@ class _Trainer:
         self.sampler = torch.Generator().manual_seed(config.seed)
         self.prior = copy.deepcopy(prior).eval().requires_grad_(False)
         self.actor = copy.deepcopy(prior).train()
-        self.actor.features = LatentFeatures(
-            prior.code_spec, prior.action_dim, prior.arch["history_steps"], prior.arch["age_cap_steps"]
-        )
+        self.actor.features = LatentFeatures(*_feature_args(prior))
         self.critic = _Critic(prior, config.critic_hidden)
         self.log_std = nn.Parameter(torch.full((prior.action_dim,), math.log(config.initial_noise_std)))
         self.log_std.requires_grad_(config.learn_noise)
@@ -362,6 +360,15 @@ class _Trainer:
 
     def distribution(self, rows: Tensor) -> torch.distributions.Normal:
         return torch.distributions.Normal(self.mean(rows), self.log_std.exp())
+
+    def trained_agent(self) -> LatentBCAgent:
+        """The actor as a plain latent agent (in eval mode), its RL settings and curve recorded."""
+        agent = copy.deepcopy(self.actor).eval()
+        agent.features = LatentFeatures(*_feature_args(agent))
+        rl = dict(algo="ppo (bwgym.agents.latent_rl)", **_config_json(self.config), env_steps=self.env_steps)
+        agent.train_config = dict(self.prior.train_config, rl=rl)
+        agent.extra_meta = dict(curve=self.curve, train_seconds=round(self.seconds, 1))
+        return agent
 
     # ------------------------------------------------------------------ persistence
     def save(self, out: Path) -> Path:
@@ -556,16 +563,7 @@ def train_latent_ppo(
         eval_env.close()
         if writer is not None:
             writer.close()
-    agent = copy.deepcopy(trainer.actor).eval()
-    agent.features = LatentFeatures(
-        agent.code_spec, agent.action_dim, agent.arch["history_steps"], agent.arch["age_cap_steps"]
-    )
-    agent.train_config = dict(
-        prior.train_config,
-        rl=dict(algo="ppo (bwgym.agents.latent_rl)", **_config_json(config), env_steps=trainer.env_steps),
-    )
-    agent.extra_meta = dict(curve=trainer.curve, train_seconds=round(trainer.seconds, 1))
-    return agent
+    return trainer.trained_agent()
 
 
 def _curve_row(
