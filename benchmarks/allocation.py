@@ -564,6 +564,7 @@ def main() -> None:
             )
             + [f"--workers {args.workers}"]
             + ([f"--section {args.section}"] if args.section != "allocation" else [])
+            + ([f"--from-csv {args.from_csv}"] if args.from_csv else [])
         )
         learned = table[table.allocator.str.startswith("learned")]
         notes = (
