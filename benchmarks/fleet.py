@@ -1,7 +1,9 @@
 """Fleets: success of each fleet allocator on held-out traces, and the fleet loop's speed.
 
     python benchmarks/fleet.py --members 8 --rounds 13 --levels 60,120,240 \\
-        --families walk_100kbps,gilbert_elliott --learned runs/fleet_allocator --workers 2
+        --families walk_100kbps,gilbert_elliott \\
+        --learned bwgym/agents/checkpoints/fleet_allocator_ndpca_locate_lift_v1.ckpt \\
+        --sweep-members 2,4,8,12,16 --workers 1
 
 **Success.** A fleet of ``--members`` LocateLift-v1 robots (the ``fleet_narrowband_ndpca``
 scenario: task-aware NDPCA, the BC agent) shares one link. Per trace family and level (bits per
@@ -12,10 +14,15 @@ families are held out from ``bwgym train allocator --fleet`` (which runs the sce
 ``lora_narrowband``): a real trace (``walk_100kbps``, Mahimahi) and a generator it never sees
 (``gilbert_elliott``, drawn with a held-out seed). Allocators: ``equal``, ``proportional``,
 ``max_min_fair``, ``state`` (top 6 of 8: the scenario's), ``oracle`` (``--oracle-rounds`` rounds:
-it scores ~6 divisions per step) and ``learned`` (with ``--learned``). Reported: success with its
+it scores ~6 divisions per step) and ``learned`` (with ``--learned``: a checkpoint of ``bwgym
+train allocator --fleet``, e.g. the shipped one). Reported: success with its
 95 % Wilson interval, Jain's fairness of bits, bits per success; then the paired difference of
 each allocator against ``equal`` and against the best classical rule of the cell (the highest of
 equal, proportional, max_min_fair and state; McNemar's exact p).
+
+**Sweep over N** (``--sweep-members``): fleets of N robots on one fixed link (``--sweep-family``
+at ``--sweep-bits`` bits per step in all, so each robot's equal share is that over N), at least
+``--sweep-episodes`` member-episodes per cell: where success collapses as the fleet grows.
 
 **Speed.** Member-steps per second of ``fleet_lte_jpeg`` (JPEG, BC, equal shares) at N = 4, 8 and
 16 members (one batched codec call per step, the agent called per member on CPU) against one

@@ -20,7 +20,10 @@ An episode is one round: every member plays one episode (seeds drawn from the en
 episode ends when the last member's does. The first send of a round (the reset frames) is divided
 equally, as the ``learned`` allocator does. With ``teacher`` (a fleet allocator, e.g. the oracle),
 the teacher divides the link instead of the action, and ``info["shares"]`` tells what it chose:
-the demonstrations :func:`bwgym.scenarios.fleet.distill_fleet_allocator` fits a scorer to.
+:func:`bwgym.scenarios.fleet.distill_fleet_allocator` records the oracle's candidate scores this
+way and fits an error model to them; :func:`bwgym.scenarios.fleet.search_fleet_allocator` plays
+the env with candidate scorers and keeps those with the most member successes (the shipped
+``learned`` fleet allocator).
 
 Layering: envs never import agents or scenarios, so the fleet and its task agents are arguments
 (:func:`bwgym.scenarios.fleet.make_allocate_fleet_env` builds them from a fleet scenario).
