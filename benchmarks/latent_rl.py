@@ -49,7 +49,11 @@ def rows_of(budget: str) -> list[tuple[str, str, dict]]:
     ]
     if NARROWBAND_LATENT.is_file():
         rows.append(
-            ("BC + DAgger, received code", "narrowband_ndpca", {**latent, "agent.checkpoint": str(NARROWBAND_LATENT)})
+            (
+                "BC + DAgger, received code",
+                "narrowband_ndpca",
+                {**latent, "agent.checkpoint": str(NARROWBAND_LATENT)},
+            )
         )
     rows += [
         ("BC + DAgger, received code (trained at lora_ndpca)", "narrowband_ndpca", latent),
@@ -85,7 +89,12 @@ def plot_curve(path: Path) -> Path:
     curve = LatentBCAgent.load(RL_AGENT).extra_meta["curve"]
     steps = [0] + [r["env_steps"] for r in curve]
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    ax.plot(steps, [curve[0]["prior_eval_success"]] + [r["eval_success"] for r in curve], "o-", label="PPO, evaluation")
+    ax.plot(
+        steps,
+        [curve[0]["prior_eval_success"]] + [r["eval_success"] for r in curve],
+        "o-",
+        label="PPO, evaluation",
+    )
     train = [(r["env_steps"], r["train_success"]) for r in curve if r["train_success"] is not None]
     ax.plot(*zip(*train, strict=True), ".--", alpha=0.6, label="PPO, training episodes (with noise)")
     ax.axhline(curve[0]["prior_eval_success"], color="grey", ls=":", label="prior (BC + DAgger)")
@@ -106,19 +115,36 @@ def main() -> None:
     parser = script_parser(__doc__)
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=20_000, help="first episode seed")
+    parser.add_argument("--workers", type=int, default=2, help="rows run in parallel (spawned processes)")
     parser.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
     seeds = list(range(args.seed, args.seed + args.episodes))
 
-    def table(rows: list[tuple[str, str, dict]]) -> tuple[str, dict[str, list[bool]]]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    held_rows = [
+        ("BC + DAgger, received code (the RL prior)", "lora_ndpca_latent", HELD_OUT_FAMILY),
+        ("PPO from it, received code", "lora_ndpca_latent_rl", HELD_OUT_FAMILY),
+    ]
+    sections = {"lora": rows_of("lora_ndpca"), "narrowband": rows_of("narrowband_ndpca"), "held": held_rows}
+    jobs = {  # every row queued at once, so both workers stay busy
+        (key, label): pool.submit(outcomes, name, overrides, seeds)
+        for key, rows in sections.items()
+        for label, name, overrides in rows
+    }
+
+    def table(key: str) -> tuple[str, dict[str, list[bool]]]:
         lines = ["| agent | scenario | success | 95 % Wilson |", "|---|---|---|---|"]
         results = {}
-        for label, name, overrides in rows:
-            results[label] = won = outcomes(name, overrides, seeds)
+        for label, name, overrides in sections[key]:
+            results[label] = won = jobs[key, label].result()
             low, high = wilson_interval(sum(won), len(won))
-            shown = name + "".join(f" `{k}={Path(str(v)).name}`" for k, v in overrides.items())
-            lines.append(f"| {label} | `{shown}` | {sum(won) / len(won):.2f} | [{low:.2f}, {high:.2f}] |")
+            shown = f"`{name}`" + "".join(f" `{k}={Path(str(v)).name}`" for k, v in overrides.items())
+            lines.append(f"| {label} | {shown} | {sum(won) / len(won):.2f} | [{low:.2f}, {high:.2f}] |")
             print(lines[-1], flush=True)
         return "\n".join(lines), results
 
@@ -129,14 +155,10 @@ def main() -> None:
             f"McNemar p = {d['p_value']:.2g} ({d['a_only']} episodes won only by PPO, {d['b_only']} only by the prior)"
         )
 
-    lora_table, lora = table(rows_of("lora_ndpca"))
-    narrow_table, _ = table(rows_of("narrowband_ndpca"))
-    held_table, held = table(
-        [
-            ("BC + DAgger, received code (the RL prior)", "lora_ndpca_latent", HELD_OUT_FAMILY),
-            ("PPO from it, received code", "lora_ndpca_latent_rl", HELD_OUT_FAMILY),
-        ]
-    )
+    lora_table, lora = table("lora")
+    narrow_table, _ = table("narrowband")
+    held_table, held = table("held")
+    pool.shutdown()
     plot = plot_curve(Path(__file__).resolve().parents[1] / "docs" / "latent_rl.png")
     from bwgym.agents.latent_bc import LatentBCAgent
 
