@@ -172,7 +172,7 @@ Episode seeds {seeds[0]}..{seeds[-1]}, the same for every row. The RL agent
 (`{RL_AGENT.name}`, scenario `lora_ndpca_latent_rl`) is PPO from the shipped latent agent
 (`bwgym.agents.latent_rl`: the prior's network as the actor, an annealed KL term toward it, critic
 warm-up), {rl.train_config["rl"]["env_steps"]:,} env steps at `lora_ndpca` in {rl.extra_meta["train_seconds"] / 60:.0f} min
-on one core; its command is in `bwgym zoo`.
+({rl.train_config["rl"].get("workers", 1)} rollout processes on the 2 cores, shared with other jobs); its command is in `bwgym zoo`.
 
 `lora_ndpca` (~115 bits per step, the LoRa trace):
 
