@@ -388,10 +388,13 @@ SEARCH_FEATURES = (
 def search_scorer(theta: np.ndarray, spec: dict[str, Any]) -> Any:
     """The :class:`~bwgym.envs.fleet.FleetScorer` of search parameters ``theta``.
 
-    A learned need ``theta[:-1] . f_i`` over :data:`SEARCH_FEATURES` ranks the active members and
-    the best ``theta[-1]`` of them (a fraction, clipped to [0.25, 1]) share the step equally: the
-    ``state`` rule's form (need = frame age + drops, top 6 of 8) with every weight and the
-    fraction learned.
+    A learned need ``theta[:8] . f_i`` over :data:`SEARCH_FEATURES` ranks the active members and
+    the best fraction of them share the step equally: the ``state`` rule's form (need = frame age
+    + drops, top 6 of 8) with every weight and the fraction learned. The fraction depends on the
+    bits per active member (:meth:`~bwgym.envs.fleet.FleetScorer.fraction_at`): ``theta[8]``
+    (clipped to [0.25, 1]) when bits are plentiful, rising to 1 (equal shares) below
+    ``exp(theta[9])`` bits per member (clipped to [5, 5000]) at slope ``|theta[10]|``. A
+    ``theta`` of 9 values (the first search's form) has a constant fraction.
     """
     from bwgym.envs.fleet import FleetScorer
 
@@ -400,18 +403,35 @@ def search_scorer(theta: np.ndarray, spec: dict[str, Any]) -> Any:
     for k, name in enumerate(SEARCH_FEATURES):
         w1[0, features.index(name)] = theta[k]
     weights = {"w1": w1, "b1": [0.0], "w2": [1.0], "b2": [0.0]}
-    return FleetScorer(weights, spec, float(np.clip(theta[-1], 0.25, 1.0)))
+    fraction = float(np.clip(theta[len(SEARCH_FEATURES)], 0.25, 1.0))
+    if len(theta) <= len(SEARCH_FEATURES) + 1:
+        return FleetScorer(weights, spec, fraction)
+    mid_bits = float(np.exp(np.clip(theta[-2], math.log(5.0), math.log(5000.0))))
+    return FleetScorer(weights, spec, fraction, mid_bits, float(abs(theta[-1])))
+
+
+#: Where the search's budget term starts: the fraction halfway to 1 at 100 bits per member, slope 3.
+SERVE_MID_BITS_START, SERVE_SLOPE_START = 100.0, 3.0
 
 
 def state_rule_theta() -> np.ndarray:
-    """Search parameters that divide as the ``state`` rule with ``top_k`` 6 does for 8 members."""
-    theta = np.zeros(len(SEARCH_FEATURES) + 1)
+    """Search parameters that divide as the ``state`` rule with ``top_k`` 6 does for 8 members.
+
+    With plentiful bits: the budget term (:data:`SERVE_MID_BITS_START`) serves more members
+    below about 200 bits per member.
+    """
+    theta = np.zeros(len(SEARCH_FEATURES) + 3)
     theta[SEARCH_FEATURES.index("frame_age")] = theta[SEARCH_FEATURES.index("drop_rate")] = 1.0
-    theta[-1] = 0.75
+    theta[len(SEARCH_FEATURES)] = 0.75
+    theta[-2:] = math.log(SERVE_MID_BITS_START), SERVE_SLOPE_START
     return theta
 
 
-def training_traces(scenario: Any, bits_per_robot: tuple[float, float] = (70.0, 220.0)) -> Any:
+#: Bits per robot per step the search's training traces are drawn from (the benchmark's 60-240 inside).
+TRAINING_BITS_PER_ROBOT = (40.0, 260.0)
+
+
+def training_traces(scenario: Any, bits_per_robot: tuple[float, float] = TRAINING_BITS_PER_ROBOT) -> Any:
     """A trace family for training a fleet allocator: ``rng -> trace`` at a drawn level per robot.
 
     Half the rounds run the scenario's own trace (its source), half a log-normal walk; either is
@@ -453,7 +473,8 @@ def search_fleet_allocator(
     seeds and traces, :func:`training_traces`, so candidates are compared on equal terms), and
     refits the Gaussian to the ``elite`` with the most member successes (task reward breaks ties).
     The mean starts at the ``state`` rule (:func:`state_rule_theta`; weights spread 0.5, the
-    fraction 0.1). Writes ``out/fleet_policy.ckpt`` (the last mean) and ``out/search.csv`` (every
+    fraction 0.1, the budget term's log midpoint 0.5 and slope 1). Candidates divide as the
+    ``learned`` allocator does (:meth:`~bwgym.envs.fleet.FleetScorer.division`). Writes ``out/fleet_policy.ckpt`` (the last mean) and ``out/search.csv`` (every
     candidate's score).
     """
     from bwgym.envs.fleet import POLICY_FILE, scores_to_action
@@ -473,7 +494,7 @@ def search_fleet_allocator(
     mean = state_rule_theta()
     size = mean.size
     std = np.full(size, 0.5)
-    std[-1] = 0.1
+    std[len(SEARCH_FEATURES)], std[-1] = 0.1, 1.0
     records = []
     env = make_allocate_fleet_env(scenario, traces=training_traces(scenario), history_steps=history_steps)
     try:
@@ -489,7 +510,8 @@ def search_fleet_allocator(
                     done = False
                     while not done:
                         active = obs["members"][:, 0] > 0.5
-                        obs, step_reward, done, _, info = env.step(scores_to_action(scorer(obs), active))
+                        division = scorer.division(obs, active)  # what `learned` sends, fraction included
+                        obs, step_reward, done, _, info = env.step(scores_to_action(division, active))
                         successes += info["successes"]
                         reward += float(step_reward)
                 scores.append((successes, reward))
@@ -520,6 +542,7 @@ def search_fleet_allocator(
         "seed": seed,
         "features": list(SEARCH_FEATURES),
         "theta": mean.tolist(),
+        "training_bits_per_robot": list(TRAINING_BITS_PER_ROBOT),
     }
     return Path(search_scorer(mean, spec).save(out / POLICY_FILE, config))
 

@@ -185,6 +185,41 @@ def test_a_scorer_keeps_its_serve_fraction_through_its_checkpoint(tmp_path):
         )
 
 
+def _served_at(learned, bits_per_member: int, n: int = 8) -> int:
+    """Members the ``learned`` allocator serves on a steady link of ``bits_per_member`` per step each."""
+    trace = constant(bits_per_member * n / 0.04, duration_s=20.0)
+    codec = _members(1, trace)[0].codec
+    members = [_members(1, trace, codec, loss_prob=p)[0] for p in np.linspace(0.0, 0.8, n)]
+    fleet = FleetBandwidthLimited(members, trace, "equal")
+    fleet.reset(seed=list(range(n)))
+    fleet.step(np.zeros((n, 2), np.float32))
+    state = fleet.peek_state(np.ones(n, bool))
+    state.step = 1  # past the reset frames
+    assert state.budget_bits == bits_per_member * n
+    return int((learned(state) > 1e-3).sum())
+
+
+def test_the_served_fraction_rises_to_every_member_as_bits_per_member_fall(tmp_path):
+    """With the budget term all 8 robots share a scarce link; a constant-fraction checkpoint serves 6 at any budget."""
+    from bwgym.common.checkpoint import save_checkpoint
+    from bwgym.scenarios.fleet import search_scorer, state_rule_theta
+
+    spec = FleetObserver(8).spec()
+    scorer = search_scorer(state_rule_theta(), spec)  # 3/4 served when plentiful, halfway at 100 bits
+    scorer.save(tmp_path / "budget.ckpt")
+    learned = make_fleet_allocator("learned", BuildContext(checkpoint=str(tmp_path / "budget.ckpt")))
+    served = [_served_at(learned, b) for b in (4000, 400, 100, 40, 10)]
+    assert served[0] == 6 and served[-1] == 8
+    assert served == sorted(served), f"served {served} does not rise as the budget per member falls"
+    # a checkpoint written before the budget term (no serve_mid_bits, serve_slope): a constant fraction
+    weights = {"w1": scorer.w1, "b1": scorer.b1, "w2": scorer.w2, "b2": np.array([scorer.b2])}
+    old = {"env_id": None, "observer": spec, "serve_fraction": 0.75, "config": {}}
+    save_checkpoint(tmp_path / "old.ckpt", "fleet_allocator/scorer", weights, old)
+    constant_fraction = make_fleet_allocator("learned", BuildContext(checkpoint=str(tmp_path / "old.ckpt")))
+    assert constant_fraction.policy.serve_mid_bits == 0.0
+    assert [_served_at(constant_fraction, b) for b in (4000, 400, 100, 40, 10)] == [6] * 5
+
+
 @pytest.mark.slow
 def test_fleet_search_writes_a_scorer_that_a_scenario_runs(tmp_path):
     """`bwgym train allocator --fleet --fleet-search 1` on a tiny fleet, then the scenario with it."""

@@ -39,6 +39,7 @@ __all__ = [
     "FleetScorer",
     "LearnedFleetAllocator",
     "action_to_shares",
+    "bits_per_member",
     "division_by_errors",
     "scores_to_action",
     "scores_to_shares",
@@ -242,24 +243,43 @@ class FleetScorer:
 
     The same weights score every member, so a scorer trained on one fleet size divides any other.
     With ``serve_fraction`` the division is not the softmax of the scores: the
-    ``ceil(serve_fraction * k)`` best-scored of the ``k`` active members share the step equally
-    (:func:`serve_top`), a learned need ranking like the ``state`` rule's ``top_k``.
+    ``ceil(fraction * k)`` best-scored of the ``k`` active members share the step equally
+    (:func:`serve_top`), a learned need ranking like the ``state`` rule's ``top_k``. With
+    ``serve_mid_bits`` the fraction depends on the bits per active member ``b`` (:meth:`fraction_at`):
+    ``1 - (1 - serve_fraction) * sigmoid(serve_slope * ln(b / serve_mid_bits))``, so it tends to
+    ``serve_fraction`` when bits are plentiful and to 1 (equal shares) when they are scarce, where
+    starving a robot costs more than a thin share does.
 
     Args:
         weights: ``w1`` (hidden, F + H), ``b1`` (hidden,), ``w2`` (hidden,), ``b2`` (1,).
         spec: the :meth:`FleetObserver.spec` it was trained on.
         serve_fraction: 0: softmax shares; in (0, 1]: the best-scored fraction of the active
-            members shares the step.
+            members shares the step (when bits are plentiful, with ``serve_mid_bits``).
+        serve_mid_bits: 0: the fraction is ``serve_fraction`` at any budget (checkpoints written
+            before the budget term load so); > 0: bits per member where the fraction is halfway
+            between ``serve_fraction`` and 1.
+        serve_slope: how fast (per unit of ``ln`` bits per member) the fraction moves, >= 0.
     """
 
     def __init__(
-        self, weights: dict[str, np.ndarray], spec: dict[str, Any], serve_fraction: float = 0.0
+        self,
+        weights: dict[str, np.ndarray],
+        spec: dict[str, Any],
+        serve_fraction: float = 0.0,
+        serve_mid_bits: float = 0.0,
+        serve_slope: float = 0.0,
     ) -> None:
         if not (math.isfinite(serve_fraction) and 0.0 <= serve_fraction <= 1.0):
             raise ValueError(
                 f"serve_fraction is expected in [0, 1] (0: softmax shares), got {serve_fraction!r}"
             )
+        for label, value in (("serve_mid_bits", serve_mid_bits), ("serve_slope", serve_slope)):
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(
+                    f"{label} is expected to be finite and >= 0 (0: a constant fraction), got {value!r}"
+                )
         self.serve_fraction = float(serve_fraction)
+        self.serve_mid_bits, self.serve_slope = float(serve_mid_bits), float(serve_slope)
         self.w1 = np.asarray(weights["w1"], dtype=np.float64)
         self.b1 = np.asarray(weights["b1"], dtype=np.float64).reshape(-1)
         self.w2 = np.asarray(weights["w2"], dtype=np.float64).reshape(-1)
@@ -285,6 +305,32 @@ class FleetScorer:
         """One score per member."""
         return np.tanh(self.inputs(obs) @ self.w1.T + self.b1) @ self.w2 + self.b2
 
+    def fraction_at(self, bits_per_member: float) -> float:
+        """The fraction of the active members served at ``bits_per_member`` (``serve_fraction`` without a budget term).
+
+        Example:
+            >>> w = {"w1": np.zeros((1, 18)), "b1": [0.0], "w2": [1.0], "b2": [0.0]}
+            >>> spec = FleetObserver(2).spec()
+            >>> s = FleetScorer(w, spec, serve_fraction=0.5, serve_mid_bits=100.0, serve_slope=4.0)
+            >>> [round(s.fraction_at(b), 2) for b in (25.0, 100.0, 400.0)]
+            [1.0, 0.75, 0.5]
+        """
+        if self.serve_mid_bits <= 0.0:
+            return self.serve_fraction
+        z = self.serve_slope * math.log(max(bits_per_member, 1e-9) / self.serve_mid_bits)
+        return 1.0 - (1.0 - self.serve_fraction) / (1.0 + math.exp(-min(max(z, -50.0), 50.0)))
+
+    def division(self, obs: dict[str, np.ndarray], active: np.ndarray) -> np.ndarray:
+        """Scores whose softmax is the scorer's division: :func:`serve_top` at :meth:`fraction_at`, or raw scores.
+
+        The bits per member are read from the observation (this step's shared budget over the
+        active members), so a search on ``AllocateFleet-v0`` and a scenario divide alike.
+        """
+        scores = self(obs)
+        if self.serve_fraction <= 0.0:
+            return scores
+        return serve_top(scores, active, self.fraction_at(bits_per_member(obs, active)))
+
     def save(self, path: Any, config: dict[str, Any] | None = None) -> Any:
         """Write the scorer in the project's checkpoint format."""
         from bwgym.common.checkpoint import save_checkpoint
@@ -294,6 +340,8 @@ class FleetScorer:
             "env_id": None,
             "observer": self.spec,
             "serve_fraction": self.serve_fraction,
+            "serve_mid_bits": self.serve_mid_bits,
+            "serve_slope": self.serve_slope,
             "config": config or {},
         }
         return save_checkpoint(path, SCORER_KIND, state, metadata)
@@ -404,13 +452,27 @@ def _load_policy(path: Path) -> FleetScorer | FleetErrorModel:
         )
     if ckpt.kind == FleetErrorModel.KIND:
         return FleetErrorModel.from_checkpoint(ckpt)
-    return FleetScorer(ckpt.state, spec, float(ckpt.metadata.get("serve_fraction", 0.0)))
+    meta = ckpt.metadata
+    return FleetScorer(
+        ckpt.state,
+        spec,
+        float(meta.get("serve_fraction", 0.0)),
+        float(meta.get("serve_mid_bits", 0.0)),  # absent before the budget term: a constant fraction
+        float(meta.get("serve_slope", 0.0)),
+    )
+
+
+def bits_per_member(obs: dict[str, np.ndarray], active: np.ndarray) -> float:
+    """Bits per active member this step: the shared budget over the active members, read back from a :class:`FleetObserver` observation."""
+    budget_bits = 2.0 ** (24.0 * float(np.asarray(obs["budget"]).reshape(-1)[-1])) - 1.0
+    return budget_bits / max(1, int(np.count_nonzero(active)))
 
 
 def serve_top(scores: Any, active: np.ndarray, fraction: float) -> np.ndarray:
     """Scores that serve the ``ceil(fraction * k)`` best-scored active members equally: 0 for them, -inf else.
 
-    Ties go to the lower index.
+    Ties go to the lower index; ``fraction * k`` less than 0.001 above a whole number counts as that
+    number (a budget-dependent fraction only approaches its floor).
 
     Example:
         >>> serve_top([0.3, 2.0, -1.0, 0.5], np.array([True, True, True, False]), 0.5).tolist()
@@ -419,7 +481,7 @@ def serve_top(scores: Any, active: np.ndarray, fraction: float) -> np.ndarray:
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     idx = np.flatnonzero(active)
     out = np.full(s.size, -np.inf)
-    keep = max(1, math.ceil(fraction * idx.size - 1e-9)) if idx.size else 0
+    keep = max(1, math.ceil(fraction * idx.size - 1e-3)) if idx.size else 0
     order = sorted(idx, key=lambda i: (-s[i], i))
     out[order[:keep]] = 0.0
     return out
@@ -479,9 +541,7 @@ class LearnedFleetAllocator:
     def scores(self, state: FleetState, obs: dict[str, np.ndarray]) -> np.ndarray:
         """One score per member: the scorer's, or the log of the error model's division."""
         if isinstance(self.policy, FleetScorer):
-            scores = self.policy(obs)
-            fraction = self.policy.serve_fraction
-            return serve_top(scores, state.active, fraction) if fraction > 0 else scores
+            return self.policy.division(obs, state.active)
         return np.log(np.maximum(division_by_errors(self.policy, obs, state), 1e-300))
 
     def __call__(self, state: FleetState) -> np.ndarray:
