@@ -281,7 +281,7 @@ ZOO: tuple[ZooModel, ...] = (
         AGENTS + "fleet_allocator_ndpca_locate_lift_v1.ckpt",
         None,
         "fleet_allocator/scorer",
-        "bwgym train allocator --fleet --fleet-search 6 --fleet-population 9 --fleet-rounds 4 "
+        "bwgym train allocator --fleet --fleet-search 7 --fleet-population 9 --fleet-rounds 4 "
         "--scenario fleet_narrowband_ndpca --seed 0 --threads 1 --out {run}/fleet_allocator_ndpca_locate_lift_v1",
         ("bc_locate_lift_v1", "ndpca_locate_lift_v1"),
         "fleet_allocator_ndpca_locate_lift_v1/fleet_policy.ckpt",
