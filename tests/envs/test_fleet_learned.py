@@ -208,7 +208,7 @@ def test_the_served_fraction_rises_to_every_member_as_bits_per_member_fall(tmp_p
     scorer = search_scorer(state_rule_theta(), spec)  # 3/4 served when plentiful, halfway at 100 bits
     scorer.save(tmp_path / "budget.ckpt")
     learned = make_fleet_allocator("learned", BuildContext(checkpoint=str(tmp_path / "budget.ckpt")))
-    served = [_served_at(learned, b) for b in (4000, 400, 100, 40, 10)]
+    served = [_served_at(learned, b) for b in (10**6, 400, 100, 40, 10)]
     assert served[0] == 6 and served[-1] == 8
     assert served == sorted(served), f"served {served} does not rise as the budget per member falls"
     # a checkpoint written before the budget term (no serve_mid_bits, serve_slope): a constant fraction
@@ -217,7 +217,7 @@ def test_the_served_fraction_rises_to_every_member_as_bits_per_member_fall(tmp_p
     save_checkpoint(tmp_path / "old.ckpt", "fleet_allocator/scorer", weights, old)
     constant_fraction = make_fleet_allocator("learned", BuildContext(checkpoint=str(tmp_path / "old.ckpt")))
     assert constant_fraction.policy.serve_mid_bits == 0.0
-    assert [_served_at(constant_fraction, b) for b in (4000, 400, 100, 40, 10)] == [6] * 5
+    assert [_served_at(constant_fraction, b) for b in (10**6, 400, 100, 40, 10)] == [6] * 5
 
 
 @pytest.mark.slow

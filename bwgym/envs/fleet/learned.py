@@ -471,8 +471,8 @@ def bits_per_member(obs: dict[str, np.ndarray], active: np.ndarray) -> float:
 def serve_top(scores: Any, active: np.ndarray, fraction: float) -> np.ndarray:
     """Scores that serve the ``ceil(fraction * k)`` best-scored active members equally: 0 for them, -inf else.
 
-    Ties go to the lower index; ``fraction * k`` less than 0.001 above a whole number counts as that
-    number (a budget-dependent fraction only approaches its floor).
+    Ties go to the lower index; ``fraction * k`` less than 1e-6 above a whole number counts as that
+    number (rounding).
 
     Example:
         >>> serve_top([0.3, 2.0, -1.0, 0.5], np.array([True, True, True, False]), 0.5).tolist()
@@ -481,7 +481,7 @@ def serve_top(scores: Any, active: np.ndarray, fraction: float) -> np.ndarray:
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     idx = np.flatnonzero(active)
     out = np.full(s.size, -np.inf)
-    keep = max(1, math.ceil(fraction * idx.size - 1e-3)) if idx.size else 0
+    keep = max(1, math.ceil(fraction * idx.size - 1e-6)) if idx.size else 0
     order = sorted(idx, key=lambda i: (-s[i], i))
     out[order[:keep]] = 0.0
     return out
