@@ -183,7 +183,9 @@ def test_worker_processes_give_the_same_rollouts_as_one_process(prior, env_facto
         finally:
             envs.close()
     (one, seeds_one), (two, seeds_two) = batches
-    assert seeds_one == seeds_two > TRAIN_SEED_BASE + 2, "the 50-step limit ends every episode within 52 steps"
+    assert seeds_one == seeds_two > TRAIN_SEED_BASE + 2, (
+        "the 50-step limit ends every episode within 52 steps"
+    )
     for key in one:
         torch.testing.assert_close(one[key], two[key], rtol=0, atol=0, msg=key)
     with pytest.raises(ValueError, match=r"workers=3 \(expected >= 1 and dividing n_envs=8\)"):
