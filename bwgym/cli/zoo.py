@@ -272,7 +272,8 @@ ZOO: tuple[ZooModel, ...] = (
         "bwgym train latent-ppo --scenario lora_ndpca "
         "--prior {package}/agents/checkpoints/latent_bc_locate_lift_v1_lora_ndpca.ckpt --seed 0 "
         "--eval-episodes 100 --eval-seed 20000 --threads 1 --run-dir {run}/latent_ppo_lora_ndpca "
-        "--out {run}/latent_ppo_locate_lift_v1_lora_ndpca.ckpt --ppo total_steps=245760 --ppo actor_lr=0.0001 "
+        "--out {run}/latent_ppo_locate_lift_v1_lora_ndpca.ckpt --ppo total_steps=552960 --ppo workers=2 "
+        "--ppo actor_lr=0.0001 "
         "--ppo prior_coef=0.1 --ppo prior_anneal_steps=122880 --ppo critic_warmup_steps=20480 "
         "--ppo eval_episodes=60",
         ("latent_bc_locate_lift_v1_lora_ndpca", "ndpca_locate_lift_v1"),
