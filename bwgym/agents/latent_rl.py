@@ -199,7 +199,6 @@ class _Slot:
     def __init__(self, env: Any, feature_args: tuple[Any, ...]) -> None:
         self.env = env
         self.features = LatentFeatures(*feature_args)
-        self.limit = int(getattr(env.spec, "max_episode_steps", None) or 50)
         self.t, self.ret, self.row = 0, 0.0, np.zeros(self.features.size, np.float32)
 
     def reset(self, seed: int) -> None:
@@ -207,78 +206,107 @@ class _Slot:
         self.features.reset()
         self.t, self.ret, self.row = 0, 0.0, self.features.row(obs)
 
-    def step(self, action: np.ndarray) -> tuple[float, bool, bool]:
-        """Take ``action``; return the reward, whether the episode ended and whether it succeeded."""
+    def step(self, action: np.ndarray) -> tuple[float, bool, bool, float, np.ndarray, int]:
+        """Take ``action``; return the reward, episode end, success, return so far, next row and step index."""
         self.features.push_action(action)
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.t += 1
         self.ret += float(reward)
         self.row = self.features.row(obs)
-        return float(reward), bool(terminated or truncated), bool(info.get("is_success", False))
+        done = bool(terminated or truncated)
+        return float(reward), done, bool(info.get("is_success", False)), self.ret, self.row, self.t
 
 
 def _feature_args(agent: LatentBCAgent) -> tuple[Any, ...]:
     return agent.code_spec, agent.action_dim, agent.arch["history_steps"], agent.arch["age_cap_steps"]
 
 
-def _worker(conn: Any, env_factory: Callable[[], Any], feature_args: tuple[Any, ...], n_slots: int) -> None:
-    """A worker process's loop: steps and resets its slots on the trainer's messages."""
-    torch.set_num_threads(1)
-    slots = [_Slot(env_factory(), feature_args) for _ in range(n_slots)]
-    try:
-        while True:
-            command, data = conn.recv()
-            if command == "step":
-                results = [slot.step(action) for slot, action in zip(slots, data, strict=True)]
-                conn.send([(*r, slot.ret, slot.row, slot.t) for r, slot in zip(results, slots, strict=True)])
-            elif command == "reset":
-                for i, seed in data:
-                    slots[i].reset(seed)
-                conn.send([(slots[i].row, slots[i].t) for i, _ in data])
-            else:
-                break
-    finally:
-        for slot in slots:
+class _SlotGroup:
+    """Some envs of the rollout and the two requests they answer, in whichever process holds them."""
+
+    def __init__(self, env_factory: Callable[[], Any], feature_args: tuple[Any, ...], size: int) -> None:
+        self.slots = [_Slot(env_factory(), feature_args) for _ in range(size)]
+
+    def handle(self, command: str, data: Any) -> list[Any]:
+        """``step``: one action per env -> each env's step results; ``reset``: (index, seed) pairs -> (row, 0)."""
+        if command == "step":
+            return [slot.step(action) for slot, action in zip(self.slots, data, strict=True)]
+        for i, seed in data:
+            self.slots[i].reset(seed)
+        return [(self.slots[i].row, 0) for i, _ in data]
+
+    def close(self) -> None:
+        for slot in self.slots:
             slot.env.close()
+
+    # the same calls as a worker's pipe: the reply is ready at once
+    def start(self, command: str, data: Any) -> None:
+        self._reply = self.handle(command, data)
+
+    def finish(self) -> list[Any]:
+        return self._reply
+
+
+class _WorkerGroup:
+    """A :class:`_SlotGroup` in a spawned process: requests go out on ``start``, replies come back on ``finish``."""
+
+    def __init__(self, env_factory: Callable[[], Any], feature_args: tuple[Any, ...], size: int) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # a fork after EGL or torch threads can hang
+        self.pipe, theirs = context.Pipe()
+        self.process = context.Process(
+            target=_worker, args=(theirs, env_factory, feature_args, size), daemon=True
+        )
+        self.process.start()
+        theirs.close()
+
+    def start(self, command: str, data: Any) -> None:
+        self.pipe.send((command, data))
+
+    def finish(self) -> list[Any]:
+        return self.pipe.recv()
+
+    def close(self) -> None:
+        self.pipe.send(("close", None))
+        self.process.join(timeout=30)
+
+
+def _worker(conn: Any, env_factory: Callable[[], Any], feature_args: tuple[Any, ...], size: int) -> None:
+    """A worker process's loop: answers the trainer's requests for its group of envs."""
+    torch.set_num_threads(1)
+    group = _SlotGroup(env_factory, feature_args, size)
+    try:
+        while (request := conn.recv())[0] != "close":
+            conn.send(group.handle(*request))
+    finally:
+        group.close()
 
 
 class _Envs:
     """The rollout's ``n_envs`` envs: in this process, or split evenly over ``workers`` spawned processes.
 
     Both step the envs with the same actions and reset them with the same seeds, so a run's numbers
-    do not depend on ``workers`` (spawned, not forked: a fork after EGL or torch threads can hang).
+    do not depend on ``workers``.
+
+    Args:
+        limit: the envs' episode length limit (the critic reads the elapsed fraction of it).
     """
 
     def __init__(
-        self, env_factory: Callable[[], Any], feature_args: tuple[Any, ...], n_envs: int, workers: int
+        self,
+        env_factory: Callable[[], Any],
+        feature_args: tuple[Any, ...],
+        n_envs: int,
+        workers: int,
+        limit: int,
     ) -> None:
-        self.n, self.workers = n_envs, workers
+        self.n, self.per, self.limit = n_envs, n_envs // workers, limit
         self.rows = np.zeros((n_envs, LatentFeatures(*feature_args).size), np.float32)
         self.steps = np.zeros(n_envs, np.int64)
         self.returns = np.zeros(n_envs, np.float64)
-        self.local: list[_Slot] = []
-        self.pipes: list[Any] = []
-        self.processes: list[Any] = []
-        if workers == 1:
-            self.local = [_Slot(env_factory(), feature_args) for _ in range(n_envs)]
-            self.limit = self.local[0].limit
-            return
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn")
-        per = n_envs // workers
-        for _ in range(workers):
-            mine, theirs = context.Pipe()
-            process = context.Process(
-                target=_worker, args=(theirs, env_factory, feature_args, per), daemon=True
-            )
-            process.start()
-            theirs.close()
-            self.pipes.append(mine)
-            self.processes.append(process)
-        probe = env_factory()
-        self.limit = int(getattr(probe.spec, "max_episode_steps", None) or 50)
-        probe.close()
+        group = _SlotGroup if workers == 1 else _WorkerGroup
+        self.groups = [group(env_factory, feature_args, self.per) for _ in range(workers)]
 
     def elapsed(self) -> np.ndarray:
         """Each env's step index over the episode limit."""
@@ -286,16 +314,9 @@ class _Envs:
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Step every env; return rewards, episode ends and successes (rows, steps and returns updated)."""
-        if self.local:
-            results = [
-                (*slot.step(a), slot.ret, slot.row, slot.t)
-                for slot, a in zip(self.local, actions, strict=True)
-            ]
-        else:
-            per = self.n // self.workers
-            for w, pipe in enumerate(self.pipes):
-                pipe.send(("step", actions[w * per : (w + 1) * per]))
-            results = [r for pipe in self.pipes for r in pipe.recv()]
+        for w, group in enumerate(self.groups):
+            group.start("step", actions[w * self.per : (w + 1) * self.per])
+        results = [r for group in self.groups for r in group.finish()]
         rewards, dones, successes, self.returns[:], rows, self.steps[:] = (
             np.array(x) for x in zip(*results, strict=True)
         )
@@ -304,28 +325,20 @@ class _Envs:
 
     def reset(self, seeds: dict[int, int]) -> None:
         """Reset env ``i`` with seed ``seeds[i]``."""
-        if self.local:
-            for i, seed in seeds.items():
-                self.local[i].reset(seed)
-                self.rows[i], self.steps[i] = self.local[i].row, 0
-            return
-        per = self.n // self.workers
-        asked = [[(i % per, seed) for i, seed in seeds.items() if i // per == w] for w in range(self.workers)]
-        for pipe, mine in zip(self.pipes, asked, strict=True):
+        asked = [
+            [(i % self.per, seed) for i, seed in seeds.items() if i // self.per == w]
+            for w in range(len(self.groups))
+        ]
+        for group, mine in zip(self.groups, asked, strict=True):
             if mine:
-                pipe.send(("reset", mine))
-        for w, (pipe, mine) in enumerate(zip(self.pipes, asked, strict=True)):
-            if mine:
-                for (i, _), (row, t) in zip(mine, pipe.recv(), strict=True):
-                    self.rows[w * per + i], self.steps[w * per + i] = row, t
+                group.start("reset", mine)
+        for w, (group, mine) in enumerate(zip(self.groups, asked, strict=True)):
+            for (i, _), (row, t) in zip(mine, group.finish() if mine else [], strict=True):
+                self.rows[w * self.per + i], self.steps[w * self.per + i] = row, t
 
     def close(self) -> None:
-        for slot in self.local:
-            slot.env.close()
-        for pipe in self.pipes:
-            pipe.send(("close", None))
-        for process in self.processes:
-            process.join(timeout=30)
+        for group in self.groups:
+            group.close()
 
 
 class _Trainer:
@@ -505,10 +518,17 @@ def train_latent_ppo(
             raise FileNotFoundError(f"resume: no {STATE_FILE} in {out}; start the run without --resume")
         trainer.load(out)
     writer = tensorboard_writer(out / "tensorboard", _config_json(config))
-    envs = _Envs(env_factory, _feature_args(trainer.actor), config.n_envs, config.workers)
     eval_env = env_factory()
+    envs = None
     try:
-        prior_eval = _evaluate(trainer.prior, eval_env, config.eval_episodes)
+        limit = int(getattr(eval_env.spec, "max_episode_steps", None) or 50)
+        envs = _Envs(env_factory, _feature_args(trainer.actor), config.n_envs, config.workers, limit)
+        # a resumed run keeps its reference line instead of evaluating the prior again
+        prior_eval = (
+            trainer.curve[0]["prior_eval_success"]
+            if trainer.curve
+            else _evaluate(trainer.prior, eval_env, config.eval_episodes)
+        )
         envs.reset({i: trainer.next_seed + i for i in range(config.n_envs)})
         trainer.next_seed += config.n_envs
         bar = tqdm(
@@ -521,45 +541,27 @@ def train_latent_ppo(
         window: list[tuple[bool, float]] = []
         last_eval = (trainer.env_steps // config.eval_every_steps) * config.eval_every_steps
         last_save = trainer.env_steps
-        stats: dict[str, float] = {}
         while trainer.env_steps < config.total_steps:
             start = time.perf_counter()
-            batch = _collect(trainer, envs, window)
-            stats = _update(trainer, batch)
+            stats = _update(trainer, _collect(trainer, envs, window))
             trainer.env_steps += config.steps_per_update
             trainer.seconds += time.perf_counter() - start
             bar.update(config.steps_per_update)
-            if (
-                trainer.env_steps - last_eval >= config.eval_every_steps
-                or trainer.env_steps >= config.total_steps
-            ):
+            done = trainer.env_steps >= config.total_steps
+            if done or trainer.env_steps - last_eval >= config.eval_every_steps:
                 last_eval = trainer.env_steps
-                row = _curve_row(
-                    trainer, window, stats, _evaluate(trainer.actor, eval_env, config.eval_episodes)
-                )
-                row["prior_eval_success"] = prior_eval
-                trainer.curve.append(row)
+                eval_success = _evaluate(trainer.actor, eval_env, config.eval_episodes)
+                row = _curve_row(trainer, window, stats, eval_success, prior_eval)
                 window.clear()
                 _write_curve(out, trainer.curve)
-                if writer is not None:
-                    for key, value in row.items():
-                        if key != "env_steps" and value is not None:
-                            writer.add_scalar(f"latent_ppo/{key}", value, trainer.env_steps)
-                    writer.flush()
-                log(
-                    f"{trainer.env_steps} steps: eval success {row['eval_success']:.2f} (prior "
-                    f"{prior_eval:.2f}), training episodes {row['train_success'] or 0.0:.2f} of "
-                    f"{row['episodes']}"
-                )
-            if (
-                trainer.env_steps - last_save >= config.checkpoint_every_steps
-                or trainer.env_steps >= config.total_steps
-            ):
+                _log_row(writer, row, log)
+            if done or trainer.env_steps - last_save >= config.checkpoint_every_steps:
                 last_save = trainer.env_steps
                 trainer.save(out)
         bar.close()
     finally:
-        envs.close()
+        if envs is not None:
+            envs.close()
         eval_env.close()
         if writer is not None:
             writer.close()
@@ -567,20 +569,41 @@ def train_latent_ppo(
 
 
 def _curve_row(
-    trainer: _Trainer, window: list[tuple[bool, float]], stats: dict[str, float], eval_success: float
+    trainer: _Trainer,
+    window: list[tuple[bool, float]],
+    stats: dict[str, float],
+    eval_success: float,
+    prior_eval_success: float,
 ) -> dict[str, float | None]:
+    """The learning curve's row for now (appended to ``trainer.curve``)."""
     nan = None  # no episode ended, no actor update yet: an empty cell, not a number
-    return dict(
+    row = dict(
         env_steps=trainer.env_steps,
         episodes=trainer.episodes,
         train_success=float(np.mean([s for s, _ in window])) if window else nan,
         train_return=float(np.mean([r for _, r in window])) if window else nan,
         eval_success=eval_success,
+        prior_eval_success=prior_eval_success,
         prior_coef=trainer.config.prior_weight(trainer.env_steps),
         noise_std=float(trainer.log_std.detach().exp().mean()),
         approx_kl=stats.get("approx_kl", nan),
         value_loss=stats.get("value_loss", nan),
         seconds=round(trainer.seconds, 1),
+    )
+    trainer.curve.append(row)
+    return row
+
+
+def _log_row(writer: Any, row: dict[str, Any], log: Callable[[str], None]) -> None:
+    if writer is not None:
+        for key, value in row.items():
+            if key != "env_steps" and value is not None:
+                writer.add_scalar(f"latent_ppo/{key}", value, row["env_steps"])
+        writer.flush()
+    log(
+        f"{row['env_steps']} steps: eval success {row['eval_success']:.2f} (prior "
+        f"{row['prior_eval_success']:.2f}), training episodes {row['train_success'] or 0.0:.2f} of "
+        f"{row['episodes']}"
     )
 
 

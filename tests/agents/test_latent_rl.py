@@ -175,7 +175,7 @@ def test_worker_processes_give_the_same_rollouts_as_one_process(prior, env_facto
     batches = []
     for workers in (1, 2):
         trainer = _Trainer(prior, LatentPPO(n_envs=2, rollout_steps=52, workers=workers))
-        envs = _Envs(env_factory, _feature_args(trainer.actor), 2, workers)
+        envs = _Envs(env_factory, _feature_args(trainer.actor), 2, workers, limit=50)
         try:
             envs.reset({0: TRAIN_SEED_BASE, 1: TRAIN_SEED_BASE + 1})
             trainer.next_seed = TRAIN_SEED_BASE + 2
