@@ -352,7 +352,6 @@ class _Trainer:
         self.sampler = torch.Generator().manual_seed(config.seed)
         self.prior = copy.deepcopy(prior).eval().requires_grad_(False)
         self.actor = copy.deepcopy(prior).train()
-        self.actor.features = LatentFeatures(*_feature_args(prior))
         self.critic = _Critic(prior, config.critic_hidden)
         self.log_std = nn.Parameter(torch.full((prior.action_dim,), math.log(config.initial_noise_std)))
         self.log_std.requires_grad_(config.learn_noise)
@@ -377,7 +376,6 @@ class _Trainer:
     def trained_agent(self) -> LatentBCAgent:
         """The actor as a plain latent agent (in eval mode), its RL settings and curve recorded."""
         agent = copy.deepcopy(self.actor).eval()
-        agent.features = LatentFeatures(*_feature_args(agent))
         rl = dict(algo="ppo (bwgym.agents.latent_rl)", **_config_json(self.config), env_steps=self.env_steps)
         agent.train_config = dict(self.prior.train_config, rl=rl)
         agent.extra_meta = dict(curve=self.curve, train_seconds=round(self.seconds, 1))

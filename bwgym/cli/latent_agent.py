@@ -93,9 +93,6 @@ def _command(
     for name in recorded:
         value = getattr(args, name)
         if value is not None:
-            if value is True or value is False:
-                parts += [f"--{name.replace('_', '-')}"] if value else []
-                continue
             text = ",".join(str(v) for v in value) if name == "hidden" else str(value)
             parts += [f"--{name.replace('_', '-')}", text]
     return shlex.join(parts)
@@ -123,6 +120,7 @@ def cmd_train_latent_agent(args: argparse.Namespace) -> int:
 
     from bwgym.agents.latent_bc import LatentBCAgent, LatentTraining, train_latent_bc
     from bwgym.common.checkpoint import sidecar_path
+    from bwgym.common.files import atomic_write_text
     from bwgym.scenarios.config import ConfigError
     from bwgym.scenarios.factory import make_env, validate
 
@@ -174,7 +172,7 @@ def cmd_train_latent_agent(args: argparse.Namespace) -> int:
         arch=agent.arch,
         train_config=agent.train_config,
     )
-    sidecar_path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    atomic_write_text(sidecar_path(args.out), json.dumps(report, indent=1) + "\n")
     validate(
         dataclasses.replace(
             scenario, agent=dataclasses.replace(scenario.agent, name="latent_bc", checkpoint=str(args.out))
@@ -195,6 +193,7 @@ def cmd_train_latent_ppo(args: argparse.Namespace) -> int:
     from bwgym.agents.latent_bc import LatentBCAgent
     from bwgym.agents.latent_rl import LatentPPO, train_latent_ppo
     from bwgym.common.checkpoint import sidecar_path
+    from bwgym.common.files import atomic_write_text
     from bwgym.common.plain_data import from_plain
     from bwgym.envs.latent_views import find_latent_views
     from bwgym.scenarios.config import ConfigError
@@ -237,7 +236,7 @@ def cmd_train_latent_ppo(args: argparse.Namespace) -> int:
     report = dict(
         result, checkpoint=Path(args.out).name, prior=Path(args.prior).name, curve=agent.extra_meta["curve"]
     )
-    sidecar_path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    atomic_write_text(sidecar_path(args.out), json.dumps(report, indent=1) + "\n")
     print(f"agent: {args.out}")
     return 0
 

@@ -145,6 +145,8 @@ class FleetObserver:
     VERSION = 2
     #: PSNR (dB) that reads 1; lift (m) that reads 1 (LocateLift's success height).
     PSNR_TOP_DB, LIFT_TOP_M = 50.0, 0.08
+    #: ``log2(1 + budget bits)`` that reads 1 in ``budget`` (:func:`bits_per_member` reads it back).
+    BUDGET_LOG2_TOP = 24.0
 
     def __init__(self, num_members: int, history_steps: int = 8, max_age_steps: int = 10) -> None:
         for label, value, top in (
@@ -190,7 +192,9 @@ class FleetObserver:
             )
         self._budgets.append(int(state.budget_bits))
         budget = np.zeros(self.history_steps)
-        history = np.log2(1.0 + np.maximum(np.asarray(self._budgets, dtype=np.float64), 0.0)) / 24.0
+        history = (
+            np.log2(1.0 + np.maximum(np.asarray(self._budgets, dtype=np.float64), 0.0)) / self.BUDGET_LOG2_TOP
+        )
         budget[-len(history) :] = history
         active = state.active.astype(np.float64)
         age = np.where(state.frame_age_steps < 0, self.max_age_steps, state.frame_age_steps)
@@ -464,7 +468,8 @@ def _load_policy(path: Path) -> FleetScorer | FleetErrorModel:
 
 def bits_per_member(obs: dict[str, np.ndarray], active: np.ndarray) -> float:
     """Bits per active member this step: the shared budget over the active members, read back from a :class:`FleetObserver` observation."""
-    budget_bits = 2.0 ** (24.0 * float(np.asarray(obs["budget"]).reshape(-1)[-1])) - 1.0
+    top = FleetObserver.BUDGET_LOG2_TOP
+    budget_bits = 2.0 ** (top * float(np.asarray(obs["budget"]).reshape(-1)[-1])) - 1.0
     return budget_bits / max(1, int(np.count_nonzero(active)))
 
 
